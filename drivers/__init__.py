@@ -1,0 +1,1 @@
+"""Modbus transports and device profiles (register maps from the vendors' documents)."""

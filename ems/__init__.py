@@ -1,0 +1,1 @@
+"""The ``ems`` command line: one entry point for hub, edge, simulator and demo."""

@@ -1,0 +1,197 @@
+"""Every frame of protocol v1 other than the reading itself, and the device-frame parser.
+
+Device -> hub: a reading, or ``{"type": "batch", "items": [...]}``.
+Hub -> device: ``ack`` and ``error``. Hub -> dashboard: ``status`` and ``reading``.
+
+The parser never raises on bad input: it returns what was valid and, per
+rejected reading, a reason the hub can count, log and send back, so one bad
+item never costs the good ones beside it (PROTOCOL.md, "A batch").
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from telemetry.reading import Reading, format_ts
+
+MAX_FRAME_BYTES: Final = 1024 * 1024  # PROTOCOL.md: larger closes with 1009
+MAX_BATCH_ITEMS: Final = 1000  # PROTOCOL.md, "A batch"
+
+
+class CloseCode(enum.IntEnum):
+    """WebSocket close codes the protocol uses (PROTOCOL.md, "Close codes"; RFC 6455 7.4.1)."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    POLICY_VIOLATION = 1008
+    MESSAGE_TOO_BIG = 1009
+    TRY_AGAIN_LATER = 1013
+
+
+class FrameProblem(enum.StrEnum):
+    """Why a device frame (or part of it) was dropped; used as a metrics label."""
+
+    BINARY = "binary"
+    TOO_LARGE = "too_large"
+    NOT_JSON = "not_json"
+    NOT_AN_OBJECT = "not_an_object"
+    BAD_BATCH = "bad_batch"
+    INVALID_READING = "invalid_reading"
+    BATCH_ITEM_WITHOUT_SEQ = "batch_item_without_seq"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """One reading (or a whole frame) that was dropped, with why."""
+
+    problem: FrameProblem
+    reason: str
+    seq: int | None = None  # set when the rejected reading carried a usable seq
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedFrame:
+    """What one device frame held: valid readings, and what was rejected."""
+
+    readings: tuple[Reading, ...] = ()
+    rejected: tuple[Rejected, ...] = ()
+    is_batch: bool = False
+
+
+@dataclass(slots=True)
+class _Collector:
+    readings: list[Reading] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+def describe_validation_error(err: ValidationError) -> str:
+    """``battery.soc_pct: must be <= 100``-style text for the first problem of an error."""
+    first = err.errors(include_url=False)[0]
+    location = ".".join(str(part) for part in first["loc"]) or "reading"
+    message = first["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    ctx = first.get("ctx") or {}
+    if first["type"] in {"less_than_equal", "greater_than_equal", "less_than", "greater_than"}:
+        bound = next(iter(ctx.values()), None)
+        op = {
+            "less_than_equal": "<=",
+            "greater_than_equal": ">=",
+            "less_than": "<",
+            "greater_than": ">",
+        }[first["type"]]
+        if isinstance(bound, float) and bound.is_integer():
+            bound = int(bound)
+        message = f"must be {op} {bound}"
+    return f"{location}: {message}"
+
+
+def _seq_of(raw: Any) -> int | None:
+    if isinstance(raw, dict):
+        seq = raw.get("seq")
+        if isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0:
+            return seq
+    return None
+
+
+def _validate_one(raw: Any, out: _Collector, *, now: datetime | None, require_seq: bool) -> None:
+    if require_seq and _seq_of(raw) is None:
+        out.rejected.append(
+            Rejected(FrameProblem.BATCH_ITEM_WITHOUT_SEQ, "seq: required in a batch item")
+        )
+        return
+    try:
+        reading = Reading.model_validate(raw, context={"now": now} if now else None)
+    except ValidationError as err:
+        out.rejected.append(
+            Rejected(FrameProblem.INVALID_READING, describe_validation_error(err), _seq_of(raw))
+        )
+        return
+    out.readings.append(reading)
+
+
+def parse_device_frame(text: str | bytes, *, now: datetime | None = None) -> ParsedFrame:
+    """Parse one device text frame; never raises on bad input.
+
+    ``now`` is the hub's clock for the "5 minutes ahead" rule (defaults to the
+    current time).
+    """
+    if isinstance(text, bytes):
+        return ParsedFrame(rejected=(Rejected(FrameProblem.BINARY, "binary frame"),))
+    if len(text) > MAX_FRAME_BYTES:
+        return ParsedFrame(rejected=(Rejected(FrameProblem.TOO_LARGE, "frame over 1 MiB"),))
+    try:
+        raw = json.loads(text)
+    except ValueError as err:
+        return ParsedFrame(rejected=(Rejected(FrameProblem.NOT_JSON, f"not JSON: {err}"),))
+    if not isinstance(raw, dict):
+        return ParsedFrame(
+            rejected=(Rejected(FrameProblem.NOT_AN_OBJECT, "frame is not a JSON object"),)
+        )
+    out = _Collector()
+    if raw.get("type") == "batch":
+        items = raw.get("items")
+        if not isinstance(items, list) or not items or len(items) > MAX_BATCH_ITEMS:
+            reason = f"items: must be a list of 1 to {MAX_BATCH_ITEMS} readings"
+            return ParsedFrame(rejected=(Rejected(FrameProblem.BAD_BATCH, reason),), is_batch=True)
+        for item in items:
+            _validate_one(item, out, now=now, require_seq=True)
+        return ParsedFrame(tuple(out.readings), tuple(out.rejected), is_batch=True)
+    if "type" in raw and raw["type"] != "reading":
+        return ParsedFrame(
+            rejected=(Rejected(FrameProblem.NOT_AN_OBJECT, f"unknown frame type {raw['type']!r}"),)
+        )
+    _validate_one(raw, out, now=now, require_seq=False)
+    return ParsedFrame(tuple(out.readings), tuple(out.rejected))
+
+
+class _Frame(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class AckFrame(_Frame):
+    """Hub -> device: every seq in the ranges is committed or was rejected as invalid."""
+
+    type: Literal["ack"] = "ack"
+    ranges: list[tuple[int, int]]
+
+
+class ErrorFrame(_Frame):
+    """Hub -> device: why a reading was rejected."""
+
+    type: Literal["error"] = "error"
+    seq: int | None = None
+    reason: str
+
+
+class StatusFrame(_Frame):
+    """Hub -> dashboard: the device connected or disconnected."""
+
+    type: Literal["status"] = "status"
+    device_id: str
+    online: bool
+    since: str | None = None
+
+
+def batch_frame(readings: list[dict[str, Any]]) -> str:
+    """A device -> hub batch frame for readings already in wire form."""
+    if not 0 < len(readings) <= MAX_BATCH_ITEMS:
+        raise ValueError(f"a batch holds 1 to {MAX_BATCH_ITEMS} readings, not {len(readings)}")
+    return json.dumps({"type": "batch", "items": readings}, separators=(",", ":"))
+
+
+def dashboard_reading(device_id: str, reading: Reading, received_at: datetime) -> dict[str, Any]:
+    """Hub -> dashboard reading frame (PROTOCOL.md, "Hub -> dashboard")."""
+    frame: dict[str, Any] = {
+        "type": "reading",
+        "device_id": device_id,
+        "received_at": format_ts(received_at),
+    }
+    frame.update(reading.to_wire())
+    return frame

@@ -1,0 +1,175 @@
+"""A reading as it travels on the wire (PROTOCOL.md, "A reading").
+
+Every field carries its physical range here, once, so the hub's gatekeeper,
+the edge's sampler and the simulators all agree on what "valid" means. Units
+are in the names; signs follow PROTOCOL.md ("Signs").
+
+Unknown keys are ignored (PROTOCOL.md: "Unknown keys are ignored"); NaN and
+Infinity are refused everywhere (``allow_inf_nan=False``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Final, get_args, get_origin
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+# PROTOCOL.md: "a power beyond +-10 MW" is invalid.
+MAX_POWER_W: Final = 10_000_000.0
+# A reading before this instant cannot come from a synced clock (PROTOCOL.md, `ts`).
+EARLIEST_TS: Final = datetime(2020, 1, 1, tzinfo=UTC)
+# PROTOCOL.md, `ts`: "more than 5 minutes ahead of the hub's clock is invalid".
+MAX_CLOCK_AHEAD: Final = timedelta(minutes=5)
+MAX_SEQ: Final = 2**63 - 1  # stored as BIGINT
+
+Power = Annotated[float, Field(ge=-MAX_POWER_W, le=MAX_POWER_W)]
+NonNegativePower = Annotated[float, Field(ge=0.0, le=MAX_POWER_W)]
+# DC strings reach 1,500 V; nothing we read legitimately exceeds 2 kV.
+Voltage = Annotated[float, Field(ge=0.0, le=2_000.0)]
+Current = Annotated[float, Field(ge=-10_000.0, le=10_000.0)]
+Frequency = Annotated[float, Field(ge=40.0, le=70.0)]
+# 1e15 Wh is a terawatt for a century: any larger counter is garbage.
+Energy = Annotated[float, Field(ge=0.0, le=1e15)]
+Percent = Annotated[float, Field(ge=0.0, le=100.0)]
+Temperature = Annotated[float, Field(ge=-60.0, le=150.0)]
+PowerFactor = Annotated[float, Field(ge=-1.0, le=1.0)]
+CellVoltage = Annotated[float, Field(ge=0.0, le=5.0)]
+StateName = Annotated[str, Field(min_length=1, max_length=32)]
+ExtraName = Annotated[str, Field(min_length=1, max_length=64)]
+ExtraValue = Annotated[float, Field(ge=-1e15, le=1e15)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False, frozen=True)
+
+
+class Inverter(_Section):
+    ac_power_w: Power | None = None
+    ac_voltage_v: Voltage | None = None
+    ac_current_a: Current | None = None
+    ac_frequency_hz: Frequency | None = None
+    dc_power_w: Power | None = None
+    energy_total_wh: Energy | None = None
+    temperature_c: Temperature | None = None
+    state: StateName | None = None
+
+
+class Grid(_Section):
+    power_w: Power | None = None
+    voltage_v: Voltage | None = None
+    current_a: Current | None = None
+    frequency_hz: Frequency | None = None
+    power_factor: PowerFactor | None = None
+    import_energy_wh: Energy | None = None
+    export_energy_wh: Energy | None = None
+    phase_voltage_v: Annotated[list[Voltage], Field(max_length=3)] | None = None
+    phase_power_w: Annotated[list[Power], Field(max_length=3)] | None = None
+
+
+class Solar(_Section):
+    pv_power_w: NonNegativePower | None = None
+    pv_voltage_v: Voltage | None = None
+    pv_current_a: Current | None = None
+    energy_today_wh: Energy | None = None
+    energy_total_wh: Energy | None = None
+
+
+class Battery(_Section):
+    soc_pct: Percent | None = None
+    soh_pct: Percent | None = None
+    power_w: Power | None = None
+    voltage_v: Voltage | None = None
+    current_a: Current | None = None
+    temperature_c: Temperature | None = None
+    cell_voltage_min_v: CellVoltage | None = None
+    cell_voltage_max_v: CellVoltage | None = None
+    state: StateName | None = None
+
+
+SECTION_MODELS: Final[dict[str, type[_Section]]] = {
+    "inverter": Inverter,
+    "grid": Grid,
+    "solar": Solar,
+    "battery": Battery,
+}
+
+
+def _numeric_fields() -> tuple[tuple[str, str], ...]:
+    """(section, field) of every scalar number a reading can carry.
+
+    Derived from the models so storage columns and bucket averages never
+    drift from the wire schema.
+    """
+    fields: list[tuple[str, str]] = []
+    for section, model in SECTION_MODELS.items():
+        for name, info in model.model_fields.items():
+            # `Power | None` keeps its Annotated[float, ...] member inside the union.
+            members = [
+                (get_origin(arg) and get_args(arg)[0]) or arg for arg in get_args(info.annotation)
+            ]
+            if float in members:
+                fields.append((section, name))
+    return tuple(fields)
+
+
+NUMERIC_FIELDS: Final = _numeric_fields()
+
+
+class Reading(BaseModel):
+    """One measurement instant of one device (PROTOCOL.md, "A reading")."""
+
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False, frozen=True)
+
+    seq: Annotated[int, Field(ge=0, le=MAX_SEQ, strict=True)] | None = None
+    ts: datetime
+    inverter: Inverter | None = None
+    grid: Grid | None = None
+    solar: Solar | None = None
+    battery: Battery | None = None
+    extra: Annotated[dict[ExtraName, ExtraValue], Field(max_length=256)] | None = None
+
+    @field_validator("ts")
+    @classmethod
+    def _ts_is_plausible(cls, value: datetime, info: ValidationInfo) -> datetime:
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("must carry a UTC offset (RFC 3339)")
+        value = value.astimezone(UTC)
+        if value < EARLIEST_TS:
+            raise ValueError("is before 2020-01-01: the sender's clock is not synced")
+        context = info.context if isinstance(info.context, dict) else {}
+        now = context.get("now")
+        if not isinstance(now, datetime):
+            now = datetime.now(UTC)
+        if value > now + MAX_CLOCK_AHEAD:
+            raise ValueError("is more than 5 minutes ahead of the hub's clock")
+        return value
+
+    @model_validator(mode="after")
+    def _has_a_section(self) -> Reading:
+        if all(getattr(self, name) is None for name in SECTION_MODELS):
+            raise ValueError("a reading needs at least one of inverter, grid, solar, battery")
+        return self
+
+    def to_wire(self) -> dict[str, Any]:
+        """The reading as a JSON-ready dict: absent fields left out, ts in RFC 3339 UTC."""
+        data = self.model_dump(mode="json", exclude_none=True)
+        data["ts"] = format_ts(self.ts)
+        return data
+
+
+def format_ts(value: datetime) -> str:
+    """RFC 3339 in UTC with a ``Z`` and the microseconds the value has."""
+    value = value.astimezone(UTC)
+    if value.microsecond:
+        text = value.strftime("%Y-%m-%dT%H:%M:%S.%f").rstrip("0")
+    else:
+        text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    return text + "Z"
