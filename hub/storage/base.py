@@ -1,0 +1,96 @@
+"""The storage interface every backend implements (PostgreSQL/TimescaleDB, SQLite).
+
+The hub's cold path and HTTP API speak only to this interface; which backend
+sits behind it is chosen once, at start-up, from the database URL.
+
+Exceptions::
+
+    StorageError
+     └── StorageUnavailable   the database cannot be reached or the connection broke;
+                              the writer keeps the batch unacked and reconnects with backoff
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from telemetry import Reading
+
+
+class StorageError(Exception):
+    """Base of the storage layer's own errors."""
+
+
+class StorageUnavailable(StorageError):
+    """The database is unreachable or the connection broke mid-operation."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReading:
+    """One validated reading on its way into storage."""
+
+    device_id: str
+    reading: Reading
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRecord:
+    """A device the hub knows: it has a token or a stored reading."""
+
+    device_id: str
+    last_seen: datetime | None  # ts of its newest stored reading
+    last_reading: dict[str, Any] | None  # that reading in wire form (PROTOCOL.md)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    """A device token as stored: only its hash, never the token itself."""
+
+    device_id: str
+    token_hash: str
+    created_at: datetime
+
+
+class Storage(Protocol):
+    """What the hub needs from a database. Every method may raise ``StorageUnavailable``."""
+
+    async def open(self) -> None:
+        """Connect and create or migrate the schema (versioned, re-runnable)."""
+
+    async def close(self) -> None:
+        """Release every connection."""
+
+    async def check(self) -> None:
+        """Raise ``StorageUnavailable`` unless the database answers now."""
+
+    async def write_readings(self, rows: Sequence[StoredReading]) -> None:
+        """Store rows in one transaction; idempotent on (device_id, ts).
+
+        When this returns, every row is committed (or was already stored).
+        """
+
+    async def readings(
+        self, device_id: str, start: datetime, end: datetime, limit: int
+    ) -> list[dict[str, Any]]:
+        """Stored readings with ``start <= ts < end`` in time order, in wire form."""
+
+    async def buckets(
+        self, device_id: str, start: datetime, end: datetime, bucket: timedelta
+    ) -> list[dict[str, Any]]:
+        """Per-bucket averages of every numeric field: ``[{"ts", "inverter": {...}, ...}]``."""
+
+    async def devices(self) -> list[DeviceRecord]:
+        """Every device with a token or a stored reading."""
+
+    async def add_token(self, record: TokenRecord) -> None:
+        """Store a new token hash for a device (a device may hold several)."""
+
+    async def tokens(self) -> list[TokenRecord]:
+        """Every live token, oldest first."""
+
+    async def revoke_tokens(self, device_id: str) -> int:
+        """Delete every token of a device; returns how many there were."""
