@@ -1,0 +1,147 @@
+"""The device driver the edge agent uses: a profile plus a unit on a bus.
+
+``await device.read()`` runs the profile's read plan (one transaction per planned
+request, on the bus's transport, which serialises them with the other devices
+of the bus) and returns a frozen :class:`DeviceReading`, or raises a
+:class:`~drivers.errors.DriverError`. Values are decoded only when every request
+of the plan succeeded: a reading never mixes old and new registers.
+
+SunSpec devices are discovered on the first read; the discovered map is kept
+until a read fails with an exception response (the device may have been
+replaced or reconfigured), then discovered again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import MappingProxyType
+
+from drivers.errors import ExceptionResponse, ModbusError, NoResponse
+from drivers.profile import RegisterImage, RegisterMap, Sections, Value, decode_map
+from drivers.profiles import ProfileName, fixed_map, sunspec
+from drivers.registers import RegisterType
+from drivers.transports.base import Transport
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DeviceReading:
+    """One device's decoded values, by protocol section, and when they were read."""
+
+    sections: Mapping[str, Mapping[str, Value]]
+    read_at: datetime  # wall clock (UTC) when the last request completed
+    duration_s: float  # from the first request to the last answer
+    transactions: int
+
+    def section(self, name: str) -> Mapping[str, Value]:
+        return self.sections.get(name, MappingProxyType({}))
+
+
+def _freeze(sections: Sections) -> Mapping[str, Mapping[str, Value]]:
+    return MappingProxyType({k: MappingProxyType(dict(v)) for k, v in sections.items()})
+
+
+async def run_plan(transport: Transport, reg_map: RegisterMap, unit: int) -> RegisterImage:
+    """Every request of ``reg_map``'s plan, as a register image."""
+    image: RegisterImage = {}
+    for request in reg_map.plan:
+        values = await transport.read(
+            request.register_type, request.address, request.count, unit=unit
+        )
+        table = image.setdefault(request.register_type, {})
+        for i, value in enumerate(values):
+            table[request.address + i] = value
+    return image
+
+
+class Device:
+    """A device on a bus: ``read()`` decodes it with its profile."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        unit: int,
+        profile: ProfileName | RegisterMap,
+        name: str = "",
+    ) -> None:
+        self.transport = transport
+        self.unit = unit
+        self.name = name or f"unit {unit}"
+        if isinstance(profile, RegisterMap):
+            self._map: RegisterMap | None = profile
+            self._discover = False
+        else:
+            self._map = fixed_map(profile)
+            self._discover = profile is ProfileName.SUNSPEC
+
+    @property
+    def register_map(self) -> RegisterMap | None:
+        """The map in use (None for a SunSpec device not discovered yet)."""
+        return self._map
+
+    async def _read_holding(self, address: int, count: int) -> Sequence[int]:
+        return await self.transport.read(RegisterType.HOLDING, address, count, unit=self.unit)
+
+    async def _resolve(self) -> RegisterMap:
+        if self._map is None:
+            chain = await sunspec.discover(self._read_holding, unit=self.unit)
+            logger.info(
+                "%s: SunSpec at %d, models %s",
+                self.name,
+                chain.base,
+                [m.model_id for m in chain.models],
+            )
+            self._map = sunspec.register_map(chain)
+        return self._map
+
+    async def read(self) -> DeviceReading:
+        started = time.monotonic()
+        before = self.transport.transactions
+        reg_map = await self._resolve()
+        try:
+            image = await run_plan(self.transport, reg_map, self.unit)
+        except ExceptionResponse:
+            if self._discover:
+                self._map = None  # re-discover on the next read
+            raise
+        sections = decode_map(reg_map, image)
+        return DeviceReading(
+            sections=_freeze(sections),
+            read_at=datetime.now(UTC),
+            duration_s=time.monotonic() - started,
+            transactions=self.transport.transactions - before,
+        )
+
+
+async def scan(
+    transport: Transport,
+    units: Iterable[int],
+    *,
+    register_type: RegisterType = RegisterType.HOLDING,
+    address: int = 0,
+) -> tuple[int, ...]:
+    """Unit ids that answer on the bus (for ``ems edge scan``).
+
+    Any answer counts, an exception response included (the device is there, the
+    register is not); silence, garbage and other units' frames do not.
+    """
+    found = []
+    for unit in units:
+        try:
+            await transport.read(register_type, address, 1, unit=unit)
+        except ExceptionResponse:
+            found.append(unit)
+        except NoResponse:
+            continue
+        except ModbusError as err:
+            logger.debug("scan: %s", err)
+            continue
+        else:
+            found.append(unit)
+    return tuple(found)

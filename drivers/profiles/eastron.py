@@ -1,0 +1,81 @@
+"""Eastron SDM630 (three-phase) and SDM120 (single-phase) energy meters.
+
+Source: Eastron "SDM630 Modbus Protocol" (V1.5/V2) and "SDM120 Modbus Protocol"
+(V2.4), input register table ("Modbus Protocol Input Register Parameter
+Addresses"). Every parameter is an IEEE 754 float32 in two input registers, high
+word first; the documents list them as 3xxxx register numbers whose PDU address
+is the number minus 30001 (e.g. 30053 -> 0x0034). The documents also limit a
+request to 40 parameters, i.e. 80 registers ("Each request for data must be
+restricted to 40 parameters or less").
+
+Signs: the meter reports total system power positive when the site imports,
+which is already the protocol's convention for ``grid.power_w``; energies are
+in kWh and become Wh here.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from drivers.profile import Point, RegisterMap, target
+from drivers.registers import DataType, RegisterType
+
+SOURCE: Final = "Eastron SDM630 Modbus Protocol V1.5 / SDM120 Modbus Protocol V2.4, input registers"
+# "Each request for data must be restricted to 40 parameters or less" (float32 each).
+EASTRON_MAX_REGISTERS: Final = 80
+# 30001-30076 are all documented parameters (volts, amps, VA, var, PF, angles, ...),
+# so bridging any gap there reads real registers: a whole poll is one request.
+EASTRON_MAX_GAP: Final = EASTRON_MAX_REGISTERS
+
+
+def _float(name: str, register_number: int, path: str | None, scale: float = 1.0) -> Point:
+    return Point(
+        name=name,
+        address=register_number - 30001,
+        register_type=RegisterType.INPUT,
+        data_type=DataType.FLOAT32,
+        target=None if path is None else target(path),
+        scale=scale,
+    )
+
+
+SDM630: Final = RegisterMap(
+    name="eastron_sdm630",
+    source=SOURCE,
+    max_count=EASTRON_MAX_REGISTERS,
+    max_gap=EASTRON_MAX_GAP,
+    points=(
+        _float("Phase 1 line to neutral volts", 30001, "grid.phase_voltage_v[0]"),
+        _float("Phase 2 line to neutral volts", 30003, "grid.phase_voltage_v[1]"),
+        _float("Phase 3 line to neutral volts", 30005, "grid.phase_voltage_v[2]"),
+        _float("Phase 1 current", 30007, "extra.grid_phase_current_l1_a"),
+        _float("Phase 2 current", 30009, "extra.grid_phase_current_l2_a"),
+        _float("Phase 3 current", 30011, "extra.grid_phase_current_l3_a"),
+        _float("Phase 1 power", 30013, "grid.phase_power_w[0]"),
+        _float("Phase 2 power", 30015, "grid.phase_power_w[1]"),
+        _float("Phase 3 power", 30017, "grid.phase_power_w[2]"),
+        _float("Average line to neutral volts", 30043, "grid.voltage_v"),
+        _float("Sum of line currents", 30049, "grid.current_a"),
+        _float("Total system power", 30053, "grid.power_w"),
+        _float("Total system power factor", 30063, "grid.power_factor"),
+        _float("Frequency of supply voltages", 30071, "grid.frequency_hz"),
+        _float("Import active energy", 30073, "grid.import_energy_wh", scale=1000.0),
+        _float("Export active energy", 30075, "grid.export_energy_wh", scale=1000.0),
+    ),
+)
+
+SDM120: Final = RegisterMap(
+    name="eastron_sdm120",
+    source=SOURCE,
+    max_count=EASTRON_MAX_REGISTERS,
+    max_gap=EASTRON_MAX_GAP,
+    points=(
+        _float("Voltage", 30001, "grid.voltage_v"),
+        _float("Current", 30007, "grid.current_a"),
+        _float("Active power", 30013, "grid.power_w"),
+        _float("Power factor", 30031, "grid.power_factor"),
+        _float("Frequency", 30071, "grid.frequency_hz"),
+        _float("Import active energy", 30073, "grid.import_energy_wh", scale=1000.0),
+        _float("Export active energy", 30075, "grid.export_energy_wh", scale=1000.0),
+    ),
+)

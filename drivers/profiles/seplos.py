@@ -1,0 +1,122 @@
+"""Seplos V3 battery management system (Modbus-RTU).
+
+Source: Seplos "BMS V3.0 communication protocol (Modbus)", input registers
+(function code 04): table PIA from 0x1000 (pack summary) and table PIB from
+0x1100 (cell voltages and temperatures). Units as documented: 10 mV, 10 mA,
+10 mAh, 0.1 % for SOC/SOH, 1 mV for cells and 0.1 K for temperatures with 2731
+meaning 0 degC.
+
+Signs: the BMS reports charge current positive; the protocol wants discharge
+positive (PROTOCOL.md, "Signs"), hence the negative scale on 0x1001.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from drivers.profile import Point, RegisterMap, Sections, target
+from drivers.registers import DataType, RegisterType
+
+SOURCE: Final = "Seplos BMS V3.0 Modbus protocol, input registers PIA 0x1000, PIB 0x1100"
+KELVIN_OFFSET: Final = -273.1  # "0.1 K", 2731 = 0 degC
+CELLS: Final = 16
+CELL_TEMPERATURES: Final = 4
+# |I| below this is "idle": the BMS's 10 mA resolution plus sensor offset.
+IDLE_CURRENT_A: Final = 0.05
+
+
+def _reg(
+    name: str,
+    address: int,
+    path: str,
+    scale: float,
+    data_type: DataType = DataType.UINT16,
+    offset: float = 0.0,
+) -> Point:
+    return Point(
+        name=name,
+        address=address,
+        register_type=RegisterType.INPUT,
+        data_type=data_type,
+        target=target(path),
+        scale=scale,
+        offset=offset,
+    )
+
+
+def _derive(sections: Sections) -> None:
+    """Battery power and state from pack voltage and current (not registers of V3)."""
+    battery = sections.get("battery", {})
+    voltage, current = battery.get("voltage_v"), battery.get("current_a")
+    if isinstance(voltage, float) and isinstance(current, float):
+        battery["power_w"] = round(voltage * current, 2)
+        if current > IDLE_CURRENT_A:
+            battery["state"] = "discharging"
+        elif current < -IDLE_CURRENT_A:
+            battery["state"] = "charging"
+        else:
+            battery["state"] = "idle"
+
+
+_PIA: Final = (
+    _reg("Pack voltage", 0x1000, "battery.voltage_v", 0.01),
+    _reg("Current", 0x1001, "battery.current_a", -0.01, DataType.INT16),
+    _reg("Remaining capacity", 0x1002, "extra.bms_remaining_capacity_ah", 0.01),
+    _reg("Total capacity", 0x1003, "extra.bms_full_capacity_ah", 0.01),
+    _reg("Total discharge capacity", 0x1004, "extra.bms_total_discharge_ah", 10.0),
+    _reg("SOC", 0x1005, "battery.soc_pct", 0.1),
+    _reg("SOH", 0x1006, "battery.soh_pct", 0.1),
+    _reg("Cycle", 0x1007, "extra.bms_cycle_count", 1.0),
+    _reg("Average cell voltage", 0x1008, "extra.bms_cell_voltage_avg_v", 0.001),
+    _reg("Average cell temperature", 0x1009, "battery.temperature_c", 0.1, offset=KELVIN_OFFSET),
+    _reg("Max cell voltage", 0x100A, "battery.cell_voltage_max_v", 0.001),
+    _reg("Min cell voltage", 0x100B, "battery.cell_voltage_min_v", 0.001),
+    _reg(
+        "Max cell temperature",
+        0x100C,
+        "extra.bms_cell_temperature_max_c",
+        0.1,
+        offset=KELVIN_OFFSET,
+    ),
+    _reg(
+        "Min cell temperature",
+        0x100D,
+        "extra.bms_cell_temperature_min_c",
+        0.1,
+        offset=KELVIN_OFFSET,
+    ),
+    _reg("Max discharge current", 0x100F, "extra.bms_max_discharge_current_a", 1.0),
+    _reg("Max charge current", 0x1010, "extra.bms_max_charge_current_a", 1.0),
+)
+
+_PIB: Final = (
+    *(
+        _reg(f"Cell {i + 1} voltage", 0x1100 + i, f"extra.bms_cell_voltage_{i + 1:02d}_v", 0.001)
+        for i in range(CELLS)
+    ),
+    *(
+        _reg(
+            f"Cell temperature {i + 1}",
+            0x1110 + i,
+            f"extra.bms_cell_temperature_{i + 1}_c",
+            0.1,
+            offset=KELVIN_OFFSET,
+        )
+        for i in range(CELL_TEMPERATURES)
+    ),
+    _reg(
+        "Environment temperature",
+        0x1118,
+        "extra.bms_ambient_temperature_c",
+        0.1,
+        offset=KELVIN_OFFSET,
+    ),
+    _reg("Power temperature", 0x1119, "extra.bms_power_temperature_c", 0.1, offset=KELVIN_OFFSET),
+)
+
+SEPLOS_V3: Final = RegisterMap(
+    name="seplos_v3",
+    source=SOURCE,
+    points=_PIA + _PIB,
+    derive=_derive,
+)

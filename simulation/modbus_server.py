@@ -1,0 +1,269 @@
+"""Modbus servers (pymodbus 3.16.1) serving register images: over TCP and RTU on a pty.
+
+:class:`DeviceServer` serves a set of devices (unit id -> register image), all on
+one TCP port and, optionally, on one RTU line through a :class:`PtyBridge`. Each
+device is a pymodbus ``SimDevice`` whose ``action`` hook fills the requested
+registers from our image at request time, so ``update()`` takes effect on the
+next request without touching pymodbus's internals.
+
+Like the real devices, a server refuses what they refuse: addresses outside the
+vendor's tables (exception 02) and requests longer than a device's documented
+limit (exception 03: the Eastron meters take 80 registers at most). A unit id
+that is not on the bus gets no answer, as on a real RS485 line.
+
+Faults for tests and demos (:class:`Fault`), per unit: silence, an exception
+code, garbage bytes, or an answer carrying another unit id. They are applied to
+the outgoing bytes (``trace_packet``), the one place where both framers meet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Final, Self
+
+from pymodbus.constants import ExcCodes
+from pymodbus.framer import FramerType
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
+from pymodbus.simulator import DataType, SimData, SimDevice
+
+from drivers.profile import RegisterImage
+from drivers.registers import RegisterType
+from simulation.pty_bridge import PtyBridge
+
+logger = logging.getLogger(__name__)
+
+_FUNCTION_TABLE: Final = {
+    1: RegisterType.COIL,
+    2: RegisterType.DISCRETE,
+    3: RegisterType.HOLDING,
+    4: RegisterType.INPUT,
+}
+# Bytes that never form a valid RTU frame or MBAP header (no CRC, protocol id 0xAAAA).
+GARBAGE: Final = bytes.fromhex("aa aa 55 55 aa aa 55 00 ff 13")
+
+
+class FaultKind(enum.Enum):
+    NONE = "none"
+    SILENT = "silent"  # the device stops answering
+    EXCEPTION = "exception"  # it answers every read with an exception code
+    GARBAGE = "garbage"  # noise on the line instead of its answer
+    WRONG_UNIT = "wrong_unit"  # its answer carries another unit id
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: FaultKind = FaultKind.NONE
+    code: int = ExcCodes.DEVICE_FAILURE  # for EXCEPTION
+    other_unit: int = 0  # for WRONG_UNIT
+
+
+NO_FAULT: Final = Fault()
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """A device on the server: its unit id, its tables' extents and its read limit."""
+
+    unit: int
+    image: RegisterImage
+    max_count: int = 125
+
+
+def _crc16(data: bytes) -> bytes:
+    crc = 0xFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+    return crc.to_bytes(2, "little")
+
+
+class _Device:
+    """Live registers of one unit and the pymodbus hook that serves them."""
+
+    def __init__(self, spec: DeviceSpec, server: DeviceServer) -> None:
+        self.unit = spec.unit
+        self.max_count = spec.max_count
+        self.image: RegisterImage = {t: dict(v) for t, v in spec.image.items()}
+        self._server = server
+
+    def sim_device(self) -> SimDevice:
+        blocks: list[list[SimData]] = []
+        for table in (RegisterType.COIL, RegisterType.DISCRETE):
+            addresses = sorted(self.image.get(table, {}))
+            if addresses:
+                span = addresses[-1] - addresses[0] + 1
+                blocks.append(
+                    [SimData(addresses[0], values=[False] * span, datatype=DataType.BITS)]
+                )
+            else:
+                # pymodbus needs a block per table; an unused bit at 0 stands in.
+                blocks.append([SimData(0, values=False, datatype=DataType.BITS)])
+        for table in (RegisterType.HOLDING, RegisterType.INPUT):
+            addresses = sorted(self.image.get(table, {}))
+            if addresses:
+                span = addresses[-1] - addresses[0] + 1
+                blocks.append(
+                    [SimData(addresses[0], values=[0] * span, datatype=DataType.REGISTERS)]
+                )
+            else:
+                blocks.append([SimData(0, datatype=DataType.INVALID)])
+        return SimDevice(
+            self.unit,
+            simdata=(blocks[0], blocks[1], blocks[2], blocks[3]),
+            use_bit_addressing=True,
+            action=self.action,
+        )
+
+    async def action(
+        self,
+        function_code: int,
+        start_address: int,
+        address: int,
+        count: int,
+        registers: list[int],
+        set_values: list[int] | list[bool] | None,
+    ) -> ExcCodes | None:
+        fault = self._server.fault(self.unit)
+        if fault.kind is FaultKind.EXCEPTION:
+            return ExcCodes(fault.code)
+        table = _FUNCTION_TABLE.get(function_code)
+        if table is None or set_values is not None:
+            return ExcCodes.ILLEGAL_FUNCTION  # the simulated devices are read-only
+        if count > self.max_count:
+            return ExcCodes.ILLEGAL_VALUE
+        if table.is_bit:
+            return None  # no simulated device exposes bits beyond their defaults
+        values = self.image.get(table, {})
+        for i in range(count):
+            registers[address - start_address + i] = values.get(address + i, 0)
+        return None
+
+
+class DeviceServer:
+    """Devices served over TCP (and RTU on a pty): ``async with DeviceServer(...)``."""
+
+    def __init__(
+        self,
+        devices: list[DeviceSpec],
+        *,
+        tcp: tuple[str, int] | None = ("127.0.0.1", 0),
+        rtu: bool = False,
+        baudrate: int = 115200,
+    ) -> None:
+        self._devices = {spec.unit: _Device(spec, self) for spec in devices}
+        self._tcp_address = tcp
+        self._rtu = rtu
+        self._baudrate = baudrate
+        self._faults: dict[int, Fault] = {}
+        self._servers: list[ModbusTcpServer | ModbusSerialServer] = []
+        self._bridge: PtyBridge | None = None
+        self.tcp_port = 0
+        self.rtu_path = ""
+
+    # -- faults --------------------------------------------------------------
+    def fault(self, unit: int) -> Fault:
+        return self._faults.get(unit, NO_FAULT)
+
+    def set_fault(self, unit: int, fault: Fault) -> None:
+        if fault.kind is FaultKind.NONE:
+            self._faults.pop(unit, None)
+        else:
+            self._faults[unit] = fault
+        logger.info("unit %d: fault %s", unit, fault.kind.value)
+
+    def _outgoing(self, unit: int, packet: bytes, *, rtu: bool) -> bytes:
+        if unit not in self._devices:
+            return b""  # nobody at that address on a real line: silence
+        fault = self.fault(unit)
+        match fault.kind:
+            case FaultKind.SILENT:
+                return b""
+            case FaultKind.GARBAGE:
+                return GARBAGE
+            case FaultKind.WRONG_UNIT if rtu:
+                body = bytes([fault.other_unit]) + packet[1:-2]
+                return body + _crc16(body)
+            case FaultKind.WRONG_UNIT:
+                return packet[:6] + bytes([fault.other_unit]) + packet[7:]
+        return packet
+
+    def _trace_tcp(self, sending: bool, data: bytes) -> bytes:
+        if not sending or len(data) < 7:
+            return data
+        return self._outgoing(data[6], data, rtu=False)  # MBAP byte 6: unit id
+
+    def _trace_rtu(self, sending: bool, data: bytes) -> bytes:
+        if not sending or not data:
+            return data
+        return self._outgoing(data[0], data, rtu=True)
+
+    # -- registers -----------------------------------------------------------
+    def update(self, images: Mapping[int, RegisterImage]) -> None:
+        """New register values; the next request sees them (one event-loop step, atomic)."""
+        for unit, image in images.items():
+            device = self._devices.get(unit)
+            if device is None:
+                continue
+            for table, values in image.items():
+                device.image.setdefault(table, {}).update(values)
+
+    # -- lifecycle -----------------------------------------------------------
+    async def __aenter__(self) -> Self:
+        sim_devices = [d.sim_device() for d in self._devices.values()]
+        try:
+            if self._tcp_address is not None:
+                tcp = ModbusTcpServer(
+                    sim_devices,
+                    address=self._tcp_address,
+                    framer=FramerType.SOCKET,
+                    trace_packet=self._trace_tcp,
+                )
+                self._servers.append(tcp)
+                try:
+                    await tcp.serve_forever(background=True)
+                except RuntimeError as err:  # pymodbus: "Could not start listen"
+                    raise OSError(f"cannot listen on {self._tcp_address}: {err}") from err
+                sockets = getattr(tcp.transport, "sockets", None) or []
+                self.tcp_port = sockets[0].getsockname()[1] if sockets else self._tcp_address[1]
+            if self._rtu:
+                self._bridge = PtyBridge()
+                await self._bridge.__aenter__()
+                rtu = ModbusSerialServer(
+                    [d.sim_device() for d in self._devices.values()],
+                    framer=FramerType.RTU,
+                    port=self._bridge.server_path,
+                    baudrate=self._baudrate,
+                    trace_packet=self._trace_rtu,
+                )
+                self._servers.append(rtu)
+                try:
+                    await rtu.serve_forever(background=True)
+                except RuntimeError as err:
+                    raise OSError(f"cannot open {self._bridge.server_path}: {err}") from err
+                self.rtu_path = self._bridge.client_path
+        except BaseException:
+            await self.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await server.shutdown()  # type: ignore[no-untyped-call]
+        self._servers.clear()
+        if self._bridge is not None:
+            await self._bridge.__aexit__(None, None, None)
+            self._bridge = None
+        await asyncio.sleep(0)

@@ -1,0 +1,135 @@
+"""The simulated site as four Modbus devices: plant sections -> register images.
+
+Pure logic. Each device of DESIGN.md ("Simulated site") encodes the plant's
+protocol sections with the very register map the drivers decode with
+(:mod:`drivers.profiles`), so what the edge reads back is the plant's state
+within each register's resolution:
+
+| unit | device | register map |
+| --- | --- | --- |
+| 1 | battery inverter | SunSpec: common model 1, inverter 103, storage 124 at 40000 |
+| 2 | grid meter | Eastron SDM630 |
+| 3 | solar charge controller | EPEver Tracer |
+| 4 | battery BMS | Seplos V3 |
+
+A device shows what it measures: the meter the grid, the charger its PV side
+and the battery as it sees it, the BMS the pack, the inverter its AC and DC
+sides and the storage it drives. Values a device computes that the plant does
+not give directly (the BMS's average cell voltage, its hottest and coldest
+sensor) are computed here, from the plant's own numbers.
+"""
+
+from __future__ import annotations
+
+import enum
+import statistics
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from drivers.profile import RegisterImage, RegisterMap, encode_map
+from drivers.profiles import sunspec
+from drivers.profiles.eastron import SDM630
+from drivers.profiles.epever import TRACER
+from drivers.profiles.seplos import SEPLOS_V3
+from drivers.registers import RegisterType
+
+
+class Unit(enum.IntEnum):
+    """Default unit ids on the simulated bus (DESIGN.md, "Simulated site")."""
+
+    INVERTER = 1
+    GRID_METER = 2
+    CHARGER = 3
+    BMS = 4
+
+
+INVERTER_MODELS: Final = (1, 103, 124)
+INVERTER_CHAIN: Final = sunspec.layout(INVERTER_MODELS, base=sunspec.BASE_ADDRESSES[0])
+INVERTER_MAP: Final = sunspec.register_map(INVERTER_CHAIN)
+
+REGISTER_MAPS: Final[Mapping[Unit, RegisterMap]] = {
+    Unit.INVERTER: INVERTER_MAP,
+    Unit.GRID_METER: SDM630,
+    Unit.CHARGER: TRACER,
+    Unit.BMS: SEPLOS_V3,
+}
+
+
+@dataclass(frozen=True)
+class DeviceImage:
+    """One device's registers at one instant."""
+
+    unit: Unit
+    image: RegisterImage
+
+
+def _section(sections: Mapping[str, Mapping[str, object]], name: str) -> dict[str, object]:
+    return dict(sections.get(name, {}))
+
+
+def _numbers(values: Mapping[str, object], prefix: str) -> list[float]:
+    return [float(v) for k, v in values.items() if k.startswith(prefix) and isinstance(v, float)]
+
+
+def device_sections(
+    unit: Unit, sections: Mapping[str, Mapping[str, object]]
+) -> dict[str, dict[str, object]]:
+    """What ``unit`` measures, in protocol form (the input of its encoder)."""
+    extra = _section(sections, "extra")
+    battery = _section(sections, "battery")
+    out: dict[str, dict[str, object]]
+    if unit is Unit.INVERTER:
+        out = {
+            "inverter": _section(sections, "inverter"),
+            "battery": {k: battery[k] for k in ("soc_pct", "voltage_v", "state") if k in battery},
+            "extra": {
+                k: extra[k]
+                for k in ("inverter_dc_current_a", "inverter_dc_voltage_v")
+                if k in extra
+            },
+        }
+        rated = extra.get("inverter_rated_power_w")
+        if isinstance(rated, float):
+            out["extra"]["storage_max_charge_w"] = rated
+    elif unit is Unit.GRID_METER:
+        out = {"grid": _section(sections, "grid"), "extra": extra}
+    elif unit is Unit.CHARGER:
+        charger_extra: dict[str, object] = dict(extra)
+        if "temperature_c" in battery:
+            charger_extra["charger_battery_temperature_c"] = battery["temperature_c"]
+        if "soc_pct" in battery:
+            charger_extra["charger_battery_soc_pct"] = battery["soc_pct"]
+        out = {"solar": _section(sections, "solar"), "extra": charger_extra}
+    else:
+        bms_extra: dict[str, object] = dict(extra)
+        cells = _numbers(extra, "bms_cell_voltage_")
+        if cells:
+            bms_extra["bms_cell_voltage_avg_v"] = statistics.fmean(cells)
+        temperatures = _numbers(extra, "bms_cell_temperature_")
+        if temperatures:
+            bms_extra["bms_cell_temperature_max_c"] = max(temperatures)
+            bms_extra["bms_cell_temperature_min_c"] = min(temperatures)
+        if "outdoor_temperature_c" in extra:
+            bms_extra["bms_ambient_temperature_c"] = extra["outdoor_temperature_c"]
+        if "temperature_c" in battery:
+            bms_extra["bms_power_temperature_c"] = battery["temperature_c"]
+        out = {"battery": battery, "extra": bms_extra}
+    return out
+
+
+# SDM630 Modbus Protocol: input parameters run from 30001 to 30381 (float32 each);
+# those we do not simulate read as 0.0, so a client may read any documented block.
+SDM630_LAST_INPUT: Final = 30382 - 30001
+
+
+def encode_site(sections: Mapping[str, Mapping[str, object]]) -> dict[Unit, RegisterImage]:
+    """Every device's register image for one plant state."""
+    images = {
+        unit: encode_map(reg_map, device_sections(unit, sections))
+        for unit, reg_map in REGISTER_MAPS.items()
+    }
+    meter = images[Unit.GRID_METER].setdefault(RegisterType.INPUT, {})
+    for address in range(SDM630_LAST_INPUT + 1):
+        meter.setdefault(address, 0)
+    return images
