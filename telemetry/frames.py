@@ -14,9 +14,9 @@ import enum
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from telemetry.reading import Reading, format_ts
 
@@ -116,6 +116,36 @@ def _validate_one(raw: Any, out: _Collector, *, now: datetime | None, require_se
     out.readings.append(reading)
 
 
+class _Batch(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    type: Literal["batch"]
+    items: Annotated[list[Reading], Field(min_length=1, max_length=MAX_BATCH_ITEMS)]
+
+
+def _parse_valid_frame(text: str, now: datetime | None) -> ParsedFrame | None:
+    """The fast path for the common case, a wholly valid frame.
+
+    pydantic-core parses the JSON and validates in one pass, about twice as fast
+    as ``json.loads`` then ``model_validate``. Anything it refuses (or that is not
+    plainly a reading or a batch) returns ``None`` here — not a failure, but "take
+    the careful path", which classifies every problem item by item.
+    """
+    context = {"now": now} if now else None
+    try:
+        if '"type"' not in text:
+            return ParsedFrame(readings=(Reading.model_validate_json(text, context=context),))
+        if text.lstrip().startswith('{"type":"batch"') or text.lstrip().startswith(
+            '{"type": "batch"'
+        ):
+            batch = _Batch.model_validate_json(text, context=context)
+            if all(item.seq is not None for item in batch.items):
+                return ParsedFrame(readings=tuple(batch.items), is_batch=True)
+    except ValidationError:
+        pass
+    return None
+
+
 def parse_device_frame(text: str | bytes, *, now: datetime | None = None) -> ParsedFrame:
     """Parse one device text frame; never raises on bad input.
 
@@ -126,6 +156,9 @@ def parse_device_frame(text: str | bytes, *, now: datetime | None = None) -> Par
         return ParsedFrame(rejected=(Rejected(FrameProblem.BINARY, "binary frame"),))
     if len(text) > MAX_FRAME_BYTES:
         return ParsedFrame(rejected=(Rejected(FrameProblem.TOO_LARGE, "frame over 1 MiB"),))
+    fast = _parse_valid_frame(text, now)
+    if fast is not None:
+        return fast
     try:
         raw = json.loads(text)
     except ValueError as err:

@@ -181,3 +181,13 @@ def test_numeric_fields_cover_every_float_field() -> None:
     assert ("grid", "power_w") in NUMERIC_FIELDS
     assert ("battery", "state") not in NUMERIC_FIELDS
     assert ("grid", "phase_power_w") not in NUMERIC_FIELDS
+
+
+def test_fast_and_careful_paths_agree() -> None:
+    items = [reading(seq=s, ts=format_ts(NOW - timedelta(seconds=10 - s))) for s in range(3)]
+    fast = parse_device_frame(batch_frame(items), now=NOW)
+    careful = parse_device_frame(json.dumps({"items": items, "type": "batch"}), now=NOW)
+    assert fast == careful
+    assert len(fast.readings) == 3
+    typed = parse_device_frame(json.dumps({**reading(), "type": "reading"}), now=NOW)
+    assert typed == parse_device_frame(json.dumps(reading()), now=NOW)
