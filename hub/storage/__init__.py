@@ -1,0 +1,108 @@
+"""The hub's storage: one interface (:mod:`hub.storage.base`), two backends.
+
+``postgresql://`` / ``postgres://`` URLs use PostgreSQL through asyncpg, with
+TimescaleDB's features when the extension can be created (DESIGN.md, ``ems hub
+serve``); no URL means the embedded SQLite file ``<data dir>/hub.db``, the data
+dir being ``$EMS_DATA_DIR`` or ``./ems-data``. Backends are imported only when
+chosen, so a hub on SQLite never loads asyncpg.
+
+    async with storage_from_url(os.environ.get("EMS_DATABASE_URL")) as storage:
+        await storage.write_readings(rows)
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from hub.storage.base import (
+    DeviceRecord,
+    Storage,
+    StorageConfigError,
+    StorageError,
+    StorageUnavailable,
+    StoredReading,
+    TokenRecord,
+)
+
+if TYPE_CHECKING:
+    from hub.storage.postgres import PostgresOptions
+    from hub.storage.sqlite import SqliteOptions
+
+POSTGRES_SCHEMES = frozenset({"postgresql", "postgres"})
+
+__all__ = [
+    "DeviceRecord",
+    "Storage",
+    "StorageConfigError",
+    "StorageError",
+    "StorageUnavailable",
+    "StoredReading",
+    "TokenRecord",
+    "create_storage",
+    "open_storage",
+    "storage_from_url",
+]
+
+
+def create_storage(
+    database_url: str | None,
+    data_dir: Path | None = None,
+    *,
+    postgres: PostgresOptions | None = None,
+    sqlite: SqliteOptions | None = None,
+) -> Storage:
+    """The backend for ``database_url``, not yet opened.
+
+    ``postgres`` / ``sqlite``: the options of the backend that is chosen (the
+    other is ignored). Raises ``StorageConfigError`` for any other URL scheme.
+    """
+    if database_url:
+        scheme = urlsplit(database_url).scheme.lower()
+        if scheme not in POSTGRES_SCHEMES:
+            raise StorageConfigError(
+                f"unsupported database URL scheme {scheme + '://' if scheme else database_url!r}: "
+                "use postgresql://user@host:port/dbname, or no URL for the embedded SQLite file"
+            )
+        from hub.storage.postgres import PostgresStorage
+
+        return PostgresStorage(database_url, postgres)
+    from hub.storage.sqlite import DATABASE_FILE, SqliteStorage, default_data_dir
+
+    return SqliteStorage((data_dir or default_data_dir()) / DATABASE_FILE, sqlite)
+
+
+async def open_storage(
+    database_url: str | None,
+    data_dir: Path | None = None,
+    *,
+    postgres: PostgresOptions | None = None,
+    sqlite: SqliteOptions | None = None,
+) -> Storage:
+    """Choose, open and migrate the storage; the caller must ``await storage.close()``.
+
+    Raises ``StorageUnavailable`` when the database cannot be reached and
+    ``StorageConfigError`` when it can never work as configured.
+    """
+    storage = create_storage(database_url, data_dir, postgres=postgres, sqlite=sqlite)
+    await storage.open()
+    return storage
+
+
+@contextlib.asynccontextmanager
+async def storage_from_url(
+    database_url: str | None,
+    data_dir: Path | None = None,
+    *,
+    postgres: PostgresOptions | None = None,
+    sqlite: SqliteOptions | None = None,
+) -> AsyncIterator[Storage]:
+    """:func:`open_storage` as an async context manager that closes on exit."""
+    storage = await open_storage(database_url, data_dir, postgres=postgres, sqlite=sqlite)
+    try:
+        yield storage
+    finally:
+        await storage.close()

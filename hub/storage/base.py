@@ -6,8 +6,13 @@ sits behind it is chosen once, at start-up, from the database URL.
 Exceptions::
 
     StorageError
-     └── StorageUnavailable   the database cannot be reached or the connection broke;
-                              the writer keeps the batch unacked and reconnects with backoff
+     ├── StorageUnavailable   the database cannot be reached or the connection broke;
+     │                        the writer keeps the batch unacked and reconnects with backoff
+     └── StorageConfigError   the URL, the options or the database's schema cannot work
+                              (unknown scheme, schema newer than this hub, TimescaleDB
+                              required but missing); retrying will not help
+
+A bad argument to a query (an empty time range, a zero bucket) raises ``ValueError``.
 """
 
 from __future__ import annotations
@@ -26,6 +31,10 @@ class StorageError(Exception):
 
 class StorageUnavailable(StorageError):
     """The database is unreachable or the connection broke mid-operation."""
+
+
+class StorageConfigError(StorageError):
+    """The storage cannot work as configured; retrying will not help."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,266 @@
+"""The hub's HTTP API (DESIGN.md, "Hub HTTP API").
+
+``/healthz`` and ``/readyz`` for orchestration, ``/api/devices`` and the stored
+readings (raw or bucketed) for dashboards and scripts, ``/metrics`` for
+Prometheus. When the hub runs with a viewer token, the ``/api/`` routes ask for
+it like the dashboard door does (header or ``?token=``): they serve the same
+data. Storage failures answer 503 with the reason; bad parameters 422 naming
+the parameter (hub/query.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from hub.auth import bearer_token
+from hub.metrics import CONTENT_TYPE, Door, DropReason, Family, MetricType, render
+from hub.query import QueryError, format_bucket, parse_readings_query
+from hub.runtime import Hub
+from hub.storage.base import StorageError
+from telemetry import FrameProblem, format_ts, is_valid_device_id
+
+logger = logging.getLogger(__name__)
+
+READY_CHECK_TIMEOUT_S = 2.0
+
+
+def hub_of(request: Request) -> Hub:
+    hub: Hub = request.app.state.hub
+    return hub
+
+
+def require_viewer(request: Request) -> None:
+    hub = hub_of(request)
+    offered = bearer_token(request.headers.get("authorization")) or request.query_params.get(
+        "token"
+    )
+    if not hub.viewer.allows(offered):
+        raise HTTPException(status_code=401, detail="viewer token required")
+
+
+router = APIRouter()
+data_router = APIRouter(prefix="/api", dependencies=[Depends(require_viewer)])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> JSONResponse:
+    hub = hub_of(request)
+    reason = await _not_ready_reason(hub)
+    if reason is not None:
+        return JSONResponse({"status": "not ready", "reason": reason}, status_code=503)
+    return JSONResponse({"status": "ready"})
+
+
+async def _not_ready_reason(hub: Hub) -> str | None:
+    if hub.manager.closing:
+        return "shutting down"
+    try:
+        async with asyncio.timeout(READY_CHECK_TIMEOUT_S):
+            await hub.storage.check()
+    except TimeoutError:
+        return f"storage did not answer within {READY_CHECK_TIMEOUT_S:.0f} s"
+    except StorageError as err:
+        return f"storage unreachable: {err}"
+    health = hub.writer.health()
+    if not health.ready:
+        return health.reason or "writer not ready"
+    return None
+
+
+@data_router.get("/devices")
+async def devices(request: Request) -> list[dict[str, Any]]:
+    hub = hub_of(request)
+    try:
+        records = await hub.storage.devices()
+    except StorageError as err:
+        raise HTTPException(status_code=503, detail=f"storage unavailable: {err}") from err
+    known = {record.device_id: record for record in records}
+    ids = sorted(set(known) | {s.device_id for s in hub.manager.publishers()})
+    answer: list[dict[str, Any]] = []
+    for device_id in ids:
+        record = known.get(device_id)
+        last_reading: Mapping[str, Any] | None = record.last_reading if record else None
+        last_seen = record.last_seen if record else None
+        live = hub.manager.last_reading(device_id)
+        if live is not None and (last_seen is None or live[0].ts >= last_seen):
+            last_seen, last_reading = live[0].ts, live[0].to_wire()
+        answer.append(
+            {
+                "device_id": device_id,
+                "online": hub.manager.is_online(device_id),
+                "last_seen": format_ts(last_seen) if last_seen is not None else None,
+                "last_reading": last_reading,
+            }
+        )
+    return answer
+
+
+@data_router.get("/devices/{device_id}/readings")
+async def readings(
+    request: Request,
+    device_id: str,
+    start: Annotated[str | None, Query(description="RFC 3339; default end - 1 h")] = None,
+    end: Annotated[str | None, Query(description="RFC 3339; default now")] = None,
+    limit: Annotated[str | None, Query(description="1..10000, default 1000")] = None,
+    bucket: Annotated[str | None, Query(description="e.g. 60s, 5m, 1h")] = None,
+) -> dict[str, Any]:
+    hub = hub_of(request)
+    if not is_valid_device_id(device_id):
+        raise HTTPException(status_code=400, detail="device_id: 1 to 64 of A-Z a-z 0-9 _ - .")
+    try:
+        query = parse_readings_query(
+            start=start, end=end, limit=limit, bucket=bucket, now=datetime.now(UTC)
+        )
+    except QueryError as err:
+        raise HTTPException(status_code=422, detail=str(err)) from err
+    try:
+        if query.bucket is not None:
+            rows = await hub.storage.buckets(device_id, query.start, query.end, query.bucket)
+            return {"device_id": device_id, "bucket": format_bucket(query.bucket), "buckets": rows}
+        rows = await hub.storage.readings(device_id, query.start, query.end, query.limit)
+    except StorageError as err:
+        raise HTTPException(status_code=503, detail=f"storage unavailable: {err}") from err
+    return {"device_id": device_id, "readings": rows}
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> PlainTextResponse:
+    return PlainTextResponse(render(collect(hub_of(request))), media_type=CONTENT_TYPE)
+
+
+def collect(hub: Hub) -> list[Family]:
+    """Every metric family of the hub, from a snapshot of its counters."""
+    c = hub.counters
+    gauge, counter = MetricType.GAUGE, MetricType.COUNTER
+    families = [
+        Family.labelled(
+            "ems_connections",
+            "Open WebSocket connections per door.",
+            gauge,
+            "door",
+            {
+                Door.DEVICE: len(hub.manager.publishers()),
+                Door.DASHBOARD: hub.manager.dashboard_count(),
+            },
+        ),
+        Family.labelled(
+            "ems_readings_in_total",
+            "Valid readings received, per path (live or batch).",
+            counter,
+            "path",
+            {"live": c.readings_in["live"], "batch": c.readings_in["batch"]},
+        ),
+        Family.labelled(
+            "ems_invalid_total",
+            "Device frames or readings dropped as invalid, per reason.",
+            counter,
+            "reason",
+            {problem.value: hub.gatekeeper.counts[problem] for problem in FrameProblem},
+        ),
+        Family.labelled(
+            "ems_dropped_total",
+            "Valid readings or live frames dropped, per reason.",
+            counter,
+            "reason",
+            {
+                "writer_queue_full": c.dropped[DropReason.QUEUE_FULL],
+                "replaced": c.dropped[DropReason.REPLACED],
+                "dashboard_slow": hub.feed_counters.dropped,
+            },
+        ),
+        Family(
+            "ems_refused_total",
+            "Handshakes refused, per door and reason.",
+            counter,
+            tuple(
+                ({"door": door.value, "reason": str(reason)}, value)
+                for (door, reason), value in sorted(c.refused.items())
+            ),
+        ),
+        Family.single(
+            "ems_replaced_total",
+            "Device sockets replaced by a newer one (ghost protocol).",
+            counter,
+            hub.manager.replaced_count,
+        ),
+        Family.single(
+            "ems_revoked_closed_total",
+            "Device sockets closed because their token was revoked.",
+            counter,
+            c.revoked_closed,
+        ),
+        Family.single("ems_acks_sent_total", "Ack frames sent to devices.", counter, c.acks_sent),
+        Family.single("ems_acked_seqs_total", "Seqs acked to devices.", counter, c.seqs_acked),
+        Family.single("ems_errors_sent_total", "Error frames sent.", counter, c.errors_sent),
+        Family.single(
+            "ems_dashboard_frames_sent_total",
+            "Frames sent to dashboards.",
+            counter,
+            hub.feed_counters.sent,
+        ),
+        Family.single(
+            "ems_dashboards_closed_slow_total",
+            "Dashboards closed with 1013 for staying behind.",
+            counter,
+            hub.feed_counters.closed_too_slow,
+        ),
+        Family.single(
+            "ems_dashboard_queue_depth",
+            "Frames waiting in all dashboard queues.",
+            gauge,
+            sum(feed.pending for feed in hub.manager.feeds()),
+        ),
+        Family.single(
+            "ems_dashboard_queue_depth_max",
+            "Frames waiting in the fullest dashboard queue.",
+            gauge,
+            max((feed.pending for feed in hub.manager.feeds()), default=0),
+        ),
+    ]
+    families.extend(_writer_families(hub))
+    return families
+
+
+def _writer_families(hub: Hub) -> list[Family]:
+    health = hub.writer.health()
+    families = [
+        Family.single(
+            "ems_writer_ready", "1 when the writer keeps up.", MetricType.GAUGE, float(health.ready)
+        ),
+        Family.single(
+            "ems_writer_queue_depth",
+            "Readings waiting for the writer.",
+            MetricType.GAUGE,
+            health.queue_depth,
+        ),
+        Family.single(
+            "ems_writer_lag_seconds",
+            "Age of the oldest uncommitted reading.",
+            MetricType.GAUGE,
+            health.lag_s,
+        ),
+    ]
+    stats = hub.writer.stats()
+    values = dataclasses.asdict(stats) if dataclasses.is_dataclass(stats) else dict(stats)
+    for name, value in sorted(values.items()):
+        if name == "queue_depth":
+            continue  # already above, from health()
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            kind = MetricType.COUNTER if name.endswith("_total") else MetricType.GAUGE
+            families.append(
+                Family.single(f"ems_writer_{name}", f"Batch writer: {name}.", kind, value)
+            )
+    return families

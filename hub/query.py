@@ -1,0 +1,97 @@
+"""Query parameters of ``GET /api/devices/{id}/readings``, parsed on plain values.
+
+``start``/``end`` are RFC 3339 with a UTC offset (like a reading's ``ts``),
+default the last hour; ``limit`` is 1..10,000 (default 1,000); ``bucket`` is a
+duration such as ``60s``, ``5m``, ``1h`` or ``1d`` (1 s to 1 day), and a
+request may span at most ``MAX_BUCKETS`` buckets. Each problem raises
+``QueryError`` naming the parameter; the API turns it into a 422.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final
+
+DEFAULT_SPAN: Final = timedelta(hours=1)
+DEFAULT_LIMIT: Final = 1000
+MAX_LIMIT: Final = 10_000
+MIN_BUCKET: Final = timedelta(seconds=1)
+MAX_BUCKET: Final = timedelta(days=1)
+MAX_BUCKETS: Final = 100_000
+
+_BUCKET: Final = re.compile(r"(\d{1,7})(s|m|h|d)")
+_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class QueryError(ValueError):
+    """A query parameter is malformed or out of range."""
+
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(f"{parameter}: {message}")
+        self.parameter = parameter
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingsQuery:
+    start: datetime
+    end: datetime
+    limit: int
+    bucket: timedelta | None
+
+
+def parse_time(parameter: str, text: str) -> datetime:
+    """An RFC 3339 timestamp with an offset (``Z`` or ``+hh:mm``)."""
+    try:
+        value = datetime.fromisoformat(text.strip().replace("z", "Z"))
+    except ValueError as err:
+        raise QueryError(parameter, f"not an RFC 3339 time: {text!r}") from err
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise QueryError(parameter, "must carry a UTC offset, e.g. 2026-11-26T05:30:00Z")
+    return value
+
+
+def parse_bucket(text: str) -> timedelta:
+    match = _BUCKET.fullmatch(text.strip())
+    if match is None:
+        raise QueryError("bucket", f"expected a duration like 60s, 5m, 1h or 1d, not {text!r}")
+    bucket = timedelta(seconds=int(match[1]) * _UNITS[match[2]])
+    if not MIN_BUCKET <= bucket <= MAX_BUCKET:
+        raise QueryError("bucket", "must be between 1s and 1d")
+    return bucket
+
+
+def format_bucket(bucket: timedelta) -> str:
+    """The canonical spelling, in seconds (``60s``), echoed in the answer."""
+    return f"{int(bucket.total_seconds())}s"
+
+
+def parse_readings_query(
+    *,
+    start: str | None,
+    end: str | None,
+    limit: str | None,
+    bucket: str | None,
+    now: datetime,
+) -> ReadingsQuery:
+    end_at = parse_time("end", end) if end is not None else now
+    start_at = parse_time("start", start) if start is not None else end_at - DEFAULT_SPAN
+    if start_at >= end_at:
+        raise QueryError("start", "must be before end")
+    if limit is None:
+        count = DEFAULT_LIMIT
+    else:
+        try:
+            count = int(limit)
+        except ValueError as err:
+            raise QueryError("limit", f"not an integer: {limit!r}") from err
+        if not 1 <= count <= MAX_LIMIT:
+            raise QueryError("limit", f"must be between 1 and {MAX_LIMIT}")
+    span = None
+    if bucket is not None:
+        span = parse_bucket(bucket)
+        if (end_at - start_at) / span > MAX_BUCKETS:
+            raise QueryError("bucket", f"too small for this range: at most {MAX_BUCKETS} buckets")
+    return ReadingsQuery(start_at, end_at, count, span)

@@ -1,0 +1,149 @@
+"""The running hub: storage, writer, registry, tokens and counters, as one object.
+
+``Hub`` is an async context manager entered by the FastAPI lifespan
+(hub/app.py) and kept on ``app.state.hub``. It owns the background loops in one
+TaskGroup (the token refresher) and stops them in order:
+
+1. ``begin_shutdown``: refuse new sockets, flush the writer (so what is committed
+   gets acked), close every socket with 1001 (PROTOCOL.md, "Close codes");
+2. ``__aexit__``: stop the loops, let the writer flush what is left, close storage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Iterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from hub.auth import TokenBook, ViewerGate
+from hub.connections import ConnectionManager
+from hub.fanout import FeedCounters, FeedPolicy
+from hub.gatekeeper import Gatekeeper, LogLimiter
+from hub.metrics import HubCounters
+from hub.storage import create_storage
+from hub.storage.base import Storage, StorageError
+from hub.writer import BatchWriter
+from telemetry import CloseCode
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class HubSettings:
+    """Everything ``ems hub serve`` decides; defaults are the documented ones."""
+
+    database_url: str | None = None
+    data_dir: Path = Path("ems-data")
+    viewer_token: str | None = None
+    token_refresh_s: float = 1.0  # `ems hub token revoke` takes effect within about this
+    feed_policy: FeedPolicy = field(default_factory=FeedPolicy)
+    shutdown_flush_s: float = 3.0  # SIGTERM: how long to wait for the writer before closing
+
+
+def backoff_delays(base: float = 0.5, cap: float = 30.0) -> Iterator[float]:
+    """Capped exponential delays with full jitter: 0..base, 0..2*base, ... 0..cap."""
+    attempt = 0
+    while True:
+        yield random.uniform(0.0, min(cap, base * 2**attempt))
+        attempt = min(attempt + 1, 32)
+
+
+class Hub:
+    """The hub's state and background loops (see module docstring)."""
+
+    def __init__(self, settings: HubSettings, *, storage: Storage | None = None) -> None:
+        self.settings = settings
+        self.storage: Storage = storage or create_storage(settings.database_url, settings.data_dir)
+        self.manager = ConnectionManager()
+        self.counters = HubCounters()
+        self.feed_counters = FeedCounters()
+        self.gatekeeper = Gatekeeper()
+        self.refusal_log = LogLimiter(burst=20, window_s=60.0)
+        self.viewer = ViewerGate(settings.viewer_token)
+        self.tokens = TokenBook.empty()
+        self.writer: BatchWriter
+        self._stack = AsyncExitStack()
+        self._tasks: asyncio.TaskGroup | None = None
+        self._stopping = asyncio.Event()
+        self._tokens_loaded = asyncio.Event()
+
+    async def __aenter__(self) -> Self:
+        async with AsyncExitStack() as stack:
+            await self.storage.open()
+            stack.push_async_callback(self.storage.close)
+            # begin_shutdown already gave the writer shutdown_flush_s; its own final
+            # flush gets 2 s more, so SIGTERM exits within seconds even with storage down.
+            self.writer = await stack.enter_async_context(
+                BatchWriter(self.storage, flush_timeout_s=2.0)
+            )
+            self._tasks = await stack.enter_async_context(asyncio.TaskGroup())
+            self._tasks.create_task(self._refresh_tokens(), name="hub.refresh_tokens")
+            self._stack = stack.pop_all()
+        # Devices with tokens must be able to connect as soon as we serve.
+        try:
+            async with asyncio.timeout(5.0):
+                await self._tokens_loaded.wait()
+        except TimeoutError:
+            logger.warning("device tokens not loaded yet: devices are refused until they are")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.begin_shutdown()
+        self._stopping.set()
+        await self._stack.aclose()
+
+    async def begin_shutdown(self) -> None:
+        """Stop accepting, flush what can be flushed, close sockets with 1001."""
+        if self.manager.closing:
+            return
+        logger.info("hub stopping: flushing the writer, then closing sockets with 1001")
+        self.manager.closing = True
+        if not await self.writer.drain(self.settings.shutdown_flush_s):
+            logger.warning(
+                "writer still has %d readings uncommitted at shutdown: they stay unacked",
+                self.writer.health().queue_depth,
+            )
+        await self.manager.close_all(CloseCode.GOING_AWAY)
+
+    async def _refresh_tokens(self) -> None:
+        """Keep ``self.tokens`` in step with storage; close sockets whose token went away."""
+        delays = backoff_delays(base=self.settings.token_refresh_s)
+        while not self._stopping.is_set():
+            try:
+                records = await self.storage.tokens()
+            except StorageError as err:
+                delay = next(delays)
+                logger.warning("cannot load device tokens (%s): retrying in %.1f s", err, delay)
+            else:
+                delays = backoff_delays(base=self.settings.token_refresh_s)
+                delay = self.settings.token_refresh_s
+                self.tokens = TokenBook.from_records(records)
+                self._tokens_loaded.set()
+                await self._close_revoked()
+            try:
+                async with asyncio.timeout(delay):
+                    await self._stopping.wait()
+            except TimeoutError:
+                pass
+
+    async def _close_revoked(self) -> None:
+        revoked = [
+            session
+            for session in self.manager.publishers()
+            if not self.tokens.holds(session.device_id, session.token_hash)
+        ]
+        if revoked:
+            count = await self.manager.kick(revoked, CloseCode.POLICY_VIOLATION)
+            self.counters.revoked_closed += count
+            logger.info("closed %d device socket(s) whose token was revoked", count)

@@ -1,0 +1,109 @@
+"""Running the hub under uvicorn, and stopping it cleanly on SIGTERM.
+
+uvicorn settings (the issue's "switchboard" section): uvloop and httptools;
+the sans-I/O ``websockets`` protocol, named explicitly so an upgrade of
+uvicorn's "auto" choice cannot change the flow control hub/fanout.py relies
+on; per-message deflate off (it costs memory per socket); ``ws_max_size`` of
+1 MiB, so the ``websockets`` parser fails a larger frame with 1009
+(PROTOCOL.md, "A frame larger than 1 MiB closes the connection with 1009").
+
+Shutdown. uvicorn's own shutdown closes every open WebSocket with 1012
+("service restart") and, after a signal, re-raises that signal once it is done,
+so the process would die of SIGTERM instead of exiting 0. ``HubServer``
+changes exactly those two things: before uvicorn's shutdown it stops
+accepting, lets the writer flush and closes our sockets with 1001
+(``Hub.begin_shutdown``); and it does not re-raise the signal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import signal
+import socket
+from collections.abc import Generator
+from types import FrameType
+
+import uvicorn
+from fastapi import FastAPI
+
+from telemetry import MAX_FRAME_BYTES
+
+logger = logging.getLogger(__name__)
+
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def uvicorn_config(
+    app: FastAPI, host: str, port: int, *, log_level: str = "info"
+) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        ws="websockets-sansio",
+        ws_max_size=MAX_FRAME_BYTES,
+        ws_per_message_deflate=False,
+        lifespan="on",
+        log_config=None,  # the `ems` command configured logging already
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+
+
+class HubServer(uvicorn.Server):
+    """uvicorn's server with the hub's shutdown order (see module docstring)."""
+
+    def __init__(
+        self, config: uvicorn.Config, app: FastAPI, *, handle_signals: bool = True
+    ) -> None:
+        super().__init__(config)
+        self.app = app
+        self._handle_signals = handle_signals
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        if not self._handle_signals:
+            yield
+            return
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in HANDLED_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        # Unlike uvicorn, no re-raise: a clean stop on SIGTERM exits 0.
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        # Latency: a full (generation 2) collection walks every object alive, and
+        # the libraries loaded at start-up (FastAPI, pydantic schemas, asyncpg)
+        # are hundreds of thousands of them; a collection then stalls the loop, and
+        # so every live reading, for 100+ ms. Everything alive now lives as long
+        # as the process: move it out of the collector's sight (gc.freeze).
+        gc.collect()
+        gc.freeze()
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        logger.info("received %s: stopping", signal.Signals(sig).name)
+        super().handle_exit(sig, frame)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in getattr(self, "servers", []):
+            server.close()  # stop accepting before anything else
+        hub = getattr(self.app.state, "hub", None)
+        if hub is not None:
+            await hub.begin_shutdown()
+        await super().shutdown(sockets)
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful with port 0)."""
+        for server in getattr(self, "servers", []):
+            for sock in server.sockets or ():
+                return int(sock.getsockname()[1])
+        raise RuntimeError("the server is not listening yet")

@@ -1,0 +1,260 @@
+// Shared by the fleet and device pages: the viewer token, the API, the
+// dashboard door with reconnection, and how numbers are shown.
+//
+// Everything here uses only the hub's public doors (PROTOCOL.md), so this file
+// is also a small reference client.
+
+// The optional viewer token (`ems hub serve --viewer-token T`): given to a page
+// as ?token=T, carried to every API call, every socket and every link.
+export const viewerToken = new URLSearchParams(window.location.search).get("token");
+
+function withToken(url) {
+  if (viewerToken) url.searchParams.set("token", viewerToken);
+  return url;
+}
+
+/** A link to another dashboard page, keeping the viewer token. */
+export function pageHref(path) {
+  const url = withToken(new URL(path, window.location.origin));
+  return url.pathname + url.search;
+}
+
+export class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+  }
+}
+
+/** GET a JSON document from the hub's HTTP API. */
+export async function getJSON(path, params = {}) {
+  const url = withToken(new URL(path, window.location.origin));
+  for (const [key, value] of Object.entries(params)) {
+    if (value !== undefined && value !== null) url.searchParams.set(key, String(value));
+  }
+  const headers = { Accept: "application/json" };
+  if (viewerToken) headers.Authorization = `Bearer ${viewerToken}`;
+  let response;
+  try {
+    response = await fetch(url, { headers, cache: "no-store" });
+  } catch (err) {
+    throw new ApiError(0, `hub unreachable (${err.message})`);
+  }
+  if (!response.ok) {
+    const hint =
+      response.status === 401 || response.status === 403
+        ? "the hub wants a viewer token: open this page with ?token=..."
+        : `HTTP ${response.status}`;
+    throw new ApiError(response.status, hint);
+  }
+  return response.json();
+}
+
+/** The URL of the dashboard door of a device (PROTOCOL.md, "Doors"). */
+export function dashboardSocketUrl(deviceId) {
+  const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+  const url = new URL(`${scheme}//${window.location.host}/ws/dashboard/${encodeURIComponent(deviceId)}`);
+  return withToken(url).toString();
+}
+
+// Reconnection: capped, jittered exponential backoff (a restarting hub is
+// back within seconds; a hub that stays down is not hammered).
+export const BACKOFF_FIRST_MS = 500;
+export const BACKOFF_CAP_MS = 8000;
+
+export function backoffDelay(attempt) {
+  const base = Math.min(BACKOFF_CAP_MS, BACKOFF_FIRST_MS * 2 ** attempt);
+  return Math.round(base * (0.8 + Math.random() * 0.4));
+}
+
+/**
+ * The dashboard door of one device, reconnecting by itself.
+ *
+ * Callbacks: onOpen(), onStatus(frame), onReading(frame),
+ * onState({state: "connecting" | "live" | "waiting", retryInMs, closeCode}).
+ */
+export class DashboardSocket {
+  constructor(deviceId, callbacks) {
+    this.deviceId = deviceId;
+    this.callbacks = callbacks;
+    this.attempt = 0;
+    this.socket = null;
+    this.timer = null;
+    this.stopped = false;
+  }
+
+  start() {
+    this.stopped = false;
+    this.connect();
+    return this;
+  }
+
+  stop() {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    if (this.socket) this.socket.close(1000);
+    this.socket = null;
+  }
+
+  emitState(state, extra = {}) {
+    if (this.callbacks.onState) this.callbacks.onState({ state, ...extra });
+  }
+
+  connect() {
+    if (this.stopped) return;
+    this.emitState("connecting");
+    const socket = new WebSocket(dashboardSocketUrl(this.deviceId));
+    this.socket = socket;
+    socket.addEventListener("open", () => {
+      if (socket !== this.socket) return;
+      this.attempt = 0;
+      this.emitState("live");
+      if (this.callbacks.onOpen) this.callbacks.onOpen();
+    });
+    socket.addEventListener("message", (event) => {
+      if (socket !== this.socket || typeof event.data !== "string") return;
+      let frame;
+      try {
+        frame = JSON.parse(event.data);
+      } catch {
+        return; // not ours to judge; the protocol only sends JSON objects
+      }
+      if (frame.type === "status" && this.callbacks.onStatus) this.callbacks.onStatus(frame);
+      else if (frame.type === "reading" && this.callbacks.onReading) this.callbacks.onReading(frame);
+    });
+    socket.addEventListener("close", (event) => {
+      if (socket !== this.socket || this.stopped) return;
+      this.socket = null;
+      const retryInMs = backoffDelay(this.attempt);
+      this.attempt += 1;
+      this.emitState("waiting", { retryInMs, closeCode: event.code });
+      this.timer = setTimeout(() => this.connect(), retryInMs);
+    });
+    // A failed connection is followed by "close", where the retry is planned.
+    socket.addEventListener("error", () => {});
+  }
+}
+
+// --- Readings -------------------------------------------------------------
+
+/** Milliseconds since the epoch of an RFC 3339 time (microseconds dropped). */
+export function parseTs(text) {
+  return Date.parse(text);
+}
+
+function num(value) {
+  return typeof value === "number" && Number.isFinite(value) ? value : null;
+}
+
+/**
+ * The house load in watts: what the grid brings in plus what the inverter
+ * delivers to the AC side (PROTOCOL.md, "Signs"):
+ *   house_w = grid.power_w + inverter.ac_power_w
+ * Null unless the reading has both numbers.
+ */
+export function houseLoad(reading) {
+  const grid = num(reading?.grid?.power_w);
+  const inverter = num(reading?.inverter?.ac_power_w);
+  return grid === null || inverter === null ? null : grid + inverter;
+}
+
+/** The powers the chart and the flow show, from a reading or a bucket. */
+export function powersOf(reading) {
+  return {
+    solar: num(reading?.solar?.pv_power_w),
+    battery: num(reading?.battery?.power_w),
+    grid: num(reading?.grid?.power_w),
+    house: houseLoad(reading),
+    soc: num(reading?.battery?.soc_pct),
+  };
+}
+
+// --- Formatting -----------------------------------------------------------
+
+const UNITS = [
+  ["_wh", "Wh"],
+  ["_w", "W"],
+  ["_v", "V"],
+  ["_a", "A"],
+  ["_hz", "Hz"],
+  ["_pct", "%"],
+  ["_c", "°C"],
+];
+
+const WORDS = { ac: "AC", dc: "DC", pv: "PV", soc: "SOC", soh: "SOH", bms: "BMS" };
+
+/** `ac_power_w` -> {label: "AC power", unit: "W"}. */
+export function describeField(name) {
+  let stem = name;
+  let unit = "";
+  for (const [suffix, symbol] of UNITS) {
+    if (name.endsWith(suffix) && name.length > suffix.length) {
+      stem = name.slice(0, -suffix.length);
+      unit = symbol;
+      break;
+    }
+  }
+  const words = stem.split("_").map((word) => WORDS[word] ?? word);
+  const label = words.join(" ");
+  return { label: label.charAt(0).toUpperCase() + label.slice(1), unit };
+}
+
+/** A number as people read it: thousands separated, fewer decimals as it grows. */
+export function formatNumber(value) {
+  const size = Math.abs(value);
+  const decimals = size >= 1000 ? 1 : size >= 10 ? 2 : 3;
+  return value.toLocaleString("en-US", { maximumFractionDigits: decimals });
+}
+
+/** A value of any field with its unit: numbers, lists of numbers, or text. */
+export function formatValue(value, unit) {
+  const suffix = unit ? (unit === "%" ? "%" : ` ${unit}`) : "";
+  if (typeof value === "number") return formatNumber(value) + suffix;
+  if (Array.isArray(value)) return value.map((v) => formatNumber(v)).join(" / ") + suffix;
+  return String(value);
+}
+
+/** A power for headlines and the flow: "850 W", "-3.12 kW"; "—" when unknown. */
+export function formatPower(watts) {
+  if (watts === null || watts === undefined) return "—";
+  // Rounded by size, then signed, so -194.5 W reads "-195 W" like 194.5 W reads "195 W".
+  const size = Math.abs(watts);
+  const text = size >= 1000 ? `${(size / 1000).toFixed(2)} kW` : `${Math.round(size)} W`;
+  return watts < 0 && text !== "0 W" ? `-${text}` : text;
+}
+
+export function formatPercent(value) {
+  return value === null || value === undefined ? "—" : `${value.toFixed(1)}%`;
+}
+
+/** "12 s ago", "3 min ago", ...; "never" when there is no time. */
+export function formatAgo(ms, now = Date.now()) {
+  if (ms === null || ms === undefined || Number.isNaN(ms)) return "never";
+  const seconds = Math.max(0, Math.round((now - ms) / 1000));
+  if (seconds < 60) return `${seconds} s ago`;
+  const minutes = Math.round(seconds / 60);
+  if (minutes < 60) return `${minutes} min ago`;
+  const hours = Math.round(minutes / 60);
+  if (hours < 48) return `${hours} h ago`;
+  return `${Math.round(hours / 24)} days ago`;
+}
+
+export function formatClock(ms) {
+  return new Date(ms).toLocaleString();
+}
+
+/** document.createElement with attributes and children, in one call. */
+export function el(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attributes)) {
+    if (value === null || value === undefined) continue;
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) {
+    if (child !== null && child !== undefined) node.append(child);
+  }
+  return node;
+}

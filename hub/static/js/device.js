@@ -1,0 +1,321 @@
+// The device page: energy flow, latest values and a rolling chart of the powers.
+//
+// The seam between history and live data: the dashboard door is opened first
+// and its readings are held back while the chart is back-filled from
+// GET /api/devices/{id}/readings (per-minute buckets of the last hour); then
+// only the held-back readings newer than the history's last point are added.
+// Nothing is missed between the two (the socket was already open) and nothing
+// is drawn twice (points are unique by ts). After a reconnect, the readings
+// stored while the socket was down are fetched the same way.
+
+import { PowerChart } from "./chart.js";
+import {
+  DashboardSocket,
+  describeField,
+  el,
+  formatClock,
+  formatPercent,
+  formatPower,
+  formatValue,
+  getJSON,
+  pageHref,
+  parseTs,
+  powersOf,
+} from "./common.js";
+
+const WINDOW_MS = 60 * 60 * 1000;
+const BUCKET = "60s";
+const MAX_CATCH_UP = 5000; // raw readings fetched after a reconnect; longer gaps use buckets
+const SECTIONS = ["inverter", "grid", "solar", "battery", "extra"];
+
+const deviceId = decodeURIComponent(window.location.pathname.replace(/\/+$/, "").split("/").pop());
+const byId = (id) => document.getElementById(id);
+
+document.title = `EMS Switchboard · ${deviceId}`;
+byId("device-name").textContent = deviceId;
+for (const link of document.querySelectorAll("[data-keep-token]")) {
+  link.href = pageHref(link.getAttribute("href"));
+}
+
+const css = getComputedStyle(document.documentElement);
+const color = (name) => css.getPropertyValue(name).trim();
+const chart = new PowerChart(byId("chart"), {
+  windowMs: WINDOW_MS,
+  series: [
+    { key: "solar", label: "Solar", color: color("--solar") },
+    { key: "battery", label: "Battery", color: color("--battery") },
+    { key: "grid", label: "Grid", color: color("--grid") },
+    { key: "house", label: "House", color: color("--house") },
+  ],
+});
+
+const state = {
+  seamTs: null, // ts of the history's last point: live points must be newer
+  held: null, // live readings held back while a back-fill runs
+  fill: 0, // generation of the running back-fill
+  latestTs: null, // ts of the reading shown in the flow and the values
+  historyPoints: 0,
+  livePoints: 0,
+  historyBeforeFirstLive: null, // how many history points the chart had when live data began
+  connected: false,
+};
+
+// --- The chart and its back-fill ----------------------------------------------
+
+function pointOf(record, source) {
+  return { ts: parseTs(record.ts), source, ...powersOf(record) };
+}
+
+function countPoints() {
+  byId("chart-count").textContent = String(chart.points.length);
+  byId("history-count").textContent = String(state.historyPoints);
+  byId("live-count").textContent = String(state.livePoints);
+}
+
+async function backfill() {
+  const generation = ++state.fill;
+  state.held = [];
+  const now = Date.now();
+  // Readings may be stamped a little ahead of this browser's clock (PROTOCOL.md
+  // allows 5 minutes against the hub's), so the range reaches past now.
+  const end = new Date(now + 6 * 60_000).toISOString();
+  const newest = chart.newestTs;
+  try {
+    let records;
+    let source = "history";
+    if (newest === null || now - newest > WINDOW_MS / 4) {
+      const start = new Date(now - WINDOW_MS).toISOString();
+      const path = `/api/devices/${encodeURIComponent(deviceId)}/readings`;
+      const answer = await getJSON(path, { start, end, bucket: BUCKET });
+      records = answer.buckets ?? [];
+    } else {
+      // Back after a short outage: what was stored meanwhile, reading by reading.
+      const start = new Date(newest + 1).toISOString();
+      const path = `/api/devices/${encodeURIComponent(deviceId)}/readings`;
+      const answer = await getJSON(path, { start, end, limit: MAX_CATCH_UP });
+      records = answer.readings ?? [];
+      source = "catch-up";
+    }
+    if (generation !== state.fill) return; // a newer connection took over
+    for (const record of records) {
+      if (chart.insert(pointOf(record, source))) state.historyPoints += 1;
+    }
+    if (state.seamTs === null && records.length) {
+      state.seamTs = parseTs(records[records.length - 1].ts);
+    }
+    showNotice(null);
+  } catch (err) {
+    if (generation !== state.fill) return;
+    showNotice(`History unavailable: ${err.message}`);
+  } finally {
+    if (generation === state.fill) {
+      const held = state.held ?? [];
+      state.held = null;
+      for (const frame of held) addLive(frame);
+      countPoints();
+    }
+  }
+}
+
+function addLive(frame) {
+  const point = pointOf(frame, "live");
+  if (Number.isNaN(point.ts)) return;
+  if (state.seamTs !== null && point.ts <= state.seamTs) return; // already in the history
+  if (chart.insert(point)) {
+    if (state.livePoints === 0) state.historyBeforeFirstLive = state.historyPoints;
+    state.livePoints += 1;
+  }
+  countPoints();
+}
+
+// --- Energy flow ---------------------------------------------------------------
+
+const flow = byId("flow");
+const flowLine = (name) => flow.querySelector(`[data-flow="${name}"]`);
+const flowLabel = (name) => flow.querySelector(`[data-label="${name}"]`);
+const flowNote = (name) => flow.querySelector(`[data-note="${name}"]`);
+const nodeValue = (name) => flow.querySelector(`[data-value="${name}"]`);
+const IDLE_W = 5; // below this a flow is shown as still
+
+// Each line is drawn towards the junction, except the house's, which leaves it:
+// "forward" moves the dashes along the drawn direction.
+function setFlow(name, watts, forwardWhenPositive) {
+  const line = flowLine(name);
+  let direction = "none";
+  if (watts !== null) {
+    if (Math.abs(watts) < IDLE_W) direction = "idle";
+    else direction = watts > 0 === forwardWhenPositive ? "forward" : "reverse";
+  }
+  line.dataset.direction = direction;
+  // Faster dashes for bigger flows, within reason.
+  const size = Math.min(1, Math.abs(watts ?? 0) / 5000);
+  line.style.animationDuration = `${(2.4 - 1.8 * size).toFixed(2)}s`;
+  const label = flowLabel(name); // only the battery's: the other nodes show their own power
+  if (label) label.textContent = watts === null ? "" : formatPower(Math.abs(watts));
+}
+
+function renderFlow(reading) {
+  const p = powersOf(reading);
+  setFlow("solar", p.solar, true);
+  setFlow("grid", p.grid, true);
+  setFlow("battery", p.battery, true);
+  setFlow("house", p.house, true);
+  nodeValue("solar").textContent = formatPower(p.solar);
+  // The grid's sign is told by the moving dashes and the note ("importing"/"exporting").
+  nodeValue("grid").textContent = formatPower(p.grid === null ? null : Math.abs(p.grid));
+  nodeValue("house").textContent = formatPower(p.house);
+  nodeValue("soc").textContent = formatPercent(p.soc);
+  let gridNote = "";
+  if (p.grid !== null && Math.abs(p.grid) >= IDLE_W) gridNote = p.grid > 0 ? "importing" : "exporting";
+  flowNote("grid").textContent = gridNote;
+  let batteryNote = "";
+  if (p.battery !== null && Math.abs(p.battery) >= IDLE_W) {
+    batteryNote = p.battery > 0 ? "discharging" : "charging";
+  }
+  flowNote("battery").textContent = batteryNote;
+  const fill = byId("soc-fill");
+  const height = p.soc === null ? 0 : (62 * p.soc) / 100;
+  fill.setAttribute("height", height.toFixed(1));
+  fill.setAttribute("y", (309 - height).toFixed(1));
+  fill.dataset.level = p.soc === null ? "none" : p.soc < 20 ? "low" : "ok";
+  flow.setAttribute(
+    "aria-label",
+    `solar ${formatPower(p.solar)}, grid ${gridNote || "idle"} ${formatPower(p.grid)}, ` +
+      `battery ${batteryNote || "idle"} ${formatPower(p.battery)} at ${formatPercent(p.soc)}, ` +
+      `house ${formatPower(p.house)}`,
+  );
+}
+
+// --- Latest values ---------------------------------------------------------------
+
+function renderValues(reading) {
+  const cards = [];
+  for (const section of SECTIONS) {
+    const values = reading[section];
+    if (!values || typeof values !== "object") continue;
+    const rows = Object.entries(values).map(([name, value]) => {
+      const { label, unit } = describeField(name);
+      return el(
+        "div",
+        { class: "value-row", "data-field": `${section}.${name}`, "data-value": JSON.stringify(value) },
+        el("dt", { title: `${section}.${name}`, text: label }),
+        el("dd", { text: formatValue(value, unit) }),
+      );
+    });
+    cards.push(
+      el(
+        "article",
+        { class: "panel values-card", "data-section": section },
+        el("h3", { text: section }),
+        el("dl", {}, ...rows),
+      ),
+    );
+  }
+  const house = powersOf(reading).house;
+  if (house !== null) {
+    cards.push(
+      el(
+        "article",
+        { class: "panel values-card derived", "data-section": "derived" },
+        el("h3", { text: "derived" }),
+        el(
+          "dl",
+          {},
+          el(
+            "div",
+            { class: "value-row", "data-field": "derived.house_w", "data-value": JSON.stringify(house) },
+            el("dt", { title: "grid.power_w + inverter.ac_power_w", text: "House load" }),
+            el("dd", { text: formatValue(house, "W") }),
+          ),
+        ),
+      ),
+    );
+  }
+  byId("values").replaceChildren(...cards);
+  const ts = parseTs(reading.ts);
+  const stamp = byId("values-ts");
+  stamp.textContent = `at ${formatClock(ts)}`;
+  stamp.dataset.ts = reading.ts;
+}
+
+function showReading(frame) {
+  const ts = parseTs(frame.ts);
+  if (state.latestTs !== null && ts < state.latestTs) return;
+  state.latestTs = ts;
+  renderFlow(frame);
+  renderValues(frame);
+}
+
+// --- Status and connection -----------------------------------------------------------
+
+function showNotice(text) {
+  const notice = byId("notice");
+  notice.hidden = !text;
+  notice.textContent = text ?? "";
+}
+
+function setDeviceStatus(online, since) {
+  const pill = byId("status");
+  const word = online === null ? "unknown" : online ? "online" : "offline";
+  pill.dataset.online = word;
+  pill.className = `pill ${word}`;
+  pill.textContent = word;
+  const sinceText = since ? `since ${formatClock(parseTs(since))}` : "";
+  byId("status-since").textContent = online === null ? "" : sinceText;
+  // Offline or unknown: the flow shows the last values received, standing still.
+  flow.dataset.stale = String(online !== true);
+  const banner = byId("offline-banner");
+  banner.hidden = online !== false;
+  banner.textContent =
+    online === false
+      ? `${deviceId} is offline${sinceText ? ` ${sinceText}` : ""}: its edge agent is not ` +
+        "connected to the hub. The values below are the last ones received."
+      : "";
+}
+
+let countdown = 0;
+let lostHub = false;
+function setConnection({ state: socketState, retryInMs }) {
+  const badge = byId("connection");
+  clearInterval(countdown);
+  badge.dataset.state = socketState;
+  if (socketState === "live") {
+    badge.textContent = "live";
+    if (lostHub) showNotice(null);
+    lostHub = false;
+  } else if (socketState === "connecting") {
+    badge.textContent = "connecting…";
+  } else {
+    // The hub is gone (restarting?): the device's state is unknown until it answers.
+    setDeviceStatus(null, null);
+    lostHub = true;
+    showNotice("No connection to the hub: reconnecting by itself. The values shown are the last received.");
+    const until = Date.now() + retryInMs;
+    const tick = () => {
+      const seconds = Math.max(0, Math.ceil((until - Date.now()) / 1000));
+      badge.textContent = `hub unreachable, retrying in ${seconds} s`;
+    };
+    tick();
+    countdown = setInterval(tick, 500);
+  }
+}
+
+new DashboardSocket(deviceId, {
+  onOpen: () => backfill(),
+  onStatus: (frame) => setDeviceStatus(Boolean(frame.online), frame.since),
+  onReading: (frame) => {
+    showReading(frame);
+    if (state.held) state.held.push(frame);
+    else addLive(frame);
+  },
+  onState: setConnection,
+}).start();
+
+// For tests and the curious: what the chart holds, read-only.
+window.emsDashboard = Object.freeze({
+  deviceId,
+  points: () => chart.points.map((point) => ({ ...point })),
+  seamTs: () => state.seamTs,
+  latestTs: () => state.latestTs,
+  historyBeforeFirstLive: () => state.historyBeforeFirstLive,
+});

@@ -1,0 +1,174 @@
+// The fleet page: every device the hub knows, with its status and headline
+// numbers. GET /api/devices every few seconds finds devices and their stored
+// state; each device's dashboard door (up to LIVE_SOCKETS of them) makes the
+// numbers and the online flag live between polls.
+
+import {
+  DashboardSocket,
+  el,
+  formatAgo,
+  formatClock,
+  formatPercent,
+  formatPower,
+  getJSON,
+  pageHref,
+  parseTs,
+  powersOf,
+} from "./common.js";
+
+const POLL_MS = 5000;
+const LIVE_SOCKETS = 24; // a big fleet is polled only: one socket per card would not scale
+
+const devices = new Map(); // device_id -> state
+const list = document.getElementById("fleet");
+const connection = document.getElementById("connection");
+const notice = document.getElementById("notice");
+
+for (const link of document.querySelectorAll("[data-keep-token]")) {
+  link.href = pageHref(link.getAttribute("href"));
+}
+
+function newDevice(deviceId) {
+  const metric = (name, label) => {
+    const value = el("dd", { class: "metric-value", text: "—" });
+    const box = el("div", { class: "metric", "data-metric": name }, el("dt", { text: label }), value);
+    return { box, value };
+  };
+  const solar = metric("solar", "Solar");
+  const soc = metric("soc", "Battery");
+  const grid = metric("grid", "Grid");
+  const house = metric("house", "House");
+  const pill = el("span", { class: "pill", text: "…" });
+  const seen = el("time", { class: "seen", text: "never" });
+  const card = el(
+    "li",
+    { class: "device-card", "data-device-id": deviceId },
+    el(
+      "a",
+      { class: "card-link", href: pageHref(`/devices/${encodeURIComponent(deviceId)}`) },
+      el("div", { class: "card-head" }, el("span", { class: "device-name", text: deviceId }), pill),
+      el("dl", { class: "headline" }, solar.box, soc.box, grid.box, house.box),
+      el("div", { class: "card-foot" }, "last seen ", seen),
+    ),
+  );
+  const state = {
+    deviceId,
+    card,
+    pill,
+    seen,
+    cells: { solar: solar.value, soc: soc.value, grid: grid.value, house: house.value },
+    online: null,
+    lastSeenMs: null,
+    readingTs: null,
+    socket: null,
+  };
+  devices.set(deviceId, state);
+  return state;
+}
+
+function setOnline(state, online) {
+  state.online = Boolean(online);
+  state.card.dataset.online = String(state.online);
+  state.pill.textContent = state.online ? "online" : "offline";
+  state.pill.className = `pill ${state.online ? "online" : "offline"}`;
+}
+
+function setReading(state, reading) {
+  if (!reading || typeof reading.ts !== "string") return;
+  const ts = parseTs(reading.ts);
+  if (state.readingTs !== null && ts < state.readingTs) return; // older than what is shown
+  state.readingTs = ts;
+  state.lastSeenMs = Math.max(state.lastSeenMs ?? ts, ts);
+  const powers = powersOf(reading);
+  state.cells.solar.textContent = formatPower(powers.solar);
+  state.cells.soc.textContent = formatPercent(powers.soc);
+  const gridCell = state.cells.grid;
+  if (powers.grid === null) gridCell.replaceChildren("—");
+  else if (powers.grid === 0) gridCell.replaceChildren("0 W");
+  else {
+    const word = powers.grid > 0 ? "import" : "export";
+    gridCell.replaceChildren(formatPower(Math.abs(powers.grid)), " ", el("small", { text: word }));
+  }
+  state.cells.grid.dataset.direction =
+    powers.grid === null ? "none" : powers.grid > 0 ? "import" : powers.grid < 0 ? "export" : "idle";
+  state.cells.house.textContent = formatPower(powers.house);
+  state.card.dataset.ts = reading.ts;
+  renderSeen(state);
+}
+
+function renderSeen(state) {
+  state.seen.textContent = formatAgo(state.lastSeenMs);
+  if (state.lastSeenMs !== null) {
+    state.seen.dateTime = new Date(state.lastSeenMs).toISOString();
+    state.seen.title = formatClock(state.lastSeenMs);
+  }
+}
+
+function follow(state) {
+  state.socket = new DashboardSocket(state.deviceId, {
+    onStatus: (frame) => setOnline(state, frame.online),
+    onReading: (frame) => setReading(state, frame),
+  }).start();
+}
+
+function showNotice(text) {
+  notice.hidden = !text;
+  notice.textContent = text ?? "";
+}
+
+function setConnection(ok, text) {
+  connection.dataset.state = ok ? "live" : "waiting";
+  connection.textContent = text;
+}
+
+async function poll() {
+  let answer;
+  try {
+    answer = await getJSON("/api/devices");
+  } catch (err) {
+    setConnection(false, "hub unreachable, retrying");
+    showNotice(err.status === 401 || err.status === 403 ? err.message : null);
+    return;
+  }
+  setConnection(true, "live");
+  showNotice(null);
+  const entries = [...answer].sort((a, b) => a.device_id.localeCompare(b.device_id));
+  for (const entry of entries) {
+    let state = devices.get(entry.device_id);
+    if (!state) {
+      state = newDevice(entry.device_id);
+      if (devices.size <= LIVE_SOCKETS) follow(state);
+    }
+    setOnline(state, entry.online);
+    if (entry.last_seen) {
+      const seen = parseTs(entry.last_seen);
+      state.lastSeenMs = Math.max(state.lastSeenMs ?? seen, seen);
+    }
+    setReading(state, entry.last_reading);
+    renderSeen(state);
+  }
+  // A device the hub no longer knows (token revoked, no reading stored) goes away.
+  const known = new Set(entries.map((entry) => entry.device_id));
+  for (const [id, state] of devices) {
+    if (known.has(id)) continue;
+    if (state.socket) state.socket.stop();
+    state.card.remove();
+    devices.delete(id);
+  }
+  // Keep the cards in device-id order, new ones included.
+  const order = [...devices.keys()].sort((a, b) => a.localeCompare(b));
+  order.forEach((id, index) => {
+    const card = devices.get(id).card;
+    if (list.children[index] !== card) list.insertBefore(card, list.children[index] ?? null);
+  });
+  document.getElementById("device-count").textContent = `(${devices.size})`;
+  document.getElementById("empty").hidden = devices.size > 0;
+}
+
+async function pollForever() {
+  await poll();
+  setTimeout(pollForever, POLL_MS);
+}
+
+setInterval(() => devices.forEach(renderSeen), 1000);
+pollForever();

@@ -1,0 +1,214 @@
+"""The readings table's columns, derived from the wire models, and the row <-> reading mapping.
+
+One column per field of the protocol (PROTOCOL.md, "A reading"), named
+``{section}_{field}`` (``battery_soc_pct``), so storage, bucket averages and the
+wire schema never drift apart: a field added to ``telemetry`` becomes a column
+here without anyone editing a list.
+
+A row is a plain tuple in :data:`READING_COLUMNS` order, holding Python values
+(``datetime``, ``float``, ``str``, ``list[float]``, ``dict``); each backend adapts
+it to its driver (asyncpg takes it as it is, SQLite wants integers and JSON
+text). Reading a row back gives the wire form ``Reading.to_wire()`` would give.
+
+This module does no I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+import operator
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, get_args, get_origin
+
+from hub.storage.base import StoredReading
+from telemetry import NUMERIC_FIELDS, SECTION_MODELS, format_ts
+
+
+class ColumnKind(enum.Enum):
+    """How a protocol field is stored."""
+
+    NUMBER = "number"  # double precision / REAL
+    TEXT = "text"  # a state name
+    NUMBER_LIST = "number_list"  # phase values: double precision[] / JSON text
+
+
+@dataclass(frozen=True, slots=True)
+class FieldColumn:
+    """One protocol field and the column that stores it."""
+
+    section: str
+    field: str
+    kind: ColumnKind
+
+    @property
+    def name(self) -> str:
+        return f"{self.section}_{self.field}"
+
+
+def _kind_of(annotation: Any) -> ColumnKind:
+    """The column kind of a section field, from its ``X | None`` annotation."""
+    for member in get_args(annotation):
+        # `Annotated[float, ...]` -> float; `Annotated[list[...], ...]` -> list[...]
+        base = get_args(member)[0] if get_args(member) else member
+        if base is float:
+            return ColumnKind.NUMBER
+        if base is str:
+            return ColumnKind.TEXT
+        if get_origin(base) is list:
+            return ColumnKind.NUMBER_LIST
+    raise TypeError(f"no storage mapping for a field annotated {annotation!r}")
+
+
+def _field_columns() -> tuple[FieldColumn, ...]:
+    columns = [
+        FieldColumn(section, name, _kind_of(info.annotation))
+        for section, model in SECTION_MODELS.items()
+        for name, info in model.model_fields.items()
+    ]
+    numeric = tuple((c.section, c.field) for c in columns if c.kind is ColumnKind.NUMBER)
+    # The telemetry package's own list is the reference for what "numeric" means.
+    if numeric != tuple(NUMERIC_FIELDS):
+        raise TypeError("storage columns disagree with telemetry.NUMERIC_FIELDS")
+    return tuple(columns)
+
+
+FIELD_COLUMNS: Final = _field_columns()
+NUMERIC_COLUMNS: Final = tuple(c for c in FIELD_COLUMNS if c.kind is ColumnKind.NUMBER)
+SECTIONS: Final = tuple(SECTION_MODELS)
+
+# Leading columns of every row, then one per field, then `extra`.
+KEY_COLUMNS: Final = ("device_id", "ts", "seq", "received_at", "sections")
+READING_COLUMNS: Final = (*KEY_COLUMNS, *(c.name for c in FIELD_COLUMNS), "extra")
+FIELDS_OFFSET: Final = len(KEY_COLUMNS)
+EXTRA_INDEX: Final = len(READING_COLUMNS) - 1
+
+# `sections` is a bit mask of the sections a reading carried, so a section sent
+# empty (`"inverter": {}`, valid on the wire) survives the round trip.
+SECTION_BITS: Final = {section: 1 << index for index, section in enumerate(SECTIONS)}
+
+Row = tuple[Any, ...]
+
+
+def _section_readers() -> tuple[
+    tuple[str, int, Callable[[Any], tuple[Any, ...]], tuple[None, ...]], ...
+]:
+    """Per section: its name, its bit, a getter of its fields' values, and the all-None row part.
+
+    ``FIELD_COLUMNS`` lists fields section by section, so each section fills a
+    contiguous run of the row; one ``attrgetter`` per section keeps
+    :func:`to_row` cheap on the writer's path.
+    """
+    readers = []
+    for section in SECTIONS:
+        names = [c.field for c in FIELD_COLUMNS if c.section == section]
+        readers.append((section, SECTION_BITS[section], _tuple_getter(names), (None,) * len(names)))
+    return tuple(readers)
+
+
+def _tuple_getter(names: list[str]) -> Callable[[Any], tuple[Any, ...]]:
+    if len(names) == 1:  # attrgetter of one name returns the value, not a 1-tuple
+        name = names[0]
+        return lambda part: (getattr(part, name),)
+    getter: Callable[[Any], tuple[Any, ...]] = operator.attrgetter(*names)
+    return getter
+
+
+_SECTION_READERS: Final = _section_readers()
+
+
+def to_row(
+    stored: StoredReading, encode_extra: Callable[[dict[str, float]], Any] | None = None
+) -> Row:
+    """A stored reading as a tuple in :data:`READING_COLUMNS` order.
+
+    ``encode_extra`` turns a present ``extra`` map into what the driver wants (JSON text).
+    """
+    reading = stored.reading
+    values: list[Any] = [stored.device_id, reading.ts, reading.seq, stored.received_at, 0]
+    mask = 0
+    for section, bit, get, empty in _SECTION_READERS:
+        part = getattr(reading, section)
+        if part is None:
+            values.extend(empty)
+        else:
+            mask |= bit
+            values.extend(get(part))
+    values[4] = mask
+    extra = reading.extra
+    values.append(extra if extra is None or encode_extra is None else encode_extra(extra))
+    return tuple(values)
+
+
+def wire_from_row(row: Sequence[Any]) -> dict[str, Any]:
+    """The wire form (``Reading.to_wire()``) of a row in :data:`READING_COLUMNS` order.
+
+    ``ts`` must be an aware ``datetime``; list columns are lists, ``extra`` a dict or None.
+    """
+    wire: dict[str, Any] = {}
+    seq = row[2]
+    if seq is not None:
+        wire["seq"] = seq
+    wire["ts"] = format_ts(row[1])
+    mask = row[4]
+    sections: dict[str, dict[str, Any]] = {
+        section: {} for section, bit in SECTION_BITS.items() if mask & bit
+    }
+    for column, value in zip(FIELD_COLUMNS, row[FIELDS_OFFSET:EXTRA_INDEX], strict=True):
+        if value is None:
+            continue
+        values = sections.setdefault(column.section, {})
+        values[column.field] = list(value) if column.kind is ColumnKind.NUMBER_LIST else value
+    for section in SECTIONS:  # wire order: inverter, grid, solar, battery
+        if section in sections:
+            wire[section] = sections[section]
+    extra = row[EXTRA_INDEX]
+    if extra is not None:
+        wire["extra"] = extra
+    return wire
+
+
+def bucket_from_averages(ts: datetime, averages: Sequence[float | None]) -> dict[str, Any]:
+    """``{"ts", "inverter": {...}, ...}`` from averages in :data:`NUMERIC_COLUMNS` order.
+
+    Sections with no value in the bucket are left out, like fields.
+    """
+    bucket: dict[str, Any] = {"ts": format_ts(ts)}
+    for column, value in zip(NUMERIC_COLUMNS, averages, strict=True):
+        if value is not None:
+            bucket.setdefault(column.section, {})[column.field] = float(value)
+    return bucket
+
+
+def utc_from_micros(micros: int) -> datetime:
+    """An aware UTC datetime from microseconds since the Unix epoch, exactly."""
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+def micros_from_utc(value: datetime) -> int:
+    """Microseconds since the Unix epoch of an aware datetime, exactly (no float rounding)."""
+    delta = value - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+# Buckets are aligned on TimescaleDB's default time_bucket origin (2000-01-03,
+# a Monday), so SQLite, date_bin and the continuous aggregate agree on edges.
+BUCKET_ORIGIN: Final = datetime(2000, 1, 3, tzinfo=UTC)
+
+
+def check_bucket(bucket: timedelta) -> None:
+    """Raise ``ValueError`` unless ``bucket`` is a positive width."""
+    if bucket <= timedelta(0):
+        raise ValueError(f"bucket must be positive, not {bucket}")
+
+
+def check_range(start: datetime, end: datetime) -> None:
+    """Raise ``ValueError`` unless ``start`` and ``end`` are aware and ``start <= end``."""
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ValueError("start and end must carry a UTC offset")
+    if start > end:
+        raise ValueError(f"start ({start.isoformat()}) is after end ({end.isoformat()})")

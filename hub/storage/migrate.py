@@ -1,0 +1,195 @@
+"""Applies the PostgreSQL schema (:mod:`hub.storage.schema`) and sets up TimescaleDB when present.
+
+Runs on one dedicated connection, under a session-level advisory lock, so two
+hubs starting together take turns instead of racing on ``CREATE``. Session
+level (not transaction level) because a continuous aggregate cannot be created
+inside a transaction block.
+
+Each versioned migration runs in its own transaction and records its version in
+the same transaction, so a hub killed half-way leaves either all of a migration
+or none of it.
+
+TimescaleDB is optional: :func:`try_create_extension` treats any failure to
+create it (not installed, not preloaded, no privilege) as "not present", inside
+its own transaction, so the connection is never left in an aborted transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+
+import asyncpg
+
+from hub.storage.base import StorageConfigError
+from hub.storage.schema import (
+    ADVISORY_LOCK_SQL,
+    ADVISORY_UNLOCK_SQL,
+    LATEST_VERSION,
+    MIGRATIONS,
+    PLAIN_STATEMENTS,
+    READINGS,
+    ROLLUP,
+    VERSION_TABLE,
+    VERSION_TABLE_SQL,
+    TimescaleMode,
+    TimescaleOptions,
+    missing_column_statements,
+    rollup_columns,
+    timescale_steps,
+)
+
+logger = logging.getLogger(__name__)
+
+TIMESCALE = "timescaledb"
+# create_hypertable(..., by_range(...)) exists from 2.13 (the older form is deprecated there).
+BY_RANGE_SINCE = (2, 13)
+MIN_SERVER_VERSION = 14  # date_bin() (PostgreSQL 14 release notes)
+
+
+@dataclass(frozen=True, slots=True)
+class ExtensionStatus:
+    """Whether an extension is usable, its version, and why not when it is not."""
+
+    present: bool
+    version: str = ""
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaState:
+    """What :func:`migrate` found and left: the schema, TimescaleDB, the rollup."""
+
+    schema: str
+    version: int
+    timescale: ExtensionStatus
+    rollup_usable: bool  # readings_1m exists with every numeric column
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """``"2.14.2"`` -> ``(2, 14, 2)``; a suffix such as ``-dev`` is ignored."""
+    return tuple(int(part) for part in re.findall(r"\d+", text.split("-", 1)[0]))
+
+
+async def try_create_extension(
+    conn: asyncpg.Connection, name: str, *, check_available: bool = True
+) -> ExtensionStatus:
+    """Create ``name`` if it is not there; any failure means "not present".
+
+    ``check_available=False`` skips the catalogue look-up and always tries, which
+    is how the failure path is exercised on a server without the extension.
+    """
+    installed = await conn.fetchval("SELECT extversion FROM pg_extension WHERE extname = $1", name)
+    if installed is not None:
+        return ExtensionStatus(True, installed)
+    if check_available:
+        available = await conn.fetchval(
+            "SELECT default_version FROM pg_available_extensions WHERE name = $1", name
+        )
+        if available is None:
+            return ExtensionStatus(
+                False, reason=f"extension {name!r} is not installed on the server"
+            )
+    try:
+        # Its own transaction: a failure rolls back only this, never the session.
+        async with conn.transaction():
+            await conn.execute(f'CREATE EXTENSION IF NOT EXISTS "{name}"')
+    except asyncpg.PostgresError as err:
+        return ExtensionStatus(False, reason=f"CREATE EXTENSION {name} failed: {err}")
+    version = await conn.fetchval("SELECT extversion FROM pg_extension WHERE extname = $1", name)
+    return ExtensionStatus(True, str(version))
+
+
+async def _table_columns(conn: asyncpg.Connection, schema: str, table: str) -> set[str]:
+    rows = await conn.fetch(
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_schema = $1 AND table_name = $2",
+        schema,
+        table,
+    )
+    return {row["column_name"] for row in rows}
+
+
+async def _apply_migrations(conn: asyncpg.Connection) -> int:
+    await conn.execute(VERSION_TABLE_SQL)
+    applied = {row["version"] for row in await conn.fetch(f"SELECT version FROM {VERSION_TABLE}")}
+    newest = max(applied, default=0)
+    if newest > LATEST_VERSION:
+        raise StorageConfigError(
+            f"the database's schema is version {newest}, newer than this hub's "
+            f"({LATEST_VERSION}): upgrade the hub"
+        )
+    for migration in MIGRATIONS:
+        if migration.version in applied:
+            continue
+        async with conn.transaction():
+            for sql in migration.statements:
+                await conn.execute(sql)
+            await conn.execute(
+                f"INSERT INTO {VERSION_TABLE} (version, description) VALUES ($1, $2)",
+                migration.version,
+                migration.description,
+            )
+        logger.info("applied schema migration %d: %s", migration.version, migration.description)
+    return LATEST_VERSION
+
+
+async def _timescale(conn: asyncpg.Connection, mode: TimescaleMode) -> ExtensionStatus:
+    if mode is TimescaleMode.OFF:
+        return ExtensionStatus(False, reason="TimescaleDB turned off by configuration")
+    status = await try_create_extension(conn, TIMESCALE)
+    if not status.present and mode is TimescaleMode.REQUIRED:
+        raise StorageConfigError(f"TimescaleDB is required but {status.reason}")
+    return status
+
+
+async def migrate(conn: asyncpg.Connection, options: TimescaleOptions) -> SchemaState:
+    """Bring the schema of ``conn``'s current schema up to date; safe to run any number of times."""
+    server_major = conn.get_server_version().major
+    if server_major < MIN_SERVER_VERSION:
+        raise StorageConfigError(
+            f"PostgreSQL {server_major} is too old: the hub needs {MIN_SERVER_VERSION} or newer"
+        )
+    schema = await conn.fetchval("SELECT current_schema()")
+    if schema is None:
+        raise StorageConfigError("the search_path names no existing schema to create tables in")
+    await conn.execute(ADVISORY_LOCK_SQL, schema)
+    try:
+        version = await _apply_migrations(conn)
+        missing = missing_column_statements(await _table_columns(conn, schema, READINGS))
+        if missing:
+            async with conn.transaction():
+                for sql in missing:
+                    await conn.execute(sql)
+            logger.info("added %d column(s) for new protocol fields", len(missing))
+        timescale = await _timescale(conn, options.mode)
+        rollup_usable = False
+        if timescale.present:
+            compression_enabled = await conn.fetchval(
+                "SELECT compression_enabled FROM timescaledb_information.hypertables "
+                "WHERE hypertable_schema = $1 AND hypertable_name = $2",
+                schema,
+                READINGS,
+            )
+            steps = timescale_steps(
+                options,
+                by_range_api=parse_version(timescale.version) >= BY_RANGE_SINCE,
+                compression_enabled=bool(compression_enabled),
+            )
+            # One statement at a time, outside any transaction block (continuous
+            # aggregates refuse to be created inside one).
+            for sql, args in steps:
+                await conn.execute(sql, *args)
+            rollup_usable = rollup_columns() <= await _table_columns(conn, schema, ROLLUP)
+            if not rollup_usable:
+                logger.warning("%s lacks columns for newer fields: buckets read raw rows", ROLLUP)
+            logger.info("TimescaleDB %s: hypertable, compression and rollups", timescale.version)
+        else:
+            for sql in PLAIN_STATEMENTS:
+                await conn.execute(sql)
+            logger.info("plain PostgreSQL storage (%s)", timescale.reason)
+        return SchemaState(schema, version, timescale, rollup_usable)
+    finally:
+        if not conn.is_closed():
+            await conn.execute(ADVISORY_UNLOCK_SQL, schema)

@@ -1,0 +1,397 @@
+"""PostgreSQL (and TimescaleDB) storage through an asyncpg pool.
+
+Every database call goes through :meth:`PostgresStorage._connection`, the one
+place where asyncpg's and the socket's exceptions become ours: anything that
+means "the database is not there right now" becomes ``StorageUnavailable``
+(the writer then keeps its batch and retries), any other database error
+``StorageError`` (:func:`is_unavailable` draws the line).
+
+A batch is written in one transaction with ``ON CONFLICT (device_id, ts) DO
+NOTHING`` (DESIGN.md, "No duplicates"), either as one ``INSERT ... SELECT FROM
+unnest(...)`` with one array parameter per column, or by binary ``COPY`` into a
+per-connection temporary table and one ``INSERT ... SELECT`` from it
+(:class:`WriteMethod`; bench/storage_writer.py measures both).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import json
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+import asyncpg
+from asyncpg import Record
+from asyncpg.pool import PoolConnectionProxy
+
+from hub.storage.base import (
+    DeviceRecord,
+    StorageError,
+    StorageUnavailable,
+    StoredReading,
+    TokenRecord,
+)
+from hub.storage.columns import (
+    BUCKET_ORIGIN,
+    EXTRA_INDEX,
+    FIELD_COLUMNS,
+    FIELDS_OFFSET,
+    NUMERIC_COLUMNS,
+    READING_COLUMNS,
+    ColumnKind,
+    Row,
+    bucket_from_averages,
+    check_bucket,
+    check_range,
+    to_row,
+    wire_from_row,
+)
+from hub.storage.migrate import ExtensionStatus, SchemaState, migrate
+from hub.storage.schema import READINGS, ROLLUP, ROLLUP_WIDTH, TOKENS, TimescaleOptions
+
+logger = logging.getLogger(__name__)
+
+STAGE: Final = "readings_stage"
+_CLOSE_TIMEOUT_S: Final = 5.0
+
+
+class WriteMethod(enum.Enum):
+    """How a batch reaches the table."""
+
+    UNNEST = "unnest"  # INSERT ... SELECT FROM unnest($1::text[], ...) ON CONFLICT DO NOTHING
+    COPY = "copy"  # binary COPY into a temp table, then INSERT ... SELECT ... ON CONFLICT
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresOptions:
+    """Pool and schema settings; the defaults suit one hub on a small machine."""
+
+    min_connections: int = 1
+    # One for the writer, the rest for HTTP queries and token commands.
+    max_connections: int = 4
+    connect_timeout_s: float = 10.0
+    command_timeout_s: float = 30.0
+    # COPY: about twice the rows/s of UNNEST here (docs/benchmarks.md, "Storage writer").
+    write_method: WriteMethod = WriteMethod.COPY
+    timescale: TimescaleOptions = field(default_factory=TimescaleOptions)
+
+
+# SQLSTATE classes that mean "not now" rather than "never" (PostgreSQL manual,
+# appendix A): 08 connection exception, 57 operator intervention (admin
+# shutdown, cannot connect now, statement timeout), 53 insufficient resources
+# (too many connections, disk full), 40 transaction rollback (serialization
+# failure, deadlock). Retrying such a batch is the right thing to do.
+_UNAVAILABLE_POSTGRES_ERRORS: Final = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.exceptions.TransactionRollbackError,
+)
+
+
+# Everything the driver or the socket may raise; what is not "unavailable" is a StorageError.
+_DRIVER_ERRORS: Final = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+)
+
+
+def is_unavailable(err: BaseException) -> bool:
+    """Whether ``err`` means the database cannot be used right now (retry later)."""
+    if isinstance(err, OSError | TimeoutError):  # refused, reset, unreachable, timed out
+        return True
+    if isinstance(err, _UNAVAILABLE_POSTGRES_ERRORS):
+        return True
+    if isinstance(err, asyncpg.InterfaceError):
+        # "connection is closed", "pool is closing"; but asyncpg's client-side
+        # DataError and ClientConfigurationError (both ValueErrors) are our bugs.
+        return not isinstance(err, ValueError)
+    # Protocol desynchronisation: that connection is finished, a new one will do.
+    return isinstance(err, asyncpg.exceptions.InternalClientError)
+
+
+def _pg_array_literal(values: Sequence[float]) -> str:
+    # repr() of a float is the shortest exact decimal, and float8in parses it exactly.
+    return "{" + ",".join(repr(float(v)) for v in values) + "}"
+
+
+def _unnest_type(kind: ColumnKind) -> str:
+    # Ragged float arrays cannot travel inside one 2-D array parameter (unnest
+    # would flatten it), so they travel as array literals and are cast back.
+    return {
+        ColumnKind.NUMBER: "float8",
+        ColumnKind.TEXT: "text",
+        ColumnKind.NUMBER_LIST: "text",
+    }[kind]
+
+
+def _insert_unnest_sql() -> str:
+    types = ["text", "timestamptz", "int8", "timestamptz", "int2"]
+    types += [_unnest_type(c.kind) for c in FIELD_COLUMNS]
+    types.append("text")
+    params = ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, start=1))
+    select = list(READING_COLUMNS)
+    for index, column in enumerate(FIELD_COLUMNS, start=FIELDS_OFFSET):
+        if column.kind is ColumnKind.NUMBER_LIST:
+            select[index] = f"u.{column.name}::float8[]"
+    select[EXTRA_INDEX] = "u.extra::jsonb"
+    return (
+        f"INSERT INTO {READINGS} ({', '.join(READING_COLUMNS)}) "
+        f"SELECT {', '.join(select)} FROM unnest({params}) AS u({', '.join(READING_COLUMNS)}) "
+        "ORDER BY u.device_id, u.ts ON CONFLICT (device_id, ts) DO NOTHING"
+    )
+
+
+_INSERT_UNNEST: Final = _insert_unnest_sql()
+_COLUMN_LIST: Final = ", ".join(READING_COLUMNS)
+# Rows go in key order: two batches in flight at once that hold the same
+# re-sent readings then take their key locks in the same order, never in a
+# deadlock (which would only be retried, but costs a second).
+_INSERT_FROM_STAGE: Final = (
+    f"INSERT INTO {READINGS} ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM {STAGE} "
+    "ORDER BY device_id, ts ON CONFLICT (device_id, ts) DO NOTHING"
+)
+_SELECT_READINGS: Final = (
+    f"SELECT {_COLUMN_LIST} FROM {READINGS} "
+    "WHERE device_id = $1 AND ts >= $2 AND ts < $3 ORDER BY ts LIMIT $4"
+)
+_RAW_BUCKETS: Final = (
+    "SELECT date_bin($4::interval, ts, $5::timestamptz) AS bucket, "
+    + ", ".join(f"avg({c.name})" for c in NUMERIC_COLUMNS)
+    + f" FROM {READINGS} WHERE device_id = $1 AND ts >= $2 AND ts < $3 "
+    "GROUP BY 1 ORDER BY 1"
+)
+# Minute rollups re-aggregated exactly: each minute's average weighted by its count.
+_ROLLUP_BUCKETS: Final = (
+    "SELECT time_bucket($4::interval, bucket, $5::timestamptz) AS b, "
+    + ", ".join(f"sum({c.name} * n_{c.name}) / nullif(sum(n_{c.name}), 0)" for c in NUMERIC_COLUMNS)
+    + f" FROM {ROLLUP} WHERE device_id = $1 AND bucket >= $2 AND bucket < $3 "
+    "GROUP BY 1 ORDER BY 1"
+)
+# Distinct device ids by skipping through the primary key one id at a time
+# (a "loose index scan"), then each device's newest row by a backward index
+# scan: O(devices x log rows), never a scan of the table.
+_DEVICES: Final = f"""
+WITH RECURSIVE ids AS (
+    (SELECT device_id FROM {READINGS} ORDER BY device_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT r.device_id FROM {READINGS} r WHERE r.device_id > ids.device_id
+            ORDER BY r.device_id LIMIT 1)
+    FROM ids WHERE ids.device_id IS NOT NULL
+), known AS (
+    SELECT device_id FROM ids WHERE device_id IS NOT NULL
+    UNION
+    SELECT device_id FROM {TOKENS}
+)
+SELECT known.device_id AS known_id, newest.*
+FROM known LEFT JOIN LATERAL (
+    SELECT {_COLUMN_LIST} FROM {READINGS} r WHERE r.device_id = known.device_id
+    ORDER BY r.ts DESC LIMIT 1
+) newest ON TRUE
+ORDER BY known.device_id"""
+
+
+def _minute_aligned(value: datetime) -> bool:
+    return value.second == 0 and value.microsecond == 0
+
+
+def _row_from_record(record: Sequence[Any], offset: int = 0) -> Row:
+    row = tuple(record[offset : offset + len(READING_COLUMNS)])
+    extra = row[EXTRA_INDEX]
+    if extra is not None:
+        row = (*row[:EXTRA_INDEX], json.loads(extra))
+    return row
+
+
+class PostgresStorage:
+    """The :class:`hub.storage.base.Storage` interface on PostgreSQL / TimescaleDB."""
+
+    def __init__(self, url: str, options: PostgresOptions | None = None) -> None:
+        self._url = url
+        self._options = options or PostgresOptions()
+        self._pool: asyncpg.Pool | None = None
+        self._state: SchemaState | None = None
+
+    @property
+    def timescale(self) -> ExtensionStatus:
+        """Whether TimescaleDB is in use (and why not); known once :meth:`open` returned."""
+        if self._state is None:
+            return ExtensionStatus(False, reason="storage not open")
+        return self._state.timescale
+
+    @property
+    def description(self) -> str:
+        timescale = self.timescale
+        if timescale.present:
+            return f"PostgreSQL with TimescaleDB {timescale.version}"
+        return "PostgreSQL"
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def open(self) -> None:
+        options = self._options
+        async with self._translated("migrating the schema"):
+            conn = await asyncpg.connect(
+                self._url,
+                timeout=options.connect_timeout_s,
+                command_timeout=options.command_timeout_s,
+            )
+            try:
+                self._state = await migrate(conn, options.timescale)
+            finally:
+                await conn.close()
+        init = self._create_stage if options.write_method is WriteMethod.COPY else None
+        async with self._translated("connecting"):
+            self._pool = await asyncpg.create_pool(
+                self._url,
+                min_size=options.min_connections,
+                max_size=options.max_connections,
+                timeout=options.connect_timeout_s,
+                command_timeout=options.command_timeout_s,
+                init=init,
+            )
+        logger.info("storage: %s", self.description)
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        try:
+            await asyncio.wait_for(pool.close(), _CLOSE_TIMEOUT_S)
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
+            logger.warning("closing the pool failed (%s); terminating its connections", err)
+            pool.terminate()
+
+    @staticmethod
+    async def _create_stage(conn: asyncpg.Connection) -> None:
+        await conn.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (LIKE {READINGS}) ON COMMIT DELETE ROWS"
+        )
+
+    # -- the one place errors are translated ---------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _translated(self, what: str) -> AsyncIterator[None]:
+        try:
+            yield
+        except _DRIVER_ERRORS as err:
+            if is_unavailable(err):
+                raise StorageUnavailable(f"{what}: {type(err).__name__}: {err}") from err
+            raise StorageError(f"{what}: {type(err).__name__}: {err}") from err
+
+    @contextlib.asynccontextmanager
+    async def _connection(self, what: str) -> AsyncIterator[PoolConnectionProxy[Record]]:
+        async with self._translated(what):
+            pool = self._pool
+            if pool is None:
+                raise StorageUnavailable(f"{what}: storage is not open")
+            async with pool.acquire() as conn:
+                yield conn
+
+    async def check(self) -> None:
+        async with self._connection("checking the database") as conn:
+            await conn.fetchval("SELECT 1")
+
+    # -- writes ----------------------------------------------------------------
+
+    async def write_readings(self, rows: Sequence[StoredReading]) -> None:
+        if not rows:
+            return
+        flat = [to_row(stored, json.dumps) for stored in rows]
+        async with self._connection(f"writing {len(rows)} readings") as conn:
+            if self._options.write_method is WriteMethod.COPY:
+                async with conn.transaction():
+                    await conn.copy_records_to_table(
+                        STAGE, records=flat, columns=list(READING_COLUMNS)
+                    )
+                    await conn.execute(_INSERT_FROM_STAGE)
+            else:
+                async with conn.transaction():
+                    await conn.execute(_INSERT_UNNEST, *self._unnest_args(flat))
+
+    @staticmethod
+    def _unnest_args(rows: list[Row]) -> list[list[Any]]:
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        for index, column in enumerate(FIELD_COLUMNS, start=FIELDS_OFFSET):
+            if column.kind is ColumnKind.NUMBER_LIST:
+                columns[index] = [
+                    None if v is None else _pg_array_literal(v) for v in columns[index]
+                ]
+        return columns
+
+    # -- queries ----------------------------------------------------------------
+
+    async def readings(
+        self, device_id: str, start: datetime, end: datetime, limit: int
+    ) -> list[dict[str, Any]]:
+        check_range(start, end)
+        if limit < 0:
+            raise ValueError(f"limit must be >= 0, not {limit}")
+        async with self._connection("reading readings") as conn:
+            records = await conn.fetch(_SELECT_READINGS, device_id, start, end, limit)
+        return [wire_from_row(_row_from_record(tuple(record))) for record in records]
+
+    def _use_rollup(self, start: datetime, end: datetime, bucket: timedelta) -> bool:
+        state = self._state
+        return (
+            state is not None
+            and state.rollup_usable
+            and bucket % ROLLUP_WIDTH == timedelta(0)
+            # Whole minutes at both ends: the rollup rows inside [start, end)
+            # cover exactly the raw rows inside it.
+            and _minute_aligned(start)
+            and _minute_aligned(end)
+        )
+
+    async def buckets(
+        self, device_id: str, start: datetime, end: datetime, bucket: timedelta
+    ) -> list[dict[str, Any]]:
+        check_range(start, end)
+        check_bucket(bucket)
+        sql = _ROLLUP_BUCKETS if self._use_rollup(start, end, bucket) else _RAW_BUCKETS
+        async with self._connection("averaging readings") as conn:
+            records = await conn.fetch(sql, device_id, start, end, bucket, BUCKET_ORIGIN)
+        return [bucket_from_averages(record[0], tuple(record)[1:]) for record in records]
+
+    async def devices(self) -> list[DeviceRecord]:
+        async with self._connection("listing devices") as conn:
+            records = await conn.fetch(_DEVICES)
+        devices: list[DeviceRecord] = []
+        for record in records:
+            row = _row_from_record(tuple(record), offset=1)
+            if row[1] is None:  # a token but no stored reading yet
+                devices.append(DeviceRecord(record["known_id"], None, None))
+            else:
+                devices.append(DeviceRecord(record["known_id"], row[1], wire_from_row(row)))
+        return devices
+
+    # -- tokens -------------------------------------------------------------------
+
+    async def add_token(self, record: TokenRecord) -> None:
+        async with self._connection("adding a token") as conn:
+            await conn.execute(
+                f"INSERT INTO {TOKENS} (token_hash, device_id, created_at) VALUES ($1, $2, $3)",
+                record.token_hash,
+                record.device_id,
+                record.created_at,
+            )
+
+    async def tokens(self) -> list[TokenRecord]:
+        async with self._connection("listing tokens") as conn:
+            records = await conn.fetch(
+                f"SELECT device_id, token_hash, created_at FROM {TOKENS} "
+                "ORDER BY created_at, device_id"
+            )
+        return [TokenRecord(r["device_id"], r["token_hash"], r["created_at"]) for r in records]
+
+    async def revoke_tokens(self, device_id: str) -> int:
+        async with self._connection("revoking tokens") as conn:
+            status = await conn.execute(f"DELETE FROM {TOKENS} WHERE device_id = $1", device_id)
+        return int(status.split()[-1])  # "DELETE n"

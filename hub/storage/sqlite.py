@@ -1,0 +1,439 @@
+"""Embedded SQLite storage (aiosqlite): the zero-setup default when no database URL is given.
+
+Same tables and behaviour as PostgreSQL (:mod:`hub.storage.schema`), adapted:
+times are integer microseconds since the Unix epoch (exact, and ordered like
+the instants), phase lists and ``extra`` are JSON text, and ``readings`` is a
+``WITHOUT ROWID`` table clustered on its primary key ``(device_id, ts)``, so a
+device's time range is one contiguous B-tree range.
+
+Durability. The hub acks a reading only after its commit, and an ack lets the
+edge delete it (PROTOCOL.md, "Hub -> device"). In WAL mode, ``synchronous =
+NORMAL`` survives a killed process but may lose the last commits on power loss
+or an OS crash; ``FULL`` fsyncs the WAL at every commit. The writer commits a
+batch (up to thousands of rows) at a time, so ``FULL`` costs one fsync per
+batch, and it is the default. ``NORMAL`` is an option for SD cards that wear.
+
+Two connections: one for writes (transactions serialised by a lock, so a token
+command never lands inside the writer's transaction), one for reads, which WAL
+lets run beside a write and which never see uncommitted rows.
+
+Errors are translated in :meth:`SqliteStorage._translated`: "database is
+locked", I/O errors and a closed connection are ``StorageUnavailable``,
+anything else from sqlite3 a ``StorageError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import json
+import logging
+import os
+import random
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+import aiosqlite
+
+from hub.storage.base import (
+    DeviceRecord,
+    StorageConfigError,
+    StorageError,
+    StorageUnavailable,
+    StoredReading,
+    TokenRecord,
+)
+from hub.storage.columns import (
+    BUCKET_ORIGIN,
+    EXTRA_INDEX,
+    FIELD_COLUMNS,
+    FIELDS_OFFSET,
+    NUMERIC_COLUMNS,
+    READING_COLUMNS,
+    ColumnKind,
+    FieldColumn,
+    Row,
+    bucket_from_averages,
+    check_bucket,
+    check_range,
+    micros_from_utc,
+    to_row,
+    utc_from_micros,
+    wire_from_row,
+)
+from hub.storage.schema import READINGS, TOKENS, VERSION_TABLE
+
+logger = logging.getLogger(__name__)
+
+DATABASE_FILE: Final = "hub.db"
+
+
+class Synchronous(enum.Enum):
+    """SQLite's ``PRAGMA synchronous`` in WAL mode (see the module docstring)."""
+
+    NORMAL = "NORMAL"
+    FULL = "FULL"
+
+
+@dataclass(frozen=True, slots=True)
+class SqliteOptions:
+    synchronous: Synchronous = Synchronous.FULL
+    busy_timeout_s: float = 5.0  # another process (``ems hub token add``) holding the lock
+
+
+_SQLITE_TYPES: Final = {
+    ColumnKind.NUMBER: "REAL",
+    ColumnKind.TEXT: "TEXT",
+    ColumnKind.NUMBER_LIST: "TEXT",  # JSON array
+}
+
+
+def _sqlite_type(column: FieldColumn) -> str:
+    return _SQLITE_TYPES[column.kind]
+
+
+_FIELD_DDL: Final = ",\n    ".join(f"{c.name} {_sqlite_type(c)}" for c in FIELD_COLUMNS)
+
+# (version, description, statements): the same history as schema.MIGRATIONS.
+_MIGRATIONS: Final = (
+    (
+        1,
+        "readings and device tokens",
+        (
+            f"""
+CREATE TABLE IF NOT EXISTS {READINGS} (
+    device_id TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    seq INTEGER,
+    received_at INTEGER NOT NULL,
+    sections INTEGER NOT NULL,
+    {_FIELD_DDL},
+    extra TEXT,
+    PRIMARY KEY (device_id, ts)
+) WITHOUT ROWID""",
+            f"""
+CREATE TABLE IF NOT EXISTS {TOKENS} (
+    token_hash TEXT PRIMARY KEY,
+    device_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+)""",
+            f"CREATE INDEX IF NOT EXISTS {TOKENS}_device_idx ON {TOKENS} (device_id)",
+        ),
+    ),
+)
+LATEST_VERSION: Final = _MIGRATIONS[-1][0]
+
+_COLUMN_LIST: Final = ", ".join(READING_COLUMNS)
+_INSERT: Final = (
+    f"INSERT INTO {READINGS} ({_COLUMN_LIST}) VALUES ({', '.join('?' * len(READING_COLUMNS))}) "
+    "ON CONFLICT (device_id, ts) DO NOTHING"
+)
+_SELECT_READINGS: Final = (
+    f"SELECT {_COLUMN_LIST} FROM {READINGS} "
+    "WHERE device_id = ? AND ts >= ? AND ts < ? ORDER BY ts LIMIT ?"
+)
+# Integer arithmetic on microseconds: bucket edges at origin + k * width, like date_bin.
+_BUCKETS: Final = (
+    "SELECT ((ts - :origin) / :width) * :width + :origin AS bucket, "
+    + ", ".join(f"avg({c.name})" for c in NUMERIC_COLUMNS)
+    + f" FROM {READINGS} WHERE device_id = :device_id AND ts >= :start AND ts < :end "
+    "GROUP BY bucket ORDER BY bucket"
+)
+# Distinct ids by min() probes on the primary key (each one a B-tree seek), then
+# each device's newest row by max(ts) on the same key: never a table scan.
+_DEVICES: Final = f"""
+WITH RECURSIVE ids(device_id) AS (
+    SELECT min(device_id) FROM {READINGS}
+    UNION ALL
+    SELECT (SELECT min(r.device_id) FROM {READINGS} r WHERE r.device_id > ids.device_id)
+    FROM ids WHERE ids.device_id IS NOT NULL
+), known(device_id) AS (
+    SELECT device_id FROM ids WHERE device_id IS NOT NULL
+    UNION
+    SELECT device_id FROM {TOKENS}
+)
+SELECT known.device_id, {", ".join(f"r.{c}" for c in READING_COLUMNS)}
+FROM known LEFT JOIN {READINGS} r
+    ON r.device_id = known.device_id
+    AND r.ts = (SELECT max(ts) FROM {READINGS} WHERE device_id = known.device_id)
+ORDER BY known.device_id"""
+
+_LIST_INDEXES: Final = tuple(
+    index
+    for index, column in enumerate(FIELD_COLUMNS, start=FIELDS_OFFSET)
+    if column.kind is ColumnKind.NUMBER_LIST
+)
+
+
+def _to_sqlite(row: Row) -> Row:
+    values = list(row)
+    values[1] = micros_from_utc(values[1])
+    values[3] = micros_from_utc(values[3])
+    for index in _LIST_INDEXES:
+        if values[index] is not None:
+            values[index] = json.dumps(values[index])
+    if values[EXTRA_INDEX] is not None:
+        values[EXTRA_INDEX] = json.dumps(values[EXTRA_INDEX])
+    return tuple(values)
+
+
+def _from_sqlite(record: Sequence[Any]) -> Row:
+    values = list(record)
+    values[1] = utc_from_micros(values[1])
+    values[3] = utc_from_micros(values[3])
+    for index in _LIST_INDEXES:
+        if values[index] is not None:
+            values[index] = json.loads(values[index])
+    if values[EXTRA_INDEX] is not None:
+        values[EXTRA_INDEX] = json.loads(values[EXTRA_INDEX])
+    return tuple(values)
+
+
+# Primary result codes that mean "not now" (https://sqlite.org/rescode.html):
+# BUSY, LOCKED (another connection holds the lock past busy_timeout), NOMEM,
+# IOERR (and its extended codes), FULL (disk full), CANTOPEN, PROTOCOL.
+_TRANSIENT_CODES: Final = frozenset({5, 6, 7, 10, 13, 14, 15})
+
+
+def is_unavailable(err: Exception) -> bool:
+    """Whether ``err`` means the file cannot be used right now (retry later)."""
+    if isinstance(err, OSError):
+        return True
+    if isinstance(err, ValueError) and not isinstance(err, sqlite3.Error):
+        return True  # aiosqlite: "Connection closed" / "no active connection"
+    if isinstance(err, sqlite3.Error):
+        code = getattr(err, "sqlite_errorcode", None)
+        return isinstance(code, int) and (code & 0xFF) in _TRANSIENT_CODES
+    return False
+
+
+def default_data_dir() -> Path:
+    """``$EMS_DATA_DIR``, else ``./ems-data`` (DESIGN.md, ``ems hub serve``)."""
+    return Path(os.environ.get("EMS_DATA_DIR") or "ems-data")
+
+
+class SqliteStorage:
+    """The :class:`hub.storage.base.Storage` interface on one SQLite file."""
+
+    def __init__(self, path: Path, options: SqliteOptions | None = None) -> None:
+        self.path = path
+        self._options = options or SqliteOptions()
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._write_lock = asyncio.Lock()
+
+    @property
+    def description(self) -> str:
+        return f"SQLite {sqlite3.sqlite_version} at {self.path}"
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def _connect(self) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(
+            self.path, isolation_level=None, timeout=self._options.busy_timeout_s
+        )
+        await conn.execute(f"PRAGMA busy_timeout = {int(self._options.busy_timeout_s * 1000)}")
+        await conn.execute(f"PRAGMA synchronous = {self._options.synchronous.value}")
+        return conn
+
+    async def open(self) -> None:
+        # Switching a new file to WAL needs it to itself, and SQLite answers "database
+        # is locked" at once rather than waiting when another hub is opening it
+        # too: retry for as long as the busy timeout would have waited.
+        deadline = time.monotonic() + self._options.busy_timeout_s
+        attempt = 0
+        while True:
+            try:
+                await self._open_once()
+            except StorageUnavailable as err:
+                await self.close()  # a half-open storage holds no connection
+                if time.monotonic() >= deadline:
+                    raise
+                delay = min(0.02 * 2**attempt, 0.5) * random.uniform(0.5, 1.0)
+                logger.debug("opening %s: %s; again in %.2f s", self.path, err, delay)
+                await asyncio.sleep(delay)
+                attempt += 1
+            except BaseException:
+                await self.close()
+                raise
+            else:
+                break
+        logger.info("storage: %s", self.description)
+
+    async def _open_once(self) -> None:
+        async with self._translated("opening the database"):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = await self._connect()
+            # WAL is a property of the file: readers run beside a writer.
+            await self._writer.execute("PRAGMA journal_mode = WAL")
+            await self._migrate(self._writer)
+            self._reader = await self._connect()
+
+    async def close(self) -> None:
+        for conn in (self._reader, self._writer):
+            if conn is not None:
+                with contextlib.suppress(sqlite3.Error, ValueError):
+                    await conn.close()
+        self._reader = self._writer = None
+
+    async def _migrate(self, conn: aiosqlite.Connection) -> None:
+        # BEGIN IMMEDIATE takes the write lock first: two hubs on one file take turns.
+        await conn.execute("BEGIN IMMEDIATE")  # outside the try: no transaction if it fails
+        try:
+            await conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version INTEGER PRIMARY KEY, "
+                "description TEXT NOT NULL, applied_at INTEGER NOT NULL)"
+            )
+            applied = {
+                row[0]
+                for row in await conn.execute_fetchall(f"SELECT version FROM {VERSION_TABLE}")
+            }
+            newest = max(applied, default=0)
+            if newest > LATEST_VERSION:
+                raise StorageConfigError(
+                    f"{self.path}'s schema is version {newest}, newer than this hub's "
+                    f"({LATEST_VERSION}): upgrade the hub"
+                )
+            for version, description, statements in _MIGRATIONS:
+                if version in applied:
+                    continue
+                for sql in statements:
+                    await conn.execute(sql)
+                await conn.execute(
+                    f"INSERT INTO {VERSION_TABLE} (version, description, applied_at) "
+                    "VALUES (?, ?, ?)",
+                    (version, description, time.time_ns() // 1000),
+                )
+                logger.info("applied schema migration %d: %s", version, description)
+            existing = {
+                row[1] for row in await conn.execute_fetchall(f"PRAGMA table_info({READINGS})")
+            }
+            for column in FIELD_COLUMNS:
+                if column.name not in existing:  # a protocol field newer than the file
+                    await conn.execute(
+                        f"ALTER TABLE {READINGS} ADD COLUMN {column.name} {_sqlite_type(column)}"
+                    )
+            await conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error, ValueError):
+                await conn.execute("ROLLBACK")
+            raise
+
+    # -- the one place errors are translated ---------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _translated(self, what: str) -> AsyncIterator[None]:
+        try:
+            yield
+        except (sqlite3.Error, ValueError, OSError) as err:
+            if is_unavailable(err):
+                raise StorageUnavailable(f"{what}: {type(err).__name__}: {err}") from err
+            raise StorageError(f"{what}: {type(err).__name__}: {err}") from err
+
+    def _require(self, conn: aiosqlite.Connection | None, what: str) -> aiosqlite.Connection:
+        if conn is None:
+            raise StorageUnavailable(f"{what}: storage is not open")
+        return conn
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self, what: str) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._write_lock, self._translated(what):
+            conn = self._require(self._writer, what)
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error, ValueError):
+                    await conn.execute("ROLLBACK")
+                raise
+            await conn.execute("COMMIT")
+
+    async def _fetch(self, what: str, sql: str, params: Any = ()) -> list[Any]:
+        async with self._translated(what):
+            conn = self._require(self._reader, what)
+            return list(await conn.execute_fetchall(sql, params))
+
+    async def check(self) -> None:
+        await self._fetch("checking the database", "SELECT 1")
+
+    # -- writes ----------------------------------------------------------------
+
+    async def write_readings(self, rows: Sequence[StoredReading]) -> None:
+        if not rows:
+            return
+        values = [_to_sqlite(to_row(stored)) for stored in rows]
+        async with self._transaction(f"writing {len(rows)} readings") as conn:
+            await conn.executemany(_INSERT, values)
+
+    # -- queries ----------------------------------------------------------------
+
+    async def readings(
+        self, device_id: str, start: datetime, end: datetime, limit: int
+    ) -> list[dict[str, Any]]:
+        check_range(start, end)
+        if limit < 0:
+            raise ValueError(f"limit must be >= 0, not {limit}")
+        records = await self._fetch(
+            "reading readings",
+            _SELECT_READINGS,
+            (device_id, micros_from_utc(start), micros_from_utc(end), limit),
+        )
+        return [wire_from_row(_from_sqlite(record)) for record in records]
+
+    async def buckets(
+        self, device_id: str, start: datetime, end: datetime, bucket: timedelta
+    ) -> list[dict[str, Any]]:
+        check_range(start, end)
+        check_bucket(bucket)
+        width = bucket // timedelta(microseconds=1)
+        records = await self._fetch(
+            "averaging readings",
+            _BUCKETS,
+            {
+                "origin": micros_from_utc(BUCKET_ORIGIN),
+                "width": width,
+                "device_id": device_id,
+                "start": micros_from_utc(start),
+                "end": micros_from_utc(end),
+            },
+        )
+        return [bucket_from_averages(utc_from_micros(r[0]), tuple(r)[1:]) for r in records]
+
+    async def devices(self) -> list[DeviceRecord]:
+        records = await self._fetch("listing devices", _DEVICES)
+        devices: list[DeviceRecord] = []
+        for record in records:
+            if record[2] is None:  # a token but no stored reading yet
+                devices.append(DeviceRecord(record[0], None, None))
+                continue
+            row = _from_sqlite(tuple(record)[1:])
+            devices.append(DeviceRecord(record[0], row[1], wire_from_row(row)))
+        return devices
+
+    # -- tokens -------------------------------------------------------------------
+
+    async def add_token(self, record: TokenRecord) -> None:
+        async with self._transaction("adding a token") as conn:
+            await conn.execute(
+                f"INSERT INTO {TOKENS} (token_hash, device_id, created_at) VALUES (?, ?, ?)",
+                (record.token_hash, record.device_id, micros_from_utc(record.created_at)),
+            )
+
+    async def tokens(self) -> list[TokenRecord]:
+        records = await self._fetch(
+            "listing tokens",
+            f"SELECT device_id, token_hash, created_at FROM {TOKENS} "
+            "ORDER BY created_at, device_id",
+        )
+        return [TokenRecord(r[0], r[1], utc_from_micros(r[2])) for r in records]
+
+    async def revoke_tokens(self, device_id: str) -> int:
+        async with self._transaction("revoking tokens") as conn:
+            cursor = await conn.execute(f"DELETE FROM {TOKENS} WHERE device_id = ?", (device_id,))
+            return int(cursor.rowcount)

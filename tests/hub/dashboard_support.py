@@ -1,0 +1,370 @@
+"""Real parts for the dashboard's browser tests: a hub process, a publishing device, a browser.
+
+Nothing here is a stand-in: the hub is ``ems hub serve`` in its own process
+(so a restart is a real SIGTERM and a new process on the same port and
+database), the device speaks the protocol over a real WebSocket, and the pages
+run in Debian's chromium driven by Playwright.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import WebSocketException
+
+from telemetry import format_ts
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _ems(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ems.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@dataclass
+class HubProcess:
+    """``ems hub serve`` on a fixed port, so it can be stopped and started again."""
+
+    port: int
+    database: str
+    data_dir: Path
+    viewer_token: str
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "EMS_DATA_DIR": str(self.data_dir)}
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def add_token(self, device_id: str) -> str:
+        done = _ems("hub", "token", "--database", self.database, "add", device_id, env=self.env)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip().splitlines()[-1]
+
+    def start(self) -> None:
+        command = [
+            sys.executable,
+            "-m",
+            "ems.cli",
+            "hub",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--database",
+            self.database,
+            "--viewer-token",
+            self.viewer_token,
+        ]
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=log)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the hub exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                with urllib.request.urlopen(f"{self.http_url}/healthz", timeout=1) as answer:
+                    if answer.status == 200:
+                        return
+            except (OSError, urllib.error.URLError):
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"the hub did not answer /healthz within 30 s:\n{self.log()}")
+
+    def stop(self) -> None:
+        """SIGTERM, as a service manager would; the hub must exit by itself."""
+        if self.process is None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(f"the hub ignored SIGTERM for 15 s:\n{self.log()}") from None
+        finally:
+            self.process = None
+        assert code == 0, f"the hub exited with {code} on SIGTERM:\n{self.log()}"
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+
+def site_reading(ts: datetime, *, seq: int | None = None) -> dict[str, Any]:
+    """A plausible reading of a sunny site that exports, a smooth function of ``ts``.
+
+    History and live readings come from the same function, so a chart across
+    the seam is one continuous line.
+    """
+    t = ts.timestamp()
+    index = int(t) - 1_790_000_000  # grows with time: energy counters never go back
+    # Chosen so the site always exports and the battery always charges:
+    # inverter >= 3140 * 0.96 - 1350 > 1660 W, house <= 1510 W.
+    pv = round(3600.0 + 400.0 * math.sin(t / 300) + 60.0 * math.sin(t / 7), 1)
+    battery = round(-1100.0 + 250.0 * math.sin(t / 450), 1)
+    house = round(1200.0 + 250.0 * math.cos(t / 200) + 60.0 * math.sin(t / 5), 1)
+    inverter = round(pv * 0.96 + battery, 1)  # what reaches the AC side
+    grid = round(house - inverter, 1)  # negative: the site exports
+    soc = round(60.0 + 20.0 * math.sin(t / 900), 1)
+    reading: dict[str, Any] = {
+        "ts": format_ts(ts),
+        "inverter": {
+            "ac_power_w": inverter,
+            "ac_voltage_v": 231.2,
+            "ac_current_a": round(inverter / 231.2, 2),
+            "ac_frequency_hz": 50.01,
+            "dc_power_w": round(pv * 0.98, 1),
+            "energy_total_wh": 8_123_400 + index,
+            "temperature_c": 41.5,
+            "state": "mppt",
+        },
+        "grid": {
+            "power_w": grid,
+            "voltage_v": 230.8,
+            "current_a": round(grid / 230.8, 2),
+            "frequency_hz": 49.98,
+            "power_factor": 0.98,
+            "import_energy_wh": 1_523_000,
+            "export_energy_wh": 2_210_000 + index,
+            "phase_voltage_v": [230.8, 231.1, 229.9],
+            "phase_power_w": [round(grid / 3, 1)] * 3,
+        },
+        "solar": {
+            "pv_power_w": pv,
+            "pv_voltage_v": 380.2,
+            "pv_current_a": round(pv / 380.2, 2),
+            "energy_today_wh": 10_450 + (index % 86_400) // 10,
+            "energy_total_wh": 9_100_000 + index,
+        },
+        "battery": {
+            "soc_pct": soc,
+            "soh_pct": 98.0,
+            "power_w": battery,
+            "voltage_v": 51.9,
+            "current_a": round(battery / 51.9, 2),
+            "temperature_c": 24.0,
+            "cell_voltage_min_v": 3.241,
+            "cell_voltage_max_v": 3.262,
+            "state": "charging",
+        },
+        "extra": {"bms_cycle_count": 312},
+    }
+    if seq is not None:
+        reading["seq"] = seq
+    return reading
+
+
+def send_history(url: str, token: str, readings: list[dict[str, Any]]) -> None:
+    """Send readings as one batch (stored, not live) and wait until all are acked.
+
+    Runs on a thread of its own: Playwright's sync API holds this thread's loop.
+    """
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(_send_history(url, token, readings))
+        except BaseException as err:
+            failure.append(err)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+
+
+async def _send_history(url: str, token: str, readings: list[dict[str, Any]]) -> None:
+    wanted = {int(r["seq"]) for r in readings}
+    headers = {"Authorization": f"Bearer {token}"}
+    async with connect(url, additional_headers=headers, open_timeout=10) as ws:
+        await ws.send(json.dumps({"type": "batch", "items": readings}))
+        async with asyncio.timeout(30):
+            while wanted:
+                frame = json.loads(await ws.recv())
+                if frame.get("type") == "ack":
+                    for first, last in frame["ranges"]:
+                        wanted -= set(range(first, last + 1))
+
+
+@dataclass
+class Publisher:
+    """A device streaming live readings from its own thread, reconnecting by itself.
+
+    ``pause()`` disconnects and stays away (the device goes offline),
+    ``resume()`` comes back; ``freeze()`` keeps the socket but stops sending,
+    so a test can compare a page with the last reading sent.
+    """
+
+    url: str
+    token: str
+    interval_s: float = 0.5
+    first_seq: int = 1_000_000
+    sent: list[dict[str, Any]] = field(default_factory=list)
+    connected: threading.Event = field(default_factory=threading.Event)
+    _online: threading.Event = field(default_factory=threading.Event)
+    _sending: threading.Event = field(default_factory=threading.Event)
+    _idle: threading.Event = field(default_factory=threading.Event)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._online.set()
+        self._sending.set()
+        self._thread = threading.Thread(target=asyncio.run, args=(self._run(),), daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def pause(self) -> None:
+        self._online.clear()
+
+    def resume(self) -> None:
+        self._online.set()
+
+    def freeze(self) -> None:
+        """Stop sending; returns once no reading is on its way any more."""
+        self._idle.clear()
+        self._sending.clear()
+        if not self._idle.wait(timeout=10):
+            raise AssertionError("the publisher did not pause its sending")
+
+    def thaw(self) -> None:
+        self._sending.set()
+
+    def last_sent(self) -> dict[str, Any]:
+        with self._lock:
+            return dict(self.sent[-1])
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self.sent)
+
+    async def _run(self) -> None:
+        seq = self.first_seq
+        while not self._stop.is_set():
+            if not self._online.is_set():
+                await asyncio.sleep(0.05)
+                continue
+            try:
+                headers = {"Authorization": f"Bearer {self.token}"}
+                async with connect(self.url, additional_headers=headers, open_timeout=5) as ws:
+                    self.connected.set()
+                    drain = asyncio.create_task(self._drain(ws))
+                    try:
+                        while self._online.is_set() and not self._stop.is_set():
+                            if self._sending.is_set():
+                                reading = site_reading(datetime.now(UTC), seq=seq)
+                                await ws.send(json.dumps(reading))
+                                seq += 1
+                                with self._lock:
+                                    self.sent.append(reading)
+                            else:
+                                self._idle.set()
+                            await asyncio.sleep(self.interval_s)
+                    finally:
+                        drain.cancel()
+            except (OSError, TimeoutError, WebSocketException):
+                pass  # the hub is away (restarting): try again shortly
+            finally:
+                self.connected.clear()
+            await asyncio.sleep(0.2)
+
+    @staticmethod
+    async def _drain(ws: ClientConnection) -> None:
+        """Read the acks, so they never pile up in the socket."""
+        with contextlib.suppress(WebSocketException):
+            async for _ in ws:
+                pass
+
+
+def history_readings(count: int, step: timedelta) -> list[dict[str, Any]]:
+    """``count`` readings ending one ``step`` before now, seqs 1..count."""
+    now = datetime.now(UTC)
+    return [site_reading(now - step * (count - index), seq=index) for index in range(1, count + 1)]
+
+
+# Chromium reports a refused connection as a console error; while the hub is
+# deliberately down (the restart test) those, and only those, are expected.
+NETWORK_FAILURE = re.compile(
+    r"^(WebSocket connection to 'ws://127\.0\.0\.1:\d+/ws/dashboard/[^']+' failed"
+    r"|Failed to load resource: net::ERR_[A-Z_]+$)"
+)
+
+
+@dataclass
+class ConsoleWatch:
+    """Every console error and uncaught exception of a page."""
+
+    errors: list[str] = field(default_factory=list)
+
+    def problems(self, *, allow: re.Pattern[str] | None = None) -> list[str]:
+        return [text for text in self.errors if allow is None or not allow.search(text)]
+
+
+def wait_until(predicate: Any, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+@contextlib.contextmanager
+def hub_stopped(hub: HubProcess) -> Iterator[None]:
+    """The hub is down inside the block and back (same port, same database) after it."""
+    hub.stop()
+    try:
+        yield
+    finally:
+        hub.start()

@@ -1,0 +1,270 @@
+"""PostgreSQL specifics: concurrent migrations, TimescaleDB fallback, outages."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+import asyncpg
+import pytest
+
+from hub.storage import postgres as pg
+from hub.storage.base import StorageConfigError, StorageError, StorageUnavailable
+from hub.storage.migrate import try_create_extension
+from hub.storage.postgres import PostgresOptions, PostgresStorage, is_unavailable
+from hub.storage.schema import MIGRATIONS, TimescaleMode, TimescaleOptions
+from tests.hub.storage.helpers import BASE_TS, fresh_schema, opened, simple
+from tests.tcp_proxy import CutMode, TcpProxy
+
+WIDE = (BASE_TS - timedelta(days=1), BASE_TS + timedelta(days=1))
+
+
+@pytest.fixture
+async def schema_url(postgres_url: str) -> AsyncIterator[str]:
+    async with fresh_schema(postgres_url) as url:
+        yield url
+
+
+def _options(**kwargs: object) -> PostgresOptions:
+    timescale = kwargs.pop("timescale", TimescaleOptions())
+    assert isinstance(timescale, TimescaleOptions)
+    return PostgresOptions(timescale=timescale, connect_timeout_s=3.0, **kwargs)  # type: ignore[arg-type]
+
+
+async def _fetch(url: str, sql: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(url)
+    try:
+        return await conn.fetch(sql)
+    finally:
+        await conn.close()
+
+
+async def test_hubs_starting_together_migrate_once(schema_url: str) -> None:
+    storages = [PostgresStorage(schema_url, _options()) for _ in range(4)]
+    await asyncio.gather(*(s.open() for s in storages))
+    try:
+        rows = await _fetch(schema_url, "SELECT version FROM ems_schema_version ORDER BY version")
+        assert [r["version"] for r in rows] == [m.version for m in MIGRATIONS]
+        await storages[0].write_readings([simple("dev-1", BASE_TS, seq=1)])
+        assert len(await storages[3].readings("dev-1", *WIDE, limit=10)) == 1
+    finally:
+        await asyncio.gather(*(s.close() for s in storages))
+
+
+async def test_without_timescaledb_the_plain_schema_is_used(schema_url: str) -> None:
+    async with opened(PostgresStorage(schema_url, _options())) as storage:
+        assert isinstance(storage, PostgresStorage)
+        status = storage.timescale
+        assert not status.present
+        assert "timescaledb" in status.reason
+        assert storage.description == "PostgreSQL"
+        await storage.write_readings([simple("dev-1", BASE_TS, seq=1)])
+        # Buckets go through date_bin on the raw rows.
+        buckets = await storage.buckets("dev-1", *WIDE, timedelta(minutes=1))
+        assert [b["grid"]["power_w"] for b in buckets] == [100.0]
+    indexes = await _fetch(
+        schema_url, "SELECT indexname FROM pg_indexes WHERE tablename = 'readings'"
+    )
+    assert {"readings_pkey", "readings_ts_brin"} <= {r["indexname"] for r in indexes}
+
+
+async def test_timescaledb_required_but_missing_is_a_config_error(schema_url: str) -> None:
+    storage = PostgresStorage(
+        schema_url, _options(timescale=TimescaleOptions(mode=TimescaleMode.REQUIRED))
+    )
+    with pytest.raises(StorageConfigError, match="TimescaleDB is required"):
+        await storage.open()
+
+
+async def test_timescaledb_off_by_configuration(schema_url: str) -> None:
+    storage = PostgresStorage(
+        schema_url, _options(timescale=TimescaleOptions(mode=TimescaleMode.OFF))
+    )
+    async with opened(storage):
+        assert storage.timescale.reason == "TimescaleDB turned off by configuration"
+
+
+async def test_a_failed_create_extension_leaves_the_connection_usable(schema_url: str) -> None:
+    conn = await asyncpg.connect(schema_url)
+    try:
+        status = await try_create_extension(conn, "ems_no_such_extension", check_available=False)
+        assert not status.present
+        assert "CREATE EXTENSION ems_no_such_extension failed" in status.reason
+        assert await conn.fetchval("SELECT 41 + 1") == 42
+        # Inside a caller's transaction too: only a savepoint is rolled back.
+        async with conn.transaction():
+            await conn.execute("CREATE TABLE survivor (x int)")
+            status = await try_create_extension(
+                conn, "ems_no_such_extension", check_available=False
+            )
+            assert not status.present
+            await conn.execute("INSERT INTO survivor VALUES (1)")
+        assert await conn.fetchval("SELECT count(*) FROM survivor") == 1
+        # An available check that finds nothing does not even try.
+        status = await try_create_extension(conn, "ems_no_such_extension")
+        assert status.reason == "extension 'ems_no_such_extension' is not installed on the server"
+    finally:
+        await conn.close()
+
+
+async def test_a_schema_newer_than_the_hub_is_refused(schema_url: str) -> None:
+    async with opened(PostgresStorage(schema_url, _options())):
+        pass
+    conn = await asyncpg.connect(schema_url)
+    try:
+        await conn.execute(
+            "INSERT INTO ems_schema_version (version, description) VALUES (999, 'x')"
+        )
+    finally:
+        await conn.close()
+    with pytest.raises(StorageConfigError, match="version 999, newer than this hub"):
+        await PostgresStorage(schema_url, _options()).open()
+
+
+async def test_a_column_missing_for_a_newer_field_is_added(schema_url: str) -> None:
+    async with opened(PostgresStorage(schema_url, _options())):
+        pass
+    conn = await asyncpg.connect(schema_url)
+    try:
+        await conn.execute("ALTER TABLE readings DROP COLUMN battery_state")
+    finally:
+        await conn.close()
+    async with opened(PostgresStorage(schema_url, _options())) as storage:
+        reading = simple("dev-1", BASE_TS)
+        body = reading.reading.to_wire() | {"battery": {"state": "idle"}}
+        from tests.hub.storage.helpers import stored
+
+        await storage.write_readings([stored("dev-1", body)])
+        rows = await storage.readings("dev-1", *WIDE, limit=1)
+        assert rows[0]["battery"] == {"state": "idle"}
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_an_unreachable_database_is_unavailable(postgres_url: str) -> None:
+    parts = urlsplit(postgres_url)
+    url = parts._replace(netloc=f"{parts.username}@127.0.0.1:{_closed_port()}").geturl()
+    with pytest.raises(StorageUnavailable, match="migrating the schema"):
+        await PostgresStorage(url, _options()).open()
+
+
+async def test_a_cut_connection_is_unavailable_then_recovers(schema_url: str) -> None:
+    parts = urlsplit(schema_url)
+    async with TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432) as proxy:
+        storage = PostgresStorage(proxy.rewrite_url(schema_url), _options())
+        async with opened(storage):
+            await storage.write_readings([simple("dev-1", BASE_TS, seq=1)])
+            await proxy.cut()
+            with pytest.raises(StorageUnavailable):
+                await storage.write_readings(
+                    [simple("dev-1", BASE_TS + timedelta(seconds=1), seq=2)]
+                )
+            with pytest.raises(StorageUnavailable):
+                await storage.check()
+            await proxy.restore()
+            await storage.write_readings([simple("dev-1", BASE_TS + timedelta(seconds=1), seq=2)])
+            assert [r["seq"] for r in await storage.readings("dev-1", *WIDE, limit=10)] == [1, 2]
+
+            # A network that swallows packets: the connect timeout decides.
+            await proxy.cut(CutMode.HOLD)
+            with pytest.raises(StorageUnavailable):
+                await storage.check()
+            await proxy.restore()
+            await storage.check()
+
+
+async def test_terminated_backends_are_unavailable_then_recover(schema_url: str) -> None:
+    name = "ems-terminated-test"
+    async with opened(
+        PostgresStorage(f"{schema_url}&application_name={name}", _options())
+    ) as storage:
+        await storage.write_readings([simple("dev-1", BASE_TS, seq=1)])
+        conn = await asyncpg.connect(schema_url)
+        try:
+            # What a database restart does to the pool's connections.
+            killed = await conn.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = $1",
+                name,
+            )
+        finally:
+            await conn.close()
+        assert killed >= 1
+        second = simple("dev-1", BASE_TS + timedelta(seconds=1), seq=2)
+        try:
+            await storage.write_readings([second])
+        except StorageUnavailable:
+            # asyncpg may or may not have noticed the FATAL message before the
+            # write; if not, the write fails as an outage, and the next succeeds.
+            await storage.write_readings([second])
+        assert len(await storage.readings("dev-1", *WIDE, limit=10)) == 2
+
+
+async def test_other_database_errors_are_storage_errors_not_outages(schema_url: str) -> None:
+    async with opened(PostgresStorage(schema_url, _options())) as storage:
+        conn = await asyncpg.connect(schema_url)
+        try:
+            await conn.execute(
+                "ALTER TABLE readings ADD CONSTRAINT no_dev_x CHECK (device_id <> 'x')"
+            )
+        finally:
+            await conn.close()
+        with pytest.raises(StorageError) as caught:
+            await storage.write_readings([simple("x", BASE_TS)])
+        assert not isinstance(caught.value, StorageUnavailable)
+        assert isinstance(caught.value.__cause__, asyncpg.CheckViolationError)
+
+
+@pytest.mark.parametrize(
+    ("error", "unavailable"),
+    [
+        (ConnectionRefusedError(111, "refused"), True),
+        (ConnectionResetError(104, "reset"), True),
+        (TimeoutError(), True),
+        (asyncpg.exceptions.ConnectionDoesNotExistError("closed mid-operation"), True),
+        (asyncpg.exceptions.AdminShutdownError("terminating connection"), True),
+        (asyncpg.exceptions.CannotConnectNowError("the database system is starting up"), True),
+        (asyncpg.exceptions.TooManyConnectionsError("too many clients"), True),
+        (asyncpg.exceptions.SerializationError("could not serialize"), True),
+        (asyncpg.InterfaceError("pool is closing"), True),
+        (asyncpg.exceptions.UniqueViolationError("duplicate key"), False),
+        (asyncpg.exceptions.UndefinedColumnError("no such column"), False),
+        (asyncpg.exceptions.DataError("invalid input for query argument"), False),
+        (ValueError("not a driver error"), False),
+    ],
+)
+def test_which_errors_mean_unavailable(error: BaseException, unavailable: bool) -> None:
+    assert is_unavailable(error) is unavailable
+
+
+async def test_devices_never_scans_the_table(schema_url: str) -> None:
+    async with opened(PostgresStorage(schema_url, _options())) as storage:
+        for device in range(5):
+            await storage.write_readings(
+                [simple(f"dev-{device}", BASE_TS + timedelta(seconds=s)) for s in range(4000)]
+            )
+        conn = await asyncpg.connect(schema_url)
+        try:
+            await conn.execute("ANALYZE readings")
+            plan = await conn.fetchval(f"EXPLAIN (FORMAT JSON) {pg._DEVICES}")
+        finally:
+            await conn.close()
+        nodes = []
+        stack = [json.loads(plan)[0]["Plan"]]
+        while stack:
+            node = stack.pop()
+            nodes.append(node)
+            stack.extend(node.get("Plans", []))
+        scanned = {(n["Node Type"], n.get("Relation Name")) for n in nodes}
+        assert ("Seq Scan", "readings") not in scanned
+        assert any(kind.startswith("Index") and rel == "readings" for kind, rel in scanned)
+        devices = await storage.devices()
+        assert [d.last_seen for d in devices] == [BASE_TS + timedelta(seconds=3999)] * 5
