@@ -1,0 +1,235 @@
+"""The edge agent: pollers, sampler, outbox writer and uplink in one TaskGroup.
+
+::
+
+    bus pollers ──> device health ──> sampler ──> writer ──> outbox (SQLite)
+      (one task per bus)               (clock guard)   │           │
+                                                       └─ live ──> uplink <── acks ── hub
+
+Shutdown (SIGTERM, or :meth:`Agent.stop`): the pollers and the sampler stop,
+the writer commits what it holds, the uplink gets a short grace to send it
+and collect acks, then closes the socket (1000) and deletes what was acked.
+Everything unacked stays in the outbox for the next start. Under systemd the
+agent reports ``READY=1`` once running and ``WATCHDOG=1`` while the sampler
+ticks (edge/sdnotify.py).
+
+Exceptions::
+
+    AgentError           the agent cannot start (a profile file, the buffer); one line
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from drivers.errors import ProfileError
+from drivers.profiles import ProfileName, fixed_map
+from edge.backoff import BackoffPolicy
+from edge.clock import ClockGuard, ClockSource, SystemClock, boot_id
+from edge.config import EdgeConfig, Profile
+from edge.health import DeviceHealth, Transition
+from edge.outbox import Outbox, OutboxError
+from edge.poller import DEVICE_BACKOFF, BusPoller, PolledDevice
+from edge.sampler import Sampler
+from edge.sdnotify import Notifier
+from edge.uplink import Uplink, UplinkSettings
+from edge.writer import OutboxWriter
+
+__all__ = ["Agent", "AgentError", "AgentOptions"]
+
+logger = logging.getLogger(__name__)
+
+
+class AgentError(Exception):
+    """The agent cannot start; the message is one line for the operator."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentOptions:
+    """Timings a test or a benchmark may shorten; the defaults suit a Pi."""
+
+    uplink: UplinkSettings = field(default_factory=UplinkSettings)
+    flush_interval_s: float = 0.5
+    device_backoff: BackoffPolicy = DEVICE_BACKOFF
+    shutdown_grace_s: float = 2.0
+    clock_settle_s: float = 5.0
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel tasks and wait until they are done, cancelling again while they run.
+
+    Python 3.11's ``asyncio.wait_for`` (used inside pymodbus) can swallow a
+    cancellation that lands as its inner future completes (CPython gh-86296,
+    fixed in 3.12): one ``cancel()`` is not always enough, so it is repeated.
+    """
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.5)
+
+
+def _check_profiles(config: EdgeConfig) -> None:
+    """Load generic profile files now: a broken one is a start-up error, not a failing device."""
+    for index, device in enumerate(config.devices):
+        if device.profile is Profile.GENERIC:
+            try:
+                fixed_map(ProfileName.GENERIC, device.profile_file)
+            except (ProfileError, OSError) as err:
+                raise AgentError(f"config error: device[{index}].profile_file: {err}") from err
+
+
+class Agent:
+    def __init__(
+        self,
+        config: EdgeConfig,
+        *,
+        token: str,
+        clock: ClockSource | None = None,
+        options: AgentOptions | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.config = config
+        self._token = token
+        self.clock = clock or SystemClock()
+        self.options = options or AgentOptions()
+        self.notifier = notifier or Notifier()
+        self._stop = asyncio.Event()
+        self._transitions: deque[Transition] = deque(maxlen=1000)
+        self._transition_event = asyncio.Event()
+        self.health = {
+            device.name: DeviceHealth(device.name, self.options.device_backoff)
+            for device in config.devices
+        }
+        self.sampler: Sampler | None = None
+        self.uplink: Uplink | None = None
+        self.writer: OutboxWriter | None = None
+        self.running = asyncio.Event()
+
+    def stop(self) -> None:
+        """Begin a clean shutdown (safe to call from a signal handler)."""
+        self._stop.set()
+
+    def _on_transition(self, transition: Transition) -> None:
+        self._transitions.append(transition)
+        self._transition_event.set()
+
+    async def run(self) -> None:
+        _check_profiles(self.config)
+        config = self.config
+        boot = boot_id()
+        try:
+            async with Outbox.open(config.buffer.path, max_bytes=config.buffer.max_bytes) as outbox:
+                await outbox.drop_unstampable(boot=boot)
+                await self._run_with(outbox, boot)
+        except OutboxError as err:
+            raise AgentError(str(err)) from err
+        logger.info("agent stopped")
+
+    async def _run_with(self, outbox: Outbox, boot: str) -> None:
+        config, options = self.config, self.options
+        uplink = Uplink(outbox, url=config.device_url, token=self._token, settings=options.uplink)
+        writer = OutboxWriter(
+            outbox,
+            boot=boot,
+            on_committed=uplink.offer,
+            on_restamped=uplink.rescan,
+            flush_interval_s=options.flush_interval_s,
+        )
+        roles = {device.name: device.role for device in config.devices}
+        sampler = Sampler(
+            {roles[name]: health for name, health in self.health.items()},
+            interval_s=config.interval_s,
+            # A value may be one full poll cycle old, plus a read that ran to its timeout.
+            max_age_s=2 * config.interval_s + max(bus.timeout_s for bus in config.buses) * 2,
+            clock=self.clock,
+            guard=ClockGuard(
+                require_sync=config.clock.require_sync,
+                jump_tolerance_s=config.clock.jump_tolerance_s,
+                settle_s=options.clock_settle_s,
+            ),
+            sink=writer.put,
+        )
+        self.uplink, self.writer, self.sampler = uplink, writer, sampler
+        pollers = [
+            BusPoller(
+                bus,
+                [PolledDevice(d, self.health[d.name]) for d in config.devices_on(bus.name)],
+                interval_s=config.interval_s,
+                # A safety net over the transport's own timeouts: a plan of ten
+                # requests, each timing out once and retried (drivers/bus.py).
+                read_timeout_s=bus.timeout_s * 20 + 1.0,
+                bus_backoff=options.device_backoff,
+                on_transition=self._on_transition,
+            )
+            for bus in config.buses
+            if config.devices_on(bus.name)
+        ]
+        async with asyncio.TaskGroup() as tasks:
+            producers = [
+                tasks.create_task(poller.run(), name=f"poller[{poller.bus.name}]")
+                for poller in pollers
+            ]
+            producers.append(tasks.create_task(sampler.run(), name="sampler"))
+            writer_task = tasks.create_task(writer.run(), name="outbox.writer")
+            uplink_task = tasks.create_task(uplink.run(), name="uplink")
+            helpers = [
+                tasks.create_task(self._record_health(outbox), name="health.recorder"),
+                tasks.create_task(self._watchdog(sampler), name="sd_notify.watchdog"),
+            ]
+            self.notifier.ready(f"polling {len(config.devices)} devices")
+            self.running.set()
+            logger.info(
+                "agent %s running: %d devices on %d buses, to %s",
+                config.device_id,
+                len(config.devices),
+                len(pollers),
+                config.device_url,
+            )
+            await self._stop.wait()
+            logger.info("stopping: flushing the buffer")
+            self.notifier.stopping()
+            await _cancel([*producers, writer_task])
+            try:
+                await writer.flush()
+            except OutboxError as err:
+                logger.error("could not write the last readings: %s", err)
+            await uplink.drain(options.shutdown_grace_s)
+            await _cancel([uplink_task, *helpers])
+        await self._write_transitions(outbox)
+
+    async def _record_health(self, outbox: Outbox) -> None:
+        while True:
+            await self._transition_event.wait()
+            self._transition_event.clear()
+            await self._write_transitions(outbox)
+
+    async def _write_transitions(self, outbox: Outbox) -> None:
+        while self._transitions:
+            transition = self._transitions.popleft()
+            try:
+                await outbox.record_health(
+                    transition.device,
+                    transition.state.value,
+                    transition.error,
+                    at=datetime.now(UTC),
+                )
+            except OutboxError as err:
+                logger.warning("could not record the health of %s: %s", transition.device, err)
+
+    async def _watchdog(self, sampler: Sampler) -> None:
+        interval = self.notifier.watchdog_interval_s
+        if interval <= 0:
+            return
+        while True:
+            await asyncio.sleep(interval)
+            # Only a live agent pets the watchdog: the sampler must have ticked lately.
+            age = self.clock.sample().mono - sampler.last_tick_mono
+            if age <= 3 * self.config.interval_s + interval:
+                self.notifier.watchdog()
+            else:
+                logger.error("sampler stalled: not petting the systemd watchdog")

@@ -1,0 +1,160 @@
+"""Handlers of ``ems edge run|probe|scan|status`` (declared in ems/cli.py; DESIGN.md).
+
+Each takes the parsed arguments and returns the exit code: 0 done, 1 a runtime
+failure (a device that does not answer), 2 a config error. Errors are one line
+on stderr; a config error names the key (edge/config.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from edge.config import ConfigError, EdgeConfig, load_config, resolve_token
+
+logger = logging.getLogger(__name__)
+
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+
+
+def _fail(message: str, code: int = EXIT_FAILURE) -> int:
+    print(message if message.startswith("config error") else f"ems: {message}", file=sys.stderr)
+    return code
+
+
+def _config(args: argparse.Namespace) -> EdgeConfig:
+    return load_config(Path(args.config))
+
+
+def run(args: argparse.Namespace) -> int:
+    """``ems edge run``: the agent, until SIGTERM or SIGINT (then exit 0)."""
+    from edge.agent import Agent, AgentError
+
+    try:
+        config = _config(args)
+        token = resolve_token(config.hub)
+    except ConfigError as err:
+        return _fail(str(err), EXIT_CONFIG)
+
+    async def main() -> None:
+        agent = Agent(config, token=token)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, agent.stop)
+        await agent.run()
+
+    try:
+        asyncio.run(main())
+    except AgentError as err:
+        return _fail(str(err), EXIT_CONFIG if str(err).startswith("config error") else 1)
+    return 0
+
+
+def probe(args: argparse.Namespace) -> int:
+    """``ems edge probe``: read one configured device once and print its decoded values."""
+    from drivers.errors import DriverError
+    from drivers.transports import open_transport
+    from edge.poller import driver_bus, make_device
+
+    try:
+        config = _config(args)
+        device = config.device(args.device_name)
+    except ConfigError as err:
+        return _fail(str(err), EXIT_CONFIG)
+    except KeyError:
+        names = ", ".join(d.name for d in config.devices)
+        return _fail(f"no device named {args.device_name!r} (configured: {names})", EXIT_CONFIG)
+
+    async def read() -> dict[str, object]:
+        async with open_transport(driver_bus(config.bus(device.bus))) as transport:
+            reading = await make_device(transport, device).read()
+        return {
+            "device": device.name,
+            "read_at": reading.read_at.isoformat(),
+            "transactions": reading.transactions,
+            "duration_s": round(reading.duration_s, 4),
+            "sections": {k: dict(v) for k, v in reading.sections.items()},
+        }
+
+    try:
+        result = asyncio.run(read())
+    except DriverError as err:
+        return _fail(f"{device.name} (bus {device.bus}, unit {device.unit}): {err}")
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def scan(args: argparse.Namespace) -> int:
+    """``ems edge scan``: the unit ids that answer on a bus."""
+    from drivers.device import scan as scan_units
+    from drivers.errors import DriverError
+    from drivers.transports import open_transport
+    from edge.poller import driver_bus
+
+    try:
+        config = _config(args)
+        bus = config.bus(args.bus_name)
+    except ConfigError as err:
+        return _fail(str(err), EXIT_CONFIG)
+    except KeyError:
+        names = ", ".join(b.name for b in config.buses)
+        return _fail(f"no bus named {args.bus_name!r} (configured: {names})", EXIT_CONFIG)
+
+    async def units() -> tuple[int, ...]:
+        async with open_transport(driver_bus(bus)) as transport:
+            return await scan_units(transport, args.units)
+
+    try:
+        found = asyncio.run(units())
+    except DriverError as err:
+        return _fail(f"bus {bus.name}: {err}")
+    for unit in found:
+        print(unit)
+    if not found:
+        print(f"no unit answered on bus {bus.name}", file=sys.stderr)
+    return 0
+
+
+def _ago(moment: datetime | None, now: datetime) -> str:
+    if moment is None:
+        return "never"
+    return f"{moment.isoformat()} ({(now - moment).total_seconds():.0f} s ago)"
+
+
+def status(args: argparse.Namespace) -> int:
+    """``ems edge status``: buffer depth, oldest unsent reading, last ack, device health."""
+    from edge.outbox import OutboxError, read_status
+
+    try:
+        config = _config(args)
+        state = read_status(config.buffer.path)
+    except ConfigError as err:
+        return _fail(str(err), EXIT_CONFIG)
+    except OutboxError as err:
+        return _fail(str(err))
+    now = datetime.now(UTC)
+    print(f"device_id: {config.device_id}")
+    print(f"buffer: {config.buffer.path} ({state.used_bytes / 1024 / 1024:.1f} MB used)")
+    print(f"buffered readings: {state.depth} ({state.held} held for a trusted clock)")
+    print(f"oldest unsent reading: {_ago(state.oldest_ts, now)}")
+    print(f"last ack: {_ago(state.last_ack, now)}")
+    print(f"dropped (buffer full): {state.dropped}")
+    print(f"last seq: {state.last_seq}")
+    recorded = {record.device: record for record in state.devices}
+    for device in config.devices:
+        record = recorded.get(device.name)
+        if record is None:
+            print(f"device {device.name} ({device.role}): not read yet")
+            continue
+        line = (
+            f"device {device.name} ({device.role}): {record.state} since {_ago(record.since, now)}"
+        )
+        print(line + (f": {record.error}" if record.error else ""))
+    return 0

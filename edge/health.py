@@ -1,0 +1,94 @@
+"""A device's health as the pollers see it: its latest values, their age, its backoff.
+
+Pure: times are monotonic seconds passed in, so tests drive it on plain values.
+
+- A successful read stores a :class:`Snapshot` (values and the monotonic time
+  of the read) and makes the device ``OK``.
+- A failed read makes it ``FAILING``: its snapshot no longer counts, and the
+  next attempt waits a capped, jittered backoff, so a dead device costs its
+  bus one timeout per backoff step rather than one per poll.
+- :meth:`DeviceHealth.fresh` gives the values only while the device is ``OK``
+  and the read is younger than ``max_age_s``: values are never reported as
+  fresh when stale (issue 4, "Pollers").
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from edge.backoff import Backoff, BackoffPolicy
+
+__all__ = ["DeviceHealth", "DeviceState", "Snapshot", "Transition"]
+
+Values = Mapping[str, Mapping[str, object]]  # section -> field -> value
+
+
+class DeviceState(enum.StrEnum):
+    UNKNOWN = "unknown"  # not read yet
+    OK = "ok"
+    FAILING = "failing"
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A device's decoded sections and when (monotonic) they were read."""
+
+    sections: Values
+    read_mono: float
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """The device changed state (for logs and the persisted status)."""
+
+    device: str
+    state: DeviceState
+    error: str
+    previous: DeviceState = DeviceState.UNKNOWN
+
+
+class DeviceHealth:
+    def __init__(self, name: str, policy: BackoffPolicy, rng: random.Random | None = None) -> None:
+        self.name = name
+        self.state = DeviceState.UNKNOWN
+        self.last_error = ""
+        self.snapshot: Snapshot | None = None
+        self.next_attempt_mono = 0.0
+        self._backoff = Backoff(policy, rng or random.Random())
+
+    @property
+    def failures(self) -> int:
+        return self._backoff.failures
+
+    def due(self, now: float) -> bool:
+        return now >= self.next_attempt_mono
+
+    def succeeded(self, sections: Values, now: float) -> Transition | None:
+        self.snapshot = Snapshot(sections, now)
+        self._backoff.reset()
+        self.next_attempt_mono = now
+        return self._become(DeviceState.OK, "")
+
+    def failed(self, error: str, now: float) -> Transition | None:
+        """Record a failed read; the next attempt waits the backoff."""
+        self.next_attempt_mono = now + self._backoff.next_delay()
+        self.last_error = error
+        return self._become(DeviceState.FAILING, error)
+
+    def fresh(self, now: float, max_age_s: float) -> Snapshot | None:
+        """The latest values if they may be reported now; None when failing or stale."""
+        snapshot = self.snapshot
+        if self.state is not DeviceState.OK or snapshot is None:
+            return None
+        if now - snapshot.read_mono > max_age_s:
+            return None
+        return snapshot
+
+    def _become(self, state: DeviceState, error: str) -> Transition | None:
+        if state is self.state:
+            return None
+        previous, self.state = self.state, state
+        return Transition(self.name, state, error, previous)

@@ -1,0 +1,464 @@
+"""The outbox: readings buffered on the edge until the hub acks them (DESIGN.md, "Guarantees").
+
+One SQLite file in WAL mode, reached through aiosqlite:
+
+- ``seq`` is allocated in the transaction that stores the reading, from a
+  counter kept in ``meta`` (not from ``max(seq)``), so it keeps increasing, with
+  no gap, across restarts, SIGKILLs and a buffer emptied by acks
+  (PROTOCOL.md, ``seq``: "strictly increasing over the device's life").
+- Writes come in batches, one transaction each (an SD card wears per write):
+  the caller groups readings; :class:`Outbox` never commits one at a time.
+- ``synchronous=FULL``: a committed batch survives a power cut, not only a
+  SIGKILL. With a few commits per second, the cost is a few fsyncs per second.
+- The file is bounded by ``max_bytes``. When a batch pushes it over, the oldest
+  readings are dropped in the same transaction down to a low-water mark; the
+  number is added to a persisted counter and logged (never silently).
+- A reading taken while the wall clock was untrusted (edge/clock.py) is stored
+  *held*: no ``ts`` yet, its monotonic time and the boot it was taken in.
+  :meth:`Outbox.restamp` gives held readings of this boot their time;
+  held readings of an earlier boot can never be stamped (their monotonic clock
+  is gone) and :meth:`Outbox.drop_unstampable` drops and counts them.
+- Only stamped readings are offered to the uplink (:meth:`Outbox.page`).
+
+Exceptions::
+
+    OutboxError          the buffer file cannot be opened or used (path, reason)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import math
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Final
+
+import aiosqlite
+
+from telemetry import format_ts, seq_ranges
+
+__all__ = [
+    "DeviceRecord",
+    "NewReading",
+    "Outbox",
+    "OutboxError",
+    "OutboxStatus",
+    "Stored",
+    "read_status",
+    "rows_to_drop",
+    "ts_us_of",
+]
+
+logger = logging.getLogger(__name__)
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+# After a drop, the file is brought down to this share of max_bytes, so a full
+# buffer drops a chunk now and then rather than a few rows on every write.
+LOW_WATER: Final = 0.9
+
+_SCHEMA: Final = (
+    """CREATE TABLE IF NOT EXISTS outbox (
+        seq   INTEGER PRIMARY KEY,   -- the protocol's seq (PROTOCOL.md)
+        ts_us INTEGER,               -- microseconds since the epoch; NULL while held
+        mono  REAL NOT NULL,         -- CLOCK_BOOTTIME seconds when measured
+        boot  TEXT NOT NULL,         -- the boot that mono belongs to
+        body  TEXT NOT NULL          -- JSON object of the sections, without seq and ts
+    )""",
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+    "INSERT OR IGNORE INTO meta (key, value) VALUES ('last_seq', -1), ('dropped', 0)",
+    # Per-device health for `ems edge status`; written on state changes only.
+    """CREATE TABLE IF NOT EXISTS device_health (
+        device   TEXT PRIMARY KEY,
+        state    TEXT NOT NULL,
+        since_us INTEGER NOT NULL,
+        error    TEXT NOT NULL
+    )""",
+)
+
+
+# Pages in use (the file keeps freed pages for reuse; they do not count).
+_USED_BYTES: Final = (
+    "SELECT (page_count - freelist_count) * page_size"
+    " FROM pragma_page_count(), pragma_freelist_count(), pragma_page_size()"
+)
+
+
+class OutboxError(Exception):
+    """The buffer file cannot be opened or written (a full disk, an I/O error)."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"buffer {str(path)!r}: {reason}")
+
+
+@dataclass(frozen=True, slots=True)
+class NewReading:
+    """A reading to store. ``ts_us`` is unset while the clock is untrusted (held)."""
+
+    mono: float
+    body: str  # JSON object with at least one section, without seq and ts
+    ts_us: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """A stamped reading of the outbox, ready for the wire."""
+
+    seq: int
+    ts_us: int
+    body: str
+
+    @property
+    def ts(self) -> datetime:
+        return _EPOCH + timedelta(microseconds=self.ts_us)
+
+    def wire(self) -> str:
+        """The reading frame as JSON text (PROTOCOL.md, "A reading"), without re-encoding."""
+        return f'{{"seq":{self.seq},"ts":"{format_ts(self.ts)}",{self.body[1:]}'
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRecord:
+    """A device's state as the agent last recorded it, and since when."""
+
+    device: str
+    state: str
+    since: datetime
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStatus:
+    depth: int  # readings buffered (stamped and held)
+    held: int  # readings waiting for a trusted clock
+    oldest_ts: datetime | None  # the oldest stamped reading not yet acked; None: none
+    last_ack: datetime | None  # wall time of the last ack; None: never
+    dropped: int  # readings dropped because the buffer was full, over its life
+    last_seq: int  # the last seq allocated (-1: none yet)
+    used_bytes: int
+    devices: tuple[DeviceRecord, ...] = ()
+
+
+def ts_us_of(moment: datetime) -> int:
+    """Microseconds since the epoch, exactly."""
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+def rows_to_drop(*, used_bytes: int, max_bytes: int, rows: int) -> int:
+    """How many of the oldest rows to drop to bring ``used_bytes`` down to the low-water mark.
+
+    Rows are taken as equally large (the average), rounded up: zero when the
+    file fits, at most every row.
+    """
+    if used_bytes <= max_bytes or rows <= 0:
+        return 0
+    per_row = used_bytes / rows
+    excess = used_bytes - LOW_WATER * max_bytes
+    return min(rows, math.ceil(excess / per_row))
+
+
+def _ts(ts_us: int | None) -> datetime | None:
+    return None if ts_us is None else _EPOCH + timedelta(microseconds=ts_us)
+
+
+class Outbox:
+    """The open buffer. Use :meth:`open`; one instance per file and process."""
+
+    def __init__(self, db: aiosqlite.Connection, path: Path, max_bytes: int) -> None:
+        self._db = db
+        self.path = path
+        self.max_bytes = max_bytes
+        # One connection serves every task of the agent: a transaction must not
+        # interleave with another task's statements, so each method holds the lock.
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, path: Path, *, max_bytes: int) -> AsyncIterator[Outbox]:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
+            db = await aiosqlite.connect(path, isolation_level=None)
+        except (OSError, sqlite3.Error) as err:
+            raise OutboxError(path, str(err)) from err
+        try:
+            try:
+                await db.execute("PRAGMA journal_mode=WAL")
+                await db.execute("PRAGMA synchronous=FULL")
+                await db.execute("PRAGMA busy_timeout=5000")
+                for statement in _SCHEMA:
+                    await db.execute(statement)
+            except sqlite3.Error as err:
+                raise OutboxError(path, str(err)) from err
+            yield cls(db, path, max_bytes)
+        finally:
+            await db.close()
+
+    async def _meta(self, key: str) -> int:
+        async with self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)) as cursor:
+            row = await cursor.fetchone()
+        assert row is not None  # created with the schema
+        return int(row[0])
+
+    async def _used_bytes(self) -> int:
+        async with self._db.execute(_USED_BYTES) as cursor:
+            row = await cursor.fetchone()
+        assert row is not None
+        return int(row[0])
+
+    async def append(self, readings: Sequence[NewReading], *, boot: str) -> list[Stored]:
+        """Store a batch in one transaction; returns the stamped ones with their seqs.
+
+        When the batch pushes the file over ``max_bytes``, the oldest readings
+        are dropped in the same transaction, counted and logged.
+        """
+        async with self._lock:
+            if not readings:
+                return []
+            db = self._db
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                first = await self._meta("last_seq") + 1
+                rows = [
+                    (first + index, reading.ts_us, reading.mono, boot, reading.body)
+                    for index, reading in enumerate(readings)
+                ]
+                await db.executemany(
+                    "INSERT INTO outbox (seq, ts_us, mono, boot, body) VALUES (?, ?, ?, ?, ?)", rows
+                )
+                await db.execute(
+                    "UPDATE meta SET value = ? WHERE key = 'last_seq'", (first + len(rows) - 1,)
+                )
+                dropped = await self._drop_if_full()
+                await db.commit()
+            except sqlite3.Error as err:
+                await db.rollback()
+                raise OutboxError(self.path, str(err)) from err
+            except BaseException:
+                await db.rollback()
+                raise
+            if dropped:
+                logger.warning(
+                    "buffer full (max %.1f MB): dropped the %d oldest readings, up to seq %d",
+                    self.max_bytes / 1024 / 1024,
+                    dropped[0],
+                    dropped[1],
+                )
+            return [
+                Stored(seq, ts_us, body) for seq, ts_us, _, _, body in rows if ts_us is not None
+            ]
+
+    async def _drop_if_full(self) -> tuple[int, int] | None:
+        used = await self._used_bytes()
+        if used <= self.max_bytes:
+            return None
+        async with self._db.execute("SELECT count(*) FROM outbox") as cursor:
+            row = await cursor.fetchone()
+        count = int(row[0]) if row else 0
+        drop = rows_to_drop(used_bytes=used, max_bytes=self.max_bytes, rows=count)
+        if drop == 0:
+            return None
+        async with self._db.execute(
+            "SELECT seq FROM outbox ORDER BY seq LIMIT 1 OFFSET ?", (drop - 1,)
+        ) as cursor:
+            last = await cursor.fetchone()
+        assert last is not None
+        await self._db.execute("DELETE FROM outbox WHERE seq <= ?", (last[0],))
+        await self._db.execute("UPDATE meta SET value = value + ? WHERE key = 'dropped'", (drop,))
+        return drop, int(last[0])
+
+    async def restamp(self, *, boot: str, offset: float) -> int:
+        """Give the held readings of ``boot`` their time, ``mono + offset`` (edge/clock.py)."""
+        async with self._lock:
+            try:
+                cursor = await self._db.execute(
+                    "UPDATE outbox SET ts_us = CAST(round((mono + ?) * 1e6) AS INTEGER)"
+                    " WHERE ts_us IS NULL AND boot = ?",
+                    (offset, boot),
+                )
+                await self._db.commit()
+            except sqlite3.Error as err:
+                raise OutboxError(self.path, str(err)) from err
+            if cursor.rowcount:
+                logger.info("re-stamped %d held readings", cursor.rowcount)
+            return cursor.rowcount
+
+    async def drop_unstampable(self, *, boot: str) -> int:
+        """Drop (and count) held readings of other boots: their monotonic time is lost."""
+        async with self._lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                cursor = await self._db.execute(
+                    "DELETE FROM outbox WHERE ts_us IS NULL AND boot != ?", (boot,)
+                )
+                count = cursor.rowcount
+                await self._db.execute(
+                    "UPDATE meta SET value = value + ? WHERE key = 'dropped'", (count,)
+                )
+                await self._db.commit()
+            except sqlite3.Error as err:
+                await self._db.rollback()
+                raise OutboxError(self.path, str(err)) from err
+            except BaseException:
+                await self._db.rollback()
+                raise
+            if count:
+                logger.warning(
+                    "dropped %d readings held from an earlier boot: the clock was never trusted "
+                    "then, so their time cannot be known",
+                    count,
+                )
+            return count
+
+    async def page(self, *, after_seq: int, limit: int) -> list[Stored]:
+        """Stamped readings with ``seq > after_seq``, oldest first."""
+        async with self._lock:
+            async with self._db.execute(
+                "SELECT seq, ts_us, body FROM outbox WHERE seq > ? AND ts_us IS NOT NULL"
+                " ORDER BY seq LIMIT ?",
+                (after_seq, limit),
+            ) as cursor:
+                rows = await cursor.fetchall()
+            return [Stored(int(seq), int(ts_us), str(body)) for seq, ts_us, body in rows]
+
+    async def fetch(self, seqs: Iterable[int]) -> list[Stored]:
+        """The stamped readings among ``seqs`` that are still buffered, oldest first."""
+        async with self._lock:
+            found: list[Stored] = []
+            for first, last in seq_ranges(seqs):
+                async with self._db.execute(
+                    "SELECT seq, ts_us, body FROM outbox WHERE seq BETWEEN ? AND ?"
+                    " AND ts_us IS NOT NULL ORDER BY seq",
+                    (first, last),
+                ) as cursor:
+                    rows = await cursor.fetchall()
+                found.extend(Stored(int(seq), int(ts_us), str(body)) for seq, ts_us, body in rows)
+            return found
+
+    async def delete(self, seqs: Iterable[int], *, acked_at: datetime) -> int:
+        """Delete acked readings (one transaction) and remember when the last ack came."""
+        async with self._lock:
+            ranges = seq_ranges(seqs)
+            if not ranges:
+                return 0
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                cursor = await self._db.executemany(
+                    "DELETE FROM outbox WHERE seq BETWEEN ? AND ?", ranges
+                )
+                deleted = cursor.rowcount
+                await self._db.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_ack_us', ?)",
+                    (ts_us_of(acked_at),),
+                )
+                await self._db.commit()
+            except sqlite3.Error as err:
+                await self._db.rollback()
+                raise OutboxError(self.path, str(err)) from err
+            except BaseException:
+                await self._db.rollback()
+                raise
+            return deleted
+
+    async def record_health(self, device: str, state: str, error: str, *, at: datetime) -> None:
+        """Remember a device's new state for ``ems edge status``."""
+        async with self._lock:
+            try:
+                await self._db.execute(
+                    "INSERT OR REPLACE INTO device_health (device, state, since_us, error)"
+                    " VALUES (?, ?, ?, ?)",
+                    (device, state, ts_us_of(at), error),
+                )
+                await self._db.commit()
+            except sqlite3.Error as err:
+                raise OutboxError(self.path, str(err)) from err
+
+    async def status(self) -> OutboxStatus:
+        async with self._lock:
+            return _status_from(await self._status_rows())
+
+    async def _status_rows(self) -> tuple[int, int, int | None, int | None, int, int, int]:
+        db = self._db
+        async with db.execute("SELECT count(*), count(*) - count(ts_us) FROM outbox") as cursor:
+            counts = await cursor.fetchone()
+        async with db.execute(
+            "SELECT ts_us FROM outbox WHERE ts_us IS NOT NULL ORDER BY seq LIMIT 1"
+        ) as cursor:
+            oldest = await cursor.fetchone()
+        async with db.execute(
+            "SELECT key, value FROM meta WHERE key IN ('last_ack_us', 'dropped', 'last_seq')"
+        ) as cursor:
+            meta = {str(key): int(value) for key, value in await cursor.fetchall()}
+        assert counts is not None
+        return (
+            int(counts[0]),
+            int(counts[1]),
+            int(oldest[0]) if oldest else None,
+            meta.get("last_ack_us"),
+            int(meta["dropped"]),
+            int(meta["last_seq"]),
+            await self._used_bytes(),
+        )
+
+
+def _status_from(row: tuple[int, int, int | None, int | None, int, int, int]) -> OutboxStatus:
+    depth, held, oldest_us, last_ack_us, dropped, last_seq, used = row
+    return OutboxStatus(
+        depth=depth,
+        held=held,
+        oldest_ts=_ts(oldest_us),
+        last_ack=_ts(last_ack_us),
+        dropped=dropped,
+        last_seq=last_seq,
+        used_bytes=used,
+    )
+
+
+def read_status(path: Path) -> OutboxStatus:
+    """The status of a buffer file, read-only (``ems edge status``, beside a running agent)."""
+    if not path.exists():
+        raise OutboxError(path, "no such file (has the agent run yet?)")
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error as err:
+        raise OutboxError(path, str(err)) from err
+    try:
+        if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'outbox'").fetchone() is None:
+            raise OutboxError(path, "not an edge buffer (yet): it has no outbox table")
+        depth, unstamped = db.execute(
+            "SELECT count(*), count(*) - count(ts_us) FROM outbox"
+        ).fetchone()
+        oldest = db.execute(
+            "SELECT ts_us FROM outbox WHERE ts_us IS NOT NULL ORDER BY seq LIMIT 1"
+        ).fetchone()
+        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        used = db.execute(_USED_BYTES).fetchone()[0]
+        devices = tuple(
+            DeviceRecord(str(name), str(state), _EPOCH + timedelta(microseconds=since), str(error))
+            for name, state, since, error in db.execute(
+                "SELECT device, state, since_us, error FROM device_health ORDER BY device"
+            )
+        )
+    except sqlite3.Error as err:
+        raise OutboxError(path, str(err)) from err
+    finally:
+        db.close()
+    status = _status_from(
+        (
+            int(depth),
+            int(unstamped),
+            int(oldest[0]) if oldest else None,
+            meta.get("last_ack_us"),
+            int(meta.get("dropped", 0)),
+            int(meta.get("last_seq", -1)),
+            int(used),
+        )
+    )
+    return dataclasses.replace(status, devices=devices)

@@ -1,0 +1,189 @@
+"""Bus pollers: one task per bus, its devices read one after another (issue 4, "Pollers").
+
+A bus carries one transaction at a time (RS485 is half duplex; a TCP gateway
+serialises too), so a bus's devices are read in turn, once per sampling
+interval, each with its profile's read plan (drivers/device.py). Buses run in
+parallel, one task each.
+
+A device whose read fails is marked failing and skipped until its backoff
+(capped, jittered: edge/health.py) has passed; the other devices of the bus
+keep their cadence. Each read is also bounded in time, so a device that hangs
+past its transport's timeout cannot stall the bus either.
+
+The only module of the agent that knows the drivers: it builds their bus
+config from ours and maps their errors to a device's health.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Final
+
+from drivers.bus import Backend, BusType, Parity
+from drivers.bus import BusConfig as DriverBus
+from drivers.device import Device, DeviceReading
+from drivers.errors import DriverError, NotConnected
+from drivers.profile import RegisterMap
+from drivers.profiles import ProfileName, fixed_map
+from drivers.transports import Transport, open_transport
+from edge.backoff import Backoff, BackoffPolicy
+from edge.config import BusConfig, DeviceConfig, Profile, RtuBusConfig
+from edge.health import DeviceHealth, DeviceState, Transition, Values
+
+__all__ = ["BusPoller", "PolledDevice", "driver_bus", "make_device"]
+
+logger = logging.getLogger(__name__)
+
+DEVICE_BACKOFF: Final = BackoffPolicy(1.0, 60.0)
+
+
+def driver_bus(bus: BusConfig) -> DriverBus:
+    """The drivers' bus config from the agent's (the same field names, DESIGN.md)."""
+    backend = Backend(bus.backend.value)
+    if isinstance(bus, RtuBusConfig):
+        return DriverBus(
+            name=bus.name,
+            type=BusType.RTU,
+            device=bus.device,
+            baudrate=bus.baudrate,
+            parity=Parity(bus.parity),
+            stopbits=bus.stopbits,
+            bytesize=bus.bytesize,
+            timeout_s=bus.timeout_s,
+            backend=backend,
+        )
+    return DriverBus(
+        name=bus.name,
+        type=BusType.TCP,
+        host=bus.host,
+        port=bus.port,
+        timeout_s=bus.timeout_s,
+        backend=backend,
+    )
+
+
+def make_device(transport: Transport, device: DeviceConfig) -> Device:
+    """A driver for a configured device (a generic profile's map is loaded from its file)."""
+    name = ProfileName(device.profile.value)
+    profile: ProfileName | RegisterMap = name
+    if device.profile is Profile.GENERIC:
+        loaded = fixed_map(name, device.profile_file)
+        assert loaded is not None  # only sunspec has no fixed map
+        profile = loaded
+    return Device(transport, unit=device.unit, profile=profile, name=device.name)
+
+
+def _plain(reading: DeviceReading) -> Values:
+    return MappingProxyType({k: MappingProxyType(dict(v)) for k, v in reading.sections.items()})
+
+
+@dataclass(slots=True)
+class PolledDevice:
+    config: DeviceConfig
+    health: DeviceHealth
+
+
+class BusPoller:
+    """Polls the devices of one bus every ``interval_s`` until cancelled.
+
+    The bus is opened here, and opened again after it was lost (a USB adapter
+    unplugged, a gateway restarted): then every device of the bus is failing
+    until the bus opens again, retried with backoff.
+    """
+
+    def __init__(
+        self,
+        bus: BusConfig,
+        devices: Sequence[PolledDevice],
+        *,
+        interval_s: float,
+        read_timeout_s: float,
+        bus_backoff: BackoffPolicy = DEVICE_BACKOFF,
+        on_transition: Callable[[Transition], None] = lambda transition: None,
+        open_bus: Callable[[], Transport] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.bus = bus
+        self.devices = tuple(devices)
+        self.interval_s = interval_s
+        self.read_timeout_s = read_timeout_s
+        self._bus_backoff = Backoff(bus_backoff)
+        self._on_transition = on_transition
+        self._open_bus = open_bus or (lambda: open_transport(driver_bus(bus)))
+        self._clock = clock
+        self.cycles = 0
+
+    async def run(self) -> None:
+        while True:
+            try:
+                async with self._open_bus() as transport:
+                    logger.info("bus %s open", self.bus.name)
+                    drivers = [make_device(transport, d.config) for d in self.devices]
+                    await self._poll_forever(drivers)
+            except NotConnected as err:
+                now = self._clock()
+                for device in self.devices:
+                    self._report(device.health.failed(f"bus {self.bus.name}: {err}", now), device)
+                delay = self._bus_backoff.next_delay()
+                logger.warning(
+                    "bus %s unavailable (%s); opening it again in %.1f s", self.bus.name, err, delay
+                )
+                await asyncio.sleep(delay)
+
+    async def _poll_forever(self, drivers: Sequence[Device]) -> None:
+        next_cycle = self._clock()
+        while True:
+            await self.poll_once(drivers)
+            self.cycles += 1
+            # Fixed cadence; a cycle longer than the interval starts the next one
+            # at once instead of bursting to catch up.
+            next_cycle = max(next_cycle + self.interval_s, self._clock())
+            await asyncio.sleep(max(0.0, next_cycle - self._clock()))
+
+    async def poll_once(self, drivers: Sequence[Device]) -> None:
+        """Read every device of the bus that is due, one after another.
+
+        Raises :class:`NotConnected` when the bus itself is gone.
+        """
+        for device, driver in zip(self.devices, drivers, strict=True):
+            if device.health.due(self._clock()):
+                await self._read(device, driver)
+
+    async def _read(self, device: PolledDevice, driver: Device) -> None:
+        try:
+            async with asyncio.timeout(self.read_timeout_s):
+                reading = await driver.read()
+        except NotConnected:
+            raise
+        except DriverError as err:
+            self._report(device.health.failed(str(err), self._clock()), device)
+            logger.debug("%s: read failed: %s", device.config.name, err)
+            return
+        except TimeoutError:
+            error = f"no complete read within {self.read_timeout_s:.1f} s"
+            self._report(device.health.failed(error, self._clock()), device)
+            return
+        self._bus_backoff.reset()
+        self._report(device.health.succeeded(_plain(reading), self._clock()), device)
+
+    def _report(self, transition: Transition | None, device: PolledDevice) -> None:
+        if transition is None:
+            return
+        if transition.error:
+            logger.warning(
+                "device %s (bus %s, unit %d) failing: %s; retrying with backoff",
+                device.config.name,
+                self.bus.name,
+                device.config.unit,
+                transition.error,
+            )
+        elif transition.previous is DeviceState.FAILING:
+            logger.info("device %s (bus %s) reads again", device.config.name, self.bus.name)
+        else:
+            logger.info("device %s (bus %s) reads", device.config.name, self.bus.name)
+        self._on_transition(transition)

@@ -1,0 +1,100 @@
+"""The sampler: every ``interval_s``, one reading with each device's latest fresh values.
+
+Devices that are failing, or whose last read is older than ``max_age_s``, are
+left out of that reading (edge/health.py); when no device has fresh values,
+there is no reading for that tick.
+
+Each reading is timed by the monotonic clock at the tick and stamped through
+the :class:`~edge.clock.ClockGuard`: with the wall time if the clock is
+trusted, else held (no ``ts``) and re-stamped later. When trust returns, a
+:class:`~edge.writer.Restamp` follows the held readings into the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Callable, Mapping
+
+from edge.clock import ClockGuard, ClockSource, Trusted, Untrusted
+from edge.compose import Composed, compose
+from edge.config import Role
+from edge.health import DeviceHealth, Values
+from edge.outbox import NewReading
+from edge.writer import Restamp
+
+__all__ = ["Sampler"]
+
+logger = logging.getLogger(__name__)
+
+
+class Sampler:
+    def __init__(
+        self,
+        devices: Mapping[Role, DeviceHealth],
+        *,
+        interval_s: float,
+        max_age_s: float,
+        clock: ClockSource,
+        guard: ClockGuard,
+        sink: Callable[[NewReading | Restamp], None],
+    ) -> None:
+        self.devices = dict(devices)
+        self.interval_s = interval_s
+        self.max_age_s = max_age_s
+        self.clock = clock
+        self.guard = guard
+        self._sink = sink
+        self._held = False
+        self._rejected: tuple[str, ...] = ()
+        self._was_empty = False
+        self.last_tick_mono = 0.0
+        self.readings = 0
+
+    async def run(self) -> None:
+        # Ticks on multiples of the interval of the monotonic clock: two agents
+        # (or a restart) keep the same phase, and the sleep never drifts.
+        while True:
+            now = self.clock.sample().mono
+            tick = math.floor(now / self.interval_s + 1) * self.interval_s
+            await asyncio.sleep(max(0.0, tick - now))
+            self.sample_once()
+
+    def sample_once(self) -> NewReading | None:
+        """Take one reading now and hand it to the sink; None when no device is fresh."""
+        sample = self.clock.sample()
+        self.last_tick_mono = sample.mono
+        verdict = self.guard.observe(sample)
+        if isinstance(verdict, Trusted) and self._held:
+            self._held = False
+            self._sink(Restamp(verdict.offset))
+        fresh: dict[Role, Values] = {}
+        for role, health in self.devices.items():
+            snapshot = health.fresh(sample.mono, self.max_age_s)
+            if snapshot is not None:
+                fresh[role] = snapshot.sections
+        composed = compose(fresh)
+        self._report(composed)
+        if composed.empty:
+            return None
+        ts_us: int | None = None
+        if isinstance(verdict, Untrusted):
+            self._held = True
+        else:
+            ts_us = round((sample.mono + verdict.offset) * 1e6)
+        reading = NewReading(mono=sample.mono, body=composed.body(), ts_us=ts_us)
+        self._sink(reading)
+        self.readings += 1
+        return reading
+
+    def _report(self, composed: Composed) -> None:
+        # Log changes only: the same bad field every second would flood the journal.
+        if composed.rejected != self._rejected and composed.rejected:
+            logger.warning(
+                "left out values outside the protocol's ranges: %s", ", ".join(composed.rejected)
+            )
+        self._rejected = composed.rejected
+        if composed.empty and not self._was_empty:
+            logger.warning("no device has fresh values: no reading until one does")
+        self._was_empty = composed.empty

@@ -1,0 +1,162 @@
+"""The edge agent's settings as values: what a validated config file becomes (edge/config.py).
+
+Frozen dataclasses and enums, no validation here: :func:`edge.config.parse_config`
+builds them from a file it has checked. Field names are those of the config
+file (DESIGN.md, "Edge config file"), so the drivers' bus config maps one to one.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+__all__ = [
+    "BufferConfig",
+    "BusConfig",
+    "BusType",
+    "ClockConfig",
+    "DeviceConfig",
+    "EdgeConfig",
+    "HubConfig",
+    "ModbusBackend",
+    "Profile",
+    "Role",
+    "RtuBusConfig",
+    "TcpBusConfig",
+]
+
+
+class Role(enum.StrEnum):
+    """Which protocol section a device's values fill (PROTOCOL.md, "A reading")."""
+
+    INVERTER = "inverter"
+    GRID = "grid"
+    SOLAR = "solar"
+    BATTERY = "battery"
+
+
+class Profile(enum.StrEnum):
+    """The device profiles DESIGN.md names; ``generic`` reads a register map from a file."""
+
+    SUNSPEC = "sunspec"
+    EASTRON_SDM630 = "eastron_sdm630"
+    EASTRON_SDM120 = "eastron_sdm120"
+    EPEVER_TRACER = "epever_tracer"
+    SEPLOS_V3 = "seplos_v3"
+    GENERIC = "generic"
+
+
+class BusType(enum.StrEnum):
+    RTU = "rtu"
+    TCP = "tcp"
+
+
+class ModbusBackend(enum.StrEnum):
+    PYMODBUS = "pymodbus"
+    MINIMALMODBUS = "minimalmodbus"  # serial line only
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RtuBusConfig:
+    """A serial Modbus RTU line; field names are those of the config file."""
+
+    name: str
+    device: str
+    baudrate: int = 9600
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
+    timeout_s: float = 0.5
+    backend: ModbusBackend = ModbusBackend.PYMODBUS
+
+    @property
+    def type(self) -> BusType:
+        return BusType.RTU
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TcpBusConfig:
+    """A Modbus TCP endpoint (or a gateway with several unit ids behind it)."""
+
+    name: str
+    host: str
+    port: int = 502
+    timeout_s: float = 1.0
+    backend: ModbusBackend = ModbusBackend.PYMODBUS
+
+    @property
+    def type(self) -> BusType:
+        return BusType.TCP
+
+
+BusConfig = RtuBusConfig | TcpBusConfig
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeviceConfig:
+    name: str
+    role: Role
+    profile: Profile
+    bus: str
+    unit: int
+    profile_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HubConfig:
+    url: str
+    token: str | None = None
+    token_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BufferConfig:
+    path: Path
+    max_mb: float = 256.0
+
+    @property
+    def max_bytes(self) -> int:
+        return int(self.max_mb * 1024 * 1024)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClockConfig:
+    # When true, the kernel's NTP state (adjtimex) must say "synchronized" before a
+    # reading is stamped, where the kernel reports it. A Pi without an RTC needs
+    # this; a host whose kernel never reports sync (some containers) sets false.
+    require_sync: bool = True
+    # A step of the wall clock against the monotonic one beyond this is a jump.
+    jump_tolerance_s: float = 2.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EdgeConfig:
+    device_id: str
+    hub: HubConfig
+    buffer: BufferConfig
+    interval_s: float
+    clock: ClockConfig
+    buses: tuple[BusConfig, ...]
+    devices: tuple[DeviceConfig, ...]
+
+    @property
+    def device_url(self) -> str:
+        """The device door (PROTOCOL.md, "Doors")."""
+        return f"{self.hub.url.rstrip('/')}/ws/device/{self.device_id}"
+
+    def bus(self, name: str) -> BusConfig:
+        for bus in self.buses:
+            if bus.name == name:
+                return bus
+        raise KeyError(name)
+
+    def device(self, name: str) -> DeviceConfig:
+        for device in self.devices:
+            if device.name == name:
+                return device
+        raise KeyError(name)
+
+    def devices_on(self, bus_name: str) -> tuple[DeviceConfig, ...]:
+        return tuple(device for device in self.devices if device.bus == bus_name)

@@ -1,0 +1,447 @@
+"""The uplink: streams the outbox to the hub's device door and deletes what the hub acks.
+
+PROTOCOL.md is the contract. One connection at a time to
+``{hub.url}/ws/device/{device_id}`` with ``Authorization: Bearer <token>``:
+
+- live readings (just committed, handed over by :meth:`Uplink.offer`) go first,
+  one reading frame each, so dashboards see them at once;
+- the backlog follows behind them in ``batch`` frames, oldest first
+  (PROTOCOL.md, "A batch": history, stored and not pushed to dashboards);
+- a :class:`~edge.window.SendWindow` bounds what is in flight; unacked
+  readings are sent again after the ack timeout, and all of them after a
+  reconnect;
+- acks are collected and deleted from the outbox in batches, a few
+  transactions per second at most (SD card wear), and flushed on the way out.
+
+Why a connection ends decides how long to wait before the next one:
+
+============================  ====================================================
+:attr:`LinkEnd.AUTH_REFUSED`  HTTP 401/403 on the upgrade: the token is wrong or
+                              revoked. Retried slowly (minutes), never in a loop.
+:attr:`LinkEnd.KICKED`        closed with 1008 after being accepted: another agent
+                              took the device id (ghost protocol) or the token
+                              was revoked. Logged as an error; long backoff.
+anything else                 network, hub restart (1001), timeouts: the normal
+                              capped, jittered backoff, reset by a stable session.
+============================  ====================================================
+
+Exceptions: none escape :meth:`Uplink.run` but cancellation; every connection
+failure is mapped to a :class:`LinkEnd` in :func:`_classify` (one place).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import json
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Final
+
+from pydantic import ValidationError
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+
+from edge.backoff import Backoff, BackoffPolicy
+from edge.outbox import Outbox, OutboxError, Stored
+from edge.window import SendWindow, pack_batches
+from telemetry import MAX_BATCH_ITEMS, MAX_FRAME_BYTES, AckFrame, CloseCode, ErrorFrame
+
+__all__ = ["LinkEnd", "Uplink", "UplinkSettings", "UplinkStatus"]
+
+logger = logging.getLogger(__name__)
+
+_AUTH_STATUSES: Final = frozenset({401, 403})
+NORMAL_BACKOFF: Final = BackoffPolicy(0.5, 30.0)
+# Another agent holds the device id: knocking often would only kick it in turn.
+KICKED_BACKOFF: Final = BackoffPolicy(30.0, 600.0)
+# A refused token will not fix itself; an operator has to act.
+AUTH_BACKOFF: Final = BackoffPolicy(60.0, 900.0)
+
+
+class LinkEnd(enum.StrEnum):
+    """Why a connection (or an attempt at one) ended."""
+
+    AUTH_REFUSED = "auth_refused"
+    KICKED = "kicked"
+    HUB_GOING_AWAY = "hub_going_away"
+    CLOSED = "closed"
+    UNREACHABLE = "unreachable"
+    REFUSED = "refused"  # an HTTP answer other than 101 and 401/403
+
+
+@dataclass(frozen=True, slots=True)
+class UplinkSettings:
+    window: int = 10_000  # readings in flight (seqs only are kept)
+    ack_timeout_s: float = 15.0
+    backoff: BackoffPolicy = NORMAL_BACKOFF
+    kicked_backoff: BackoffPolicy = KICKED_BACKOFF
+    auth_backoff: BackoffPolicy = AUTH_BACKOFF
+    delete_interval_s: float = 0.5
+    open_timeout_s: float = 10.0
+    ping_interval_s: float = 10.0
+    ping_timeout_s: float = 10.0
+    live_queue: int = 1_000  # full: the oldest live reading waits for the backlog instead
+    stable_after_s: float = 10.0  # a session this long resets the backoff
+    idle_wake_s: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class UplinkStatus:
+    connected: bool
+    since: datetime | None  # when the current connection opened, or the last one ended
+    last_end: LinkEnd | None
+    in_flight: int
+    acked: int  # readings acked since the agent started
+
+
+@dataclass(slots=True)
+class _Counters:
+    acked: int = 0
+    sessions: int = 0
+    last_end: LinkEnd | None = None
+    since: datetime | None = None
+
+
+@dataclass(slots=True)
+class _Session:
+    ws: ClientConnection
+    window: SendWindow
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    opened: float = field(default_factory=time.monotonic)
+
+
+def _classify(err: BaseException) -> LinkEnd:
+    """Map a connection failure to why it ended (the one place that knows websockets' errors)."""
+    if isinstance(err, InvalidStatus):
+        status = err.response.status_code
+        return LinkEnd.AUTH_REFUSED if status in _AUTH_STATUSES else LinkEnd.REFUSED
+    if isinstance(err, ConnectionClosed):
+        return _classify_close(err.rcvd.code if err.rcvd is not None else None)
+    return LinkEnd.UNREACHABLE
+
+
+def _classify_close(code: int | None) -> LinkEnd:
+    """Why a session ended, from the close code the hub sent (None: no close frame)."""
+    if code == CloseCode.POLICY_VIOLATION:
+        return LinkEnd.KICKED
+    if code == CloseCode.GOING_AWAY:
+        return LinkEnd.HUB_GOING_AWAY
+    return LinkEnd.CLOSED
+
+
+class Uplink:
+    """Sends the outbox to the hub until cancelled. One instance per agent."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        *,
+        url: str,
+        token: str,
+        settings: UplinkSettings | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.outbox = outbox
+        self.url = url
+        self._token = token
+        self.settings = settings or UplinkSettings()
+        rng = rng or random.Random()
+        self._backoffs = {
+            "normal": Backoff(self.settings.backoff, rng),
+            "kicked": Backoff(self.settings.kicked_backoff, rng),
+            "auth": Backoff(self.settings.auth_backoff, rng),
+        }
+        self._live: deque[Stored] = deque(maxlen=self.settings.live_queue)
+        self._newest_seq = -1  # the newest committed seq known; -1: ask the outbox
+        self._session: _Session | None = None
+        self._acked: list[int] = []
+        self._ack_event = asyncio.Event()
+        self._counters = _Counters()
+
+    # --- what the rest of the agent calls --------------------------------------------
+
+    def offer(self, stored: Sequence[Stored]) -> None:
+        """Readings just committed to the outbox: send them live if the link is up.
+
+        Never blocks. When the live queue is full its oldest entries fall out;
+        they are still in the outbox and go with the backlog.
+        """
+        if not stored:
+            return
+        self._newest_seq = max(self._newest_seq, stored[-1].seq)
+        session = self._session
+        if session is not None:
+            self._live.extend(stored)
+            session.wake.set()
+
+    def rescan(self) -> None:
+        """Held readings were just stamped below the cursor: read the backlog again."""
+        self._newest_seq = -1
+        session = self._session
+        if session is not None:
+            session.window.rescan()
+            session.wake.set()
+
+    def status(self) -> UplinkStatus:
+        session = self._session
+        return UplinkStatus(
+            connected=session is not None,
+            since=self._counters.since,
+            last_end=self._counters.last_end,
+            in_flight=len(session.window) if session else 0,
+            acked=self._counters.acked,
+        )
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Wait, at most ``timeout_s``, until everything committed was sent and acked.
+
+        For a clean shutdown: returns whether it got there (False also when offline).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while loop.time() < deadline:
+            session = self._session
+            if session is None:
+                return False
+            window = session.window
+            if not self._live and not len(window) and window.cursor >= self._newest_seq:
+                return True
+            session.wake.set()
+            await asyncio.sleep(0.05)
+        return False
+
+    async def run(self) -> None:
+        """Connect, stream, reconnect; returns only by cancellation (acks are flushed first)."""
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._delete_acked_loop(), name="uplink.delete_acked")
+                tasks.create_task(self._connect_loop(), name="uplink.connect")
+        finally:
+            await self._flush_acked()
+
+    # --- connections ---------------------------------------------------------------------
+
+    async def _connect_loop(self) -> None:
+        while True:
+            end = await self._one_connection()
+            await asyncio.sleep(self._delay_after(end))
+
+    async def _one_connection(self) -> LinkEnd:
+        s = self.settings
+        try:
+            async with connect(
+                self.url,
+                additional_headers={"Authorization": f"Bearer {self._token}"},
+                open_timeout=s.open_timeout_s,
+                ping_interval=s.ping_interval_s,
+                ping_timeout=s.ping_timeout_s,
+                max_size=MAX_FRAME_BYTES,
+                compression=None,  # readings are small; deflate costs the Pi CPU
+            ) as ws:
+                try:
+                    end = await self._serve(ws)
+                except asyncio.CancelledError:
+                    # The agent is stopping: a normal close (PROTOCOL.md, 1000), not the
+                    # 1011 a context manager sends when left by an exception.
+                    await ws.close(CloseCode.NORMAL, "agent stopping")
+                    raise
+        except (OSError, TimeoutError, WebSocketException) as err:
+            end = _classify(err)
+            self._log_failure(end, err)
+        self._counters.last_end = end
+        self._counters.since = datetime.now(UTC)
+        return end
+
+    async def _serve(self, ws: ClientConnection) -> LinkEnd:
+        session = _Session(
+            ws, SendWindow(capacity=self.settings.window, ack_timeout_s=self.settings.ack_timeout_s)
+        )
+        self._live.clear()  # whatever it held is in the outbox: the backlog covers it
+        self._session = session
+        self._backoffs["auth"].reset()  # the token was accepted
+        self._counters.sessions += 1
+        self._counters.since = datetime.now(UTC)
+        logger.info("connected to %s", self.url)
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                sender = tasks.create_task(self._send_loop(session), name="uplink.send")
+                try:
+                    await self._receive_loop(session)
+                finally:
+                    sender.cancel()
+        finally:
+            self._session = None
+        if time.monotonic() - session.opened >= self.settings.stable_after_s:
+            for backoff in self._backoffs.values():
+                backoff.reset()
+        rcvd = ws.protocol.close_rcvd
+        end = _classify_close(rcvd.code if rcvd is not None else None)
+        self._log_failure(end, f"closed ({rcvd or 'no close frame'})")
+        return end
+
+    def _delay_after(self, end: LinkEnd) -> float:
+        if end is LinkEnd.AUTH_REFUSED:
+            delay = self._backoffs["auth"].next_delay()
+        elif end is LinkEnd.KICKED:
+            delay = self._backoffs["kicked"].next_delay()
+        else:
+            delay = self._backoffs["normal"].next_delay()
+        logger.info("reconnecting in %.1f s", delay)
+        return delay
+
+    def _log_failure(self, end: LinkEnd, err: BaseException | str) -> None:
+        if end is LinkEnd.AUTH_REFUSED:
+            logger.error(
+                "the hub refused the device token (%s): check the token of this device id; "
+                "retrying slowly",
+                err,
+            )
+        elif end is LinkEnd.KICKED:
+            logger.error(
+                "the hub closed the connection with 1008 (policy violation): another agent is "
+                "connected with this device id, or the token was revoked; backing off"
+            )
+        elif end is LinkEnd.HUB_GOING_AWAY:
+            logger.info("the hub is going away (1001)")
+        else:
+            logger.warning("connection to %s ended: %s", self.url, err)
+
+    # --- one connection: receive acks, send readings ---------------------------------
+
+    async def _receive_loop(self, session: _Session) -> None:
+        try:
+            async for message in session.ws:
+                if isinstance(message, str):
+                    self._handle(message, session)
+        except ConnectionClosed:
+            return
+
+    def _handle(self, message: str, session: _Session) -> None:
+        try:
+            frame = json.loads(message)
+        except ValueError:
+            logger.warning("hub sent a frame that is not JSON: %.200s", message)
+            return
+        kind = frame.get("type") if isinstance(frame, dict) else None
+        try:
+            if kind == "ack":
+                ack = AckFrame.model_validate(frame)
+                acked = session.window.ack(ack.ranges)
+                if acked:
+                    self._acked.extend(acked)
+                    self._counters.acked += len(acked)
+                    self._ack_event.set()
+                    session.wake.set()
+            elif kind == "error":
+                error = ErrorFrame.model_validate(frame)
+                logger.warning("hub rejected reading seq %s: %s", error.seq, error.reason)
+            else:
+                logger.debug("ignored a hub frame of type %r", kind)
+        except ValidationError as err:
+            logger.warning("hub sent a malformed %s frame: %s", kind, err)
+
+    async def _send_loop(self, session: _Session) -> None:
+        try:
+            while True:
+                session.wake.clear()
+                sent = await self._send_live(session)
+                sent += await self._resend_expired(session)
+                sent += await self._send_backlog(session)
+                if not sent:
+                    await self._sleep_until_woken(session)
+        except ConnectionClosed:
+            return  # the receive loop sees the close and reports why
+
+    async def _send_live(self, session: _Session) -> int:
+        window, count = session.window, 0
+        while self._live and window.room:
+            stored = self._live.popleft()
+            if stored.seq in window:
+                continue
+            await session.ws.send(stored.wire())
+            window.mark_sent((stored.seq,), time.monotonic())
+            count += 1
+        self._live.clear()  # no room: the backlog sends them when acks make room
+        return count
+
+    async def _resend_expired(self, session: _Session) -> int:
+        due = session.window.expired(time.monotonic())
+        if not due:
+            return 0
+        found = await self.outbox.fetch(due)
+        session.window.forget(set(due) - {stored.seq for stored in found})
+        if found:
+            logger.info("re-sending %d unacked readings from seq %d", len(found), found[0].seq)
+            await self._send_batches(session, found)
+        return len(found)
+
+    async def _send_backlog(self, session: _Session) -> int:
+        window = session.window
+        if window.room == 0:
+            return 0
+        known = self._newest_seq  # committed before the query (offer() follows a commit)
+        if known >= 0 and window.cursor >= known:
+            return 0  # nothing committed after the cursor: spare the query
+        page = await self.outbox.page(
+            after_seq=window.cursor, limit=min(window.room, MAX_BATCH_ITEMS)
+        )
+        if not page:
+            # No stamped reading after the cursor: everything up to what was known
+            # committed has been sent (it went live, or was acked and deleted).
+            window.advance(max(known, window.cursor))
+            self._newest_seq = max(self._newest_seq, window.cursor)
+            return 0
+        window.advance(page[-1].seq)
+        fresh = [stored for stored in page if stored.seq not in window]
+        if fresh:
+            await self._send_batches(session, fresh)
+        return len(page)
+
+    async def _send_batches(self, session: _Session, readings: list[Stored]) -> None:
+        offset = 0
+        for frame, count in pack_batches([stored.wire() for stored in readings]):
+            # Mark before the send completes: an ack can arrive while send() waits on the socket.
+            session.window.mark_sent(
+                (stored.seq for stored in readings[offset : offset + count]), time.monotonic()
+            )
+            offset += count
+            await session.ws.send(frame)
+
+    async def _sleep_until_woken(self, session: _Session) -> None:
+        timeout = self.settings.idle_wake_s
+        expiry = session.window.next_expiry()
+        if expiry is not None:
+            timeout = min(timeout, max(0.0, expiry - time.monotonic()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(session.wake.wait(), timeout)
+
+    # --- acks to deletes ---------------------------------------------------------------
+
+    async def _delete_acked_loop(self) -> None:
+        while True:
+            await self._ack_event.wait()
+            self._ack_event.clear()
+            await self._flush_acked()
+            # Group the acks of the next interval into one transaction.
+            await asyncio.sleep(self.settings.delete_interval_s)
+
+    async def _flush_acked(self) -> None:
+        if not self._acked:
+            return
+        acked, self._acked = self._acked, []
+        try:
+            await self.outbox.delete(acked, acked_at=datetime.now(UTC))
+        except OutboxError as err:
+            # Kept for the next round; if the agent stops first, the hub gets them
+            # again after the restart and stores them once (idempotent on ts).
+            self._acked.extend(acked)
+            logger.error("could not delete %d acked readings: %s", len(acked), err)
+            return
+        logger.debug("deleted %d acked readings", len(acked))
