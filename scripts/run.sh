@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs what is missing, then runs the kit (for now the hub with embedded storage;
-# `ems demo` once the edge agent lands).
+# Installs what is missing, then runs the whole kit: a hub with embedded storage,
+# the simulated site and an edge agent (`ems demo`). Ctrl-C stops all of it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/ems hub serve "$@"
+exec .venv/bin/ems demo "$@"
