@@ -8,9 +8,20 @@ is the number minus 30001 (e.g. 30053 -> 0x0034). The documents also limit a
 request to 40 parameters, i.e. 80 registers ("Each request for data must be
 restricted to 40 parameters or less").
 
-Signs: the meter reports total system power positive when the site imports,
-which is already the protocol's convention for ``grid.power_w``; energies are
-in kWh and become Wh here.
+Signs: active powers (30013-30017 per phase, 30053 total) are signed floats,
+positive for forward current (import, at a grid connection point) and negative
+for reverse current, like the power factor (table note 1: "positive refers to
+forward current, negative refers to reverse current"; note 2: "the power sum
+demand calculation is for import - export"). That is already the protocol's
+convention for ``grid.power_w`` and ``grid.phase_power_w``. Import (30073) and
+export (30075) active energies are separate, never-negative counters in kWh,
+made Wh here.
+
+Cross-checked: the SDM630 Modbus V2 input register table (B+G e-tech edition:
+30001 at 00 00 hex ... 30381 at 01 7C) and the SDM opcodes of
+volkszaehler/mbmd: voltage 0x0000, current 0x0006, power
+0x000C, total power 0x0034, cos phi 0x003E, frequency 0x0046, import 0x0048,
+export 0x004A, all read with function 04 as float32.
 """
 
 from __future__ import annotations
@@ -23,8 +34,10 @@ from drivers.registers import DataType, RegisterType
 SOURCE: Final = "Eastron SDM630 Modbus Protocol V1.5 / SDM120 Modbus Protocol V2.4, input registers"
 # "Each request for data must be restricted to 40 parameters or less" (float32 each).
 EASTRON_MAX_REGISTERS: Final = 80
-# 30001-30076 are all documented parameters (volts, amps, VA, var, PF, angles, ...),
-# so bridging any gap there reads real registers: a whole poll is one request.
+# 30001-30076 hold the documented parameters (volts, amps, VA, var, PF, angles, ...)
+# but for a few numbers the table skips (e.g. 30045, 30051, 30055). The widely used
+# nmakel/sdm_modbus reads its batches straight across those, so the meters answer
+# such reads: a whole poll is one request.
 EASTRON_MAX_GAP: Final = EASTRON_MAX_REGISTERS
 
 

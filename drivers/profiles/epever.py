@@ -2,12 +2,24 @@
 
 Source: EPEver "LS-B, VS-B, Tracer-B, Tracer-A, iTracer, eTracer Series
 Controller Protocol" V2.5, "Real-time data (read only) input register" from
-0x3100 and "Statistical parameter (read only) input register" from 0x3300.
-Values are integers to be divided by 100 (the "Times" column: 100), and 32-bit
-values take two registers, L at the lower address then H: low word first.
+0x3100, "Real-time status" from 0x3200 and "Statistical parameter (read only)
+input register" from 0x3300, all read with function code 04. Addresses are the
+PDU addresses themselves (V2.5, note 4: "the base address offset is 0x00").
+Values are integers to be divided by the "Times" column (100 unless noted), and
+32-bit values take two registers, L at the lower address then H: low word first
+(V2.5, note 5: rated power 3000 W x 100 is 0x93E0 in 0x3002 and 0x0004 in 0x3003).
 
-Registers 0x3113-0x3119 are not in the table; the planner bridges them (the
-controller answers the whole 0x3100 block), keeping a full poll at two requests.
+Read plan: the vendor's tables have holes (0x3113-0x3119, 0x311C, ...), and at
+least one controller refuses a read that crosses them: a Tracer 3210A answers
+exception 02 to more than 18 registers from 0x3100 (0x3100-0x3111) and to
+0x311A read together with its neighbours (observations recorded in
+peterxxl/dbus-epever-tracer, epsolar_modbus_protocol_map.md); the widely used
+Victron driver (kassl-2007/dbus-epever-tracer) reads exactly 0x3100 x 18,
+0x3200 x 3 and 0x3300 x 20. So this map never bridges the 8 unread registers
+before 0x311A (``max_gap`` 7) and a full poll is four requests: 0x3100 x 18,
+0x311A x 1, 0x3201 x 1 and 0x330C x 8 (bridging 0x3108-0x310B, which that
+controller answers inside its 18, and 0x330E-0x3311, documented "this month"
+and "this year" counters).
 """
 
 from __future__ import annotations
@@ -18,6 +30,9 @@ from drivers.profile import Point, RegisterMap, target
 from drivers.registers import DataType, RegisterType, WordOrder
 
 SOURCE: Final = "EPEver Tracer Controller Protocol V2.5, input registers 0x3100-0x3313"
+# Unread registers a request may bridge: fewer than the 8-register hole
+# 0x3112-0x3119 before 0x311A, which a real controller refuses to read through.
+TRACER_MAX_GAP: Final = 7
 
 
 def _reg(
@@ -33,7 +48,7 @@ def _reg(
         register_type=RegisterType.INPUT,
         data_type=data_type,
         target=target(path),
-        word_order=WordOrder.CDAB,  # V2.5: 32-bit values are "L" then "H"
+        word_order=WordOrder.CDAB,  # V2.5 note 5: 32-bit values are "L" then "H"
         scale=scale,
     )
 
@@ -43,19 +58,32 @@ U16, S16, U32 = DataType.UINT16, DataType.INT16, DataType.UINT32
 TRACER: Final = RegisterMap(
     name="epever_tracer",
     source=SOURCE,
+    max_gap=TRACER_MAX_GAP,
     points=(
+        # V2.5 3100/3101: "PV array input voltage/current", V and A, times 100.
         _reg("PV array input voltage", 0x3100, U16, "solar.pv_voltage_v"),
         _reg("PV array input current", 0x3101, U16, "solar.pv_current_a"),
+        # V2.5 3102 (L) / 3103 (H): "PV array input power", W, times 100.
         _reg("PV array input power", 0x3102, U32, "solar.pv_power_w"),
+        # V2.5 3104/3105: "Battery voltage", "Battery charging current", times 100.
         _reg("Battery voltage", 0x3104, U16, "extra.charger_battery_voltage_v"),
         _reg("Battery charging current", 0x3105, U16, "extra.charger_battery_current_a"),
+        # V2.5 3106 (L) / 3107 (H): "Battery charging power", W, times 100.
         _reg("Battery charging power", 0x3106, U32, "extra.charger_output_power_w"),
+        # V2.5 310C/310D: "Load voltage", "Load current"; 310E (L) / 310F (H) "Load
+        # power": the controller's DC load output, times 100 (LS-B V1.1 agrees).
+        _reg("Load voltage", 0x310C, U16, "extra.charger_load_voltage_v"),
+        _reg("Load current", 0x310D, U16, "extra.charger_load_current_a"),
+        _reg("Load power", 0x310E, U32, "extra.charger_load_power_w"),
+        # V2.5 3110/3111: degC, times 100; signed (below zero reads 0xFFxx).
         _reg("Battery temperature", 0x3110, S16, "extra.charger_battery_temperature_c"),
         _reg("Temperature inside equipment", 0x3111, S16, "extra.charger_temperature_c"),
-        # V2.5 lists SOC in percent with "Times" 1.
+        # V2.5 311A: "Battery SOC", %, times 1. The older LS-B protocol V1.1 lists
+        # times 100 here (as copied in kasbert/epsolar-tracer); V2.5 and the raw
+        # dumps of a Tracer 3210A (peterxxl/dbus-epever-tracer) say 1: we follow V2.5.
         _reg("Battery SOC", 0x311A, U16, "extra.charger_battery_soc_pct", scale=1.0),
-        # 0x3201 "Charging equipment status", D3-D2: 0 no charging, 1 float, 2 boost,
-        # 3 equalization.
+        # V2.5 3201 "Charging equipment status", D3-D2: 00 no charging, 01 float,
+        # 02 boost, 03 equalization (D0: 1 running, D1: 1 fault).
         Point(
             name="Charging equipment status",
             address=0x3201,
@@ -65,7 +93,8 @@ TRACER: Final = RegisterMap(
             shift=2,
             mask=0b11,
         ),
-        # kWh / 100 -> Wh: x 10.
+        # V2.5 330C (L) / 330D (H) "Generated energy today" and 3312 (L) / 3313 (H)
+        # "Total generated energy": kWh, times 100 -> Wh is x 10.
         _reg("Generated energy today", 0x330C, U32, "solar.energy_today_wh", scale=10.0),
         _reg("Total generated energy", 0x3312, U32, "solar.energy_total_wh", scale=10.0),
     ),

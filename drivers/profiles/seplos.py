@@ -1,13 +1,28 @@
 """Seplos V3 battery management system (Modbus-RTU).
 
-Source: Seplos "BMS V3.0 communication protocol (Modbus)", input registers
-(function code 04): table PIA from 0x1000 (pack summary) and table PIB from
-0x1100 (cell voltages and temperatures). Units as documented: 10 mV, 10 mA,
-10 mAh, 0.1 % for SOC/SOH, 1 mV for cells and 0.1 K for temperatures with 2731
-meaning 0 degC.
+Source: Seplos (Shanghai Xinzhiheng, "XZH") "BMS Modbus-RTU protocol" V0.3
+(2024-10-15), section 3, input registers (function code 04): block PIA from
+0x1000 (pack summary) and block PIB from 0x1100 (cell voltages and
+temperatures); read from the community English translation kept beside the
+Chinese and English originals in syssi/esphome-seplos-bms
+(docs/XZH BMS Modbus-RTU Protocol V0.3.md). Units as documented: 10 mV, 10 mA,
+10 mAh, 10 Ah for the discharged total, 0.1 % for SOC/SOH, 1 mV for cells, 1 A
+for the current limits and 0.1 K for temperatures, "degC = (raw - 2731) / 10".
+Registers hold one big-endian word each; nothing here spans two registers.
 
-Signs: the BMS reports charge current positive; the protocol wants discharge
-positive (PROTOCOL.md, "Signs"), hence the negative scale on 0x1001.
+The vendor's own example reads (section 5) take PIA as 0x1000 x 0x12 and PIB as
+0x1100 x 0x1A, reserved registers (0x100E, 0x1114-0x1117) included, so a plan
+bridging them is what the BMS expects: a full poll is these two requests.
+
+Current unit: from V0.2 the document gives 0.1 A on 300 A and 400 A boards
+and 0.01 A on boards of 200 A and below. Nothing in PIA says which board
+answers; this profile follows the 0.01 A of the boards of 200 A and below (the
+document's examples), so a 300 A board reads ten times too small here.
+
+Signs: the BMS reports charge current positive (its discharge thresholds and
+requests, SPA 0x131B-0x1321 and 0x1367, are negative amperes); the protocol
+wants discharge positive (PROTOCOL.md, "Signs"), hence the negative scale on
+0x1001.
 """
 
 from __future__ import annotations
@@ -17,8 +32,10 @@ from typing import Final
 from drivers.profile import Point, RegisterMap, Sections, target
 from drivers.registers import DataType, RegisterType
 
-SOURCE: Final = "Seplos BMS V3.0 Modbus protocol, input registers PIA 0x1000, PIB 0x1100"
-KELVIN_OFFSET: Final = -273.1  # "0.1 K", 2731 = 0 degC
+SOURCE: Final = "Seplos (XZH) BMS Modbus-RTU protocol V0.3, input registers PIA 0x1000, PIB 0x1100"
+# V0.3 section 3: "degC = (raw - 2731) / 10". (syssi's ESPHome example configs
+# subtract 2731.5; the vendor's document and its worked examples use 2731.)
+KELVIN_OFFSET: Final = -273.1
 CELLS: Final = 16
 CELL_TEMPERATURES: Final = 4
 # |I| below this is "idle": the BMS's 10 mA resolution plus sensor offset.
@@ -58,6 +75,7 @@ def _derive(sections: Sections) -> None:
             battery["state"] = "idle"
 
 
+# V0.3 PIA, 0x1000-0x1010 (0x100E reserved): UINT16 except the INT16 current.
 _PIA: Final = (
     _reg("Pack voltage", 0x1000, "battery.voltage_v", 0.01),
     _reg("Current", 0x1001, "battery.current_a", -0.01, DataType.INT16),
@@ -89,6 +107,8 @@ _PIA: Final = (
     _reg("Max charge current", 0x1010, "extra.bms_max_charge_current_a", 1.0),
 )
 
+# V0.3 PIB: cells 0x1100-0x110F, cell temperatures 0x1110-0x1113 (0x1114-0x1117
+# reserved), ambient 0x1118, power (MOSFET) 0x1119.
 _PIB: Final = (
     *(
         _reg(f"Cell {i + 1} voltage", 0x1100 + i, f"extra.bms_cell_voltage_{i + 1:02d}_v", 0.001)

@@ -239,7 +239,12 @@ STORAGE: Final = ModelDef(
 
 
 def _meter(model_id: int) -> ModelDef:
-    """json/model_201.json .. 204: AC meters, integer + sf; W positive = import."""
+    """json/model_201.json .. 204: AC meters, integer + sf; W positive = import.
+
+    The JSON states no sign for W ("Total Real Power"); import-positive is the
+    metering convention of the IEC quadrants its varh points are named after
+    (Q1/Q2 "Imported", Q3/Q4 "Exported"). Some vendors invert it in the field.
+    """
     rows = [
         *_header(model_id, 105),
         Row("A", 2, S16, "A_SF", "grid.current_a"),
@@ -251,7 +256,11 @@ def _meter(model_id: int) -> ModelDef:
             for i, p in enumerate("ABC")
         ),
         Row("PPV", 11, S16, "V_SF"),
-        *(Row(f"PhVph{p}", 12 + i, S16, "V_SF") for i, p in enumerate(("AB", "BC", "CA"))),
+        # Line-to-line voltages: "PPVphAB".. in model_201.json, "PhVphAB".. in 202-204.
+        *(
+            Row(f"{'PPVph' if model_id == 201 else 'PhVph'}{p}", 12 + i, S16, "V_SF")
+            for i, p in enumerate(("AB", "BC", "CA"))
+        ),
         Row("V_SF", 15, SF, constant=-1),
         Row("Hz", 16, S16, "Hz_SF", "grid.frequency_hz"),
         Row("Hz_SF", 17, SF, constant=-2),
@@ -276,17 +285,25 @@ def _meter(model_id: int) -> ModelDef:
         Row("TotWh_SF", 54, SF, constant=0),
     ]
     # 55..104: VAh and varh accumulators with their sfs; 105: Evt. Not mapped.
-    for i in range(8):
-        rows.append(Row(f"TotVAh{i}", 55 + 2 * i, ACC, "TotVAh_SF"))
+    vah = [f"TotVAh{d}{ph}" for d in ("Exp", "Imp") for ph in ("", "PhA", "PhB", "PhC")]
+    for i, name in enumerate(vah):
+        rows.append(Row(name, 55 + 2 * i, ACC, "TotVAh_SF"))
     rows.append(Row("TotVAh_SF", 71, SF, constant=0))
-    for i in range(16):
-        rows.append(Row(f"TotVArh{i}", 72 + 2 * i, ACC, "TotVArh_SF"))
+    varh = [
+        f"TotVArh{d}{q}{ph}"
+        for d, q in (("Imp", "Q1"), ("Imp", "Q2"), ("Exp", "Q3"), ("Exp", "Q4"))
+        for ph in ("", "PhA", "PhB", "PhC")
+    ]
+    for i, name in enumerate(varh):
+        rows.append(Row(name, 72 + 2 * i, ACC, "TotVArh_SF"))
     rows.append(Row("TotVArh_SF", 104, SF, constant=0))
     rows.append(Row("Evt", 105, B32, constant=0))
     return ModelDef(model_id, 105, tuple(rows))
 
 
-# json/model_802.json: Battery base model. A and W positive = discharge (DER convention).
+# json/model_802.json: Battery base model. The JSON gives A and W no sign ("flowing
+# to/from the battery bank"); we read them discharge-positive, the convention of
+# SunSpec's DER models, which no model text here confirms for 802.
 BATTERY: Final = ModelDef(
     802,
     62,
@@ -304,7 +321,9 @@ BATTERY: Final = ModelDef(
         Row("SoH", 13, U16, "SoH_SF", "battery.soh_pct"),
         Row("NCyc", 14, U32, path="extra.bms_cycle_count"),
         Row("ChaSt", 16, E16, path="battery.state", states=CHARGE_STATES),
-        *(Row(n, 17 + i, E16) for i, n in enumerate(("LocRemCtl", "Hb", "CtrlHb", "AlmRst"))),
+        Row("LocRemCtl", 17, E16),
+        # Hb, CtrlHb and AlmRst are uint16 in model_802.json (not enums).
+        *(Row(n, 18 + i, U16) for i, n in enumerate(("Hb", "CtrlHb", "AlmRst"))),
         Row("Typ", 21, E16),
         Row("State", 22, E16),
         Row("StateVnd", 23, E16),
@@ -324,7 +343,9 @@ BATTERY: Final = ModelDef(
         Row("AChaMax", 45, U16, "AMax_SF"),
         Row("ADisChaMax", 46, U16, "AMax_SF"),
         Row("W", 47, S16, "W_SF", "battery.power_w"),
-        *(Row(n, 48 + i, E16) for i, n in enumerate(("ReqInvState", "ReqW", "SetOp"))),
+        Row("ReqInvState", 48, E16),
+        Row("ReqW", 49, S16, "W_SF"),  # model_802.json: int16 W with W_SF
+        Row("SetOp", 50, E16),
         Row("SetInvState", 51, E16),
         *(
             Row(n, 52 + i, SF, constant=c)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import pytest
 
 from drivers.errors import DiscoveryError, ExceptionCode, ExceptionResponse
+from drivers.planner import ReadRequest
 from drivers.profile import RegisterImage, decode_map
 from drivers.profiles import sunspec
 from drivers.profiles.eastron import SDM120, SDM630
@@ -86,6 +87,10 @@ def test_epever_tracer_documented_values() -> None:
             0x3105: 0x0DAC,  # charging current 35.00 A
             0x3106: 0x7ED0,  # charging power L \ 0x00017ED0 = 98000 -> 980.00 W
             0x3107: 0x0001,  # charging power H /
+            0x310C: 0x0A96,  # load voltage 27.10 V
+            0x310D: 0x0064,  # load current 1.00 A
+            0x310E: 0x0A96,  # load power L \ 0x00000A96 = 2710 -> 27.10 W
+            0x310F: 0x0000,  # load power H /
             0x3110: 0xFF38,  # battery temperature -2.00 degC (signed)
             0x3111: 0x0ABE,  # equipment temperature 27.50 degC
             0x311A: 0x004B,  # SOC 75 %
@@ -108,10 +113,35 @@ def test_epever_tracer_documented_values() -> None:
     assert extra["charger_battery_voltage_v"] == 27.1
     assert extra["charger_battery_current_a"] == 35.0
     assert extra["charger_output_power_w"] == 980.0
+    assert extra["charger_load_voltage_v"] == 27.1
+    assert extra["charger_load_current_a"] == 1.0
+    assert extra["charger_load_power_w"] == 27.1
     assert extra["charger_battery_temperature_c"] == -2.0
     assert extra["charger_temperature_c"] == 27.5
     assert extra["charger_battery_soc_pct"] == 75.0
     assert extra["charger_charging_status"] == 2.0
+
+
+def test_epever_tracer_word_order_example_of_the_document() -> None:
+    # V2.5 note 5: "the value of the array rated power is 3000, data multiple is 100,
+    # the data of L register (address 0x3002) is 0x93E0 and the data of H register
+    # (address 0x3003) is 0x0004". PV power (0x3102 L, 0x3103 H) is the same kind
+    # of value; the document's words there must read 3000 W.
+    image: RegisterImage = {IR: {a: 0 for a in range(0x3100, 0x3314)}}
+    image[IR][0x3102], image[IR][0x3103] = 0x93E0, 0x0004
+    assert decode_map(TRACER, image)["solar"]["pv_power_w"] == 3000.0
+
+
+def test_epever_tracer_reads_stay_inside_the_vendor_blocks() -> None:
+    # Never across the undocumented 0x3113-0x3119 (a Tracer 3210A answers exception
+    # 02 to 0x3100 x 19 and more, and to 0x311A read with its neighbours); 0x3100 x 18
+    # is what the Victron driver reads, and 0x330E-0x3311 are documented counters.
+    assert TRACER.plan == (
+        ReadRequest(IR, 0x3100, 18),
+        ReadRequest(IR, 0x311A, 1),
+        ReadRequest(IR, 0x3201, 1),
+        ReadRequest(IR, 0x330C, 8),
+    )
 
 
 def test_seplos_v3_documented_values() -> None:
@@ -157,6 +187,46 @@ def test_seplos_v3_documented_values() -> None:
     assert extra["bms_cell_temperature_4_c"] == 25.0
     assert extra["bms_ambient_temperature_c"] == 23.0  # 0x1118: 0x0B91 = 2961
     assert extra["bms_power_temperature_c"] == 29.0  # 0x1119: 0x0BCD = 3021
+
+
+def test_seplos_v3_worked_example_of_the_document() -> None:
+    # V0.3 section 5, "Get PIA" (00 04 10 00 00 12) and "Get PIB" (00 04 11 00 00 1A):
+    # the register words of the vendor's example answers, reserved ones included.
+    pia = [0x14A1, 0x0000, 0x4E20, 0x4E20, 0x0000, 0x03E8, 0x03E8, 0x0000, 0x0CE4]
+    pia += [0x0B80, 0x0CE6, 0x0CE4, 0x0B82, 0x0B7F, 0x0000, 0x00B4, 0x00B4, 0x03E8]
+    pib = [0x0CE6, 0x0CE4, 0x0CE5, 0x0CE4, 0x0CE4, 0x0CE5, 0x0CE5, 0x0CE4]
+    pib += [0x0CE4, 0x0CE4, 0x0CE5, 0x0CE5, 0x0CE4, 0x0CE5, 0x0CE4, 0x0CE4]
+    pib += [0x0B81, 0x0B82, 0x0B7F, 0x0B7F, 0x0AAB, 0x0AAB, 0x0AAB, 0x0AAB, 0x0B91, 0x0B83]
+    image: RegisterImage = {IR: {}}
+    image[IR].update(_image(IR, 0x1000, pia)[IR])
+    image[IR].update(_image(IR, 0x1100, pib)[IR])
+    sections = decode_map(SEPLOS_V3, image)
+    battery = sections["battery"]
+    assert battery["voltage_v"] == 52.81
+    assert battery["current_a"] == 0.0
+    assert battery["state"] == "idle"
+    assert battery["soc_pct"] == 100.0
+    assert battery["soh_pct"] == 100.0
+    assert battery["temperature_c"] == 21.3  # "2944 - 2731 = 21.3"
+    assert battery["cell_voltage_max_v"] == 3.302
+    assert battery["cell_voltage_min_v"] == 3.3
+    extra = sections["extra"]
+    assert extra["bms_full_capacity_ah"] == 200.0
+    assert extra["bms_cycle_count"] == 0.0
+    assert extra["bms_cell_temperature_max_c"] == 21.5
+    assert extra["bms_cell_temperature_min_c"] == 21.2
+    assert extra["bms_max_discharge_current_a"] == 180.0
+    assert extra["bms_cell_voltage_01_v"] == 3.302
+    assert extra["bms_cell_temperature_1_c"] == 21.4
+    assert extra["bms_ambient_temperature_c"] == 23.0
+    assert extra["bms_power_temperature_c"] == 21.6
+    # V0.3 PIA table: "0x1001 Current 05 FA = 15.30 A"; positive is charge for the
+    # BMS (its discharge limits, SPA 0x131B-0x1321, are negative), so -15.3 here.
+    image[IR][0x1001] = 0x05FA
+    assert decode_map(SEPLOS_V3, image)["battery"]["current_a"] == -15.3
+    assert decode_map(SEPLOS_V3, image)["battery"]["state"] == "charging"
+    # Both blocks in one request each, as the document's own example reads them.
+    assert SEPLOS_V3.plan == (ReadRequest(IR, 0x1000, 0x11), ReadRequest(IR, 0x1100, 0x1A))
 
 
 # SunSpec: marker, common model 1 (L = 66), inverter 103 (L = 50), end marker.
@@ -266,3 +336,120 @@ def test_sunspec_unknown_model_length_is_skipped() -> None:
     chain = sunspec.Chain(40000, (sunspec.ModelHeader(103, 40002, 48),))
     reg_map = sunspec.register_map(chain)
     assert all(p.target is None for p in reg_map.points)
+
+
+# Storage 124 (L = 24) and battery 802 (L = 62) after common model 1, typed from
+# json/model_124.json and json/model_802.json (offsets count from the ID register).
+_MODEL_124 = [
+    0x007C,
+    0x0018,  # ID 124, L 24
+    0x1388,  # 2 WChaMax 5000, WChaMax_SF 0 -> 5000 W
+    0xFFFF,
+    0xFFFF,  # 3 WChaGra, 4 WDisChaGra n/i
+    0x0000,  # 5 StorCtl_Mod (bitfield16)
+    0xFFFF,
+    0xFFFF,  # 6 VAChaMax, 7 MinRsvPct n/i
+    0x02FD,  # 8 ChaState 765, ChaState_SF -1 -> 76.5 %
+    0xFFFF,  # 9 StorAval n/i
+    0x0212,  # 10 InBatV 530, InBatV_SF -1 -> 53.0 V
+    0x0003,  # 11 ChaSt 3 = DISCHARGING
+    0x8000,
+    0x8000,  # 12 OutWRte, 13 InWRte n/i (int16)
+    0xFFFF,
+    0xFFFF,
+    0xFFFF,
+    0xFFFF,  # 14-16 InOutWRte_WinTms/RvrtTms/RmpTms, 17 ChaGriSet n/i
+    0x0000,  # 18 WChaMax_SF 0
+    0x8000,
+    0x8000,
+    0x8000,  # 19 WChaDisChaGra_SF, 20 VAChaMax_SF, 21 MinRsvPct_SF n/i
+    0xFFFF,  # 22 ChaState_SF -1
+    0x8000,  # 23 StorAval_SF n/i
+    0xFFFF,  # 24 InBatV_SF -1
+    0x8000,  # 25 InOutWRte_SF n/i
+]
+_MODEL_802 = [
+    0x0322,
+    0x003E,  # ID 802, L 62
+    0x0118,  # 2 AHRtg 280 Ah
+    0x3800,  # 3 WHRtg 14336 Wh
+    *([0xFFFF] * 7),  # 4-10 WChaRteMax .. SoCRsvMin n/i
+    0x02FD,  # 11 SoC 765, SoC_SF -1 -> 76.5 %
+    0xFFFF,  # 12 DoD n/i
+    0x03D4,  # 13 SoH 980, SoH_SF -1 -> 98.0 %
+    0x0000,
+    0x0138,  # 14-15 NCyc (uint32, high word first) 312
+    0x0003,  # 16 ChaSt 3 = DISCHARGING
+    *([0xFFFF] * 4),  # 17 LocRemCtl, 18 Hb, 19 CtrlHb, 20 AlmRst n/i
+    0x0004,  # 21 Typ 4 = LITHIUM_ION
+    0x0003,  # 22 State 3 = CONNECTED
+    0xFFFF,  # 23 StateVnd n/i
+    0xFFFF,
+    0xFFFF,  # 24-25 WarrDt n/i
+    0x0000,
+    0x0000,
+    0x0000,
+    0x0000,  # 26-29 Evt1, Evt2: no events
+    *([0xFFFF] * 4),  # 30-33 EvtVnd1, EvtVnd2 n/i
+    0x14B4,  # 34 V 5300, V_SF -2 -> 53.00 V
+    0xFFFF,
+    0xFFFF,  # 35 VMax, 36 VMin n/i
+    0x0CBE,  # 37 CellVMax 3262, CellV_SF -3 -> 3.262 V
+    0xFFFF,
+    0xFFFF,  # 38 CellVMaxStr, 39 CellVMaxMod n/i
+    0x0CA9,  # 40 CellVMin 3241 -> 3.241 V
+    0xFFFF,
+    0xFFFF,
+    0xFFFF,  # 41 CellVMinStr, 42 CellVMinMod, 43 CellVAvg n/i
+    0x03E8,  # 44 A 1000, A_SF -2 -> 10.00 A
+    0xFFFF,
+    0xFFFF,  # 45 AChaMax, 46 ADisChaMax n/i
+    0x0212,  # 47 W 530, W_SF 0 -> 530 W
+    0xFFFF,  # 48 ReqInvState n/i
+    0x8000,  # 49 ReqW n/i (int16)
+    0xFFFF,
+    0xFFFF,  # 50 SetOp, 51 SetInvState n/i
+    0x0000,
+    0x0000,  # 52 AHRtg_SF 0, 53 WHRtg_SF 0
+    0x8000,
+    0x8000,  # 54 WChaDisChaMax_SF, 55 DisChaRte_SF n/i
+    0xFFFF,  # 56 SoC_SF -1
+    0x8000,  # 57 DoD_SF n/i
+    0xFFFF,  # 58 SoH_SF -1
+    0xFFFE,  # 59 V_SF -2
+    0xFFFD,  # 60 CellV_SF -3
+    0xFFFE,  # 61 A_SF -2
+    0x8000,  # 62 AMax_SF n/i
+    0x0000,  # 63 W_SF 0
+]
+
+
+async def test_sunspec_storage_124_and_battery_802() -> None:
+    words = [0x5375, 0x6E53, *_COMMON, *_MODEL_124, *_MODEL_802, 0xFFFF, 0x0000]
+    image = {40000 + i: w for i, w in enumerate(words)}
+    chain = await sunspec.discover(_reader(image), unit=1)
+    assert [(m.model_id, m.address - 40000, m.length) for m in chain.models] == [
+        (1, 2, 66),
+        (124, 70, 24),
+        (802, 96, 62),
+    ]
+    sections = decode_map(sunspec.register_map(chain), {H: image})
+    # 124 comes first in the chain, so SoC, voltage and state come from 124.
+    assert sections == {
+        "battery": {
+            "soc_pct": 76.5,
+            "voltage_v": 53.0,
+            "state": "discharging",
+            "soh_pct": 98.0,
+            "cell_voltage_max_v": 3.262,
+            "cell_voltage_min_v": 3.241,
+            "current_a": 10.0,
+            "power_w": 530.0,
+        },
+        "extra": {
+            "storage_max_charge_w": 5000.0,
+            "battery_rated_ah": 280.0,
+            "battery_rated_wh": 14336.0,
+            "bms_cycle_count": 312.0,
+        },
+    }

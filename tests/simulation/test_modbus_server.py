@@ -23,7 +23,8 @@ import pytest
 from drivers.bus import Backend, BusConfig, BusType
 from drivers.device import Device
 from drivers.errors import ExceptionCode, ExceptionResponse
-from drivers.planner import plan_reads
+from drivers.planner import Span, plan_reads
+from drivers.profile import RegisterMap
 from drivers.profiles import ProfileName
 from drivers.registers import RegisterType
 from drivers.transports import open_transport
@@ -131,11 +132,34 @@ async def test_read_plans_are_minimal(served: tuple[DeviceServer, Sections], kin
             reading = await device.read()
             reg_map = device.register_map
             assert reg_map is not None
-            # The fewest requests any plan can have: bridge every gap, keep the device limit.
-            floor = plan_reads(
-                (p.span for p in reg_map.needed), max_count=reg_map.max_count, max_gap=0x10000
-            )
-            assert reading.transactions == len(reg_map.plan) == len(floor), unit
+            assert reading.transactions == len(reg_map.plan) == _floor(unit, reg_map), unit
+
+
+# Registers a device refuses to read through (half-open address ranges): the
+# Tracer's undocumented hole before 0x311A (drivers.profiles.epever).
+UNBRIDGEABLE: dict[Unit, tuple[tuple[int, int], ...]] = {
+    Unit.CHARGER: ((0x3112, 0x311A),),
+}
+
+
+def _floor(unit: Unit, reg_map: RegisterMap) -> int:
+    """The fewest requests any plan can have: bridge every gap the device allows."""
+    spans = sorted(
+        (p.span for p in reg_map.needed), key=lambda s: (s.register_type.value, s.address)
+    )
+    groups: list[list[Span]] = []
+    for span in spans:
+        last = groups[-1][-1] if groups else None
+        if (
+            last is None
+            or last.register_type is not span.register_type
+            or any(last.end <= lo and hi <= span.address for lo, hi in UNBRIDGEABLE.get(unit, ()))
+        ):
+            groups.append([])
+        groups[-1].append(span)
+    return sum(
+        len(plan_reads(group, max_count=reg_map.max_count, max_gap=0x10000)) for group in groups
+    )
 
 
 async def test_the_meter_refuses_more_than_40_parameters(
