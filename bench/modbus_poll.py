@@ -4,7 +4,8 @@ Bus time (RTU) is computed from frame sizes (Modbus over Serial Line V1.02):
 11 bits per character; a read request is 8 bytes (unit, function, address,
 count, CRC), its response 5 + 2 x registers; each frame is followed by 3.5
 characters of silence. Our plans are compared with the floor any plan can reach
-under the devices' limits: every gap bridged, only the needed registers carried.
+under the devices' limits (``RegisterMap.minimal_plan``: every gap bridged except
+across a range the device refuses to read), only the needed registers carried.
 
 Latency is measured: full polls (the four devices, as the edge does each
 interval) over TCP loopback and over RTU on a pseudo-terminal (a pty carries bytes
@@ -24,7 +25,7 @@ from datetime import UTC, datetime
 
 from drivers.bus import BusConfig, BusType, frame_silence_s
 from drivers.device import Device
-from drivers.planner import ReadRequest, plan_reads
+from drivers.planner import ReadRequest
 from drivers.profile import RegisterMap
 from drivers.profiles import ProfileName
 from drivers.transports import open_transport
@@ -52,9 +53,7 @@ def plan_cost(plan: tuple[ReadRequest, ...], baud: int) -> float:
 
 
 def floor_cost(reg_map: RegisterMap, baud: int) -> tuple[int, float]:
-    floor = plan_reads(
-        (p.span for p in reg_map.needed), max_count=reg_map.max_count, max_gap=0x10000
-    )
+    floor = reg_map.minimal_plan
     needed = sum(p.count for p in reg_map.needed)
     seconds = len(floor) * transaction_s(0, baud) + needed * 2 * 11 / baud
     return len(floor), seconds
@@ -104,7 +103,7 @@ def _summary(name: str, samples: list[float], transactions: int) -> None:
 async def measure(polls: int) -> None:
     plant = Plant("sunny", seed=1, start=datetime(2026, 6, 21, 10, tzinfo=UTC))
     images = encode_site(plant.step(60.0).sections())
-    specs = [DeviceSpec(int(u), images[u], REGISTER_MAPS[u].max_count) for u in Unit]
+    specs = [DeviceSpec.for_map(int(u), images[u], REGISTER_MAPS[u]) for u in Unit]
     async with DeviceServer(specs, tcp=("127.0.0.1", 0), rtu=True) as server:
         configs = {
             "tcp loopback": BusConfig(

@@ -23,7 +23,7 @@ from functools import cached_property
 from typing import Final
 
 from drivers.errors import ProfileError
-from drivers.planner import ReadRequest, Span, plan_reads
+from drivers.planner import Hole, ReadRequest, Span, minimal_reads, plan_reads
 from drivers.registers import (
     DataType,
     EncodingError,
@@ -115,13 +115,20 @@ class Point:
 
 @dataclass(frozen=True)
 class RegisterMap:
-    """A device's points, its read limits and its source document."""
+    """A device's points, its read limits and its source document.
+
+    ``holes`` are the address ranges the device refuses to read (exception 02 to
+    any read touching them), each cited where the map is defined: no plan reads
+    them, and the simulators refuse them too. ``max_gap`` is a cost choice only:
+    how many unused registers a request may carry to save a round trip.
+    """
 
     name: str
     source: str
     points: tuple[Point, ...]
     max_count: int = 125
     max_gap: int = 16
+    holes: tuple[Hole, ...] = ()
     # SunSpec devices mark unimplemented values; other devices' 0xFFFF can be real.
     na_markers: bool = False
     # Protocol fields computed from decoded ones (e.g. battery power from V and I).
@@ -139,6 +146,11 @@ class RegisterMap:
                 raise ProfileError(
                     point.name, f"scale factor {point.scale_factor!r} is not a point"
                 )
+            for hole in self.holes:
+                if hole.touches(point.register_type, point.address, point.count):
+                    raise ProfileError(
+                        point.name, f"lies in the unreadable range {hole}", source=self.name
+                    )
 
     @cached_property
     def by_name(self) -> Mapping[str, Point]:
@@ -154,7 +166,21 @@ class RegisterMap:
     def plan(self) -> tuple[ReadRequest, ...]:
         """The fewest requests that read every needed point (see :mod:`drivers.planner`)."""
         return plan_reads(
-            (p.span for p in self.needed), max_count=self.max_count, max_gap=self.max_gap
+            (p.span for p in self.needed),
+            max_count=self.max_count,
+            max_gap=self.max_gap,
+            holes=self.holes,
+        )
+
+    @cached_property
+    def minimal_plan(self) -> tuple[ReadRequest, ...]:
+        """The floor of :attr:`plan`: the fewest requests the device's limits allow.
+
+        Every gap bridged but those touching a hole (:func:`drivers.planner.minimal_reads`);
+        benchmarks and tests compare :attr:`plan` with it.
+        """
+        return minimal_reads(
+            (p.span for p in self.needed), max_count=self.max_count, holes=self.holes
         )
 
 

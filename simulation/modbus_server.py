@@ -7,9 +7,12 @@ registers from our image at request time, so ``update()`` takes effect on the
 next request without touching pymodbus's internals.
 
 Like the real devices, a server refuses what they refuse: addresses outside the
-vendor's tables (exception 02) and requests longer than a device's documented
-limit (exception 03: the Eastron meters take 80 registers at most). A unit id
-that is not on the bus gets no answer, as on a real RS485 line.
+vendor's tables (exception 02), reads touching a range its register map lists as
+unreadable (exception 02, :attr:`drivers.profile.RegisterMap.holes`: a Tracer
+refuses 0x3100 x 19) and requests longer than a device's documented limit
+(exception 03: the Eastron meters take 80 registers at most). A unit id that is
+not on the bus gets no answer, as on a real RS485 line.
+:meth:`DeviceSpec.for_map` takes the limits from the map the image was encoded with.
 
 Faults for tests and demos (:class:`Fault`), per unit: silence, an exception
 code, garbage bytes, or an answer carrying another unit id. They are applied to
@@ -32,7 +35,8 @@ from pymodbus.framer import FramerType
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from drivers.profile import RegisterImage
+from drivers.planner import Hole
+from drivers.profile import RegisterImage, RegisterMap
 from drivers.registers import RegisterType
 from simulation.pty_bridge import PtyBridge
 
@@ -68,11 +72,17 @@ NO_FAULT: Final = Fault()
 
 @dataclass(frozen=True)
 class DeviceSpec:
-    """A device on the server: its unit id, its tables' extents and its read limit."""
+    """A device on the server: its unit id, its tables' extents and its read limits."""
 
     unit: int
     image: RegisterImage
     max_count: int = 125
+    holes: tuple[Hole, ...] = ()  # refused with exception 02, like the device
+
+    @classmethod
+    def for_map(cls, unit: int, image: RegisterImage, reg_map: RegisterMap) -> DeviceSpec:
+        """``image`` served with the read limits ``reg_map`` documents for its device."""
+        return cls(unit, image, reg_map.max_count, reg_map.holes)
 
 
 def _crc16(data: bytes) -> bytes:
@@ -90,6 +100,7 @@ class _Device:
     def __init__(self, spec: DeviceSpec, server: DeviceServer) -> None:
         self.unit = spec.unit
         self.max_count = spec.max_count
+        self.holes = spec.holes
         self.image: RegisterImage = {t: dict(v) for t, v in spec.image.items()}
         self._server = server
 
@@ -138,6 +149,8 @@ class _Device:
             return ExcCodes.ILLEGAL_FUNCTION  # the simulated devices are read-only
         if count > self.max_count:
             return ExcCodes.ILLEGAL_VALUE
+        if any(hole.touches(table, address, count) for hole in self.holes):
+            return ExcCodes.ILLEGAL_ADDRESS  # as the device answers (see its profile)
         if table.is_bit:
             return None  # no simulated device exposes bits beyond their defaults
         values = self.image.get(table, {})

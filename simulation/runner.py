@@ -48,7 +48,7 @@ class SimulatedSite:
         self.plant = Plant(scenario, seed=seed, start=start or datetime.now(UTC))
         images = encode_site(self.plant.state.sections())
         self.server = DeviceServer(
-            [DeviceSpec(int(u), images[u], REGISTER_MAPS[u].max_count) for u in Unit],
+            [DeviceSpec.for_map(int(u), images[u], REGISTER_MAPS[u]) for u in Unit],
             tcp=tcp,
             rtu=rtu,
         )

@@ -9,30 +9,44 @@ Values are integers to be divided by the "Times" column (100 unless noted), and
 32-bit values take two registers, L at the lower address then H: low word first
 (V2.5, note 5: rated power 3000 W x 100 is 0x93E0 in 0x3002 and 0x0004 in 0x3003).
 
-Read plan: the vendor's tables have holes (0x3113-0x3119, 0x311C, ...), and at
-least one controller refuses a read that crosses them: a Tracer 3210A answers
-exception 02 to more than 18 registers from 0x3100 (0x3100-0x3111) and to
-0x311A read together with its neighbours (observations recorded in
-peterxxl/dbus-epever-tracer, epsolar_modbus_protocol_map.md); the widely used
-Victron driver (kassl-2007/dbus-epever-tracer) reads exactly 0x3100 x 18,
-0x3200 x 3 and 0x3300 x 20. So this map never bridges the 8 unread registers
-before 0x311A (``max_gap`` 7) and a full poll is four requests: 0x3100 x 18,
-0x311A x 1, 0x3201 x 1 and 0x330C x 8 (bridging 0x3108-0x310B, which that
-controller answers inside its 18, and 0x330E-0x3311, documented "this month"
-and "this year" counters).
+Unreadable ranges (``TRACER_HOLES``): the vendor's tables have holes, and a
+Tracer 3210A answers exception 02 to any read touching some of them (raw dumps
+recorded in peterxxl/dbus-epever-tracer, epsolar_modbus_protocol_map.md,
+"Tracer 3210A Compatibility Notes"); the widely used Victron driver
+(kassl-2007/dbus-epever-tracer) reads exactly 0x3100 x 18, 0x3200 x 3 and
+0x3300 x 20. The map lists them, so no plan reads them and our simulator refuses
+them as the device does. A full poll is four requests: 0x3100 x 18, 0x311A x 1,
+0x3201 x 1 and 0x330C x 8 (bridging 0x3108-0x310B, which that controller answers
+inside its 18, and 0x330E-0x3311, documented "this month" and "this year"
+counters); ``max_gap`` keeps the default, a cost choice only.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
+from drivers.planner import Hole
 from drivers.profile import Point, RegisterMap, target
 from drivers.registers import DataType, RegisterType, WordOrder
 
 SOURCE: Final = "EPEver Tracer Controller Protocol V2.5, input registers 0x3100-0x3313"
-# Unread registers a request may bridge: fewer than the 8-register hole
-# 0x3112-0x3119 before 0x311A, which a real controller refuses to read through.
-TRACER_MAX_GAP: Final = 7
+TRACER_HOLES: Final = (
+    # Tracer 3210A: the "rated data" block 0x3000-0x300E: "Every attempt returns
+    # exception 02".
+    Hole(RegisterType.INPUT, 0x3000, 0x300E),
+    # Tracer 3210A: "Count > 18 returns exception 02" from 0x3100, so 0x3112 (the
+    # LS-B V1.1 "power component temperature") is refused; V2.5 lists nothing at
+    # 0x3113-0x3119, before "Battery SOC" at 0x311A.
+    Hole(RegisterType.INPUT, 0x3112, 0x3119),
+    # V2.5 lists nothing at 0x311C, between 0x311B "Remote battery temperature" and
+    # 0x311D; Tracer 3210A: "Reading 0x311A-0x311D as a block fails for any
+    # unsupported address in the range", each of 0x311A, 0x311B, 0x311D read alone works.
+    Hole(RegisterType.INPUT, 0x311C, 0x311C),
+    # Tracer 3210A: "Count > 20 returns exception 02" from 0x3300; 0x3314-0x3315 (CO2
+    # reduction) and 0x331B-0x331E (net battery current, temperatures) "confirmed
+    # unsupported", and V2.5 lists nothing at 0x3316-0x331A.
+    Hole(RegisterType.INPUT, 0x3314, 0x331E),
+)
 
 
 def _reg(
@@ -58,7 +72,7 @@ U16, S16, U32 = DataType.UINT16, DataType.INT16, DataType.UINT32
 TRACER: Final = RegisterMap(
     name="epever_tracer",
     source=SOURCE,
-    max_gap=TRACER_MAX_GAP,
+    holes=TRACER_HOLES,
     points=(
         # V2.5 3100/3101: "PV array input voltage/current", V and A, times 100.
         _reg("PV array input voltage", 0x3100, U16, "solar.pv_voltage_v"),

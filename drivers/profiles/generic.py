@@ -18,6 +18,11 @@ Format::
     offset = 0.0
     target = "grid.power_w"        # section.field, section.field[i], or extra.name
 
+    [[hole]]                       # optional, repeatable: addresses the device refuses
+    register_type = "input"        # to read (exception 02); no request touches them,
+    first = 0x0100                 # whatever max_gap allows. Inclusive, PDU addresses.
+    last = 0x0107
+
 Validated here, once: a mistake is a :class:`~drivers.errors.ProfileError` naming
 the key (``point[2].data_type``), before anything talks to a device. Targets must
 be fields of the protocol (telemetry's models): a typo cannot silently feed
@@ -30,9 +35,10 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from drivers.errors import ProfileError
+from drivers.planner import Hole
 from drivers.profile import Point, RegisterMap, Section, Target, target
 from drivers.registers import DataType, RegisterType, WordOrder
 from telemetry import SECTION_MODELS
@@ -86,6 +92,20 @@ class _PointSpec(BaseModel):
         return value
 
 
+class _HoleSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    register_type: RegisterType
+    first: Annotated[int, Field(ge=0, le=0xFFFF, strict=True)]
+    last: Annotated[int, Field(ge=0, le=0xFFFF, strict=True)]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> _HoleSpec:
+        if self.last < self.first:
+            raise ValueError("last must not be below first")
+        return self
+
+
 class _MapSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -95,6 +115,7 @@ class _MapSpec(BaseModel):
     max_gap: Annotated[int, Field(ge=0, le=125, strict=True)] = 16
     na_markers: bool = False
     point: Annotated[list[_PointSpec], Field(min_length=1)]
+    hole: list[_HoleSpec] = []
 
 
 def _key(loc: tuple[int | str, ...]) -> str:
@@ -139,6 +160,11 @@ def parse_generic(data: dict[str, Any], *, source: str = "profile") -> RegisterM
                 length=p.length,
             )
         )
+    holes = tuple(Hole(h.register_type, h.first, h.last) for h in spec.hole)
+    for j, hole in enumerate(holes):
+        for point in points:
+            if hole.touches(point.register_type, point.address, point.count):
+                raise ProfileError(f"hole[{j}]", f"covers point {point.name!r}", source=source)
     try:
         reg_map = RegisterMap(
             name=spec.name or source,
@@ -147,6 +173,7 @@ def parse_generic(data: dict[str, Any], *, source: str = "profile") -> RegisterM
             max_count=spec.max_count,
             max_gap=spec.max_gap,
             na_markers=spec.na_markers,
+            holes=holes,
         )
         reg_map.plan  # noqa: B018 - a point too long for one request fails here, not at poll time
     except ValueError as err:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from drivers.errors import ProfileError
+from drivers.planner import Hole
 from drivers.profile import decode_map, encode_map
 from drivers.profiles import ProfileName, fixed_map, profile_name
 from drivers.profiles.generic import load_generic
@@ -167,3 +168,51 @@ def test_a_point_longer_than_a_request_is_refused(tmp_path: Path) -> None:
     text = GOOD.replace("max_count = 60", "max_count = 1")
     with pytest.raises(ProfileError, match="exceed the 1 one request may read"):
         load_generic(_write(tmp_path, text))
+
+
+HOLE = """
+[[hole]]
+register_type = "input"
+first = 0x0036
+last = 0x003D
+"""
+
+
+AFTER = """
+[[point]]
+name = "After"
+address = 0x003E
+register_type = "input"
+data_type = "uint16"
+target = "extra.after"
+"""
+
+
+def _input_reads(text: str, tmp_path: Path) -> list[tuple[int, int]]:
+    plan = load_generic(_write(tmp_path, text)).plan
+    return sorted((r.address, r.count) for r in plan if r.register_type is RegisterType.INPUT)
+
+
+def test_holes_are_read_around(tmp_path: Path) -> None:
+    # 0x0036-0x003D unused between "Total power" (0x34 x 2) and "After": bridged
+    # within max_gap 16, unless the device refuses them.
+    assert _input_reads(GOOD + AFTER, tmp_path) == [(2, 1), (0x34, 11)]
+    assert _input_reads(GOOD + AFTER + HOLE, tmp_path) == [(2, 1), (0x34, 2), (0x3E, 1)]
+    reg_map = load_generic(_write(tmp_path, GOOD + AFTER + HOLE))
+    assert reg_map.holes == (Hole(RegisterType.INPUT, 0x36, 0x3D),)
+
+
+@pytest.mark.parametrize(
+    ("hole", "key", "reason"),
+    [
+        (HOLE.replace("0x0036", "0x0034"), "hole[0]", "covers point 'Total power'"),
+        (HOLE.replace("last = 0x003D", "last = 0x0030"), "hole[0]", "must not be below"),
+        (HOLE.replace("last = 0x003D", "last = 0x10000"), "hole[0].last", "less than or equal"),
+        (HOLE.replace('"input"', '"inputs"'), "hole[0].register_type", "Input should be"),
+    ],
+)
+def test_a_bad_hole_names_its_key(tmp_path: Path, hole: str, key: str, reason: str) -> None:
+    with pytest.raises(ProfileError) as caught:
+        load_generic(_write(tmp_path, GOOD + hole))
+    assert caught.value.key == key
+    assert reason in caught.value.reason

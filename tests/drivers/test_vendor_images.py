@@ -7,12 +7,13 @@ decoder (a wrong address, word order or scale) cannot pass here.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import pytest
 
-from drivers.errors import DiscoveryError, ExceptionCode, ExceptionResponse
-from drivers.planner import ReadRequest
+from drivers.errors import DiscoveryError, ExceptionCode, ExceptionResponse, ProfileError
+from drivers.planner import Hole, ReadRequest
 from drivers.profile import RegisterImage, decode_map
 from drivers.profiles import sunspec
 from drivers.profiles.eastron import SDM120, SDM630
@@ -133,15 +134,35 @@ def test_epever_tracer_word_order_example_of_the_document() -> None:
 
 
 def test_epever_tracer_reads_stay_inside_the_vendor_blocks() -> None:
-    # Never across the undocumented 0x3113-0x3119 (a Tracer 3210A answers exception
-    # 02 to 0x3100 x 19 and more, and to 0x311A read with its neighbours); 0x3100 x 18
-    # is what the Victron driver reads, and 0x330E-0x3311 are documented counters.
+    # Never into 0x3112-0x3119 (a Tracer 3210A answers exception 02 to 0x3100 x 19
+    # and more) nor 0x311C (0x311A-0x311D as a block fails); 0x3100 x 18 is what the
+    # Victron driver reads, and 0x330E-0x3311 are documented counters.
+    assert Hole(IR, 0x3112, 0x3119) in TRACER.holes
+    assert Hole(IR, 0x311C, 0x311C) in TRACER.holes
     assert TRACER.plan == (
         ReadRequest(IR, 0x3100, 18),
         ReadRequest(IR, 0x311A, 1),
         ReadRequest(IR, 0x3201, 1),
         ReadRequest(IR, 0x330C, 8),
     )
+    # The holes, not max_gap, keep the plan out: bridging any gap costs no request less.
+    assert TRACER.minimal_plan == TRACER.plan
+    wide = dataclasses.replace(TRACER, max_gap=125)
+    assert wide.plan == TRACER.plan
+
+
+def test_a_point_in_an_unreadable_range_is_a_map_error() -> None:
+    with pytest.raises(ProfileError, match="Battery SOC: lies in the unreadable range"):
+        dataclasses.replace(TRACER, holes=(*TRACER.holes, Hole(IR, 0x311A, 0x311A)))
+
+
+def test_meters_and_the_bms_read_across_their_skipped_numbers() -> None:
+    # SDM630: the skipped register numbers are read straight across by the widely
+    # used drivers (drivers.profiles.eastron); Seplos: the vendor's own example reads
+    # include the reserved registers. No holes, one plan as small as the floor.
+    for reg_map in (SDM630, SDM120, SEPLOS_V3):
+        assert reg_map.holes == ()
+        assert reg_map.plan == reg_map.minimal_plan, reg_map.name
 
 
 def test_seplos_v3_documented_values() -> None:

@@ -23,8 +23,6 @@ import pytest
 from drivers.bus import Backend, BusConfig, BusType
 from drivers.device import Device
 from drivers.errors import ExceptionCode, ExceptionResponse
-from drivers.planner import Span, plan_reads
-from drivers.profile import RegisterMap
 from drivers.profiles import ProfileName
 from drivers.registers import RegisterType
 from drivers.transports import open_transport
@@ -55,7 +53,7 @@ def _plant(scenario: str = "sunny", seed: int = 3) -> Plant:
 async def served() -> AsyncIterator[tuple[DeviceServer, Sections]]:
     sections = _plant().state.sections()
     images = encode_site(sections)
-    specs = [DeviceSpec(int(u), images[u], REGISTER_MAPS[u].max_count) for u in Unit]
+    specs = [DeviceSpec.for_map(int(u), images[u], REGISTER_MAPS[u]) for u in Unit]
     async with DeviceServer(specs, tcp=("127.0.0.1", 0), rtu=True) as server:
         yield server, sections
 
@@ -79,7 +77,7 @@ def _bus(kind: str, server: DeviceServer) -> BusConfig:
 async def test_every_device_reads_back_the_plant(kind: str, scenario: str) -> None:
     sections = _plant(scenario).state.sections()
     images = encode_site(sections)
-    specs = [DeviceSpec(int(u), images[u], REGISTER_MAPS[u].max_count) for u in Unit]
+    specs = [DeviceSpec.for_map(int(u), images[u], REGISTER_MAPS[u]) for u in Unit]
     async with DeviceServer(specs, tcp=("127.0.0.1", 0), rtu=True) as server:
         transport = open_transport(_bus(kind, server))
         async with transport:
@@ -132,34 +130,27 @@ async def test_read_plans_are_minimal(served: tuple[DeviceServer, Sections], kin
             reading = await device.read()
             reg_map = device.register_map
             assert reg_map is not None
-            assert reading.transactions == len(reg_map.plan) == _floor(unit, reg_map), unit
+            assert reading.transactions == len(reg_map.plan) == len(reg_map.minimal_plan), unit
 
 
-# Registers a device refuses to read through (half-open address ranges): the
-# Tracer's undocumented hole before 0x311A (drivers.profiles.epever).
-UNBRIDGEABLE: dict[Unit, tuple[tuple[int, int], ...]] = {
-    Unit.CHARGER: ((0x3112, 0x311A),),
-}
-
-
-def _floor(unit: Unit, reg_map: RegisterMap) -> int:
-    """The fewest requests any plan can have: bridge every gap the device allows."""
-    spans = sorted(
-        (p.span for p in reg_map.needed), key=lambda s: (s.register_type.value, s.address)
-    )
-    groups: list[list[Span]] = []
-    for span in spans:
-        last = groups[-1][-1] if groups else None
-        if (
-            last is None
-            or last.register_type is not span.register_type
-            or any(last.end <= lo and hi <= span.address for lo, hi in UNBRIDGEABLE.get(unit, ()))
-        ):
-            groups.append([])
-        groups[-1].append(span)
-    return sum(
-        len(plan_reads(group, max_count=reg_map.max_count, max_gap=0x10000)) for group in groups
-    )
+@pytest.mark.parametrize("kind", BUSES)
+async def test_the_charger_refuses_reads_through_its_holes(
+    served: tuple[DeviceServer, Sections], kind: str
+) -> None:
+    # drivers.profiles.epever: a Tracer 3210A answers 0x3100 x 18 but exception 02
+    # to 0x3100 x 19 (0x3112 is unreadable), and to 0x311A-0x311D read as a block.
+    server, _ = served
+    charger = int(Unit.CHARGER)
+    async with open_transport(_bus(kind, server)) as transport:
+        assert len(await transport.read(RegisterType.INPUT, 0x3100, 18, unit=charger)) == 18
+        assert len(await transport.read(RegisterType.INPUT, 0x311A, 2, unit=charger)) == 2
+        for address, count in ((0x3100, 19), (0x3110, 11), (0x3115, 1), (0x311A, 4)):
+            with pytest.raises(ExceptionResponse) as caught:
+                await transport.read(RegisterType.INPUT, address, count, unit=charger)
+            assert caught.value.code is ExceptionCode.ILLEGAL_DATA_ADDRESS, (address, count)
+        # The bus stays usable, and the plan never touches a hole.
+        reading = await Device(transport, unit=charger, profile=ProfileName.EPEVER_TRACER).read()
+        assert reading.transactions == 4
 
 
 async def test_the_meter_refuses_more_than_40_parameters(
