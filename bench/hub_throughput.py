@@ -69,9 +69,17 @@ _READING = (
 )
 
 
+_second_cache: list[Any] = [-1, ""]  # [whole second, its "%Y-%m-%dT%H:%M:%S"]
+
+
 def reading(seq: int) -> str:
+    """A reading stamped now; only the seq, the microseconds and t_send are formatted."""
     now = time.time()
-    ts = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    second = int(now)
+    if second != _second_cache[0]:
+        _second_cache[0] = second
+        _second_cache[1] = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    ts = f"{_second_cache[1]}.{int((now - second) * 1e6):06d}Z"
     return _READING % (seq, ts, now)
 
 
@@ -121,7 +129,8 @@ async def run_worker(plan: Plan) -> dict[str, Any]:
                     # flight; the hub's acks (after commit) pace the device.
                     wake.clear()
                     try:
-                        await asyncio.wait_for(wake.wait(), 2.0)
+                        # The edge's ack timeout (edge/uplink.py, ack_timeout_s).
+                        await asyncio.wait_for(wake.wait(), 15.0)
                     except TimeoutError:
                         mine[0] = seq  # dropped unacked (queue full); a real edge re-sends
                     continue
@@ -160,7 +169,7 @@ async def run_worker(plan: Plan) -> dict[str, Any]:
         await asyncio.sleep(0.5)
         for index, (device_id, token) in enumerate(plan.devices):
             tasks.create_task(device(device_id, token, index / count))
-    return {"latencies": latencies, "sent": sent, "acked": acked}
+    return {"latencies": latencies, "sent": sent, "acked": acked, "cpu_s": time.process_time()}
 
 
 def worker_main(plan: Plan, results: Any) -> None:
@@ -232,15 +241,29 @@ def run_load(
     server = psutil.Process(pid)
     rss_peak = 0
     marks: dict[str, dict[str, float]] = {}
+    # The steady window: from a few seconds into the throughput phase (the backlog of
+    # the latency phase and the ramp-up are behind us) to its end.
+    steady_from = latency_end + min(3.0, args.seconds / 4)
+    cpu_latency = [0.0, 0.0]  # hub CPU seconds at the latency phase's start and end
+    end_sample: dict[str, float] | None = None
     while time.time() < throughput_end + 1.5:
         rss_peak = max(rss_peak, server.memory_info().rss)
         now = time.time()
-        if "t0" not in marks and now >= latency_end:
+        if not cpu_latency[0] and now >= start:
+            cpu_latency[0] = sum(server.cpu_times()[:2])
+        if not cpu_latency[1] and now >= latency_end:
+            cpu_latency[1] = sum(server.cpu_times()[:2])
+        if "t0" not in marks and now >= steady_from:
             marks["t0"] = hub_metrics(port) if hub else bare_stats(port)
             marks["t0"]["at"] = now
-        time.sleep(0.2)
-    end_sample = hub_metrics(port) if hub else bare_stats(port)
-    end_at = min(time.time(), throughput_end)
+            marks["t0"]["cpu"] = sum(server.cpu_times()[:2])
+        if end_sample is None and now >= throughput_end:
+            end_sample = hub_metrics(port) if hub else bare_stats(port)
+            end_sample["at"] = now
+            end_sample["cpu"] = sum(server.cpu_times()[:2])
+        time.sleep(0.05)
+    assert end_sample is not None
+    end_at = end_sample["at"]
     outputs = [results.get(timeout=120) for _ in workers]
     for process in workers:
         process.join(30)
@@ -254,6 +277,7 @@ def run_load(
         ) / duration
     else:
         rate = ingested = (end_sample["received"] - marks["t0"]["received"]) / duration
+    server_cpu = end_sample["cpu"] - marks["t0"]["cpu"]
     return {
         "p50_ms": 1000 * statistics.median(latencies) if latencies else float("nan"),
         "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))] if latencies else float("nan"),
@@ -264,6 +288,15 @@ def run_load(
         "sent": sum(out["sent"]["throughput"] for out in outputs) / args.seconds,
         "acked": sum(out["acked"] for out in outputs),
         "end": end_sample,
+        "t0": marks["t0"],
+        # Server CPU per reading ingested, in the steady window and in the latency phase.
+        "cpu_us": 1e6 * server_cpu / max(1.0, ingested * duration),
+        "cpu_us_latency": 1e6
+        * (cpu_latency[1] - cpu_latency[0])
+        / max(1.0, args.rate * args.seconds),
+        "cpu_share": server_cpu / duration,
+        "load_cpu_s": sum(out["cpu_s"] for out in outputs),
+        "duration": duration,
     }
 
 
@@ -367,6 +400,7 @@ def main() -> int:
 
     end = hub_result["end"]
     print(f"machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.1f} GiB")
+    print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(
         f"load: {args.devices} devices, {args.dashboards} dashboards, "
         f"{args.workers} load processes, {args.seconds:.0f} s per phase"
@@ -382,6 +416,12 @@ def main() -> int:
             f"(offered {result['sent']:.0f}/s, ingested {result['ingested']:.0f}/s); "
             f"peak RSS {result['rss_mib']:.0f} MiB"
         )
+        print(
+            f"[{name}] server CPU: {result['cpu_us']:.0f} us per reading in the steady "
+            f"window ({100 * result['cpu_share']:.0f} % of a core), "
+            f"{result['cpu_us_latency']:.0f} us per reading in the latency phase; "
+            f"load generators used {result['load_cpu_s']:.1f} CPU-s in all"
+        )
     batch = end.get("ems_writer_average_batch_size", 0.0)
     queue_full = end.get('ems_dropped_total{reason="writer_queue_full"}', 0.0)
     slow = end.get('ems_dropped_total{reason="dashboard_slow"}', 0.0)
@@ -389,6 +429,19 @@ def main() -> int:
         f"[hub] writer: average batch {batch:.0f} rows; dropped: writer queue full "
         f"{queue_full:.0f}, dashboard frames {slow:.0f}"
     )
+    t0 = hub_result["t0"]
+    batches = end.get("ems_writer_batches_committed_total", 0.0) - t0.get(
+        "ems_writer_batches_committed_total", 0.0
+    )
+    if batches:
+        commit_s = end.get("ems_writer_commit_seconds_total", 0.0) - t0.get(
+            "ems_writer_commit_seconds_total", 0.0
+        )
+        rows = stored_count(end) - stored_count(t0)
+        print(
+            f"[hub] writer in the steady window: {batches:.0f} batches of {rows / batches:.0f} "
+            f"rows on average, {1000 * commit_s / batches:.0f} ms each from conversion to commit"
+        )
     ratio = hub_result["rate"] / bare_result["rate"] if bare_result["rate"] else float("nan")
     print(f"hub / bare throughput: {100 * ratio:.0f} %")
     return 0

@@ -20,7 +20,7 @@ from hub.auth import AuthFailure, bearer_token
 from hub.fanout import DashboardFeed
 from hub.metrics import Door
 from hub.runtime import Hub
-from hub.sockets import buffered_bytes
+from hub.sockets import buffered_bytes_probe
 from telemetry import CloseCode, is_valid_device_id
 
 logger = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ async def dashboard_door(websocket: WebSocket, device_id: str) -> None:
         device_id,
         hub.settings.feed_policy,
         hub.feed_counters,
-        transport_buffered=lambda: buffered_bytes(websocket),
+        transport_buffered=buffered_bytes_probe(websocket),
     )
     async with hub.manager.subscribe(device_id, feed):
         await feed.run()

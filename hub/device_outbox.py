@@ -31,6 +31,16 @@ logger = logging.getLogger(__name__)
 MAX_PENDING_ERRORS = 256  # beyond this, error frames are dropped; their seqs are still acked
 
 
+def ack_frame(ranges: list[tuple[int, int]]) -> str:
+    """``{"type":"ack","ranges":[[a,b],...]}``, as ``json.dumps`` would write it compactly.
+
+    Built by formatting, not by ``json.dumps``: one frame per device per commit
+    is on the hub's busiest path, and the ranges are only ints.
+    """
+    inner = "],[".join(f"{first},{last}" for first, last in ranges)
+    return f'{{"type":"ack","ranges":[[{inner}]]}}'
+
+
 @dataclass(slots=True)
 class AckBook:
     """Pure bookkeeping: seqs waiting to be acked, error frames waiting to be sent."""
@@ -53,8 +63,7 @@ class AckBook:
         self.errors.clear()
         count = len(self.seqs)
         if self.seqs:
-            ranges = [[first, last] for first, last in seq_ranges(self.seqs)]
-            frames.append(json.dumps({"type": "ack", "ranges": ranges}, separators=(",", ":")))
+            frames.append(ack_frame(seq_ranges(self.seqs)))
             self.seqs.clear()
         return frames, count
 

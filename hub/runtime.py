@@ -27,7 +27,7 @@ from hub.fanout import FeedCounters, FeedPolicy
 from hub.gatekeeper import Gatekeeper, LogLimiter
 from hub.metrics import HubCounters
 from hub.storage import create_storage
-from hub.storage.base import Storage, StorageError
+from hub.storage.base import Storage, StorageError, TokenRecord
 from hub.writer import BatchWriter
 from telemetry import CloseCode
 
@@ -67,6 +67,7 @@ class Hub:
         self.refusal_log = LogLimiter(burst=20, window_s=60.0)
         self.viewer = ViewerGate(settings.viewer_token)
         self.tokens = TokenBook.empty()
+        self._token_records: list[TokenRecord] | None = None  # what self.tokens was built from
         self.writer: BatchWriter
         self._stack = AsyncExitStack()
         self._tasks: asyncio.TaskGroup | None = None
@@ -128,8 +129,12 @@ class Hub:
             else:
                 delays = backoff_delays(base=self.settings.token_refresh_s)
                 delay = self.settings.token_refresh_s
-                self.tokens = TokenBook.from_records(records)
+                if records != self._token_records:  # most refreshes change nothing
+                    self.tokens = TokenBook.from_records(records)
+                    self._token_records = records
                 self._tokens_loaded.set()
+                # Every time, not only on a change: a socket that passed the door just
+                # before a revocation registers after it, and is caught here.
                 await self._close_revoked()
             try:
                 async with asyncio.timeout(delay):

@@ -34,6 +34,19 @@ logger = logging.getLogger(__name__)
 
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
+# The collector's thresholds while serving (docs/benchmarks.md, "Hub"). With
+# CPython's defaults (700, 10, 10) a young collection runs every few hundred
+# readings, so every queued reading (about 20 tracked objects: the pydantic
+# models, their dicts and field sets) survives two of them and lands in the
+# oldest generation; full collections then walk hundreds of thousands of
+# objects: 14 of them took 3.7 s of a 40 s run with 1000 devices, up to 0.5 s
+# each, stalling every live reading. At 50,000 allocations a reading's models
+# are usually freed by reference counting (once fanned out and turned into a
+# storage row, hub/writer.py) before a young collection sees them, young
+# collections stay at a few ms, and full ones become rare. Cyclic garbage is
+# still collected, just in larger, rarer steps.
+GC_THRESHOLDS = (50_000, 20, 100)
+
 
 def uvicorn_config(
     app: FastAPI, host: str, port: int, *, log_level: str = "info"
@@ -87,6 +100,7 @@ class HubServer(uvicorn.Server):
         # as the process: move it out of the collector's sight (gc.freeze).
         gc.collect()
         gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         logger.info("received %s: stopping", signal.Signals(sig).name)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any, Protocol, runtime_checkable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -95,6 +95,22 @@ def buffered_bytes(socket: SocketLike) -> int:
     if transport is None or transport.is_closing():
         return 0
     return transport.get_write_buffer_size()
+
+
+def buffered_bytes_probe(socket: SocketLike) -> Callable[[], int]:
+    """``buffered_bytes(socket)`` as a function with the transport looked up once.
+
+    The fan-out asks for every frame it queues; the lookup (a scope key and a
+    runtime-checked protocol) costs more than the question.
+    """
+    transport = transport_of(socket)
+    if transport is None:
+        return lambda: 0
+
+    def probe() -> int:
+        return 0 if transport.is_closing() else transport.get_write_buffer_size()
+
+    return probe
 
 
 async def send_text_or_raise(socket: SocketLike, text: str) -> None:

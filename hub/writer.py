@@ -10,12 +10,17 @@ One task (``{name}.flush_loop``) takes up to ``max_batch`` rows at a time, as
 soon as that many are queued or ``max_delay_s`` after the oldest one arrived,
 whichever comes first, and hands them to a commit task (``{name}.commit[n]``,
 at most ``max_concurrent_batches`` at once, in the loop's TaskGroup), which
-commits them through ``Storage.write_readings`` (one transaction, idempotent on
+commits them through ``Storage.write_prepared`` (one transaction, idempotent on
 (device_id, ts)). Only after the commit does it tell each connection's
 :class:`AckSink` which of its seqs are stored: "the hub never acks a reading
-before its commit". Two batches in flight overlap one batch's conversion and
-transfer with the database's insert and fsync of the other; acks may then come
+before its commit". Two batches in flight overlap one batch's transfer with
+the database's insert and fsync of the other; acks may then come
 in another order than the offers, which ranges allow (PROTOCOL.md).
+
+Each reading is turned into its storage row (``Storage.prepare``) when it is
+offered: the queue then holds plain tuples rather than validated models (far
+fewer objects for the garbage collector to walk), and a commit has no
+conversion left to do on the event loop (docs/benchmarks.md, "Hub").
 
 When storage is unavailable a batch is kept and retried after a capped,
 jittered exponential delay (logged with the delay), while the queue keeps
@@ -44,11 +49,20 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Final, NamedTuple, Protocol, Self
 
-from hub.storage.base import Storage, StorageError, StorageUnavailable, StoredReading
+from hub.storage.base import (
+    PreparedRow,
+    Storage,
+    StorageError,
+    StorageUnavailable,
+    StoredReading,
+)
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_BATCH: Final = 2000
+# A few thousand rows: each batch costs a handful of round trips and one ack
+# frame per device in it, so larger batches carry more readings per ack and per
+# round trip when the hub is busy (docs/benchmarks.md, "Hub").
+DEFAULT_MAX_BATCH: Final = 5000
 DEFAULT_MAX_DELAY_S: Final = 0.2
 # 20,000 rows is four seconds of the 5,000 readings/s target (DESIGN.md,
 # "Performance targets") held through a database blip, at a few MB.
@@ -108,7 +122,8 @@ class WriterStats:
 
 
 class _Item(NamedTuple):
-    row: StoredReading
+    row: PreparedRow  # Storage.prepare(reading): plain values, no models
+    seq: int | None
     sink: AckSink | None
     queued_at: float  # time.monotonic()
 
@@ -237,7 +252,7 @@ class BatchWriter:
         if len(queue) >= self.max_queue:
             self._rejected_full += 1
             return False
-        queue.append(_Item(row, sink, time.monotonic()))
+        queue.append(_Item(self._storage.prepare(row), row.reading.seq, sink, time.monotonic()))
         # Wake the loop for the first row (to start the max_delay clock) and for
         # a full batch; every other append needs no wake-up.
         if len(queue) == 1 or len(queue) >= self.max_batch:
@@ -310,7 +325,7 @@ class BatchWriter:
         while True:
             started = time.perf_counter()
             try:
-                await self._storage.write_readings(rows)
+                await self._storage.write_prepared(rows)
             except StorageUnavailable as err:
                 self._storage_errors += 1
                 self._storage_up = False
@@ -345,7 +360,7 @@ class BatchWriter:
             self._last_batch_size = len(rows)
             return True
 
-    def _refused(self, rows: list[StoredReading], err: Exception) -> None:
+    def _refused(self, rows: list[PreparedRow], err: Exception) -> None:
         self._storage_errors += 1
         self._batches_failed += 1
         self._rows_failed += len(rows)
@@ -360,7 +375,7 @@ class BatchWriter:
         # One call per sink per batch; keyed by identity, sinks need not be hashable.
         groups: dict[int, tuple[AckSink, list[int]]] = {}
         for item in batch:
-            seq = item.row.reading.seq
+            seq = item.seq
             if item.sink is None or seq is None:
                 continue
             group = groups.get(id(item.sink))

@@ -121,6 +121,8 @@ def _numeric_fields() -> tuple[tuple[str, str], ...]:
 
 
 NUMERIC_FIELDS: Final = _numeric_fields()
+# Reading._has_a_section names the sections one by one.
+assert tuple(SECTION_MODELS) == ("inverter", "grid", "solar", "battery")
 
 
 class Reading(BaseModel):
@@ -154,7 +156,13 @@ class Reading(BaseModel):
 
     @model_validator(mode="after")
     def _has_a_section(self) -> Reading:
-        if all(getattr(self, name) is None for name in SECTION_MODELS):
+        # Spelled out rather than a loop over SECTION_MODELS: this runs for every reading.
+        if (
+            self.inverter is None
+            and self.grid is None
+            and self.solar is None
+            and (self.battery is None)
+        ):
             raise ValueError("a reading needs at least one of inverter, grid, solar, battery")
         return self
 

@@ -37,6 +37,10 @@ class StorageConfigError(StorageError):
     """The storage cannot work as configured; retrying will not help."""
 
 
+# A reading as one backend's row (hub/storage/columns.py); opaque to everyone else.
+PreparedRow = tuple[Any, ...]
+
+
 @dataclass(frozen=True, slots=True)
 class StoredReading:
     """One validated reading on its way into storage."""
@@ -81,6 +85,18 @@ class Storage(Protocol):
 
         When this returns, every row is committed (or was already stored).
         """
+
+    def prepare(self, stored: StoredReading) -> PreparedRow:
+        """The row this backend writes for ``stored``; pure, no I/O, a few microseconds.
+
+        The batch writer calls it when a reading is queued, so its queue holds
+        plain rows instead of the validated models (about 20 objects the
+        garbage collector walks, per reading), and a batch's commit has nothing
+        left to convert on the event loop.
+        """
+
+    async def write_prepared(self, rows: Sequence[PreparedRow]) -> None:
+        """:meth:`write_readings` for rows made by :meth:`prepare`."""
 
     async def readings(
         self, device_id: str, start: datetime, end: datetime, limit: int

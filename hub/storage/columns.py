@@ -10,11 +10,14 @@ A row is a plain tuple in :data:`READING_COLUMNS` order, holding Python values
 it to its driver (asyncpg takes it as it is, SQLite wants integers and JSON
 text). Reading a row back gives the wire form ``Reading.to_wire()`` would give.
 
-This module does no I/O.
+This module does no I/O. :func:`to_rows` converts a batch in slices and lets
+the event loop run between them, so a 2,000-row batch never stalls the live
+path for the whole conversion (about 10 ms).
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import operator
 from collections.abc import Callable, Sequence
@@ -139,6 +142,30 @@ def to_row(
     extra = reading.extra
     values.append(extra if extra is None or encode_extra is None else encode_extra(extra))
     return tuple(values)
+
+
+# Rows converted between two yields to the event loop: about 1 ms of work.
+ROWS_PER_SLICE: Final = 100
+
+
+async def to_rows(
+    rows: Sequence[StoredReading],
+    encode_extra: Callable[[dict[str, float]], Any] | None = None,
+    *,
+    per_slice: int = ROWS_PER_SLICE,
+) -> list[Row]:
+    """:func:`to_row` of every row, yielding to the event loop every ``per_slice`` rows.
+
+    The writer's commit task runs on the hub's event loop: converting a full
+    batch in one go would hold back every live reading behind it (DESIGN.md,
+    "Hot path isolation").
+    """
+    out: list[Row] = []
+    for start in range(0, len(rows), per_slice):
+        if start:
+            await asyncio.sleep(0)
+        out.extend([to_row(stored, encode_extra) for stored in rows[start : start + per_slice]])
+    return out
 
 
 def wire_from_row(row: Sequence[Any]) -> dict[str, Any]:

@@ -49,6 +49,7 @@ from hub.storage.columns import (
     check_bucket,
     check_range,
     to_row,
+    to_rows,
     wire_from_row,
 )
 from hub.storage.migrate import ExtensionStatus, SchemaState, migrate
@@ -57,6 +58,10 @@ from hub.storage.schema import READINGS, ROLLUP, ROLLUP_WIDTH, TOKENS, Timescale
 logger = logging.getLogger(__name__)
 
 STAGE: Final = "readings_stage"
+# Rows per COPY into the stage. asyncpg encodes the records it is given in one
+# go, without yielding to the event loop; a few COPYs per batch, each a round
+# trip that lets the loop run, bound that stall to a few milliseconds.
+COPY_SLICE: Final = 1000
 _CLOSE_TIMEOUT_S: Final = 5.0
 
 
@@ -151,6 +156,7 @@ def _insert_unnest_sql() -> str:
 
 _INSERT_UNNEST: Final = _insert_unnest_sql()
 _COLUMN_LIST: Final = ", ".join(READING_COLUMNS)
+_COPY_COLUMNS: Final = list(READING_COLUMNS)
 # Rows go in key order: two batches in flight at once that hold the same
 # re-sent readings then take their key locks in the same order, never in a
 # deadlock (which would only be retried, but costs a second).
@@ -302,22 +308,30 @@ class PostgresStorage:
     # -- writes ----------------------------------------------------------------
 
     async def write_readings(self, rows: Sequence[StoredReading]) -> None:
-        if not rows:
+        await self.write_prepared(await to_rows(rows, json.dumps))
+
+    def prepare(self, stored: StoredReading) -> Row:
+        return to_row(stored, json.dumps)
+
+    async def write_prepared(self, flat: Sequence[Row]) -> None:
+        if not flat:
             return
-        flat = [to_row(stored, json.dumps) for stored in rows]
-        async with self._connection(f"writing {len(rows)} readings") as conn:
+        async with self._connection(f"writing {len(flat)} readings") as conn:
             if self._options.write_method is WriteMethod.COPY:
                 async with conn.transaction():
-                    await conn.copy_records_to_table(
-                        STAGE, records=flat, columns=list(READING_COLUMNS)
-                    )
+                    for start in range(0, len(flat), COPY_SLICE):
+                        await conn.copy_records_to_table(
+                            STAGE,
+                            records=flat[start : start + COPY_SLICE],
+                            columns=_COPY_COLUMNS,
+                        )
                     await conn.execute(_INSERT_FROM_STAGE)
             else:
                 async with conn.transaction():
                     await conn.execute(_INSERT_UNNEST, *self._unnest_args(flat))
 
     @staticmethod
-    def _unnest_args(rows: list[Row]) -> list[list[Any]]:
+    def _unnest_args(rows: Sequence[Row]) -> list[list[Any]]:
         columns = [list(column) for column in zip(*rows, strict=True)]
         for index, column in enumerate(FIELD_COLUMNS, start=FIELDS_OFFSET):
             if column.kind is ColumnKind.NUMBER_LIST:

@@ -365,11 +365,16 @@ class SqliteStorage:
     # -- writes ----------------------------------------------------------------
 
     async def write_readings(self, rows: Sequence[StoredReading]) -> None:
+        await self.write_prepared([self.prepare(stored) for stored in rows])
+
+    def prepare(self, stored: StoredReading) -> Row:
+        return _to_sqlite(to_row(stored))
+
+    async def write_prepared(self, rows: Sequence[Row]) -> None:
         if not rows:
             return
-        values = [_to_sqlite(to_row(stored)) for stored in rows]
         async with self._transaction(f"writing {len(rows)} readings") as conn:
-            await conn.executemany(_INSERT, values)
+            await conn.executemany(_INSERT, rows)
 
     # -- queries ----------------------------------------------------------------
 
