@@ -9,7 +9,13 @@
 Shutdown (SIGTERM, or :meth:`Agent.stop`): the pollers and the sampler stop,
 the writer commits what it holds, the uplink gets a short grace to send it
 and collect acks, then closes the socket (1000) and deletes what was acked.
-Everything unacked stays in the outbox for the next start. Under systemd the
+Everything unacked stays in the outbox for the next start. The whole of it is
+bounded by ``shutdown_deadline_s``, whatever state the agent is in (a poll
+waiting on a silent device, a handshake with a hub that never answers, a
+write in progress): each step gets what remains of that budget, a task that
+ignores cancellation is cancelled again (CPython gh-86296) until the deadline,
+and the writer's last write is never cut in half (edge/writer.py). ``ems edge
+run`` adds a hard stop behind it (edge/cli.py). Under systemd the
 agent reports ``READY=1`` once running and ``WATCHDOG=1`` while the sampler
 ticks (edge/sdnotify.py).
 
@@ -55,22 +61,35 @@ class AgentOptions:
     uplink: UplinkSettings = field(default_factory=UplinkSettings)
     flush_interval_s: float = 0.5
     device_backoff: BackoffPolicy = DEVICE_BACKOFF
-    shutdown_grace_s: float = 2.0
+    shutdown_grace_s: float = 2.0  # for the last readings to be sent and acked
+    shutdown_deadline_s: float = 8.0  # the whole shutdown, from stop() (systemd allows 20 s)
     clock_settle_s: float = 5.0
 
 
-async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+async def _cancel(tasks: list[asyncio.Task[None]], *, deadline: float) -> None:
     """Cancel tasks and wait until they are done, cancelling again while they run.
 
-    Python 3.11's ``asyncio.wait_for`` (used inside pymodbus) can swallow a
-    cancellation that lands as its inner future completes (CPython gh-86296,
-    fixed in 3.12): one ``cancel()`` is not always enough, so it is repeated.
+    Python 3.11's ``asyncio.wait_for`` (used inside pymodbus; no longer in our
+    code, edge/uplink.py) can swallow a cancellation that lands as its inner
+    future completes (CPython gh-86296, fixed in 3.12): one ``cancel()`` is not
+    always enough, so it is repeated,
+    every 0.2 s, until ``deadline`` (the loop's time); then the stragglers are
+    named in the log and left (the hard stop of edge/cli.py ends them).
     """
+    loop = asyncio.get_running_loop()
     pending = {task for task in tasks if not task.done()}
     while pending:
         for task in pending:
             task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=0.5)
+        left = deadline - loop.time()
+        if left <= 0:
+            logger.error(
+                "still running at the shutdown deadline: %s",
+                ", ".join(sorted(task.get_name() for task in pending)),
+                extra={"tasks": sorted(task.get_name() for task in pending)},
+            )
+            return
+        _, pending = await asyncio.wait(pending, timeout=min(0.2, left))
 
 
 def _check_profiles(config: EdgeConfig) -> None:
@@ -189,18 +208,57 @@ class Agent:
                 len(config.devices),
                 len(pollers),
                 config.device_url,
+                extra={
+                    "device_id": config.device_id,
+                    "devices": len(config.devices),
+                    "buses": len(pollers),
+                    "url": config.device_url,
+                },
             )
             await self._stop.wait()
-            logger.info("stopping: flushing the buffer")
-            self.notifier.stopping()
-            await _cancel([*producers, writer_task])
-            try:
-                await writer.flush()
-            except OutboxError as err:
-                logger.error("could not write the last readings: %s", err)
-            await uplink.drain(options.shutdown_grace_s)
-            await _cancel([uplink_task, *helpers])
+            await self._shut_down(producers, writer_task, [uplink_task, *helpers])
         await self._write_transitions(outbox)
+
+    async def _shut_down(
+        self,
+        producers: list[asyncio.Task[None]],
+        writer_task: asyncio.Task[None],
+        others: list[asyncio.Task[None]],
+    ) -> None:
+        """Stop within ``shutdown_deadline_s``, keeping every reading taken (module docstring)."""
+        assert self.writer is not None
+        assert self.uplink is not None
+        writer, uplink, options = self.writer, self.uplink, self.options
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + options.shutdown_deadline_s
+        logger.info("stopping: flushing the buffer")
+        self.notifier.stopping()
+        # Stop taking readings first; the writer's write under way goes on to its end.
+        await _cancel([*producers, writer_task], deadline=deadline - options.shutdown_grace_s)
+        try:
+            async with asyncio.timeout_at(deadline - 1.0):
+                await writer.flush()  # after the write under way, in order
+        except OutboxError as err:
+            logger.error(
+                "could not write the last %d readings: %s",
+                writer.pending,
+                err,
+                extra={"count": writer.pending, "error": str(err)},
+            )
+        except TimeoutError:
+            logger.error(
+                "could not write the last %d readings in time: the buffer is too slow",
+                writer.pending,
+                extra={"count": writer.pending},
+            )
+        await uplink.drain(max(0.0, min(options.shutdown_grace_s, deadline - 1.0 - loop.time())))
+        await _cancel(others, deadline=deadline - 0.5)
+        # The acks collected last (a cancelled delete loop may have left some).
+        try:
+            async with asyncio.timeout_at(deadline):
+                await uplink.flush_acked()
+        except TimeoutError:
+            logger.warning("acked readings not deleted in time: the hub stores them once again")
 
     async def _record_health(self, outbox: Outbox) -> None:
         while True:
@@ -219,7 +277,12 @@ class Agent:
                     at=datetime.now(UTC),
                 )
             except OutboxError as err:
-                logger.warning("could not record the health of %s: %s", transition.device, err)
+                logger.warning(
+                    "could not record the health of %s: %s",
+                    transition.device,
+                    err,
+                    extra={"device": transition.device, "error": str(err)},
+                )
 
     async def _watchdog(self, sampler: Sampler) -> None:
         interval = self.notifier.watchdog_interval_s

@@ -11,10 +11,13 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Final
 
 from edge.config import ConfigError, EdgeConfig, load_config, resolve_token
 
@@ -22,6 +25,9 @@ logger = logging.getLogger(__name__)
 
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
+# Behind the agent's own shutdown deadline (edge/agent.py, 8 s) and before
+# systemd's SIGKILL (TimeoutStopSec=20 in the Ansible role's unit).
+HARD_STOP_S: Final = 12.0
 
 
 def _fail(message: str, code: int = EXIT_FAILURE) -> int:
@@ -36,25 +42,49 @@ def _config(args: argparse.Namespace) -> EdgeConfig:
 def run(args: argparse.Namespace) -> int:
     """``ems edge run``: the agent, until SIGTERM or SIGINT (then exit 0)."""
     from edge.agent import Agent, AgentError
+    from edge.logs import configure, resolve_format
 
+    try:
+        log_format = resolve_format(getattr(args, "log_format", None), os.environ)
+    except ValueError as err:
+        return _fail(str(err), EXIT_CONFIG)
+    configure(log_format, journal=bool(os.environ.get("JOURNAL_STREAM")))
     try:
         config = _config(args)
         token = resolve_token(config.hub)
     except ConfigError as err:
         return _fail(str(err), EXIT_CONFIG)
 
+    hard_stop = threading.Timer(HARD_STOP_S, _hard_stop)
+    hard_stop.daemon = True
+
     async def main() -> None:
         agent = Agent(config, token=token)
+
+        def on_signal() -> None:
+            agent.stop()
+            if not hard_stop.is_alive():
+                hard_stop.start()
+
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, agent.stop)
+            loop.add_signal_handler(signum, on_signal)
         await agent.run()
 
     try:
         asyncio.run(main())
     except AgentError as err:
         return _fail(str(err), EXIT_CONFIG if str(err).startswith("config error") else 1)
+    finally:
+        hard_stop.cancel()
     return 0
+
+
+def _hard_stop() -> None:
+    """The last resort of a shutdown (a thread: it works even if the event loop is stuck)."""
+    logger.critical("shutdown did not finish within %.0f s: exiting now", HARD_STOP_S)
+    logging.shutdown()
+    os._exit(EXIT_FAILURE)
 
 
 def probe(args: argparse.Namespace) -> int:

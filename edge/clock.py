@@ -188,12 +188,17 @@ class ClockGuard:
         last = self._last
         if isinstance(verdict, Untrusted):
             if not isinstance(last, Untrusted) or last.reason is not verdict.reason:
-                logger.warning("clock not trusted, holding readings: %s", verdict.detail)
+                logger.warning(
+                    "clock not trusted, holding readings: %s",
+                    verdict.detail,
+                    extra={"reason": verdict.reason.value, "error": verdict.detail},
+                )
         elif isinstance(last, Untrusted):
             logger.warning(
                 "clock trusted again (%s, sync %s): held readings get re-stamped",
                 stamp(sample.mono, verdict.offset).isoformat(),
                 sample.sync,
+                extra={"sync": str(sample.sync)},
             )
 
 

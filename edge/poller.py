@@ -122,7 +122,7 @@ class BusPoller:
         while True:
             try:
                 async with self._open_bus() as transport:
-                    logger.info("bus %s open", self.bus.name)
+                    logger.info("bus %s open", self.bus.name, extra={"bus": self.bus.name})
                     drivers = [make_device(transport, d.config) for d in self.devices]
                     await self._poll_forever(drivers)
             except NotConnected as err:
@@ -131,7 +131,11 @@ class BusPoller:
                     self._report(device.health.failed(f"bus {self.bus.name}: {err}", now), device)
                 delay = self._bus_backoff.next_delay()
                 logger.warning(
-                    "bus %s unavailable (%s); opening it again in %.1f s", self.bus.name, err, delay
+                    "bus %s unavailable (%s); opening it again in %.1f s",
+                    self.bus.name,
+                    err,
+                    delay,
+                    extra={"bus": self.bus.name, "error": str(err), "delay_s": round(delay, 3)},
                 )
                 await asyncio.sleep(delay)
 
@@ -162,7 +166,12 @@ class BusPoller:
             raise
         except DriverError as err:
             self._report(device.health.failed(str(err), self._clock()), device)
-            logger.debug("%s: read failed: %s", device.config.name, err)
+            logger.debug(
+                "%s: read failed: %s",
+                device.config.name,
+                err,
+                extra={"device": device.config.name, "error": str(err)},
+            )
             return
         except TimeoutError:
             error = f"no complete read within {self.read_timeout_s:.1f} s"
@@ -174,6 +183,12 @@ class BusPoller:
     def _report(self, transition: Transition | None, device: PolledDevice) -> None:
         if transition is None:
             return
+        fields = {
+            "device": device.config.name,
+            "bus": self.bus.name,
+            "unit": device.config.unit,
+            "state": transition.state.value,
+        }
         if transition.error:
             logger.warning(
                 "device %s (bus %s, unit %d) failing: %s; retrying with backoff",
@@ -181,9 +196,12 @@ class BusPoller:
                 self.bus.name,
                 device.config.unit,
                 transition.error,
+                extra={**fields, "error": transition.error},
             )
         elif transition.previous is DeviceState.FAILING:
-            logger.info("device %s (bus %s) reads again", device.config.name, self.bus.name)
+            logger.info(
+                "device %s (bus %s) reads again", device.config.name, self.bus.name, extra=fields
+            )
         else:
-            logger.info("device %s (bus %s) reads", device.config.name, self.bus.name)
+            logger.info("device %s (bus %s) reads", device.config.name, self.bus.name, extra=fields)
         self._on_transition(transition)

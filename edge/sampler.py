@@ -8,6 +8,11 @@ Each reading is timed by the monotonic clock at the tick and stamped through
 the :class:`~edge.clock.ClockGuard`: with the wall time if the clock is
 trusted, else held (no ``ts``) and re-stamped later. When trust returns, a
 :class:`~edge.writer.Restamp` follows the held readings into the writer.
+
+At start-up, the first tick waits until every device has been tried once
+(read or failed), for at most ``max_age_s``: a device not read *yet* is not a
+failing one, and a first reading taken between two devices' first reads would
+lack a section for nothing (or hold only the fields another device fills in).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from collections.abc import Callable, Mapping
 from edge.clock import ClockGuard, ClockSource, Trusted, Untrusted
 from edge.compose import Composed, compose
 from edge.config import Role
-from edge.health import DeviceHealth, Values
+from edge.health import DeviceHealth, DeviceState, Values
 from edge.outbox import NewReading
 from edge.writer import Restamp
 
@@ -53,6 +58,7 @@ class Sampler:
         self.readings = 0
 
     async def run(self) -> None:
+        await self._first_reads()
         # Ticks on multiples of the interval of the monotonic clock: two agents
         # (or a restart) keep the same phase, and the sleep never drifts.
         while True:
@@ -60,6 +66,14 @@ class Sampler:
             tick = math.floor(now / self.interval_s + 1) * self.interval_s
             await asyncio.sleep(max(0.0, tick - now))
             self.sample_once()
+
+    async def _first_reads(self) -> None:
+        deadline = self.clock.sample().mono + self.max_age_s
+        while any(health.state is DeviceState.UNKNOWN for health in self.devices.values()):
+            left = deadline - self.clock.sample().mono
+            if left <= 0:
+                return
+            await asyncio.sleep(min(left, self.interval_s / 4))
 
     def sample_once(self) -> NewReading | None:
         """Take one reading now and hand it to the sink; None when no device is fresh."""
@@ -92,7 +106,9 @@ class Sampler:
         # Log changes only: the same bad field every second would flood the journal.
         if composed.rejected != self._rejected and composed.rejected:
             logger.warning(
-                "left out values outside the protocol's ranges: %s", ", ".join(composed.rejected)
+                "left out values outside the protocol's ranges: %s",
+                ", ".join(composed.rejected),
+                extra={"fields": list(composed.rejected)},
             )
         self._rejected = composed.rejected
         if composed.empty and not self._was_empty:

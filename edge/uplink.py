@@ -51,7 +51,14 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 from edge.backoff import Backoff, BackoffPolicy
 from edge.outbox import Outbox, OutboxError, Stored
 from edge.window import SendWindow, pack_batches
-from telemetry import MAX_BATCH_ITEMS, MAX_FRAME_BYTES, AckFrame, CloseCode, ErrorFrame
+from telemetry import (
+    MAX_BATCH_ITEMS,
+    MAX_FRAME_BYTES,
+    AckFrame,
+    CloseCode,
+    ErrorFrame,
+    seq_ranges,
+)
 
 __all__ = ["LinkEnd", "Uplink", "UplinkSettings", "UplinkStatus"]
 
@@ -85,6 +92,7 @@ class UplinkSettings:
     auth_backoff: BackoffPolicy = AUTH_BACKOFF
     delete_interval_s: float = 0.5
     open_timeout_s: float = 10.0
+    close_timeout_s: float = 2.0  # a hub that stopped answering must not hold a shutdown
     ping_interval_s: float = 10.0
     ping_timeout_s: float = 10.0
     live_queue: int = 1_000  # full: the oldest live reading waits for the backlog instead
@@ -224,7 +232,7 @@ class Uplink:
                 tasks.create_task(self._delete_acked_loop(), name="uplink.delete_acked")
                 tasks.create_task(self._connect_loop(), name="uplink.connect")
         finally:
-            await self._flush_acked()
+            await self.flush_acked()
 
     # --- connections ---------------------------------------------------------------------
 
@@ -244,6 +252,7 @@ class Uplink:
                 ping_timeout=s.ping_timeout_s,
                 max_size=MAX_FRAME_BYTES,
                 compression=None,  # readings are small; deflate costs the Pi CPU
+                close_timeout=s.close_timeout_s,
             ) as ws:
                 try:
                     end = await self._serve(ws)
@@ -268,7 +277,7 @@ class Uplink:
         self._backoffs["auth"].reset()  # the token was accepted
         self._counters.sessions += 1
         self._counters.since = datetime.now(UTC)
-        logger.info("connected to %s", self.url)
+        logger.info("connected to %s", self.url, extra={"url": self.url})
         try:
             async with asyncio.TaskGroup() as tasks:
                 sender = tasks.create_task(self._send_loop(session), name="uplink.send")
@@ -293,7 +302,9 @@ class Uplink:
             delay = self._backoffs["kicked"].next_delay()
         else:
             delay = self._backoffs["normal"].next_delay()
-        logger.info("reconnecting in %.1f s", delay)
+        logger.info(
+            "reconnecting in %.1f s", delay, extra={"delay_s": round(delay, 3), "reason": end.value}
+        )
         return delay
 
     def _log_failure(self, end: LinkEnd, err: BaseException | str) -> None:
@@ -302,16 +313,23 @@ class Uplink:
                 "the hub refused the device token (%s): check the token of this device id; "
                 "retrying slowly",
                 err,
+                extra={"reason": end.value, "error": str(err)},
             )
         elif end is LinkEnd.KICKED:
             logger.error(
                 "the hub closed the connection with 1008 (policy violation): another agent is "
-                "connected with this device id, or the token was revoked; backing off"
+                "connected with this device id, or the token was revoked; backing off",
+                extra={"reason": end.value},
             )
         elif end is LinkEnd.HUB_GOING_AWAY:
-            logger.info("the hub is going away (1001)")
+            logger.info("the hub is going away (1001)", extra={"reason": end.value})
         else:
-            logger.warning("connection to %s ended: %s", self.url, err)
+            logger.warning(
+                "connection to %s ended: %s",
+                self.url,
+                err,
+                extra={"url": self.url, "reason": end.value, "error": str(err)},
+            )
 
     # --- one connection: receive acks, send readings ---------------------------------
 
@@ -341,7 +359,12 @@ class Uplink:
                     session.wake.set()
             elif kind == "error":
                 error = ErrorFrame.model_validate(frame)
-                logger.warning("hub rejected reading seq %s: %s", error.seq, error.reason)
+                logger.warning(
+                    "hub rejected reading seq %s: %s",
+                    error.seq,
+                    error.reason,
+                    extra={"seq": error.seq, "reason": error.reason},
+                )
             else:
                 logger.debug("ignored a hub frame of type %r", kind)
         except ValidationError as err:
@@ -378,7 +401,12 @@ class Uplink:
         found = await self.outbox.fetch(due)
         session.window.forget(set(due) - {stored.seq for stored in found})
         if found:
-            logger.info("re-sending %d unacked readings from seq %d", len(found), found[0].seq)
+            logger.info(
+                "re-sending %d unacked readings from seq %d",
+                len(found),
+                found[0].seq,
+                extra={"count": len(found), "seqs": seq_ranges(s.seq for s in found)},
+            )
             await self._send_batches(session, found)
         return len(found)
 
@@ -419,8 +447,13 @@ class Uplink:
         expiry = session.window.next_expiry()
         if expiry is not None:
             timeout = min(timeout, max(0.0, expiry - time.monotonic()))
+        # asyncio.timeout, not wait_for: 3.11's wait_for returns the result of an inner
+        # future that completes as the task is cancelled, losing the cancellation
+        # (CPython gh-86296); the TaskGroup of _serve cancels only once, so that hung
+        # the agent's shutdown when a wake-up and SIGTERM came together.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(session.wake.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await session.wake.wait()
 
     # --- acks to deletes ---------------------------------------------------------------
 
@@ -428,20 +461,36 @@ class Uplink:
         while True:
             await self._ack_event.wait()
             self._ack_event.clear()
-            await self._flush_acked()
+            await self.flush_acked()
             # Group the acks of the next interval into one transaction.
             await asyncio.sleep(self.settings.delete_interval_s)
 
-    async def _flush_acked(self) -> None:
+    async def flush_acked(self) -> None:
+        """Delete the readings acked so far from the outbox (one transaction)."""
         if not self._acked:
             return
         acked, self._acked = self._acked, []
         try:
             await self.outbox.delete(acked, acked_at=datetime.now(UTC))
+        except asyncio.CancelledError:
+            # Deleted or not (edge/outbox.py: the transaction ended either way):
+            # kept, since deleting again is harmless and the agent flushes once more.
+            self._acked.extend(acked)
+            raise
         except OutboxError as err:
             # Kept for the next round; if the agent stops first, the hub gets them
             # again after the restart and stores them once (idempotent on ts).
             self._acked.extend(acked)
-            logger.error("could not delete %d acked readings: %s", len(acked), err)
+            logger.error(
+                "could not delete %d acked readings: %s",
+                len(acked),
+                err,
+                extra={"count": len(acked), "error": str(err)},
+            )
             return
-        logger.debug("deleted %d acked readings", len(acked))
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "deleted %d acked readings",
+                len(acked),
+                extra={"count": len(acked), "seqs": seq_ranges(acked)},
+            )

@@ -47,7 +47,8 @@ def pack_batches(
     items: list[str] = []
     size = len(_ENVELOPE)
     for wire in wires:
-        length = len(wire.encode()) + 1  # and its comma
+        # and its comma; an ASCII string's length is its size, without encoding a copy
+        length = (len(wire) if wire.isascii() else len(wire.encode())) + 1
         if length + len(_ENVELOPE) > max_bytes:
             raise ValueError(f"a reading of {length} bytes does not fit in a frame")
         if items and (len(items) == max_items or size + length > max_bytes):

@@ -12,6 +12,13 @@ Bounds: at most ``max_pending`` readings wait in memory (the outbox being
 unwritable, e.g. a full or failing card). Beyond it the oldest waiting reading
 is dropped, counted and logged. A failed write is logged and retried with
 backoff; nothing pending is lost by it.
+
+Cancelling the writer never cuts a write in half: each flush runs in a task of
+its own, shielded. A write whose outcome were unknown would be written again
+by the final flush, under new seqs (a doubled reading), or, worse, left inside
+an open transaction. The cancelled writer ends at once; the write it started
+finishes on its own, and the final :meth:`OutboxWriter.flush` (one flush at a
+time, in order) waits for it before writing the rest.
 """
 
 from __future__ import annotations
@@ -61,6 +68,8 @@ class OutboxWriter:
         self._readings_pending = 0
         self._writing = 0  # items at the head of the queue in a write right now: never dropped
         self._wake = asyncio.Event()
+        self._flushing = asyncio.Lock()  # one flush at a time: a batch is taken once
+        self._write: asyncio.Task[None] | None = None  # the last flush run() started
         self._retry = Backoff(RETRY)
         self.dropped = 0
         self.commits = 0
@@ -88,6 +97,7 @@ class OutboxWriter:
                     logger.error(
                         "the buffer cannot be written: %d readings dropped from memory so far",
                         self.dropped,
+                        extra={"count": self.dropped},
                     )
                 return
 
@@ -98,16 +108,30 @@ class OutboxWriter:
             # Let a few readings gather: one transaction for all of them.
             await asyncio.sleep(self.flush_interval_s)
             try:
-                await self.flush()
+                # shield(): a cancellation stops the writer, not the write (see above).
+                self._write = asyncio.create_task(self.flush(), name="outbox.writer.flush")
+                await asyncio.shield(self._write)
             except OutboxError as err:
                 delay = self._retry.next_delay()
-                logger.error("writing the buffer failed: %s; retrying in %.1f s", err, delay)
+                logger.error(
+                    "writing the buffer failed: %s; retrying in %.1f s",
+                    err,
+                    delay,
+                    extra={"error": str(err), "delay_s": round(delay, 3), "pending": self.pending},
+                )
                 await asyncio.sleep(delay)
             else:
                 self._retry.reset()
 
     async def flush(self) -> None:
-        """Write everything pending now, in order. Raises :class:`OutboxError`, keeping it."""
+        """Write everything pending now, in order. Raises :class:`OutboxError`, keeping it.
+
+        Waits for a write still under way (one the cancelled :meth:`run` left) first.
+        """
+        async with self._flushing:
+            await self._flush()
+
+    async def _flush(self) -> None:
         self._wake.clear()
         while self._pending:
             head = self._pending[0]

@@ -82,7 +82,12 @@ def _edge_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         parser.set_defaults(handler=handler)
         return parser
 
-    with_config("run", "poll, buffer and stream to the hub", "edge.cli:run")
+    run = with_config("run", "poll, buffer and stream to the hub", "edge.cli:run")
+    run.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        help="plain text, or one JSON object per line (default: $EMS_LOG_FORMAT, else text)",
+    )
     probe = with_config("probe", "read one device once and print its values", "edge.cli:probe")
     probe.add_argument("device_name", metavar="DEVICE_NAME")
     scan = with_config("scan", "list the unit ids that answer on a bus", "edge.cli:scan")

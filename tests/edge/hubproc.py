@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
 
 from telemetry import format_ts
 
@@ -67,7 +69,29 @@ class HubProcess:
             timeout=60,
             check=True,
         )
-        return done.stdout.strip().splitlines()[-1]
+        token = done.stdout.strip().splitlines()[-1]
+        self.wait_token_live(device_id, token)
+        return token
+
+    def wait_token_live(self, device_id: str, token: str, within: float = 30.0) -> None:
+        """Until the running hub accepts the token: it re-reads tokens about once a second,
+        and an agent refused in the meantime would wait a minute (its auth backoff)."""
+        if self.process is None or self.process.poll() is not None:
+            return  # not serving: the token is read at start
+        deadline = time.monotonic() + within
+        while True:
+            try:
+                with connect(
+                    f"{self.url}/ws/device/{device_id}",
+                    additional_headers={"Authorization": f"Bearer {token}"},
+                    open_timeout=10,
+                ) as ws:
+                    ws.close()
+                return
+            except InvalidStatus as err:
+                if err.response.status_code != 403 or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.1)
 
     def token_revoke(self, device_id: str) -> None:
         subprocess.run(

@@ -17,8 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from edge.outbox import NewReading, Outbox, OutboxError, read_status, rows_to_drop, ts_us_of
-from telemetry import parse_device_frame
+from edge.outbox import (
+    NewReading,
+    Outbox,
+    OutboxError,
+    read_status,
+    rows_to_drop,
+    ts_us_of,
+    wire_ts,
+)
+from telemetry import format_ts, parse_device_frame
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 11, 26, 5, 30, tzinfo=UTC)
@@ -211,3 +219,71 @@ def test_sigkill_mid_write_loses_nothing_committed(tmp_path: Path) -> None:
             return stored.seq
 
     assert asyncio.run(append_one()) == seqs[-1] + 1
+
+
+async def _cancel_after(task: asyncio.Task[object], *, yields: int, seconds: float) -> bool:
+    """Let ``task`` run ``yields`` loop turns and ``seconds``, cancel it; whether it finished."""
+    for _ in range(yields):
+        await asyncio.sleep(0)
+    if seconds:
+        await asyncio.sleep(seconds)
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        return False
+    return True
+
+
+async def test_a_transaction_cancelled_anywhere_ends_and_the_next_one_begins(
+    tmp_path: Path,
+) -> None:
+    """aiosqlite runs a statement in its thread whatever happens to the await: a BEGIN or
+    COMMIT whose await is cancelled still runs. Whatever the moment of the cancellation,
+    the batch is stored whole or not at all, and the next transaction begins."""
+    rng = random.Random(11)
+    size = 20
+    async with Outbox.open(tmp_path / "b.db", max_bytes=1 << 30) as outbox:
+        began = time.perf_counter()
+        await outbox.append([reading(i) for i in range(size)], boot="b")
+        took = time.perf_counter() - began  # one transaction here, fsyncs included
+        batches = [(0, size, True)]  # (first value, count, whether append returned)
+        n = size
+        for attempt in range(80):
+            task = asyncio.create_task(
+                outbox.append([reading(n + i) for i in range(size)], boot="b")
+            )
+            # Early on, loop turns (BEGIN, the INSERTs); later, moments up to the COMMIT.
+            yields, seconds = (attempt, 0.0) if attempt < 30 else (0, rng.uniform(0, 1.5 * took))
+            batches.append((n, size, await _cancel_after(task, yields=yields, seconds=seconds)))
+            n += size
+            # The next transaction begins (it did not: "cannot start a transaction
+            # within a transaction") and commits.
+            (single,) = await outbox.append([reading(n)], boot="b")
+            batches.append((n, 1, True))
+            n += 1
+        stored = await outbox.page(after_seq=-1, limit=10 * n)
+        status = await outbox.status()
+    values = [int(json.loads(s.body)["grid"]["power_w"]) for s in stored]
+    # No gap in seq, the counter agrees, in order, each reading once.
+    assert [s.seq for s in stored] == list(range(len(stored)))
+    assert status.last_seq == single.seq == len(stored) - 1
+    assert values == sorted(set(values))
+    rolled_back = 0
+    for first, count, returned in batches:
+        in_store = [v for v in values if first <= v < first + count]
+        assert len(in_store) in (0, count), f"batch {first} stored in part: {in_store}"
+        if returned:
+            assert in_store, f"batch {first} returned but is not stored"
+        rolled_back += not in_store
+    # Some cancellations did land inside a transaction (else this tested nothing).
+    assert rolled_back > 0
+
+
+def test_the_wire_timestamp_is_telemetrys_format() -> None:
+    rng = random.Random(2)
+    instants = [rng.randrange(ts_us_of(T0), ts_us_of(T0) + 10**15) for _ in range(20_000)]
+    instants += [ts_us_of(T0), ts_us_of(T0) + 100_000, ts_us_of(T0) + 1, ts_us_of(T0) + 999_999]
+    for ts_us in instants:
+        expected = format_ts(datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ts_us))
+        assert wire_ts(ts_us) == expected

@@ -234,3 +234,23 @@ async def test_drain_waits_for_the_acks_of_everything_committed(outbox: Outbox) 
         assert sorted(hub.stored) == list(range(5))
         await settle(outbox, 0)  # the acked readings are deleted too
         assert await uplink.drain(0.5)  # nothing left: at once
+
+
+async def test_one_cancel_ends_the_uplink_even_as_it_is_woken(outbox: Outbox) -> None:
+    """A cancellation landing as the send loop is woken (a reading just offered) must not
+    be lost: a TaskGroup cancels its children once, and a lost one would hang the agent's
+    shutdown (CPython gh-86296: 3.11's wait_for returns the result instead)."""
+    async with running(WsHub()) as hub:
+        for attempt in range(40):
+            uplink = Uplink(outbox, url=hub.url, token="secret", settings=FAST)
+            task = asyncio.create_task(uplink.run(), name="test.uplink")
+            await until(lambda: uplink.status().connected)  # noqa: B023 - awaited here
+            await asyncio.sleep(0.02)  # idle: waiting to be woken
+            stored = await outbox.append([new(10_000 + attempt)], boot="b")
+            uplink.offer(stored)
+            for _ in range(attempt % 8):
+                await asyncio.sleep(0)
+            task.cancel()  # once, as a TaskGroup does
+            done, _ = await asyncio.wait({task}, timeout=5.0)
+            assert done, f"attempt {attempt}: the uplink ignored its cancellation"
+            assert task.cancelled()

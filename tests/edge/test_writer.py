@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -67,3 +69,53 @@ async def test_memory_is_bounded_when_the_buffer_cannot_keep_up(tmp_path: Path) 
         page = await outbox.page(after_seq=-1, limit=10)
         # The oldest three went; the newest five were written, in order.
         assert [json.loads(s.body)["grid"]["power_w"] for s in page] == [3.0, 4.0, 5.0, 6.0, 7.0]
+
+
+async def test_cancelling_the_writer_mid_write_then_flushing_loses_and_doubles_nothing(
+    tmp_path: Path,
+) -> None:
+    """SIGTERM's path: the writer task is cancelled wherever it is, then flush() writes the
+    rest. Nothing raised, every reading stored once, in order, under consecutive seqs."""
+    rng = random.Random(5)
+    committed: list[int] = []
+    async with Outbox.open(tmp_path / "b.db", max_bytes=1 << 30) as outbox:
+        writer = OutboxWriter(outbox, boot="b")
+        for n in range(30):
+            writer.put(reading(n))
+        began = time.perf_counter()
+        await writer.flush()
+        took = time.perf_counter() - began  # one write of 30 readings here
+        n = 30
+        for attempt in range(90):
+            writer = OutboxWriter(
+                outbox,
+                boot="b",
+                on_committed=lambda stored: committed.extend(s.seq for s in stored),
+                flush_interval_s=0.0,
+            )
+            for _ in range(30):
+                writer.put(reading(n))
+                n += 1
+            task = asyncio.create_task(writer.run(), name="outbox.writer")
+            # Loop turns (each statement is one or two), then moments across a write.
+            if attempt < 40:
+                for _ in range(attempt):
+                    await asyncio.sleep(0)
+            else:
+                await asyncio.sleep(rng.uniform(0.0, 1.5 * took))
+            for _ in range(3):  # cancelled again and again, as the agent does
+                task.cancel()
+                await asyncio.sleep(0)
+            await asyncio.gather(task, return_exceptions=True)
+            assert task.cancelled()
+            writer.put(reading(n))  # one more after the cancellation
+            n += 1
+            await writer.flush()
+            assert writer.pending == 0
+        page = await outbox.page(after_seq=-1, limit=10 * n)
+        status = await outbox.status()
+    assert [int(json.loads(s.body)["grid"]["power_w"]) for s in page] == list(range(n))
+    assert [s.seq for s in page] == list(range(n))
+    assert status.last_seq == n - 1
+    # Each committed reading was offered to the uplink once.
+    assert committed == list(range(30, n))
