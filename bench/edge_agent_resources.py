@@ -25,49 +25,10 @@ from pathlib import Path
 import httpx
 import psutil
 
+from edge.demo import simulated_site_config
+
 REPO = Path(__file__).resolve().parents[1]
 EMS = [sys.executable, "-m", "ems"]
-
-CONFIG = """\
-device_id = "bench_agent"
-[hub]
-url = "ws://127.0.0.1:{hub_port}"
-[buffer]
-path = "{root}/buffer.db"
-[sampling]
-interval_s = 1.0
-[clock]
-require_sync = false
-[[bus]]
-name = "sim"
-type = "tcp"
-host = "127.0.0.1"
-port = {sim_port}
-[[device]]
-name = "inverter"
-role = "inverter"
-profile = "sunspec"
-bus = "sim"
-unit = 1
-[[device]]
-name = "meter"
-role = "grid"
-profile = "eastron_sdm630"
-bus = "sim"
-unit = 2
-[[device]]
-name = "charger"
-role = "solar"
-profile = "epever_tracer"
-bus = "sim"
-unit = 3
-[[device]]
-name = "bms"
-role = "battery"
-profile = "seplos_v3"
-bus = "sim"
-unit = 4
-"""
 
 
 def free_port() -> int:
@@ -115,7 +76,12 @@ def main() -> None:
         )
         hub_port, sim_port = free_port(), free_port()
         (root / "edge.toml").write_text(
-            CONFIG.format(hub_port=hub_port, sim_port=sim_port, root=root)
+            simulated_site_config(
+                device_id="bench_agent",
+                hub_url=f"ws://127.0.0.1:{hub_port}",
+                modbus_port=sim_port,
+                buffer_path=root / "buffer.db",
+            )
         )
         log = (root / "all.log").open("wb")
         children = [

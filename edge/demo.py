@@ -28,65 +28,54 @@ from typing import Final
 
 from edge.config import parse_config
 
-__all__ = ["main"]
+__all__ = ["main", "simulated_site_config"]
 
 logger = logging.getLogger(__name__)
 
 DEVICE_ID: Final = "ems_demo"
 START_TIMEOUT_S: Final = 60.0
 
-_CONFIG: Final = """\
-device_id = "{device_id}"
+# The four devices of the simulated site (DESIGN.md, "Simulated site"): unit, name, role, profile.
+_SIMULATED_DEVICES: Final = (
+    (1, "inverter", "inverter", "sunspec"),
+    (2, "meter", "grid", "eastron_sdm630"),
+    (3, "charger", "solar", "epever_tracer"),
+    (4, "bms", "battery", "seplos_v3"),
+)
 
-[hub]
-url = "ws://127.0.0.1:{hub_port}"
 
-[buffer]
-path = "buffer.db"
-max_mb = 64
+def simulated_site_config(
+    *,
+    device_id: str,
+    hub_url: str,
+    modbus_port: int,
+    buffer_path: Path | str,
+    max_mb: int = 64,
+    interval_s: float = 1.0,
+    timeout_s: float | None = None,
+) -> str:
+    """The agent's config file (DESIGN.md's TOML) for the simulated site on ``modbus_port``.
 
-[sampling]
-interval_s = 1.0
-
-[clock]
-# A laptop or a container may run without an NTP client the kernel knows of;
-# the demo trusts the wall clock after 2020 (jumps are still caught).
-require_sync = false
-
-[[bus]]
-name = "sim"
-type = "tcp"
-host = "127.0.0.1"
-port = {sim_port}
-
-[[device]]
-name = "inverter"
-role = "inverter"
-profile = "sunspec"
-bus = "sim"
-unit = 1
-
-[[device]]
-name = "grid-meter"
-role = "grid"
-profile = "eastron_sdm630"
-bus = "sim"
-unit = 2
-
-[[device]]
-name = "charger"
-role = "solar"
-profile = "epever_tracer"
-bus = "sim"
-unit = 3
-
-[[device]]
-name = "bms"
-role = "battery"
-profile = "seplos_v3"
-bus = "sim"
-unit = 4
-"""
+    One text for the demo, the edge tests and the benchmarks, so they poll the
+    same devices under the same names.
+    """
+    timeout = f"timeout_s = {timeout_s}\n" if timeout_s is not None else ""
+    devices = "".join(
+        f'\n[[device]]\nname = "{name}"\nrole = "{role}"\nprofile = "{profile}"\n'
+        f'bus = "sim"\nunit = {unit}\n'
+        for unit, name, role, profile in _SIMULATED_DEVICES
+    )
+    return (
+        f'device_id = "{device_id}"\n\n'
+        f'[hub]\nurl = "{hub_url}"\n\n'
+        f'[buffer]\npath = "{buffer_path}"\nmax_mb = {max_mb}\n\n'
+        f"[sampling]\ninterval_s = {interval_s}\n\n"
+        # A laptop, a container or a CI machine may run without an NTP client the
+        # kernel knows of: trust the wall clock after 2020 (jumps are still caught).
+        "[clock]\nrequire_sync = false\n\n"
+        f'[[bus]]\nname = "sim"\ntype = "tcp"\nhost = "127.0.0.1"\nport = {modbus_port}\n'
+        f"{timeout}{devices}"
+    )
 
 
 class DemoError(Exception):
@@ -219,7 +208,12 @@ def main(args: argparse.Namespace) -> int:
                 _wait("the simulator", sim, lambda: _accepts(sim_port), root / "sim.log")
                 config_path = root / "edge.toml"
                 config_path.write_text(
-                    _CONFIG.format(device_id=DEVICE_ID, hub_port=hub_port, sim_port=sim_port)
+                    simulated_site_config(
+                        device_id=DEVICE_ID,
+                        hub_url=f"ws://127.0.0.1:{hub_port}",
+                        modbus_port=sim_port,
+                        buffer_path="buffer.db",
+                    )
                 )
                 _say(f"dashboard: http://127.0.0.1:{hub_port}/devices/{DEVICE_ID}")
                 _say(f"all devices: http://127.0.0.1:{hub_port}/  (Ctrl-C stops everything)")

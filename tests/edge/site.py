@@ -9,6 +9,7 @@ from pathlib import Path
 from edge.agent import AgentOptions
 from edge.backoff import BackoffPolicy
 from edge.config import EdgeConfig, parse_config
+from edge.demo import simulated_site_config
 from edge.uplink import UplinkSettings
 from tests.edge.hubproc import HubProcess
 
@@ -25,57 +26,16 @@ OPTIONS = AgentOptions(
 
 
 def site_config(tmp_path: Path, hub_url: str, modbus_port: int, device_id: str) -> str:
-    return f"""
-device_id = "{device_id}"
-
-[hub]
-url = "{hub_url}"
-
-[buffer]
-path = "{tmp_path / "buffer.db"}"
-max_mb = 16
-
-[sampling]
-interval_s = 0.2
-
-[clock]
-require_sync = false   # this machine's kernel never reports NTP sync
-
-[[bus]]
-name = "sim"
-type = "tcp"
-host = "127.0.0.1"
-port = {modbus_port}
-timeout_s = 0.3
-
-[[device]]
-name = "inverter"
-role = "inverter"
-profile = "sunspec"
-bus = "sim"
-unit = 1
-
-[[device]]
-name = "meter"
-role = "grid"
-profile = "eastron_sdm630"
-bus = "sim"
-unit = 2
-
-[[device]]
-name = "charger"
-role = "solar"
-profile = "epever_tracer"
-bus = "sim"
-unit = 3
-
-[[device]]
-name = "bms"
-role = "battery"
-profile = "seplos_v3"
-bus = "sim"
-unit = 4
-"""
+    """The demo's config for the simulated site, faster-paced for tests."""
+    return simulated_site_config(
+        device_id=device_id,
+        hub_url=hub_url,
+        modbus_port=modbus_port,
+        buffer_path=tmp_path / "buffer.db",
+        max_mb=16,
+        interval_s=0.2,
+        timeout_s=0.3,
+    )
 
 
 def make_config(
