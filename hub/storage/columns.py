@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, get_args, get_origin
 
+import orjson
+
 from hub.storage.base import StoredReading
 from telemetry import NUMERIC_FIELDS, SECTION_MODELS, format_ts
 
@@ -142,6 +144,15 @@ def to_row(
     extra = reading.extra
     values.append(extra if extra is None or encode_extra is None else encode_extra(extra))
     return tuple(values)
+
+
+def json_text(value: Any) -> str:
+    """Compact JSON text of ``extra`` or a phase list, for the database.
+
+    The writer's path: a full reading's ``extra`` holds ~60 floats, which
+    ``json.dumps`` formats in ~28 us and orjson in ~2 us (docs/benchmarks.md).
+    """
+    return orjson.dumps(value).decode()
 
 
 # Rows converted between two yields to the event loop: about 1 ms of work.

@@ -48,6 +48,7 @@ from hub.storage.columns import (
     bucket_from_averages,
     check_bucket,
     check_range,
+    json_text,
     to_row,
     to_rows,
     wire_from_row,
@@ -308,10 +309,10 @@ class PostgresStorage:
     # -- writes ----------------------------------------------------------------
 
     async def write_readings(self, rows: Sequence[StoredReading]) -> None:
-        await self.write_prepared(await to_rows(rows, json.dumps))
+        await self.write_prepared(await to_rows(rows, json_text))
 
     def prepare(self, stored: StoredReading) -> Row:
-        return to_row(stored, json.dumps)
+        return to_row(stored, json_text)
 
     async def write_prepared(self, flat: Sequence[Row]) -> None:
         if not flat:

@@ -62,6 +62,7 @@ from hub.storage.columns import (
     bucket_from_averages,
     check_bucket,
     check_range,
+    json_text,
     micros_from_utc,
     to_row,
     utc_from_micros,
@@ -177,9 +178,9 @@ def _to_sqlite(row: Row) -> Row:
     values[3] = micros_from_utc(values[3])
     for index in _LIST_INDEXES:
         if values[index] is not None:
-            values[index] = json.dumps(values[index])
+            values[index] = json_text(values[index])
     if values[EXTRA_INDEX] is not None:
-        values[EXTRA_INDEX] = json.dumps(values[EXTRA_INDEX])
+        values[EXTRA_INDEX] = json_text(values[EXTRA_INDEX])
     return tuple(values)
 
 
