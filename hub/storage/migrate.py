@@ -10,8 +10,12 @@ the same transaction, so a hub killed half-way leaves either all of a migration
 or none of it.
 
 TimescaleDB is optional: :func:`try_create_extension` treats any failure to
-create it (not installed, not preloaded, no privilege) as "not present", inside
-its own transaction, so the connection is never left in an aborted transaction.
+create it (not installed, no privilege) as "not present", inside its own
+transaction, so the connection is never left in an aborted transaction. A
+server that has the extension's files but does not preload its library is
+detected before trying: there ``CREATE EXTENSION timescaledb`` does not fail
+with an ERROR but ends the session (FATAL "extension "timescaledb" must be
+preloaded", which TimescaleDB raises on purpose), and no transaction survives that.
 """
 
 from __future__ import annotations
@@ -45,7 +49,21 @@ logger = logging.getLogger(__name__)
 TIMESCALE = "timescaledb"
 # create_hypertable(..., by_range(...)) exists from 2.13 (the older form is deprecated there).
 BY_RANGE_SINCE = (2, 13)
+# Switching TimescaleDB on over a table that already holds readings moves them into
+# chunks (create_hypertable(migrate_data => TRUE)) and materialises the rollup
+# (WITH DATA): minutes on a large table, far past the connection's 30 s command
+# timeout, which would cancel and roll back the step on every start.
+TIMESCALE_STEP_TIMEOUT_S = 3600.0
 MIN_SERVER_VERSION = 14  # date_bin() (PostgreSQL 14 release notes)
+# TimescaleDB's loader defines this setting in every session once it is in
+# shared_preload_libraries (src/loader/bgw_counter.c). A value merely written in
+# postgresql.conf without the library is a placeholder: hidden from pg_settings,
+# and of type string, so it does not count. (shared_preload_libraries itself is
+# readable only by superusers and pg_read_all_settings.)
+TIMESCALE_PRELOADED_SQL = (
+    "SELECT EXISTS (SELECT 1 FROM pg_settings "
+    "WHERE name = 'timescaledb.max_background_workers' AND vartype = 'integer')"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,10 +153,43 @@ async def _apply_migrations(conn: asyncpg.Connection) -> int:
     return LATEST_VERSION
 
 
-async def _timescale(conn: asyncpg.Connection, mode: TimescaleMode) -> ExtensionStatus:
+async def _timescale_preloaded(conn: asyncpg.Connection) -> bool:
+    """Whether the server preloads TimescaleDB's library; raise if it is needed but not preloaded.
+
+    Without the preloaded library, any TimescaleDB call (CREATE EXTENSION, a hypertable's
+    insert trigger, the extension's DDL event triggers) ends the session with FATAL.
+    """
+    if await conn.fetchval(TIMESCALE_PRELOADED_SQL):
+        return True
+    installed = await conn.fetchval(
+        "SELECT extversion FROM pg_extension WHERE extname = $1", TIMESCALE
+    )
+    if installed is not None:
+        raise StorageConfigError(
+            f"TimescaleDB {installed} is installed in this database but the server does "
+            "not preload it: add timescaledb to shared_preload_libraries and restart PostgreSQL"
+        )
+    return False
+
+
+async def _timescale(
+    conn: asyncpg.Connection, mode: TimescaleMode, *, preloaded: bool
+) -> ExtensionStatus:
     if mode is TimescaleMode.OFF:
         return ExtensionStatus(False, reason="TimescaleDB turned off by configuration")
-    status = await try_create_extension(conn, TIMESCALE)
+    if preloaded:
+        status = await try_create_extension(conn, TIMESCALE)
+    else:
+        available = await conn.fetchval(
+            "SELECT default_version FROM pg_available_extensions WHERE name = $1", TIMESCALE
+        )
+        status = ExtensionStatus(
+            False,
+            reason=f"extension {TIMESCALE!r} is not installed on the server"
+            if available is None
+            else f"extension {TIMESCALE!r} is installed on the server but not in "
+            "shared_preload_libraries",
+        )
     if not status.present and mode is TimescaleMode.REQUIRED:
         raise StorageConfigError(f"TimescaleDB is required but {status.reason}")
     return status
@@ -156,6 +207,7 @@ async def migrate(conn: asyncpg.Connection, options: TimescaleOptions) -> Schema
         raise StorageConfigError("the search_path names no existing schema to create tables in")
     await conn.execute(ADVISORY_LOCK_SQL, schema)
     try:
+        preloaded = await _timescale_preloaded(conn)
         version = await _apply_migrations(conn)
         missing = missing_column_statements(await _table_columns(conn, schema, READINGS))
         if missing:
@@ -163,7 +215,7 @@ async def migrate(conn: asyncpg.Connection, options: TimescaleOptions) -> Schema
                 for sql in missing:
                     await conn.execute(sql)
             logger.info("added %d column(s) for new protocol fields", len(missing))
-        timescale = await _timescale(conn, options.mode)
+        timescale = await _timescale(conn, options.mode, preloaded=preloaded)
         rollup_usable = False
         if timescale.present:
             compression_enabled = await conn.fetchval(
@@ -179,8 +231,9 @@ async def migrate(conn: asyncpg.Connection, options: TimescaleOptions) -> Schema
             )
             # One statement at a time, outside any transaction block (continuous
             # aggregates refuse to be created inside one).
+            logger.info("TimescaleDB %s: applying %d schema steps", timescale.version, len(steps))
             for sql, args in steps:
-                await conn.execute(sql, *args)
+                await conn.execute(sql, *args, timeout=TIMESCALE_STEP_TIMEOUT_S)
             rollup_usable = rollup_columns() <= await _table_columns(conn, schema, ROLLUP)
             if not rollup_usable:
                 logger.warning("%s lacks columns for newer fields: buckets read raw rows", ROLLUP)

@@ -148,6 +148,12 @@ class TimescaleOptions:
     def __post_init__(self) -> None:
         if self.chunk_interval <= timedelta(0):
             raise ValueError("chunk_interval must be positive")
+        if self.rollup_refresh_start < self.rollup_refresh_end + 2 * ROLLUP_WIDTH:
+            # add_continuous_aggregate_policy refuses a window of less than two
+            # buckets ("policy refresh window too small").
+            raise ValueError(
+                "rollup_refresh_start must be at least two rollup buckets before rollup_refresh_end"
+            )
         if self.retention is not None and self.retention <= self.rollup_refresh_start:
             # Dropping raw chunks inside the refresh window would erase rollup rows.
             raise ValueError("retention must be longer than rollup_refresh_start")
@@ -202,16 +208,25 @@ def timescale_steps(
     steps.append(
         (f"SELECT set_chunk_time_interval('{READINGS}', $1::interval)", (options.chunk_interval,))
     )
-    if options.compress_after is not None:
-        if not compression_enabled:
-            steps.append(
-                (
-                    f"ALTER TABLE {READINGS} SET (timescaledb.compress, "
-                    "timescaledb.compress_segmentby = 'device_id', "
-                    "timescaledb.compress_orderby = 'ts DESC')",
-                    (),
-                )
+    # Policies are replaced rather than kept: add_*_policy(if_not_exists) leaves
+    # an existing policy as it is (only a WARNING when its arguments differ), so
+    # a changed interval would never apply, and the retention check in
+    # TimescaleOptions would hold for a refresh window that is not the one in
+    # force. A policy turned off in the configuration is removed. Retention goes
+    # first and comes back last, so an old retention never runs alongside a new,
+    # wider refresh window.
+    steps.append((f"SELECT remove_retention_policy('{READINGS}', if_exists => TRUE)", ()))
+    if options.compress_after is not None and not compression_enabled:
+        steps.append(
+            (
+                f"ALTER TABLE {READINGS} SET (timescaledb.compress, "
+                "timescaledb.compress_segmentby = 'device_id', "
+                "timescaledb.compress_orderby = 'ts DESC')",
+                (),
             )
+        )
+    steps.append((f"SELECT remove_compression_policy('{READINGS}', if_exists => TRUE)", ()))
+    if options.compress_after is not None:
         steps.append(
             (
                 f"SELECT add_compression_policy('{READINGS}', compress_after => $1::interval, "
@@ -220,6 +235,7 @@ def timescale_steps(
             )
         )
     steps.append((rollup_sql(), ()))
+    steps.append((f"SELECT remove_continuous_aggregate_policy('{ROLLUP}', if_exists => TRUE)", ()))
     steps.append(
         (
             f"SELECT add_continuous_aggregate_policy('{ROLLUP}', start_offset => $1::interval, "
@@ -233,9 +249,6 @@ def timescale_steps(
         )
     )
     if options.retention is not None:
-        # add_retention_policy(if_not_exists) keeps an older interval: replace it,
-        # so the configured one always wins.
-        steps.append((f"SELECT remove_retention_policy('{READINGS}', if_exists => TRUE)", ()))
         steps.append(
             (
                 f"SELECT add_retention_policy('{READINGS}', drop_after => $1::interval)",

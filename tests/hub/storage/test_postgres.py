@@ -14,7 +14,7 @@ import pytest
 
 from hub.storage import postgres as pg
 from hub.storage.base import StorageConfigError, StorageError, StorageUnavailable
-from hub.storage.migrate import try_create_extension
+from hub.storage.migrate import TIMESCALE_PRELOADED_SQL, try_create_extension
 from hub.storage.postgres import PostgresOptions, PostgresStorage, is_unavailable
 from hub.storage.schema import MIGRATIONS, TimescaleMode, TimescaleOptions
 from tests.hub.storage.helpers import BASE_TS, fresh_schema, opened, simple
@@ -107,6 +107,21 @@ async def test_a_failed_create_extension_leaves_the_connection_usable(schema_url
         # An available check that finds nothing does not even try.
         status = await try_create_extension(conn, "ems_no_such_extension")
         assert status.reason == "extension 'ems_no_such_extension' is not installed on the server"
+    finally:
+        await conn.close()
+
+
+async def test_a_placeholder_setting_does_not_pass_for_a_preloaded_timescaledb(
+    schema_url: str,
+) -> None:
+    # A timescaledb.* value in postgresql.conf without the library preloaded is
+    # only a placeholder: it must not make the hub try CREATE EXTENSION (FATAL).
+    conn = await asyncpg.connect(schema_url)
+    try:
+        assert await conn.fetchval(TIMESCALE_PRELOADED_SQL) is False
+        await conn.execute("SET timescaledb.max_background_workers = '8'")
+        assert await conn.fetchval("SHOW timescaledb.max_background_workers") == "8"
+        assert await conn.fetchval(TIMESCALE_PRELOADED_SQL) is False
     finally:
         await conn.close()
 

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any, cast
 
+import asyncpg
 import pytest
 
+from hub.storage.base import StorageConfigError
 from hub.storage.columns import NUMERIC_COLUMNS, READING_COLUMNS
-from hub.storage.migrate import parse_version
+from hub.storage.migrate import (
+    TIMESCALE_PRELOADED_SQL,
+    _timescale,
+    _timescale_preloaded,
+    parse_version,
+)
 from hub.storage.schema import (
     MIGRATIONS,
+    TimescaleMode,
     TimescaleOptions,
     missing_column_statements,
     rollup_columns,
@@ -75,13 +86,52 @@ def test_configured_intervals_are_passed_as_parameters() -> None:
 def test_compression_and_retention_are_optional() -> None:
     options = TimescaleOptions(compress_after=None)
     sql = " ".join(_sql(timescale_steps(options, by_range_api=True, compression_enabled=False)))
-    assert "compress" not in sql
-    assert "retention" not in sql  # off by default
+    assert "timescaledb.compress" not in sql
+    assert "add_compression_policy" not in sql
+    assert "add_retention_policy" not in sql  # off by default
+    # A policy a former configuration added is removed, not left running.
+    assert "SELECT remove_compression_policy('readings', if_exists => TRUE)" in sql
+    assert "SELECT remove_retention_policy('readings', if_exists => TRUE)" in sql
+
+
+@pytest.mark.parametrize("compression_enabled", [True, False])
+def test_every_policy_is_replaced_so_changed_intervals_apply(compression_enabled: bool) -> None:
+    # add_*_policy(if_not_exists => TRUE) keeps an existing policy with other
+    # arguments (a WARNING only), so each policy is removed first.
+    options = TimescaleOptions(retention=timedelta(days=30))
+    sql = _sql(timescale_steps(options, by_range_api=True, compression_enabled=compression_enabled))
+    verbs = [s.split("(", 1)[0].removeprefix("SELECT ") for s in sql if s.startswith("SELECT")]
+    for policy in ("compression", "continuous_aggregate", "retention"):
+        add, remove = f"add_{policy}_policy", f"remove_{policy}_policy"
+        assert verbs.count(add) == verbs.count(remove) == 1, verbs
+        assert verbs.index(remove) < verbs.index(add), verbs
+    removal = next(s for s in sql if s.startswith("SELECT remove_continuous_aggregate_policy"))
+    assert removal == (
+        "SELECT remove_continuous_aggregate_policy('readings_1m', if_exists => TRUE)"
+    )
+    # No old retention alongside the new refresh window: retention is removed
+    # before the refresh policy is replaced and added back after it.
+    assert verbs.index("remove_retention_policy") < verbs.index("add_continuous_aggregate_policy")
+    assert verbs.index("add_retention_policy") > verbs.index("add_continuous_aggregate_policy")
+    # The rollup's policy comes after the rollup exists.
+    create = next(i for i, s in enumerate(sql) if s.startswith("CREATE MATERIALIZED VIEW"))
+    assert create < sql.index(removal)
 
 
 def test_retention_inside_the_refresh_window_is_refused() -> None:
     with pytest.raises(ValueError, match="retention must be longer"):
         TimescaleOptions(retention=timedelta(days=1))
+
+
+def test_a_refresh_window_under_two_buckets_is_refused() -> None:
+    # TimescaleDB: "policy refresh window too small" below two buckets.
+    with pytest.raises(ValueError, match="two rollup buckets"):
+        TimescaleOptions(
+            rollup_refresh_start=timedelta(minutes=2), rollup_refresh_end=timedelta(minutes=1)
+        )
+    TimescaleOptions(
+        rollup_refresh_start=timedelta(minutes=3), rollup_refresh_end=timedelta(minutes=1)
+    )
 
 
 def test_the_rollup_averages_and_counts_every_numeric_column() -> None:
@@ -106,3 +156,58 @@ def test_the_first_migration_creates_every_reading_column() -> None:
     assert missing_column_statements(set(READING_COLUMNS) - {"battery_state"}) == [
         "ALTER TABLE readings ADD COLUMN IF NOT EXISTS battery_state text"
     ]
+
+
+class _Catalogue:
+    """Answers the catalogue look-ups of the TimescaleDB detection; records statements run."""
+
+    def __init__(self, *, preloaded: bool, installed: str | None, available: str | None) -> None:
+        self.answers = {
+            TIMESCALE_PRELOADED_SQL: preloaded,
+            "pg_extension": installed,
+            "pg_available_extensions": available,
+        }
+        self.executed: list[str] = []
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        return next(answer for key, answer in self.answers.items() if key in sql)
+
+    async def execute(self, sql: str, *args: Any) -> str:
+        self.executed.append(sql)
+        return ""
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        yield
+
+
+def _conn(catalogue: _Catalogue) -> asyncpg.Connection:
+    return cast(asyncpg.Connection, catalogue)
+
+
+async def test_without_the_preloaded_library_create_extension_is_never_tried() -> None:
+    # There CREATE EXTENSION timescaledb ends the session (FATAL "must be
+    # preloaded"), which no transaction or savepoint survives.
+    catalogue = _Catalogue(preloaded=False, installed=None, available="2.14.2")
+    assert not await _timescale_preloaded(_conn(catalogue))
+    status = await _timescale(_conn(catalogue), TimescaleMode.AUTO, preloaded=False)
+    assert not status.present
+    assert "not in shared_preload_libraries" in status.reason
+    with pytest.raises(StorageConfigError, match=r"required but .*shared_preload_libraries"):
+        await _timescale(_conn(catalogue), TimescaleMode.REQUIRED, preloaded=False)
+    assert catalogue.executed == []
+
+
+async def test_an_installed_but_not_preloaded_extension_is_a_config_error() -> None:
+    # Every TimescaleDB call (its DDL event triggers included) would end the session.
+    catalogue = _Catalogue(preloaded=False, installed="2.14.2", available="2.14.2")
+    with pytest.raises(StorageConfigError, match="shared_preload_libraries"):
+        await _timescale_preloaded(_conn(catalogue))
+    assert catalogue.executed == []
+
+
+async def test_with_the_preloaded_library_the_extension_is_created() -> None:
+    catalogue = _Catalogue(preloaded=True, installed=None, available="2.14.2")
+    assert await _timescale_preloaded(_conn(catalogue))
+    await _timescale(_conn(catalogue), TimescaleMode.AUTO, preloaded=True)
+    assert catalogue.executed == ['CREATE EXTENSION IF NOT EXISTS "timescaledb"']
