@@ -53,6 +53,7 @@ from hub.storage.columns import (
     to_rows,
     wire_from_row,
 )
+from hub.storage.loop_thread import LoopThread
 from hub.storage.migrate import ExtensionStatus, SchemaState, migrate
 from hub.storage.schema import READINGS, ROLLUP, ROLLUP_WIDTH, TOKENS, TimescaleOptions
 
@@ -78,8 +79,12 @@ class PostgresOptions:
     """Pool and schema settings; the defaults suit one hub on a small machine."""
 
     min_connections: int = 1
-    # One for the writer, the rest for HTTP queries and token commands.
+    # HTTP queries, token commands, and the writer's probe.
     max_connections: int = 4
+    # Batches are committed from their own thread and event loop (hub/storage/loop_thread.py),
+    # through a pool of their own: one connection per batch in flight (hub/writer.py).
+    write_thread: bool = True
+    write_connections: int = 2
     connect_timeout_s: float = 10.0
     command_timeout_s: float = 30.0
     # COPY: about twice the rows/s of UNNEST here (docs/benchmarks.md, "Storage writer").
@@ -205,6 +210,14 @@ FROM known LEFT JOIN LATERAL (
 ORDER BY known.device_id"""
 
 
+async def _close_pool(pool: asyncpg.Pool) -> None:
+    try:
+        await asyncio.wait_for(pool.close(), _CLOSE_TIMEOUT_S)
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
+        logger.warning("closing the pool failed (%s); terminating its connections", err)
+        pool.terminate()
+
+
 def _minute_aligned(value: datetime) -> bool:
     return value.second == 0 and value.microsecond == 0
 
@@ -224,6 +237,8 @@ class PostgresStorage:
         self._url = url
         self._options = options or PostgresOptions()
         self._pool: asyncpg.Pool | None = None
+        self._writes: LoopThread | None = None
+        self._write_pool: asyncpg.Pool | None = None
         self._state: SchemaState | None = None
 
     @property
@@ -254,27 +269,43 @@ class PostgresStorage:
                 self._state = await migrate(conn, options.timescale)
             finally:
                 await conn.close()
-        init = self._create_stage if options.write_method is WriteMethod.COPY else None
         async with self._translated("connecting"):
-            self._pool = await asyncpg.create_pool(
-                self._url,
-                min_size=options.min_connections,
-                max_size=options.max_connections,
-                timeout=options.connect_timeout_s,
-                command_timeout=options.command_timeout_s,
-                init=init,
-            )
+            self._pool = await self._create_pool(options.min_connections, options.max_connections)
+        if options.write_thread:
+            self._writes = LoopThread("ems-storage-writes")
+            self._writes.start()
+            try:
+                async with self._translated("connecting the writer"):
+                    self._write_pool = await self._writes.run(
+                        self._create_pool(1, options.write_connections)
+                    )
+            except BaseException:
+                await self.close()
+                raise
         logger.info("storage: %s", self.description)
 
+    async def _create_pool(self, min_size: int, max_size: int) -> asyncpg.Pool:
+        options = self._options
+        return await asyncpg.create_pool(
+            self._url,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=options.connect_timeout_s,
+            command_timeout=options.command_timeout_s,
+            init=self._create_stage if options.write_method is WriteMethod.COPY else None,
+        )
+
     async def close(self) -> None:
+        writes, write_pool = self._writes, self._write_pool
+        self._writes = self._write_pool = None
+        if writes is not None:
+            if write_pool is not None:
+                with contextlib.suppress(RuntimeError):  # the thread is gone already
+                    await writes.run(_close_pool(write_pool))
+            await writes.stop()
         pool, self._pool = self._pool, None
-        if pool is None:
-            return
-        try:
-            await asyncio.wait_for(pool.close(), _CLOSE_TIMEOUT_S)
-        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
-            logger.warning("closing the pool failed (%s); terminating its connections", err)
-            pool.terminate()
+        if pool is not None:
+            await _close_pool(pool)
 
     @staticmethod
     async def _create_stage(conn: asyncpg.Connection) -> None:
@@ -294,9 +325,11 @@ class PostgresStorage:
             raise StorageError(f"{what}: {type(err).__name__}: {err}") from err
 
     @contextlib.asynccontextmanager
-    async def _connection(self, what: str) -> AsyncIterator[PoolConnectionProxy[Record]]:
+    async def _connection(
+        self, what: str, *, writer: bool = False
+    ) -> AsyncIterator[PoolConnectionProxy[Record]]:
         async with self._translated(what):
-            pool = self._pool
+            pool = self._write_pool if writer else self._pool
             if pool is None:
                 raise StorageUnavailable(f"{what}: storage is not open")
             async with pool.acquire() as conn:
@@ -317,7 +350,17 @@ class PostgresStorage:
     async def write_prepared(self, flat: Sequence[Row]) -> None:
         if not flat:
             return
-        async with self._connection(f"writing {len(flat)} readings") as conn:
+        writes = self._writes
+        if writes is None:
+            await self._write(flat, writer=False)
+            return
+        try:
+            await writes.run(self._write(flat, writer=True))
+        except RuntimeError as err:  # closed under us
+            raise StorageUnavailable(f"writing {len(flat)} readings: {err}") from err
+
+    async def _write(self, flat: Sequence[Row], *, writer: bool) -> None:
+        async with self._connection(f"writing {len(flat)} readings", writer=writer) as conn:
             if self._options.write_method is WriteMethod.COPY:
                 async with conn.transaction():
                     for start in range(0, len(flat), COPY_SLICE):

@@ -171,6 +171,26 @@ async def test_an_unreachable_database_is_unavailable(postgres_url: str) -> None
         await PostgresStorage(url, _options()).open()
 
 
+@pytest.mark.parametrize("write_thread", [True, False], ids=["writer-thread", "caller-loop"])
+async def test_batches_commit_on_the_writer_thread_or_the_callers_loop(
+    schema_url: str, write_thread: bool
+) -> None:
+    storage = PostgresStorage(schema_url, _options(write_thread=write_thread))
+    async with opened(storage):
+        backends = await _fetch(
+            schema_url,
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()",
+        )
+        # The writer's own pool holds a connection beside the query pool's.
+        assert backends[0]["n"] == (2 if write_thread else 1)
+        await storage.write_readings([simple("dev-1", BASE_TS, seq=1)])
+        await storage.write_readings([simple("dev-1", BASE_TS, seq=1)])  # re-sent: stored once
+        assert [r["seq"] for r in await storage.readings("dev-1", *WIDE, limit=10)] == [1]
+    with pytest.raises(StorageUnavailable, match="not open"):
+        await storage.write_readings([simple("dev-1", BASE_TS, seq=2)])
+
+
 async def test_a_cut_connection_is_unavailable_then_recovers(schema_url: str) -> None:
     parts = urlsplit(schema_url)
     async with TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432) as proxy:
