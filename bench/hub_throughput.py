@@ -336,13 +336,13 @@ def main() -> int:
         "--window",
         type=int,
         help="unacked readings a hub device may have in flight "
-        "(default: 16,000 in all, under the writer's 20,000-reading queue)",
+        "(default: 40,000 in all, under the writer's 50,000-reading queue)",
     )
     parser.add_argument("--database", help="postgresql://... (default: a fresh database, dropped)")
     parser.add_argument("--hub-log", type=Path, help="keep the hub's log in this file")
     args = parser.parse_args()
     if args.window is None:
-        args.window = max(16, 16_000 // args.devices)
+        args.window = max(16, 40_000 // args.devices)
 
     fresh = None
     database = args.database

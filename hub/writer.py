@@ -64,9 +64,11 @@ logger = logging.getLogger(__name__)
 # round trip when the hub is busy (docs/benchmarks.md, "Hub").
 DEFAULT_MAX_BATCH: Final = 5000
 DEFAULT_MAX_DELAY_S: Final = 0.2
-# 20,000 rows is four seconds of the 5,000 readings/s target (DESIGN.md,
-# "Performance targets") held through a database blip, at a few MB.
-DEFAULT_MAX_QUEUE: Final = 20_000
+# 50,000 rows: ten seconds of the 5,000 readings/s target (DESIGN.md,
+# "Performance targets") held through a database blip, or about two seconds of
+# what the hub ingests at full load here (docs/benchmarks.md, "Hub"); 50-200 MB
+# (a row holds its reading's values, and `extra` as JSON text).
+DEFAULT_MAX_QUEUE: Final = 50_000
 
 
 class AckSink(Protocol):
