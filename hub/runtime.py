@@ -27,7 +27,7 @@ from hub.fanout import FeedCounters, FeedPolicy
 from hub.gatekeeper import Gatekeeper, LogLimiter
 from hub.metrics import HubCounters
 from hub.storage import create_storage
-from hub.storage.base import Storage, StorageError, TokenRecord
+from hub.storage.base import Storage, StorageError
 from hub.writer import BatchWriter
 from telemetry import CloseCode
 
@@ -67,7 +67,8 @@ class Hub:
         self.refusal_log = LogLimiter(burst=20, window_s=60.0)
         self.viewer = ViewerGate(settings.viewer_token)
         self.tokens = TokenBook.empty()
-        self._token_records: list[TokenRecord] | None = None  # what self.tokens was built from
+        # storage.token_generation() when self.tokens was loaded; None: load at the next tick
+        self._token_generation: int | None = None
         self.writer: BatchWriter
         self._stack = AsyncExitStack()
         self._tasks: asyncio.TaskGroup | None = None
@@ -118,20 +119,25 @@ class Hub:
         await self.manager.close_all(CloseCode.GOING_AWAY)
 
     async def _refresh_tokens(self) -> None:
-        """Keep ``self.tokens`` in step with storage; close sockets whose token went away."""
+        """Keep ``self.tokens`` in step with storage; close sockets whose token went away.
+
+        Each tick reads the storage's token generation, one small query, and
+        reloads the whole list only when it moved: most ticks change nothing, and
+        a full load costs in proportion to the tokens stored (thousands of rows
+        and records, every second, for nothing).
+        """
         delays = backoff_delays(base=self.settings.token_refresh_s)
         while not self._stopping.is_set():
             try:
-                records = await self.storage.tokens()
+                await self._load_tokens()
             except StorageError as err:
+                # Reload in full once storage is back: it may not be the same database.
+                self._token_generation = None
                 delay = next(delays)
                 logger.warning("cannot load device tokens (%s): retrying in %.1f s", err, delay)
             else:
                 delays = backoff_delays(base=self.settings.token_refresh_s)
                 delay = self.settings.token_refresh_s
-                if records != self._token_records:  # most refreshes change nothing
-                    self.tokens = TokenBook.from_records(records)
-                    self._token_records = records
                 self._tokens_loaded.set()
                 # Every time, not only on a change: a socket that passed the door just
                 # before a revocation registers after it, and is caught here.
@@ -141,6 +147,14 @@ class Hub:
                     await self._stopping.wait()
             except TimeoutError:
                 pass
+
+    async def _load_tokens(self) -> None:
+        # The generation first: a change committed between the two reads is in
+        # the list already, and makes the next tick load it once more.
+        generation = await self.storage.token_generation()
+        if generation != self._token_generation:
+            self.tokens = TokenBook.from_records(await self.storage.tokens())
+            self._token_generation = generation
 
     async def _close_revoked(self) -> None:
         revoked = [

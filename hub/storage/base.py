@@ -117,5 +117,14 @@ class Storage(Protocol):
     async def tokens(self) -> list[TokenRecord]:
         """Every live token, oldest first."""
 
+    async def token_generation(self) -> int:
+        """A number that changes whenever the stored tokens change; one small query.
+
+        Any change counts, from any process (``ems hub token add|revoke``, or SQL
+        by hand): the database bumps it in the change's own transaction. A
+        revocation of nothing leaves it alone. Read it before :meth:`tokens`, so
+        a change committed between the two is seen again at the next read.
+        """
+
     async def revoke_tokens(self, device_id: str) -> int:
         """Delete every token of a device; returns how many there were."""

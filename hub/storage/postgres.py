@@ -55,7 +55,14 @@ from hub.storage.columns import (
 )
 from hub.storage.loop_thread import LoopThread
 from hub.storage.migrate import ExtensionStatus, SchemaState, migrate
-from hub.storage.schema import READINGS, ROLLUP, ROLLUP_WIDTH, TOKENS, TimescaleOptions
+from hub.storage.schema import (
+    READINGS,
+    ROLLUP,
+    ROLLUP_WIDTH,
+    TOKEN_GENERATION,
+    TOKENS,
+    TimescaleOptions,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -448,6 +455,13 @@ class PostgresStorage:
                 "ORDER BY created_at, device_id"
             )
         return [TokenRecord(r["device_id"], r["token_hash"], r["created_at"]) for r in records]
+
+    async def token_generation(self) -> int:
+        async with self._connection("reading the token generation") as conn:
+            generation = await conn.fetchval(
+                f"SELECT coalesce(max(generation), 0) FROM {TOKEN_GENERATION}"
+            )
+        return int(generation)
 
     async def revoke_tokens(self, device_id: str) -> int:
         async with self._connection("revoking tokens") as conn:

@@ -15,6 +15,14 @@ Tables (DESIGN.md, "Guarantees": storage is idempotent on (device_id, ts)):
     per-device time-range query is an index range scan.
 ``device_tokens``
     ``device_id, token_hash, created_at``; only hashes are stored.
+``token_generation``
+    One row, ``generation``: a counter that row-level triggers on ``device_tokens``
+    bump in the transaction of every insert, update or delete (and a truncate),
+    whoever makes it: ``ems hub token``, an operator in psql, or an ``ems`` from
+    before schema version 2 (which refuses to open a newer schema, but may have opened it
+    just before the upgrade), none of which needs to know about the counter.
+    The hub reads it every ``token_refresh_s`` and reloads the tokens only when it
+    moved, so an idle refresh costs the same with ten tokens or ten thousand.
 
 With TimescaleDB (:func:`timescale_steps`): ``readings`` becomes a hypertable on
 ``ts``, compressed by ``device_id`` after a week, with the continuous aggregate
@@ -33,6 +41,8 @@ from hub.storage.columns import FIELD_COLUMNS, NUMERIC_COLUMNS, ColumnKind, Fiel
 
 READINGS: Final = "readings"
 TOKENS: Final = "device_tokens"
+TOKEN_GENERATION: Final = "token_generation"
+BUMP_TOKEN_GENERATION: Final = "ems_bump_token_generation"
 VERSION_TABLE: Final = "ems_schema_version"
 ROLLUP: Final = "readings_1m"
 ROLLUP_WIDTH: Final = timedelta(minutes=1)
@@ -99,6 +109,41 @@ CREATE TABLE IF NOT EXISTS {TOKENS} (
     created_at timestamptz NOT NULL
 )""",
             f"CREATE INDEX IF NOT EXISTS {TOKENS}_device_idx ON {TOKENS} (device_id)",
+        ),
+    ),
+    Migration(
+        2,
+        "token generation counter",
+        (
+            f"""
+CREATE TABLE IF NOT EXISTS {TOKEN_GENERATION} (
+    id smallint PRIMARY KEY CHECK (id = 1),
+    generation bigint NOT NULL
+)""",
+            f"INSERT INTO {TOKEN_GENERATION} (id, generation) VALUES (1, 0) "
+            "ON CONFLICT (id) DO NOTHING",
+            # The table is named through TG_TABLE_SCHEMA, not the search_path: a
+            # psql session with another search_path can still edit the tokens.
+            # An upsert, so a deleted counter row comes back at the next change.
+            f"""
+CREATE OR REPLACE FUNCTION {BUMP_TOKEN_GENERATION}() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format(
+        'INSERT INTO %I.{TOKEN_GENERATION} AS g (id, generation) VALUES (1, 1) '
+        'ON CONFLICT (id) DO UPDATE SET generation = g.generation + 1',
+        TG_TABLE_SCHEMA
+    );
+    RETURN NULL;
+END
+$$""",
+            # CREATE OR REPLACE TRIGGER: PostgreSQL 14 (MIN_SERVER_VERSION).
+            f"CREATE OR REPLACE TRIGGER {TOKENS}_generation "
+            f"AFTER INSERT OR UPDATE OR DELETE ON {TOKENS} "
+            f"FOR EACH ROW EXECUTE FUNCTION {BUMP_TOKEN_GENERATION}()",
+            f"CREATE OR REPLACE TRIGGER {TOKENS}_generation_truncate "
+            f"AFTER TRUNCATE ON {TOKENS} "
+            f"FOR EACH STATEMENT EXECUTE FUNCTION {BUMP_TOKEN_GENERATION}()",
         ),
     ),
 )

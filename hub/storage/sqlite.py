@@ -68,7 +68,7 @@ from hub.storage.columns import (
     utc_from_micros,
     wire_from_row,
 )
-from hub.storage.schema import READINGS, TOKENS, VERSION_TABLE
+from hub.storage.schema import READINGS, TOKEN_GENERATION, TOKENS, VERSION_TABLE
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +101,16 @@ def _sqlite_type(column: FieldColumn) -> str:
 
 _FIELD_DDL: Final = ",\n    ".join(f"{c.name} {_sqlite_type(c)}" for c in FIELD_COLUMNS)
 
+# The counter bump of schema.MIGRATIONS' version 2, a deleted row coming back. No
+# ON CONFLICT here on purpose: inside a trigger, the firing statement's policy
+# replaces the trigger's own (https://sqlite.org/lang_createtrigger.html), so
+# "INSERT OR IGNORE INTO device_tokens" would make an upsert skip the bump.
+_BUMP_TOKEN_GENERATION: Final = (
+    f"INSERT INTO {TOKEN_GENERATION} (id, generation) "
+    f"SELECT 1, 0 WHERE NOT EXISTS (SELECT 1 FROM {TOKEN_GENERATION}); "
+    f"UPDATE {TOKEN_GENERATION} SET generation = generation + 1 WHERE id = 1"
+)
+
 # (version, description, statements): the same history as schema.MIGRATIONS.
 _MIGRATIONS: Final = (
     (
@@ -125,6 +135,25 @@ CREATE TABLE IF NOT EXISTS {TOKENS} (
     created_at INTEGER NOT NULL
 )""",
             f"CREATE INDEX IF NOT EXISTS {TOKENS}_device_idx ON {TOKENS} (device_id)",
+        ),
+    ),
+    (
+        2,
+        "token generation counter",
+        (
+            f"""
+CREATE TABLE IF NOT EXISTS {TOKEN_GENERATION} (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    generation INTEGER NOT NULL
+)""",
+            f"INSERT OR IGNORE INTO {TOKEN_GENERATION} (id, generation) VALUES (1, 0)",
+            # Row-level triggers, as in PostgreSQL; SQLite has no TRUNCATE, and its
+            # "DELETE without WHERE" shortcut is off for a table with triggers.
+            *(
+                f"CREATE TRIGGER IF NOT EXISTS {TOKENS}_generation_{event.lower()} "
+                f"AFTER {event} ON {TOKENS} BEGIN {_BUMP_TOKEN_GENERATION}; END"
+                for event in ("INSERT", "UPDATE", "DELETE")
+            ),
         ),
     ),
 )
@@ -438,6 +467,13 @@ class SqliteStorage:
             "ORDER BY created_at, device_id",
         )
         return [TokenRecord(r[0], r[1], utc_from_micros(r[2])) for r in records]
+
+    async def token_generation(self) -> int:
+        records = await self._fetch(
+            "reading the token generation",
+            f"SELECT coalesce(max(generation), 0) FROM {TOKEN_GENERATION}",
+        )
+        return int(records[0][0])
 
     async def revoke_tokens(self, device_id: str) -> int:
         async with self._transaction("revoking tokens") as conn:

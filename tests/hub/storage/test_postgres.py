@@ -7,16 +7,16 @@ import json
 import socket
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import pytest
 
 from hub.storage import postgres as pg
-from hub.storage.base import StorageConfigError, StorageError, StorageUnavailable
+from hub.storage.base import StorageConfigError, StorageError, StorageUnavailable, TokenRecord
 from hub.storage.migrate import TIMESCALE_PRELOADED_SQL, try_create_extension
 from hub.storage.postgres import PostgresOptions, PostgresStorage, is_unavailable
-from hub.storage.schema import MIGRATIONS, TimescaleMode, TimescaleOptions
+from hub.storage.schema import MIGRATIONS, VERSION_TABLE_SQL, TimescaleMode, TimescaleOptions
 from tests.hub.storage.helpers import BASE_TS, fresh_schema, opened, simple
 from tests.tcp_proxy import CutMode, TcpProxy
 
@@ -156,6 +156,61 @@ async def test_a_column_missing_for_a_newer_field_is_added(schema_url: str) -> N
         await storage.write_readings([stored("dev-1", body)])
         rows = await storage.readings("dev-1", *WIDE, limit=1)
         assert rows[0]["battery"] == {"state": "idle"}
+
+
+async def test_a_schema_of_version_1_upgrades_and_keeps_its_tokens(schema_url: str) -> None:
+    conn = await asyncpg.connect(schema_url)
+    try:  # as the previous hub left it
+        await conn.execute(VERSION_TABLE_SQL)
+        assert MIGRATIONS[0].version == 1
+        for sql in MIGRATIONS[0].statements:
+            await conn.execute(sql)
+        await conn.execute(
+            "INSERT INTO ems_schema_version (version, description) VALUES (1, $1)",
+            MIGRATIONS[0].description,
+        )
+        await conn.execute("INSERT INTO device_tokens VALUES ('h1', 'dev-1', now())")
+    finally:
+        await conn.close()
+    async with opened(PostgresStorage(schema_url, _options())) as storage:
+        assert [t.token_hash for t in await storage.tokens()] == ["h1"]
+        before = await storage.token_generation()
+        assert await storage.revoke_tokens("dev-1") == 1
+        assert await storage.token_generation() != before
+    rows = await _fetch(schema_url, "SELECT version FROM ems_schema_version ORDER BY version")
+    assert [r["version"] for r in rows] == [m.version for m in MIGRATIONS]
+
+
+async def test_token_changes_by_hand_move_the_generation(
+    postgres_url: str, schema_url: str
+) -> None:
+    schema = parse_qs(urlsplit(schema_url).query)["search_path"][0]
+    async with opened(PostgresStorage(schema_url, _options())) as storage:
+        await storage.add_token(TokenRecord("dev-1", "h1", BASE_TS))
+        last = await storage.token_generation()
+        # psql with the default search_path: the trigger must not depend on it.
+        conn = await asyncpg.connect(postgres_url)
+        try:
+            for sql, changes in (
+                ("INSERT INTO {}.device_tokens VALUES ('h2', 'dev-1', now())", True),
+                (
+                    "INSERT INTO {}.device_tokens VALUES ('h2', 'dev-1', now()) "
+                    "ON CONFLICT DO NOTHING",
+                    False,
+                ),
+                ("UPDATE {}.device_tokens SET device_id = 'dev-2' WHERE token_hash = 'h2'", True),
+                ("DELETE FROM {}.device_tokens WHERE device_id = 'nobody'", False),
+                ("DELETE FROM {}.token_generation", True),  # a lost counter row comes back...
+                ("DELETE FROM {}.device_tokens WHERE token_hash = 'h2'", True),  # ... here
+                ("TRUNCATE {}.device_tokens", True),
+            ):
+                await conn.execute(sql.format(f'"{schema}"'))
+                now = await storage.token_generation()
+                assert (now != last) == changes, sql
+                last = now
+        finally:
+            await conn.close()
+        assert await storage.tokens() == []
 
 
 def _closed_port() -> int:

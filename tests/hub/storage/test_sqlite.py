@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from hub.storage.base import StorageConfigError, StorageError, StorageUnavailable
-from hub.storage.sqlite import SqliteOptions, SqliteStorage, Synchronous
+from hub.storage import sqlite as sqlite_storage
+from hub.storage.base import StorageConfigError, StorageError, StorageUnavailable, TokenRecord
+from hub.storage.sqlite import LATEST_VERSION, SqliteOptions, SqliteStorage, Synchronous
 from tests.hub.storage.helpers import BASE_TS, opened, simple
 
 WIDE = (BASE_TS - timedelta(days=1), BASE_TS + timedelta(days=1))
@@ -61,7 +63,7 @@ async def test_two_hubs_opening_one_file_together(tmp_path: Path) -> None:
         assert len(await storages[2].readings("dev-1", *WIDE, limit=10)) == 1
         with sqlite3.connect(path) as conn:
             versions = conn.execute("SELECT version FROM ems_schema_version").fetchall()
-        assert versions == [(1,)]
+        assert versions == [(version,) for version in range(1, LATEST_VERSION + 1)]
     finally:
         await asyncio.gather(*(s.close() for s in storages))
 
@@ -74,6 +76,51 @@ async def test_a_schema_newer_than_the_hub_is_refused(tmp_path: Path) -> None:
         conn.execute("INSERT INTO ems_schema_version VALUES (999, 'future', 0)")
     with pytest.raises(StorageConfigError, match="version 999"):
         await SqliteStorage(path).open()
+
+
+async def test_a_file_of_schema_version_1_upgrades_and_keeps_its_tokens(tmp_path: Path) -> None:
+    path = tmp_path / "hub.db"
+    version, description, statements = sqlite_storage._MIGRATIONS[0]
+    assert version == 1
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:  # as the previous hub left it
+        conn.execute(
+            "CREATE TABLE ems_schema_version (version INTEGER PRIMARY KEY, "
+            "description TEXT NOT NULL, applied_at INTEGER NOT NULL)"
+        )
+        for sql in statements:
+            conn.execute(sql)
+        conn.execute("INSERT INTO ems_schema_version VALUES (1, ?, 0)", (description,))
+        conn.execute("INSERT INTO device_tokens VALUES ('h1', 'dev-1', 1793520000000000)")
+    async with opened(SqliteStorage(path)) as storage:
+        assert [t.token_hash for t in await storage.tokens()] == ["h1"]
+        before = await storage.token_generation()
+        assert await storage.revoke_tokens("dev-1") == 1
+        assert await storage.token_generation() != before
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        versions = conn.execute("SELECT version FROM ems_schema_version ORDER BY version")
+        assert versions.fetchall() == [(v,) for v in range(1, LATEST_VERSION + 1)]
+
+
+async def test_token_changes_by_hand_move_the_generation(tmp_path: Path) -> None:
+    path = tmp_path / "hub.db"
+    async with opened(SqliteStorage(path)) as storage:
+        await storage.add_token(TokenRecord("dev-1", "h1", BASE_TS))
+        last = await storage.token_generation()
+        with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
+            for sql, changes in (
+                # A statement's own conflict policy overrides a trigger's: the bump has none.
+                ("INSERT OR IGNORE INTO device_tokens VALUES ('h2', 'dev-1', 0)", True),
+                ("INSERT OR IGNORE INTO device_tokens VALUES ('h2', 'dev-1', 0)", False),
+                ("INSERT OR REPLACE INTO device_tokens VALUES ('h2', 'dev-2', 0)", True),
+                ("UPDATE device_tokens SET device_id = 'dev-3' WHERE token_hash = 'h2'", True),
+                ("DELETE FROM token_generation", True),  # a lost counter row comes back...
+                ("DELETE FROM device_tokens", True),  # ... at the next change
+            ):
+                conn.execute(sql)
+                now = await storage.token_generation()
+                assert (now != last) == changes, sql
+                last = now
+        assert await storage.tokens() == []
 
 
 async def test_a_column_missing_for_a_newer_field_is_added(tmp_path: Path) -> None:

@@ -237,6 +237,41 @@ async def test_tokens_add_list_revoke(storage: Storage) -> None:
     assert [d.device_id for d in await storage.devices()] == ["dev-a"]
 
 
+async def test_the_token_generation_moves_with_every_token_change(
+    backend: str, storage_factory: tuple[str, Path]
+) -> None:
+    url, data_dir = storage_factory
+    t0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
+    async with (
+        opened(make_storage(backend, url=url, data_dir=data_dir)) as hub,
+        opened(make_storage(backend, url=url, data_dir=data_dir)) as other,  # `ems hub token`
+    ):
+        seen = [await hub.token_generation()]
+
+        async def moved() -> bool:
+            now = await hub.token_generation()
+            if now in seen:
+                return False
+            seen.append(now)
+            return True
+
+        await other.add_token(TokenRecord("dev-a", "h1", t0))
+        assert await moved()
+        await other.add_token(TokenRecord("dev-a", "h2", t0 + timedelta(seconds=1)))
+        assert await moved()
+        assert await other.revoke_tokens("nobody") == 0
+        assert not await moved()
+        assert await other.revoke_tokens("dev-a") == 2
+        assert await moved()
+        assert await other.revoke_tokens("dev-a") == 0
+        assert not await moved()
+        await hub.add_token(TokenRecord("dev-b", "h3", t0))  # the same connection counts too
+        assert await moved()
+        assert seen == sorted(seen)
+    async with opened(make_storage(backend, url=url, data_dir=data_dir)) as reopened:
+        assert await reopened.token_generation() == seen[-1]  # stored, not per process
+
+
 async def test_a_closed_storage_is_unavailable(
     backend: str, storage_factory: tuple[str, Path]
 ) -> None:
@@ -250,3 +285,5 @@ async def test_a_closed_storage_is_unavailable(
         await storage.write_readings([simple("dev-1", BASE_TS)])
     with pytest.raises(StorageUnavailable):
         await storage.devices()
+    with pytest.raises(StorageUnavailable):
+        await storage.token_generation()
