@@ -31,6 +31,7 @@ from typing import Any
 
 import asyncpg
 
+from hub.server import tune_gc
 from hub.storage.base import StoredReading
 from hub.storage.columns import READING_COLUMNS, to_row
 from hub.storage.postgres import PostgresOptions, PostgresStorage, WriteMethod
@@ -98,6 +99,7 @@ async def through_writer(
     )
     storage = PostgresStorage(url, options)
     await storage.open()
+    tune_gc()  # as `ems hub serve` runs the writer (hub/server.py)
     sink = CountingSink()
     sink.want = len(rows)
     try:

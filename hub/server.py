@@ -48,6 +48,21 @@ HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 GC_THRESHOLDS = (50_000, 20, 100)
 
 
+def tune_gc() -> None:
+    """The hub's collector settings, once everything loaded at start-up is alive.
+
+    Latency: a full (generation 2) collection walks every object alive, and
+    the libraries loaded at start-up (FastAPI, pydantic schemas, asyncpg) are
+    hundreds of thousands of them; a collection then stalls the loop, and so
+    every live reading, for 100+ ms. Everything alive now lives as long as the
+    process: move it out of the collector's sight (gc.freeze), then raise the
+    thresholds (:data:`GC_THRESHOLDS`).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def uvicorn_config(
     app: FastAPI, host: str, port: int, *, log_level: str = "info"
 ) -> uvicorn.Config:
@@ -93,14 +108,7 @@ class HubServer(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
-        # Latency: a full (generation 2) collection walks every object alive, and
-        # the libraries loaded at start-up (FastAPI, pydantic schemas, asyncpg)
-        # are hundreds of thousands of them; a collection then stalls the loop, and
-        # so every live reading, for 100+ ms. Everything alive now lives as long
-        # as the process: move it out of the collector's sight (gc.freeze).
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(*GC_THRESHOLDS)
+        tune_gc()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         logger.info("received %s: stopping", signal.Signals(sig).name)

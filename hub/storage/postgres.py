@@ -6,11 +6,16 @@ means "the database is not there right now" becomes ``StorageUnavailable``
 (the writer then keeps its batch and retries), any other database error
 ``StorageError`` (:func:`is_unavailable` draws the line).
 
-A batch is written in one transaction with ``ON CONFLICT (device_id, ts) DO
-NOTHING`` (DESIGN.md, "No duplicates"), either as one ``INSERT ... SELECT FROM
-unnest(...)`` with one array parameter per column, or by binary ``COPY`` into a
-per-connection temporary table and one ``INSERT ... SELECT`` from it
-(:class:`WriteMethod`; bench/storage_writer.py measures both).
+A batch is written in one transaction, idempotent on (device_id, ts) (DESIGN.md,
+"No duplicates"), either as one ``INSERT ... SELECT FROM unnest(...) ON CONFLICT
+DO NOTHING`` with one array parameter per column, or by binary ``COPY``
+(:class:`WriteMethod`; bench/storage_writer.py measures both). COPY goes straight
+into the table when the batch holds nothing stored before (the common case), and
+otherwise into a per-connection temporary table and one ``INSERT ... SELECT ... ON
+CONFLICT DO NOTHING`` from it (:meth:`PostgresStorage._copy_direct`).
+
+With ``PostgresOptions.write_thread`` (the default) batches are committed from
+a thread of their own, through a pool of their own (hub/storage/loop_thread.py).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import contextlib
 import enum
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -72,6 +78,9 @@ STAGE: Final = "readings_stage"
 # trip that lets the loop run, bound that stall to a few milliseconds.
 COPY_SLICE: Final = 1000
 _CLOSE_TIMEOUT_S: Final = 5.0
+# After a batch failed to COPY straight into the table (it held a re-sent
+# reading), batches go through the stage for this long.
+DIRECT_COPY_PAUSE_S: Final = 10.0
 
 
 class WriteMethod(enum.Enum):
@@ -217,6 +226,13 @@ FROM known LEFT JOIN LATERAL (
 ORDER BY known.device_id"""
 
 
+async def _copy_slices(conn: PoolConnectionProxy[Record], table: str, flat: Sequence[Row]) -> None:
+    for start in range(0, len(flat), COPY_SLICE):
+        await conn.copy_records_to_table(
+            table, records=flat[start : start + COPY_SLICE], columns=_COPY_COLUMNS
+        )
+
+
 async def _close_pool(pool: asyncpg.Pool) -> None:
     try:
         await asyncio.wait_for(pool.close(), _CLOSE_TIMEOUT_S)
@@ -246,6 +262,7 @@ class PostgresStorage:
         self._pool: asyncpg.Pool | None = None
         self._writes: LoopThread | None = None
         self._write_pool: asyncpg.Pool | None = None
+        self._direct_copy_after = 0.0  # time.monotonic() from which batches try a direct COPY
         self._state: SchemaState | None = None
 
     @property
@@ -369,17 +386,42 @@ class PostgresStorage:
     async def _write(self, flat: Sequence[Row], *, writer: bool) -> None:
         async with self._connection(f"writing {len(flat)} readings", writer=writer) as conn:
             if self._options.write_method is WriteMethod.COPY:
+                if time.monotonic() >= self._direct_copy_after and await self._copy_direct(
+                    conn, flat
+                ):
+                    return
                 async with conn.transaction():
-                    for start in range(0, len(flat), COPY_SLICE):
-                        await conn.copy_records_to_table(
-                            STAGE,
-                            records=flat[start : start + COPY_SLICE],
-                            columns=_COPY_COLUMNS,
-                        )
+                    await _copy_slices(conn, STAGE, flat)
                     await conn.execute(_INSERT_FROM_STAGE)
             else:
                 async with conn.transaction():
                     await conn.execute(_INSERT_UNNEST, *self._unnest_args(flat))
+
+    async def _copy_direct(self, conn: PoolConnectionProxy[Record], flat: Sequence[Row]) -> bool:
+        """COPY the batch straight into the table; False if it must go through the stage.
+
+        The common batch holds no reading stored before, and then the stage's
+        second write and ``INSERT ... SELECT`` are pure cost (about half the
+        writer's time, docs/benchmarks.md "Storage writer"). COPY cannot skip a
+        duplicate, so a batch holding one (a re-send after a lost ack) fails
+        whole, is rolled back, and goes through the stage with ``ON CONFLICT DO
+        NOTHING``: idempotence is kept either way. After such a failure the
+        stage is used for a while, since re-sends come in runs (an edge catching
+        up after a reconnect).
+        """
+        try:
+            async with conn.transaction():
+                await _copy_slices(conn, READINGS, flat)
+        except asyncpg.PostgresError as err:
+            if is_unavailable(err) and not isinstance(err, asyncpg.DeadlockDetectedError):
+                raise
+            # A duplicate (23505), a deadlock with the other batch in flight over
+            # the same re-sent rows, or anything else the plain path may handle.
+            if not isinstance(err, asyncpg.UniqueViolationError):
+                logger.info("direct COPY failed (%s): writing through the stage", err)
+            self._direct_copy_after = time.monotonic() + DIRECT_COPY_PAUSE_S
+            return False
+        return True
 
     @staticmethod
     def _unnest_args(rows: Sequence[Row]) -> list[list[Any]]:

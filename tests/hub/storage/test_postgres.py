@@ -246,6 +246,29 @@ async def test_batches_commit_on_the_writer_thread_or_the_callers_loop(
         await storage.write_readings([simple("dev-1", BASE_TS, seq=2)])
 
 
+async def test_copy_goes_straight_to_the_table_until_a_batch_holds_a_stored_reading(
+    schema_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = PostgresStorage(schema_url, _options())
+    async with opened(storage):
+        fresh = [simple("dev-1", BASE_TS + timedelta(seconds=i), seq=i) for i in range(3)]
+        await storage.write_readings(fresh)
+        assert storage._direct_copy_after == 0.0  # no failure: the stage was not needed
+        # A re-sent reading among new ones: the direct COPY fails whole and is
+        # rolled back, the stage path stores each reading once.
+        later = [simple("dev-1", BASE_TS + timedelta(seconds=i), seq=i) for i in range(2, 5)]
+        await storage.write_readings(later)
+        assert storage._direct_copy_after > 0.0
+        rows = await storage.readings("dev-1", *WIDE, limit=10)
+        assert [r["seq"] for r in rows] == [0, 1, 2, 3, 4]
+        # While paused, batches take the stage; afterwards, COPY goes direct again.
+        monkeypatch.setattr(storage, "_direct_copy_after", 0.0)
+        await storage.write_readings([simple("dev-1", BASE_TS + timedelta(seconds=5), seq=5)])
+        assert storage._direct_copy_after == 0.0
+        rows = await storage.readings("dev-1", *WIDE, limit=10)
+        assert [r["seq"] for r in rows] == [0, 1, 2, 3, 4, 5]
+
+
 async def test_a_cut_connection_is_unavailable_then_recovers(schema_url: str) -> None:
     parts = urlsplit(schema_url)
     async with TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432) as proxy:
