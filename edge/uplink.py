@@ -96,6 +96,10 @@ class UplinkSettings:
     ping_interval_s: float = 10.0
     ping_timeout_s: float = 10.0
     live_queue: int = 1_000  # full: the oldest live reading waits for the backlog instead
+    # Room in the window the backlog leaves free, so live readings still go out live
+    # (PROTOCOL.md: a batch is history, not pushed to dashboards) while a long
+    # backlog keeps the rest of the window full.
+    live_reserve: int = 100
     stable_after_s: float = 10.0  # a session this long resets the backoff
     idle_wake_s: float = 1.0
 
@@ -412,14 +416,13 @@ class Uplink:
 
     async def _send_backlog(self, session: _Session) -> int:
         window = session.window
-        if window.room == 0:
+        room = window.room - min(self.settings.live_reserve, window.capacity // 2)
+        if room <= 0:
             return 0
         known = self._newest_seq  # committed before the query (offer() follows a commit)
         if known >= 0 and window.cursor >= known:
             return 0  # nothing committed after the cursor: spare the query
-        page = await self.outbox.page(
-            after_seq=window.cursor, limit=min(window.room, MAX_BATCH_ITEMS)
-        )
+        page = await self.outbox.page(after_seq=window.cursor, limit=min(room, MAX_BATCH_ITEMS))
         if not page:
             # No stamped reading after the cursor: everything up to what was known
             # committed has been sent (it went live, or was acked and deleted).

@@ -9,6 +9,7 @@ import logging
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -82,6 +83,23 @@ async def test_a_backlog_drains_in_batches_oldest_first_and_is_deleted(outbox: O
     status = await outbox.status()
     assert status.last_ack is not None
     assert status.last_seq == 4999
+
+
+async def test_a_window_full_of_backlog_leaves_room_for_live_readings(outbox: Outbox) -> None:
+    # A hub that acks nothing: the backlog fills the window up to the reserve and stays.
+    await outbox.append([new(n) for n in range(3000)], boot="b")
+    hub = WsHub(should_ack=lambda seq: False)
+    settings = replace(FAST, window=1000, live_reserve=100, ack_timeout_s=60.0)
+    async with running(hub), uplink_to(hub, outbox, settings) as uplink:
+        await until(lambda: len(hub.received) == 900)
+        await asyncio.sleep(0.2)
+        assert len(hub.received) == 900  # the backlog stops at capacity - reserve
+        for seq in (3000, 3001):
+            uplink.offer(await outbox.append([new(seq)], boot="b"))
+            await until(lambda seq=seq: seq in hub.received)  # type: ignore[misc]
+    kinds = {seq: frame.kind for frame in hub.frames for seq in frame.seqs}
+    assert kinds[3000] == kinds[3001] == "reading"
+    assert len(hub.received) == 902
 
 
 async def test_live_readings_go_first_as_single_frames(outbox: Outbox) -> None:
