@@ -17,7 +17,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,16 +24,12 @@ from pathlib import Path
 import httpx
 import psutil
 
+# bench/ is on the path when run as a script
+from hub_process import EMS, add_token, free_port
+
 from edge.demo import simulated_site_config
 
 REPO = Path(__file__).resolve().parents[1]
-EMS = [sys.executable, "-m", "ems"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_until(check: object, what: str) -> None:
@@ -63,17 +58,7 @@ def main() -> None:
         root = Path(work)
         env = {**os.environ, "EMS_DATA_DIR": str(root / "hub"), "PYTHONPATH": str(REPO)}
         env.pop("EMS_DATABASE_URL", None)
-        token = (
-            subprocess.run(
-                [*EMS, "hub", "token", "add", "bench_agent"],
-                env=env,
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            .stdout.strip()
-            .splitlines()[-1]
-        )
+        token = add_token(env, "bench_agent")
         hub_port, sim_port = free_port(), free_port()
         (root / "edge.toml").write_text(
             simulated_site_config(

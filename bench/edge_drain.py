@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +27,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+
+# bench/ is on the path when run as a script
+from hub_process import add_token, free_port, start_hub, stop
 
 from edge.compose import compose
 from edge.config import Role
@@ -59,12 +60,6 @@ def bodies(count: int, start: datetime, *, extras: bool = True) -> list[str]:
             }
         distinct.append(compose(values).body())
     return [distinct[i % 64] for i in range(count)]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def fill(outbox: Outbox, count: int, start: datetime, *, extras: bool = True) -> float:
@@ -202,31 +197,9 @@ def _run(count: int, database: str | None, *, extras: bool) -> None:
         env.pop("EMS_DATABASE_URL", None)
         if database is not None:
             env["EMS_DATABASE_URL"] = database
-        ems = [sys.executable, "-m", "ems"]
-        token = (
-            subprocess.run(
-                [*ems, "hub", "token", "add", "bench_drain"],
-                env=env,
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            .stdout.strip()
-            .splitlines()[-1]
-        )
-        port = free_port()
-        with (root / "hub.log").open("wb") as log:
-            hub = subprocess.Popen(
-                [*ems, "hub", "serve", "--port", str(port)], env=env, stdout=log, stderr=log
-            )
+        token = add_token(env, "bench_drain")
+        hub, port = start_hub(root / "hub.log", env)
         try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
             start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=count + 60)
 
             async def run() -> tuple[float, Drain, int]:
@@ -248,8 +221,7 @@ def _run(count: int, database: str | None, *, extras: bool) -> None:
                 },
             ).json()["readings"]
         finally:
-            hub.send_signal(signal.SIGTERM)
-            hub.wait(timeout=60)
+            stop(hub, 60)
     print(f"hub storage: {'PostgreSQL' if database else 'SQLite (embedded)'}")
     print(f"readings: {count} ({size / count:.0f} bytes each in the outbox)")
     print(f"outbox fill: {filled:.2f} s ({count / filled:,.0f} readings/s)")

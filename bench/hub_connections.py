@@ -40,24 +40,22 @@ import enum
 import json
 import multiprocessing as mp
 import os
-import re
 import resource
 import secrets
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psutil
 
 # bench/ is on the path when run as a script
-from hub_throughput import ADMIN_DSN, ROOT, admin, hub_metrics, reading, wait_for_line
+from hub_process import start_hub, stop, store_tokens
+from hub_throughput import ADMIN_DSN, admin, hub_metrics, reading
 
 MIB = 2**20
 TARGET_SOCKETS = 10_000
@@ -255,27 +253,6 @@ def client_main(plan: Plan, stats: Any, phase: Any) -> None:
     uvloop.run(run_client(plan, stats, phase))
 
 
-async def give_tokens(
-    database: str | None, data_dir: Path, device_ids: list[str]
-) -> list[tuple[str, str]]:
-    """A token for each device, stored 100 at a time."""
-    from hub.auth import hash_token, new_token
-    from hub.storage import storage_from_url
-    from hub.storage.base import TokenRecord
-
-    tokens = [(device_id, new_token()) for device_id in device_ids]
-    now = datetime.now(UTC)
-    async with storage_from_url(database, data_dir) as storage:
-        for first in range(0, len(tokens), 100):
-            await asyncio.gather(
-                *(
-                    storage.add_token(TokenRecord(device_id, hash_token(token), now))
-                    for device_id, token in tokens[first : first + 100]
-                )
-            )
-    return tokens
-
-
 async def probe(port: int, device_id: str, token: str) -> dict[str, float]:
     """A fresh dashboard and device: seconds until the reading is seen and acked."""
     from websockets.asyncio.client import connect
@@ -377,7 +354,7 @@ def run(args: argparse.Namespace, database: str | None, data_dir: Path) -> dict[
     sockets = args.devices + args.dashboards
     began = time.monotonic()
     ids = [f"conn_{i:05d}" for i in range(args.devices)]
-    tokens = asyncio.run(give_tokens(database, data_dir, [*ids, "conn_probe"]))
+    tokens = asyncio.run(store_tokens(database, data_dir, [*ids, "conn_probe"]))
     probe_id, probe_token = tokens.pop()  # a device no client process uses
     out: dict[str, Any] = {"tokens_s": time.monotonic() - began}
     out["client_fd_limit"] = raise_fd_limit(sockets + 1024)
@@ -386,20 +363,9 @@ def run(args: argparse.Namespace, database: str | None, data_dir: Path) -> dict[
     watched = [ids[i * step % len(ids)] if ids else f"idle_{i:05d}" for i in range(args.dashboards)]
 
     log = args.hub_log or data_dir / "hub.log"
-    command = [sys.executable, "-m", "ems", "hub", "serve", "--port", "0"]
-    if database is not None:
-        command += ["--database", database]
-    with log.open("wb") as stderr:
-        hub = subprocess.Popen(
-            command,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            env={**os.environ, "EMS_DATA_DIR": str(data_dir)},
-            cwd=ROOT,
-        )
+    hub, port = start_hub(log, {**os.environ, "EMS_DATA_DIR": str(data_dir)}, database)
     clients: Clients | None = None
     try:
-        port = wait_for_line(hub, log, re.compile(rb"Uvicorn running on http://[\d.]+:(\d+)"))
         server = psutil.Process(hub.pid)
         out["hub_fd_limit"] = server.rlimit(psutil.RLIMIT_NOFILE)[0]
         time.sleep(args.settle)
@@ -491,9 +457,7 @@ def run(args: argparse.Namespace, database: str | None, data_dir: Path) -> dict[
     finally:
         if clients is not None:
             clients.stop()
-        if hub.poll() is None:
-            hub.terminate()
-            hub.wait(30)
+        stop(hub)
     out["log_tail"] = log.read_text(errors="replace").splitlines()[-5:]
     return out
 

@@ -39,8 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from hub_process import ROOT, start_hub, stop, store_tokens, wait_for_line
 
-ROOT = Path(__file__).resolve().parent.parent
 ADMIN_DSN = os.environ.get("EMS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
@@ -178,18 +178,6 @@ def worker_main(plan: Plan, results: Any) -> None:
     results.put(uvloop.run(run_worker(plan)))
 
 
-def wait_for_line(process: subprocess.Popen[bytes], log: Path, pattern: re.Pattern[bytes]) -> int:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"server exited: {log.read_text()[-2000:]}")
-        match = pattern.search(log.read_bytes())
-        if match:
-            return int(match[1])
-        time.sleep(0.05)
-    raise SystemExit(f"server did not start: {log.read_text()[-2000:]}")
-
-
 def hub_metrics(port: int) -> dict[str, float]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
         text = answer.read().decode()
@@ -300,19 +288,6 @@ def run_load(
     }
 
 
-async def create_tokens(database: str, devices: int) -> list[tuple[str, str]]:
-    sys.path.insert(0, str(ROOT))
-    from hub.auth import hash_token, new_token
-    from hub.storage import storage_from_url
-    from hub.storage.base import TokenRecord
-
-    tokens = [(f"bench_{i:05d}", new_token()) for i in range(devices)]
-    async with storage_from_url(database) as storage:
-        for device_id, token in tokens:
-            await storage.add_token(TokenRecord(device_id, hash_token(token), datetime.now(UTC)))
-    return tokens
-
-
 async def admin(sql: str) -> None:
     import asyncpg
 
@@ -351,36 +326,17 @@ def main() -> int:
         asyncio.run(admin(f'CREATE DATABASE "{fresh}"'))
         database = f"{ADMIN_DSN.rsplit('/', 1)[0]}/{fresh}"
     try:
-        tokens = asyncio.run(create_tokens(database, args.devices))
+        tokens = asyncio.run(
+            store_tokens(database, None, [f"bench_{i:05d}" for i in range(args.devices)])
+        )
         with tempfile.TemporaryDirectory() as tmp:
             log = args.hub_log or Path(tmp) / "hub.log"
             env = {**os.environ, "EMS_DATA_DIR": tmp}
-            with log.open("wb") as out:
-                hub = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "ems",
-                        "hub",
-                        "serve",
-                        "--port",
-                        "0",
-                        "--database",
-                        database,
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=out,
-                    env=env,
-                    cwd=ROOT,
-                )
+            hub, port = start_hub(log, env, database)
             try:
-                port = wait_for_line(
-                    hub, log, re.compile(rb"Uvicorn running on http://[\d.]+:(\d+)")
-                )
                 hub_result = run_load(args, port, tokens, hub=True, pid=hub.pid)
             finally:
-                hub.terminate()
-                hub.wait(30)
+                stop(hub)
             bare_log = Path(tmp) / "bare.log"
             with bare_log.open("wb") as out:
                 bare = subprocess.Popen(
@@ -392,8 +348,7 @@ def main() -> int:
                 port = wait_for_line(bare, bare_log, re.compile(rb"listening on (\d+)"))
                 bare_result = run_load(args, port, tokens, hub=False, pid=bare.pid)
             finally:
-                bare.terminate()
-                bare.wait(30)
+                stop(bare)
     finally:
         if fresh is not None:
             asyncio.run(admin(f'DROP DATABASE IF EXISTS "{fresh}" WITH (FORCE)'))

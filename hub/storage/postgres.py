@@ -294,29 +294,33 @@ class PostgresStorage:
             finally:
                 await conn.close()
         async with self._translated("connecting"):
-            self._pool = await self._create_pool(options.min_connections, options.max_connections)
+            self._pool = await self._create_pool(
+                options.min_connections, options.max_connections, writes=not options.write_thread
+            )
         if options.write_thread:
             self._writes = LoopThread("ems-storage-writes")
             self._writes.start()
             try:
                 async with self._translated("connecting the writer"):
                     self._write_pool = await self._writes.run(
-                        self._create_pool(1, options.write_connections)
+                        self._create_pool(1, options.write_connections, writes=True)
                     )
             except BaseException:
                 await self.close()
                 raise
         logger.info("storage: %s", self.description)
 
-    async def _create_pool(self, min_size: int, max_size: int) -> asyncpg.Pool:
+    async def _create_pool(self, min_size: int, max_size: int, *, writes: bool) -> asyncpg.Pool:
+        """A pool; ``writes``: its connections write batches, so COPY needs their stage table."""
         options = self._options
+        stage = writes and options.write_method is WriteMethod.COPY
         return await asyncpg.create_pool(
             self._url,
             min_size=min_size,
             max_size=max_size,
             timeout=options.connect_timeout_s,
             command_timeout=options.command_timeout_s,
-            init=self._create_stage if options.write_method is WriteMethod.COPY else None,
+            init=self._create_stage if stage else None,
         )
 
     async def close(self) -> None:
