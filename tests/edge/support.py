@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import json
+import random
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+
+import pytest
+
+from edge.outbox import NewReading, Outbox, ts_us_of
+from edge.uplink import Uplink, UplinkSettings
 
 
 async def until(condition: Callable[[], bool], within: float = 30.0, step: float = 0.02) -> None:
@@ -14,3 +23,25 @@ async def until(condition: Callable[[], bool], within: float = 30.0, step: float
     async with asyncio.timeout(within):
         while not condition():  # noqa: ASYNC110 - the state belongs to another task
             await asyncio.sleep(step)
+
+
+def grid_reading(n: int, t0: datetime, *, held: bool = False) -> NewReading:
+    """Reading ``n``: grid power ``n`` W, taken ``n`` s after ``t0`` (``held``: not yet stamped)."""
+    body = json.dumps({"grid": {"power_w": float(n), "voltage_v": 230.0}})
+    ts_us = None if held else ts_us_of(t0 + timedelta(seconds=n))
+    return NewReading(mono=float(n), body=body, ts_us=ts_us)
+
+
+@asynccontextmanager
+async def uplink_running(
+    outbox: Outbox, url: str, token: str, settings: UplinkSettings
+) -> AsyncIterator[Uplink]:
+    """An uplink running as a task for the block; cancelled after it, as the agent stops it."""
+    uplink = Uplink(outbox, url=url, token=token, settings=settings, rng=random.Random(7))
+    task = asyncio.create_task(uplink.run(), name="test.uplink")
+    try:
+        yield uplink
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
-import random
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import replace
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,9 +14,9 @@ import pytest
 from websockets.asyncio.server import serve
 
 from edge.backoff import BackoffPolicy
-from edge.outbox import NewReading, Outbox, ts_us_of
+from edge.outbox import NewReading, Outbox
 from edge.uplink import LinkEnd, Uplink, UplinkSettings
-from tests.edge.support import until
+from tests.edge.support import grid_reading, until, uplink_running
 from tests.edge.wshub import WsHub, running
 
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
@@ -34,23 +31,13 @@ FAST = UplinkSettings(
 
 
 def new(n: int, *, held: bool = False) -> NewReading:
-    body = json.dumps({"grid": {"power_w": float(n), "voltage_v": 230.0}})
-    ts_us = None if held else ts_us_of(T0 + timedelta(seconds=n))
-    return NewReading(mono=float(n), body=body, ts_us=ts_us)
+    return grid_reading(n, T0, held=held)
 
 
-@asynccontextmanager
-async def uplink_to(
+def uplink_to(
     hub: WsHub, outbox: Outbox, settings: UplinkSettings = FAST, token: str = "secret"
-) -> AsyncIterator[Uplink]:
-    uplink = Uplink(outbox, url=hub.url, token=token, settings=settings, rng=random.Random(7))
-    task = asyncio.create_task(uplink.run(), name="test.uplink")
-    try:
-        yield uplink
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+) -> AbstractAsyncContextManager[Uplink]:
+    return uplink_running(outbox, hub.url, token, settings)
 
 
 @pytest.fixture
@@ -89,7 +76,7 @@ async def test_a_window_full_of_backlog_leaves_room_for_live_readings(outbox: Ou
     # A hub that acks nothing: the backlog fills the window up to the reserve and stays.
     await outbox.append([new(n) for n in range(3000)], boot="b")
     hub = WsHub(should_ack=lambda seq: False)
-    settings = replace(FAST, window=1000, live_reserve=100, ack_timeout_s=60.0)
+    settings = dataclasses.replace(FAST, window=1000, live_reserve=100, ack_timeout_s=60.0)
     async with running(hub), uplink_to(hub, outbox, settings) as uplink:
         await until(lambda: len(hub.received) == 900)
         await asyncio.sleep(0.2)

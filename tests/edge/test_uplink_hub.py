@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
-import random
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -15,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from edge.backoff import BackoffPolicy
-from edge.outbox import NewReading, Outbox, ts_us_of
-from edge.uplink import LinkEnd, Uplink, UplinkSettings
+from edge.outbox import NewReading, Outbox
+from edge.uplink import LinkEnd, UplinkSettings
 from tests.edge.hubproc import HubProcess, running_hub
-from tests.edge.support import until
+from tests.edge.support import grid_reading, until, uplink_running
 
 FAST = UplinkSettings(
     backoff=BackoffPolicy(0.1, 0.5),
@@ -37,28 +35,13 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
 
 
 def new(n: int) -> NewReading:
-    body = json.dumps({"grid": {"power_w": float(n), "voltage_v": 230.0}})
-    return NewReading(mono=float(n), body=body, ts_us=ts_us_of(T0 + timedelta(seconds=n)))
+    return grid_reading(n, T0)
 
 
 @asynccontextmanager
 async def open_outbox(path: Path) -> AsyncIterator[Outbox]:
     async with Outbox.open(path, max_bytes=1 << 30) as outbox:
         yield outbox
-
-
-@asynccontextmanager
-async def uplink_running(
-    outbox: Outbox, url: str, token: str, settings: UplinkSettings = FAST
-) -> AsyncIterator[Uplink]:
-    uplink = Uplink(outbox, url=url, token=token, settings=settings, rng=random.Random(1))
-    task = asyncio.create_task(uplink.run(), name="test.uplink")
-    try:
-        yield uplink
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
 
 
 async def stored(hub: HubProcess, device_id: str) -> list[dict[str, object]]:
@@ -85,7 +68,7 @@ async def test_a_backlog_is_stored_once_each_and_deleted(hub: HubProcess, tmp_pa
     async with open_outbox(tmp_path / "b.db") as outbox:
         for start in range(0, 3000, 1000):
             await outbox.append([new(n) for n in range(start, start + 1000)], boot="b")
-        async with uplink_running(outbox, f"{hub.url}/ws/device/edge_drain", token):
+        async with uplink_running(outbox, f"{hub.url}/ws/device/edge_drain", token, FAST):
             await drained(outbox)
     rows = await stored(hub, "edge_drain")
     assert [row["seq"] for row in rows] == list(range(3000))
@@ -105,7 +88,7 @@ async def test_a_bad_token_is_refused_and_retried_slowly(
         await outbox.append([new(0)], boot="b")
         with caplog.at_level(logging.INFO, logger="edge.uplink"):
             async with uplink_running(
-                outbox, f"{hub.url}/ws/device/edge_bad", "not-the-token"
+                outbox, f"{hub.url}/ws/device/edge_bad", "not-the-token", FAST
             ) as uplink:
                 await until(lambda: uplink.status().last_end is LinkEnd.AUTH_REFUSED)
                 await asyncio.sleep(1.5)
@@ -131,7 +114,7 @@ async def test_a_second_agent_with_the_same_id_kicks_the_first_and_nothing_is_lo
             async with uplink_running(first_box, url, token, slow_return) as first:
                 await drained(first_box)
                 await until(lambda: first.status().connected)
-                async with uplink_running(second_box, url, token) as second:
+                async with uplink_running(second_box, url, token, FAST) as second:
                     await until(lambda: first.status().last_end is LinkEnd.KICKED)
                     assert second.status().connected
                     assert not first.status().connected
@@ -154,7 +137,7 @@ async def test_a_revoked_token_closes_the_link_and_is_not_retried_fast(
     url = f"{hub.url}/ws/device/edge_revoked"
     async with (
         open_outbox(tmp_path / "b.db") as outbox,
-        uplink_running(outbox, url, token) as uplink,
+        uplink_running(outbox, url, token, FAST) as uplink,
     ):
         await until(lambda: uplink.status().connected)
         with caplog.at_level(logging.INFO, logger="edge.uplink"):
@@ -178,7 +161,7 @@ async def test_the_hub_restarting_loses_nothing(
         url = f"{hub.url}/ws/device/edge_restart"
         async with (
             open_outbox(tmp_path / "b.db") as outbox,
-            uplink_running(outbox, url, token) as up,
+            uplink_running(outbox, url, token, FAST) as up,
         ):
             with caplog.at_level(logging.INFO, logger="edge.uplink"):
                 await outbox.append([new(n) for n in range(500)], boot="b")
