@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import socket
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -230,12 +231,15 @@ async def test_an_unreachable_database_is_unavailable(postgres_url: str) -> None
 async def test_batches_commit_on_the_writer_thread_or_the_callers_loop(
     schema_url: str, write_thread: bool
 ) -> None:
-    storage = PostgresStorage(schema_url, _options(write_thread=write_thread))
+    # Its own application_name: other tests' closing connections may still be listed.
+    name = f"ems_test_{secrets.token_hex(4)}"
+    storage = PostgresStorage(
+        f"{schema_url}&application_name={name}", _options(write_thread=write_thread)
+    )
     async with opened(storage):
         backends = await _fetch(
             schema_url,
-            "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() "
-            "AND pid <> pg_backend_pid()",
+            f"SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = '{name}'",
         )
         # The writer's own pool holds a connection beside the query pool's.
         assert backends[0]["n"] == (2 if write_thread else 1)
