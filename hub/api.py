@@ -22,7 +22,14 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from hub.auth import bearer_token
 from hub.metrics import CONTENT_TYPE, Door, DropReason, Family, MetricType, render
-from hub.query import QueryError, format_bucket, parse_readings_query
+from hub.query import (
+    READINGS_PARAMETERS,
+    Order,
+    QueryError,
+    check_parameters,
+    format_bucket,
+    parse_readings_query,
+)
 from hub.runtime import Hub
 from hub.storage.base import StorageError
 from telemetry import FrameProblem, format_ts, is_valid_device_id
@@ -116,21 +123,29 @@ async def readings(
     end: Annotated[str | None, Query(description="RFC 3339; default now")] = None,
     limit: Annotated[str | None, Query(description="1..10000, default 1000")] = None,
     bucket: Annotated[str | None, Query(description="e.g. 60s, 5m, 1h")] = None,
+    order: Annotated[str | None, Query(description="asc (default) or desc")] = None,
 ) -> dict[str, Any]:
     hub = hub_of(request)
     if not is_valid_device_id(device_id):
         raise HTTPException(status_code=400, detail="device_id: 1 to 64 of A-Z a-z 0-9 _ - .")
     try:
+        check_parameters(request.query_params.keys(), READINGS_PARAMETERS)
         query = parse_readings_query(
-            start=start, end=end, limit=limit, bucket=bucket, now=datetime.now(UTC)
+            start=start, end=end, limit=limit, bucket=bucket, order=order, now=datetime.now(UTC)
         )
     except QueryError as err:
         raise HTTPException(status_code=422, detail=str(err)) from err
     try:
         if query.bucket is not None:
             rows = await hub.storage.buckets(device_id, query.start, query.end, query.bucket)
+            if query.order is Order.DESC:
+                rows.reverse()
             return {"device_id": device_id, "bucket": format_bucket(query.bucket), "buckets": rows}
-        rows = await hub.storage.readings(device_id, query.start, query.end, query.limit)
+        rows = await hub.storage.readings(
+            device_id, query.start, query.end, query.limit, newest_first=query.newest
+        )
+        if query.newest != (query.order is Order.DESC):
+            rows.reverse()
     except StorageError as err:
         raise HTTPException(status_code=503, detail=f"storage unavailable: {err}") from err
     return {"device_id": device_id, "readings": rows}

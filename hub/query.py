@@ -1,15 +1,23 @@
 """Query parameters of ``GET /api/devices/{id}/readings``, parsed on plain values.
 
 ``start``/``end`` are RFC 3339 with a UTC offset (like a reading's ``ts``),
-default the last hour; ``limit`` is 1..10,000 (default 1,000); ``bucket`` is a
-duration such as ``60s``, ``5m``, ``1h`` or ``1d`` (1 s to 1 day), and a
-request may span at most ``MAX_BUCKETS`` buckets. Each problem raises
+default the last hour; ``limit`` is 1..10,000 (default 1,000); ``order`` is
+``asc`` (default, time order) or ``desc``; ``bucket`` is a duration such as
+``60s``, ``5m``, ``1h`` or ``1d`` (1 s to 1 day), and a request may span at
+most ``MAX_BUCKETS`` buckets. Any other parameter is refused, so a misspelt or
+unsupported one (``format=csv``) is never silently ignored. Each problem raises
 ``QueryError`` naming the parameter; the API turns it into a 422.
+
+Which readings ``limit`` keeps (docs/protocol.md, "Stored readings over HTTP"):
+the newest when ``start`` is omitted or ``order=desc``, otherwise the oldest
+from ``start`` (paging forward).
 """
 
 from __future__ import annotations
 
+import enum
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
@@ -23,6 +31,15 @@ MAX_BUCKETS: Final = 100_000
 
 _BUCKET: Final = re.compile(r"(\d{1,7})(s|m|h|d)")
 _UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+# `token` is the viewer token (docs/protocol.md, "Doors"), checked before the query.
+READINGS_PARAMETERS: Final = frozenset({"start", "end", "limit", "order", "bucket", "token"})
+
+
+class Order(enum.StrEnum):
+    ASC = "asc"
+    DESC = "desc"
 
 
 class QueryError(ValueError):
@@ -40,6 +57,17 @@ class ReadingsQuery:
     end: datetime
     limit: int
     bucket: timedelta | None
+    order: Order = Order.ASC
+    # Keep the newest `limit` readings of the range rather than the oldest.
+    newest: bool = False
+
+
+def check_parameters(names: Iterable[str], allowed: frozenset[str]) -> None:
+    """Refuse the first parameter that is not ``allowed`` (in the order given)."""
+    for name in names:
+        if name not in allowed:
+            known = ", ".join(sorted(allowed - {"token"}))
+            raise QueryError(name, f"unknown parameter (known: {known})")
 
 
 def parse_time(parameter: str, text: str) -> datetime:
@@ -75,6 +103,7 @@ def parse_readings_query(
     limit: str | None,
     bucket: str | None,
     now: datetime,
+    order: str | None = None,
 ) -> ReadingsQuery:
     end_at = parse_time("end", end) if end is not None else now
     start_at = parse_time("start", start) if start is not None else end_at - DEFAULT_SPAN
@@ -89,9 +118,14 @@ def parse_readings_query(
             raise QueryError("limit", f"not an integer: {limit!r}") from err
         if not 1 <= count <= MAX_LIMIT:
             raise QueryError("limit", f"must be between 1 and {MAX_LIMIT}")
+    try:
+        direction = Order(order.strip().lower()) if order is not None else Order.ASC
+    except ValueError as err:
+        raise QueryError("order", f"asc or desc, not {order!r}") from err
     span = None
     if bucket is not None:
         span = parse_bucket(bucket)
         if (end_at - start_at) / span > MAX_BUCKETS:
             raise QueryError("bucket", f"too small for this range: at most {MAX_BUCKETS} buckets")
-    return ReadingsQuery(start_at, end_at, count, span)
+    newest = start is None or direction is Order.DESC
+    return ReadingsQuery(start_at, end_at, count, span, direction, newest)

@@ -99,14 +99,28 @@ class Storage(Protocol):
         """:meth:`write_readings` for rows made by :meth:`prepare`."""
 
     async def readings(
-        self, device_id: str, start: datetime, end: datetime, limit: int
+        self,
+        device_id: str,
+        start: datetime,
+        end: datetime,
+        limit: int,
+        *,
+        newest_first: bool = False,
     ) -> list[dict[str, Any]]:
-        """Stored readings with ``start <= ts < end`` in time order, in wire form."""
+        """Stored readings with ``start <= ts < end`` in wire form, at most ``limit``.
+
+        Oldest first (the first ``limit`` from ``start``), or with ``newest_first``
+        newest first (the last ``limit`` before ``end``).
+        """
 
     async def buckets(
         self, device_id: str, start: datetime, end: datetime, bucket: timedelta
     ) -> list[dict[str, Any]]:
-        """Per-bucket averages of every numeric field: ``[{"ts", "inverter": {...}, ...}]``."""
+        """Per-bucket values of every numeric field: ``[{"ts", "inverter": {...}, ...}]``.
+
+        The mean of each field, but a cumulative counter's last value in the
+        bucket; each rounded to its column's resolution (hub/storage/columns.py).
+        """
 
     async def devices(self) -> list[DeviceRecord]:
         """Every device with a token or a stored reading."""

@@ -51,6 +51,27 @@ class FieldColumn:
     def name(self) -> str:
         return f"{self.section}_{self.field}"
 
+    @property
+    def cumulative(self) -> bool:
+        """A counter that only grows (``energy_total_wh``): a bucket keeps its last value."""
+        return self.kind is ColumnKind.NUMBER and (
+            self.field.endswith("_wh") or self.field.startswith("energy_")
+        )
+
+    @property
+    def decimals(self) -> int:
+        """Decimal places a bucket's value is rounded to (docs/protocol.md, "Stored readings")."""
+        if self.field in _DECIMALS_BY_FIELD:
+            return _DECIMALS_BY_FIELD[self.field]
+        return _DECIMALS_BY_UNIT[self.field.rsplit("_", 1)[-1]]
+
+
+# The resolution of a bucket's value, one digit finer than the registers of the
+# devices we read give (a meter's power in 1 W, its voltage in 0.1 V, ...): an
+# average keeps what the readings resolve and loses only float noise (8.7e-15).
+_DECIMALS_BY_UNIT: Final = {"w": 1, "v": 2, "a": 3, "hz": 3, "wh": 1, "pct": 2, "c": 2}
+_DECIMALS_BY_FIELD: Final = {"power_factor": 4, "cell_voltage_min_v": 4, "cell_voltage_max_v": 4}
+
 
 def _kind_of(annotation: Any) -> ColumnKind:
     """The column kind of a section field, from its ``X | None`` annotation."""
@@ -81,6 +102,8 @@ def _field_columns() -> tuple[FieldColumn, ...]:
 
 FIELD_COLUMNS: Final = _field_columns()
 NUMERIC_COLUMNS: Final = tuple(c for c in FIELD_COLUMNS if c.kind is ColumnKind.NUMBER)
+# Counters a bucket reports by their last value rather than their mean.
+CUMULATIVE_COLUMNS: Final = tuple(c for c in NUMERIC_COLUMNS if c.cumulative)
 SECTIONS: Final = tuple(SECTION_MODELS)
 
 # Leading columns of every row, then one per field, then `extra`.
@@ -207,15 +230,19 @@ def wire_from_row(row: Sequence[Any]) -> dict[str, Any]:
     return wire
 
 
-def bucket_from_averages(ts: datetime, averages: Sequence[float | None]) -> dict[str, Any]:
-    """``{"ts", "inverter": {...}, ...}`` from averages in :data:`NUMERIC_COLUMNS` order.
+def bucket_from_values(ts: datetime, values: Sequence[float | None]) -> dict[str, Any]:
+    """``{"ts", "inverter": {...}, ...}`` from values in :data:`NUMERIC_COLUMNS` order.
 
+    Each value is the bucket's average, or its last value for a cumulative
+    counter, rounded to the column's resolution (``-0.0`` becomes ``0.0``).
     Sections with no value in the bucket are left out, like fields.
     """
     bucket: dict[str, Any] = {"ts": format_ts(ts)}
-    for column, value in zip(NUMERIC_COLUMNS, averages, strict=True):
+    for column, value in zip(NUMERIC_COLUMNS, values, strict=True):
         if value is not None:
-            bucket.setdefault(column.section, {})[column.field] = float(value)
+            bucket.setdefault(column.section, {})[column.field] = (
+                round(float(value), column.decimals) + 0.0
+            )
     return bucket
 
 

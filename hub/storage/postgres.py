@@ -50,8 +50,9 @@ from hub.storage.columns import (
     NUMERIC_COLUMNS,
     READING_COLUMNS,
     ColumnKind,
+    FieldColumn,
     Row,
-    bucket_from_averages,
+    bucket_from_values,
     check_bucket,
     check_range,
     json_text,
@@ -190,18 +191,50 @@ _SELECT_READINGS: Final = (
     f"SELECT {_COLUMN_LIST} FROM {READINGS} "
     "WHERE device_id = $1 AND ts >= $2 AND ts < $3 ORDER BY ts LIMIT $4"
 )
+_SELECT_NEWEST: Final = _SELECT_READINGS.replace("ORDER BY ts", "ORDER BY ts DESC")
+
+
+def _raw_bucket_value(column: FieldColumn) -> str:
+    """A bucket's value of one column: the mean, or a counter's last value in the bucket."""
+    if column.cumulative:
+        name = column.name
+        return f"(array_agg({name} ORDER BY ts DESC) FILTER (WHERE {name} IS NOT NULL))[1]"
+    return f"avg({column.name})"
+
+
+def _rollup_bucket_value(column: FieldColumn) -> str:
+    """Like :func:`_raw_bucket_value` over the rollup; a counter's last value is read raw.
+
+    The rollup holds means and counts only, so a counter's last value comes
+    from one backward seek on the primary key per bucket.
+    """
+    if not column.cumulative:
+        return f"b.{column.name}"
+    return (
+        f"(SELECT r.{column.name} FROM {READINGS} r WHERE r.device_id = $1 "
+        "AND r.ts >= greatest(b.b_ts, $2) AND r.ts < least(b.b_ts + $4::interval, $3) "
+        f"AND r.{column.name} IS NOT NULL ORDER BY r.ts DESC LIMIT 1)"
+    )
+
+
 _RAW_BUCKETS: Final = (
     "SELECT date_bin($4::interval, ts, $5::timestamptz) AS bucket, "
-    + ", ".join(f"avg({c.name})" for c in NUMERIC_COLUMNS)
+    + ", ".join(_raw_bucket_value(c) for c in NUMERIC_COLUMNS)
     + f" FROM {READINGS} WHERE device_id = $1 AND ts >= $2 AND ts < $3 "
     "GROUP BY 1 ORDER BY 1"
 )
 # Minute rollups re-aggregated exactly: each minute's average weighted by its count.
 _ROLLUP_BUCKETS: Final = (
-    "SELECT time_bucket($4::interval, bucket, $5::timestamptz) AS b, "
-    + ", ".join(f"sum({c.name} * n_{c.name}) / nullif(sum(n_{c.name}), 0)" for c in NUMERIC_COLUMNS)
+    "WITH b AS (SELECT time_bucket($4::interval, bucket, $5::timestamptz) AS b_ts, "
+    + ", ".join(
+        f"sum({c.name} * n_{c.name}) / nullif(sum(n_{c.name}), 0) AS {c.name}"
+        for c in NUMERIC_COLUMNS
+        if not c.cumulative
+    )
     + f" FROM {ROLLUP} WHERE device_id = $1 AND bucket >= $2 AND bucket < $3 "
-    "GROUP BY 1 ORDER BY 1"
+    "GROUP BY 1) SELECT b.b_ts, "
+    + ", ".join(_rollup_bucket_value(c) for c in NUMERIC_COLUMNS)
+    + " FROM b ORDER BY 1"
 )
 # Distinct device ids by skipping through the primary key one id at a time
 # (a "loose index scan"), then each device's newest row by a backward index
@@ -440,13 +473,20 @@ class PostgresStorage:
     # -- queries ----------------------------------------------------------------
 
     async def readings(
-        self, device_id: str, start: datetime, end: datetime, limit: int
+        self,
+        device_id: str,
+        start: datetime,
+        end: datetime,
+        limit: int,
+        *,
+        newest_first: bool = False,
     ) -> list[dict[str, Any]]:
         check_range(start, end)
         if limit < 0:
             raise ValueError(f"limit must be >= 0, not {limit}")
+        sql = _SELECT_NEWEST if newest_first else _SELECT_READINGS
         async with self._connection("reading readings") as conn:
-            records = await conn.fetch(_SELECT_READINGS, device_id, start, end, limit)
+            records = await conn.fetch(sql, device_id, start, end, limit)
         return [wire_from_row(_row_from_record(tuple(record))) for record in records]
 
     def _use_rollup(self, start: datetime, end: datetime, bucket: timedelta) -> bool:
@@ -469,7 +509,7 @@ class PostgresStorage:
         sql = _ROLLUP_BUCKETS if self._use_rollup(start, end, bucket) else _RAW_BUCKETS
         async with self._connection("averaging readings") as conn:
             records = await conn.fetch(sql, device_id, start, end, bucket, BUCKET_ORIGIN)
-        return [bucket_from_averages(record[0], tuple(record)[1:]) for record in records]
+        return [bucket_from_values(record[0], tuple(record)[1:]) for record in records]
 
     async def devices(self) -> list[DeviceRecord]:
         async with self._connection("listing devices") as conn:

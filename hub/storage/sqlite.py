@@ -59,7 +59,7 @@ from hub.storage.columns import (
     ColumnKind,
     FieldColumn,
     Row,
-    bucket_from_averages,
+    bucket_from_values,
     check_bucket,
     check_range,
     json_text,
@@ -168,12 +168,29 @@ _SELECT_READINGS: Final = (
     f"SELECT {_COLUMN_LIST} FROM {READINGS} "
     "WHERE device_id = ? AND ts >= ? AND ts < ? ORDER BY ts LIMIT ?"
 )
+_SELECT_NEWEST: Final = _SELECT_READINGS.replace("ORDER BY ts", "ORDER BY ts DESC")
+
+
+def _bucket_value(column: FieldColumn) -> str:
+    """A bucket's value of one column: the mean, or a counter's last value in the bucket."""
+    if not column.cumulative:
+        return f"b.{column.name}"
+    # One backward seek on the primary key per bucket and counter.
+    return (
+        f"(SELECT r.{column.name} FROM {READINGS} r WHERE r.device_id = :device_id "
+        "AND r.ts >= max(b.bucket, :start) AND r.ts < min(b.bucket + :width, :end) "
+        f"AND r.{column.name} IS NOT NULL ORDER BY r.ts DESC LIMIT 1)"
+    )
+
+
 # Integer arithmetic on microseconds: bucket edges at origin + k * width, like date_bin.
 _BUCKETS: Final = (
-    "SELECT ((ts - :origin) / :width) * :width + :origin AS bucket, "
-    + ", ".join(f"avg({c.name})" for c in NUMERIC_COLUMNS)
+    "WITH b AS (SELECT ((ts - :origin) / :width) * :width + :origin AS bucket, "
+    + ", ".join(f"avg({c.name}) AS {c.name}" for c in NUMERIC_COLUMNS if not c.cumulative)
     + f" FROM {READINGS} WHERE device_id = :device_id AND ts >= :start AND ts < :end "
-    "GROUP BY bucket ORDER BY bucket"
+    "GROUP BY bucket) SELECT b.bucket, "
+    + ", ".join(_bucket_value(c) for c in NUMERIC_COLUMNS)
+    + " FROM b ORDER BY b.bucket"
 )
 # Distinct ids by min() probes on the primary key (each one a B-tree seek), then
 # each device's newest row by max(ts) on the same key: never a table scan.
@@ -409,14 +426,20 @@ class SqliteStorage:
     # -- queries ----------------------------------------------------------------
 
     async def readings(
-        self, device_id: str, start: datetime, end: datetime, limit: int
+        self,
+        device_id: str,
+        start: datetime,
+        end: datetime,
+        limit: int,
+        *,
+        newest_first: bool = False,
     ) -> list[dict[str, Any]]:
         check_range(start, end)
         if limit < 0:
             raise ValueError(f"limit must be >= 0, not {limit}")
         records = await self._fetch(
             "reading readings",
-            _SELECT_READINGS,
+            _SELECT_NEWEST if newest_first else _SELECT_READINGS,
             (device_id, micros_from_utc(start), micros_from_utc(end), limit),
         )
         return [wire_from_row(_from_sqlite(record)) for record in records]
@@ -438,7 +461,7 @@ class SqliteStorage:
                 "end": micros_from_utc(end),
             },
         )
-        return [bucket_from_averages(utc_from_micros(r[0]), tuple(r)[1:]) for r in records]
+        return [bucket_from_values(utc_from_micros(r[0]), tuple(r)[1:]) for r in records]
 
     async def devices(self) -> list[DeviceRecord]:
         records = await self._fetch("listing devices", _DEVICES)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -72,8 +73,19 @@ async def test_stored_readings_raw_and_bucketed(any_hub: RunningHub) -> None:
     assert [r["seq"] for r in body["readings"]] == list(range(6))
     assert [r["ts"] for r in body["readings"]] == [i["ts"] for i in items]
 
+    # Without start, limit keeps the newest: the last two of the hour, in time order.
     limited = await get(sqlite_hub, f"/api/devices/{me}/readings", params={"limit": "2"})
-    assert [r["seq"] for r in limited.json()["readings"]] == [0, 1]
+    assert [r["seq"] for r in limited.json()["readings"]] == [4, 5]
+    newest = await get(
+        sqlite_hub, f"/api/devices/{me}/readings", params={"limit": "3", "order": "desc"}
+    )
+    assert [r["seq"] for r in newest.json()["readings"]] == [5, 4, 3]
+    paged = await get(
+        sqlite_hub,
+        f"/api/devices/{me}/readings",
+        params={"limit": "2", "start": (base + timedelta(seconds=20)).isoformat()},
+    )
+    assert [r["seq"] for r in paged.json()["readings"]] == [1, 2]  # from start, forward
 
     window = {
         "start": (base + timedelta(seconds=20)).isoformat(),
@@ -101,6 +113,9 @@ async def test_stored_readings_raw_and_bucketed(any_hub: RunningHub) -> None:
         ({"limit": "many"}, "limit"),
         ({"bucket": "fortnight"}, "bucket"),
         ({"start": "2026-11-26T06:00:00Z", "end": "2026-11-26T05:00:00Z"}, "start"),
+        ({"order": "newest"}, "order"),
+        ({"format": "csv"}, "format"),
+        ({"limit": "5", "sort": "desc"}, "sort"),
     ],
 )
 async def test_bad_query_parameters_are_422_naming_the_parameter(
@@ -109,6 +124,34 @@ async def test_bad_query_parameters_are_422_naming_the_parameter(
     answer = await get(sqlite_hub, "/api/devices/ems_001/readings", params=query)
     assert answer.status_code == 422
     assert answer.json()["detail"].startswith(f"{parameter}: ")
+
+
+async def test_buckets_keep_a_counters_last_value_rounded_to_its_resolution(
+    any_hub: RunningHub,
+) -> None:
+    me = device_id()
+    device = await any_hub.device(me, await any_hub.add_token(me))
+    base = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=20)
+    items = []
+    for i in range(6):  # two minutes of three readings each
+        item = reading(i, ts=base + timedelta(seconds=20 * i))
+        item["grid"]["power_w"] = [0.1, 0.2, -0.3, 816.46, 816.45, 816.47][i]
+        item["solar"] = {"pv_power_w": 0.0, "energy_today_wh": 1000.0 + 10 * i}
+        items.append(item)
+    await device.send(json.dumps({"type": "batch", "items": items}))
+    await recv_ack_seqs(device, set(range(6)))
+
+    answer = await get(any_hub, f"/api/devices/{me}/readings", params={"bucket": "60s"})
+    buckets = answer.json()["buckets"]
+    assert [b["solar"]["energy_today_wh"] for b in buckets] == [1020.0, 1050.0]
+    # 0.1 + 0.2 - 0.3 is 5.5e-17 in floats: rounded to the power's resolution, 0.0.
+    assert [b["grid"]["power_w"] for b in buckets] == [0.0, 816.5]
+    assert "-0.0" not in answer.text
+    assert re.search(r"[0-9]e-[0-9]", answer.text) is None  # no float noise
+    newest_first = await get(
+        any_hub, f"/api/devices/{me}/readings", params={"bucket": "60s", "order": "desc"}
+    )
+    assert [b["ts"] for b in newest_first.json()["buckets"]] == [b["ts"] for b in buckets[::-1]]
 
 
 async def test_a_bad_device_id_is_400(sqlite_hub: RunningHub) -> None:

@@ -8,9 +8,10 @@ import pytest
 
 from hub.storage.columns import (
     FIELD_COLUMNS,
+    NUMERIC_COLUMNS,
     READING_COLUMNS,
     ColumnKind,
-    bucket_from_averages,
+    bucket_from_values,
     micros_from_utc,
     to_row,
     utc_from_micros,
@@ -68,7 +69,29 @@ def test_a_bucket_leaves_out_what_has_no_value() -> None:
     averages: list[float | None] = [None] * len(NUMERIC_FIELDS)
     index = list(NUMERIC_FIELDS).index(("battery", "soc_pct"))
     averages[index] = 42.5
-    assert bucket_from_averages(BASE_TS, averages) == {
+    assert bucket_from_values(BASE_TS, averages) == {
         "ts": "2026-11-01T12:00:00Z",
         "battery": {"soc_pct": 42.5},
+    }
+
+
+def test_a_bucket_rounds_to_the_resolution_and_never_says_minus_zero() -> None:
+    values: list[float | None] = [None] * len(NUMERIC_FIELDS)
+    values[list(NUMERIC_FIELDS).index(("grid", "power_w"))] = -0.04
+    values[list(NUMERIC_FIELDS).index(("grid", "voltage_v"))] = 230.1 + 8.7e-15
+    values[list(NUMERIC_FIELDS).index(("battery", "cell_voltage_min_v"))] = 3.24149999
+    bucket = bucket_from_values(BASE_TS, values)
+    assert bucket["grid"] == {"power_w": 0.0, "voltage_v": 230.1}
+    assert str(bucket["grid"]["power_w"]) == "0.0"  # not -0.0
+    assert bucket["battery"] == {"cell_voltage_min_v": 3.2415}
+
+
+def test_counters_are_the_fields_that_only_grow() -> None:
+    cumulative = {(c.section, c.field) for c in NUMERIC_COLUMNS if c.cumulative}
+    assert cumulative == {
+        ("inverter", "energy_total_wh"),
+        ("grid", "import_energy_wh"),
+        ("grid", "export_energy_wh"),
+        ("solar", "energy_today_wh"),
+        ("solar", "energy_total_wh"),
     }

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from hub.storage.base import Storage, StorageUnavailable, TokenRecord
-from hub.storage.columns import BUCKET_ORIGIN
+from hub.storage.columns import BUCKET_ORIGIN, NUMERIC_COLUMNS
 from telemetry import NUMERIC_FIELDS, Reading
 from tests.hub.storage.helpers import (
     BASE_TS,
@@ -91,6 +91,8 @@ async def test_readings_in_time_order_within_start_end_and_limit(storage: Storag
 
     rows = await storage.readings("dev-1", *WIDE, limit=4)
     assert [row["seq"] for row in rows] == [0, 10, 20, 30]  # the first four in time
+    rows = await storage.readings("dev-1", *WIDE, limit=4, newest_first=True)
+    assert [row["seq"] for row in rows] == [50, 40, 30, 20]  # the last four, newest first
     assert await storage.readings("dev-1", *WIDE, limit=0) == []
     assert await storage.readings("nobody", *WIDE, limit=10) == []
 
@@ -98,11 +100,11 @@ async def test_readings_in_time_order_within_start_end_and_limit(storage: Storag
 def _expected_buckets(
     readings: list[Reading], start: datetime, end: datetime, width: timedelta
 ) -> list[dict[str, object]]:
-    """Per-bucket means computed here, from the inputs, without SQL."""
+    """Per-bucket means (a counter's last value) computed here, from the inputs, without SQL."""
     groups: dict[datetime, dict[tuple[str, str], list[float]]] = defaultdict(
         lambda: defaultdict(list)
     )
-    for reading in readings:
+    for reading in sorted(readings, key=lambda r: r.ts):
         if not start <= reading.ts < end:
             continue
         bucket = BUCKET_ORIGIN + ((reading.ts - BUCKET_ORIGIN) // width) * width
@@ -116,9 +118,24 @@ def _expected_buckets(
     for bucket in sorted(groups):
         entry: dict[str, object] = {"ts": bucket}
         for (section, name), values in groups[bucket].items():
-            entry.setdefault(section, {})[name] = statistics.fmean(values)  # type: ignore[index]
+            value = values[-1] if COLUMNS[(section, name)].cumulative else statistics.fmean(values)
+            entry.setdefault(section, {})[name] = value  # type: ignore[index]
         out.append(entry)
     return out
+
+
+COLUMNS = {(c.section, c.field): c for c in NUMERIC_COLUMNS}
+
+
+def _assert_rounded_to_resolution(
+    got: dict[tuple[datetime, str, str], float], want: dict[tuple[datetime, str, str], float]
+) -> None:
+    """Equal within each column's resolution, and no digit finer than it (no float noise)."""
+    assert got.keys() == want.keys()
+    for key, value in got.items():
+        decimals = COLUMNS[key[1:]].decimals
+        assert round(value, decimals) == value, key
+        assert value == pytest.approx(want[key], abs=0.5 * 10**-decimals + 1e-9), key
 
 
 def _flatten(buckets: list[dict[str, object]]) -> dict[tuple[datetime, str, str], float]:
@@ -169,7 +186,10 @@ async def test_buckets_average_every_numeric_field(
         if k % 2 == 0:  # a field present in only some readings averages over those
             body["battery"] = {"soc_pct": 50.0 + k / 4}
         if k % 5 == 0:
-            body["solar"] = {"pv_power_w": 1000.0 * k}
+            # energy_today_wh is a counter: a bucket keeps its last value, not the mean.
+            body["solar"] = {"pv_power_w": 1000.0 * k, "energy_today_wh": 100.0 * k + k / 3}
+        if k % 3 == 0:
+            body["grid"]["import_energy_wh"] = 5_000.0 + k  # type: ignore[index]
         readings.append(stored("dev-1", body))
     await storage.write_readings(readings)
     await storage.write_readings([simple("dev-2", BASE_TS + timedelta(seconds=3))])
@@ -181,7 +201,7 @@ async def test_buckets_average_every_numeric_field(
     expected = _expected_buckets([r.reading for r in readings], start, end, width)
     assert expected  # the case is not vacuous
     assert _bucket_times(rows) == _bucket_times(expected)  # in time order, none missing
-    assert _flatten(rows) == pytest.approx(_flatten(expected), rel=1e-12)
+    _assert_rounded_to_resolution(_flatten(rows), _flatten(expected))
 
 
 async def test_bucket_and_range_arguments_are_checked(storage: Storage) -> None:
