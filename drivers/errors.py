@@ -47,31 +47,41 @@ class DriverError(Exception):
 
 
 class ModbusError(DriverError):
-    """A transaction with ``unit`` failed; the bus itself stays usable."""
+    """A transaction with ``unit`` failed; the bus itself stays usable.
+
+    ``unit`` is None when no transaction was involved (a bus that cannot be
+    opened): the message then names no unit rather than a made-up one.
+    ``reason`` is the message without the unit and register prefix.
+    """
 
     def __init__(
         self,
         message: str,
         *,
-        unit: int,
+        unit: int | None,
         register_type: RegisterType | None = None,
         address: int | None = None,
         count: int | None = None,
     ) -> None:
-        where = f"unit {unit}"
-        if register_type is not None and address is not None:
+        where = "" if unit is None else f"unit {unit}"
+        if unit is not None and register_type is not None and address is not None:
             where += f", {register_type.value} {address}"
             if count is not None:
                 where += f"+{count}"
-        super().__init__(f"{where}: {message}")
+        super().__init__(f"{where}: {message}" if where else message)
         self.unit = unit
+        self.reason = message
         self.register_type = register_type
         self.address = address
         self.count = count
 
 
 class NotConnected(ModbusError):
-    """The serial port cannot be opened or the TCP connection is refused or lost."""
+    """The serial port cannot be opened or the TCP connection is refused or lost.
+
+    A bus-level failure: every device of the bus is unreachable, not only the
+    unit whose request happened to meet it.
+    """
 
 
 class NoResponse(ModbusError):

@@ -39,7 +39,7 @@ from edge.clock import ClockGuard, ClockSource, SystemClock, boot_id
 from edge.config import EdgeConfig, Profile
 from edge.health import DeviceHealth, Transition
 from edge.outbox import Outbox, OutboxError
-from edge.poller import DEVICE_BACKOFF, BusPoller, PolledDevice
+from edge.poller import BUS_REOPEN_BACKOFF, DEVICE_BACKOFF, BusPoller, PolledDevice
 from edge.sampler import Sampler
 from edge.sdnotify import Notifier
 from edge.uplink import Uplink, UplinkSettings
@@ -61,6 +61,7 @@ class AgentOptions:
     uplink: UplinkSettings = field(default_factory=UplinkSettings)
     flush_interval_s: float = 0.5
     device_backoff: BackoffPolicy = DEVICE_BACKOFF
+    bus_reopen_backoff: BackoffPolicy = BUS_REOPEN_BACKOFF
     shutdown_grace_s: float = 2.0  # for the last readings to be sent and acked
     shutdown_deadline_s: float = 8.0  # the whole shutdown, from stop() (systemd allows 20 s)
     clock_settle_s: float = 5.0
@@ -182,7 +183,7 @@ class Agent:
                 # A safety net over the transport's own timeouts: a plan of ten
                 # requests, each timing out once and retried (drivers/bus.py).
                 read_timeout_s=bus.timeout_s * 20 + 1.0,
-                bus_backoff=options.device_backoff,
+                bus_backoff=options.bus_reopen_backoff,
                 on_transition=self._on_transition,
             )
             for bus in config.buses

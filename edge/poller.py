@@ -5,6 +5,13 @@ serialises too), so a bus's devices are read in turn, once per sampling
 interval, each with its profile's read plan (drivers/device.py). Buses run in
 parallel, one task each.
 
+A bus that is lost (the gateway or the simulator stopped, a USB adapter
+unplugged) is opened again every couple of seconds, jittered, however long the
+outage: a refused TCP connect or a missing serial port costs nothing to try,
+and a device that comes back is read again within a few seconds instead of
+after a backoff grown through the outage. Once the bus opens, its devices are
+read at once: their failures were the bus's, not theirs.
+
 A device whose read fails is marked failing and skipped until its backoff
 (capped, jittered: edge/health.py) has passed; the other devices of the bus
 keep their cadence. Each read is also bounded in time, so a device that hangs
@@ -40,6 +47,10 @@ __all__ = ["BusPoller", "PolledDevice", "driver_bus", "make_device"]
 logger = logging.getLogger(__name__)
 
 DEVICE_BACKOFF: Final = BackoffPolicy(1.0, 60.0)
+# Reopening a lost bus: 0.5 s, 1 s, then 1.25-2.5 s (equal jitter) for as long as it lasts.
+BUS_REOPEN_BACKOFF: Final = BackoffPolicy(0.5, 2.5)
+# While a bus stays down, its "unavailable" warning is repeated at most this often.
+BUS_DOWN_LOG_EVERY_S: Final = 60.0
 
 
 def driver_bus(bus: BusConfig) -> DriverBus:
@@ -78,6 +89,11 @@ def make_device(transport: Transport, device: DeviceConfig) -> Device:
     return Device(transport, unit=device.unit, profile=profile, name=device.name)
 
 
+def _bus_reason(err: NotConnected) -> str:
+    reason = err.reason
+    return reason.removeprefix("bus unreachable: ")
+
+
 def _plain(reading: DeviceReading) -> Values:
     return MappingProxyType({k: MappingProxyType(dict(v)) for k, v in reading.sections.items()})
 
@@ -103,7 +119,7 @@ class BusPoller:
         *,
         interval_s: float,
         read_timeout_s: float,
-        bus_backoff: BackoffPolicy = DEVICE_BACKOFF,
+        bus_backoff: BackoffPolicy = BUS_REOPEN_BACKOFF,
         on_transition: Callable[[Transition], None] = lambda transition: None,
         open_bus: Callable[[], Transport] | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -117,27 +133,49 @@ class BusPoller:
         self._open_bus = open_bus or (lambda: open_transport(driver_bus(bus)))
         self._clock = clock
         self.cycles = 0
+        self._down_logged_at: float | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return (
+            self.bus.device
+            if isinstance(self.bus, RtuBusConfig)
+            else (f"{self.bus.host}:{self.bus.port}")
+        )
 
     async def run(self) -> None:
         while True:
             try:
                 async with self._open_bus() as transport:
                     logger.info("bus %s open", self.bus.name, extra={"bus": self.bus.name})
+                    self._down_logged_at = None
+                    now = self._clock()
+                    for device in self.devices:
+                        # Failures while the bus was down were the bus's: no device
+                        # waits out a backoff grown through the outage.
+                        device.health.next_attempt_mono = min(device.health.next_attempt_mono, now)
                     drivers = [make_device(transport, d.config) for d in self.devices]
                     await self._poll_forever(drivers)
             except NotConnected as err:
-                now = self._clock()
-                for device in self.devices:
-                    self._report(device.health.failed(f"bus {self.bus.name}: {err}", now), device)
-                delay = self._bus_backoff.next_delay()
-                logger.warning(
-                    "bus %s unavailable (%s); opening it again in %.1f s",
-                    self.bus.name,
-                    err,
-                    delay,
-                    extra={"bus": self.bus.name, "error": str(err), "delay_s": round(delay, 3)},
-                )
-                await asyncio.sleep(delay)
+                await self._bus_down(err)
+
+    async def _bus_down(self, err: NotConnected) -> None:
+        """Every device of the bus is unreachable; wait a short, jittered delay to reopen.
+
+        The error names the bus, not the request of whichever device met it first.
+        """
+        now = self._clock()
+        error = f"bus {self.bus.name} unreachable ({self.endpoint}): {_bus_reason(err)}"
+        for device in self.devices:
+            self._report(device.health.failed(error, now), device)
+        delay = self._bus_backoff.next_delay()
+        fields = {"bus": self.bus.name, "error": error, "delay_s": round(delay, 3)}
+        if self._down_logged_at is None or now - self._down_logged_at >= BUS_DOWN_LOG_EVERY_S:
+            self._down_logged_at = now
+            logger.warning("%s; opening it again every few seconds", error, extra=fields)
+        else:
+            logger.debug("%s; opening it again in %.1f s", error, delay, extra=fields)
+        await asyncio.sleep(delay)
 
     async def _poll_forever(self, drivers: Sequence[Device]) -> None:
         next_cycle = self._clock()

@@ -62,7 +62,9 @@ class MinimalmodbusTransport:
         try:
             self._instrument = await asyncio.to_thread(self._open)
         except (OSError, serial.SerialException) as err:
-            raise NotConnected(f"cannot open {self.config.device}: {err}", unit=0) from err
+            raise NotConnected(
+                f"bus unreachable: cannot open {self.config.device}: {err}", unit=None
+            ) from err
         return self
 
     async def __aexit__(

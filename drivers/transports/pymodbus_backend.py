@@ -84,7 +84,7 @@ class PymodbusTransport:
         if not await self._client.connect():
             self._client.close()
             self._client = None
-            raise NotConnected(f"cannot open {self.config.endpoint}", unit=0)
+            raise NotConnected(f"bus unreachable: cannot open {self.config.endpoint}", unit=None)
         logger.debug("bus %s open on %s", self.config.name, self.config.endpoint)
         return self
 

@@ -20,11 +20,12 @@ from edge.config import (
     TcpBusConfig,
 )
 from edge.health import DeviceHealth, DeviceState, Transition
-from edge.poller import BusPoller, PolledDevice
+from edge.poller import DEVICE_BACKOFF, BusPoller, PolledDevice
 from simulation.modbus_server import DeviceServer, DeviceSpec, Fault, FaultKind
 from simulation.plant import Plant
 from simulation.site import REGISTER_MAPS, Unit, encode_site
 from tests.edge.support import until
+from tests.tcp_proxy import CutMode, TcpProxy
 
 START = datetime(2026, 6, 21, 12, 0, tzinfo=UTC)  # noon in June: the PV array produces
 
@@ -172,3 +173,41 @@ async def test_an_rtu_bus_on_a_pseudo_terminal(backend: ModbusBackend) -> None:
     assert snapshot.sections["grid"]["power_w"] == pytest.approx(
         sections["grid"]["power_w"], rel=1e-5
     )
+
+
+async def test_a_device_behind_a_bus_down_20_s_is_read_again_within_seconds(
+    server: tuple[DeviceServer, dict[str, dict[str, object]]],
+) -> None:
+    # The agent's own backoffs (devices 1-60 s, bus reopen capped at 2.5 s): a
+    # 20 s outage must not leave the devices waiting out a backoff grown meanwhile.
+    served, _ = server
+    async with TcpProxy("127.0.0.1", served.tcp_port) as proxy:
+        bus = TcpBusConfig(name="lan", host="127.0.0.1", port=proxy.port, timeout_s=0.3)
+        configs = [
+            DeviceConfig(
+                name="meter", role=Role.GRID, profile=Profile.EASTRON_SDM630, bus="lan", unit=2
+            ),
+            DeviceConfig(
+                name="bms", role=Role.BATTERY, profile=Profile.SEPLOS_V3, bus="lan", unit=4
+            ),
+        ]
+        devices = [PolledDevice(c, DeviceHealth(c.name, DEVICE_BACKOFF)) for c in configs]
+        poller = BusPoller(bus, devices, interval_s=0.5, read_timeout_s=5.0)
+        loop = asyncio.get_running_loop()
+        async with polling(poller):
+            await until(lambda: all(d.health.state is DeviceState.OK for d in devices))
+            await proxy.cut(CutMode.REFUSE)
+            await until(lambda: all(d.health.state is DeviceState.FAILING for d in devices))
+            # Each device names the bus as unreachable, not another device's request.
+            for device in devices:
+                error = device.health.last_error
+                assert error.startswith(f"bus lan unreachable (127.0.0.1:{proxy.port})"), error
+                assert "unit" not in error, error
+            await asyncio.sleep(20.0)
+            assert all(d.health.state is DeviceState.FAILING for d in devices)
+            await proxy.restore()
+            back = loop.time()
+            await until(lambda: all(d.health.state is DeviceState.OK for d in devices), within=60)
+            delay = loop.time() - back
+    # Reopened within the capped, jittered 2.5 s, then read at once.
+    assert delay < 4.0
