@@ -8,6 +8,7 @@ timeout, and the bus then serves the other units as before.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator
 
@@ -180,10 +181,17 @@ async def test_concurrent_reads_on_one_bus_are_serialised(server: DeviceServer) 
 
 
 async def test_a_refused_tcp_connection_is_not_connected() -> None:
-    config = BusConfig("lan", BusType.TCP, host="127.0.0.1", port=1, timeout_s=TIMEOUT_S)
-    with pytest.raises(NotConnected):
+    # A port just freed: nothing listens there (a fixed low port may be taken on a busy host).
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    config = BusConfig("lan", BusType.TCP, host="127.0.0.1", port=port, timeout_s=TIMEOUT_S)
+    with pytest.raises(NotConnected) as caught:
         async with open_transport(config):
             pass
+    # No transaction was involved: the error names the endpoint, not a unit.
+    assert str(caught.value) == f"bus unreachable: cannot open 127.0.0.1:{port}"
+    assert caught.value.unit is None
 
 
 @pytest.mark.parametrize("backend", list(Backend))
