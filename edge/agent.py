@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,7 +38,7 @@ from drivers.profiles import ProfileName, fixed_map
 from edge.backoff import BackoffPolicy
 from edge.clock import ClockGuard, ClockSource, SystemClock, boot_id
 from edge.config import EdgeConfig, Profile
-from edge.health import DeviceHealth, Transition
+from edge.health import DeviceHealth, Transition, health_frame
 from edge.outbox import Outbox, OutboxError
 from edge.poller import BUS_REOPEN_BACKOFF, DEVICE_BACKOFF, BusPoller, PolledDevice
 from edge.sampler import Sampler
@@ -137,6 +138,19 @@ class Agent:
     def _on_transition(self, transition: Transition) -> None:
         self._transitions.append(transition)
         self._transition_event.set()
+        if self.uplink is not None:
+            self.uplink.health_changed()
+
+    def health_frame(self) -> str:
+        """The devices' health as the hub is told it (docs/protocol.md, "Device health")."""
+        roles = {device.name: device.role.value for device in self.config.devices}
+        # The pollers time their reads with time.monotonic (edge/poller.py).
+        frame = health_frame(
+            ((health, roles[name]) for name, health in self.health.items()),
+            time.monotonic(),
+            self.config.interval_s,
+        )
+        return frame.wire()
 
     async def run(self) -> None:
         _check_profiles(self.config)
@@ -152,7 +166,13 @@ class Agent:
 
     async def _run_with(self, outbox: Outbox, boot: str) -> None:
         config, options = self.config, self.options
-        uplink = Uplink(outbox, url=config.device_url, token=self._token, settings=options.uplink)
+        uplink = Uplink(
+            outbox,
+            url=config.device_url,
+            token=self._token,
+            settings=options.uplink,
+            health=self.health_frame,
+        )
         writer = OutboxWriter(
             outbox,
             boot=boot,

@@ -9,19 +9,23 @@ Pure: times are monotonic seconds passed in, so tests drive it on plain values.
   bus one timeout per backoff step rather than one per poll.
 - :meth:`DeviceHealth.fresh` gives the values only while the device is ``OK``
   and the read is younger than ``max_age_s``: values are never reported as
-  fresh when stale (issue 4, "Pollers").
+  fresh when stale.
+- :func:`health_frame` tells the hub how every device is doing
+  (docs/protocol.md, "Device health"): its state, for how long, and the age
+  of its last good read.
 """
 
 from __future__ import annotations
 
 import enum
 import random
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from edge.backoff import Backoff, BackoffPolicy
+from telemetry.health import MAX_ERROR_CHARS, DeviceHealthReport, HealthFrame, HealthState
 
-__all__ = ["DeviceHealth", "DeviceState", "Snapshot", "Transition"]
+__all__ = ["DeviceHealth", "DeviceState", "Snapshot", "Transition", "health_frame"]
 
 Values = Mapping[str, Mapping[str, object]]  # section -> field -> value
 
@@ -57,6 +61,7 @@ class DeviceHealth:
         self.last_error = ""
         self.snapshot: Snapshot | None = None
         self.next_attempt_mono = 0.0
+        self.changed_mono: float | None = None  # when it entered its state
         self._backoff = Backoff(policy, rng or random.Random())
 
     @property
@@ -70,13 +75,13 @@ class DeviceHealth:
         self.snapshot = Snapshot(sections, now)
         self._backoff.reset()
         self.next_attempt_mono = now
-        return self._become(DeviceState.OK, "")
+        return self._become(DeviceState.OK, "", now)
 
     def failed(self, error: str, now: float) -> Transition | None:
         """Record a failed read; the next attempt waits the backoff."""
         self.next_attempt_mono = now + self._backoff.next_delay()
         self.last_error = error
-        return self._become(DeviceState.FAILING, error)
+        return self._become(DeviceState.FAILING, error, now)
 
     def fresh(self, now: float, max_age_s: float) -> Snapshot | None:
         """The latest values if they may be reported now; None when failing or stale."""
@@ -87,8 +92,35 @@ class DeviceHealth:
             return None
         return snapshot
 
-    def _become(self, state: DeviceState, error: str) -> Transition | None:
+    def report(self, now: float, role: str | None = None) -> DeviceHealthReport:
+        """This device in a health frame, its times as ages at ``now``."""
+        since = self.changed_mono
+        return DeviceHealthReport(
+            name=self.name,
+            role=role,
+            state=HealthState(self.state.value),
+            for_s=round(max(0.0, now - since), 3) if since is not None else 0.0,
+            last_ok_age_s=(
+                round(max(0.0, now - self.snapshot.read_mono), 3)
+                if self.snapshot is not None
+                else None
+            ),
+            error=self.last_error[:MAX_ERROR_CHARS] if self.state is DeviceState.FAILING else "",
+        )
+
+    def _become(self, state: DeviceState, error: str, now: float) -> Transition | None:
         if state is self.state:
             return None
         previous, self.state = self.state, state
+        self.changed_mono = now
         return Transition(self.name, state, error, previous)
+
+
+def health_frame(
+    devices: Iterable[tuple[DeviceHealth, str | None]], now: float, interval_s: float
+) -> HealthFrame:
+    """The health frame of an agent's devices (with their roles) at monotonic ``now``."""
+    return HealthFrame(
+        interval_s=interval_s,
+        devices=[health.report(now, role) for health, role in devices],
+    )

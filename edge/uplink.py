@@ -11,7 +11,10 @@ PROTOCOL.md is the contract. One connection at a time to
   readings are sent again after the ack timeout, and all of them after a
   reconnect;
 - acks are collected and deleted from the outbox in batches, a few
-  transactions per second at most (SD card wear), and flushed on the way out.
+  transactions per second at most (SD card wear), and flushed on the way out;
+- a ``health`` frame (docs/protocol.md, "Device health") goes first on every
+  connection and again whenever a device's health changes
+  (:meth:`Uplink.health_changed`), built when it is sent so its ages are current.
 
 Why a connection ends decides how long to wait before the next one:
 
@@ -39,7 +42,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
@@ -159,8 +162,11 @@ class Uplink:
         token: str,
         settings: UplinkSettings | None = None,
         rng: random.Random | None = None,
+        health: Callable[[], str] | None = None,
     ) -> None:
         self.outbox = outbox
+        self._health = health  # builds the health frame; None: the agent sends none
+        self._health_due = False
         self.url = url
         self._token = token
         self.settings = settings or UplinkSettings()
@@ -191,6 +197,13 @@ class Uplink:
         session = self._session
         if session is not None:
             self._live.extend(stored)
+            session.wake.set()
+
+    def health_changed(self) -> None:
+        """A device's health changed: send a health frame soon (never blocks)."""
+        self._health_due = True
+        session = self._session
+        if session is not None:
             session.wake.set()
 
     def rescan(self) -> None:
@@ -278,6 +291,7 @@ class Uplink:
         )
         self._live.clear()  # whatever it held is in the outbox: the backlog covers it
         self._session = session
+        self._health_due = True  # a new connection (or a restarted hub) learns it first
         self._backoffs["auth"].reset()  # the token was accepted
         self._counters.sessions += 1
         self._counters.since = datetime.now(UTC)
@@ -378,6 +392,7 @@ class Uplink:
         try:
             while True:
                 session.wake.clear()
+                await self._send_health(session)
                 sent = await self._send_live(session)
                 sent += await self._resend_expired(session)
                 sent += await self._send_backlog(session)
@@ -385,6 +400,12 @@ class Uplink:
                     await self._sleep_until_woken(session)
         except ConnectionClosed:
             return  # the receive loop sees the close and reports why
+
+    async def _send_health(self, session: _Session) -> None:
+        if self._health is None or not self._health_due:
+            return
+        self._health_due = False  # before the send: a change during it sends again
+        await session.ws.send(self._health())
 
     async def _send_live(self, session: _Session) -> int:
         window, count = session.window, 0

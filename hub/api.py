@@ -33,6 +33,7 @@ from hub.query import (
 from hub.runtime import Hub
 from hub.storage.base import StorageError
 from telemetry import FrameProblem, format_ts, is_valid_device_id
+from telemetry.health import HealthState
 
 logger = logging.getLogger(__name__)
 
@@ -104,12 +105,16 @@ async def devices(request: Request) -> list[dict[str, Any]]:
         live = hub.manager.last_reading(device_id)
         if live is not None and (last_seen is None or live[0].ts >= last_seen):
             last_seen, last_reading = live[0].ts, live[0].to_wire()
+        health = hub.manager.health(device_id)
         answer.append(
             {
                 "device_id": device_id,
                 "online": hub.manager.is_online(device_id),
                 "last_seen": format_ts(last_seen) if last_seen is not None else None,
                 "last_reading": last_reading,
+                # The agent's devices (docs/protocol.md, "Device health"); None before
+                # its first health frame to this hub process.
+                "health": health.to_json() if health is not None else None,
             }
         )
     return answer
@@ -246,7 +251,36 @@ def collect(hub: Hub) -> list[Family]:
         ),
     ]
     families.extend(_writer_families(hub))
+    families.extend(_edge_device_families(hub))
     return families
+
+
+def _edge_device_families(hub: Hub) -> list[Family]:
+    """The devices behind connected agents, from their health frames."""
+    up: list[tuple[dict[str, str], float]] = []
+    by_state = dict.fromkeys(HealthState, 0)
+    for session in sorted(hub.manager.publishers(), key=lambda s: s.device_id):
+        health = hub.manager.health(session.device_id)
+        for device in health.devices if health is not None else ():
+            by_state[device.state] += 1
+            if device.state is not HealthState.UNKNOWN:
+                labels = {"device_id": session.device_id, "device": device.name}
+                up.append((labels, float(device.state is HealthState.OK)))
+    return [
+        Family.labelled(
+            "ems_edge_devices",
+            "Devices behind connected agents, per health state.",
+            MetricType.GAUGE,
+            "state",
+            {state.value: count for state, count in by_state.items()},
+        ),
+        Family(
+            "ems_edge_device_up",
+            "1 when a device behind a connected agent is read, 0 while it is failing.",
+            MetricType.GAUGE,
+            tuple(up),
+        ),
+    ]
 
 
 def _writer_families(hub: Hub) -> list[Family]:

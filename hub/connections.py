@@ -14,7 +14,9 @@ PROTOCOL.md ("Ghost protocol"):
 - publishers are never sent data (only acks and errors, by their own outbox).
 
 ``publish`` is the hot path: synchronous, one JSON encoding per reading, then
-``DashboardFeed.offer`` per dashboard, which never awaits a socket.
+``DashboardFeed.offer`` per dashboard, which never awaits a socket. Agents'
+health frames and notices of stored history (hub/device_health.py) reach
+dashboards the same way.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from hub.device_health import SiteHealth, health_frame, history_frame
 from hub.device_outbox import DeviceOutbox
 from hub.fanout import DashboardFeed
 from hub.sockets import SocketLike, close_quietly
@@ -83,6 +86,9 @@ class ConnectionManager:
         # device nobody watches costs no JSON encoding on the hot path.
         self._last_reading: dict[str, tuple[Reading, datetime]] = {}
         self._offline_since: dict[str, datetime] = {}
+        # device id -> its agent's latest health frame (hub/device_health.py); kept
+        # after a disconnect as the last known, replaced by the next connection's.
+        self._health: dict[str, SiteHealth] = {}
         self.replaced_count = 0
         self.closing = False  # set when the hub stops: no new registrations
 
@@ -184,6 +190,9 @@ class ConnectionManager:
                 feed.request_close(CloseCode.GOING_AWAY)
             self._subscribers.setdefault(device_id, set()).add(feed)
             feed.offer(self._status_frame(device_id))
+            health = self._health.get(device_id)
+            if health is not None:
+                feed.offer(health_frame(device_id, health))
             last = self._last_reading.get(device_id)
             if last is not None:
                 feed.offer(self._reading_frame(device_id, *last))
@@ -212,6 +221,24 @@ class ConnectionManager:
             frame = self._reading_frame(device_id, reading, received_at)
             for feed in feeds:
                 feed.offer(frame)
+
+    def set_health(self, device_id: str, health: SiteHealth) -> None:
+        """An agent's new health frame: keep it, push it to the device's dashboards."""
+        self._health[device_id] = health
+        if self._subscribers.get(device_id):
+            self._broadcast(device_id, health_frame(device_id, health))
+
+    def health(self, device_id: str) -> SiteHealth | None:
+        return self._health.get(device_id)
+
+    def watched(self, device_id: str) -> bool:
+        """Whether a dashboard is subscribed to the device now."""
+        return bool(self._subscribers.get(device_id))
+
+    def history_stored(self, device_id: str, start: datetime, end: datetime) -> None:
+        """Readings of a batch in ``[start, end]`` were committed: dashboards may fetch them."""
+        if self._subscribers.get(device_id):
+            self._broadcast(device_id, history_frame(device_id, start, end))
 
     @staticmethod
     def _reading_frame(device_id: str, reading: Reading, received_at: datetime) -> str:

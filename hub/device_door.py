@@ -14,7 +14,10 @@ rejections. Rejections are counted and logged by the gatekeeper; one with a
 seq gets an error frame and is acked. A valid live reading is pushed to the
 device's dashboards at once (never awaited), then offered to the writer with
 the connection's outbox as its AckSink when it has a seq (PROTOCOL.md: no
-seq, no ack). Batch items are stored only: they are history.
+seq, no ack). Batch items are stored only: they are history; when a dashboard
+watches the device, it is told once they are stored (hub/device_health.py).
+A ``health`` frame (docs/protocol.md, "Device health") is recognised by its
+first bytes before the parser runs, and kept by the connection manager.
 """
 
 from __future__ import annotations
@@ -24,22 +27,27 @@ import logging
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, WebSocket
+from pydantic import ValidationError
 
 from hub.auth import AuthError, AuthFailure, bearer_token
 from hub.connections import PublisherSession
+from hub.device_health import HistoryNotice, site_health
 from hub.device_outbox import DeviceOutbox
 from hub.metrics import Door, DropReason
 from hub.runtime import Hub
 from hub.sockets import PeerGone, close_quietly
 from hub.storage.base import StoredReading
+from hub.writer import AckSink
 from telemetry import (
     CloseCode,
     FrameProblem,
     ParsedFrame,
     Rejected,
+    describe_validation_error,
     is_valid_device_id,
     parse_device_frame,
 )
+from telemetry.health import HEALTH_FRAME_PREFIX, HealthFrame
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +127,23 @@ async def _receive_loop(hub: Hub, session: PublisherSession) -> None:
         text = message.get("text")
         payload: str | bytes = text if text is not None else message.get("bytes") or b""
         now = datetime.now(UTC)
+        if text is not None and text.startswith(HEALTH_FRAME_PREFIX):
+            handle_health(hub, session, text, now)
+            continue
         handle_frame(hub, session, parse_device_frame(payload, now=now), now)
+
+
+def handle_health(hub: Hub, session: PublisherSession, text: str, now: datetime) -> None:
+    """An agent's health frame (docs/protocol.md, "Device health"): keep it, show it."""
+    try:
+        frame = HealthFrame.model_validate_json(text)
+    except ValidationError as err:
+        rejected = Rejected(
+            FrameProblem.NOT_AN_OBJECT, f"health frame: {describe_validation_error(err)}"
+        )
+        hub.gatekeeper.reject(session.device_id, rejected, asyncio.get_running_loop().time())
+        return
+    hub.manager.set_health(session.device_id, site_health(frame, now))
 
 
 def handle_frame(hub: Hub, session: PublisherSession, frame: ParsedFrame, now: datetime) -> None:
@@ -133,12 +157,20 @@ def handle_frame(hub: Hub, session: PublisherSession, frame: ParsedFrame, now: d
                 # PROTOCOL.md: an ack means committed *or rejected as invalid*.
                 session.outbox.rejected(rejected.seq, rejected.reason)
     path = "batch" if frame.is_batch else "live"
+    batch_sink: AckSink = session.outbox
+    if frame.is_batch and frame.readings and hub.manager.watched(device_id):
+        # Open dashboards hear when the batch is stored, so their charts fill in.
+        batch_sink = HistoryNotice(
+            session.outbox,
+            ((r.seq, r.ts) for r in frame.readings if r.seq is not None),
+            lambda start, end: hub.manager.history_stored(device_id, start, end),
+        )
     for reading in frame.readings:
         hub.counters.readings_in[path] += 1
         if not frame.is_batch:
             hub.manager.publish(device_id, reading, now)
         row = StoredReading(device_id=device_id, reading=reading, received_at=now)
-        sink = session.outbox if reading.seq is not None else None
+        sink = batch_sink if reading.seq is not None else None
         if not hub.writer.offer(row, sink):
             # Not acked: the edge re-sends it (PROTOCOL.md, "Hub -> device").
             hub.counters.dropped[DropReason.QUEUE_FULL] += 1

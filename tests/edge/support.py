@@ -34,10 +34,16 @@ def grid_reading(n: int, t0: datetime, *, held: bool = False) -> NewReading:
 
 @asynccontextmanager
 async def uplink_running(
-    outbox: Outbox, url: str, token: str, settings: UplinkSettings
+    outbox: Outbox,
+    url: str,
+    token: str,
+    settings: UplinkSettings,
+    health: Callable[[], str] | None = None,
 ) -> AsyncIterator[Uplink]:
     """An uplink running as a task for the block; cancelled after it, as the agent stops it."""
-    uplink = Uplink(outbox, url=url, token=token, settings=settings, rng=random.Random(7))
+    uplink = Uplink(
+        outbox, url=url, token=token, settings=settings, rng=random.Random(7), health=health
+    )
     task = asyncio.create_task(uplink.run(), name="test.uplink")
     try:
         yield uplink

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 from edge.backoff import BackoffPolicy
-from edge.health import DeviceHealth, DeviceState, Transition
+from edge.health import DeviceHealth, DeviceState, Transition, health_frame
+from telemetry.health import HEALTH_FRAME_PREFIX, HealthFrame
 
 VALUES = {"grid": {"power_w": 100.0}}
 
@@ -43,3 +45,29 @@ def test_a_failing_device_is_left_out_and_backs_off() -> None:
     assert health.succeeded(VALUES, now).state is DeviceState.OK  # type: ignore[union-attr]
     assert health.failures == 0
     assert health.due(now)
+
+
+def test_the_health_frame_gives_each_device_its_state_and_ages() -> None:
+    meter = DeviceHealth("meter", BackoffPolicy(1.0, 8.0))
+    inverter = DeviceHealth("inverter", BackoffPolicy(1.0, 8.0))
+    bms = DeviceHealth("bms", BackoffPolicy(1.0, 8.0))
+    meter.succeeded(VALUES, 100.0)
+    inverter.succeeded(VALUES, 100.0)
+    inverter.succeeded(VALUES, 101.0)
+    inverter.failed("unit 1: connection refused", 102.5)
+    inverter.failed("unit 1: connection refused", 104.0)  # still failing: since 102.5
+    frame = health_frame([(meter, "grid"), (inverter, "inverter"), (bms, "battery")], 110.0, 1.0)
+    wire = json.loads(frame.wire())
+    assert frame.wire().startswith(HEALTH_FRAME_PREFIX)
+    assert wire == {
+        "type": "health",
+        "interval_s": 1.0,
+        "devices": [
+            {"name": "meter", "role": "grid", "state": "ok", "for_s": 10.0,
+             "last_ok_age_s": 10.0, "error": ""},
+            {"name": "inverter", "role": "inverter", "state": "failing", "for_s": 7.5,
+             "last_ok_age_s": 9.0, "error": "unit 1: connection refused"},
+            {"name": "bms", "role": "battery", "state": "unknown", "for_s": 0.0, "error": ""},
+        ],
+    }  # fmt: skip
+    assert HealthFrame.model_validate_json(frame.wire()) == frame  # what the hub parses

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
@@ -259,3 +260,22 @@ async def test_one_cancel_ends_the_uplink_even_as_it_is_woken(outbox: Outbox) ->
             done, _ = await asyncio.wait({task}, timeout=5.0)
             assert done, f"attempt {attempt}: the uplink ignored its cancellation"
             assert task.cancelled()
+
+
+async def test_health_goes_first_on_each_connection_and_again_on_a_change(
+    outbox: Outbox,
+) -> None:
+    states = ["ok"]
+
+    def health() -> str:
+        devices = [{"name": "meter", "state": states[-1]}]
+        return json.dumps({"type": "health", "devices": devices}, separators=(",", ":"))
+
+    await outbox.append([new(n) for n in range(3)], boot="b")
+    hub = WsHub(close_after_frames=1)  # closes after the backlog's batch: a reconnect
+    async with running(hub), uplink_running(outbox, hub.url, "secret", FAST, health) as uplink:
+        await until(lambda: hub.connections >= 2 and len(hub.health) >= 2)
+        assert [f.kind for f in hub.frames[:2]] == ["health", "batch"]
+        states.append("failing")
+        uplink.health_changed()
+        await until(lambda: hub.health[-1]["devices"][0]["state"] == "failing")

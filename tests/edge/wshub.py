@@ -21,11 +21,12 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from telemetry import parse_device_frame, seq_ranges
+from telemetry.health import HEALTH_FRAME_PREFIX
 
 
 @dataclass
 class Frame:
-    kind: str  # "reading" or "batch"
+    kind: str  # "reading", "batch" or "health"
     seqs: list[int]
     size: int
 
@@ -35,6 +36,7 @@ class WsHub:
     token: str = "secret"
     stored: dict[int, dict[str, Any]] = field(default_factory=dict)
     frames: list[Frame] = field(default_factory=list)
+    health: list[dict[str, Any]] = field(default_factory=list)  # every health frame
     received: list[int] = field(default_factory=list)  # every seq, every time it arrived
     handshakes: list[float] = field(default_factory=list)  # loop time of every attempt
     connections: int = 0
@@ -64,6 +66,10 @@ class WsHub:
         try:
             count = 0
             async for message in ws:
+                if isinstance(message, str) and message.startswith(HEALTH_FRAME_PREFIX):
+                    self.frames.append(Frame("health", [], len(message.encode())))
+                    self.health.append(json.loads(message))
+                    continue
                 parsed = parse_device_frame(message)
                 seqs = [r.seq for r in parsed.readings if r.seq is not None]
                 size = len(message.encode()) if isinstance(message, str) else len(message)

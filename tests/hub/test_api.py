@@ -54,6 +54,7 @@ async def test_devices_lists_token_holders_and_readings(any_hub: RunningHub) -> 
         "online": False,
         "last_seen": None,
         "last_reading": None,
+        "health": None,
     }
 
 

@@ -1,0 +1,66 @@
+"""Device health, a documented extension of protocol v1 (docs/protocol.md, "Device health").
+
+An edge agent reads several devices (an inverter, a meter, a battery) and
+sends one reading per interval with whatever is fresh. When a device stops
+answering, its section just goes missing; when every device does, there is no
+reading at all, and the agent's socket stays up. A ``health`` frame says
+which devices are being read and which are failing, so the hub can tell a
+quiet site from a broken one:
+
+``{"type": "health", "interval_s": 1.0, "devices": [{"name": "inverter",
+"role": "inverter", "state": "failing", "for_s": 12.5, "last_ok_age_s": 13.4,
+"error": "connection refused"}]}``
+
+Times are ages in seconds at the moment the frame is sent (``for_s``: how
+long the device has been in its state; ``last_ok_age_s``: since its last good
+read), so the edge's wall clock, which may be unsynced, plays no part: the hub
+turns them into instants with its own clock. A hub that does not know the frame
+drops it as an unknown type and counts it (docs/protocol.md), nothing else.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# An agent reads a few devices; this bounds what one frame can make the hub keep.
+MAX_HEALTH_DEVICES: Final = 64
+MAX_ERROR_CHARS: Final = 200
+# How the frame starts when an agent writes it (compact JSON, ``type`` first):
+# the hub's device door checks this before anything else (hub/device_door.py).
+HEALTH_FRAME_PREFIX: Final = '{"type":"health"'
+
+
+class HealthState(enum.StrEnum):
+    UNKNOWN = "unknown"  # not tried yet
+    OK = "ok"  # its last read succeeded
+    FAILING = "failing"  # its last read failed; its values are left out of readings
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False, frozen=True)
+
+
+class DeviceHealthReport(_Model):
+    """One device of the agent, as the edge sees it when it sends the frame."""
+
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    role: Annotated[str, Field(min_length=1, max_length=32)] | None = None
+    state: HealthState
+    for_s: Annotated[float, Field(ge=0.0, le=1e9)] = 0.0
+    last_ok_age_s: Annotated[float, Field(ge=0.0, le=1e9)] | None = None
+    error: Annotated[str, Field(max_length=MAX_ERROR_CHARS)] = ""
+
+
+class HealthFrame(_Model):
+    """Device -> hub: the health of every device an agent reads."""
+
+    type: Literal["health"] = "health"
+    interval_s: Annotated[float, Field(gt=0.0, le=86_400.0)] | None = None
+    devices: Annotated[list[DeviceHealthReport], Field(max_length=MAX_HEALTH_DEVICES)]
+
+    def wire(self) -> str:
+        """Compact JSON, ``type`` first (it starts with :data:`HEALTH_FRAME_PREFIX`)."""
+        return self.model_dump_json(exclude_none=True)
