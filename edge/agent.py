@@ -39,6 +39,7 @@ from edge.backoff import BackoffPolicy
 from edge.clock import ClockGuard, ClockSource, SystemClock, boot_id
 from edge.config import EdgeConfig, Profile
 from edge.health import DeviceHealth, Transition, health_frame
+from edge.hubtime import HubClock
 from edge.outbox import Outbox, OutboxError
 from edge.poller import BUS_REOPEN_BACKOFF, DEVICE_BACKOFF, BusPoller, PolledDevice
 from edge.sampler import Sampler
@@ -166,12 +167,15 @@ class Agent:
 
     async def _run_with(self, outbox: Outbox, boot: str) -> None:
         config, options = self.config, self.options
+        hub_clock = HubClock() if config.clock.hub_fallback else None
         uplink = Uplink(
             outbox,
             url=config.device_url,
             token=self._token,
             settings=options.uplink,
             health=self.health_frame,
+            hub_clock=hub_clock,
+            monotonic=lambda: self.clock.sample().mono,
         )
         writer = OutboxWriter(
             outbox,
@@ -193,6 +197,7 @@ class Agent:
                 settle_s=options.clock_settle_s,
             ),
             sink=writer.put,
+            hub_clock=hub_clock,
         )
         self.uplink, self.writer, self.sampler = uplink, writer, sampler
         pollers = [

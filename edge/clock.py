@@ -1,4 +1,4 @@
-"""Clock sanity: never stamp a reading with a wall clock known to be wrong (DESIGN.md).
+"""Clock sanity: never stamp a reading with a wall clock known to be wrong.
 
 A Raspberry Pi has no battery clock: until NTP syncs, its wall clock is 1970 or
 the time ``fake-hwclock`` saved at the last shutdown, and the sync itself steps
@@ -10,13 +10,21 @@ time and the boot they belong to) and re-stamped with the first trusted offset.
 
 The wall clock is untrusted when
 
-- it reads before 2020-01-01 (the hub refuses those too, PROTOCOL.md ``ts``);
+- it reads before 2020-01-01 (the hub refuses those too, docs/protocol.md ``ts``);
 - the kernel says it is not synchronized (``adjtimex`` returns ``TIME_ERROR``),
   where the kernel tells, unless the config says not to require sync;
 - the offset ``wall - monotonic`` jumped beyond a tolerance since the last
   trusted sample, until the new offset has held steady for a settle time
   (an NTP step, or an operator's ``date -s``: either way the old or the new
   time was wrong, and the newer, steady one is what NTP leaves behind).
+
+When the wall clock is untrusted because it reads before 2020 or the kernel
+says it is not synchronized, and the hub's clock has been measured over the
+uplink (edge/hubtime.py, docs/protocol.md "Time"), the hub's offset stamps
+the readings instead: a site with a hub on its LAN and no internet never gets
+NTP. NTP stays preferred: as soon as the kernel reports sync, its wall clock
+is used again. Each verdict names its :class:`TimeSource`, which travels in
+each reading as ``clock``.
 
 :class:`ClockGuard` is pure: it takes :class:`ClockSample` values, so tests
 drive it with a simulated clock. :class:`SystemClock` is the real source.
@@ -46,6 +54,7 @@ __all__ = [
     "Distrust",
     "SyncState",
     "SystemClock",
+    "TimeSource",
     "Trusted",
     "Untrusted",
     "Verdict",
@@ -80,6 +89,14 @@ class Distrust(enum.StrEnum):
     JUMPED = "jumped"
 
 
+class TimeSource(enum.StrEnum):
+    """Which clock stamped a reading (its ``clock`` field, docs/protocol.md)."""
+
+    NTP = "ntp"  # the wall clock, the kernel saying it is synchronized
+    HUB = "hub"  # the hub's clock, measured over the uplink (edge/hubtime.py)
+    UNSYNCED = "unsynced"  # the wall clock, the kernel not saying it is synchronized
+
+
 @dataclass(frozen=True, slots=True)
 class ClockSample:
     """The two clocks read together, and the sync state, at one instant."""
@@ -95,9 +112,10 @@ class ClockSample:
 
 @dataclass(frozen=True, slots=True)
 class Trusted:
-    """The wall clock can be used: ``wall = mono + offset``."""
+    """A clock can be used: ``wall = mono + offset``."""
 
     offset: float
+    source: TimeSource = TimeSource.NTP
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,13 +163,30 @@ class ClockGuard:
         self._candidate: _Candidate | None = None  # a new offset after a jump, settling
         self._last: Verdict | None = None
 
-    def observe(self, sample: ClockSample) -> Verdict:
+    def observe(self, sample: ClockSample, hub_offset: float | None = None) -> Verdict:
+        """The verdict on ``sample``; ``hub_offset``: the hub's clock, if measured and trusted.
+
+        The hub's offset is used only where the wall clock is untrusted for want of
+        sync (before 2020, or the kernel not synchronized), never to override NTP.
+        """
         verdict = self._judge(sample)
+        if (
+            isinstance(verdict, Untrusted)
+            and hub_offset is not None
+            and verdict.reason in (Distrust.BEFORE_2020, Distrust.UNSYNCED)
+        ):
+            verdict = Trusted(hub_offset, TimeSource.HUB)
         self._log_change(verdict, sample)
         self._last = verdict
         return verdict
 
     def _judge(self, sample: ClockSample) -> Verdict:
+        verdict = self._judge_wall(sample)
+        if isinstance(verdict, Trusted) and sample.sync is not SyncState.SYNCED:
+            return Trusted(verdict.offset, TimeSource.UNSYNCED)
+        return verdict
+
+    def _judge_wall(self, sample: ClockSample) -> Verdict:
         offset = sample.offset
         if sample.wall < EARLIEST_WALL:
             self._candidate = None
@@ -195,10 +230,18 @@ class ClockGuard:
                 )
         elif isinstance(last, Untrusted):
             logger.warning(
-                "clock trusted again (%s, sync %s): held readings get re-stamped",
+                "clock trusted again (%s, sync %s, source %s): held readings get re-stamped",
                 stamp(sample.mono, verdict.offset).isoformat(),
                 sample.sync,
-                extra={"sync": str(sample.sync)},
+                verdict.source,
+                extra={"sync": str(sample.sync), "source": verdict.source.value},
+            )
+        elif isinstance(last, Trusted) and last.source is not verdict.source:
+            logger.warning(
+                "readings are now stamped by the %s clock (was %s)",
+                verdict.source,
+                last.source,
+                extra={"source": verdict.source.value, "was": last.source.value},
             )
 
 

@@ -119,6 +119,7 @@ class _Sampling(_Model):
 
 class _Clock(_Model):
     require_sync: bool = True
+    hub_fallback: bool = True
     jump_tolerance_s: Annotated[float, Field(gt=0, strict=False)] = 2.0
 
 
@@ -315,7 +316,9 @@ def _build(file: _File, base: Path) -> EdgeConfig:
         buffer=BufferConfig(path=_path(base, file.buffer.path), max_mb=file.buffer.max_mb),
         interval_s=file.sampling.interval_s,
         clock=ClockConfig(
-            require_sync=file.clock.require_sync, jump_tolerance_s=file.clock.jump_tolerance_s
+            require_sync=file.clock.require_sync,
+            jump_tolerance_s=file.clock.jump_tolerance_s,
+            hub_fallback=file.clock.hub_fallback,
         ),
         buses=tuple(buses),
         devices=devices,

@@ -332,14 +332,18 @@ class Outbox:
         await self._db.execute("UPDATE meta SET value = value + ? WHERE key = 'dropped'", (drop,))
         return drop, int(last[0])
 
-    async def restamp(self, *, boot: str, offset: float) -> int:
-        """Give the held readings of ``boot`` their time, ``mono + offset`` (edge/clock.py)."""
+    async def restamp(self, *, boot: str, offset: float, clock: str | None = None) -> int:
+        """Give the held readings of ``boot`` their time, ``mono + offset`` (edge/clock.py).
+
+        ``clock``: the clock that gave it, set as the body's ``clock`` field.
+        """
         async with self._lock:
             try:
                 cursor = await self._db.execute(
-                    "UPDATE outbox SET ts_us = CAST(round((mono + ?) * 1e6) AS INTEGER)"
+                    "UPDATE outbox SET ts_us = CAST(round((mono + ?) * 1e6) AS INTEGER),"
+                    " body = CASE WHEN ? IS NULL THEN body ELSE json_set(body, '$.clock', ?) END"
                     " WHERE ts_us IS NULL AND boot = ?",
-                    (offset, boot),
+                    (offset, clock, clock, boot),
                 )
                 await self._db.commit()
             except sqlite3.Error as err:

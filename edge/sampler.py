@@ -8,6 +8,10 @@ Each reading is timed by the monotonic clock at the tick and stamped through
 the :class:`~edge.clock.ClockGuard`: with the wall time if the clock is
 trusted, else held (no ``ts``) and re-stamped later. When trust returns, a
 :class:`~edge.writer.Restamp` follows the held readings into the writer.
+Each reading's body names the clock that stamped it (``clock``: ``ntp``,
+``hub`` or ``unsynced``, docs/protocol.md); a held one gets it when re-stamped.
+While the local clock waits for sync, the sampler asks the uplink for the
+hub's time (:class:`~edge.hubtime.HubClock`) and stamps with it once trusted.
 
 At start-up, the first tick waits until every device has been tried once
 (read or failed), for at most ``max_age_s``: a device not read *yet* is not a
@@ -20,12 +24,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections import Counter
 from collections.abc import Callable, Mapping
 
-from edge.clock import ClockGuard, ClockSource, Trusted, Untrusted
+from edge.clock import (
+    ClockGuard,
+    ClockSample,
+    ClockSource,
+    Distrust,
+    TimeSource,
+    Trusted,
+    Untrusted,
+)
 from edge.compose import Composed, compose
 from edge.config import Role
 from edge.health import DeviceHealth, DeviceState, Values
+from edge.hubtime import HubClock
 from edge.outbox import NewReading
 from edge.writer import Restamp
 
@@ -44,6 +58,7 @@ class Sampler:
         clock: ClockSource,
         guard: ClockGuard,
         sink: Callable[[NewReading | Restamp], None],
+        hub_clock: HubClock | None = None,
     ) -> None:
         self.devices = dict(devices)
         self.interval_s = interval_s
@@ -51,6 +66,8 @@ class Sampler:
         self.clock = clock
         self.guard = guard
         self._sink = sink
+        self.hub_clock = hub_clock  # None: no hub-time fallback ([clock] hub_fallback = false)
+        self.stamped_by: Counter[TimeSource] = Counter()  # readings per stamping clock
         self._held = False
         self._rejected: tuple[str, ...] = ()
         self._was_empty = False
@@ -79,10 +96,10 @@ class Sampler:
         """Take one reading now and hand it to the sink; None when no device is fresh."""
         sample = self.clock.sample()
         self.last_tick_mono = sample.mono
-        verdict = self.guard.observe(sample)
+        verdict = self._verdict(sample)
         if isinstance(verdict, Trusted) and self._held:
             self._held = False
-            self._sink(Restamp(verdict.offset))
+            self._sink(Restamp(verdict.offset, verdict.source))
         fresh: dict[Role, Values] = {}
         for role, health in self.devices.items():
             snapshot = health.fresh(sample.mono, self.max_age_s)
@@ -93,14 +110,29 @@ class Sampler:
         if composed.empty:
             return None
         ts_us: int | None = None
+        body = composed.body()
         if isinstance(verdict, Untrusted):
             self._held = True
         else:
             ts_us = round((sample.mono + verdict.offset) * 1e6)
-        reading = NewReading(mono=sample.mono, body=composed.body(), ts_us=ts_us)
+            body = with_clock(body, verdict.source)
+            self.stamped_by[verdict.source] += 1
+        reading = NewReading(mono=sample.mono, body=body, ts_us=ts_us)
         self._sink(reading)
         self.readings += 1
         return reading
+
+    def _verdict(self, sample: ClockSample) -> Trusted | Untrusted:
+        hub = self.hub_clock
+        if hub is None:
+            return self.guard.observe(sample)
+        verdict = self.guard.observe(sample, hub.trusted.offset if hub.trusted else None)
+        # Ask the hub only while its time is needed: an agent with NTP never does.
+        hub.wanted = (isinstance(verdict, Trusted) and verdict.source is TimeSource.HUB) or (
+            isinstance(verdict, Untrusted)
+            and verdict.reason in (Distrust.BEFORE_2020, Distrust.UNSYNCED)
+        )
+        return verdict
 
     def _report(self, composed: Composed) -> None:
         # Log changes only: the same bad field every second would flood the journal.
@@ -114,3 +146,9 @@ class Sampler:
         if composed.empty and not self._was_empty:
             logger.warning("no device has fresh values: no reading until one does")
         self._was_empty = composed.empty
+
+
+def with_clock(body: str, source: TimeSource) -> str:
+    """The outbox body with the ``clock`` field naming the clock that stamped it."""
+    # The body is a non-empty JSON object (compose.py): append before its closing brace.
+    return f'{body[:-1]},"clock":"{source.value}"}}'

@@ -129,6 +129,9 @@ class ClockConfig:
     require_sync: bool = True
     # A step of the wall clock against the monotonic one beyond this is a jump.
     jump_tolerance_s: float = 2.0
+    # While the kernel is not synchronized, stamp readings with the hub's clock,
+    # measured over the uplink (edge/hubtime.py): a LAN without internet has no NTP.
+    hub_fallback: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

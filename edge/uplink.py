@@ -28,6 +28,11 @@ anything else                 network, hub restart (1001), timeouts: the normal
                               capped, jittered backoff, reset by a stable session.
 ============================  ====================================================
 
+While the agent's own clock waits for sync, each connection also measures
+the hub's clock (docs/protocol.md, "Time"; edge/hubtime.py): rounds of
+``time_request`` frames, answered by ``time`` frames, timed on the agent's
+monotonic clock.
+
 Exceptions: none escape :meth:`Uplink.run` but cancellation; every connection
 failure is mapped to a :class:`LinkEnd` in :func:`_classify` (one place).
 """
@@ -52,6 +57,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from edge.backoff import Backoff, BackoffPolicy
+from edge.hubtime import HubClock, HubOffset
 from edge.outbox import Outbox, OutboxError, Stored
 from edge.window import SendWindow, pack_batches
 from telemetry import (
@@ -62,6 +68,7 @@ from telemetry import (
     ErrorFrame,
     seq_ranges,
 )
+from telemetry.timesync import TimeFrame, time_request
 
 __all__ = ["LinkEnd", "Uplink", "UplinkSettings", "UplinkStatus"]
 
@@ -105,6 +112,12 @@ class UplinkSettings:
     live_reserve: int = 100
     stable_after_s: float = 10.0  # a session this long resets the backoff
     idle_wake_s: float = 1.0
+    # Hub time (edge/hubtime.py): the requests of a round are spaced out so one
+    # burst of traffic cannot delay them all; answers get time_answer_s to arrive.
+    time_spacing_s: float = 0.25
+    time_answer_s: float = 1.0
+    time_retry_s: float = 15.0  # after a round that was not trusted
+    time_refresh_s: float = 600.0  # after a trusted one: follows the Pi's clock drift
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +176,8 @@ class Uplink:
         settings: UplinkSettings | None = None,
         rng: random.Random | None = None,
         health: Callable[[], str] | None = None,
+        hub_clock: HubClock | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.outbox = outbox
         self._health = health  # builds the health frame; None: the agent sends none
@@ -182,6 +197,8 @@ class Uplink:
         self._acked: list[int] = []
         self._ack_event = asyncio.Event()
         self._counters = _Counters()
+        self.hub_clock = hub_clock  # None: never ask the hub for its time
+        self._monotonic = monotonic  # the clock readings are timed by (edge/clock.py)
 
     # --- what the rest of the agent calls --------------------------------------------
 
@@ -299,10 +316,17 @@ class Uplink:
         try:
             async with asyncio.TaskGroup() as tasks:
                 sender = tasks.create_task(self._send_loop(session), name="uplink.send")
+                timer = None
+                if self.hub_clock is not None:
+                    timer = tasks.create_task(
+                        self._time_loop(session, self.hub_clock), name="uplink.hub_time"
+                    )
                 try:
                     await self._receive_loop(session)
                 finally:
                     sender.cancel()
+                    if timer is not None:
+                        timer.cancel()
         finally:
             self._session = None
         if time.monotonic() - session.opened >= self.settings.stable_after_s:
@@ -355,11 +379,11 @@ class Uplink:
         try:
             async for message in session.ws:
                 if isinstance(message, str):
-                    self._handle(message, session)
+                    self._handle(message, session, self._monotonic())
         except ConnectionClosed:
             return
 
-    def _handle(self, message: str, session: _Session) -> None:
+    def _handle(self, message: str, session: _Session, received_mono: float) -> None:
         try:
             frame = json.loads(message)
         except ValueError:
@@ -375,6 +399,10 @@ class Uplink:
                     self._counters.acked += len(acked)
                     self._ack_event.set()
                     session.wake.set()
+            elif kind == "time":
+                answer = TimeFrame.model_validate(frame)
+                if self.hub_clock is not None:
+                    self.hub_clock.answer(answer.id, answer.hub_ts.timestamp(), received_mono)
             elif kind == "error":
                 error = ErrorFrame.model_validate(frame)
                 logger.warning(
@@ -418,6 +446,26 @@ class Uplink:
             count += 1
         self._live.clear()  # no room: the backlog sends them when acks make room
         return count
+
+    async def _time_loop(self, session: _Session, hub_clock: HubClock) -> None:
+        """Measure the hub's clock in rounds while it is wanted (edge/hubtime.py)."""
+        s = self.settings
+        try:
+            while True:
+                if not hub_clock.wanted:
+                    await asyncio.sleep(s.idle_wake_s)
+                    continue
+                hub_clock.start_round()
+                for _ in range(hub_clock.round_samples):
+                    request_id = hub_clock.request(self._monotonic())
+                    await session.ws.send(time_request(request_id))
+                    await asyncio.sleep(s.time_spacing_s)
+                await asyncio.sleep(s.time_answer_s)
+                verdict = hub_clock.end_round()
+                trusted = isinstance(verdict, HubOffset)
+                await asyncio.sleep(s.time_refresh_s if trusted else s.time_retry_s)
+        except ConnectionClosed:
+            return  # the receive loop sees the close and reports why
 
     async def _resend_expired(self, session: _Session) -> int:
         due = session.window.expired(time.monotonic())

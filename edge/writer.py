@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from edge.backoff import Backoff, BackoffPolicy
+from edge.clock import TimeSource
 from edge.outbox import NewReading, Outbox, OutboxError, Stored
 
 __all__ = ["OutboxWriter", "Restamp"]
@@ -42,9 +43,10 @@ RETRY: Final = BackoffPolicy(0.5, 30.0)
 
 @dataclass(frozen=True, slots=True)
 class Restamp:
-    """Give held readings their time: ``wall = mono + offset``."""
+    """Give held readings their time: ``wall = mono + offset``, from the clock ``source``."""
 
     offset: float
+    source: TimeSource = TimeSource.NTP
 
 
 class OutboxWriter:
@@ -136,7 +138,9 @@ class OutboxWriter:
         while self._pending:
             head = self._pending[0]
             if isinstance(head, Restamp):
-                await self.outbox.restamp(boot=self.boot, offset=head.offset)
+                await self.outbox.restamp(
+                    boot=self.boot, offset=head.offset, clock=head.source.value
+                )
                 self._pending.popleft()
                 self._on_restamped()
                 continue

@@ -18,6 +18,8 @@ seq, no ack). Batch items are stored only: they are history; when a dashboard
 watches the device, it is told once they are stored (hub/device_health.py).
 A ``health`` frame (docs/protocol.md, "Device health") is recognised by its
 first bytes before the parser runs, and kept by the connection manager.
+A ``time_request`` frame is answered at once with the hub's clock
+(docs/protocol.md, "Time"): an agent without NTP stamps its readings with it.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from hub.device_health import HistoryNotice, site_health
 from hub.device_outbox import DeviceOutbox
 from hub.metrics import Door, DropReason
 from hub.runtime import Hub
-from hub.sockets import PeerGone, close_quietly
+from hub.sockets import PeerGone, close_quietly, send_text_or_raise
 from hub.storage.base import StoredReading
 from hub.writer import AckSink
 from telemetry import (
@@ -48,6 +50,7 @@ from telemetry import (
     parse_device_frame,
 )
 from telemetry.health import HEALTH_FRAME_PREFIX, HealthFrame
+from telemetry.timesync import TimeRequest, time_frame
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +128,16 @@ async def _receive_loop(hub: Hub, session: PublisherSession) -> None:
             hub.counters.dropped[DropReason.REPLACED] += 1
             return
         text = message.get("text")
+        if text is not None and '"time_request"' in text:
+            try:
+                request = TimeRequest.model_validate_json(text)
+            except ValidationError:
+                pass  # not a valid one: the reading parser below says why
+            else:
+                # The clock is read as late as possible: the edge bounds its error by the
+                # round trip, wherever in it the hub read the clock (edge/hubtime.py).
+                await send_text_or_raise(socket, time_frame(request.id, datetime.now(UTC)))
+                continue
         payload: str | bytes = text if text is not None else message.get("bytes") or b""
         now = datetime.now(UTC)
         if text is not None and text.startswith(HEALTH_FRAME_PREFIX):

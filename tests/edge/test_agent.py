@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from edge.agent import Agent
-from edge.clock import ClockSample, SyncState, SystemClock
+from edge.clock import ClockSample, SyncState, SystemClock, TimeSource
 from edge.outbox import OutboxError, read_status
 from simulation.modbus_server import DeviceServer, Fault, FaultKind
 from tests.edge.hubproc import HubProcess, running_hub
@@ -152,7 +152,11 @@ async def test_readings_taken_with_a_wrong_clock_are_held_and_restamped(
     served, _ = site
     token = await asyncio.to_thread(hub.token_add, "agent_clock")
     config = make_config(tmp_path, hub, served.tcp_port, "agent_clock")
-    config = dataclasses.replace(config, clock=dataclasses.replace(config.clock, require_sync=True))
+    # No hub-time fallback: readings wait for NTP (test_a_pi_without_ntp_takes_the_hubs_time).
+    config = dataclasses.replace(
+        config,
+        clock=dataclasses.replace(config.clock, require_sync=True, hub_fallback=False),
+    )
     began = datetime.now(UTC)
     # A Pi booting without a battery clock: 1970, not synced.
     clock = SteeredClock(wall_shift=-began.timestamp() + 1000.0, sync=SyncState.UNSYNCED)
@@ -160,7 +164,10 @@ async def test_readings_taken_with_a_wrong_clock_are_held_and_restamped(
     task = asyncio.create_task(agent.run(), name="test.agent")
 
     def held() -> int:
-        return read_status(config.buffer.path).held if config.buffer.path.exists() else 0
+        try:
+            return read_status(config.buffer.path).held
+        except OutboxError:  # not created yet, or created but without its table yet
+            return 0
 
     await until(lambda: held() >= 5)
     assert await stored(hub, "agent_clock", began) == []  # nothing sent with a wrong time
@@ -187,6 +194,51 @@ async def test_readings_taken_with_a_wrong_clock_are_held_and_restamped(
     steps = [(b - a).total_seconds() for a, b in itertools.pairwise(stamps)]
     assert all(0.1 < step < 0.5 for step in steps), steps
     assert sum(steps) == pytest.approx(0.2 * len(steps), abs=0.5)
+
+
+async def test_a_pi_without_ntp_takes_the_hubs_time(
+    hub: HubProcess,
+    site: tuple[DeviceServer, dict[str, dict[str, object]]],
+    tmp_path: Path,
+) -> None:
+    served, _ = site
+    token = await asyncio.to_thread(hub.token_add, "agent_hubtime")
+    config = make_config(tmp_path, hub, served.tcp_port, "agent_hubtime")
+    config = dataclasses.replace(config, clock=dataclasses.replace(config.clock, require_sync=True))
+    began = datetime.now(UTC)
+    # A Pi on a LAN without internet: its kernel never reports sync, its wall clock
+    # is fake-hwclock's, a day behind. The hub (this machine's clock) is right.
+    clock = SteeredClock(wall_shift=-86_400.0, sync=SyncState.UNSYNCED)
+    agent = Agent(config, token=token, options=OPTIONS, clock=clock)
+    task = asyncio.create_task(agent.run(), name="test.agent")
+    await until(
+        lambda: agent.sampler is not None and agent.sampler.stamped_by[TimeSource.HUB] >= 5,
+        within=60,
+    )
+    agent.stop()
+    async with asyncio.timeout(15):
+        await task
+    sampler = agent.sampler
+    assert sampler is not None
+    hub_clock = sampler.hub_clock
+    assert hub_clock is not None
+    measured = hub_clock.trusted
+    assert measured is not None
+    # The hub runs on this machine: its offset is the real wall clock's, within the bound.
+    real = clock.real.sample()
+    assert abs(measured.offset - real.offset) <= measured.bound + 0.002
+    assert measured.agreeing >= 4
+    assert sampler.stamped_by[TimeSource.HUB] >= 1
+    assert set(sampler.stamped_by) == {TimeSource.HUB}
+    rows = await stored(hub, "agent_hubtime", began)
+    # Every reading reached the hub, the ones held before the hub was measured too,
+    # at its true instant (the hub's clock), not a day behind, in steps of 0.2 s.
+    assert [row["seq"] for row in rows] == list(range(sampler.readings))
+    stamps = [datetime.fromisoformat(str(row["ts"])) for row in rows]
+    assert began - timedelta(seconds=1) <= stamps[0]
+    assert stamps[-1] <= datetime.now(UTC)
+    steps = [(b - a).total_seconds() for a, b in itertools.pairwise(stamps)]
+    assert all(0.1 < step < 0.5 for step in steps), steps
 
 
 async def test_a_network_cut_loses_nothing_and_doubles_nothing(

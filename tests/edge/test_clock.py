@@ -14,6 +14,7 @@ from edge.clock import (
     Distrust,
     SyncState,
     SystemClock,
+    TimeSource,
     Trusted,
     Untrusted,
     boot_id,
@@ -75,7 +76,9 @@ def test_a_plausible_but_unsynced_clock_is_held_when_sync_is_required() -> None:
     verdict = ClockGuard(require_sync=True).observe(clock.sample())
     assert isinstance(verdict, Untrusted)
     assert verdict.reason is Distrust.UNSYNCED
-    assert ClockGuard(require_sync=False).observe(clock.sample()) == Trusted(clock.offset)
+    # Trusted as asked, and said to be so: the kernel never confirmed the time.
+    verdict = ClockGuard(require_sync=False).observe(clock.sample())
+    assert verdict == Trusted(clock.offset, TimeSource.UNSYNCED)
 
 
 def test_an_unknown_sync_state_checks_only_the_year_and_jumps() -> None:
@@ -137,6 +140,31 @@ def test_losing_sync_distrusts_and_regaining_it_trusts(caplog: pytest.LogCapture
     assert len(messages) == 2
     assert "not synchronized" in messages[0]
     assert "trusted again" in messages[1]
+
+
+def test_a_measured_hub_clock_stamps_while_ntp_has_not_synced_and_ntp_takes_over() -> None:
+    clock = SimulatedClock(mono=5.0, offset=0.0, sync=SyncState.UNSYNCED)  # wall = 1970
+    guard = ClockGuard()
+    hub_offset = NOW - 3.0  # what the uplink measured: the hub's clock minus our monotonic one
+    assert isinstance(guard.observe(clock.tick()), Untrusted)  # not measured yet: held
+    assert guard.observe(clock.tick(), hub_offset) == Trusted(hub_offset, TimeSource.HUB)
+    # fake-hwclock's plausible but stale time, still unsynced: the hub's time, not it.
+    clock.offset = NOW - 86_400
+    assert guard.observe(clock.tick(), hub_offset) == Trusted(hub_offset, TimeSource.HUB)
+    # NTP syncs: its wall clock is preferred from then on, hub offset or not.
+    clock.offset, clock.sync = NOW, SyncState.SYNCED
+    assert guard.observe(clock.tick(), hub_offset) == Trusted(NOW, TimeSource.NTP)
+
+
+@pytest.mark.parametrize("jump", [3600.0, -60.0])
+def test_the_hub_clock_never_overrides_a_synced_clock_that_jumped(jump: float) -> None:
+    clock = SimulatedClock()
+    guard = ClockGuard(settle_s=5.0)
+    guard.observe(clock.tick())
+    clock.offset += jump
+    verdict = guard.observe(clock.tick(), NOW)
+    assert isinstance(verdict, Untrusted)
+    assert verdict.reason is Distrust.JUMPED
 
 
 def test_the_system_clock_reads_this_machine() -> None:

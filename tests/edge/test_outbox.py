@@ -103,9 +103,19 @@ async def test_held_readings_are_restamped_from_their_monotonic_time(tmp_path: P
         assert await outbox.restamp(boot="this", offset=offset) == 3
         stamped = await outbox.page(after_seq=-1, limit=10)
         assert [s.ts for s in stamped] == [T0 + timedelta(seconds=i + 0.25) for i in range(3)]
+        assert all("clock" not in json.loads(s.body) for s in stamped)
         assert await outbox.drop_unstampable(boot="this") == 1
         status = await outbox.status()
         assert (status.depth, status.held, status.dropped) == (3, 0, 1)
+
+
+async def test_a_restamp_names_the_clock_that_gave_the_time(tmp_path: Path) -> None:
+    async with Outbox.open(tmp_path / "b.db", max_bytes=1 << 30) as outbox:
+        await outbox.append([reading(i, held=True) for i in range(2)], boot="this")
+        assert await outbox.restamp(boot="this", offset=T0.timestamp(), clock="hub") == 2
+        stamped = await outbox.page(after_seq=-1, limit=10)
+        assert [json.loads(s.wire())["clock"] for s in stamped] == ["hub", "hub"]
+        assert [json.loads(s.wire())["seq"] for s in stamped] == [0, 1]
 
 
 async def test_a_full_buffer_drops_the_oldest_counts_and_logs(

@@ -6,9 +6,10 @@ import json
 from dataclasses import dataclass
 
 from edge.backoff import BackoffPolicy
-from edge.clock import ClockGuard, ClockSample, SyncState
+from edge.clock import ClockGuard, ClockSample, SyncState, TimeSource
 from edge.config import Role
 from edge.health import DeviceHealth
+from edge.hubtime import HubClock
 from edge.outbox import NewReading
 from edge.sampler import Sampler
 from edge.writer import Restamp
@@ -28,7 +29,9 @@ class FakeClock:
         return ClockSample(self.mono + self.offset, self.mono, self.sync)
 
 
-def make(clock: FakeClock) -> tuple[Sampler, dict[Role, DeviceHealth], list[object]]:
+def make(
+    clock: FakeClock, hub_clock: HubClock | None = None
+) -> tuple[Sampler, dict[Role, DeviceHealth], list[object]]:
     devices = {
         Role.GRID: DeviceHealth("meter", BackoffPolicy(1.0, 2.0)),
         Role.BATTERY: DeviceHealth("bms", BackoffPolicy(1.0, 2.0)),
@@ -41,6 +44,7 @@ def make(clock: FakeClock) -> tuple[Sampler, dict[Role, DeviceHealth], list[obje
         clock=clock,
         guard=ClockGuard(settle_s=3.0),
         sink=out.append,
+        hub_clock=hub_clock,
     )
     return sampler, devices, out
 
@@ -52,13 +56,18 @@ def test_one_reading_per_tick_with_the_fresh_devices_only() -> None:
     devices[Role.BATTERY].succeeded({"battery": {"soc_pct": 50.0}}, clock.mono)
     first = sampler.sample_once()
     assert first is not None
-    assert json.loads(first.body) == {"grid": {"power_w": 5.0}, "battery": {"soc_pct": 50.0}}
+    assert json.loads(first.body) == {
+        "grid": {"power_w": 5.0},
+        "battery": {"soc_pct": 50.0},
+        "clock": "ntp",  # the clock that stamped it
+    }
     assert first.ts_us == round(NOW * 1e6)
     clock.mono += 1.0
     devices[Role.BATTERY].failed("unit 4: no response", clock.mono)
     second = sampler.sample_once()
     assert second is not None
-    assert json.loads(second.body) == {"grid": {"power_w": 5.0}}  # the failed BMS is left out
+    # The failed BMS is left out.
+    assert json.loads(second.body) == {"grid": {"power_w": 5.0}, "clock": "ntp"}
     clock.mono += 2.0  # the meter's values are 3 s old now: stale
     assert sampler.sample_once() is None
     assert out == [first, second]
@@ -74,6 +83,7 @@ def test_readings_are_held_while_the_clock_is_wrong_then_restamped() -> None:
         reading = sampler.sample_once()
         assert reading is not None
         assert reading.ts_us is None
+        assert "clock" not in json.loads(reading.body)  # the restamp names it
         held.append(reading)
     clock.offset, clock.sync = NOW, SyncState.SYNCED
     clock.mono += 1.0
@@ -100,3 +110,52 @@ def test_a_clock_jump_holds_readings_until_it_settles() -> None:
     assert stamped == [True, True, False, False, False, True, True, True]
     restamps = [item for item in out if isinstance(item, Restamp)]
     assert restamps == [Restamp(clock.offset)]
+
+
+def measure_hub(hub_clock: HubClock, clock: FakeClock, hub_offset: float) -> None:
+    """A round of time requests the hub answers 2 ms later, as the uplink would run it."""
+    hub_clock.start_round()
+    for _ in range(hub_clock.round_samples):
+        sent = clock.mono
+        request_id = hub_clock.request(sent)
+        hub_clock.answer(request_id, sent + 0.001 + hub_offset, sent + 0.002)
+    hub_clock.end_round()
+
+
+def test_without_ntp_the_hub_clock_stamps_and_restamps_what_was_held() -> None:
+    clock = FakeClock(offset=0.0, sync=SyncState.UNSYNCED)  # a Pi in 1970, no internet
+    hub_clock = HubClock()
+    sampler, devices, out = make(clock, hub_clock)
+    clock.mono += 1.0
+    devices[Role.GRID].succeeded({"grid": {"power_w": 1.0}}, clock.mono)
+    held = sampler.sample_once()
+    assert held is not None
+    assert held.ts_us is None
+    assert hub_clock.wanted  # the uplink is asked to measure the hub's clock
+    measure_hub(hub_clock, clock, NOW)
+    clock.mono += 1.0
+    devices[Role.GRID].succeeded({"grid": {"power_w": 2.0}}, clock.mono)
+    stamped = sampler.sample_once()
+    assert stamped is not None
+    assert stamped.ts_us == round((clock.mono + NOW) * 1e6)
+    assert json.loads(stamped.body)["clock"] == "hub"
+    assert out == [held, Restamp(NOW, TimeSource.HUB), stamped]
+    assert hub_clock.wanted  # kept up to date while in use
+    # NTP syncs (to a time 10 ms off the hub's): preferred, and the hub is left alone.
+    clock.offset, clock.sync = NOW + 0.01, SyncState.SYNCED
+    clock.mono += 1.0
+    devices[Role.GRID].succeeded({"grid": {"power_w": 3.0}}, clock.mono)
+    by_ntp = sampler.sample_once()
+    assert by_ntp is not None
+    assert json.loads(by_ntp.body)["clock"] == "ntp"
+    assert not hub_clock.wanted
+    assert sampler.stamped_by == {TimeSource.HUB: 1, TimeSource.NTP: 1}
+
+
+def test_a_synced_agent_never_asks_the_hub() -> None:
+    clock = FakeClock()
+    hub_clock = HubClock()
+    sampler, devices, _ = make(clock, hub_clock)
+    devices[Role.GRID].succeeded({"grid": {"power_w": 1.0}}, clock.mono)
+    assert sampler.sample_once() is not None
+    assert not hub_clock.wanted
