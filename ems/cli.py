@@ -53,6 +53,7 @@ def _hub_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         default=os.environ.get("EMS_VIEWER_TOKEN"),
         help="require this token on the dashboard door (default: $EMS_VIEWER_TOKEN; unset: open)",
     )
+    _serve_limit_arguments(serve)
     serve.set_defaults(handler="hub.cli:serve")
 
     token = hub_sub.add_parser("token", help="manage device tokens")
@@ -105,6 +106,72 @@ def _sim_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     sim.add_argument("--seed", type=int, default=1)
     sim.add_argument("--sites", type=int, default=1, help="several sites on consecutive ports")
     sim.set_defaults(handler="simulation.cli:main")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected seconds, not {text!r}") from err
+    if not 0 <= value <= 86_400:
+        raise argparse.ArgumentTypeError("expected 0 (off) to 86400 seconds")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from err
+    if value < 0:
+        raise argparse.ArgumentTypeError("expected 0 (no cap) or more")
+    return value
+
+
+def _serve_limit_arguments(serve: argparse.ArgumentParser) -> None:
+    """TLS and connection limits of ``ems hub serve`` (docs/security.md, "Deploying safely")."""
+    tls = serve.add_argument_group("TLS (both, or neither: then plain HTTP)")
+    tls.add_argument(
+        "--tls-cert",
+        default=os.environ.get("EMS_TLS_CERT"),
+        metavar="FILE",
+        help="PEM certificate chain to serve https:// and wss:// (default: $EMS_TLS_CERT)",
+    )
+    tls.add_argument(
+        "--tls-key",
+        default=os.environ.get("EMS_TLS_KEY"),
+        metavar="FILE",
+        help="PEM private key of --tls-cert (default: $EMS_TLS_KEY)",
+    )
+    limits = serve.add_argument_group("connection limits (0 turns one off)")
+    for flag, env, default, kind, text in [
+        ("--handshake-timeout", "EMS_HANDSHAKE_TIMEOUT", "5", _seconds,
+         "seconds a connection may stay without a complete HTTP request"),
+        ("--device-idle-timeout", "EMS_DEVICE_IDLE_TIMEOUT", "300", _seconds,
+         "seconds a device socket may stay silent"),
+        ("--max-pending", "EMS_MAX_PENDING", "1024", _count,
+         "connections not (yet) a WebSocket, in all"),
+        ("--max-pending-per-address", "EMS_MAX_PENDING_PER_ADDRESS", "64", _count,
+         "connections not (yet) a WebSocket, per client address"),
+        ("--max-dashboards", "EMS_MAX_DASHBOARDS", "10000", _count,
+         "dashboard sockets, in all"),
+        ("--max-dashboards-per-address", "EMS_MAX_DASHBOARDS_PER_ADDRESS", "256", _count,
+         "dashboard sockets per client address"),
+    ]:  # fmt: skip
+        limits.add_argument(
+            flag,
+            type=kind,
+            default=os.environ.get(env, default),
+            metavar="N",
+            help=f"{text} (default: ${env}, else {default})",
+        )
+    limits.add_argument(
+        "--limit-exempt",
+        default=os.environ.get("EMS_LIMIT_EXEMPT", "127.0.0.1,::1"),
+        metavar="ADDRS",
+        help="comma-separated client addresses not held to the per-address caps, such as "
+        "a reverse proxy's (default: $EMS_LIMIT_EXEMPT, else 127.0.0.1,::1)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,8 +4,10 @@
 readings (raw or bucketed) for dashboards and scripts, ``/metrics`` for
 Prometheus. When the hub runs with a viewer token, the ``/api/`` routes ask for
 it like the dashboard door does (header or ``?token=``): they serve the same
-data. Storage failures answer 503 with the reason; bad parameters 422 naming
-the parameter (hub/query.py).
+data. Bad parameters answer 422 naming the parameter (hub/query.py); storage
+being down answers 503 "storage unavailable", its reason logged, never sent
+(it may name a host or echo SQL); anything unexpected is a generic 500
+(hub/errors.py).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from hub.auth import bearer_token
+from hub.limits import Closure, Refusal
 from hub.metrics import CONTENT_TYPE, Door, DropReason, Family, MetricType, render
 from hub.query import (
     READINGS_PARAMETERS,
@@ -81,7 +84,8 @@ async def _not_ready_reason(hub: Hub) -> str | None:
     except TimeoutError:
         return f"storage did not answer within {READY_CHECK_TIMEOUT_S:.0f} s"
     except StorageError as err:
-        return f"storage unreachable: {err}"
+        logger.warning("readiness check: storage unreachable: %s", err)
+        return "storage unreachable"
     health = hub.writer.health()
     if not health.ready:
         return health.reason or "writer not ready"
@@ -94,7 +98,7 @@ async def devices(request: Request) -> list[dict[str, Any]]:
     try:
         records = await hub.storage.devices()
     except StorageError as err:
-        raise HTTPException(status_code=503, detail=f"storage unavailable: {err}") from err
+        raise storage_unavailable("listing devices", err) from err
     known = {record.device_id: record for record in records}
     ids = sorted(set(known) | {s.device_id for s in hub.manager.publishers()})
     answer: list[dict[str, Any]] = []
@@ -152,8 +156,14 @@ async def readings(
         if query.newest != (query.order is Order.DESC):
             rows.reverse()
     except StorageError as err:
-        raise HTTPException(status_code=503, detail=f"storage unavailable: {err}") from err
+        raise storage_unavailable("reading readings", err) from err
     return {"device_id": device_id, "readings": rows}
+
+
+def storage_unavailable(what: str, err: StorageError) -> HTTPException:
+    """The 503 of a storage failure: its reason goes to the log, not to the client."""
+    logger.warning("%s: storage unavailable: %s", what, err)
+    return HTTPException(status_code=503, detail="storage unavailable")
 
 
 @router.get("/metrics")
@@ -250,6 +260,7 @@ def collect(hub: Hub) -> list[Family]:
             max((feed.pending for feed in hub.manager.feeds()), default=0),
         ),
     ]
+    families.extend(_limit_families(hub))
     families.extend(_writer_families(hub))
     families.extend(_edge_device_families(hub))
     return families
@@ -279,6 +290,33 @@ def _edge_device_families(hub: Hub) -> list[Family]:
             "1 when a device behind a connected agent is read, 0 while it is failing.",
             MetricType.GAUGE,
             tuple(up),
+        ),
+    ]
+
+
+def _limit_families(hub: Hub) -> list[Family]:
+    """The connection limits (hub/limits.py): pending sockets, refusals, closures."""
+    counters = hub.gate.counters
+    return [
+        Family.single(
+            "ems_pending_connections",
+            "TCP connections that are not a WebSocket (yet): waiting, or being answered.",
+            MetricType.GAUGE,
+            hub.gate.pending,
+        ),
+        Family.labelled(
+            "ems_connections_refused_total",
+            "Connections refused at a cap (503 on connect, or 1013), per reason.",
+            MetricType.COUNTER,
+            "reason",
+            {refusal.value: counters.refused[refusal] for refusal in Refusal},
+        ),
+        Family.labelled(
+            "ems_connections_closed_total",
+            "Connections the hub closed for idling, per reason.",
+            MetricType.COUNTER,
+            "reason",
+            {closure.value: counters.closed[closure] for closure in Closure},
         ),
     ]
 

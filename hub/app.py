@@ -16,6 +16,8 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 from hub import api, dashboard_door, device_door
+from hub.errors import CatchAll
+from hub.limits import ConnectionGate
 from hub.runtime import Hub, HubSettings
 from hub.sockets import TransportProbe
 from hub.storage.base import Storage
@@ -40,9 +42,12 @@ def create_app(settings: HubSettings, *, storage: Storage | None = None) -> Fast
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with Hub(settings, storage=storage) as hub:
+        async with Hub(settings, storage=storage, gate=gate) as hub:
             app.state.hub = hub
             yield
+
+    # Every TCP connection passes it (hub/guard.py, via hub/server.py's uvicorn config).
+    gate = ConnectionGate(settings.limits)
 
     app = FastAPI(
         title="EMS Switchboard hub",
@@ -51,7 +56,9 @@ def create_app(settings: HubSettings, *, storage: Storage | None = None) -> Fast
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
+    app.state.gate = gate
     app.add_middleware(TransportProbe)
+    app.add_middleware(CatchAll)
     app.include_router(device_door.router)
     app.include_router(dashboard_door.router)
     app.include_router(api.router)

@@ -10,12 +10,16 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from hub.auth import hash_token, new_token
+from hub.limits import ConnectionLimits, raise_fd_limit
 from hub.storage import create_storage, storage_from_url
 from hub.storage.base import Storage, StorageError, TokenRecord
 from telemetry import format_ts, is_valid_device_id
+
+if TYPE_CHECKING:
+    from hub.server import TlsFiles
 
 T = TypeVar("T")
 
@@ -38,8 +42,16 @@ def serve(args: argparse.Namespace) -> int:
     from hub.runtime import HubSettings
     from hub.server import HubServer, uvicorn_config
 
+    try:
+        tls = _tls_files(args)
+    except ValueError as err:
+        return _fail(str(err))
+    fd_limit = raise_fd_limit()
     settings = HubSettings(
-        database_url=args.database, data_dir=data_dir(), viewer_token=args.viewer_token or None
+        database_url=args.database,
+        data_dir=data_dir(),
+        viewer_token=args.viewer_token or None,
+        limits=_limits(args, fd_limit.soft),
     )
     try:
         storage = create_storage(settings.database_url, settings.data_dir)
@@ -47,13 +59,55 @@ def serve(args: argparse.Namespace) -> int:
         return _fail(str(err))
     app = create_app(settings, storage=storage)
     config = uvicorn_config(
-        app, args.host, args.port, log_level="debug" if getattr(args, "verbose", False) else "info"
+        app,
+        args.host,
+        args.port,
+        log_level="debug" if getattr(args, "verbose", False) else "info",
+        tls=tls,
     )
     server = HubServer(config, app)
     uvloop.run(server.serve())
     if not server.started:
         return _fail("the hub did not start (see the log above)")
     return 0
+
+
+def _tls_files(args: argparse.Namespace) -> TlsFiles | None:
+    """The hub's TLS files; None: plain HTTP. ValueError says why they cannot be used."""
+    from hub.server import TlsFiles
+
+    cert, key = args.tls_cert, args.tls_key
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise ValueError("--tls-cert and --tls-key go together")
+    for flag, name in (("--tls-cert", cert), ("--tls-key", key)):
+        if not Path(name).is_file():
+            raise ValueError(f"{flag}: no such file: {name}")
+    return TlsFiles(cert=Path(cert), key=Path(key))
+
+
+def _limits(args: argparse.Namespace, fd_limit: int) -> ConnectionLimits:
+    asked = ConnectionLimits(
+        handshake_timeout_s=args.handshake_timeout,
+        device_idle_timeout_s=args.device_idle_timeout,
+        max_pending=args.max_pending,
+        max_pending_per_address=args.max_pending_per_address,
+        max_dashboards=args.max_dashboards,
+        max_dashboards_per_address=args.max_dashboards_per_address,
+        exempt=tuple(a.strip() for a in args.limit_exempt.split(",") if a.strip()),
+    )
+    limits = asked.fitted(fd_limit)
+    if limits != asked:
+        logging.getLogger("hub.limits").warning(
+            "%d file descriptors allow at most %d pending connections (%d per address) and "
+            "%d dashboards: raise the hard limit (LimitNOFILE=) for more",
+            fd_limit,
+            limits.max_pending,
+            limits.max_pending_per_address,
+            limits.max_dashboards,
+        )
+    return limits
 
 
 def _with_storage(database: str | None, work: Callable[[Storage], Awaitable[T]]) -> T:

@@ -66,6 +66,9 @@ class PublisherSession:
     token_hash: str
     outbox: DeviceOutbox
     connected_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # Event-loop time of the last frame received: the idle sweep (hub/runtime.py)
+    # closes a socket silent for the idle timeout (docs/security.md, "Limits").
+    last_heard: float = field(default_factory=lambda: asyncio.get_running_loop().time())
     # Set under the manager's lock when this session stops being the device's
     # registered one (replaced by a newer socket, token revoked, hub stopping):
     # from then on its loop drops whatever it reads.
@@ -127,8 +130,10 @@ class ConnectionManager:
             self._broadcast(session.device_id, self._status_frame(session.device_id))
             return True
 
-    async def kick(self, sessions: Iterable[PublisherSession], code: CloseCode) -> int:
-        """Unregister and close these sessions (a revoked token, the hub stopping)."""
+    async def kick(
+        self, sessions: Iterable[PublisherSession], code: CloseCode, *, reason: str = ""
+    ) -> int:
+        """Unregister and close these sessions (a revoked token, idle, the hub stopping)."""
         kicked: list[PublisherSession] = []
         async with self.lock:
             for session in sessions:
@@ -140,7 +145,7 @@ class ConnectionManager:
                     self._end(session, code)
                     kicked.append(session)
         await asyncio.gather(
-            *(close_quietly(s.socket, code, within=KICK_TIMEOUT_S) for s in kicked)
+            *(close_quietly(s.socket, code, within=KICK_TIMEOUT_S, reason=reason) for s in kicked)
         )
         return len(kicked)
 

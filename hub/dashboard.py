@@ -53,6 +53,8 @@ async def device_page(device_id: str) -> FileResponse:
 @router.get("/static/{path:path}")
 async def static_file(path: str) -> FileResponse:
     """A file under ``hub/static/``; nothing outside it, whatever the path says."""
+    if "\x00" in path:  # the file system cannot name it: no such file
+        raise HTTPException(status_code=404, detail="not found")
     candidate = (STATIC_DIR / path).resolve()
     if not candidate.is_relative_to(STATIC_DIR) or not candidate.is_file():
         raise HTTPException(status_code=404, detail="not found")

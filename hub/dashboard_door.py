@@ -20,7 +20,7 @@ from hub.auth import AuthFailure, bearer_token
 from hub.fanout import DashboardFeed
 from hub.metrics import Door
 from hub.runtime import Hub
-from hub.sockets import buffered_bytes_probe
+from hub.sockets import buffered_bytes_probe, close_quietly
 from telemetry import CloseCode, is_valid_device_id
 
 logger = logging.getLogger(__name__)
@@ -46,6 +46,21 @@ async def dashboard_door(websocket: WebSocket, device_id: str) -> None:
         hub.counters.refused[(Door.DASHBOARD, AuthFailure.BAD)] += 1
         await websocket.close(CloseCode.POLICY_VIOLATION)
         return
+    address = websocket.client.host if websocket.client else ""
+    refusal = hub.dashboards.try_add(address)
+    if refusal is not None:
+        # Accepted to say why: 1013 is "try again later" (docs/protocol.md, "Close codes").
+        hub.gate.counters.refused[refusal] += 1
+        await websocket.accept()
+        await close_quietly(websocket, CloseCode.TRY_AGAIN_LATER, within=1.0, reason="busy")
+        return
+    try:
+        await _serve(hub, websocket, device_id)
+    finally:
+        hub.dashboards.remove(address)
+
+
+async def _serve(hub: Hub, websocket: WebSocket, device_id: str) -> None:
     await websocket.accept()
     feed = DashboardFeed(
         websocket,

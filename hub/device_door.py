@@ -111,8 +111,10 @@ async def device_door(websocket: WebSocket, device_id: str) -> None:
 
 async def _receive_loop(hub: Hub, session: PublisherSession) -> None:
     socket = session.socket
+    loop = asyncio.get_running_loop()
     while True:
         message = await socket.receive()
+        session.last_heard = loop.time()  # the idle sweep's clock (hub/runtime.py)
         if message["type"] == "websocket.disconnect":
             if message.get("code") == CloseCode.MESSAGE_TOO_BIG:
                 # uvicorn's parser (ws_max_size, hub/server.py) failed the frame with 1009

@@ -11,6 +11,10 @@ unsupported one (``format=csv``) is never silently ignored. Each problem raises
 Which readings ``limit`` keeps (docs/protocol.md, "Stored readings over HTTP"):
 the newest when ``start`` is omitted or ``order=desc``, otherwise the oldest
 from ``start`` (paging forward).
+
+Times are taken to UTC here and must fall in years 1..9999 there (what Python
+and both storages can hold): ``0001-01-01T00:00:00+05:00`` is year 0 in UTC, a
+client mistake (422), not a storage failure.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import enum
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 DEFAULT_SPAN: Final = timedelta(hours=1)
@@ -31,6 +35,9 @@ MAX_BUCKETS: Final = 100_000
 
 _BUCKET: Final = re.compile(r"(\d{1,7})(s|m|h|d)")
 _UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# The range a query may name, in UTC: everything a datetime can hold.
+EARLIEST: Final = datetime.min.replace(tzinfo=UTC)
+LATEST: Final = datetime.max.replace(tzinfo=UTC)
 
 
 # `token` is the viewer token (docs/protocol.md, "Doors"), checked before the query.
@@ -71,20 +78,30 @@ def check_parameters(names: Iterable[str], allowed: frozenset[str]) -> None:
 
 
 def parse_time(parameter: str, text: str) -> datetime:
-    """An RFC 3339 timestamp with an offset (``Z`` or ``+hh:mm``)."""
+    """An RFC 3339 timestamp with an offset (``Z`` or ``+hh:mm``), in UTC."""
     try:
         value = datetime.fromisoformat(text.strip().replace("z", "Z"))
     except ValueError as err:
-        raise QueryError(parameter, f"not an RFC 3339 time: {text!r}") from err
+        raise QueryError(parameter, f"not an RFC 3339 time: {_quoted(text)}") from err
     if value.tzinfo is None or value.utcoffset() is None:
         raise QueryError(parameter, "must carry a UTC offset, e.g. 2026-11-26T05:30:00Z")
-    return value
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as err:
+        raise QueryError(parameter, "out of range: years 1 to 9999 in UTC") from err
+
+
+def _quoted(text: str, limit: int = 40) -> str:
+    """A client's text, shortened, for a one-line answer."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
 def parse_bucket(text: str) -> timedelta:
     match = _BUCKET.fullmatch(text.strip())
     if match is None:
-        raise QueryError("bucket", f"expected a duration like 60s, 5m, 1h or 1d, not {text!r}")
+        raise QueryError(
+            "bucket", f"expected a duration like 60s, 5m, 1h or 1d, not {_quoted(text)}"
+        )
     bucket = timedelta(seconds=int(match[1]) * _UNITS[match[2]])
     if not MIN_BUCKET <= bucket <= MAX_BUCKET:
         raise QueryError("bucket", "must be between 1s and 1d")
@@ -106,7 +123,11 @@ def parse_readings_query(
     order: str | None = None,
 ) -> ReadingsQuery:
     end_at = parse_time("end", end) if end is not None else now
-    start_at = parse_time("start", start) if start is not None else end_at - DEFAULT_SPAN
+    if start is not None:
+        start_at = parse_time("start", start)
+    else:
+        # An hour before the earliest time there is: from the earliest time.
+        start_at = end_at - min(DEFAULT_SPAN, end_at - EARLIEST)
     if start_at >= end_at:
         raise QueryError("start", "must be before end")
     if limit is None:
@@ -115,13 +136,13 @@ def parse_readings_query(
         try:
             count = int(limit)
         except ValueError as err:
-            raise QueryError("limit", f"not an integer: {limit!r}") from err
+            raise QueryError("limit", f"not an integer: {_quoted(limit)}") from err
         if not 1 <= count <= MAX_LIMIT:
             raise QueryError("limit", f"must be between 1 and {MAX_LIMIT}")
     try:
         direction = Order(order.strip().lower()) if order is not None else Order.ASC
     except ValueError as err:
-        raise QueryError("order", f"asc or desc, not {order!r}") from err
+        raise QueryError("order", f"asc or desc, not {_quoted(order)}") from err
     span = None
     if bucket is not None:
         span = parse_bucket(bucket)

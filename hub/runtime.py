@@ -25,6 +25,7 @@ from hub.auth import TokenBook, ViewerGate
 from hub.connections import ConnectionManager
 from hub.fanout import FeedCounters, FeedPolicy
 from hub.gatekeeper import Gatekeeper, LogLimiter
+from hub.limits import AddressCounts, Closure, ConnectionGate, ConnectionLimits
 from hub.metrics import HubCounters
 from hub.storage import create_storage
 from hub.storage.base import Storage, StorageError
@@ -44,6 +45,7 @@ class HubSettings:
     token_refresh_s: float = 1.0  # `ems hub token revoke` takes effect within about this
     feed_policy: FeedPolicy = field(default_factory=FeedPolicy)
     shutdown_flush_s: float = 3.0  # SIGTERM: how long to wait for the writer before closing
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)
 
 
 def backoff_delays(base: float = 0.5, cap: float = 30.0) -> Iterator[float]:
@@ -57,8 +59,20 @@ def backoff_delays(base: float = 0.5, cap: float = 30.0) -> Iterator[float]:
 class Hub:
     """The hub's state and background loops (see module docstring)."""
 
-    def __init__(self, settings: HubSettings, *, storage: Storage | None = None) -> None:
+    def __init__(
+        self,
+        settings: HubSettings,
+        *,
+        storage: Storage | None = None,
+        gate: ConnectionGate | None = None,
+    ) -> None:
         self.settings = settings
+        # The app's gate (hub/app.py) when served: its counters are the hub's metrics.
+        self.gate = gate or ConnectionGate(settings.limits)
+        limits = settings.limits
+        self.dashboards = AddressCounts(
+            limits.max_dashboards, limits.max_dashboards_per_address, limits
+        )
         self.storage: Storage = storage or create_storage(settings.database_url, settings.data_dir)
         self.manager = ConnectionManager()
         self.counters = HubCounters()
@@ -86,6 +100,8 @@ class Hub:
             )
             self._tasks = await stack.enter_async_context(asyncio.TaskGroup())
             self._tasks.create_task(self._refresh_tokens(), name="hub.refresh_tokens")
+            if idle_s := self.settings.limits.device_idle_timeout_s:
+                self._tasks.create_task(self._close_idle(idle_s), name="hub.close_idle")
             self._stack = stack.pop_all()
         # Devices with tokens must be able to connect as soon as we serve.
         try:
@@ -147,6 +163,27 @@ class Hub:
                     await self._stopping.wait()
             except TimeoutError:
                 pass
+
+    async def _close_idle(self, idle_s: float) -> None:
+        """Close device sockets that sent nothing for ``idle_s`` (1000, "idle").
+
+        A connected edge sends a reading every sampling interval; one silent for
+        minutes holds a socket and a registration for nothing. Checked a few
+        times per ``idle_s``, so a socket goes at most a quarter late.
+        """
+        loop = asyncio.get_running_loop()
+        while not self._stopping.is_set():
+            try:
+                async with asyncio.timeout(min(idle_s / 4, 5.0)):
+                    await self._stopping.wait()
+            except TimeoutError:
+                pass
+            now = loop.time()
+            idle = [s for s in self.manager.publishers() if now - s.last_heard >= idle_s]
+            if idle:
+                count = await self.manager.kick(idle, CloseCode.NORMAL, reason="idle")
+                self.gate.counters.closed[Closure.DEVICE_IDLE] += count
+                logger.info("closed %d device socket(s) silent for %.0f s or more", count, idle_s)
 
     async def _load_tokens(self) -> None:
         # The generation first: a change committed between the two reads is in

@@ -5,7 +5,16 @@ the sans-I/O ``websockets`` protocol, named explicitly so an upgrade of
 uvicorn's "auto" choice cannot change the flow control hub/fanout.py relies
 on; per-message deflate off (it costs memory per socket); ``ws_max_size`` of
 1 MiB, so the ``websockets`` parser fails a larger frame with 1009
-(PROTOCOL.md, "A frame larger than 1 MiB closes the connection with 1009").
+(docs/protocol.md, "Close codes": a frame larger than 1 MiB closes with 1009);
+pings every 20 s, and a peer that does not answer within 20 s is closed (a
+dashboard never has to speak, but must answer pings).
+
+Limits (docs/security.md, "Limits"): every TCP connection goes through the
+app's :class:`~hub.limits.ConnectionGate` (``app.state.gate``), applied by
+uvicorn's HTTP protocol subclassed in hub/guard.py; an idle keep-alive
+connection is closed after ``handshake_timeout_s`` too (uvicorn's own
+``timeout_keep_alive``). TLS: ``tls`` names a certificate chain and key in PEM;
+uvicorn serves HTTPS and ``wss://`` with them.
 
 Shutdown. uvicorn's own shutdown closes every open WebSocket with 1012
 ("service restart") and, after a signal, re-raises that signal once it is done,
@@ -20,14 +29,19 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import math
 import signal
 import socket
 from collections.abc import Generator
+from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
 
+from hub.guard import guarded_protocol
+from hub.limits import ConnectionGate
 from telemetry import MAX_FRAME_BYTES
 
 logger = logging.getLogger(__name__)
@@ -47,6 +61,17 @@ HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # still collected, just in larger, rarer steps.
 GC_THRESHOLDS = (50_000, 20, 100)
 
+PING_INTERVAL_S = 20.0
+PING_TIMEOUT_S = 20.0
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """The hub's own TLS: a PEM certificate chain and its PEM private key."""
+
+    cert: Path
+    key: Path
+
 
 def tune_gc() -> None:
     """The hub's collector settings, once everything loaded at start-up is alive.
@@ -64,22 +89,36 @@ def tune_gc() -> None:
 
 
 def uvicorn_config(
-    app: FastAPI, host: str, port: int, *, log_level: str = "info"
+    app: FastAPI,
+    host: str,
+    port: int,
+    *,
+    log_level: str = "info",
+    tls: TlsFiles | None = None,
 ) -> uvicorn.Config:
+    gate: ConnectionGate | None = getattr(app.state, "gate", None)
+    keep_alive_s = 5
+    if gate is not None and gate.limits.handshake_timeout_s > 0:
+        keep_alive_s = max(1, math.ceil(gate.limits.handshake_timeout_s))
     return uvicorn.Config(
         app,
         host=host,
         port=port,
         loop="uvloop",
-        http="httptools",
+        http=guarded_protocol(gate) if gate is not None else "httptools",
         ws="websockets-sansio",
         ws_max_size=MAX_FRAME_BYTES,
         ws_per_message_deflate=False,
+        ws_ping_interval=PING_INTERVAL_S,
+        ws_ping_timeout=PING_TIMEOUT_S,
         lifespan="on",
         log_config=None,  # the `ems` command configured logging already
         log_level=log_level,
         access_log=False,
+        timeout_keep_alive=keep_alive_s,
         timeout_graceful_shutdown=5,
+        ssl_certfile=tls.cert if tls is not None else None,
+        ssl_keyfile=tls.key if tls is not None else None,
     )
 
 

@@ -123,7 +123,7 @@ async def send_text_or_raise(socket: SocketLike, text: str) -> None:
         raise PeerGone(str(err)) from err
 
 
-async def close_quietly(socket: SocketLike, code: int, *, within: float) -> None:
+async def close_quietly(socket: SocketLike, code: int, *, within: float, reason: str = "") -> None:
     """Close with ``code`` unless already closed; a peer that never reads is aborted.
 
     uvicorn's ``send`` (and so the close frame) waits while the transport is
@@ -134,7 +134,7 @@ async def close_quietly(socket: SocketLike, code: int, *, within: float) -> None
         return
     try:
         async with asyncio.timeout(within):
-            await socket.close(code)
+            await socket.close(code, reason or None)
     except TimeoutError:
         transport = transport_of(socket)
         logger.info("close %d timed out after %.1f s: aborting the socket", code, within)
