@@ -142,7 +142,7 @@ def parse_readings_query(
     try:
         direction = Order(order.strip().lower()) if order is not None else Order.ASC
     except ValueError as err:
-        raise QueryError("order", f"asc or desc, not {_quoted(order)}") from err
+        raise QueryError("order", f"asc or desc, not {_quoted(order or '')}") from err
     span = None
     if bucket is not None:
         span = parse_bucket(bucket)
