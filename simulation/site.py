@@ -30,9 +30,10 @@ from typing import Final
 from drivers.profile import RegisterImage, RegisterMap, encode_map
 from drivers.profiles import sunspec
 from drivers.profiles.eastron import SDM630
-from drivers.profiles.epever import TRACER
+from drivers.profiles.epever import CHARGING_MODE_MPPT, TRACER, TRACER_SERVED
 from drivers.profiles.seplos import SEPLOS_V3
 from drivers.registers import RegisterType
+from simulation.plant.converters import ChargerSpec
 
 
 class Unit(enum.IntEnum):
@@ -54,6 +55,29 @@ REGISTER_MAPS: Final[Mapping[Unit, RegisterMap]] = {
     Unit.CHARGER: TRACER,
     Unit.BMS: SEPLOS_V3,
 }
+
+
+# What each device serves: the map the edge polls, and for the Tracer also the
+# registers it answers but the edge does not read (rated data, battery statistics).
+SERVED_MAPS: Final[Mapping[Unit, RegisterMap]] = {**REGISTER_MAPS, Unit.CHARGER: TRACER_SERVED}
+
+
+def _tracer_rated(spec: ChargerSpec) -> dict[str, object]:
+    """The Tracer's "Rated data" block (EPEver V2.5, 0x3000-0x300E) for the plant's charger."""
+    return {
+        "charger_rated_input_voltage_v": spec.max_pv_voltage_v,
+        "charger_rated_input_current_a": spec.rated_charge_current_a,
+        "charger_rated_input_power_w": spec.rated_input_power_w,
+        "charger_rated_battery_voltage_v": spec.system_voltage_v,
+        "charger_rated_charge_current_a": spec.rated_charge_current_a,
+        "charger_rated_charge_power_w": spec.rated_charge_current_a * spec.system_voltage_v,
+        "charger_charging_mode": float(CHARGING_MODE_MPPT),
+        # The 6415AN has no load output.
+        "charger_rated_load_current_a": 0.0,
+    }
+
+
+_RATED: Final = _tracer_rated(ChargerSpec())
 
 
 @dataclass(frozen=True)
@@ -100,6 +124,13 @@ def device_sections(
             charger_extra["charger_battery_temperature_c"] = battery["temperature_c"]
         if "soc_pct" in battery:
             charger_extra["charger_battery_soc_pct"] = battery["soc_pct"]
+        charger_extra.update(_RATED)
+        if "voltage_v" in battery:
+            charger_extra["charger_stat_battery_voltage_v"] = battery["voltage_v"]
+        current = battery.get("current_a")
+        if isinstance(current, float):
+            # EPEver counts the battery current > 0 charging; the protocol > 0 discharging.
+            charger_extra["charger_stat_battery_current_a"] = -current
         out = {"solar": _section(sections, "solar"), "extra": charger_extra}
     else:
         bms_extra: dict[str, object] = dict(extra)
@@ -127,7 +158,7 @@ def encode_site(sections: Mapping[str, Mapping[str, object]]) -> dict[Unit, Regi
     """Every device's register image for one plant state."""
     images = {
         unit: encode_map(reg_map, device_sections(unit, sections))
-        for unit, reg_map in REGISTER_MAPS.items()
+        for unit, reg_map in SERVED_MAPS.items()
     }
     meter = images[Unit.GRID_METER].setdefault(RegisterType.INPUT, {})
     for address in range(SDM630_LAST_INPUT + 1):

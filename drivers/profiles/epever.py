@@ -9,6 +9,16 @@ Values are integers to be divided by the "Times" column (100 unless noted), and
 32-bit values take two registers, L at the lower address then H: low word first
 (V2.5, note 5: rated power 3000 W x 100 is 0x93E0 in 0x3002 and 0x0004 in 0x3003).
 
+Besides what the edge polls (``TRACER``), a Tracer answers the "Rated data"
+block 0x3000-0x300E (V2.5: 0x3000 PV array rated voltage, 0x3001 rated current,
+0x3002/0x3003 rated power; 0x3004 rated battery voltage, 0x3005 rated charging
+current, 0x3006/0x3007 rated charging power; 0x3008 charging mode, 0000H
+connect/disconnect, 0001H PWM, 0002H MPPT; 0x300E rated load current; 0x3009-0x300D
+are not listed and read as 0 inside the block) and the statistical "Battery
+voltage" 0x331A and "Battery current" 0x331B (L) / 0x331C (H), a signed 32-bit
+value, > 0 charging. ``TRACER_SERVED`` adds them (``TRACER_UNPOLLED``) for the
+simulator, so a third-party EPEver reader gets answers where a real Tracer gives them.
+
 Unreadable ranges (``TRACER_HOLES``): the vendor's tables have holes, and a
 Tracer 3210A answers exception 02 to any read touching some of them (raw dumps
 recorded in peterxxl/dbus-epever-tracer, epsolar_modbus_protocol_map.md,
@@ -29,11 +39,11 @@ from drivers.planner import Hole
 from drivers.profile import Point, RegisterMap, target
 from drivers.registers import DataType, RegisterType, WordOrder
 
-SOURCE: Final = "EPEver Tracer Controller Protocol V2.5, input registers 0x3100-0x3313"
+SOURCE: Final = "EPEver Tracer Controller Protocol V2.5, input registers 0x3000-0x331C"
 TRACER_HOLES: Final = (
-    # Tracer 3210A: the "rated data" block 0x3000-0x300E: "Every attempt returns
-    # exception 02".
-    Hole(RegisterType.INPUT, 0x3000, 0x300E),
+    # V2.5 lists nothing between the rated data (ending at 0x300E) and the
+    # real-time data at 0x3100; the controller refuses reads there.
+    Hole(RegisterType.INPUT, 0x300F, 0x30FF),
     # Tracer 3210A: "Count > 18 returns exception 02" from 0x3100, so 0x3112 (the
     # LS-B V1.1 "power component temperature") is refused; V2.5 lists nothing at
     # 0x3113-0x3119, before "Battery SOC" at 0x311A.
@@ -42,10 +52,19 @@ TRACER_HOLES: Final = (
     # 0x311D; Tracer 3210A: "Reading 0x311A-0x311D as a block fails for any
     # unsupported address in the range", each of 0x311A, 0x311B, 0x311D read alone works.
     Hole(RegisterType.INPUT, 0x311C, 0x311C),
+    # V2.5 lists nothing after 0x311D "Battery real rated voltage" before the
+    # real-time status at 0x3200, nor after 0x3202 "Discharging equipment status"
+    # before the statistics at 0x3300.
+    Hole(RegisterType.INPUT, 0x311E, 0x31FF),
+    Hole(RegisterType.INPUT, 0x3203, 0x32FF),
     # Tracer 3210A: "Count > 20 returns exception 02" from 0x3300; 0x3314-0x3315 (CO2
-    # reduction) and 0x331B-0x331E (net battery current, temperatures) "confirmed
-    # unsupported", and V2.5 lists nothing at 0x3316-0x331A.
-    Hole(RegisterType.INPUT, 0x3314, 0x331E),
+    # reduction) "confirmed unsupported", and V2.5 lists nothing at 0x3316-0x3319.
+    Hole(RegisterType.INPUT, 0x3314, 0x3319),
+    # V2.5 "Statistical parameter": 0x331A "Battery voltage" and 0x331B/0x331C
+    # "Battery current" L/H are answered (third-party readers such as epevermodbus
+    # read them); the LS-B V1.1 battery and ambient temperatures at 0x331D-0x331E
+    # are not (Tracer 3210A: "confirmed unsupported").
+    Hole(RegisterType.INPUT, 0x331D, 0x331E),
 )
 
 
@@ -67,7 +86,7 @@ def _reg(
     )
 
 
-U16, S16, U32 = DataType.UINT16, DataType.INT16, DataType.UINT32
+U16, S16, U32, S32 = DataType.UINT16, DataType.INT16, DataType.UINT32, DataType.INT32
 
 TRACER: Final = RegisterMap(
     name="epever_tracer",
@@ -112,4 +131,29 @@ TRACER: Final = RegisterMap(
         _reg("Generated energy today", 0x330C, U32, "solar.energy_today_wh", scale=10.0),
         _reg("Total generated energy", 0x3312, U32, "solar.energy_total_wh", scale=10.0),
     ),
+)
+
+# Registers a Tracer answers that the edge's poll leaves out (module docstring):
+# the rated data never change, and the statistical battery voltage and current
+# repeat 0x3104 and the charger's view of the battery. The simulator serves them.
+TRACER_UNPOLLED: Final = (
+    _reg("PV array rated voltage", 0x3000, U16, "extra.charger_rated_input_voltage_v"),
+    _reg("PV array rated current", 0x3001, U16, "extra.charger_rated_input_current_a"),
+    _reg("PV array rated power", 0x3002, U32, "extra.charger_rated_input_power_w"),
+    _reg("Rated battery voltage", 0x3004, U16, "extra.charger_rated_battery_voltage_v"),
+    _reg("Rated charging current", 0x3005, U16, "extra.charger_rated_charge_current_a"),
+    _reg("Rated charging power", 0x3006, U32, "extra.charger_rated_charge_power_w"),
+    _reg("Charging mode", 0x3008, U16, "extra.charger_charging_mode", scale=1.0),
+    _reg("Rated load current", 0x300E, U16, "extra.charger_rated_load_current_a"),
+    _reg("Statistical battery voltage", 0x331A, U16, "extra.charger_stat_battery_voltage_v"),
+    _reg("Statistical battery current", 0x331B, S32, "extra.charger_stat_battery_current_a"),
+)
+# V2.5 0x3008 "Charging mode": 0002H MPPT.
+CHARGING_MODE_MPPT: Final = 2
+
+TRACER_SERVED: Final = RegisterMap(
+    name="epever_tracer",
+    source=SOURCE,
+    holes=TRACER_HOLES,
+    points=TRACER.points + TRACER_UNPOLLED,
 )

@@ -56,6 +56,10 @@ class ChargerSpec:
 
     rated_charge_current_a: float = 60.0
     max_pv_voltage_v: float = 150.0
+    # Tracer 6415AN datasheet: "max. PV input power 3200 W/48 V"; the 48 V system class
+    # is what its rated-data registers report for a 16S LFP pack (51.2 V nominal).
+    rated_input_power_w: float = 3200.0
+    system_voltage_v: float = 48.0
     losses: LossModel = LossModel(constant_w=2.0, proportional=0.015, quadratic_per_w=3.0e-6)
     # Heat path to the room: kelvin per watt of loss, and the time constant.
     thermal_resistance_k_per_w: float = 0.25

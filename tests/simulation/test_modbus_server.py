@@ -153,6 +153,43 @@ async def test_the_charger_refuses_reads_through_its_holes(
         assert reading.transactions == 4
 
 
+@pytest.mark.parametrize("kind", ["tcp", "rtu-minimalmodbus"])
+async def test_the_charger_answers_its_rated_data_and_battery_statistics(
+    served: tuple[DeviceServer, Sections], kind: str
+) -> None:
+    # EPEver V2.5 "Rated data" 0x3000-0x300E and the statistical battery voltage and
+    # current 0x331A-0x331C, as a third-party EPEver reader asks for them.
+    server, sections = served
+    charger = int(Unit.CHARGER)
+    async with open_transport(_bus(kind, server)) as transport:
+        rated = await transport.read(RegisterType.INPUT, 0x3000, 15, unit=charger)
+        stats = await transport.read(RegisterType.INPUT, 0x331A, 3, unit=charger)
+        # Still refused: the gap after the rated block, and the temperatures at 0x331D.
+        for address, count in ((0x3000, 16), (0x331A, 4), (0x3314, 2), (0x3200, 4)):
+            with pytest.raises(ExceptionResponse) as caught:
+                await transport.read(RegisterType.INPUT, address, count, unit=charger)
+            assert caught.value.code is ExceptionCode.ILLEGAL_DATA_ADDRESS, (address, count)
+    # Times 100, 32-bit values low word first (V2.5 notes 5): a 150 V / 60 A / 3200 W
+    # MPPT controller for a 48 V system, no load output.
+    assert rated[0] == 15000
+    assert rated[1] == 6000
+    assert rated[2] + (rated[3] << 16) == 320000
+    assert rated[4] == 4800
+    assert rated[5] == 6000
+    assert rated[6] + (rated[7] << 16) == 60 * 48 * 100
+    assert rated[8] == 2  # charging mode: MPPT
+    assert rated[9:14] == (0, 0, 0, 0, 0)
+    assert rated[14] == 0
+    battery = sections["battery"]
+    assert isinstance(battery["voltage_v"], float)
+    assert isinstance(battery["current_a"], float)
+    assert stats[0] == round(battery["voltage_v"] * 100)
+    current = stats[1] + (stats[2] << 16)
+    current -= (1 << 32) if current & 0x8000_0000 else 0
+    # Signed, > 0 charging (the protocol's battery current is > 0 discharging).
+    assert current == round(-battery["current_a"] * 100)
+
+
 async def test_the_meter_refuses_more_than_40_parameters(
     served: tuple[DeviceServer, Sections],
 ) -> None:
