@@ -14,12 +14,15 @@ in the package: no build step).
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Final
 
-from fastapi import APIRouter, HTTPException
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import FileResponse, HTMLResponse
 
+from hub.runtime import Hub
+from hub.storage.base import StorageError
 from telemetry import is_valid_device_id
 
 STATIC_DIR: Final = Path(__file__).resolve().parent / "static"
@@ -41,13 +44,42 @@ async def fleet_page() -> FileResponse:
     return _page("index.html")
 
 
-@router.get("/devices/{device_id}")
-async def device_page(device_id: str) -> FileResponse:
-    """One device: energy flow, latest values, and a rolling chart of the powers."""
-    # The same rule as the doors (PROTOCOL.md, "Doors"): anything else cannot exist.
-    if not is_valid_device_id(device_id):
-        raise HTTPException(status_code=404, detail="no such device id")
+@router.get("/devices/{device_id}", response_model=None)
+async def device_page(request: Request, device_id: str) -> FileResponse | HTMLResponse:
+    """One device: energy flow, latest values, and a rolling chart of the powers.
+
+    A device the hub does not know (no token, no stored reading, not connected)
+    is a 404 page rather than an empty dashboard that waits forever.
+    """
+    # The same rule as the doors (docs/protocol.md, "Doors"): anything else cannot exist.
+    if not is_valid_device_id(device_id) or not await _known(request.app.state.hub, device_id):
+        return _not_found(device_id)
     return _page("device.html")
+
+
+async def _known(hub: Hub, device_id: str) -> bool:
+    if hub.manager.is_online(device_id) or hub.manager.last_reading(device_id) is not None:
+        return True
+    try:
+        return any(record.device_id == device_id for record in await hub.storage.devices())
+    except StorageError:
+        return True  # cannot tell: the page itself says what it can reach
+
+
+def _not_found(device_id: str) -> HTMLResponse:
+    name = html.escape(device_id[:80])
+    body = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>EMS Switchboard · no device {name}</title>"
+        '<link rel="stylesheet" href="/static/dashboard.css"></head><body>'
+        '<header class="topbar"><a class="brand" href="/">EMS Switchboard</a></header>'
+        f'<main class="page"><h1>No device “{name}”</h1>'
+        "<p>This hub has no token and no reading for this device id. "
+        '<a href="/">See every device it knows</a>, or add a token with '
+        f"<code>ems hub token add {name}</code>.</p></main></body></html>"
+    )
+    return HTMLResponse(body, status_code=404, headers=_CACHE_HEADERS)
 
 
 @router.get("/static/{path:path}")

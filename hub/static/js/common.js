@@ -71,8 +71,8 @@ export function backoffDelay(attempt) {
 /**
  * The dashboard door of one device, reconnecting by itself.
  *
- * Callbacks: onOpen(), onStatus(frame), onReading(frame),
- * onState({state: "connecting" | "live" | "waiting", retryInMs, closeCode}).
+ * Callbacks: onOpen(), onStatus(frame), onReading(frame), onHealth(frame),
+ * onHistory(frame), onState({state: "connecting" | "live" | "waiting", retryInMs, closeCode}).
  */
 export class DashboardSocket {
   constructor(deviceId, callbacks) {
@@ -120,8 +120,13 @@ export class DashboardSocket {
       } catch {
         return; // not ours to judge; the protocol only sends JSON objects
       }
-      if (frame.type === "status" && this.callbacks.onStatus) this.callbacks.onStatus(frame);
-      else if (frame.type === "reading" && this.callbacks.onReading) this.callbacks.onReading(frame);
+      const handler = {
+        status: this.callbacks.onStatus,
+        reading: this.callbacks.onReading,
+        health: this.callbacks.onHealth, // docs/protocol.md, "Hub -> dashboard" extensions
+        history: this.callbacks.onHistory,
+      }[frame.type];
+      if (handler) handler(frame); // other types: not ours, ignored
     });
     socket.addEventListener("close", (event) => {
       if (socket !== this.socket || this.stopped) return;

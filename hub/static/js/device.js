@@ -13,6 +13,7 @@ import {
   DashboardSocket,
   describeField,
   el,
+  formatAgo,
   formatClock,
   formatPercent,
   formatPower,
@@ -22,6 +23,7 @@ import {
   parseTs,
   powersOf,
 } from "./common.js";
+import { deviceLine, failingSections, failingText, siteCondition, staleAfterMs } from "./health.js";
 
 const WINDOW_MS = 60 * 60 * 1000;
 const BUCKET = "60s";
@@ -58,6 +60,13 @@ const state = {
   livePoints: 0,
   historyBeforeFirstLive: null, // how many history points the chart had when live data began
   connected: false,
+  online: null, // the agent's socket, from status frames; null: unknown (no hub)
+  health: null, // the agent's latest health frame (docs/protocol.md, "Device health")
+  lastArrivalMs: null, // when the newest live reading arrived (this browser's clock)
+  // section -> {values, ts, arrivedMs}: the newest values of each section, kept
+  // when a reading comes without it (its device failing), to be shown greyed.
+  sections: new Map(),
+  latest: null, // the newest reading
 };
 
 // --- The chart and its back-fill ----------------------------------------------
@@ -114,6 +123,24 @@ async function backfill() {
       for (const frame of held) addLive(frame);
       countPoints();
     }
+  }
+}
+
+// A batch (an agent's outage backlog) was stored: fetch that range, so the
+// chart has no hole where the outage was (docs/protocol.md, "history" frames).
+async function fillHistory(frame) {
+  const endMs = parseTs(frame.end);
+  if (!Number.isFinite(endMs) || endMs < Date.now() - WINDOW_MS) return;
+  const path = `/api/devices/${encodeURIComponent(deviceId)}/readings`;
+  const end = new Date(endMs + 1).toISOString(); // end is exclusive in the API, inclusive here
+  try {
+    const answer = await getJSON(path, { start: frame.start, end, limit: MAX_CATCH_UP });
+    for (const record of answer.readings ?? []) {
+      if (chart.insert(pointOf(record, "backlog"))) state.historyPoints += 1;
+    }
+    countPoints();
+  } catch (err) {
+    showNotice(`History unavailable: ${err.message}`);
   }
 }
 
@@ -188,11 +215,32 @@ function renderFlow(reading) {
 
 // --- Latest values ---------------------------------------------------------------
 
-function renderValues(reading) {
-  const cards = [];
+function isStale(section, now) {
+  const entry = state.sections.get(section);
+  if (!entry) return false;
+  return (
+    failingSections(state.health).has(section) || // its device is not read
+    (state.latest !== null && entry.ts !== state.latest.ts) || // the newest reading lacks it
+    now - entry.arrivedMs > staleAfterMs(state.health) // nothing new for three intervals
+  );
+}
+
+function keepSections(reading) {
+  const arrivedMs = Date.now();
   for (const section of SECTIONS) {
     const values = reading[section];
-    if (!values || typeof values !== "object") continue;
+    if (values && typeof values === "object") state.sections.set(section, { values, ts: reading.ts, arrivedMs });
+  }
+}
+
+function renderValues(reading) {
+  const cards = [];
+  const now = Date.now();
+  for (const section of SECTIONS) {
+    const entry = state.sections.get(section);
+    if (!entry) continue;
+    const values = entry.values;
+    const stale = isStale(section, now);
     const rows = Object.entries(values).map(([name, value]) => {
       const { label, unit } = describeField(name);
       return el(
@@ -202,11 +250,12 @@ function renderValues(reading) {
         el("dd", { text: formatValue(value, unit) }),
       );
     });
+    const age = stale ? el("span", { class: "age", text: `as of ${formatAgo(parseTs(entry.ts), now)}` }) : null;
     cards.push(
       el(
         "article",
-        { class: "panel values-card", "data-section": section },
-        el("h3", { text: section }),
+        { class: "panel values-card", "data-section": section, "data-stale": String(stale), "data-ts": entry.ts },
+        el("h3", {}, section, age),
         el("dl", {}, ...rows),
       ),
     );
@@ -242,8 +291,57 @@ function showReading(frame) {
   const ts = parseTs(frame.ts);
   if (state.latestTs !== null && ts < state.latestTs) return;
   state.latestTs = ts;
+  state.latest = frame;
+  state.lastArrivalMs = Date.now();
+  keepSections(frame);
   renderFlow(frame);
   renderValues(frame);
+  renderCondition();
+}
+
+// --- Health: is what the page shows live? ----------------------------------------------
+
+function renderCondition() {
+  const now = Date.now();
+  const { condition, text } = siteCondition({
+    online: state.online,
+    health: state.health,
+    lastSeenMs: state.lastArrivalMs,
+    now,
+  });
+  const pill = byId("status");
+  pill.dataset.online = state.online === null ? "unknown" : state.online ? "online" : "offline";
+  pill.dataset.condition = condition;
+  pill.className = `pill ${condition}`;
+  pill.textContent = text;
+  // Only live values move: offline, failing or stale, the flow stands still.
+  flow.dataset.stale = String(condition !== "ok");
+  const problem = byId("health-banner");
+  const failing = condition === "failing" ? failingText(state.health) : "";
+  const quiet =
+    condition === "stale" && state.lastArrivalMs !== null
+      ? `No reading for ${formatAgo(state.lastArrivalMs, now).replace(" ago", "")}: the values below are not live.`
+      : "";
+  problem.textContent = failing ? `Not read: ${failing}. Its values below are the last good ones, greyed.` : quiet;
+  problem.hidden = !problem.textContent;
+  const list = byId("health-list");
+  list.replaceChildren(
+    ...(state.health?.devices ?? []).map((device) =>
+      el("li", { "data-device": device.name, "data-state": device.state, text: deviceLine(device, now) }),
+    ),
+  );
+  for (const card of document.querySelectorAll(".values-card[data-section]")) {
+    const section = card.dataset.section;
+    if (section === "derived") continue;
+    if (String(isStale(section, now)) !== card.dataset.stale && state.latest) {
+      renderValues(state.latest); // a section went stale or fresh: draw the cards again
+      break;
+    }
+  }
+  for (const age of document.querySelectorAll(".values-card[data-stale=\"true\"] .age")) {
+    const ts = age.closest(".values-card").dataset.ts;
+    age.textContent = `as of ${formatAgo(parseTs(ts), now)}`;
+  }
 }
 
 // --- Status and connection -----------------------------------------------------------
@@ -255,15 +353,10 @@ function showNotice(text) {
 }
 
 function setDeviceStatus(online, since) {
-  const pill = byId("status");
-  const word = online === null ? "unknown" : online ? "online" : "offline";
-  pill.dataset.online = word;
-  pill.className = `pill ${word}`;
-  pill.textContent = word;
+  state.online = online;
   const sinceText = since ? `since ${formatClock(parseTs(since))}` : "";
   byId("status-since").textContent = online === null ? "" : sinceText;
-  // Offline or unknown: the flow shows the last values received, standing still.
-  flow.dataset.stale = String(online !== true);
+  renderCondition();
   const banner = byId("offline-banner");
   banner.hidden = online !== false;
   banner.textContent =
@@ -303,6 +396,11 @@ function setConnection({ state: socketState, retryInMs }) {
 new DashboardSocket(deviceId, {
   onOpen: () => backfill(),
   onStatus: (frame) => setDeviceStatus(Boolean(frame.online), frame.since),
+  onHealth: (frame) => {
+    state.health = frame;
+    renderCondition();
+  },
+  onHistory: (frame) => fillHistory(frame),
   onReading: (frame) => {
     showReading(frame);
     if (state.held) state.held.push(frame);
@@ -310,6 +408,8 @@ new DashboardSocket(deviceId, {
   },
   onState: setConnection,
 }).start();
+
+setInterval(renderCondition, 1000); // ages grow, values go stale
 
 // For tests and the curious: what the chart holds, read-only.
 window.emsDashboard = Object.freeze({

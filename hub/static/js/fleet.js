@@ -15,6 +15,7 @@ import {
   parseTs,
   powersOf,
 } from "./common.js";
+import { failingText, siteCondition } from "./health.js";
 
 const POLL_MS = 5000;
 const LIVE_SOCKETS = 24; // a big fleet is polled only: one socket per card would not scale
@@ -40,6 +41,7 @@ function newDevice(deviceId) {
   const house = metric("house", "House");
   const pill = el("span", { class: "pill", text: "…" });
   const seen = el("time", { class: "seen", text: "never" });
+  const problem = el("p", { class: "card-problem", hidden: "" });
   const card = el(
     "li",
     { class: "device-card", "data-device-id": deviceId },
@@ -47,6 +49,7 @@ function newDevice(deviceId) {
       "a",
       { class: "card-link", href: pageHref(`/devices/${encodeURIComponent(deviceId)}`) },
       el("div", { class: "card-head" }, el("span", { class: "device-name", text: deviceId }), pill),
+      problem,
       el("dl", { class: "headline" }, solar.box, soc.box, grid.box, house.box),
       el("div", { class: "card-foot" }, "last seen ", seen),
     ),
@@ -56,6 +59,8 @@ function newDevice(deviceId) {
     card,
     pill,
     seen,
+    problem,
+    health: null, // the agent's latest health frame (docs/protocol.md, "Device health")
     cells: { solar: solar.value, soc: soc.value, grid: grid.value, house: house.value },
     online: null,
     lastSeenMs: null,
@@ -69,8 +74,30 @@ function newDevice(deviceId) {
 function setOnline(state, online) {
   state.online = Boolean(online);
   state.card.dataset.online = String(state.online);
-  state.pill.textContent = state.online ? "online" : "offline";
-  state.pill.className = `pill ${state.online ? "online" : "offline"}`;
+  renderCondition(state);
+}
+
+function setHealth(state, health) {
+  state.health = health ?? null;
+  renderCondition(state);
+}
+
+// The card's colour and pill say how the site is doing, not only whether its
+// agent's socket is up: a failing device is named, frozen numbers are greyed.
+function renderCondition(state) {
+  // A card without a socket learns of new readings only at each poll.
+  const slack = state.socket === null && state.lastSeenMs !== null ? POLL_MS : 0;
+  const { condition, text } = siteCondition({
+    online: state.online,
+    health: state.health,
+    lastSeenMs: state.lastSeenMs === null ? null : state.lastSeenMs + slack,
+  });
+  state.card.dataset.condition = condition;
+  state.pill.textContent = text;
+  state.pill.className = `pill ${condition}`;
+  const problem = condition === "failing" ? failingText(state.health) : "";
+  state.problem.textContent = problem;
+  state.problem.hidden = !problem;
 }
 
 function setReading(state, reading) {
@@ -97,6 +124,7 @@ function setReading(state, reading) {
 }
 
 function renderSeen(state) {
+  renderCondition(state); // the age of the newest reading decides "no fresh data"
   state.seen.textContent = formatAgo(state.lastSeenMs);
   if (state.lastSeenMs !== null) {
     state.seen.dateTime = new Date(state.lastSeenMs).toISOString();
@@ -107,7 +135,12 @@ function renderSeen(state) {
 function follow(state) {
   state.socket = new DashboardSocket(state.deviceId, {
     onStatus: (frame) => setOnline(state, frame.online),
-    onReading: (frame) => setReading(state, frame),
+    onReading: (frame) => {
+      // Its arrival, not its ts, says the site is live: an edge clock may be off.
+      state.lastSeenMs = Math.max(state.lastSeenMs ?? 0, parseTs(frame.received_at) || 0);
+      setReading(state, frame);
+    },
+    onHealth: (frame) => setHealth(state, frame),
   }).start();
 }
 
@@ -138,6 +171,9 @@ async function poll() {
     if (!state) {
       state = newDevice(entry.device_id);
       if (devices.size <= LIVE_SOCKETS) follow(state);
+    }
+    if (entry.health !== undefined && (state.health === null || state.socket === null)) {
+      setHealth(state, entry.health);
     }
     setOnline(state, entry.online);
     if (entry.last_seen) {

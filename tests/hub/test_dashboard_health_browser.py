@@ -1,0 +1,221 @@
+"""The dashboard tells live values from frozen ones: a real site end to end, in a real browser.
+
+``ems sim`` serves the simulated site over Modbus TCP, ``ems edge run`` polls
+it and streams to ``ems hub serve`` (embedded SQLite) through a TCP proxy the
+test can cut, and Debian's chromium shows the pages (docs/protocol.md,
+"Device health" and the ``history`` frame).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from edge.demo import simulated_site_config
+from tests.edge.hubproc import EMS, REPO, HubProcess, free_port, running_hub
+from tests.hub.dashboard_support import CHROMIUM, CHROMIUM_ARGS, ConsoleWatch, wait_until
+from tests.tcp_proxy import ThreadedTcpProxy
+
+pytestmark = pytest.mark.slow
+
+DEVICE_ID = "site_health"
+INTERVAL_S = 1.0  # the agent's sampling interval
+CARD = f'.device-card[data-device-id="{DEVICE_ID}"]'
+
+
+@dataclass
+class SimProcess:
+    """``ems sim`` on a fixed port, so it can be stopped and started again."""
+
+    port: int
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [*EMS, "sim", "--tcp", f"127.0.0.1:{self.port}"],
+                cwd=REPO,
+                env={**os.environ, "PYTHONPATH": str(REPO)},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+        def listening() -> bool:
+            assert self.process is not None
+            assert self.process.poll() is None, self.text()
+            with socket.socket() as probe:
+                return probe.connect_ex(("127.0.0.1", self.port)) == 0
+
+        wait_until(listening, 30, "the simulator to listen")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+        self.process = None
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:]
+
+
+@dataclass
+class Site:
+    hub: HubProcess
+    sim: SimProcess
+    proxy: ThreadedTcpProxy
+    browser: Browser
+    agent_log: Path
+
+    def open(self, path: str) -> tuple[Page, ConsoleWatch]:
+        page = self.browser.new_page(viewport={"width": 1280, "height": 900})
+        watch = ConsoleWatch()
+        page.on("console", lambda m: watch.errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda error: watch.errors.append(f"uncaught: {error}"))
+        page.goto(f"{self.hub.http}{path}")
+        return page, watch
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    work = tmp_path_factory.mktemp("health")
+    with (
+        running_hub(work / "hub") as hub,
+        ThreadedTcpProxy("127.0.0.1", hub.port) as proxy,
+        sync_playwright() as playwright,
+    ):
+        token = hub.token_add(DEVICE_ID)
+        sim = SimProcess(free_port(), work / "sim.log")
+        sim.start()
+        config = work / "edge.toml"
+        config.write_text(
+            simulated_site_config(
+                device_id=DEVICE_ID,
+                hub_url=f"ws://127.0.0.1:{proxy.port}",
+                modbus_port=sim.port,
+                buffer_path=work / "buffer.db",
+                interval_s=INTERVAL_S,
+                timeout_s=0.3,
+            )
+        )
+        agent_log = work / "agent.log"
+        with agent_log.open("ab") as log:
+            agent = subprocess.Popen(
+                [*EMS, "edge", "run", "--config", str(config)],
+                cwd=REPO,
+                env={**os.environ, "PYTHONPATH": str(REPO), "EMS_TOKEN": token},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield Site(hub, sim, proxy, browser, agent_log)
+        finally:
+            browser.close()
+            agent.terminate()
+            agent.wait(timeout=30)
+            sim.stop()
+
+
+def test_a_stopped_modbus_server_shows_as_failing_within_three_intervals(site: Site) -> None:
+    fleet, fleet_watch = site.open("/")
+    page, page_watch = site.open(f"/devices/{DEVICE_ID}")
+    fleet.wait_for_selector(f'{CARD}[data-condition="ok"]', timeout=60_000)
+    page.wait_for_selector('.values-card[data-section="grid"][data-stale="false"]')
+    assert page.locator("#status").inner_text() == "online"
+
+    site.sim.stop()
+    stopped = time.monotonic()
+    fleet.wait_for_selector(f'{CARD}[data-condition="failing"]', timeout=30_000)
+    took = time.monotonic() - stopped
+    assert took <= 3 * INTERVAL_S, f"the fleet card turned after {took:.1f} s"
+    # The card names the devices that are not read, and its numbers are greyed.
+    problem = fleet.locator(f"{CARD} .card-problem").inner_text()
+    for name in ("inverter", "meter", "charger", "bms"):
+        assert name in problem, problem
+    assert fleet.locator(f"{CARD} .pill").inner_text() == "failing"
+    ink = fleet.evaluate("getComputedStyle(document.querySelector('.device-name')).color")
+    number = fleet.eval_on_selector(f"{CARD} .metric dd", "el => getComputedStyle(el).color")
+    assert number != ink, "the frozen numbers are not greyed"
+
+    # The device page: every section greyed with its age, the failing devices named.
+    page.wait_for_selector('.values-card[data-section="grid"][data-stale="true"]', timeout=10_000)
+    page.wait_for_function(  # extra has no device of its own: greyed by its age
+        "document.querySelectorAll('.values-card[data-stale=\"false\"]:not(.derived)').length === 0"
+    )
+    page.wait_for_function(
+        "document.querySelector('.values-card[data-section=\"battery\"] .age')"
+        "?.textContent.startsWith('as of')"
+    )
+    assert page.locator("#status").inner_text() == "failing"
+    assert page.locator("#flow").get_attribute("data-stale") == "true"
+    assert page.locator('#health-list li[data-device="inverter"]').get_attribute("data-state") == (
+        "failing"
+    )
+    banner = page.locator("#health-banner").inner_text()
+    assert "inverter" in banner
+    assert "Not read" in banner
+
+    site.sim.start()  # the devices come back: live again
+    fleet.wait_for_selector(f'{CARD}[data-condition="ok"]', timeout=30_000)
+    page.wait_for_selector('.values-card[data-section="grid"][data-stale="false"]')
+    assert page.locator("#status").inner_text() == "online"
+    assert fleet_watch.problems() == []
+    assert page_watch.problems() == []
+    fleet.close()
+    page.close()
+
+
+def test_an_agents_backlog_fills_an_open_chart_without_a_reload(site: Site) -> None:
+    page, watch = site.open(f"/devices/{DEVICE_ID}")
+    page.wait_for_function(
+        "window.emsDashboard.points().filter(p => p.source === 'live').length >= 2",
+        timeout=30_000,
+    )
+    page.evaluate("window.sameDocument = true")  # gone if the page reloads
+    site.proxy.cut()  # the agent loses the hub and keeps polling into its buffer
+    cut_at = datetime.now(UTC)
+    page.wait_for_selector('#status[data-online="offline"]', timeout=20_000)
+    time.sleep(6 * INTERVAL_S)
+    restored_at = datetime.now(UTC)
+    site.proxy.restore()
+
+    # The readings taken while cut off, as the hub stored them (sent as a batch).
+    def outage_readings() -> list[str]:
+        rows = site.hub.readings(
+            DEVICE_ID, start=cut_at + timedelta(seconds=1), end=restored_at - timedelta(seconds=1)
+        )
+        return [str(row["ts"]) for row in rows]
+
+    wait_until(lambda: len(outage_readings()) >= 4, 60, "the backlog to be stored")
+    stamps = [
+        int(datetime.fromisoformat(ts).timestamp() * 1000) for ts in outage_readings()
+    ]  # ms, as the page parses them
+    page.wait_for_function(
+        f"(() => {{ const have = new Set(window.emsDashboard.points().map(p => p.ts));"
+        f" return {stamps}.every(ts => have.has(ts)); }})()",
+        timeout=20_000,
+    )
+    shown = {p["ts"]: p["source"] for p in page.evaluate("window.emsDashboard.points()")}
+    assert {shown[ts] for ts in stamps} == {"backlog"}  # stored history, not live frames
+    assert page.evaluate("window.sameDocument") is True
+    assert watch.problems() == []
+    page.close()
+
+
+def test_an_unknown_device_page_is_404(site: Site) -> None:
+    page, _ = site.open("/devices/nobody_here")
+    response = page.goto(f"{site.hub.http}/devices/nobody_here")
+    assert response is not None
+    assert response.status == 404
+    assert "nobody_here" in page.locator("body").inner_text()
+    page.close()
