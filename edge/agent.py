@@ -37,7 +37,7 @@ from drivers.errors import ProfileError
 from drivers.profiles import ProfileName, fixed_map
 from edge.backoff import BackoffPolicy
 from edge.clock import ClockGuard, ClockSource, SystemClock, boot_id
-from edge.config import EdgeConfig, Profile
+from edge.config import EdgeConfig, Profile, tls_context
 from edge.health import DeviceHealth, Transition, health_frame
 from edge.hubtime import HubClock
 from edge.outbox import Outbox, OutboxError
@@ -172,6 +172,7 @@ class Agent:
             outbox,
             url=config.device_url,
             token=self._token,
+            tls=tls_context(config.hub),
             settings=options.uplink,
             health=self.health_frame,
             hub_clock=hub_clock,

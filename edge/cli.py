@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
-from edge.config import ConfigError, EdgeConfig, load_config, resolve_token
+from edge.config import ConfigError, EdgeConfig, load_config, resolve_token, tls_context
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = _config(args)
         token = resolve_token(config.hub)
+        tls_context(config.hub)  # an unreadable ca_file is a config error, before anything runs
     except ConfigError as err:
         return _fail(str(err), EXIT_CONFIG)
 

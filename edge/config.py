@@ -9,7 +9,7 @@ Every problem becomes one line naming the key and the reason, for example::
 Indexes count from 0, in file order, as TOML arrays of tables do. The rest of
 the agent gets frozen dataclasses (:class:`EdgeConfig`), never the models.
 
-Relative paths (``buffer.path``, ``hub.token_file``, ``device.profile_file``)
+Relative paths (``buffer.path``, ``hub.token_file``, ``hub.ca_file``, ``device.profile_file``)
 are taken from the directory of the config file, so a site directory can be
 moved as a whole.
 
@@ -21,6 +21,7 @@ Exceptions::
 from __future__ import annotations
 
 import os
+import ssl
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -63,6 +64,7 @@ __all__ = [
     "load_config",
     "parse_config",
     "resolve_token",
+    "tls_context",
 ]
 
 TOKEN_ENV: Final = "EMS_TOKEN"
@@ -106,6 +108,7 @@ class _Hub(_Model):
     url: str
     token: Annotated[str, Field(min_length=1)] | None = None
     token_file: str | None = None
+    ca_file: Annotated[str, Field(min_length=1)] | None = None
 
 
 class _Buffer(_Model):
@@ -206,6 +209,8 @@ def _cross_check(file: _File) -> list[Problem]:
         problems.append(
             Problem("hub.url", f"must start with ws:// or wss:// (got {file.hub.url!r})")
         )
+    elif file.hub.ca_file is not None and not file.hub.url.startswith("wss://"):
+        problems.append(Problem("hub.ca_file", "only used with a wss:// hub.url"))
 
     bus_types: dict[str, str] = {}
     for index, bus in enumerate(file.bus):
@@ -312,6 +317,7 @@ def _build(file: _File, base: Path) -> EdgeConfig:
             url=file.hub.url,
             token=file.hub.token,
             token_file=_path(base, file.hub.token_file) if file.hub.token_file else None,
+            ca_file=_path(base, file.hub.ca_file) if file.hub.ca_file else None,
         ),
         buffer=BufferConfig(path=_path(base, file.buffer.path), max_mb=file.buffer.max_mb),
         interval_s=file.sampling.interval_s,
@@ -358,6 +364,22 @@ def _read_token(path: Path, key: str) -> str:
     if not token:
         raise ConfigError([Problem(key, f"{str(path)!r} is empty")])
     return token
+
+
+def tls_context(hub: HubConfig) -> ssl.SSLContext | None:
+    """The TLS settings of a ``wss://`` hub: certificate and host name always verified.
+
+    With ``hub.ca_file`` only that CA is trusted (a private CA signed the hub's
+    certificate); without it, the system's CAs. None for a ``ws://`` hub.
+    """
+    if not hub.url.startswith("wss://"):
+        return None
+    try:
+        return ssl.create_default_context(cafile=hub.ca_file)
+    except (OSError, ssl.SSLError) as err:
+        raise ConfigError(
+            [Problem("hub.ca_file", f"cannot load {str(hub.ca_file)!r}: {err}")]
+        ) from err
 
 
 def resolve_token(hub: HubConfig, env: Mapping[str, str] | None = None) -> str:

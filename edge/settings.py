@@ -109,6 +109,9 @@ class HubConfig:
     url: str
     token: str | None = None
     token_file: Path | None = None
+    # wss:// only: the CA that signed the hub's certificate (a private CA); None: the
+    # system's trusted CAs. Verification is always on (docs/security.md).
+    ca_file: Path | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -24,6 +24,9 @@ Why a connection ends decides how long to wait before the next one:
 :attr:`LinkEnd.KICKED`        closed with 1008 after being accepted: another agent
                               took the device id (ghost protocol) or the token
                               was revoked. Logged as an error; long backoff.
+`LinkEnd.TLS_REFUSED`         the hub's certificate failed verification (wss://;
+                              verification is always on, ``[hub] ca_file`` names
+                              a private CA). Logged as an error; normal backoff.
 anything else                 network, hub restart (1001), timeouts: the normal
                               capped, jittered backoff, reset by a stable session.
 ============================  ====================================================
@@ -45,6 +48,7 @@ import enum
 import json
 import logging
 import random
+import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -90,6 +94,7 @@ class LinkEnd(enum.StrEnum):
     HUB_GOING_AWAY = "hub_going_away"
     CLOSED = "closed"
     UNREACHABLE = "unreachable"
+    TLS_REFUSED = "tls_refused"  # the hub's certificate failed verification
     REFUSED = "refused"  # an HTTP answer other than 101 and 401/403
 
 
@@ -152,6 +157,8 @@ def _classify(err: BaseException) -> LinkEnd:
         return LinkEnd.AUTH_REFUSED if status in _AUTH_STATUSES else LinkEnd.REFUSED
     if isinstance(err, ConnectionClosed):
         return _classify_close(err.rcvd.code if err.rcvd is not None else None)
+    if isinstance(err, ssl.SSLCertVerificationError):
+        return LinkEnd.TLS_REFUSED
     return LinkEnd.UNREACHABLE
 
 
@@ -173,6 +180,7 @@ class Uplink:
         *,
         url: str,
         token: str,
+        tls: ssl.SSLContext | None = None,
         settings: UplinkSettings | None = None,
         rng: random.Random | None = None,
         health: Callable[[], str] | None = None,
@@ -184,6 +192,9 @@ class Uplink:
         self._health_due = False
         self.url = url
         self._token = token
+        # wss:// only (edge.config.tls_context); None: websockets' default, which
+        # verifies against the system's CAs.
+        self._tls = tls
         self.settings = settings or UplinkSettings()
         rng = rng or random.Random()
         self._backoffs = {
@@ -281,6 +292,7 @@ class Uplink:
             async with connect(
                 self.url,
                 additional_headers={"Authorization": f"Bearer {self._token}"},
+                ssl=self._tls_argument(),
                 open_timeout=s.open_timeout_s,
                 ping_interval=s.ping_interval_s,
                 ping_timeout=s.ping_timeout_s,
@@ -337,6 +349,12 @@ class Uplink:
         self._log_failure(end, f"closed ({rcvd or 'no close frame'})")
         return end
 
+    def _tls_argument(self) -> ssl.SSLContext | bool | None:
+        """websockets' ``ssl``: our context, else its default for wss:// (True), else none."""
+        if self._tls is not None:
+            return self._tls
+        return True if self.url.startswith("wss://") else None
+
     def _delay_after(self, end: LinkEnd) -> float:
         if end is LinkEnd.AUTH_REFUSED:
             delay = self._backoffs["auth"].next_delay()
@@ -362,6 +380,14 @@ class Uplink:
                 "the hub closed the connection with 1008 (policy violation): another agent is "
                 "connected with this device id, or the token was revoked; backing off",
                 extra={"reason": end.value},
+            )
+        elif end is LinkEnd.TLS_REFUSED:
+            logger.error(
+                "the hub's TLS certificate was not accepted (%s): set [hub] ca_file to the CA "
+                "that signed it, or give the hub a certificate this system trusts; readings "
+                "stay buffered",
+                err,
+                extra={"reason": end.value, "error": str(err)},
             )
         elif end is LinkEnd.HUB_GOING_AWAY:
             logger.info("the hub is going away (1001)", extra={"reason": end.value})
