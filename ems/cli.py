@@ -17,6 +17,8 @@ import sys
 from collections.abc import Sequence
 from typing import Final
 
+from telemetry import redaction
+
 # Which extra brings a side's third-party libraries, for the "not installed" error.
 _EXTRA_OF_MODULE: Final = {"hub": "hub", "edge": "edge", "simulation": "sim", "drivers": "edge"}
 
@@ -48,10 +50,26 @@ def _hub_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         default=os.environ.get("EMS_DATABASE_URL"),
         help="postgresql://... (default: $EMS_DATABASE_URL, else SQLite under $EMS_DATA_DIR)",
     )
-    serve.add_argument(
+    viewer = serve.add_mutually_exclusive_group()
+    viewer.add_argument(
+        "--viewer-token-file",
+        metavar="PATH",
+        help="require the viewer token in this file on the dashboard door and the API "
+        "(default: $EMS_VIEWER_TOKEN; unset: open to anyone who can reach the hub)",
+    )
+    viewer.add_argument(
         "--viewer-token",
-        default=os.environ.get("EMS_VIEWER_TOKEN"),
-        help="require this token on the dashboard door (default: $EMS_VIEWER_TOKEN; unset: open)",
+        metavar="TOKEN",
+        help="deprecated: visible to every local user in ps; use $EMS_VIEWER_TOKEN or "
+        "--viewer-token-file",
+    )
+    serve.add_argument(
+        "--allow-origin",
+        metavar="URL",
+        action="append",
+        default=[],
+        help="a browser origin (https://host[:port]) besides the hub's own that may use the "
+        "dashboard door and the API; repeatable (also $EMS_ALLOW_ORIGINS, space-separated)",
     )
     _serve_limit_arguments(serve)
     serve.set_defaults(handler="hub.cli:serve")
@@ -209,6 +227,8 @@ def _load_handler(spec: str) -> object:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Before the first line: no token, cookie or password in any log line (telemetry/redaction.py).
+    redaction.install_redaction()
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -2,12 +2,12 @@
 
 ``/healthz`` and ``/readyz`` for orchestration, ``/api/devices`` and the stored
 readings (raw or bucketed) for dashboards and scripts, ``/metrics`` for
-Prometheus. When the hub runs with a viewer token, the ``/api/`` routes ask for
-it like the dashboard door does (header or ``?token=``): they serve the same
-data. Bad parameters answer 422 naming the parameter (hub/query.py); storage
-being down answers 503 "storage unavailable", its reason logged, never sent
-(it may name a host or echo SQL); anything unexpected is a generic 500
-(hub/errors.py).
+Prometheus. The ``/api/`` routes ask for what the dashboard door asks for (a
+viewer token when the hub has one, a same-origin browser; hub/viewer_access.py):
+they serve the same data. Bad parameters answer 422 naming the parameter
+(hub/query.py); storage being down answers 503 "storage unavailable", its reason
+logged, never sent (it may name a host or echo SQL); anything unexpected is a
+generic 500 (hub/errors.py).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from hub.auth import bearer_token
 from hub.limits import Closure, Refusal
 from hub.metrics import CONTENT_TYPE, Door, DropReason, Family, MetricType, render
 from hub.query import (
@@ -35,6 +34,7 @@ from hub.query import (
 )
 from hub.runtime import Hub
 from hub.storage.base import StorageError
+from hub.viewer_access import require_viewer
 from telemetry import FrameProblem, format_ts, is_valid_device_id
 from telemetry.health import HealthState
 
@@ -46,15 +46,6 @@ READY_CHECK_TIMEOUT_S = 2.0
 def hub_of(request: Request) -> Hub:
     hub: Hub = request.app.state.hub
     return hub
-
-
-def require_viewer(request: Request) -> None:
-    hub = hub_of(request)
-    offered = bearer_token(request.headers.get("authorization")) or request.query_params.get(
-        "token"
-    )
-    if not hub.viewer.allows(offered):
-        raise HTTPException(status_code=401, detail="viewer token required")
 
 
 router = APIRouter()

@@ -4,6 +4,11 @@
 present, the built-in dashboard (``hub.dashboard.router``, GET /). The
 ``Hub`` runtime (storage, writer, registry, tokens) is created in the lifespan
 and kept on ``app.state.hub``; nothing runs at import time.
+
+Around every route: security headers (hub/web_security.py) and, only for the
+origins given with ``--allow-origin``, CORS answers so their pages may call the
+API. The OpenAPI document asks for what the API asks for (hub/viewer_access.py);
+there are no interactive docs pages.
 """
 
 from __future__ import annotations
@@ -12,15 +17,18 @@ import importlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
-from hub import api, dashboard_door, device_door
+from hub import api, dashboard_door, device_door, viewer_access
 from hub.errors import CatchAll
 from hub.limits import ConnectionGate
 from hub.runtime import Hub, HubSettings
 from hub.sockets import TransportProbe
 from hub.storage.base import Storage
+from hub.web_security import SecurityHeaders
 
 logger = logging.getLogger(__name__)
 
@@ -54,15 +62,34 @@ def create_app(settings: HubSettings, *, storage: Storage | None = None) -> Fast
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
-        openapi_url="/api/openapi.json",
+        openapi_url=None,  # served below, behind the viewer check
     )
     app.state.gate = gate
     app.add_middleware(TransportProbe)
     app.add_middleware(CatchAll)
+    if settings.allowed_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.allowed_origins),
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    app.add_middleware(SecurityHeaders)  # outermost: CORS preflight answers get them too
     app.include_router(device_door.router)
     app.include_router(dashboard_door.router)
     app.include_router(api.router)
     app.include_router(api.data_router)
+    app.include_router(viewer_access.router)
+
+    @app.get(
+        "/api/openapi.json",
+        include_in_schema=False,
+        dependencies=[Depends(viewer_access.require_viewer)],
+    )
+    async def openapi_document() -> dict[str, Any]:
+        return app.openapi()
+
     dashboard = _dashboard_router()
     if dashboard is not None:
         app.include_router(dashboard)

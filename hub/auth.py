@@ -38,6 +38,7 @@ class AuthFailure(enum.StrEnum):
     MISSING = "missing_token"
     BAD = "bad_token"
     BAD_DEVICE_ID = "bad_device_id"
+    BAD_ORIGIN = "bad_origin"  # dashboard door: a browser on another site (hub/viewer_access.py)
 
 
 class AuthError(Exception):
@@ -121,7 +122,7 @@ class TokenBook:
 
 @dataclass(frozen=True, slots=True)
 class ViewerGate:
-    """The optional viewer token of the dashboard door (``--viewer-token``)."""
+    """The optional viewer token of the dashboard door and the API (hub/viewer_access.py)."""
 
     token: str | None
 

@@ -11,17 +11,21 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
+from urllib.parse import urlsplit
 
 from hub.auth import hash_token, new_token
 from hub.limits import ConnectionLimits, raise_fd_limit
 from hub.storage import create_storage, storage_from_url
 from hub.storage.base import Storage, StorageError, TokenRecord
 from telemetry import format_ts, is_valid_device_id
+from telemetry.redaction import redact, register_secret
 
 if TYPE_CHECKING:
     from hub.server import TlsFiles
 
 T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_DATA_DIR = "ems-data"
 
@@ -31,8 +35,50 @@ def data_dir() -> Path:
 
 
 def _fail(message: str) -> int:
-    print(f"ems: {message}", file=sys.stderr)
+    print(f"ems: {redact(message)}", file=sys.stderr)
     return 1
+
+
+class ConfigError(Exception):
+    """A serve option that cannot be used; the message says which and why."""
+
+
+def viewer_token_of(args: argparse.Namespace) -> str | None:
+    """The viewer token: ``--viewer-token-file``, deprecated ``--viewer-token``, then
+    ``$EMS_VIEWER_TOKEN``; None leaves the dashboard door and the API open
+    (docs/security.md, "Viewer access")."""
+    path: str | None = getattr(args, "viewer_token_file", None)
+    if path:
+        file = Path(path)
+        try:
+            token = file.read_text(encoding="utf-8").strip()
+            mode = file.stat().st_mode
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"cannot read the viewer token file {path}: {err}") from err
+        if not token or "\n" in token:
+            raise ConfigError(f"the viewer token file {path} must hold one non-empty line")
+        if mode & 0o077:
+            logger.warning("%s is readable by other users (chmod 600 it)", path)
+        return token
+    given: str | None = getattr(args, "viewer_token", None)
+    if given:
+        logger.warning(
+            "--viewer-token is visible to every local user in ps: "
+            "use $EMS_VIEWER_TOKEN or --viewer-token-file instead"
+        )
+        return given
+    return os.environ.get("EMS_VIEWER_TOKEN") or None
+
+
+def allowed_origins_of(args: argparse.Namespace) -> tuple[str, ...]:
+    """``--allow-origin`` (repeatable) and ``$EMS_ALLOW_ORIGINS``, normalized."""
+    from hub.viewer_access import normalize_origin
+
+    given = [*getattr(args, "allow_origin", []), *os.environ.get("EMS_ALLOW_ORIGINS", "").split()]
+    try:
+        return tuple(dict.fromkeys(normalize_origin(url) for url in given))
+    except ValueError as err:
+        raise ConfigError(f"--allow-origin: {err}") from err
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -44,13 +90,20 @@ def serve(args: argparse.Namespace) -> int:
 
     try:
         tls = _tls_files(args)
-    except ValueError as err:
+        viewer_token = viewer_token_of(args)
+        allowed_origins = allowed_origins_of(args)
+    except (ValueError, ConfigError) as err:
         return _fail(str(err))
+    # Also redacted as literal values wherever they might show up in a log line.
+    register_secret(viewer_token)
+    if args.database:
+        register_secret(urlsplit(args.database).password)
     fd_limit = raise_fd_limit()
     settings = HubSettings(
         database_url=args.database,
         data_dir=data_dir(),
-        viewer_token=args.viewer_token or None,
+        viewer_token=viewer_token,
+        allowed_origins=allowed_origins,
         limits=_limits(args, fd_limit.soft),
     )
     try:

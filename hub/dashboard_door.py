@@ -1,9 +1,11 @@
-"""The dashboard door, ``/ws/dashboard/{device_id}`` (PROTOCOL.md, "Hub -> dashboard").
+"""The dashboard door, ``/ws/dashboard/{device_id}`` (docs/protocol.md, "Hub -> dashboard").
 
-Open by default. When the hub runs with a viewer token (``--viewer-token`` /
-``EMS_VIEWER_TOKEN``) the door asks for it as ``Authorization: Bearer <token>``
-or ``?token=<token>`` (browsers cannot set headers on a WebSocket); a missing
-or wrong one is refused before accept, which uvicorn answers with HTTP 403.
+Who may open it is decided in hub/viewer_access.py, the same as for the API:
+a browser only from the hub's own origin (or ``--allow-origin``), and, when
+the hub runs with a viewer token, the token as ``Authorization: Bearer``,
+``?token=`` or the dashboard's session cookie. A refusal goes through
+hub/refusals.py (counted, logged within budget) and is an HTTP 403 answer to
+the upgrade.
 
 Each connection gets a ``DashboardFeed`` (hub/fanout.py): status, then the last
 reading, then live readings, in order and each once; a dashboard that cannot
@@ -16,11 +18,13 @@ import logging
 
 from fastapi import APIRouter, WebSocket
 
-from hub.auth import AuthFailure, bearer_token
+from hub.auth import AuthFailure
 from hub.fanout import DashboardFeed
 from hub.metrics import Door
+from hub.refusals import refuse_handshake, shown
 from hub.runtime import Hub
 from hub.sockets import buffered_bytes_probe, close_quietly
+from hub.viewer_access import viewer_refusal
 from telemetry import CloseCode, is_valid_device_id
 
 logger = logging.getLogger(__name__)
@@ -28,23 +32,31 @@ logger = logging.getLogger(__name__)
 router = APIRouter()
 
 
-def viewer_token_of(websocket: WebSocket) -> str | None:
-    """The viewer token a client offered: header first, then ``?token=``."""
-    return bearer_token(websocket.headers.get("authorization")) or websocket.query_params.get(
-        "token"
-    )
-
-
 @router.websocket("/ws/dashboard/{device_id}")
 async def dashboard_door(websocket: WebSocket, device_id: str) -> None:
     hub: Hub = websocket.app.state.hub
     if not is_valid_device_id(device_id):
-        hub.counters.refused[(Door.DASHBOARD, AuthFailure.BAD_DEVICE_ID)] += 1
-        await websocket.close(CloseCode.POLICY_VIOLATION)  # before accept: HTTP 403
+        await refuse_handshake(
+            websocket,
+            counters=hub.counters,
+            limiter=hub.refusal_log,
+            door=Door.DASHBOARD,
+            reason=AuthFailure.BAD_DEVICE_ID,
+            detail=f"bad device id {shown(device_id)}",
+        )
         return
-    if not hub.viewer.allows(viewer_token_of(websocket)):
-        hub.counters.refused[(Door.DASHBOARD, AuthFailure.BAD)] += 1
-        await websocket.close(CloseCode.POLICY_VIOLATION)
+    refusal = viewer_refusal(websocket, hub.viewer, hub.settings.allowed_origins)
+    if refusal is not None:
+        # A missing viewer token keeps the door's historical label, bad_token.
+        reason = AuthFailure.BAD if refusal.reason is AuthFailure.MISSING else refusal.reason
+        await refuse_handshake(
+            websocket,
+            counters=hub.counters,
+            limiter=hub.refusal_log,
+            door=Door.DASHBOARD,
+            reason=reason,
+            detail=f"{device_id}: {refusal.detail}",
+        )
         return
     address = websocket.client.host if websocket.client else ""
     refusal = hub.dashboards.try_add(address)

@@ -3,7 +3,8 @@
 Order of a connection's life:
 
 1. the device id and the bearer token are checked before anything is read;
-   a refusal is a close-before-accept, which uvicorn answers with HTTP 403;
+   a refusal is a close-before-accept, which uvicorn answers with HTTP 403
+   (counted and logged within budget by hub/refusals.py);
 2. accept, then register under the ghost protocol (hub/connections.py);
 3. two tasks until either ends: the receive loop (gatekeeper, hot path, cold
    path) and the outbox's sender (acks and errors);
@@ -36,6 +37,7 @@ from hub.connections import PublisherSession
 from hub.device_health import HistoryNotice, site_health
 from hub.device_outbox import DeviceOutbox
 from hub.metrics import Door, DropReason
+from hub.refusals import refuse_handshake, shown
 from hub.runtime import Hub
 from hub.sockets import PeerGone, close_quietly, send_text_or_raise
 from hub.storage.base import StoredReading
@@ -61,22 +63,29 @@ router = APIRouter()
 async def device_door(websocket: WebSocket, device_id: str) -> None:
     hub: Hub = websocket.app.state.hub
     if not is_valid_device_id(device_id):
-        hub.counters.refused[(Door.DEVICE, AuthFailure.BAD_DEVICE_ID)] += 1
-        await websocket.close(CloseCode.POLICY_VIOLATION)  # before accept: HTTP 403
+        await refuse_handshake(
+            websocket,
+            counters=hub.counters,
+            limiter=hub.refusal_log,
+            door=Door.DEVICE,
+            reason=AuthFailure.BAD_DEVICE_ID,
+            detail=f"bad device id {shown(device_id)}",
+        )
         return
     try:
         token_hash = hub.tokens.verify(
             device_id, bearer_token(websocket.headers.get("authorization"))
         )
     except AuthError as err:
-        hub.counters.refused[(Door.DEVICE, err.failure)] += 1
         # One log budget for all refusals: a scan over many device ids cannot flood the log.
-        decision = hub.refusal_log.decide("device door", asyncio.get_running_loop().time())
-        if decision.suppressed_before:
-            logger.info("device door: %d more refusals were not logged", decision.suppressed_before)
-        if decision.log:
-            logger.info("device door refused %s: %s", device_id, err.detail)
-        await websocket.close(CloseCode.POLICY_VIOLATION)  # before accept: HTTP 403
+        await refuse_handshake(
+            websocket,
+            counters=hub.counters,
+            limiter=hub.refusal_log,
+            door=Door.DEVICE,
+            reason=err.failure,
+            detail=f"{device_id}: {err.detail}",
+        )
         return
     await websocket.accept()
     session = PublisherSession(

@@ -42,6 +42,9 @@ class HubSettings:
     database_url: str | None = None
     data_dir: Path = Path("ems-data")
     viewer_token: str | None = None
+    # Browser origins besides the hub's own that may use the dashboard door and the
+    # API, normalized ("https://host[:port]"; hub/viewer_access.py)
+    allowed_origins: tuple[str, ...] = ()
     token_refresh_s: float = 1.0  # `ems hub token revoke` takes effect within about this
     feed_policy: FeedPolicy = field(default_factory=FeedPolicy)
     shutdown_flush_s: float = 3.0  # SIGTERM: how long to wait for the writer before closing

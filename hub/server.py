@@ -22,6 +22,11 @@ so the process would die of SIGTERM instead of exiting 0. ``HubServer``
 changes exactly those two things: before uvicorn's shutdown it stops
 accepting, lets the writer flush and closes our sockets with 1001
 (``Hub.begin_shutdown``); and it does not re-raise the signal.
+
+Logging (hub/log_safety.py): every record of the process is redacted (no
+token, cookie or password in any line, uvicorn's and websockets' included), and
+uvicorn's own lines for a refused handshake give way to the hub's rate-limited
+one (hub/refusals.py). uvicorn's access log stays off.
 """
 
 from __future__ import annotations
@@ -40,9 +45,12 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 
+from hub.gatekeeper import LogLimiter
 from hub.guard import guarded_protocol
 from hub.limits import ConnectionGate
+from hub.log_safety import install_uvicorn_refusal_filter
 from telemetry import MAX_FRAME_BYTES
+from telemetry.redaction import install_redaction
 
 logger = logging.getLogger(__name__)
 
@@ -128,9 +136,16 @@ class HubServer(uvicorn.Server):
     def __init__(
         self, config: uvicorn.Config, app: FastAPI, *, handle_signals: bool = True
     ) -> None:
+        install_redaction()
         super().__init__(config)
         self.app = app
         self._handle_signals = handle_signals
+        # Before the hub exists (start-up), uvicorn's complaints share this budget.
+        self._startup_refusal_log = LogLimiter(burst=20, window_s=60.0)
+
+    def _refusal_log(self) -> LogLimiter:
+        hub = getattr(self.app.state, "hub", None)
+        return hub.refusal_log if hub is not None else self._startup_refusal_log
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -144,6 +159,13 @@ class HubServer(uvicorn.Server):
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         # Unlike uvicorn, no re-raise: a clean stop on SIGTERM exits 0.
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        refusal_filter = install_uvicorn_refusal_filter(self._refusal_log)
+        try:
+            await super().serve(sockets)
+        finally:
+            logging.getLogger("uvicorn.error").removeFilter(refusal_filter)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)

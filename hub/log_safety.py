@@ -1,0 +1,69 @@
+"""One rate-limited path for refusals, uvicorn's lines included (docs/security.md).
+
+uvicorn writes two lines for every handshake the application refuses (its own
+``"WebSocket /path" 403`` and the ``websockets`` library's ``connection
+rejected (403 Forbidden)``), which bypasses the hub's refusal rate limit: a
+scan writes two lines per try. :class:`UvicornRefusalFilter` drops those two
+(every refusal at our doors is logged by hub/refusals.py, within its budget)
+and sends uvicorn's per-connection protocol complaints (a request that is not
+HTTP, an unsupported upgrade) through the same budget.
+
+Secrets are kept out of every line by telemetry/redaction.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Final
+
+from hub.gatekeeper import LogLimiter
+
+# The templates (``record.msg``, before formatting) of the lines uvicorn and
+# websockets write when our application refuses a handshake (a close before
+# accept): the hub logs those refusals itself (hub/refusals.py).
+_REFUSAL_ECHOES: Final = frozenset(
+    {
+        '%s - "WebSocket %s" 403',  # uvicorn (websockets-sansio and websockets impls)
+        "connection rejected (%d %s)",  # websockets' ServerProtocol.send_response
+    }
+)
+
+# Per-connection complaints uvicorn writes for bad input on the wire: kept, but
+# within the refusal budget (a garbage flood must not become a log flood).
+_PER_CONNECTION: Final = frozenset(
+    {
+        "Invalid HTTP request received.",
+        "Unsupported upgrade request.",
+        "opening handshake failed",
+        "Invalid UTF-8 sequence received from client.",
+    }
+)
+
+REFUSAL_LOG_KEY: Final = "refusals"
+
+
+class UvicornRefusalFilter(logging.Filter):
+    """On the ``uvicorn.error`` logger: one rate-limited path for refusals (module docstring)."""
+
+    def __init__(self, limiter: Callable[[], LogLimiter]) -> None:
+        super().__init__("uvicorn.error")
+        self._limiter = limiter
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg in _REFUSAL_ECHOES:
+            return False
+        if record.msg in _PER_CONNECTION:
+            decision = self._limiter().decide(REFUSAL_LOG_KEY, time.monotonic())
+            if decision.suppressed_before:
+                record.msg = f"{record.msg} ({decision.suppressed_before} more refusals not logged)"
+            return decision.log
+        return True
+
+
+def install_uvicorn_refusal_filter(limiter: Callable[[], LogLimiter]) -> UvicornRefusalFilter:
+    """Attach a :class:`UvicornRefusalFilter` to ``uvicorn.error``; returns it for removal."""
+    refusal_filter = UvicornRefusalFilter(limiter)
+    logging.getLogger("uvicorn.error").addFilter(refusal_filter)
+    return refusal_filter
