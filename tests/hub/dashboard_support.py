@@ -67,7 +67,12 @@ class HubProcess:
 
     @property
     def env(self) -> dict[str, str]:
-        return {**os.environ, "EMS_DATA_DIR": str(self.data_dir)}
+        # The viewer token from the environment: on the command line ps would show it.
+        return {
+            **os.environ,
+            "EMS_DATA_DIR": str(self.data_dir),
+            "EMS_VIEWER_TOKEN": self.viewer_token,
+        }
 
     @property
     def http_url(self) -> str:
@@ -95,8 +100,6 @@ class HubProcess:
             str(self.port),
             "--database",
             self.database,
-            "--viewer-token",
-            self.viewer_token,
         ]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=log)

@@ -17,7 +17,9 @@ import http.client
 import json
 import math
 import os
+import re
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -55,6 +57,21 @@ DESKTOP: ViewportSize = {"width": 1280, "height": 900}
 PHONE: ViewportSize = {"width": 390, "height": 844}
 
 
+# What the browser reports while a page is signed out: the refused API call or
+# socket, and the page's question to /api/session. Nothing else may go wrong.
+SIGNED_OUT = re.compile(r"status of 401|WebSocket connection to '[^']+' failed")
+
+
+def wait_js(page: Page, expression: str, *, timeout: float = 30_000) -> None:
+    """``page.wait_for_function`` without its in-page ``eval``, which the hub's CSP forbids
+    (as it should); ``page.evaluate`` goes through the DevTools protocol instead."""
+    deadline = time.monotonic() + timeout / 1000
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout / 1000} s waiting for {expression}")
+        page.wait_for_timeout(100)
+
+
 @dataclass
 class Site:
     hub: HubProcess
@@ -62,11 +79,13 @@ class Site:
     history: list[dict[str, Any]]
     browser: Browser
     watches: dict[int, ConsoleWatch]
+    urls: dict[int, list[str]]
 
-    def url(self, path: str, *, token: bool = True) -> str:
-        return f"{self.hub.http_url}{path}" + (f"?token={VIEWER_TOKEN}" if token else "")
+    def url(self, path: str) -> str:
+        return f"{self.hub.http_url}{path}"
 
-    def open(self, path: str, *, viewport: ViewportSize = DESKTOP, token: bool = True) -> Page:
+    def open(self, path: str, *, viewport: ViewportSize = DESKTOP, sign_in: bool = True) -> Page:
+        """A page in a fresh browser context; signed in through the page's own form."""
         context = self.browser.new_context(viewport=viewport)
         page = context.new_page()
         watch = ConsoleWatch()
@@ -75,9 +94,26 @@ class Site:
             lambda message: watch.errors.append(message.text) if message.type == "error" else None,
         )
         page.on("pageerror", lambda error: watch.errors.append(f"uncaught: {error}"))
+        urls: list[str] = []
+        page.on("request", lambda request: urls.append(request.url))
+        page.on("websocket", lambda socket: urls.append(socket.url))
         self.watches[id(page)] = watch
-        page.goto(self.url(path, token=token))
+        self.urls[id(page)] = urls
+        answer = page.goto(self.url(path))
+        assert answer is not None
+        assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+        if sign_in:
+            self.sign_in(page)
         return page
+
+    def sign_in(self, page: Page, token: str = VIEWER_TOKEN) -> None:
+        page.locator("#sign-in").wait_for(timeout=15_000)
+        page.fill("#viewer-token", token)
+        with page.expect_navigation():
+            page.click("#sign-in button[type=submit]")
+        watch = self.watches[id(page)]
+        assert watch.problems(allow=SIGNED_OUT) == [], watch.errors
+        watch.errors.clear()  # the signed-out phase, as expected
 
     def problems(self, page: Page, *, allow_network_failures: bool = False) -> list[str]:
         """Console errors and uncaught exceptions of the page so far."""
@@ -85,11 +121,14 @@ class Site:
         return watch.problems(allow=NETWORK_FAILURE if allow_network_failures else None)
 
     def close(self, page: Page, *, allow_network_failures: bool = False) -> None:
-        """Close the page; it must not have logged an error."""
+        """Close the page; it must not have logged an error nor put the token in a URL."""
         problems = self.problems(page, allow_network_failures=allow_network_failures)
+        urls = self.urls.pop(id(page))
         del self.watches[id(page)]
         page.context.close()
         assert problems == [], f"console errors: {problems}"
+        assert urls, "no request was seen"
+        assert not [url for url in urls if VIEWER_TOKEN in url]
 
 
 def screenshot(page: Page, name: str) -> None:
@@ -134,7 +173,7 @@ def site(
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
     try:
         wait_until(device.connected.is_set, 10, "the device to connect")
-        yield Site(hub, device, history, browser, {})
+        yield Site(hub, device, history, browser, {}, {})
     finally:
         browser.close()
         device.close()
@@ -145,14 +184,16 @@ def test_fleet_page_lists_the_device_with_live_headline_numbers(site: Site) -> N
     page = site.open("/")
     card = page.locator(f'.device-card[data-device-id="{DEVICE_ID}"]')
     card.wait_for()
-    page.wait_for_function(
+    wait_js(
+        page,
         f"document.querySelector('.device-card[data-device-id=\"{DEVICE_ID}\"]')"
-        ".dataset.online === 'true'"
+        ".dataset.online === 'true'",
     )
     assert card.locator(".pill").inner_text() == "online"
     first_ts = card.get_attribute("data-ts")
     # Live: the card follows the readings without a reload.
-    page.wait_for_function(
+    wait_js(
+        page,
         f"document.querySelector('.device-card[data-device-id=\"{DEVICE_ID}\"]').dataset.ts"
         f" !== {json.dumps(first_ts)}",
         timeout=10_000,
@@ -161,16 +202,20 @@ def test_fleet_page_lists_the_device_with_live_headline_numbers(site: Site) -> N
         assert card.locator(f'[data-metric="{metric}"] dd').inner_text() != "—"
     assert "export" in card.locator('[data-metric="grid"] dd').inner_text()
     assert "s ago" in card.locator(".seen").inner_text()
-    # The link keeps the viewer token.
+    # The link carries no token: the session cookie goes along by itself.
     href = card.locator("a.card-link").get_attribute("href")
-    assert href == f"/devices/{DEVICE_ID}?token={VIEWER_TOKEN}"
+    assert href == f"/devices/{DEVICE_ID}"
+    with page.expect_navigation():
+        card.locator("a.card-link").click()
+    page.wait_for_selector('#connection[data-state="live"]')
     screenshot(page, "fleet")
     site.close(page)
 
 
 def test_device_page_backfills_history_before_the_first_live_point(site: Site) -> None:
     page = site.open(f"/devices/{DEVICE_ID}")
-    page.wait_for_function(
+    wait_js(
+        page,
         "window.emsDashboard && window.emsDashboard.points().some(p => p.source === 'live')",
         timeout=15_000,
     )
@@ -195,8 +240,10 @@ def test_device_page_shows_the_values_sent(site: Site) -> None:
     site.device.freeze()
     try:
         sent = site.device.last_sent()
-        page.wait_for_function(
-            f"document.getElementById('values-ts').dataset.ts === {sent['ts']!r}", timeout=10_000
+        wait_js(
+            page,
+            f"document.getElementById('values-ts').dataset.ts === {sent['ts']!r}",
+            timeout=10_000,
         )
         for section in ("inverter", "grid", "solar", "battery", "extra"):
             for name, value in sent[section].items():
@@ -234,9 +281,9 @@ def test_device_page_shows_the_values_sent(site: Site) -> None:
 
 def test_the_chart_grows_live_without_double_points(site: Site) -> None:
     page = site.open(f"/devices/{DEVICE_ID}")
-    page.wait_for_function("window.emsDashboard.points().some(p => p.source === 'live')")
+    wait_js(page, "window.emsDashboard.points().some(p => p.source === 'live')")
     before = len(points(page))
-    page.wait_for_function(f"window.emsDashboard.points().length >= {before + 4}", timeout=15_000)
+    wait_js(page, f"window.emsDashboard.points().length >= {before + 4}", timeout=15_000)
     stamps = [p["ts"] for p in points(page)]
     assert stamps == sorted(set(stamps))
     screenshot(page, "device")
@@ -275,7 +322,7 @@ def test_offline_and_back_is_shown(site: Site) -> None:
 def test_a_hub_restart_is_survived(site: Site) -> None:
     fleet = site.open("/")
     page = site.open(f"/devices/{DEVICE_ID}")
-    page.wait_for_function("window.emsDashboard.points().some(p => p.source === 'live')")
+    wait_js(page, "window.emsDashboard.points().some(p => p.source === 'live')")
     page.wait_for_selector('#connection[data-state="live"]')
     with hub_stopped(site.hub):
         page.wait_for_selector('#connection[data-state="waiting"]', timeout=10_000)
@@ -284,7 +331,8 @@ def test_a_hub_restart_is_survived(site: Site) -> None:
     # Same port, same database: the page finds the hub again by itself.
     page.wait_for_selector('#connection[data-state="live"]', timeout=30_000)
     page.wait_for_selector('#status[data-online="online"]', timeout=30_000)
-    page.wait_for_function(
+    wait_js(
+        page,
         f"window.emsDashboard.points().some(p => p.source === 'live' && p.ts > {stopped_at})",
         timeout=30_000,
     )
@@ -300,7 +348,7 @@ def test_a_hub_restart_is_survived(site: Site) -> None:
 
 def test_the_device_page_fits_a_phone(site: Site) -> None:
     page = site.open(f"/devices/{DEVICE_ID}", viewport=PHONE)
-    page.wait_for_function("window.emsDashboard.points().some(p => p.source === 'live')")
+    wait_js(page, "window.emsDashboard.points().some(p => p.source === 'live')")
     page.wait_for_selector('[data-field="grid.power_w"]')
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0, f"{overflow} px wider than the phone"
@@ -315,21 +363,40 @@ def test_the_device_page_fits_a_phone(site: Site) -> None:
     site.close(fleet)
 
 
-def test_without_the_viewer_token_the_page_says_what_is_missing(site: Site) -> None:
-    page = site.open("/", token=False)
-    notice = page.locator("#notice")
-    notice.wait_for(state="visible", timeout=10_000)
-    assert "viewer token" in notice.inner_text()
+@pytest.mark.parametrize("path", ["/", f"/devices/{DEVICE_ID}"])
+def test_without_the_viewer_token_the_page_asks_for_it(site: Site, path: str) -> None:
+    page = site.open(path, sign_in=False)
+    page.locator("#sign-in").wait_for(timeout=15_000)
+    badge = page.locator("#connection")
+    assert badge.get_attribute("data-state") == "sign-in"
+    assert badge.inner_text() == "viewer token needed"
+    # It stays a question: no "hub unreachable, retrying" loop behind the form.
+    page.wait_for_timeout(2500)
+    assert badge.get_attribute("data-state") == "sign-in"
     assert page.locator(".device-card").count() == 0
-    for _ in range(50):  # console events arrive while Playwright is called: keep it busy
-        if site.problems(page):
-            break
-        page.wait_for_timeout(100)
-    problems = site.problems(page)
-    # The browser itself reports the refused request; nothing else may go wrong.
-    assert problems, "the hub served the API without the viewer token"
-    assert all("status of 401" in text for text in problems), problems
-    page.context.close()
+    assert not page.evaluate("Boolean(window.emsDashboard?.latestTs())")
+    page.fill("#viewer-token", "not-the-token")
+    page.click("#sign-in button[type=submit]")
+    page.wait_for_selector(".sign-in-message:text('Wrong token.')")
+    screenshot(page, f"sign-in{'-device' if path != '/' else ''}")
+    assert site.problems(page), "the hub served data without the viewer token"
+    assert site.problems(page) == [text for text in site.problems(page) if SIGNED_OUT.search(text)]
+    site.sign_in(page)
+    page.wait_for_selector('#connection[data-state="live"]', timeout=15_000)
+    assert page.locator("#sign-in").count() == 0
+    assert page.url == site.url(path)
+    site.close(page)
+
+
+def test_an_old_link_with_the_token_still_works_and_loses_it(site: Site) -> None:
+    page = site.open(f"/?token={VIEWER_TOKEN}", sign_in=False)
+    page.locator(f'.device-card[data-device-id="{DEVICE_ID}"]').wait_for(timeout=15_000)
+    page.wait_for_selector('#connection[data-state="live"]', timeout=15_000)
+    assert page.url == site.url("/")  # out of the address bar, and so out of history
+    urls = site.urls[id(page)]
+    assert VIEWER_TOKEN in urls[0]  # the link as given; nothing after it carries the token
+    site.urls[id(page)] = urls[1:]
+    site.close(page)
 
 
 def _same(shown: Any, sent: Any) -> bool:

@@ -1,22 +1,109 @@
-// Shared by the fleet and device pages: the viewer token, the API, the
-// dashboard door with reconnection, and how numbers are shown.
+// Shared by the fleet and device pages: signing in, the API, the dashboard
+// door with reconnection, and how numbers are shown.
 //
-// Everything here uses only the hub's public doors (PROTOCOL.md), so this file
-// is also a small reference client.
+// Everything here uses only the hub's public doors (docs/protocol.md), so this
+// file is also a small reference client.
 
-// The optional viewer token (`ems hub serve --viewer-token T`): given to a page
-// as ?token=T, carried to every API call, every socket and every link.
-export const viewerToken = new URLSearchParams(window.location.search).get("token");
+// --- Viewer access (docs/protocol.md, "Viewer access") ----------------------
+//
+// When the hub has a viewer token, the page asks for it in a small form and
+// posts it once to POST /api/session; the hub answers with an HttpOnly session
+// cookie that the browser then sends with every API call and every dashboard
+// socket by itself. The token is never put in a URL (page, API or socket): URLs
+// end up in browser history, proxy logs and Referer headers.
 
-function withToken(url) {
-  if (viewerToken) url.searchParams.set("token", viewerToken);
-  return url;
+/** POST the viewer token for a session cookie; the HTTP status (204 signed in). */
+export async function signIn(token) {
+  const response = await fetch("/api/session", {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Accept: "application/json" },
+    body: JSON.stringify({ token }),
+    cache: "no-store",
+  });
+  return response.status;
 }
 
-/** A link to another dashboard page, keeping the viewer token. */
-export function pageHref(path) {
-  const url = withToken(new URL(path, window.location.origin));
-  return url.pathname + url.search;
+// An old bookmark with ?token=T: trade it for the cookie once and take it out
+// of the address bar (and so out of history) before anything else runs.
+async function tradeTokenInUrl() {
+  const url = new URL(window.location.href);
+  const token = url.searchParams.get("token");
+  if (token === null) return;
+  url.searchParams.delete("token");
+  window.history.replaceState(window.history.state, "", url.pathname + url.search + url.hash);
+  try {
+    await signIn(token);
+  } catch {
+    // hub unreachable: the page's own requests say so
+  }
+}
+
+/** Settles once the page may talk to the hub (after trading a ?token= in its URL). */
+export const sessionReady = tradeTokenInUrl();
+
+let signInShown = false;
+
+/** Show the sign-in form (once) and say why in the connection badge. */
+export function askForViewerToken() {
+  const badge = document.getElementById("connection");
+  if (badge) {
+    badge.dataset.state = "sign-in";
+    badge.textContent = "viewer token needed";
+  }
+  if (signInShown) return;
+  signInShown = true;
+  const input = el("input", {
+    id: "viewer-token",
+    name: "token",
+    type: "password",
+    autocomplete: "current-password",
+    required: "",
+  });
+  const message = el("p", { class: "sign-in-message", role: "status" });
+  const button = el("button", { type: "submit", text: "Sign in" });
+  const form = el(
+    "form",
+    { id: "sign-in", class: "sign-in" },
+    el("h2", { text: "This hub needs its viewer token" }),
+    el("p", {
+      text: "Ask the hub's operator for it. It is kept in a cookie of this browser, not in the page's address.",
+    }),
+    el("label", { for: "viewer-token", text: "Viewer token" }),
+    el("div", { class: "sign-in-row" }, input, button),
+    message,
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    button.disabled = true;
+    message.textContent = "Signing in…";
+    let status;
+    try {
+      status = await signIn(input.value);
+    } catch (err) {
+      status = 0;
+    }
+    button.disabled = false;
+    if (status === 204) {
+      window.location.reload();
+      return;
+    }
+    message.textContent =
+      status === 401 ? "Wrong token." : status === 0 ? "The hub is unreachable." : `The hub answered ${status}.`;
+    input.select();
+  });
+  const main = document.querySelector("main") ?? document.body;
+  main.prepend(form);
+  input.focus();
+}
+
+/** Whether the hub wants a viewer token this page does not have (asked when a socket fails). */
+async function needsSignIn() {
+  try {
+    const response = await fetch("/api/session", { cache: "no-store" });
+    return response.status === 401;
+  } catch {
+    return false; // unreachable: not a question of tokens
+  }
 }
 
 export class ApiError extends Error {
@@ -29,33 +116,33 @@ export class ApiError extends Error {
 
 /** GET a JSON document from the hub's HTTP API. */
 export async function getJSON(path, params = {}) {
-  const url = withToken(new URL(path, window.location.origin));
+  await sessionReady;
+  const url = new URL(path, window.location.origin);
   for (const [key, value] of Object.entries(params)) {
     if (value !== undefined && value !== null) url.searchParams.set(key, String(value));
   }
-  const headers = { Accept: "application/json" };
-  if (viewerToken) headers.Authorization = `Bearer ${viewerToken}`;
   let response;
   try {
-    response = await fetch(url, { headers, cache: "no-store" });
+    response = await fetch(url, { headers: { Accept: "application/json" }, cache: "no-store" });
   } catch (err) {
     throw new ApiError(0, `hub unreachable (${err.message})`);
   }
+  if (response.status === 401) {
+    askForViewerToken();
+    throw new ApiError(401, "this hub needs its viewer token: sign in above");
+  }
   if (!response.ok) {
     const hint =
-      response.status === 401 || response.status === 403
-        ? "the hub wants a viewer token: open this page with ?token=..."
-        : `HTTP ${response.status}`;
+      response.status === 403 ? "the hub refused this page's origin (see --allow-origin)" : `HTTP ${response.status}`;
     throw new ApiError(response.status, hint);
   }
   return response.json();
 }
 
-/** The URL of the dashboard door of a device (PROTOCOL.md, "Doors"). */
+/** The URL of the dashboard door of a device (docs/protocol.md, "Doors"): no token in it. */
 export function dashboardSocketUrl(deviceId) {
   const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
-  const url = new URL(`${scheme}//${window.location.host}/ws/dashboard/${encodeURIComponent(deviceId)}`);
-  return withToken(url).toString();
+  return `${scheme}//${window.location.host}/ws/dashboard/${encodeURIComponent(deviceId)}`;
 }
 
 // Reconnection: capped, jittered exponential backoff (a restarting hub is
@@ -86,7 +173,7 @@ export class DashboardSocket {
 
   start() {
     this.stopped = false;
-    this.connect();
+    sessionReady.then(() => this.connect());
     return this;
   }
 
@@ -106,8 +193,10 @@ export class DashboardSocket {
     this.emitState("connecting");
     const socket = new WebSocket(dashboardSocketUrl(this.deviceId));
     this.socket = socket;
+    let opened = false;
     socket.addEventListener("open", () => {
       if (socket !== this.socket) return;
+      opened = true;
       this.attempt = 0;
       this.emitState("live");
       if (this.callbacks.onOpen) this.callbacks.onOpen();
@@ -128,9 +217,17 @@ export class DashboardSocket {
       }[frame.type];
       if (handler) handler(frame); // other types: not ours, ignored
     });
-    socket.addEventListener("close", (event) => {
+    socket.addEventListener("close", async (event) => {
       if (socket !== this.socket || this.stopped) return;
       this.socket = null;
+      // A refused handshake looks like an unreachable hub to a browser (1006
+      // either way): ask the API which it was before planning a retry.
+      if (!opened && (await needsSignIn())) {
+        this.stopped = true;
+        askForViewerToken();
+        return;
+      }
+      if (this.stopped) return;
       const retryInMs = backoffDelay(this.attempt);
       this.attempt += 1;
       this.emitState("waiting", { retryInMs, closeCode: event.code });

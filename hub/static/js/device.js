@@ -19,7 +19,6 @@ import {
   formatPower,
   formatValue,
   getJSON,
-  pageHref,
   parseTs,
   powersOf,
 } from "./common.js";
@@ -35,9 +34,6 @@ const byId = (id) => document.getElementById(id);
 
 document.title = `EMS Switchboard · ${deviceId}`;
 byId("device-name").textContent = deviceId;
-for (const link of document.querySelectorAll("[data-keep-token]")) {
-  link.href = pageHref(link.getAttribute("href"));
-}
 
 const css = getComputedStyle(document.documentElement);
 const color = (name) => css.getPropertyValue(name).trim();

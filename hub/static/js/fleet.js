@@ -11,7 +11,6 @@ import {
   formatPercent,
   formatPower,
   getJSON,
-  pageHref,
   parseTs,
   powersOf,
 } from "./common.js";
@@ -25,9 +24,6 @@ const list = document.getElementById("fleet");
 const connection = document.getElementById("connection");
 const notice = document.getElementById("notice");
 
-for (const link of document.querySelectorAll("[data-keep-token]")) {
-  link.href = pageHref(link.getAttribute("href"));
-}
 
 function newDevice(deviceId) {
   const metric = (name, label) => {
@@ -47,7 +43,7 @@ function newDevice(deviceId) {
     { class: "device-card", "data-device-id": deviceId },
     el(
       "a",
-      { class: "card-link", href: pageHref(`/devices/${encodeURIComponent(deviceId)}`) },
+      { class: "card-link", href: `/devices/${encodeURIComponent(deviceId)}` },
       el("div", { class: "card-head" }, el("span", { class: "device-name", text: deviceId }), pill),
       problem,
       el("dl", { class: "headline" }, solar.box, soc.box, grid.box, house.box),
@@ -159,8 +155,9 @@ async function poll() {
   try {
     answer = await getJSON("/api/devices");
   } catch (err) {
+    if (err.status === 401) return; // the sign-in form says what is missing (common.js)
     setConnection(false, "hub unreachable, retrying");
-    showNotice(err.status === 401 || err.status === 403 ? err.message : null);
+    showNotice(err.status === 403 ? err.message : null);
     return;
   }
   setConnection(true, "live");
