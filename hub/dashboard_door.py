@@ -45,17 +45,21 @@ async def dashboard_door(websocket: WebSocket, device_id: str) -> None:
             detail=f"bad device id {shown(device_id)}",
         )
         return
-    refusal = viewer_refusal(websocket, hub.viewer, hub.settings.allowed_origins)
-    if refusal is not None:
+    viewer_refused = viewer_refusal(websocket, hub.viewer, hub.settings.allowed_origins)
+    if viewer_refused is not None:
         # A missing viewer token keeps the door's historical label, bad_token.
-        reason = AuthFailure.BAD if refusal.reason is AuthFailure.MISSING else refusal.reason
+        reason = (
+            AuthFailure.BAD
+            if viewer_refused.reason is AuthFailure.MISSING
+            else viewer_refused.reason
+        )
         await refuse_handshake(
             websocket,
             counters=hub.counters,
             limiter=hub.refusal_log,
             door=Door.DASHBOARD,
             reason=reason,
-            detail=f"{device_id}: {refusal.detail}",
+            detail=f"{device_id}: {viewer_refused.detail}",
         )
         return
     address = websocket.client.host if websocket.client else ""
