@@ -1,11 +1,13 @@
-"""The hub's built-in dashboard: static pages over the public API (DESIGN.md, "Hub HTTP API").
+"""The hub's built-in dashboard: static pages over the public API (docs/protocol.md).
 
 The pages hold no data: the browser fetches it from ``GET /api/devices`` and
 ``GET /api/devices/{id}/readings`` and follows the dashboard door
-(PROTOCOL.md, "Hub -> dashboard"), exactly as any third-party client would, so
-the dashboard doubles as the reference client. That is also why the pages
-themselves are served without the viewer token: the token, given to a page as
-``?token=...``, is carried by the page's scripts to every API call and socket.
+(docs/protocol.md, "Hub -> dashboard"), exactly as any third-party client
+would, so the dashboard doubles as the reference client. That is also why the
+pages themselves are served without the viewer token: when the hub has one, a
+page asks for it in a form and trades it for the session cookie
+(docs/protocol.md, "Viewer access"), which the browser then sends with every
+API call and socket; the token is never put in a URL.
 
 Routes: ``GET /`` (the fleet), ``GET /devices/{device_id}`` (one device) and
 ``GET /static/{path}`` (the scripts and styles under ``hub/static/``, shipped
@@ -23,6 +25,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 
 from hub.runtime import Hub
 from hub.storage.base import StorageError
+from hub.viewer_access import viewer_refusal
 from telemetry import is_valid_device_id
 
 STATIC_DIR: Final = Path(__file__).resolve().parent / "static"
@@ -49,10 +52,16 @@ async def device_page(request: Request, device_id: str) -> FileResponse | HTMLRe
     """One device: energy flow, latest values, and a rolling chart of the powers.
 
     A device the hub does not know (no token, no stored reading, not connected)
-    is a 404 page rather than an empty dashboard that waits forever.
+    is a 404 page rather than an empty dashboard that waits forever; but only
+    for a visitor who may read: to anyone else the page is the same whether the
+    device exists or not (it asks for the viewer token).
     """
     # The same rule as the doors (docs/protocol.md, "Doors"): anything else cannot exist.
-    if not is_valid_device_id(device_id) or not await _known(request.app.state.hub, device_id):
+    if not is_valid_device_id(device_id):
+        return _not_found(device_id)
+    hub: Hub = request.app.state.hub
+    may_read = viewer_refusal(request, hub.viewer, hub.settings.allowed_origins) is None
+    if may_read and not await _known(hub, device_id):
         return _not_found(device_id)
     return _page("device.html")
 

@@ -88,7 +88,8 @@ async def test_every_http_answer_carries_the_security_headers(guarded_hub: Runni
     async with httpx.AsyncClient(base_url=guarded_hub.http) as http:
         for path, status in [
             ("/", 200),
-            ("/devices/ems_001", 200),
+            ("/devices/ems_001", 200),  # signed out: the page asks for the token
+            ("/devices/bad%20id", 404),
             ("/static/js/common.js", 200),
             ("/static/nope.js", 404),
             ("/healthz", 200),
@@ -137,6 +138,8 @@ async def test_the_session_cookie_opens_the_api_and_the_door(guarded_hub: Runnin
         assert VIEWER_TOKEN not in session
         assert (await http.get("/api/session")).json() == {"viewer_token_required": True}
         assert (await http.get("/api/devices")).status_code == 200
+        # Signed in, an unknown device is a 404 page; signed out it was the sign-in page.
+        assert (await http.get("/devices/ems_001")).status_code == 404
         assert await handshake_status(url, {"Cookie": f"{SESSION_COOKIE}={session}"}) == 101
         # Signing out forgets the cookie.
         assert (await http.delete("/api/session")).status_code == 204
