@@ -1,30 +1,152 @@
-"""The ``ems`` command (DESIGN.md, "Command line").
+"""The ``ems`` command (README, "Commands").
 
 The whole argument tree is declared here, so ``--help`` works everywhere, but a
 side's modules are imported only when its subcommand runs: a Pi with the
-``edge`` extra never needs FastAPI or asyncpg. Each handler is named as
-``"module:function"``; the function takes the parsed arguments and returns the
-exit code.
+``edge`` extra never needs FastAPI or asyncpg. Each subcommand's handler is a
+typed function below that imports its side inside :func:`_extra` (so a missing
+extra is one line naming it) and returns the exit code.
+
+Building the parser reads no environment: defaults that come from the
+environment (``EMS_DATABASE_URL``, ``EMS_DATA_DIR``, ...) are resolved once, by
+the side's own settings (hub/runtime.py ``HubSettings.resolve``), after parsing.
+
+Every error is one line on stderr and an exit code (:class:`ExitCode`);
+``-v`` adds the traceback of an unexpected one.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+import contextlib
+import enum
+import importlib.metadata
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Final
 
 from telemetry import redaction
 
-# Which extra brings a side's third-party libraries, for the "not installed" error.
-_EXTRA_OF_MODULE: Final = {"hub": "hub", "edge": "edge", "simulation": "sim", "drivers": "edge"}
+PACKAGE: Final = "ems-switchboard"
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class ExitCode(enum.IntEnum):
+    """The exit codes of every ``ems`` command."""
+
+    OK = 0
+    FAILURE = 1  # a runtime failure: a database or device that does not answer
+    USAGE = 2  # bad arguments or config, a missing extra: retrying will not help
+    INTERNAL = 70  # a bug (sysexits.h EX_SOFTWARE): the one line asks for -v
+    INTERRUPTED = 130
 
 
 class CommandError(Exception):
-    """A one-line error for the user; the command exits non-zero."""
+    """A one-line error for the user; the command exits with ``code``."""
+
+    def __init__(self, message: str, code: ExitCode = ExitCode.USAGE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def version() -> str:
+    """The installed distribution's version (pyproject.toml is the one place it is written)."""
+    try:
+        return importlib.metadata.version(PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed: pip install -e .)"
+
+
+@contextlib.contextmanager
+def _extra(extra: str) -> Iterator[None]:
+    """Turn a missing third-party library of a side into a one-line hint at its extra."""
+    try:
+        yield
+    except ModuleNotFoundError as err:
+        name = (err.name or "").partition(".")[0]
+        if name in {"ems", "hub", "edge", "drivers", "simulation", "telemetry"}:
+            raise  # our own module missing: a broken install, not a missing extra
+        raise CommandError(
+            f"this command needs the '{extra}' extra (pip install '{PACKAGE}[{extra}]'): {err}"
+        ) from err
+
+
+# The handlers: typed, each importing its side only when it runs.
+
+
+def _hub_serve(args: argparse.Namespace) -> int:
+    with _extra("hub"):
+        from hub import cli
+
+        return cli.serve(args)
+
+
+def _hub_token_add(args: argparse.Namespace) -> int:
+    with _extra("hub"):
+        from hub import cli
+
+        return cli.token_add(args)
+
+
+def _hub_token_list(args: argparse.Namespace) -> int:
+    with _extra("hub"):
+        from hub import cli
+
+        return cli.token_list(args)
+
+
+def _hub_token_revoke(args: argparse.Namespace) -> int:
+    with _extra("hub"):
+        from hub import cli
+
+        return cli.token_revoke(args)
+
+
+def _edge_run(args: argparse.Namespace) -> int:
+    with _extra("edge"):
+        from edge import cli
+
+        return cli.run(args)
+
+
+def _edge_probe(args: argparse.Namespace) -> int:
+    with _extra("edge"):
+        from edge import cli
+
+        return cli.probe(args)
+
+
+def _edge_scan(args: argparse.Namespace) -> int:
+    with _extra("edge"):
+        from edge import cli
+
+        return cli.scan(args)
+
+
+def _edge_status(args: argparse.Namespace) -> int:
+    with _extra("edge"):
+        from edge import cli
+
+        return cli.status(args)
+
+
+def _sim(args: argparse.Namespace) -> int:
+    with _extra("sim"):
+        from simulation import cli
+
+        return cli.main(args)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    with _extra("edge,sim,hub"):
+        from edge import demo
+
+        return demo.main(args)
+
+
+# The argument tree.
 
 
 def _units(text: str) -> range:
@@ -38,18 +160,31 @@ def _units(text: str) -> range:
     return range(start, stop + 1)
 
 
+def _storage_options(parser: argparse.ArgumentParser) -> None:
+    """``--database`` on ``hub``, ``hub token`` and each of their subcommands.
+
+    ``default=SUPPRESS``: a level where it is not given sets nothing, so the
+    value given at any level reaches the handler, whichever comes first in
+    ``ems hub --database URL token add X`` or ``ems hub token add X --database URL``.
+    """
+    parser.add_argument(
+        "--database",
+        metavar="URL",
+        default=argparse.SUPPRESS,
+        help="postgresql://user@host:port/dbname (default: $EMS_DATABASE_URL; "
+        "unset: SQLite file hub.db in $EMS_DATA_DIR, default ./ems-data)",
+    )
+
+
 def _hub_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     hub = sub.add_parser("hub", help="the real-time switchboard (FastAPI)")
+    _storage_options(hub)
     hub_sub = hub.add_subparsers(dest="hub_command", required=True, metavar="COMMAND")
 
     serve = hub_sub.add_parser("serve", help="run the hub")
+    _storage_options(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
-    serve.add_argument(
-        "--database",
-        default=os.environ.get("EMS_DATABASE_URL"),
-        help="postgresql://... (default: $EMS_DATABASE_URL, else SQLite under $EMS_DATA_DIR)",
-    )
     viewer = serve.add_mutually_exclusive_group()
     viewer.add_argument(
         "--viewer-token-file",
@@ -72,47 +207,45 @@ def _hub_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "dashboard door and the API; repeatable (also $EMS_ALLOW_ORIGINS, space-separated)",
     )
     _serve_limit_arguments(serve)
-    serve.set_defaults(handler="hub.cli:serve")
+    serve.set_defaults(handler=_hub_serve)
 
     token = hub_sub.add_parser("token", help="manage device tokens")
-    token.add_argument(
-        "--database",
-        default=os.environ.get("EMS_DATABASE_URL"),
-        help="as for 'ems hub serve'",
-    )
+    _storage_options(token)
     token_sub = token.add_subparsers(dest="token_command", required=True, metavar="COMMAND")
     add = token_sub.add_parser("add", help="create a token; printed once, on the last line")
-    add.add_argument("device_id")
-    add.set_defaults(handler="hub.cli:token_add")
+    add.add_argument("device_id", metavar="DEVICE_ID")
+    add.set_defaults(handler=_hub_token_add)
     listing = token_sub.add_parser("list", help="device ids with their tokens' creation times")
-    listing.set_defaults(handler="hub.cli:token_list")
+    listing.set_defaults(handler=_hub_token_list)
     revoke = token_sub.add_parser("revoke", help="revoke a device's token (closes its socket)")
-    revoke.add_argument("device_id")
-    revoke.set_defaults(handler="hub.cli:token_revoke")
+    revoke.add_argument("device_id", metavar="DEVICE_ID")
+    revoke.set_defaults(handler=_hub_token_revoke)
+    for leaf in (add, listing, revoke):
+        _storage_options(leaf)
 
 
 def _edge_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     edge = sub.add_parser("edge", help="the edge agent (Raspberry Pi)")
     edge_sub = edge.add_subparsers(dest="edge_command", required=True, metavar="COMMAND")
 
-    def with_config(name: str, help_text: str, handler: str) -> argparse.ArgumentParser:
+    def with_config(name: str, help_text: str, handler: Handler) -> argparse.ArgumentParser:
         parser = edge_sub.add_parser(name, help=help_text)
         parser.add_argument("--config", required=True, help="the agent's TOML config file")
         parser.set_defaults(handler=handler)
         return parser
 
-    run = with_config("run", "poll, buffer and stream to the hub", "edge.cli:run")
+    run = with_config("run", "poll, buffer and stream to the hub", _edge_run)
     run.add_argument(
         "--log-format",
         choices=("text", "json"),
         help="plain text, or one JSON object per line (default: $EMS_LOG_FORMAT, else text)",
     )
-    probe = with_config("probe", "read one device once and print its values", "edge.cli:probe")
+    probe = with_config("probe", "read one device once and print its values", _edge_probe)
     probe.add_argument("device_name", metavar="DEVICE_NAME")
-    scan = with_config("scan", "list the unit ids that answer on a bus", "edge.cli:scan")
+    scan = with_config("scan", "list the unit ids that answer on a bus", _edge_scan)
     scan.add_argument("bus_name", metavar="BUS_NAME")
     scan.add_argument("--units", type=_units, default=range(1, 248), help="e.g. 1-247")
-    with_config("status", "buffer depth, last ack, device health", "edge.cli:status")
+    with_config("status", "buffer depth, last ack, device health", _edge_status)
 
 
 def _sim_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -123,7 +256,7 @@ def _sim_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     sim.add_argument("--speed", type=float, default=1.0, help="time acceleration factor")
     sim.add_argument("--seed", type=int, default=1)
     sim.add_argument("--sites", type=int, default=1, help="several sites on consecutive ports")
-    sim.set_defaults(handler="simulation.cli:main")
+    sim.set_defaults(handler=_sim)
 
 
 def _seconds(text: str) -> float:
@@ -197,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ems",
         description="EMS Switchboard: energy telemetry from Modbus devices to dashboards",
     )
+    parser.add_argument("--version", action="version", version=f"ems {version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _hub_parser(sub)
@@ -204,24 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     _sim_parser(sub)
     demo = sub.add_parser("demo", help="hub + simulated site + edge agent in one command")
     demo.add_argument("--port", type=int, default=8000, help="the hub's port (default 8000)")
-    demo.set_defaults(handler="edge.demo:main")
+    demo.set_defaults(handler=_demo)
     return parser
-
-
-def _load_handler(spec: str) -> object:
-    module_name, _, function_name = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as err:
-        side = module_name.partition(".")[0]
-        if err.name is not None and err.name.partition(".")[0] == side:
-            raise CommandError(f"'{module_name}' is not part of this version yet") from err
-        extra = _EXTRA_OF_MODULE.get(side, "dev")
-        raise CommandError(
-            f"this command needs the '{extra}' extra (pip install 'ems-switchboard[{extra}]'): "
-            f"{err}"
-        ) from err
-    return getattr(module, function_name)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -233,15 +351,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    handler: Handler = args.handler
     try:
-        handler = _load_handler(args.handler)
-        result = handler(args)  # type: ignore[operator]
+        return int(handler(args))
     except CommandError as err:
-        print(f"ems: {err}", file=sys.stderr)
-        return 2
+        print(f"ems: {redaction.redact(str(err))}", file=sys.stderr)
+        return err.code
     except KeyboardInterrupt:
-        return 130
-    return int(result or 0)
+        return ExitCode.INTERRUPTED
+    except Exception as err:  # the last line of defence of a command line
+        if args.verbose:
+            raise
+        print(
+            f"ems: unexpected {type(err).__name__}: {redaction.redact(str(err))} "
+            "(run with -v for the traceback)",
+            file=sys.stderr,
+        )
+        return ExitCode.INTERNAL
 
 
 if __name__ == "__main__":

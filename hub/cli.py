@@ -1,9 +1,19 @@
-"""Handlers of ``ems hub ...`` (declared in ems/cli.py; DESIGN.md, "Command line")."""
+"""Handlers of ``ems hub ...`` (declared in ems/cli.py; README, "Commands").
+
+Each takes the parsed arguments and returns the exit code: 0 done, 1 a runtime
+failure (the database does not answer), 2 a usage or config error. Errors are
+one line on stderr. The settings come from :meth:`HubSettings.resolve`, the one
+place flags and environment meet.
+
+The token commands say on stderr which storage they used: run from another
+folder, the default ``./ems-data`` is another database than the hub's.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import enum
 import logging
 import os
 import sys
@@ -15,8 +25,9 @@ from urllib.parse import urlsplit
 
 from hub.auth import hash_token, new_token
 from hub.limits import ConnectionLimits, raise_fd_limit
-from hub.storage import create_storage, storage_from_url
-from hub.storage.base import Storage, StorageError, TokenRecord
+from hub.runtime import HubSettings
+from hub.storage import describe_storage, open_storage, storage_from_url
+from hub.storage.base import Storage, StorageConfigError, StorageError, TokenRecord
 from telemetry import format_ts, is_valid_device_id
 from telemetry.redaction import redact, register_secret
 
@@ -27,20 +38,55 @@ T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_DATA_DIR = "ems-data"
+
+class Exit(enum.IntEnum):
+    OK = 0
+    FAILURE = 1
+    USAGE = 2
 
 
-def data_dir() -> Path:
-    return Path(os.environ.get("EMS_DATA_DIR", DEFAULT_DATA_DIR))
+def settings_of(args: argparse.Namespace) -> HubSettings:
+    """The storage settings of a token command, from its flags and the environment."""
+    database: str | None = getattr(args, "database", None)
+    return HubSettings.resolve(os.environ, database_url=database)
 
 
-def _fail(message: str) -> int:
-    print(f"ems: {redact(message)}", file=sys.stderr)
-    return 1
+class Failed(Exception):
+    """A one-line error; the command exits with ``code``."""
+
+    def __init__(self, message: str, code: Exit = Exit.FAILURE) -> None:
+        super().__init__(message)
+        self.code = code
 
 
-class ConfigError(Exception):
-    """A serve option that cannot be used; the message says which and why."""
+def _one_line(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A handler whose :class:`Failed` becomes one line on stderr and its exit code."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except Failed as err:
+            print(f"ems: {redact(str(err))}", file=sys.stderr)
+            return err.code
+
+    run.__doc__ = handler.__doc__
+    return run
+
+
+def _storage_failure(doing: str, err: StorageError) -> Failed:
+    code = Exit.USAGE if isinstance(err, StorageConfigError) else Exit.FAILURE
+    return Failed(f"{doing}: {err}", code)
+
+
+def _quiet_storage(args: argparse.Namespace) -> None:
+    # An interactive tool: storage's start-up chatter is noise here (-v brings it back).
+    if not getattr(args, "verbose", False):
+        logging.getLogger("hub.storage").setLevel(logging.WARNING)
+
+
+async def _check_storage(settings: HubSettings) -> None:
+    storage = await open_storage(settings.database_url, settings.data_dir)
+    await storage.close()
 
 
 def viewer_token_of(args: argparse.Namespace) -> str | None:
@@ -54,9 +100,9 @@ def viewer_token_of(args: argparse.Namespace) -> str | None:
             token = file.read_text(encoding="utf-8").strip()
             mode = file.stat().st_mode
         except (OSError, UnicodeDecodeError) as err:
-            raise ConfigError(f"cannot read the viewer token file {path}: {err}") from err
+            raise Failed(f"cannot read the viewer token file {path}: {err}", Exit.USAGE) from err
         if not token or "\n" in token:
-            raise ConfigError(f"the viewer token file {path} must hold one non-empty line")
+            raise Failed(f"the viewer token file {path} must hold one non-empty line", Exit.USAGE)
         if mode & 0o077:
             logger.warning("%s is readable by other users (chmod 600 it)", path)
         return token
@@ -67,7 +113,7 @@ def viewer_token_of(args: argparse.Namespace) -> str | None:
             "use $EMS_VIEWER_TOKEN or --viewer-token-file instead"
         )
         return given
-    return os.environ.get("EMS_VIEWER_TOKEN") or None
+    return None  # HubSettings.resolve: $EMS_VIEWER_TOKEN
 
 
 def allowed_origins_of(args: argparse.Namespace) -> tuple[str, ...]:
@@ -78,38 +124,48 @@ def allowed_origins_of(args: argparse.Namespace) -> tuple[str, ...]:
     try:
         return tuple(dict.fromkeys(normalize_origin(url) for url in given))
     except ValueError as err:
-        raise ConfigError(f"--allow-origin: {err}") from err
+        raise Failed(f"--allow-origin: {err}", Exit.USAGE) from err
 
 
+@_one_line
 def serve(args: argparse.Namespace) -> int:
+    """``ems hub serve``: the hub, until SIGTERM or SIGINT (then exit 0)."""
     import uvloop
 
     from hub.app import create_app
-    from hub.runtime import HubSettings
     from hub.server import HubServer, uvicorn_config
+    from hub.storage import create_storage
 
     try:
         tls = _tls_files(args)
-        viewer_token = viewer_token_of(args)
-        allowed_origins = allowed_origins_of(args)
-    except (ValueError, ConfigError) as err:
-        return _fail(str(err))
-    # Also redacted as literal values wherever they might show up in a log line.
-    register_secret(viewer_token)
-    if args.database:
-        register_secret(urlsplit(args.database).password)
+    except ValueError as err:
+        raise Failed(str(err)) from err
+    viewer_token = viewer_token_of(args)
+    allowed_origins = allowed_origins_of(args)
     fd_limit = raise_fd_limit()
-    settings = HubSettings(
-        database_url=args.database,
-        data_dir=data_dir(),
+    settings = HubSettings.resolve(
+        os.environ,
+        database_url=getattr(args, "database", None),
         viewer_token=viewer_token,
         allowed_origins=allowed_origins,
         limits=_limits(args, fd_limit.soft),
     )
+    # Also redacted as literal values wherever they might show up in a log line.
+    register_secret(settings.viewer_token)
+    if settings.database_url:
+        register_secret(urlsplit(settings.database_url).password)
+    where = describe_storage(settings.database_url, settings.data_dir)
+    # Open (and migrate) once before serving: a database that is missing or does
+    # not answer is one line here, not a traceback from inside uvicorn's start-up.
+    level = logging.getLogger("hub.storage").level
+    _quiet_storage(args)
     try:
+        asyncio.run(_check_storage(settings))
         storage = create_storage(settings.database_url, settings.data_dir)
     except StorageError as err:
-        return _fail(str(err))
+        raise _storage_failure(f"cannot open storage ({where})", err) from err
+    logging.getLogger("hub.storage").setLevel(level)
+    logging.getLogger(__name__).info("storage: %s", where)
     app = create_app(settings, storage=storage)
     config = uvicorn_config(
         app,
@@ -119,10 +175,13 @@ def serve(args: argparse.Namespace) -> int:
         tls=tls,
     )
     server = HubServer(config, app)
-    uvloop.run(server.serve())
+    try:
+        uvloop.run(server.serve())
+    except SystemExit as err:  # uvicorn's way out when it cannot bind, logged above
+        raise Failed("the hub did not start (see the log above)") from err
     if not server.started:
-        return _fail("the hub did not start (see the log above)")
-    return 0
+        raise Failed("the hub did not start (see the log above)")
+    return Exit.OK
 
 
 def _tls_files(args: argparse.Namespace) -> TlsFiles | None:
@@ -163,52 +222,75 @@ def _limits(args: argparse.Namespace, fd_limit: int) -> ConnectionLimits:
     return limits
 
 
-def _with_storage(database: str | None, work: Callable[[Storage], Awaitable[T]]) -> T:
-    # An interactive tool: storage's start-up chatter is noise here (-v brings it back).
-    if logging.getLogger().level > logging.DEBUG:
-        logging.getLogger("hub.storage").setLevel(logging.WARNING)
+def _with_storage(
+    args: argparse.Namespace, doing: str, work: Callable[[Storage], Awaitable[T]]
+) -> T:
+    """``work`` on the command's storage, which is named on stderr."""
+    settings = settings_of(args)
+    _quiet_storage(args)
+    print(
+        f"ems: storage: {describe_storage(settings.database_url, settings.data_dir)}",
+        file=sys.stderr,
+    )
 
     async def run() -> T:
-        async with storage_from_url(database, data_dir()) as storage:
+        async with storage_from_url(settings.database_url, settings.data_dir) as storage:
             return await work(storage)
 
-    return asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    except StorageError as err:
+        raise _storage_failure(doing, err) from err
 
 
-def token_add(args: argparse.Namespace) -> int:
+def _device_id(args: argparse.Namespace) -> str:
     device_id: str = args.device_id
     if not is_valid_device_id(device_id):
-        return _fail(f"invalid device id {device_id!r}: 1 to 64 of A-Z a-z 0-9 _ - .")
+        raise Failed(f"invalid device id {device_id!r}: 1 to 64 of A-Z a-z 0-9 _ - .", Exit.USAGE)
+    return device_id
+
+
+@_one_line
+def token_add(args: argparse.Namespace) -> int:
+    """``ems hub token add``: a new token, printed once on the last line of stdout."""
+    device_id = _device_id(args)
     token = new_token()
     record = TokenRecord(device_id, hash_token(token), datetime.now(UTC))
-    try:
-        _with_storage(args.database, lambda storage: storage.add_token(record))
-    except StorageError as err:
-        return _fail(f"cannot store the token: {err}")
+
+    async def add(storage: Storage) -> None:
+        await storage.add_token(record)
+
+    _with_storage(args, "cannot store the token", add)
     print(f"token for {device_id} (shown once; the hub keeps only its hash):")
     print(token)
-    return 0
+    return Exit.OK
 
 
+@_one_line
 def token_list(args: argparse.Namespace) -> int:
-    try:
-        records = _with_storage(args.database, lambda storage: storage.tokens())
-    except StorageError as err:
-        return _fail(f"cannot read tokens: {err}")
+    """``ems hub token list``: device ids and their tokens' creation times."""
+
+    async def tokens(storage: Storage) -> list[TokenRecord]:
+        return await storage.tokens()
+
+    records = _with_storage(args, "cannot read tokens", tokens)
+    if not records:
+        print("no device tokens (create one with: ems hub token add DEVICE_ID)")
     for record in records:
         print(f"{record.device_id}\t{format_ts(record.created_at)}")
-    return 0
+    return Exit.OK
 
 
+@_one_line
 def token_revoke(args: argparse.Namespace) -> int:
-    device_id: str = args.device_id
-    if not is_valid_device_id(device_id):
-        return _fail(f"invalid device id {device_id!r}: 1 to 64 of A-Z a-z 0-9 _ - .")
-    try:
-        count = _with_storage(args.database, lambda storage: storage.revoke_tokens(device_id))
-    except StorageError as err:
-        return _fail(f"cannot revoke: {err}")
+    """``ems hub token revoke``: every token of a device; its socket is closed within seconds."""
+    device_id = _device_id(args)
+
+    async def revoke(storage: Storage) -> int:
+        return await storage.revoke_tokens(device_id)
+
+    count = _with_storage(args, "cannot revoke", revoke)
     if count == 0:
-        return _fail(f"no token for {device_id}")
+        raise Failed(f"no token for {device_id}")
     print(f"revoked {count} token(s) of {device_id}; a connected device is closed within seconds")
-    return 0
+    return Exit.OK

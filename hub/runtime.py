@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +27,7 @@ from hub.fanout import FeedCounters, FeedPolicy
 from hub.gatekeeper import Gatekeeper, LogLimiter
 from hub.limits import AddressCounts, Closure, ConnectionGate, ConnectionLimits
 from hub.metrics import HubCounters
-from hub.storage import create_storage
+from hub.storage import DEFAULT_DATA_DIR, create_storage, data_dir_from
 from hub.storage.base import Storage, StorageError
 from hub.writer import BatchWriter
 from telemetry import CloseCode
@@ -37,10 +37,14 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class HubSettings:
-    """Everything ``ems hub serve`` decides; defaults are the documented ones."""
+    """Everything ``ems hub serve`` decides; defaults are the documented ones.
+
+    :meth:`resolve` is the one place the command line and the environment
+    (docs/configuration.md, "Hub") become settings.
+    """
 
     database_url: str | None = None
-    data_dir: Path = Path("ems-data")
+    data_dir: Path = DEFAULT_DATA_DIR
     viewer_token: str | None = None
     # Browser origins besides the hub's own that may use the dashboard door and the
     # API, normalized ("https://host[:port]"; hub/viewer_access.py)
@@ -49,6 +53,28 @@ class HubSettings:
     feed_policy: FeedPolicy = field(default_factory=FeedPolicy)
     shutdown_flush_s: float = 3.0  # SIGTERM: how long to wait for the writer before closing
     limits: ConnectionLimits = field(default_factory=ConnectionLimits)
+
+    @classmethod
+    def resolve(
+        cls,
+        environ: Mapping[str, str],
+        *,
+        database_url: str | None = None,
+        viewer_token: str | None = None,
+        allowed_origins: tuple[str, ...] = (),
+        limits: ConnectionLimits | None = None,
+    ) -> HubSettings:
+        """The settings of a command: a flag given wins over its environment variable.
+
+        An empty variable counts as unset (a unit file's ``Environment=EMS_DATABASE_URL=``).
+        """
+        return cls(
+            database_url=database_url or environ.get("EMS_DATABASE_URL") or None,
+            data_dir=data_dir_from(environ),
+            viewer_token=viewer_token or environ.get("EMS_VIEWER_TOKEN") or None,
+            allowed_origins=allowed_origins,
+            limits=limits or ConnectionLimits(),
+        )
 
 
 def backoff_delays(base: float = 0.5, cap: float = 30.0) -> Iterator[float]:

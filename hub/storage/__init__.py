@@ -3,8 +3,9 @@
 ``postgresql://`` / ``postgres://`` URLs use PostgreSQL through asyncpg, with
 TimescaleDB's features when the extension can be created (DESIGN.md, ``ems hub
 serve``); no URL means the embedded SQLite file ``<data dir>/hub.db``, the data
-dir being ``$EMS_DATA_DIR`` or ``./ems-data``. Backends are imported only when
-chosen, so a hub on SQLite never loads asyncpg.
+dir being ``$EMS_DATA_DIR`` or ``./ems-data`` (:func:`data_dir_from`, the one
+place that default is written). Backends are imported only when chosen, so a
+hub on SQLite never loads asyncpg.
 
     async with storage_from_url(os.environ.get("EMS_DATABASE_URL")) as storage:
         await storage.write_readings(rows)
@@ -13,9 +14,10 @@ chosen, so a hub on SQLite never loads asyncpg.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
 from hub.storage.base import (
@@ -33,8 +35,12 @@ if TYPE_CHECKING:
     from hub.storage.sqlite import SqliteOptions
 
 POSTGRES_SCHEMES = frozenset({"postgresql", "postgres"})
+DEFAULT_DATA_DIR: Final = Path("ems-data")
+DATABASE_FILE: Final = "hub.db"
 
 __all__ = [
+    "DATABASE_FILE",
+    "DEFAULT_DATA_DIR",
     "DeviceRecord",
     "Storage",
     "StorageConfigError",
@@ -43,9 +49,32 @@ __all__ = [
     "StoredReading",
     "TokenRecord",
     "create_storage",
+    "data_dir_from",
+    "describe_storage",
     "open_storage",
     "storage_from_url",
 ]
+
+
+def data_dir_from(environ: Mapping[str, str]) -> Path:
+    """``$EMS_DATA_DIR`` when set and not empty, else ``./ems-data``."""
+    return Path(environ.get("EMS_DATA_DIR") or DEFAULT_DATA_DIR)
+
+
+def describe_storage(database_url: str | None, data_dir: Path | None = None) -> str:
+    """Which storage a URL and data dir mean, for a person, without any password.
+
+    ``PostgreSQL at postgresql://ems@db:5432/ems`` or ``SQLite file /abs/ems-data/hub.db``.
+    """
+    if database_url:
+        parts = urlsplit(database_url)
+        netloc = parts.netloc.rpartition("@")
+        user = netloc[0].partition(":")[0]
+        host = f"{user}@{netloc[2]}" if user else netloc[2]
+        kind = "PostgreSQL" if parts.scheme.lower() in POSTGRES_SCHEMES else "database"
+        return f"{kind} at {parts.scheme}://{host}{parts.path}"
+    path = (data_dir or data_dir_from(os.environ)) / DATABASE_FILE
+    return f"SQLite file {path.absolute()}"
 
 
 def create_storage(
@@ -70,9 +99,9 @@ def create_storage(
         from hub.storage.postgres import PostgresStorage
 
         return PostgresStorage(database_url, postgres)
-    from hub.storage.sqlite import DATABASE_FILE, SqliteStorage, default_data_dir
+    from hub.storage.sqlite import SqliteStorage
 
-    return SqliteStorage((data_dir or default_data_dir()) / DATABASE_FILE, sqlite)
+    return SqliteStorage((data_dir or data_dir_from(os.environ)) / DATABASE_FILE, sqlite)
 
 
 async def open_storage(

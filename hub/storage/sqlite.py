@@ -29,7 +29,6 @@ import contextlib
 import enum
 import json
 import logging
-import os
 import random
 import sqlite3
 import time
@@ -71,8 +70,6 @@ from hub.storage.columns import (
 from hub.storage.schema import READINGS, TOKEN_GENERATION, TOKENS, VERSION_TABLE
 
 logger = logging.getLogger(__name__)
-
-DATABASE_FILE: Final = "hub.db"
 
 
 class Synchronous(enum.Enum):
@@ -258,11 +255,6 @@ def is_unavailable(err: Exception) -> bool:
         code = getattr(err, "sqlite_errorcode", None)
         return isinstance(code, int) and (code & 0xFF) in _TRANSIENT_CODES
     return False
-
-
-def default_data_dir() -> Path:
-    """``$EMS_DATA_DIR``, else ``./ems-data`` (DESIGN.md, ``ems hub serve``)."""
-    return Path(os.environ.get("EMS_DATA_DIR") or "ems-data")
 
 
 class SqliteStorage:

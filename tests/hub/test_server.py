@@ -101,7 +101,7 @@ def test_token_commands(tmp_path: Path) -> None:
     assert again.returncode == 1
     assert again.stderr.strip().splitlines()[-1] == "ems: no token for ems_001"
     bad = ems(data, "hub", "token", "add", "not valid!")
-    assert bad.returncode == 1
+    assert bad.returncode == 2
     assert len(bad.stderr.strip().splitlines()) == 1
 
 

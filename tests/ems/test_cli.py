@@ -1,0 +1,188 @@
+"""The ``ems`` command as a process: one-line errors, ``--version``, where tokens are stored."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def ems(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {**os.environ, "PYTHONPATH": str(REPO), **env}
+    for name in ("EMS_DATABASE_URL", "EMS_DATA_DIR", "EMS_VIEWER_TOKEN"):
+        if name not in env:
+            environ.pop(name, None)
+    return subprocess.run(
+        [sys.executable, "-m", "ems", *args],
+        cwd=cwd,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def one_line(done: subprocess.CompletedProcess[str]) -> str:
+    """The command's only line on stderr (and nothing on stdout)."""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert done.stdout == ""
+    return lines[0]
+
+
+def closed_port() -> int:
+    """A port nothing listens on (bound and released: the kernel will not hand it out soon)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def with_password(url: str, password: str) -> str:
+    parts = urlsplit(url)
+    user, _, host = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{user or 'postgres'}:{password}@{host}"))
+
+
+def test_version_is_the_one_of_pyproject(tmp_path: Path) -> None:
+    done = ems("--version", cwd=tmp_path)
+    assert done.returncode == 0
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert done.stdout.strip() == f"ems {project['version']}"
+
+
+def test_token_list_says_when_there_are_none(tmp_path: Path) -> None:
+    done = ems("hub", "token", "list", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "no device tokens (create one with: ems hub token add DEVICE_ID)"
+
+
+def test_token_add_says_which_storage_it_used(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    added = ems("hub", "token", "add", "ems_001", cwd=elsewhere)
+    assert added.returncode == 0, added.stderr
+    database = elsewhere / "ems-data" / "hub.db"
+    assert added.stderr.strip() == f"ems: storage: SQLite file {database}"
+    assert database.is_file()
+    # With EMS_DATA_DIR, that folder wherever the command runs.
+    data = tmp_path / "data"
+    listed = ems("hub", "token", "list", cwd=elsewhere, EMS_DATA_DIR=str(data))
+    assert listed.stderr.strip() == f"ems: storage: SQLite file {data / 'hub.db'}"
+
+
+def test_database_works_before_and_after_the_subcommand(tmp_path: Path, postgres_url: str) -> None:
+    url = with_password(postgres_url, "s3cret-pw")  # trust auth: the password is not checked
+    added = ems("hub", "token", "add", "ems_042", "--database", url, cwd=tmp_path)
+    assert added.returncode == 0, added.stderr
+    assert "s3cret-pw" not in added.stderr + added.stdout
+    assert added.stderr.startswith("ems: storage: PostgreSQL at postgresql://")
+    assert urlsplit(postgres_url).path in added.stderr
+    for args in (
+        ("hub", "--database", url, "token", "list"),
+        ("hub", "token", "--database", url, "list"),
+        ("hub", "token", "list", "--database", url),
+    ):
+        listed = ems(*args, cwd=tmp_path)
+        assert listed.returncode == 0, listed.stderr
+        assert "ems_042\t" in listed.stdout, args
+    # The environment variable, and the flag winning over it.
+    assert "ems_042\t" in ems("hub", "token", "list", cwd=tmp_path, EMS_DATABASE_URL=url).stdout
+    sqlite = ems("hub", "token", "list", "--database", "", cwd=tmp_path, EMS_DATABASE_URL=url)
+    assert "ems_042" in sqlite.stdout  # an empty flag is unset: the variable holds
+    assert not (tmp_path / "ems-data").exists()
+
+
+def test_serve_with_a_bad_url_is_one_line(tmp_path: Path) -> None:
+    done = ems("hub", "serve", "--port", "0", "--database", "mysql://u@h/db", cwd=tmp_path)
+    assert done.returncode == 2
+    assert one_line(done).startswith(
+        "ems: cannot open storage (database at mysql://u@h/db): unsupported database URL scheme"
+    )
+
+
+def test_serve_with_postgres_not_listening_is_one_line(tmp_path: Path) -> None:
+    url = f"postgresql://ems:hunter2@127.0.0.1:{closed_port()}/ems"
+    done = ems("hub", "serve", "--port", "0", "--database", url, cwd=tmp_path)
+    assert done.returncode == 1
+    line = one_line(done)
+    assert line.startswith(
+        f"ems: cannot open storage (PostgreSQL at {url.replace(':hunter2', '')})"
+    )
+    assert "hunter2" not in line
+    assert "refused" in line.lower()
+
+
+def test_serve_with_a_missing_database_is_one_line(tmp_path: Path, postgres_url: str) -> None:
+    url = postgres_url.rsplit("/", 1)[0] + "/ems_no_such_database"
+    done = ems("hub", "serve", "--port", "0", cwd=tmp_path, EMS_DATABASE_URL=url)
+    assert done.returncode == 1
+    assert 'database "ems_no_such_database" does not exist' in one_line(done)
+
+
+def test_token_commands_with_postgres_not_listening(tmp_path: Path) -> None:
+    url = f"postgresql://ems@127.0.0.1:{closed_port()}/ems"
+    for args, doing in (
+        (("add", "ems_001"), "cannot store the token"),
+        (("list",), "cannot read tokens"),
+        (("revoke", "ems_001"), "cannot revoke"),
+    ):
+        done = ems("hub", "token", *args, "--database", url, cwd=tmp_path)
+        assert done.returncode == 1
+        storage, error = done.stderr.strip().splitlines()
+        assert storage == f"ems: storage: PostgreSQL at {url}"
+        assert error.startswith(f"ems: {doing}: ")
+        assert done.stdout == ""
+
+
+def test_a_bad_device_id_is_a_usage_error(tmp_path: Path) -> None:
+    done = ems("hub", "token", "add", "not valid!", cwd=tmp_path)
+    assert done.returncode == 2
+    assert one_line(done) == "ems: invalid device id 'not valid!': 1 to 64 of A-Z a-z 0-9 _ - ."
+    assert not (tmp_path / "ems-data").exists()
+
+
+def test_serve_on_a_port_in_use_ends_with_one_line(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = ems("hub", "serve", "--port", str(port), cwd=tmp_path)
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 1
+    assert "address already in use" in errors[0]
+    assert done.stderr.strip().splitlines()[-1] == "ems: the hub did not start (see the log above)"
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("command", ["run", "status", "probe inverter", "scan sim"])
+def test_edge_commands_with_a_missing_config_are_one_line(tmp_path: Path, command: str) -> None:
+    missing = tmp_path / "edge.toml"
+    done = ems(
+        "edge", *command.split()[:1], "--config", str(missing), *command.split()[1:], cwd=tmp_path
+    )
+    assert done.returncode == 2
+    assert one_line(done).startswith(f"config error: cannot read '{missing}'")
+
+
+def test_sim_with_a_bad_endpoint_is_one_line(tmp_path: Path) -> None:
+    done = ems("sim", "--tcp", "nowhere", cwd=tmp_path)
+    assert done.returncode == 2
+    assert one_line(done) == "ems sim: --tcp: expected HOST:PORT, not 'nowhere'"
+
+
+def test_a_missing_subcommand_is_a_usage_error(tmp_path: Path) -> None:
+    done = ems("hub", "token", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "ems hub token: error: the following arguments are required: COMMAND"
+    )
