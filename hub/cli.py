@@ -142,29 +142,31 @@ def serve(args: argparse.Namespace) -> int:
         raise Failed(str(err)) from err
     viewer_token = viewer_token_of(args)
     allowed_origins = allowed_origins_of(args)
-    fd_limit = raise_fd_limit()
-    settings = HubSettings.resolve(
-        os.environ,
-        database_url=getattr(args, "database", None),
-        viewer_token=viewer_token,
-        allowed_origins=allowed_origins,
-        limits=_limits(args, fd_limit.soft),
-    )
-    # Also redacted as literal values wherever they might show up in a log line.
-    register_secret(settings.viewer_token)
-    if settings.database_url:
-        register_secret(urlsplit(settings.database_url).password)
-    where = describe_storage(settings.database_url, settings.data_dir)
+    storage_settings = settings_of(args)
+    # Redacted as literal values wherever they might show up in a log line or error.
+    register_secret(viewer_token)
+    if storage_settings.database_url:
+        register_secret(urlsplit(storage_settings.database_url).password)
+    where = describe_storage(storage_settings.database_url, storage_settings.data_dir)
     # Open (and migrate) once before serving: a database that is missing or does
     # not answer is one line here, not a traceback from inside uvicorn's start-up.
     level = logging.getLogger("hub.storage").level
     _quiet_storage(args)
     try:
-        asyncio.run(_check_storage(settings))
-        storage = create_storage(settings.database_url, settings.data_dir)
+        asyncio.run(_check_storage(storage_settings))
+        storage = create_storage(storage_settings.database_url, storage_settings.data_dir)
     except StorageError as err:
         raise _storage_failure(f"cannot open storage ({where})", err) from err
     logging.getLogger("hub.storage").setLevel(level)
+    fd_limit = raise_fd_limit()
+    settings = HubSettings.resolve(
+        os.environ,
+        database_url=storage_settings.database_url,
+        viewer_token=viewer_token,
+        allowed_origins=allowed_origins,
+        limits=_limits(args, fd_limit.soft),
+    )
+    register_secret(settings.viewer_token)  # or the one from $EMS_VIEWER_TOKEN
     logging.getLogger(__name__).info("storage: %s", where)
     app = create_app(settings, storage=storage)
     config = uvicorn_config(
