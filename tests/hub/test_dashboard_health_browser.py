@@ -9,6 +9,7 @@ test can cut, and Debian's chromium shows the pages (docs/protocol.md,
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import time
@@ -158,6 +159,11 @@ def test_a_stopped_modbus_server_shows_as_failing_within_three_intervals(site: S
     )
     assert page.locator("#status").inner_text() == "failing"
     assert page.locator("#flow").get_attribute("data-stale") == "true"
+    # The header's badge is not green while the values are not live.
+    assert page.locator("#connection").get_attribute("data-state") == "idle"
+    assert "device failing" in page.locator("#connection").inner_text()
+    for where, selector in ((fleet, f"{CARD} .pill"), (page, "#status")):
+        assert contrast(where, selector) >= 4.5, selector
     assert page.locator('#health-list li[data-device="inverter"]').get_attribute("data-state") == (
         "failing"
     )
@@ -218,4 +224,111 @@ def test_an_unknown_device_page_is_404(site: Site) -> None:
     assert response is not None
     assert response.status == 404
     assert "nobody_here" in page.locator("body").inner_text()
+    page.close()
+
+
+# The WCAG 2.x contrast ratio of an element's text against the background it
+# is drawn on (the nearest ancestor with an opaque background colour).
+CONTRAST_JS = """el => {
+  const rgb = (text) => text.match(/[\\d.]+/g).map(Number);
+  const luminance = ([r, g, b]) => {
+    const f = (c) => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  let node = el;
+  let background = null;
+  while (node) {
+    const parts = rgb(getComputedStyle(node).backgroundColor);
+    if (parts.length === 3 || parts[3] === 1) { background = parts.slice(0, 3); break; }
+    node = node.parentElement;
+  }
+  background = background ?? [255, 255, 255];
+  const [a, b] = [luminance(rgb(getComputedStyle(el).color)), luminance(background)];
+  return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+}"""
+
+
+def contrast(page: Page, selector: str) -> float:
+    ratio: float = page.eval_on_selector(selector, CONTRAST_JS)
+    return ratio
+
+
+METRICS = ("solar", "soc", "grid", "house")
+
+
+def test_text_meets_wcag_aa_contrast(site: Site) -> None:
+    fleet, _ = site.open("/")
+    fleet.wait_for_selector(f'{CARD}[data-condition="ok"]', timeout=30_000)
+    page, _ = site.open(f"/devices/{DEVICE_ID}")
+    page.wait_for_selector('.values-card[data-section="grid"] .value-row dt')
+    page.wait_for_selector('#status[data-condition="ok"]')
+    checks = [
+        (fleet, f"{CARD} .pill"),
+        *((fleet, f'{CARD} .metric[data-metric="{m}"] dt') for m in METRICS),
+        (fleet, f"{CARD} .card-foot"),
+        (page, "#status"),
+        (page, ".values-card h3"),
+        (page, ".value-row dt"),
+        (page, ".value-row dd"),
+        (page, ".chart-foot"),
+        (page, ".legend li"),
+        (page, "#values-ts"),
+    ]
+    ratios = {selector: round(contrast(where, selector), 2) for where, selector in checks}
+    assert all(ratio >= 4.5 for ratio in ratios.values()), ratios
+    fleet.close()
+    page.close()
+
+
+def test_values_read_as_people_write_them(site: Site) -> None:
+    page, watch = site.open(f"/devices/{DEVICE_ID}")
+    page.wait_for_selector(
+        '[data-field="extra.charger_charging_status"]', state="attached", timeout=30_000
+    )
+    page.wait_for_selector('#status[data-condition="ok"]')
+    # Enumerations by name, with the number kept for whoever wants it.
+    status = page.locator('[data-field="extra.charger_charging_status"] dd')
+    assert status.text_content() in {"not charging", "float", "boost", "equalization"}
+    assert (
+        page.locator('[data-field="extra.bms_full_capacity_ah"] dd').text_content().endswith(" Ah")
+    )
+    # One rounding per unit: watts without decimals, kilowatts with two; never "-0".
+    for text in page.locator("#values dd").all_text_contents():
+        assert not re.match(r"^-0(\.0+)?( |%|$)", text), text
+        if text.endswith(" W"):
+            assert re.fullmatch(r"-?[\d,]+( / -?[\d,]+)* W", text), text  # phases too
+        if text.endswith(" kW"):
+            assert re.fullmatch(r"-?[\d,]+\.\d\d kW", text), text
+    # The Extra card's ~50 values are grouped and folded: a few lines until opened.
+    extra = page.locator('.values-card[data-section="extra"]')
+    assert extra.locator("details.value-group").count() >= 3
+    visible = extra.locator(".value-row:visible").count()
+    assert visible == 0, visible
+    group = extra.locator('details.value-group[data-group^="bms_cell_voltage"]')
+    assert "BMS cell voltage 1–16 (16)" in (group.locator("summary").text_content() or "")
+    group.locator("summary").click()
+    page.wait_for_timeout(1500)  # a reading or two re-draw the card: it stays open
+    assert extra.locator('details.value-group[data-group^="bms_cell_voltage"][open]').count() == 1
+    # The flow adds up: what the inverter loses (or a DC load takes) is said.
+    note = page.locator('[data-note="losses"]').text_content() or ""
+    assert note == "" or re.fullmatch(r"losses/other -?[\d.,]+ k?W", note), note
+    # The chart's caption says what the chart is, not how many points it holds.
+    assert "points" not in page.locator(".chart-foot").inner_text()
+    # The rules themselves, on the values the issue found.
+    results = page.evaluate(
+        """async () => {
+          const d = await import("/static/js/display.js");
+          return [
+            d.formatQuantity(-0.3, "W"),
+            d.formatQuantity(816.45, "W"),
+            d.formatQuantity(3120.5, "W"),
+            d.displayValue("grid", "power_factor", 0, {phasePowers: [300, -300, 0]}).text,
+            d.displayValue("grid", "power_factor", 0.98, {phasePowers: [300, 250, 300]}).text,
+            d.describeField("bms_full_capacity_ah").unit,
+            d.displayValue("extra", "charger_charging_status", 2).text,
+          ];
+        }"""
+    )
+    assert results == ["0 W", "816 W", "3.12 kW", "n/a (phases cancel)", "0.98", "Ah", "boost"]
+    assert watch.problems() == []
     page.close()

@@ -11,17 +11,16 @@
 import { PowerChart } from "./chart.js";
 import {
   DashboardSocket,
-  describeField,
   el,
   formatAgo,
   formatClock,
   formatPercent,
   formatPower,
-  formatValue,
   getJSON,
   parseTs,
   powersOf,
 } from "./common.js";
+import { describeField, displayValue, formatQuantity, groupExtra } from "./display.js";
 import { deviceLine, failingSections, failingText, siteCondition, staleAfterMs } from "./health.js";
 
 const WINDOW_MS = 60 * 60 * 1000;
@@ -63,6 +62,8 @@ const state = {
   // when a reading comes without it (its device failing), to be shown greyed.
   sections: new Map(),
   latest: null, // the newest reading
+  openGroups: new Set(), // Extra groups the user opened
+  socketState: "connecting",
 };
 
 // --- The chart and its back-fill ----------------------------------------------
@@ -72,9 +73,8 @@ function pointOf(record, source) {
 }
 
 function countPoints() {
-  byId("chart-count").textContent = String(chart.points.length);
-  byId("history-count").textContent = String(state.historyPoints);
-  byId("live-count").textContent = String(state.livePoints);
+  const newest = chart.newestTs;
+  byId("chart-newest").textContent = newest === null ? "no data yet" : `newest ${formatClock(newest)}`;
 }
 
 async function backfill() {
@@ -196,6 +196,13 @@ function renderFlow(reading) {
     batteryNote = p.battery > 0 ? "discharging" : "charging";
   }
   flowNote("battery").textContent = batteryNote;
+  // What goes into the inverter (solar, and the battery's discharge) minus what it
+  // delivers: conversion losses, or a load on the DC side. Said, so the flow adds up.
+  const delivered = reading?.inverter?.ac_power_w;
+  let losses = null;
+  if (p.solar !== null && typeof delivered === "number") losses = p.solar + (p.battery ?? 0) - delivered;
+  flowNote("losses").textContent =
+    losses !== null && Math.abs(losses) >= IDLE_W ? `losses/other ${formatPower(losses)}` : "";
   const fill = byId("soc-fill");
   const height = p.soc === null ? 0 : (62 * p.soc) / 100;
   fill.setAttribute("height", height.toFixed(1));
@@ -205,7 +212,8 @@ function renderFlow(reading) {
     "aria-label",
     `solar ${formatPower(p.solar)}, grid ${gridNote || "idle"} ${formatPower(p.grid)}, ` +
       `battery ${batteryNote || "idle"} ${formatPower(p.battery)} at ${formatPercent(p.soc)}, ` +
-      `house ${formatPower(p.house)}`,
+      `house ${formatPower(p.house)}` +
+      (losses !== null && Math.abs(losses) >= IDLE_W ? `, losses or other ${formatPower(losses)}` : ""),
   );
 }
 
@@ -237,15 +245,37 @@ function renderValues(reading) {
     if (!entry) continue;
     const values = entry.values;
     const stale = isStale(section, now);
-    const rows = Object.entries(values).map(([name, value]) => {
-      const { label, unit } = describeField(name);
+    const context = { phasePowers: state.sections.get("grid")?.values?.phase_power_w };
+    const row = (name) => {
+      const value = values[name];
+      const { label } = describeField(name);
+      const shown = displayValue(section, name, value, context);
       return el(
         "div",
         { class: "value-row", "data-field": `${section}.${name}`, "data-value": JSON.stringify(value) },
         el("dt", { title: `${section}.${name}`, text: label }),
-        el("dd", { text: formatValue(value, unit) }),
+        el("dd", { text: shown.text, title: shown.title }),
       );
-    });
+    };
+    let rows;
+    if (section === "extra") {
+      // Dozens of driver-specific values: grouped by device and by numbered series,
+      // each group folded until opened (and kept open across updates).
+      rows = groupExtra(Object.keys(values)).map((group) => {
+        const details = el(
+          "details",
+          { class: "value-group", "data-group": group.key },
+          el("summary", { text: `${group.label} (${group.names.length})` }),
+          ...group.names.map(row),
+        );
+        details.open = state.openGroups.has(group.key);
+        details.addEventListener("toggle", () => {
+          if (details.open) state.openGroups.add(group.key);
+          else state.openGroups.delete(group.key);
+        });
+        return details;
+      });
+    } else rows = Object.keys(values).map(row);
     const age = stale ? el("span", { class: "age", text: `as of ${formatAgo(parseTs(entry.ts), now)}` }) : null;
     cards.push(
       el(
@@ -270,7 +300,7 @@ function renderValues(reading) {
             "div",
             { class: "value-row", "data-field": "derived.house_w", "data-value": JSON.stringify(house) },
             el("dt", { title: "grid.power_w + inverter.ac_power_w", text: "House load" }),
-            el("dd", { text: formatValue(house, "W") }),
+            el("dd", { text: formatQuantity(house, "W") }),
           ),
         ),
       ),
@@ -310,6 +340,7 @@ function renderCondition() {
   pill.dataset.condition = condition;
   pill.className = `pill ${condition}`;
   pill.textContent = text;
+  renderBadge(condition);
   // Only live values move: offline, failing or stale, the flow stands still.
   flow.dataset.stale = String(condition !== "ok");
   const problem = byId("health-banner");
@@ -362,14 +393,26 @@ function setDeviceStatus(online, since) {
       : "";
 }
 
+// The header's badge is green only while the page shows live values: connected
+// to the hub, the device online, and none of its devices failing or silent.
+function renderBadge(condition = byId("status").dataset.condition) {
+  if (state.socketState !== "live") return;
+  const badge = byId("connection");
+  const live = condition === "ok";
+  badge.dataset.state = live ? "live" : "idle";
+  const why = { offline: "device offline", failing: "device failing", stale: "no fresh data" }[condition];
+  badge.textContent = live ? "live" : `hub connected · ${why ?? "waiting for data"}`;
+}
+
 let countdown = 0;
 let lostHub = false;
 function setConnection({ state: socketState, retryInMs }) {
   const badge = byId("connection");
   clearInterval(countdown);
   badge.dataset.state = socketState;
+  state.socketState = socketState;
   if (socketState === "live") {
-    badge.textContent = "live";
+    renderBadge();
     if (lostHub) showNotice(null);
     lostHub = false;
   } else if (socketState === "connecting") {
