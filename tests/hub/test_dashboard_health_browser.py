@@ -33,6 +33,16 @@ INTERVAL_S = 1.0  # the agent's sampling interval
 CARD = f'.device-card[data-device-id="{DEVICE_ID}"]'
 
 
+def wait_js(page: Page, expression: str, *, timeout: float = 30_000) -> None:
+    """``page.wait_for_function`` without its in-page ``eval``, which the hub's CSP forbids;
+    ``page.evaluate`` goes through the DevTools protocol instead."""
+    deadline = time.monotonic() + timeout / 1000
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout / 1000} s waiting for {expression}")
+        page.wait_for_timeout(100)
+
+
 @dataclass
 class SimProcess:
     """``ems sim`` on a fixed port, so it can be stopped and started again."""
@@ -150,12 +160,13 @@ def test_a_stopped_modbus_server_shows_as_failing_within_three_intervals(site: S
 
     # The device page: every section greyed with its age, the failing devices named.
     page.wait_for_selector('.values-card[data-section="grid"][data-stale="true"]', timeout=10_000)
-    page.wait_for_function(  # extra has no device of its own: greyed by its age
-        "document.querySelectorAll('.values-card[data-stale=\"false\"]:not(.derived)').length === 0"
-    )
-    page.wait_for_function(
+    live_cards = '.values-card[data-stale="false"]:not(.derived)'
+    # Extra has no device of its own: it is greyed by its age.
+    wait_js(page, f"document.querySelectorAll({live_cards!r}).length === 0")
+    wait_js(
+        page,
         "document.querySelector('.values-card[data-section=\"battery\"] .age')"
-        "?.textContent.startsWith('as of')"
+        "?.textContent.startsWith('as of')",
     )
     assert page.locator("#status").inner_text() == "failing"
     assert page.locator("#flow").get_attribute("data-stale") == "true"
@@ -183,7 +194,8 @@ def test_a_stopped_modbus_server_shows_as_failing_within_three_intervals(site: S
 
 def test_an_agents_backlog_fills_an_open_chart_without_a_reload(site: Site) -> None:
     page, watch = site.open(f"/devices/{DEVICE_ID}")
-    page.wait_for_function(
+    wait_js(
+        page,
         "window.emsDashboard.points().filter(p => p.source === 'live').length >= 2",
         timeout=30_000,
     )
@@ -206,7 +218,8 @@ def test_an_agents_backlog_fills_an_open_chart_without_a_reload(site: Site) -> N
     stamps = [
         int(datetime.fromisoformat(ts).timestamp() * 1000) for ts in outage_readings()
     ]  # ms, as the page parses them
-    page.wait_for_function(
+    wait_js(
+        page,
         f"(() => {{ const have = new Set(window.emsDashboard.points().map(p => p.ts));"
         f" return {stamps}.every(ts => have.has(ts)); }})()",
         timeout=20_000,
