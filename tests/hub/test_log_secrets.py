@@ -251,3 +251,95 @@ async def test_a_refusal_flood_writes_a_bounded_number_of_lines(
     # The hub's budget: 20 lines a minute for all doors together, uvicorn's lines gone.
     assert 1 <= len(refusal_lines) <= 20, "\n".join(refusal_lines[:50])
     assert not any('" 403' in line or "connection rejected" in line for line in lines)
+
+
+def run_serve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``ems hub serve`` that is expected to stop by itself (a bad option, storage down)."""
+    return ems(env, "hub", "serve", "--port", "0", *args)
+
+
+def test_viewer_token_sources_and_their_warnings(tmp_path: Path, pg_env: dict[str, str]) -> None:
+    # The environment: nothing on the command line, nothing for ps to show.
+    hub = start_hub(
+        tmp_path, "hub", "serve", "--port", "0", env={**pg_env, "EMS_VIEWER_TOKEN": VIEWER_TOKEN}
+    )
+    try:
+        cmdline = Path(f"/proc/{hub.process.pid}/cmdline").read_bytes()
+        assert VIEWER_TOKEN.encode() not in cmdline
+        with httpx.Client(base_url=hub.http) as http:
+            assert http.get("/api/devices").status_code == 401
+            assert http.get(
+                "/api/devices", headers={"Authorization": f"Bearer {VIEWER_TOKEN}"}
+            ).is_success
+        hub.stop()
+    finally:
+        if hub.process.poll() is None:
+            hub.process.kill()
+    assert "--viewer-token" not in hub.log()  # no warning about the token's source
+
+    # The deprecated flag still works, and says why it should not be used.
+    deprecated_dir = tmp_path / "deprecated"
+    deprecated_dir.mkdir()
+    hub = start_hub(
+        deprecated_dir, "hub", "serve", "--port", "0", "--viewer-token", VIEWER_TOKEN, env=pg_env
+    )
+    try:
+        with httpx.Client(base_url=hub.http) as http:
+            assert http.get("/api/devices").status_code == 401
+        hub.stop()
+    finally:
+        if hub.process.poll() is None:
+            hub.process.kill()
+    assert "--viewer-token is visible to every local user in ps" in hub.log()
+    assert VIEWER_TOKEN not in hub.log()
+
+    # A token file others can read: served, with a warning.
+    loose = tmp_path / "loose-token"
+    loose.write_text(VIEWER_TOKEN + "\n")
+    loose.chmod(0o644)
+    loose_dir = tmp_path / "loose"
+    loose_dir.mkdir()
+    hub = start_hub(
+        loose_dir, "hub", "serve", "--port", "0", "--viewer-token-file", str(loose), env=pg_env
+    )
+    try:
+        hub.stop()
+    finally:
+        if hub.process.poll() is None:
+            hub.process.kill()
+    assert "is readable by other users (chmod 600 it)" in hub.log()
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("--viewer-token-file", "/nonexistent/viewer-token"), "cannot read the viewer token file"),
+        (("--allow-origin", "https://friend.example/dashboard"), "an origin has no path"),
+        (("--allow-origin", "friend.example"), "not an origin"),
+    ],
+)
+def test_bad_viewer_options_are_one_clear_line(
+    pg_env: dict[str, str], args: tuple[str, ...], says: str
+) -> None:
+    done = run_serve(pg_env, *args)
+    assert done.returncode == 1
+    assert says in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("ems: ")
+
+
+def test_an_empty_token_file_is_refused(tmp_path: Path, pg_env: dict[str, str]) -> None:
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    done = run_serve(pg_env, "--viewer-token-file", str(empty))
+    assert done.returncode == 1
+    assert "must hold one non-empty line" in done.stderr
+
+
+def test_storage_down_at_start_does_not_log_the_password(pg_env: dict[str, str]) -> None:
+    unreachable = with_password("postgresql://postgres@127.0.0.1:1/nowhere", DB_PASSWORD)
+    done = run_serve({**pg_env, "EMS_VIEWER_TOKEN": VIEWER_TOKEN}, "--database", unreachable)
+    assert done.returncode != 0
+    output = done.stdout + done.stderr
+    assert "127.0.0.1" in output or "storage" in output.lower(), output
+    assert DB_PASSWORD not in output
+    assert VIEWER_TOKEN not in output
