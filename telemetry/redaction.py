@@ -93,6 +93,8 @@ def redact_record(record: logging.LogRecord) -> None:
         record.args = {key: _redact_arg(value) for key, value in args.items()}
     elif isinstance(args, tuple):
         record.args = tuple(_redact_arg(value) for value in args)
+    if record.args:
+        _redact_whole_line(record)
     if record.exc_info and record.exc_info[0] is not None and not record.exc_text:
         # Formatted once here, redacted; formatters reuse a record's exc_text.
         record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
@@ -100,6 +102,19 @@ def redact_record(record: logging.LogRecord) -> None:
         record.exc_text = redact(record.exc_text)
     if record.stack_info:
         record.stack_info = redact(record.stack_info)
+
+
+def _redact_whole_line(record: logging.LogRecord) -> None:
+    """A secret can span the template and an argument (``"> %s: %s"`` with
+    ``Authorization`` and a bare token): judge the whole line too, and keep it
+    as one string when that finds more."""
+    try:
+        line = record.getMessage()
+    except (TypeError, ValueError):
+        return  # a broken call: logging reports it when a handler formats the record
+    cleaned = redact(line)
+    if cleaned != line:
+        record.msg, record.args = cleaned, None
 
 
 def install_redaction() -> None:

@@ -64,6 +64,7 @@ def test_every_record_is_redacted_for_every_handler(caplog: pytest.LogCaptureFix
     with caplog.at_level(logging.DEBUG, logger="tests.redaction"):
         logger.debug('"WebSocket %s" %d', f"/ws/dashboard/a?token={SECRET}", 403)
         logger.info("url %(url)s", {"url": f"postgresql://u:{SECRET}@h/db"})
+        logger.debug("> %s: %s", "Authorization", SECRET)  # websockets' header lines
         try:
             raise ConnectionError(f"postgresql://u:{SECRET}@h/db refused")
         except ConnectionError:
@@ -71,3 +72,4 @@ def test_every_record_is_redacted_for_every_handler(caplog: pytest.LogCaptureFix
     assert SECRET not in caplog.text
     assert '"WebSocket /ws/dashboard/a?token=[redacted]" 403' in caplog.text
     assert "ConnectionError: postgresql://u:[redacted]@h/db refused" in caplog.text
+    assert "> Authorization: [redacted]" in caplog.text
