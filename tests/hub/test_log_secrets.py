@@ -322,7 +322,7 @@ def test_bad_viewer_options_are_one_clear_line(
     pg_env: dict[str, str], args: tuple[str, ...], says: str
 ) -> None:
     done = run_serve(pg_env, *args)
-    assert done.returncode == 1
+    assert done.returncode == 2  # a usage error
     assert says in done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith("ems: ")
 
@@ -331,7 +331,7 @@ def test_an_empty_token_file_is_refused(tmp_path: Path, pg_env: dict[str, str]) 
     empty = tmp_path / "empty"
     empty.write_text("\n")
     done = run_serve(pg_env, "--viewer-token-file", str(empty))
-    assert done.returncode == 1
+    assert done.returncode == 2  # a usage error
     assert "must hold one non-empty line" in done.stderr
 
 
