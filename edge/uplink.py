@@ -20,7 +20,9 @@ Why a connection ends decides how long to wait before the next one:
 
 ============================  ====================================================
 :attr:`LinkEnd.AUTH_REFUSED`  HTTP 401/403 on the upgrade: the token is wrong or
-                              revoked. Retried slowly (minutes), never in a loop.
+                              revoked, or new to a hub that has not read it yet.
+                              Retried after about 1, 2 and 5 s, then slowly
+                              (minutes), never in a loop.
 :attr:`LinkEnd.KICKED`        closed with 1008 after being accepted: another agent
                               took the device id (ghost protocol) or the token
                               was revoked. Logged as an error; long backoff.
@@ -82,8 +84,10 @@ _AUTH_STATUSES: Final = frozenset({401, 403})
 NORMAL_BACKOFF: Final = BackoffPolicy(0.5, 30.0)
 # Another agent holds the device id: knocking often would only kick it in turn.
 KICKED_BACKOFF: Final = BackoffPolicy(30.0, 600.0)
-# A refused token will not fix itself; an operator has to act.
-AUTH_BACKOFF: Final = BackoffPolicy(60.0, 900.0)
+# A refused token: a hub may not know a token added a moment ago (an older hub
+# re-reads its tokens about once a second), so the first tries come within
+# seconds; after that it will not fix itself, an operator has to act.
+AUTH_BACKOFF: Final = BackoffPolicy(60.0, 900.0, first_s=(1.0, 2.0, 5.0))
 
 
 class LinkEnd(enum.StrEnum):

@@ -6,10 +6,17 @@ check cheap enough to run on every handshake. Only the hash is stored
 (``Storage.add_token``); comparisons use ``hmac.compare_digest`` so the time a
 check takes says nothing about how much of a guess was right.
 
-The hub never reads tokens from storage on a handshake: it keeps a
-``TokenBook``, an in-memory view refreshed about once a second, so that
-``ems hub token add/revoke`` run from another process takes effect quickly and
-a flood of handshakes never becomes a flood of queries.
+The hub checks a handshake against a ``TokenBook``, an in-memory view of the
+stored tokens refreshed about once a second, so revocation from another
+process (``ems hub token revoke``) takes effect within about a second. A token
+the book does not know may have been added a moment ago (``ems hub token add``
+prints it once committed, and the README runs the agent right after): before
+refusing, the hub asks storage whether the tokens changed since the book was
+loaded (one small query) and reloads if so (hub/runtime.py). Two guards keep a
+flood of bad handshakes from becoming a flood of queries: ``RecentMisses``
+remembers refused tokens until the book's generation moves, and
+``LookupBudget`` caps those look-ups per second; past it a handshake is judged
+on the book alone, which catches up within a second anyway.
 
 Exceptions::
 
@@ -24,8 +31,9 @@ import enum
 import hashlib
 import hmac
 import secrets
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hub.storage.base import TokenRecord
 
@@ -136,3 +144,59 @@ class ViewerGate:
         if offered is None:
             return False
         return hmac.compare_digest(offered.encode("utf-8"), self.token.encode("utf-8"))
+
+
+@dataclass(slots=True)
+class RecentMisses:
+    """Tokens refused since the book was last loaded: a bounded negative cache.
+
+    Keyed by device id and token hash, valued by the book's generation at the
+    refusal: once the book moves to another generation an entry no longer
+    holds (the token may have been added since). The oldest entry is dropped
+    past ``capacity``, so a scan of random tokens costs bounded memory.
+    """
+
+    capacity: int = 4096
+    _entries: OrderedDict[tuple[str, str], int | None] = field(default_factory=OrderedDict)
+
+    def holds(self, device_id: str, token_hash: str, generation: int | None) -> bool:
+        """Whether that token was already refused under this generation of the book."""
+        key = (device_id, token_hash)
+        if key not in self._entries:
+            return False
+        if self._entries[key] != generation:
+            del self._entries[key]
+            return False
+        return True
+
+    def add(self, device_id: str, token_hash: str, generation: int | None) -> None:
+        key = (device_id, token_hash)
+        self._entries[key] = generation
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+@dataclass(slots=True)
+class LookupBudget:
+    """A token bucket: at most ``burst`` storage look-ups at once, ``per_s`` a second after."""
+
+    per_s: float = 5.0
+    burst: float = 10.0
+    _tokens: float | None = None
+    _at: float = 0.0
+
+    def take(self, now: float) -> bool:
+        """Spend one look-up at monotonic time ``now``; False: none left, refuse from memory."""
+        if self._tokens is None:
+            self._tokens = self.burst
+        else:
+            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.per_s)
+        self._at = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True

@@ -73,7 +73,7 @@ async def device_door(websocket: WebSocket, device_id: str) -> None:
         )
         return
     try:
-        token_hash = hub.tokens.verify(
+        token_hash = await hub.verify_device_token(
             device_id, bearer_token(websocket.headers.get("authorization"))
         )
     except AuthError as err:

@@ -21,7 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from hub.auth import TokenBook, ViewerGate
+from hub.auth import BadToken, LookupBudget, RecentMisses, TokenBook, ViewerGate, hash_token
 from hub.connections import ConnectionManager
 from hub.fanout import FeedCounters, FeedPolicy
 from hub.gatekeeper import Gatekeeper, LogLimiter
@@ -112,6 +112,12 @@ class Hub:
         self.tokens = TokenBook.empty()
         # storage.token_generation() when self.tokens was loaded; None: load at the next tick
         self._token_generation: int | None = None
+        # Loads of the book are serialized; the loop time the last one started: a
+        # handshake that arrived before it needs no look-up of its own (hub/auth.py).
+        self._token_lock = asyncio.Lock()
+        self._token_loaded_at = float("-inf")
+        self._token_misses = RecentMisses()
+        self._lookup_budget = LookupBudget()
         self.writer: BatchWriter
         self._stack = AsyncExitStack()
         self._tasks: asyncio.TaskGroup | None = None
@@ -214,13 +220,57 @@ class Hub:
                 self.gate.counters.closed[Closure.DEVICE_IDLE] += count
                 logger.info("closed %d device socket(s) silent for %.0f s or more", count, idle_s)
 
+    async def verify_device_token(self, device_id: str, token: str | None) -> str:
+        """The matching token hash for ``device_id``; raises ``AuthError`` otherwise.
+
+        A token the book does not know is looked up before it is refused: it may
+        have been added a moment ago by ``ems hub token add`` (hub/auth.py).
+        """
+        try:
+            return self.tokens.verify(device_id, token)
+        except BadToken:
+            if token is None or not await self._look_up(device_id, hash_token(token)):
+                raise
+        return self.tokens.verify(device_id, token)
+
+    async def _look_up(self, device_id: str, token_hash: str) -> bool:
+        """Whether the token is live after making sure the book is current.
+
+        Bounded: a token refused under the book's generation is not looked up
+        again until the generation moves (``RecentMisses``); handshakes waiting
+        for the same load share it; and look-ups past ``LookupBudget`` are not made.
+        """
+        loop = asyncio.get_running_loop()
+        arrived = loop.time()
+        if self._token_misses.holds(device_id, token_hash, self._token_generation):
+            return False
+        async with self._token_lock:
+            if self._token_loaded_at < arrived:
+                if not self._lookup_budget.take(loop.time()):
+                    return False
+                try:
+                    await self._load_tokens_locked()
+                except StorageError as err:
+                    logger.warning("cannot look up a device token (%s)", err)
+                    return False
+        if self.tokens.holds(device_id, token_hash):
+            return True
+        self._token_misses.add(device_id, token_hash, self._token_generation)
+        return False
+
     async def _load_tokens(self) -> None:
+        async with self._token_lock:
+            await self._load_tokens_locked()
+
+    async def _load_tokens_locked(self) -> None:
+        started = asyncio.get_running_loop().time()
         # The generation first: a change committed between the two reads is in
         # the list already, and makes the next tick load it once more.
         generation = await self.storage.token_generation()
         if generation != self._token_generation:
             self.tokens = TokenBook.from_records(await self.storage.tokens())
             self._token_generation = generation
+        self._token_loaded_at = started
 
     async def _close_revoked(self) -> None:
         revoked = [

@@ -7,7 +7,9 @@ import pytest
 from hub.auth import (
     AuthFailure,
     BadToken,
+    LookupBudget,
     MissingToken,
+    RecentMisses,
     TokenBook,
     ViewerGate,
     bearer_token,
@@ -87,3 +89,26 @@ def test_viewer_gate() -> None:
     assert gate.allows("s3cret")
     assert not gate.allows("s3cre")
     assert not gate.allows(None)
+
+
+def test_recent_misses_hold_until_the_generation_moves_and_stay_bounded() -> None:
+    misses = RecentMisses(capacity=3)
+    misses.add("ems_001", "h1", 7)
+    assert misses.holds("ems_001", "h1", 7)
+    assert not misses.holds("ems_002", "h1", 7)
+    assert not misses.holds("ems_001", "h1", 8)  # the tokens changed: look again
+    assert not misses.holds("ems_001", "h1", 7)  # and the stale entry is gone
+    for n in range(10):
+        misses.add("ems_001", f"scan{n}", 7)
+    assert len(misses) == 3
+    assert misses.holds("ems_001", "scan9", 7)
+    assert not misses.holds("ems_001", "scan0", 7)
+
+
+def test_lookup_budget_allows_a_burst_then_its_rate() -> None:
+    budget = LookupBudget(per_s=2.0, burst=3.0)
+    assert [budget.take(100.0) for _ in range(4)] == [True, True, True, False]
+    assert not budget.take(100.4)  # 0.8 of a look-up earned
+    assert budget.take(100.6)
+    assert not budget.take(100.6)
+    assert [budget.take(200.0) for _ in range(4)] == [True, True, True, False]  # capped at burst

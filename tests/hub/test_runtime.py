@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from websockets.exceptions import InvalidStatus
 
+from hub.auth import BadToken, LookupBudget, hash_token, new_token
 from hub.runtime import Hub, HubSettings
 from hub.storage import create_storage
 from hub.storage.base import Storage, StorageUnavailable, TokenRecord
 from hub.storage.postgres import PostgresStorage
 from hub.storage.sqlite import SqliteStorage
-from tests.hub.conftest import RunningHub, device_id, reading, recv_ack_seqs, wait_for
+from tests.hub.conftest import (
+    RunningHub,
+    device_id,
+    reading,
+    recv_ack_seqs,
+    running_hub,
+    wait_for,
+)
 from tests.hub.storage.helpers import fresh_schema, opened
 
 NOW = datetime.now(UTC)
@@ -126,3 +140,91 @@ async def test_a_revocation_by_another_connection_closes_the_live_socket(
     await wait_for(lambda: device.close_code is not None)
     assert device.close_code == 1008
     assert any_hub.hub.counters.revoked_closed == 1
+
+
+async def test_a_token_added_by_another_process_is_accepted_at_once(
+    database_url: str | None, tmp_path: Path, no_errors_logged: object
+) -> None:
+    """The README's order: `ems hub token add`, then the agent connects right away.
+
+    The refresher is slowed to an hour here, so only the look-up on a miss can
+    accept the token.
+    """
+    data = tmp_path / "data"
+    async with running_hub(database_url, data, token_refresh_s=3600.0) as running:
+        for attempt in range(3):
+            me = f"ems_new_{attempt}"
+            env = {**os.environ, "EMS_DATA_DIR": str(data)}
+            env.pop("EMS_DATABASE_URL", None)
+            database = ["--database", database_url] if database_url else []
+            added = await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-m", "ems", "hub", "token", "add", me, *database],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            )
+            token = added.stdout.strip().splitlines()[-1]
+            device = await running.device(me, token)  # refused: InvalidStatus (403)
+            await device.send(json.dumps(reading(attempt + 1)))
+            await recv_ack_seqs(device, {attempt + 1})
+
+
+async def test_a_token_refused_before_it_was_added_is_accepted_after(
+    any_hub: RunningHub, database_url: str | None, tmp_path: Path
+) -> None:
+    me = device_id()
+    token = new_token()
+    with pytest.raises(InvalidStatus):
+        await any_hub.device(me, token)
+    with pytest.raises(InvalidStatus):
+        await any_hub.device(me, token)  # remembered as refused: no look-up this time
+    # (Only a test can offer a token before it exists: they are random.) Remembered
+    # as refused until the book's generation moves, which the refresher sees.
+    await any_hub.storage.add_token(TokenRecord(me, hash_token(token), datetime.now(UTC)))
+    await wait_for(lambda: any_hub.hub.tokens.holds(me, hash_token(token)), within=5.0)
+    device = await any_hub.device(me, token)
+    await device.send(json.dumps(reading(1)))
+    await recv_ack_seqs(device, {1})
+
+
+async def test_a_scan_of_random_tokens_hits_storage_a_bounded_number_of_times(
+    counting: tuple[CountingSqlite | CountingPostgres, Storage], tmp_path: Path
+) -> None:
+    storage, other = counting
+    budget = LookupBudget()
+    settings = HubSettings(data_dir=tmp_path, token_refresh_s=3600.0)
+    async with Hub(settings, storage=storage) as hub:
+        mine = new_token()
+        await other.add_token(TokenRecord("ems_001", hash_token(mine), NOW))
+        assert await hub.verify_device_token("ems_001", mine) == hash_token(mine)
+        polls, loads = storage.polls, storage.loads
+        started = time.monotonic()
+        refused = 0
+        for batch in range(20):  # 1000 handshakes, 50 at a time
+            results = await asyncio.gather(
+                *(hub.verify_device_token(f"ems_{batch:03}", new_token()) for _ in range(50)),
+                return_exceptions=True,
+            )
+            refused += sum(isinstance(r, BadToken) for r in results)
+        elapsed = time.monotonic() - started
+        assert refused == 1000
+        lookups = storage.polls - polls
+        assert lookups <= budget.burst + budget.per_s * elapsed + 1, (lookups, elapsed)
+        assert lookups < 100
+        assert storage.loads == loads  # nothing changed: the list itself is never re-read
+        # The same bad token again and again: one look-up, then remembered.
+        bad = new_token()
+        polls = storage.polls
+        for _ in range(100):
+            with pytest.raises(BadToken):
+                await hub.verify_device_token("ems_001", bad)
+        assert storage.polls - polls <= 1
+        # The real token still works, and one added now is accepted at once.
+        assert await hub.verify_device_token("ems_001", mine) == hash_token(mine)
+        await asyncio.sleep(1.0 / budget.per_s)  # the scan spent the budget: one look-up's worth
+        fresh = new_token()
+        await other.add_token(TokenRecord("ems_002", hash_token(fresh), NOW))
+        assert await hub.verify_device_token("ems_002", fresh) == hash_token(fresh)
