@@ -338,6 +338,19 @@ def build_parser() -> argparse.ArgumentParser:
     _sim_parser(sub)
     demo = sub.add_parser("demo", help="hub + simulated site + edge agent in one command")
     demo.add_argument("--port", type=int, default=8000, help="the hub's port (default 8000)")
+    demo.add_argument(
+        "--data-dir",
+        default="ems-data",
+        help="where the database, configs, buffers and logs are kept (default ./ems-data)",
+    )
+    demo.add_argument(
+        "--temp", action="store_true", help="a throw-away run: a temporary folder, removed at exit"
+    )
+    demo.add_argument("--scenario", default="sunny", help="as for 'ems sim' (default sunny)")
+    demo.add_argument("--speed", type=float, default=1.0, help="as for 'ems sim' (default 1)")
+    demo.add_argument(
+        "--sites", type=int, default=1, help="as for 'ems sim': N sites, one agent each"
+    )
     demo.set_defaults(handler=_demo)
     return parser
 

@@ -13,6 +13,7 @@ import contextlib
 import signal
 import sys
 from contextlib import AsyncExitStack
+from datetime import timedelta
 
 from simulation.plant import Scenario
 from simulation.runner import SimulatedSite
@@ -73,8 +74,11 @@ async def _serve(args: argparse.Namespace, host: str, port: int) -> None:
             print(line, flush=True)
         for unit in Unit:
             print(f"  unit {int(unit)}: {_DEVICES[unit]}; {REGISTER_MAPS[unit].source}")
+        plant = site.plant
+        local = plant.time + timedelta(hours=plant.utc_offset_h)
         print(
-            f"scenario {args.scenario}, speed x{args.speed:g}, seed {args.seed}; Ctrl-C stops",
+            f"scenario {plant.scenario.value} from {local:%d %b %H:%M} local, "
+            f"speed x{args.speed:g}, seed {args.seed}; Ctrl-C stops",
             flush=True,
         )
         await stop.wait()

@@ -5,6 +5,11 @@ pty when asked) and a named task that steps the plant every ``tick_s`` of wall
 time by ``tick_s * speed`` simulated seconds and re-encodes the four devices'
 registers. ``site.tcp_port`` / ``site.rtu_path`` say where to connect. Several
 sites (``--sites N``) are several of these, each with its own seed and port.
+
+Without ``start``, the plant starts at its scenario's own day and hour of this
+year (:func:`simulation.plant.scenarios.scenario_start`): the default scenario
+then shows import, export, charge and discharge in its first minutes, whatever
+the wall clock says. The readings the edge takes are stamped with the wall clock.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from types import TracebackType
 from typing import Final, Self
 
 from simulation.modbus_server import DeviceServer, DeviceSpec, Fault
-from simulation.plant import Plant, PlantState
+from simulation.plant import DEFAULT_LONGITUDE_DEG, Plant, PlantState
+from simulation.plant.scenarios import scenario_start
 from simulation.site import REGISTER_MAPS, Unit, encode_site
 
 logger = logging.getLogger(__name__)
@@ -45,7 +51,14 @@ class SimulatedSite:
         self.name = name
         self.speed = speed
         self.tick_s = tick_s
-        self.plant = Plant(scenario, seed=seed, start=start or datetime.now(UTC))
+        if start is None:
+            start = scenario_start(
+                scenario,
+                year=datetime.now(UTC).year,
+                # The plant's own household clock for its default longitude.
+                utc_offset_h=float(round(DEFAULT_LONGITUDE_DEG / 15.0)),
+            )
+        self.plant = Plant(scenario, seed=seed, start=start)
         images = encode_site(self.plant.state.sections())
         self.server = DeviceServer(
             [DeviceSpec.for_map(int(u), images[u], REGISTER_MAPS[u]) for u in Unit],

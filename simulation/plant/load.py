@@ -173,6 +173,8 @@ class HouseModel:
 
     spec: HouseSpec
     seed: int
+    # Runs a scenario starts at fixed instants (someone cooking as the demo opens).
+    scripted: tuple[_Run, ...] = ()
     _days: dict[int, tuple[_Run, ...]] = field(default_factory=dict, repr=False)
     _wobble: ValueNoise = field(init=False, repr=False)
     _cycle_phase_s: tuple[float, ...] = field(init=False, repr=False)
@@ -218,7 +220,7 @@ class HouseModel:
             if (local_s + phase_s) % load.period_s < load.on_s:
                 active.append(load.name)
                 parts.append((load.power_w, load.power_factor, load.phase_shares))
-        for run in (*self.runs_of_day(day - 1), *self.runs_of_day(day)):
+        for run in (*self.runs_of_day(day - 1), *self.runs_of_day(day), *self.scripted):
             segment = _segment_at(run.appliance.segments, local_s - run.start_s)
             if segment is not None:
                 active.append(run.appliance.name)
@@ -228,6 +230,19 @@ class HouseModel:
             phase_reactive_var=_per_phase(parts, _reactive),
             active=tuple(active),
         )
+
+
+def scripted_runs(
+    spec: HouseSpec, opening: Sequence[tuple[str, float]], start_local_s: float
+) -> tuple[_Run, ...]:
+    """Runs of the named appliances, ``offset_s`` after ``start_local_s`` (local seconds)."""
+    by_name = {appliance.name: appliance for appliance in spec.appliances}
+    runs = []
+    for name, offset_s in opening:
+        if name not in by_name:
+            raise ValueError(f"no appliance named {name!r} (known: {', '.join(by_name)})")
+        runs.append(_Run(start_local_s + offset_s, by_name[name]))
+    return tuple(runs)
 
 
 def _segment_at(segments: Sequence[Segment], elapsed_s: float) -> Segment | None:

@@ -23,7 +23,7 @@ from typing import Final
 from simulation.plant.battery import BatteryMemory, BatteryPack
 from simulation.plant.dispatch import PowerFlow, dispatch
 from simulation.plant.grid import GridModel
-from simulation.plant.load import DAY_S, HouseModel
+from simulation.plant.load import DAY_S, HouseModel, scripted_runs
 from simulation.plant.pv import maximum_power_point, operating_point
 from simulation.plant.scenarios import Scenario, scenario_spec
 from simulation.plant.site import SiteSpec
@@ -98,7 +98,15 @@ class Plant:
         )
         self._weather = WeatherModel(self._scenario_spec, seed, latitude_deg)
         self._battery = BatteryPack(self.site.battery, seed)
-        self._house = HouseModel(self.site.house, seed)
+        self._house = HouseModel(
+            self.site.house,
+            seed,
+            scripted=scripted_runs(
+                self.site.house,
+                self._scenario_spec.opening,
+                start.timestamp() + self.utc_offset_h * 3600.0,
+            ),
+        )
         self._grid = GridModel(self.site.grid, seed)
 
         start = start.astimezone(UTC)
@@ -167,8 +175,8 @@ class Plant:
             charger_max_out_w=site.charger.rated_charge_current_a * low_bus_v,
             inverter=site.inverter.losses,
             inverter_rated_w=site.inverter.rated_power_w,
-            battery_charge_limit_w=limits.charge_w,
-            battery_discharge_limit_w=limits.discharge_w,
+            battery_charge_limit_w=min(limits.charge_w, site.max_battery_charge_w),
+            battery_discharge_limit_w=min(limits.discharge_w, site.max_battery_discharge_w),
         )
         battery_memory, battery = pack.step(memory.battery, flow.battery_w, dt_s, room_c)
         bus_v = battery.voltage_v

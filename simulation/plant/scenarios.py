@@ -1,16 +1,25 @@
 """Named situations the simulated site can be put in (``ems sim --scenario NAME``).
 
-A scenario sets the weather and where the battery starts; the physics are the same
-in all of them. Names are the enum's values; ``Scenario.parse`` also accepts dashes
+A scenario sets the weather, where the battery starts and, when the caller does
+not give a start time (``ems sim``, ``ems demo``), the simulated day and hour it
+starts at, with what the household switches on in its first minutes; the physics
+are the same in all of them. Names are the enum's values; ``Scenario.parse`` also accepts dashes
 (``battery-full``) and any case.
 
-| scenario | sky | battery at start |
-| --- | --- | --- |
-| sunny | clear, a few thin clouds | 50 % |
-| cloudy | broken clouds passing, from minutes to an hour | 50 % |
-| night | no daylight at all, whatever the clock says | 60 % |
-| battery_full | clear | 100 %: surplus PV is exported |
-| battery_empty | thick overcast | at the discharge reserve: the deficit is imported |
+| scenario | sky | battery at start | default start (local) |
+| --- | --- | --- | --- |
+| sunny | clear, a few thin clouds | 50 % | 15 May 11:00; oven at +60 s, kettle at +120 s |
+| cloudy | broken clouds passing, from minutes to an hour | 50 % | 15 May 11:00 |
+| night | no daylight at all, whatever the clock says | 60 % | 15 May 21:00 |
+| battery_full | clear | 100 %: surplus PV is exported | 15 May 13:00 |
+| battery_empty | thick overcast | at the reserve: the deficit is imported | 15 May 18:00 |
+
+The sunny default start is the demo's: with the site's battery setpoints
+(``SiteSpec``), the first minute exports what the pack does not take, the oven
+(3 kW) makes the pack discharge, and oven plus kettle (5.2 kW with the house)
+exceed PV plus the pack's 2 kW, so the grid imports: within ~2 minutes at
+``--speed 1`` the grid both imports and exports and the battery both charges and
+discharges.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Final
 
@@ -61,6 +71,11 @@ class ScenarioSpec:
     # Kasten & Czeplak's attenuation is a climatological mean; a thick, dark stratus
     # deck lets through far less (10-20 % of clear sky): this scales it further.
     overcast_transmittance: float = 1.0
+    # The default start: a day of the year and a local hour (see scenario_start).
+    start_month_day: tuple[int, int] = (5, 15)
+    start_local_hour: float = 11.0
+    # (appliance name, seconds after the start): runs switched on at fixed instants.
+    opening: tuple[tuple[str, float], ...] = ()
 
 
 SCENARIOS: Final[Mapping[Scenario, ScenarioSpec]] = MappingProxyType(
@@ -74,6 +89,7 @@ SCENARIOS: Final[Mapping[Scenario, ScenarioSpec]] = MappingProxyType(
             initial_soc_pct=50.0,
             temperature_offset_c=3.0,
             daily_temperature_swing_c=6.0,
+            opening=(("oven", 60.0), ("kettle", 120.0)),
         ),
         Scenario.CLOUDY: ScenarioSpec(
             description="broken clouds passing over the array; battery half full",
@@ -94,6 +110,7 @@ SCENARIOS: Final[Mapping[Scenario, ScenarioSpec]] = MappingProxyType(
             initial_soc_pct=60.0,
             temperature_offset_c=-4.0,
             daily_temperature_swing_c=2.0,
+            start_local_hour=21.0,
         ),
         Scenario.BATTERY_FULL: ScenarioSpec(
             description="clear sky and a full battery: the surplus is exported",
@@ -104,6 +121,7 @@ SCENARIOS: Final[Mapping[Scenario, ScenarioSpec]] = MappingProxyType(
             initial_soc_pct=100.0,
             temperature_offset_c=3.0,
             daily_temperature_swing_c=6.0,
+            start_local_hour=13.0,
         ),
         Scenario.BATTERY_EMPTY: ScenarioSpec(
             description="overcast and the battery at its reserve: the deficit is imported",
@@ -115,6 +133,7 @@ SCENARIOS: Final[Mapping[Scenario, ScenarioSpec]] = MappingProxyType(
             temperature_offset_c=-2.0,
             daily_temperature_swing_c=2.0,
             overcast_transmittance=0.45,
+            start_local_hour=18.0,
         ),
     }
 )
@@ -124,3 +143,11 @@ def scenario_spec(scenario: Scenario | str) -> tuple[Scenario, ScenarioSpec]:
     """The scenario (parsed if a name) and its spec."""
     member = scenario if isinstance(scenario, Scenario) else Scenario.parse(scenario)
     return member, SCENARIOS[member]
+
+
+def scenario_start(scenario: Scenario | str, *, year: int, utc_offset_h: float) -> datetime:
+    """The scenario's default start: its day of ``year`` at its local hour, in UTC."""
+    _, spec = scenario_spec(scenario)
+    month, day = spec.start_month_day
+    local_midnight = datetime(year, month, day, tzinfo=UTC)
+    return local_midnight + timedelta(hours=spec.start_local_hour - utc_offset_h)

@@ -17,6 +17,12 @@ class SiteSpec:
 
     The equipment sits indoors (a utility room): its air is ``room_base_c`` plus
     ``room_coupling`` of the outdoor temperature's distance from 10 °C.
+
+    ``max_battery_charge_w`` / ``max_battery_discharge_w`` are the battery setpoints
+    every battery inverter offers (at the pack's terminals, within what the BMS
+    allows): a sunny surplus beyond 1.5 kW is exported rather than stored, and a
+    load beyond what the PV and 2 kW from the pack give is imported, as on most
+    home systems whose pack is not sized to carry the whole house.
     """
 
     array: PvArraySpec = field(default_factory=PvArraySpec)
@@ -25,6 +31,8 @@ class SiteSpec:
     inverter: InverterSpec = field(default_factory=InverterSpec)
     house: HouseSpec = field(default_factory=HouseSpec)
     grid: GridSpec = field(default_factory=GridSpec)
+    max_battery_charge_w: float = 1500.0
+    max_battery_discharge_w: float = 2000.0
     room_base_c: float = 18.0
     room_coupling: float = 0.25
 

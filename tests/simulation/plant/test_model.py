@@ -13,6 +13,7 @@ import pytest
 import simulation.plant.state as state_module
 from simulation.plant import Plant, PlantState, Scenario
 from simulation.plant.battery import BatterySpec
+from simulation.plant.scenarios import scenario_start
 from simulation.plant.site import SiteSpec
 from telemetry import SECTION_MODELS, Reading
 
@@ -273,3 +274,36 @@ def test_bad_construction_arguments_are_refused() -> None:
         Plant("hail", seed=1, start=START)
     with pytest.raises(ValueError, match="latitude"):
         Plant(Scenario.SUNNY, seed=1, start=START, latitude_deg=91.0)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 7])
+def test_the_default_sunny_start_imports_exports_charges_and_discharges_within_minutes(
+    seed: int,
+) -> None:
+    # ``ems sim`` / ``ems demo`` without a start: the scenario's own day and hour.
+    start = scenario_start(Scenario.SUNNY, year=2026, utc_offset_h=1.0)
+    assert start == datetime(2026, 5, 15, 10, tzinfo=UTC)  # 11:00 local
+    plant = Plant(Scenario.SUNNY, seed=seed, start=start)
+    site = SiteSpec()
+    states = [plant.step(1.0) for _ in range(180)]
+    grid = [s.flow.grid_w for s in states]
+    battery = [s.flow.battery_w for s in states]
+    # Clearly both ways, not float noise: hundreds of watts.
+    assert max(grid) > 300.0
+    assert min(grid) < -300.0
+    assert max(battery) > 300.0
+    assert min(battery) < -300.0
+    for state in states:
+        f = state.flow
+        scale = (f.pv_w, f.load_w, f.battery_w, f.inverter_dc_w, f.grid_w)
+        assert _close(f.pv_w, f.charger_loss_w - f.battery_w + f.inverter_dc_w, *scale)
+        assert _close(f.inverter_ac_w + f.grid_w, f.load_w, *scale)
+        # The battery setpoints hold; the grid takes what they leave.
+        assert -site.max_battery_charge_w - 1e-6 <= f.battery_w
+        assert f.battery_w <= site.max_battery_discharge_w + 1e-6
+        if f.grid_w < 0.0:  # exporting: only because the pack takes no more
+            assert f.battery_w == pytest.approx(-site.max_battery_charge_w)
+        if f.grid_w > 1e-6:  # importing: the pack gives all it may
+            assert f.battery_w == pytest.approx(site.max_battery_discharge_w)
+    assert "kettle" in states[150].house.load.active
+    assert "oven" in states[150].house.load.active
