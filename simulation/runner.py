@@ -51,6 +51,8 @@ class SimulatedSite:
         self.name = name
         self.speed = speed
         self.tick_s = tick_s
+        # The scenario's opening appliances belong to its default start (the demo's story).
+        with_opening = start is None
         if start is None:
             start = scenario_start(
                 scenario,
@@ -58,7 +60,7 @@ class SimulatedSite:
                 # The plant's own household clock for its default longitude.
                 utc_offset_h=float(round(DEFAULT_LONGITUDE_DEG / 15.0)),
             )
-        self.plant = Plant(scenario, seed=seed, start=start)
+        self.plant = Plant(scenario, seed=seed, start=start, with_opening=with_opening)
         images = encode_site(self.plant.state.sections())
         self.server = DeviceServer(
             [DeviceSpec.for_map(int(u), images[u], REGISTER_MAPS[u]) for u in Unit],

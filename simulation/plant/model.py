@@ -67,7 +67,9 @@ class Plant:
 
     ``start`` must be timezone-aware. ``utc_offset_h`` is the household's clock
     (load profile, "energy today"); by default the longitude's nearest whole hour.
-    ``initial_soc_pct`` overrides the scenario's starting SOC.
+    ``initial_soc_pct`` overrides the scenario's starting SOC. ``with_opening``
+    switches on the appliances the scenario runs in its first minutes from its
+    default start (``ScenarioSpec.opening``; ``ems sim`` and ``ems demo``).
     """
 
     def __init__(
@@ -81,6 +83,7 @@ class Plant:
         utc_offset_h: float | None = None,
         site: SiteSpec | None = None,
         initial_soc_pct: float | None = None,
+        with_opening: bool = False,
     ) -> None:
         if start.tzinfo is None or start.utcoffset() is None:
             raise ValueError("start must be a timezone-aware datetime")
@@ -103,7 +106,7 @@ class Plant:
             seed,
             scripted=scripted_runs(
                 self.site.house,
-                self._scenario_spec.opening,
+                self._scenario_spec.opening if with_opening else (),
                 start.timestamp() + self.utc_offset_h * 3600.0,
             ),
         )

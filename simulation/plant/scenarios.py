@@ -74,7 +74,8 @@ class ScenarioSpec:
     # The default start: a day of the year and a local hour (see scenario_start).
     start_month_day: tuple[int, int] = (5, 15)
     start_local_hour: float = 11.0
-    # (appliance name, seconds after the start): runs switched on at fixed instants.
+    # (appliance name, seconds after the start): runs switched on at fixed instants,
+    # from the default start only (``Plant(with_opening=True)``).
     opening: tuple[tuple[str, float], ...] = ()
 
 

@@ -283,7 +283,7 @@ def test_the_default_sunny_start_imports_exports_charges_and_discharges_within_m
     # ``ems sim`` / ``ems demo`` without a start: the scenario's own day and hour.
     start = scenario_start(Scenario.SUNNY, year=2026, utc_offset_h=1.0)
     assert start == datetime(2026, 5, 15, 10, tzinfo=UTC)  # 11:00 local
-    plant = Plant(Scenario.SUNNY, seed=seed, start=start)
+    plant = Plant(Scenario.SUNNY, seed=seed, start=start, with_opening=True)
     site = SiteSpec()
     states = [plant.step(1.0) for _ in range(180)]
     grid = [s.flow.grid_w for s in states]
