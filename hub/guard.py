@@ -1,4 +1,6 @@
-"""uvicorn's HTTP protocol with the hub's connection gate (hub/limits.py) applied.
+"""uvicorn's protocols with the hub's rules: the connection gate, and quiet WebSockets.
+
+**HTTP** (:class:`GuardedHttpToolsProtocol`): the connection gate (hub/limits.py).
 
 uvicorn makes one protocol object per accepted TCP connection
 (``config.http``, here a subclass of its httptools protocol). This subclass
@@ -25,6 +27,18 @@ uvicorn 0.55's ``HttpToolsProtocol`` is the base; the hooks used
 (``connection_made``, ``on_headers_complete``, ``on_response_complete``,
 ``handle_websocket_upgrade``, ``connection_lost``) are its own protocol and
 parser callbacks (tests/hub/test_limits.py holds them to it).
+
+**WebSocket** (:class:`QuietWebSocketProtocol`, uvicorn 0.55's sans-I/O
+``websockets`` protocol) with three changes, found by tests/hub/test_fuzz_sockets.py:
+
+- text that is not UTF-8 is closed with 1007 as before, but logged as one line
+  at INFO, not as an ERROR with a traceback: it is the peer's mistake;
+- once the protocol layer itself closed a socket (1002, 1007, 1009), a later
+  ``send`` from the app raises ``ClientDisconnected`` (the hub's "peer gone",
+  hub/sockets.py), not a ``RuntimeError`` the app would take for a bug;
+- the ``websockets`` layer logs to ``hub.wire``, held at INFO: at DEBUG it
+  would write every handshake header (a device's ``Authorization`` among them)
+  and a traceback for every malformed handshake.
 """
 
 from __future__ import annotations
@@ -34,10 +48,16 @@ import logging
 from typing import Any, Final
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.utils import ClientDisconnected
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from hub.limits import Closure, ConnectionGate, Refusal
 
 logger = logging.getLogger(__name__)
+
+# The websockets layer's own logger (see the module docstring): never below INFO.
+WIRE_LOGGER: Final = logging.getLogger("hub.wire")
+WIRE_LOGGER.setLevel(logging.INFO)
 
 RETRY_AFTER_S: Final = 5
 # A refused connection is half-closed and drained this long before it is aborted:
@@ -157,3 +177,31 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _on_idle_timeout(self) -> None:
         self._idle_timer = None
         self.gate.timed_out(self)
+
+
+class QuietWebSocketProtocol(WebSocketsSansIOProtocol):
+    """See the module docstring: peer mistakes are not hub errors, no headers logged."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.conn.logger = WIRE_LOGGER
+        self.conn.debug = False
+
+    async def send(self, message: Any) -> None:
+        if self.close_sent and message["type"] in ("websocket.send", "websocket.close"):
+            # Closed by the protocol layer (a peer's protocol error), or already by us.
+            raise ClientDisconnected()
+        await super().send(message)
+
+    def send_receive_event_to_app(self) -> None:
+        if self.curr_msg_data_type == "text" and not self.close_sent:
+            data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+            try:
+                data.decode()
+            except UnicodeDecodeError:
+                self.frames = []
+                logger.info("closed a WebSocket with 1007: its text was not UTF-8")
+                self.conn.send_close(1007)
+                self.handle_parser_exception()
+                return
+        super().send_receive_event_to_app()

@@ -1,10 +1,11 @@
 """Running the hub under uvicorn, and stopping it cleanly on SIGTERM.
 
 uvicorn settings (the issue's "switchboard" section): uvloop and httptools;
-the sans-I/O ``websockets`` protocol, named explicitly so an upgrade of
-uvicorn's "auto" choice cannot change the flow control hub/fanout.py relies
-on; per-message deflate off (it costs memory per socket); ``ws_max_size`` of
-1 MiB, so the ``websockets`` parser fails a larger frame with 1009
+the sans-I/O ``websockets`` protocol (subclassed in hub/guard.py), named
+explicitly so an upgrade of uvicorn's "auto" choice cannot change the flow
+control hub/fanout.py relies on; per-message deflate off (it costs memory per
+socket); ``ws_max_size`` of 1 MiB, so the ``websockets`` parser fails a larger
+frame with 1009
 (docs/protocol.md, "Close codes": a frame larger than 1 MiB closes with 1009);
 pings every 20 s, and a peer that does not answer within 20 s is closed (a
 dashboard never has to speak, but must answer pings).
@@ -46,7 +47,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from hub.gatekeeper import LogLimiter
-from hub.guard import guarded_protocol
+from hub.guard import QuietWebSocketProtocol, guarded_protocol
 from hub.limits import ConnectionGate
 from hub.log_safety import install_uvicorn_refusal_filter
 from telemetry import MAX_FRAME_BYTES
@@ -114,7 +115,7 @@ def uvicorn_config(
         port=port,
         loop="uvloop",
         http=guarded_protocol(gate) if gate is not None else "httptools",
-        ws="websockets-sansio",
+        ws=QuietWebSocketProtocol,
         ws_max_size=MAX_FRAME_BYTES,
         ws_per_message_deflate=False,
         ws_ping_interval=PING_INTERVAL_S,

@@ -69,15 +69,24 @@ def _fd_limit(limit: int) -> Callable[[], None]:
 
 @contextlib.contextmanager
 def served_hub(
-    data_dir: Path, *args: str, log_path: Path, fd_limit: int | None = None
+    data_dir: Path,
+    *args: str,
+    log_path: Path,
+    fd_limit: int | None = None,
+    env: dict[str, str] | None = None,
+    verbose: bool = False,
 ) -> Iterator[ServedHub]:
-    """``ems hub serve --port 0 ARGS``; killed on the way out if still running."""
+    """``ems [-v] hub serve --port 0 ARGS`` with ``env`` added; stopped on the way out."""
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "ems", "hub", "serve", "--port", "0", *args],
+            [
+                *(sys.executable, "-m", "ems"),
+                *(["-v"] if verbose else []),
+                *("hub", "serve", "--port", "0", *args),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=log,
-            env=hub_env(data_dir),
+            env={**hub_env(data_dir), **(env or {})},
             preexec_fn=_fd_limit(fd_limit) if fd_limit is not None else None,
         )
     try:
