@@ -184,10 +184,10 @@ def build_wheel(out: Path, *, version_suffix: str = "") -> Path:
     return wheel
 
 
-@pytest.fixture(scope="session")
-def edge_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A wheel of this repository, built once per session."""
-    return build_wheel(tmp_path_factory.mktemp("wheel"))
+def project_version() -> str:
+    """The version in pyproject.toml, as a wheel's file name spells it."""
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    return str(version)
 
 
 @dataclass
@@ -209,7 +209,6 @@ class Site:
 
     root: Path
     directory: Path
-    wheel: Path
     token: str
     vars: dict[str, Any] = field(default_factory=dict)
     outputs: list[str] = field(default_factory=list)
@@ -248,8 +247,8 @@ class Site:
             env=ansible_env(self.directory),
         )
 
-    def play(self, *extra: str, **changes: Any) -> PlayResult:
-        """Runs the playbook after applying ``changes`` to the host's vars.
+    def play(self, *extra: str, playbook: str = "playbook.yml", **changes: Any) -> PlayResult:
+        """Runs a playbook of ansible/ after applying ``changes`` to the host's vars.
 
         ``token=`` changes the token in the vault."""
         if "token" in changes:
@@ -265,7 +264,7 @@ class Site:
             "-v",
             "--diff",
             *extra,
-            "playbook.yml",
+            playbook,
         ]
         done = subprocess.run(
             cmd,
@@ -305,13 +304,15 @@ def ansible_env(home: Path) -> dict[str, str]:
     }
 
 
-def site_vars(wheel: Path, *, hub_url: str, sim_port: int) -> dict[str, Any]:
-    """The Pi's plain vars: the simulated site's four devices on one Modbus TCP bus."""
+def site_vars(*, hub_url: str, sim_port: int) -> dict[str, Any]:
+    """The Pi's plain vars: the simulated site's four devices on one Modbus TCP bus.
+
+    What gets installed is left at the role's default: a wheel built on the
+    controller (this machine) from this checkout."""
     return {
         "ems_edge_device_id": DEVICE_ID,
         "ems_edge_hub_url": hub_url,
         "ems_edge_token": "{{ vault_ems_edge_token }}",
-        "ems_edge_wheel": str(wheel),
         "ems_edge_pip_environment": {
             "PIP_CERT": "/etc/ssl/certs/ca-certificates.crt",
             "PIP_DEFAULT_TIMEOUT": "120",
@@ -347,27 +348,26 @@ def free_port() -> int:
 
 @dataclass(frozen=True)
 class Converged:
-    """The first run into the fresh root and the run right after it."""
+    """The first run into the fresh root, the run right after it, and a `--check` run
+    after that (the README's "what would change")."""
 
     site: Site
     first: PlayResult
     second: PlayResult
+    checked: PlayResult
     hub_port: int
     sim_port: int
 
 
 @pytest.fixture(scope="session")
-def converged(
-    debian_root: Path, edge_wheel: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Converged:
+def converged(debian_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Converged:
     directory = tmp_path_factory.mktemp("site")
     hub_port, sim_port = free_port(), free_port()
     site = Site(
         root=debian_root,
         directory=directory,
-        wheel=edge_wheel,
         token=f"ems-test-{secrets.token_urlsafe(24)}",
-        vars=site_vars(edge_wheel, hub_url=f"ws://127.0.0.1:{hub_port}", sim_port=sim_port),
+        vars=site_vars(hub_url=f"ws://127.0.0.1:{hub_port}", sim_port=sim_port),
     )
     site.vault_password_file.write_text(secrets.token_hex(16) + "\n")
     site.vault_password_file.chmod(0o600)
@@ -375,7 +375,8 @@ def converged(
     if first.returncode != 0:
         pytest.fail(f"the first run failed:\n{first.output}", pytrace=False)
     second = site.play()
-    return Converged(site, first, second, hub_port, sim_port)
+    checked = site.play("--check")
+    return Converged(site, first, second, checked, hub_port, sim_port)
 
 
 def in_root(root: Path, *cmd: str, user: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -34,6 +34,7 @@ def test_ansible_lint_production_profile(tmp_path_factory: pytest.TempPathFactor
         "--project-dir",
         str(ANSIBLE_DIR),
         "playbook.yml",
+        "uninstall.yml",
         "roles/ems_edge",
         "inventory",
     )
@@ -41,17 +42,18 @@ def test_ansible_lint_production_profile(tmp_path_factory: pytest.TempPathFactor
     assert "Profile 'production' was required, and it passed." in linted.stdout + linted.stderr
 
 
-def test_playbook_syntax_check(tmp_path_factory: pytest.TempPathFactory) -> None:
+@pytest.mark.parametrize("playbook", ["playbook.yml", "uninstall.yml"])
+def test_playbook_syntax_check(tmp_path_factory: pytest.TempPathFactory, playbook: str) -> None:
     checked = _run(
         tmp_path_factory,
         str(VENV_BIN / "ansible-playbook"),
         "-i",
         EXAMPLE_INVENTORY,
         "--syntax-check",
-        "playbook.yml",
+        playbook,
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "playbook: playbook.yml" in checked.stdout
+    assert f"playbook: {playbook}" in checked.stdout
 
 
 def _preflight_example(tmp_path_factory: pytest.TempPathFactory, *extra: str) -> str:
@@ -88,4 +90,6 @@ def test_example_vault_placeholder_is_refused(tmp_path_factory: pytest.TempPathF
     output = _preflight_example(tmp_path_factory)
     assert not output.startswith("rc=0\n"), output
     assert "ems_edge_token is not match('REPLACE-WITH-')" in output
-    assert "set ems_edge_device_id" in output  # the installer sees what to do
+    # The installer sees what to do.
+    assert "ems_edge_token for ems-001 is empty, still the example's placeholder" in output
+    assert "vault_ems_edge_token" in output

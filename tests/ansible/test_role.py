@@ -13,11 +13,13 @@ from tests.ansible.conftest import (
     DEVICE_ID,
     RESTART_HANDLER,
     Converged,
+    PlayResult,
     build_wheel,
     group,
     group_members,
     in_root,
     passwd,
+    project_version,
     require_root_and_debootstrap,
 )
 
@@ -28,6 +30,7 @@ UNIT = "etc/systemd/system/ems-edge.service"
 CONFIG = "etc/ems-edge/config.toml"
 TOKEN = "etc/credstore/ems-edge.token"
 UDEV_RULE = "etc/udev/rules.d/70-ems-edge-rs485.rules"
+WHEEL = "ems_switchboard-{version}-py3-none-any.whl"
 
 # `systemd-analyze security` scores 0 (every protection) to 10 (none). What the
 # agent cannot give up, and so what stays marked here:
@@ -88,6 +91,28 @@ def test_second_run_changes_nothing(converged: Converged) -> None:
     assert second.returncode == 0, second.output
     assert second.changed == 0, second.output
     assert not second.restart_notified
+
+
+def test_check_mode_on_a_converged_pi_reports_nothing(converged: Converged) -> None:
+    """`--check --diff` (README, "what would change") on a Pi that is up to date."""
+    checked = converged.checked
+    assert checked.returncode == 0, checked.output
+    assert checked.changed == 0, checked.output
+    assert not checked.restart_notified, checked.output
+    # The wheel is still built (on the controller only): it is what tells whether
+    # the Pi would change.
+    assert "Build a wheel of this checkout on the controller" in checked.output
+
+
+def test_the_default_installs_a_wheel_built_from_this_checkout(converged: Converged) -> None:
+    site = converged.site
+    assert "ems_edge_wheel" not in site.vars
+    version = project_version()
+    built = site.directory / ".cache/ems-switchboard/wheels" / WHEEL.format(version=version)
+    copied = site.root / "opt/ems-edge/versions" / version / built.name
+    assert copied.read_bytes() == built.read_bytes()
+    assert _running_version(site.root) == version
+    assert (site.root / "opt/ems-edge/venv").readlink() == Path(f"versions/{version}/venv")
 
 
 def test_agent_runs_as_a_system_user_without_login(converged: Converged) -> None:
@@ -250,46 +275,88 @@ def test_changing_the_config_restarts_the_agent_once(converged: Converged) -> No
     assert again.changed == 0, again.output
 
 
-def test_new_version_is_installed_and_restarts_the_agent(
-    converged: Converged, tmp_path: Path
-) -> None:
-    """A wheel with a higher version (this tree, version bumped) is installed and
-    restarts the agent; the run after it changes nothing."""
+def test_upgrade_then_rollback_then_forward_again(converged: Converged, tmp_path: Path) -> None:
+    """A newer wheel is installed into a virtualenv of its own and restarts the agent;
+    pinning the previous version switches back to its kept virtualenv (nothing built,
+    copied or installed) and restarts the agent; removing the pin goes forward again."""
     site = converged.site
+    versions = site.root / "opt/ems-edge/versions"
+    version = project_version()
+    assert _running_version(site.root) == version
     wheel = build_wheel(tmp_path, version_suffix=".post1")
-    version = converged.site.wheel.name.split("-")[1]
     newer = wheel.name.split("-")[1]
-    python = "/opt/ems-edge/venv/bin/python"
-    query = "import importlib.metadata as m; print(m.version('ems-switchboard'))"
-    assert in_root(site.root, python, "-c", query).stdout.strip() == version
+
+    # What would change: the new version and a restart, and nothing changes yet.
+    would = site.play("--check", ems_edge_wheel=str(wheel))
+    assert would.returncode == 0, would.output
+    assert would.changed > 0, would.output
+    assert would.restart_notified, would.output
+    assert _running_version(site.root) == version
+    assert sorted(p.name for p in versions.iterdir()) == [version]
 
     upgraded = site.play(ems_edge_wheel=str(wheel))
     assert upgraded.returncode == 0, upgraded.output
     assert upgraded.restart_notified, upgraded.output
-    assert in_root(site.root, python, "-c", query).stdout.strip() == newer
+    assert _running_version(site.root) == newer
+    assert (site.root / "opt/ems-edge/previous").readlink() == Path(f"versions/{version}")
+    assert sorted(p.name for p in versions.iterdir()) == sorted([version, newer])
 
-    again = site.play()
-    assert again.returncode == 0, again.output
-    assert again.changed == 0, again.output
-    assert not again.restart_notified
+    rolled_back = site.play(ems_edge_version=version)
+    assert rolled_back.returncode == 0, rolled_back.output
+    assert rolled_back.restart_notified, rolled_back.output
+    assert _running_version(site.root) == version
+    assert not _ran(rolled_back, "Build a wheel of this checkout on the controller")
+    assert not _ran(rolled_back, "Install the agent with its edge extra")
+    # The version left stays, to go forward again without a download.
+    assert (site.root / "opt/ems-edge/previous").readlink() == Path(f"versions/{newer}")
+    assert sorted(p.name for p in versions.iterdir()) == sorted([version, newer])
+
+    pinned = site.play("--check")
+    assert pinned.returncode == 0, pinned.output
+    assert pinned.changed == 0, pinned.output
+    assert not pinned.restart_notified, pinned.output
+
+    forward = site.play(ems_edge_version="")
+    assert forward.returncode == 0, forward.output
+    assert forward.restart_notified, forward.output
+    assert not _ran(forward, "Install the agent with its edge extra")
+    assert _running_version(site.root) == newer
+
+    # A pinned version that is neither kept on the Pi nor the wheel's is refused.
+    missing = site.play(ems_edge_version="0.0.1")
+    assert missing.returncode != 0
+    assert "ems_edge_version is 0.0.1, which is not kept on test-pi" in missing.output
+    assert _running_version(site.root) == newer
+    site.vars["ems_edge_version"] = ""
 
 
-def test_invalid_inventory_is_refused_before_anything_changes(converged: Converged) -> None:
+def test_an_unusable_hub_url_is_refused_before_anything_changes(converged: Converged) -> None:
+    """`ws://` alone would install an agent that retries for ever (more cases in
+    test_preflight.py, without a root)."""
     site = converged.site
     unit_before = (site.root / UNIT).stat().st_mtime_ns
-    devices = site.vars["ems_edge_devices"]
-    fridge = [{**devices[0], "role": "fridge"}, *devices[1:]]
-    refused = site.play(ems_edge_devices=fridge)
+    config_before = (site.root / CONFIG).read_text()
+    good = site.vars["ems_edge_hub_url"]
+    refused = site.play(ems_edge_hub_url="ws://")
+    site.vars["ems_edge_hub_url"] = good
     assert refused.returncode != 0
-    assert "ems_edge_devices" in refused.output
-    assert "fridge" in refused.output
-
-    stray = [*devices[:3], {**devices[3], "bus": "nowhere"}]
-    refused = site.play(ems_edge_devices=stray)
-    assert refused.returncode != 0
-    assert "every device on a defined bus" in refused.output
-
+    assert 'ems_edge_hub_url is "ws://" for test-pi' in refused.output
+    assert "ws://HOST[:PORT][/PATH]" in refused.output
     assert (site.root / UNIT).stat().st_mtime_ns == unit_before
-    restored = site.play(ems_edge_devices=devices)
-    assert restored.returncode == 0, restored.output
-    assert restored.changed == 0, restored.output
+    assert (site.root / CONFIG).read_text() == config_before
+
+
+def _running_version(root: Path) -> str:
+    query = "import importlib.metadata as m; print(m.version('ems-switchboard'))"
+    done = in_root(root, "/opt/ems-edge/venv/bin/python", "-c", query)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def _ran(result: PlayResult, task: str) -> bool:
+    """Whether a task did something (its result line names the host as ok or changed)."""
+    section = result.output.partition(f"TASK [ems_edge : {task}]")[2]
+    if not section:
+        return False
+    block = section.split("\nTASK [", 1)[0]
+    return "changed: [test-pi]" in block or "ok: [test-pi]" in block
