@@ -258,16 +258,18 @@ def collect(hub: Hub) -> list[Family]:
 
 
 def _edge_device_families(hub: Hub) -> list[Family]:
-    """The devices behind connected agents, from their health frames."""
-    up: list[tuple[dict[str, str], float]] = []
+    """The devices behind connected agents, from their health frames.
+
+    Counts only: /metrics is open (docs/security.md), so no device id or name
+    is in it; which site fails is on /api/devices.
+    """
     by_state = dict.fromkeys(HealthState, 0)
-    for session in sorted(hub.manager.publishers(), key=lambda s: s.device_id):
+    failing_sites = 0
+    for session in hub.manager.publishers():
         health = hub.manager.health(session.device_id)
         for device in health.devices if health is not None else ():
             by_state[device.state] += 1
-            if device.state is not HealthState.UNKNOWN:
-                labels = {"device_id": session.device_id, "device": device.name}
-                up.append((labels, float(device.state is HealthState.OK)))
+        failing_sites += bool(health is not None and health.failing)
     return [
         Family.labelled(
             "ems_edge_devices",
@@ -276,11 +278,11 @@ def _edge_device_families(hub: Hub) -> list[Family]:
             "state",
             {state.value: count for state, count in by_state.items()},
         ),
-        Family(
-            "ems_edge_device_up",
-            "1 when a device behind a connected agent is read, 0 while it is failing.",
+        Family.single(
+            "ems_edge_sites_failing",
+            "Connected agents with at least one device failing.",
             MetricType.GAUGE,
-            tuple(up),
+            failing_sites,
         ),
     ]
 

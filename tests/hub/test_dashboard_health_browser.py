@@ -180,7 +180,7 @@ def test_a_stopped_modbus_server_shows_as_failing_within_three_intervals(site: S
     )
     banner = page.locator("#health-banner").inner_text()
     assert "inverter" in banner
-    assert "Not read" in banner
+    assert "not read since" in banner
 
     site.sim.start()  # the devices come back: live again
     fleet.wait_for_selector(f'{CARD}[data-condition="ok"]', timeout=30_000)

@@ -349,7 +349,7 @@ function renderCondition() {
     condition === "stale" && state.lastArrivalMs !== null
       ? `No reading for ${formatAgo(state.lastArrivalMs, now).replace(" ago", "")}: the values below are not live.`
       : "";
-  problem.textContent = failing ? `Not read: ${failing}. Its values below are the last good ones, greyed.` : quiet;
+  problem.textContent = failing ? `${failing}: the values below are the last good ones, greyed.` : quiet;
   problem.hidden = !problem.textContent;
   const list = byId("health-list");
   list.replaceChildren(

@@ -93,6 +93,7 @@ function renderCondition(state) {
   state.pill.className = `pill ${condition}`;
   const problem = condition === "failing" ? failingText(state.health) : "";
   state.problem.textContent = problem;
+  state.problem.title = (state.health?.devices ?? []).map((d) => d.error).filter(Boolean)[0] ?? "";
   state.problem.hidden = !problem;
 }
 

@@ -30,21 +30,26 @@ export function siteCondition({ online, health, lastSeenMs, now = Date.now() }) 
   return { condition: "ok", text: "online" };
 }
 
-/** "inverter, meter not read since 12:30:01 (connection refused)"; "" when none fails. */
+/** "inverter, meter not read since 12:30:01"; "" when none fails (errors: see deviceLine). */
 export function failingText(health) {
   const failing = (health?.devices ?? []).filter((device) => device.state === "failing");
   if (!failing.length) return "";
   const names = failing.map((device) => device.name).join(", ");
   const since = Math.min(...failing.map((device) => parseTs(device.since ?? "")).filter(Number.isFinite));
-  const when = Number.isFinite(since) ? ` since ${formatClock(since)}` : "";
-  const error = failing[0].error ? ` (${failing[0].error})` : "";
-  return `${names} not read${when}${error}`;
+  const when = Number.isFinite(since) ? ` since ${clockTime(since)}` : "";
+  return `${names} not read${when}`;
+}
+
+/** The time of day for today's instants, the date and time otherwise. */
+export function clockTime(ms) {
+  const when = new Date(ms);
+  return when.toDateString() === new Date().toDateString() ? when.toLocaleTimeString() : formatClock(ms);
 }
 
 /** One line per device: "inverter · failing since 12:30:01 · last good read 42 s ago". */
 export function deviceLine(device, now = Date.now()) {
   const parts = [device.name];
-  const since = device.since ? ` since ${formatClock(parseTs(device.since))}` : "";
+  const since = device.since ? ` since ${clockTime(parseTs(device.since))}` : "";
   parts.push(device.state === "ok" ? `read${since}` : `${device.state}${since}`);
   if (device.state !== "ok" && device.last_ok) {
     parts.push(`last good read ${formatAgo(parseTs(device.last_ok), now)}`);
