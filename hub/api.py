@@ -226,6 +226,13 @@ def collect(hub: Hub) -> list[Family]:
         Family.single("ems_acks_sent_total", "Ack frames sent to devices.", counter, c.acks_sent),
         Family.single("ems_acked_seqs_total", "Seqs acked to devices.", counter, c.seqs_acked),
         Family.single("ems_errors_sent_total", "Error frames sent.", counter, c.errors_sent),
+        Family.labelled(
+            "ems_internal_errors_total",
+            "Connections closed with 1011 after an unexpected error in the hub, per door.",
+            counter,
+            "door",
+            {door: c.internal_errors[door] for door in Door},
+        ),
         Family.single(
             "ems_dashboard_frames_sent_total",
             "Frames sent to dashboards.",

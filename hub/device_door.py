@@ -51,6 +51,7 @@ from telemetry import (
     is_valid_device_id,
     parse_device_frame,
 )
+from telemetry.client_text import client_text
 from telemetry.health import HEALTH_FRAME_PREFIX, HealthFrame
 from telemetry.timesync import TimeRequest, time_frame
 
@@ -84,7 +85,7 @@ async def device_door(websocket: WebSocket, device_id: str) -> None:
             limiter=hub.refusal_log,
             door=Door.DEVICE,
             reason=err.failure,
-            detail=f"{device_id}: {err.detail}",
+            detail=client_text(f"{device_id}: {err.detail}"),
         )
         return
     await websocket.accept()
@@ -100,12 +101,26 @@ async def device_door(websocket: WebSocket, device_id: str) -> None:
     logger.info("device %s connected", device_id)
     receiver = asyncio.create_task(_receive_loop(hub, session), name=f"device[{device_id}].receive")
     sender = asyncio.create_task(session.outbox.run(), name=f"device[{device_id}].acks")
+    # 1000 only for an orderly end; an unexpected error in the hub is 1011 (docs/protocol.md).
+    close_code = CloseCode.NORMAL
     try:
         done, _ = await asyncio.wait({receiver, sender}, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            error = task.exception()
-            if error is not None and not isinstance(error, PeerGone):
-                raise error
+        failures = [
+            error
+            for task in done
+            if (error := task.exception()) is not None and not isinstance(error, PeerGone)
+        ]
+        if failures:
+            # Caught here, not left to uvicorn: one count, one log line with its traceback,
+            # and the device hears 1011 rather than a normal close.
+            close_code = CloseCode.INTERNAL_ERROR
+            hub.counters.internal_errors[Door.DEVICE] += 1
+            logger.error(
+                "device %s: unexpected error, closing the connection with 1011: %r",
+                device_id,
+                failures[0],
+                exc_info=failures[0],
+            )
     finally:
         for task in (receiver, sender):
             task.cancel()
@@ -115,7 +130,7 @@ async def device_door(websocket: WebSocket, device_id: str) -> None:
             logger.info("device %s disconnected", device_id)
         # Ended by the hub (replaced, revoked, stopping): the same code as the kicker's,
         # whichever of us gets there first.
-        await close_quietly(websocket, session.close_code or CloseCode.NORMAL, within=1.0)
+        await close_quietly(websocket, session.close_code or close_code, within=1.0)
 
 
 async def _receive_loop(hub: Hub, session: PublisherSession) -> None:

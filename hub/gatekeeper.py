@@ -17,6 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from telemetry import FrameProblem, Rejected
+from telemetry.client_text import client_text
 
 logger = logging.getLogger(__name__)
 
@@ -87,14 +88,14 @@ class Gatekeeper:
         if decision.suppressed_before:
             logger.warning(
                 "device %s: %d more bad frames were not logged in the last window",
-                device_id,
+                client_text(device_id),
                 decision.suppressed_before,
             )
         if decision.log:
             logger.warning(
                 "device %s: dropped (%s, seq %s): %s",
-                device_id,
+                client_text(device_id),
                 rejected.problem.value,
                 rejected.seq,
-                rejected.reason,
+                client_text(rejected.reason),
             )

@@ -46,6 +46,8 @@ class HubCounters:
     acks_sent: int = 0  # ack frames
     seqs_acked: int = 0  # seqs inside them
     errors_sent: int = 0
+    # Connections closed with 1011 because of an unexpected error in the hub, per door.
+    internal_errors: Counter[Door] = field(default_factory=Counter)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,16 +12,32 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from telemetry.reading import Reading, format_ts
+from telemetry.reading import MAX_SEQ, Reading, format_ts
 
 MAX_FRAME_BYTES: Final = 1024 * 1024  # PROTOCOL.md: larger closes with 1009
 MAX_BATCH_ITEMS: Final = 1000  # PROTOCOL.md, "A batch"
+# No valid frame nests deeper than 5 (batch, items, reading, section, phase list);
+# a value deeper than this is cut to null before parsing (see _load_json).
+MAX_JSON_DEPTH: Final = 32
+# Client text quoted in a reason (a frame type, a key) is cut to this many characters.
+_QUOTE_CHARS: Final = 64
+# A frame nested too deep is taken apart token by token in Python: bounded, so a
+# hostile megabyte costs a fraction of a second (a batch of 1,000 readings is ~40,000).
+_MAX_DEEP_TOKENS: Final = 200_000
+# What _without_deep_values needs to track nesting: a string; a flat container
+# (nothing nested inside, so it changes no depth); a run of opening or of closing
+# brackets.
+_JSON_STRING: Final = r'"[^"\\]*(?:\\.[^"\\]*)*"'
+_JSON_TOKENS: Final = re.compile(
+    rf'{_JSON_STRING}|\[[^\[\]{{}}"]*\]|\{{(?:[^\[\]{{}}"]|{_JSON_STRING})*\}}|[\[{{]+|[\]}}]+'
+)
 
 
 class CloseCode(enum.IntEnum):
@@ -31,6 +47,7 @@ class CloseCode(enum.IntEnum):
     GOING_AWAY = 1001
     POLICY_VIOLATION = 1008
     MESSAGE_TOO_BIG = 1009
+    INTERNAL_ERROR = 1011  # an unexpected error in the hub, never the sender's fault
     TRY_AGAIN_LATER = 1013
 
 
@@ -44,6 +61,10 @@ class FrameProblem(enum.StrEnum):
     BAD_BATCH = "bad_batch"
     INVALID_READING = "invalid_reading"
     BATCH_ITEM_WITHOUT_SEQ = "batch_item_without_seq"
+
+
+class _NotJSON(Exception):
+    """The text is not JSON that can be used (why is the message)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +94,10 @@ class _Collector:
 def describe_validation_error(err: ValidationError) -> str:
     """``battery.soc_pct: must be <= 100``-style text for the first problem of an error."""
     first = err.errors(include_url=False)[0]
-    location = ".".join(str(part) for part in first["loc"]) or "reading"
+    location = ".".join(_quote(part) for part in first["loc"]) or "reading"
     message = first["msg"]
+    if first["type"] == "string_pattern_mismatch" and first["loc"][-1:] == ("[key]",):
+        message = "names are 1 to 64 characters of A-Z a-z 0-9 _ . -"
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
     ctx = first.get("ctx") or {}
@@ -92,18 +115,94 @@ def describe_validation_error(err: ValidationError) -> str:
     return f"{location}: {message}"
 
 
+def _quote(part: object) -> str:
+    """A location part or a value a client sent, cut short for a reason."""
+    text = part if isinstance(part, str) else repr(part)
+    return text if len(text) <= _QUOTE_CHARS else text[:_QUOTE_CHARS] + "..."
+
+
 def _seq_of(raw: Any) -> int | None:
+    """The item's seq if it is one the protocol allows (0..2^63-1), so it can be acked."""
     if isinstance(raw, dict):
         seq = raw.get("seq")
-        if isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0:
+        if isinstance(seq, int) and not isinstance(seq, bool) and 0 <= seq <= MAX_SEQ:
             return seq
     return None
+
+
+def _without_deep_values(text: str) -> str:
+    """``text`` with every value nested deeper than ``MAX_JSON_DEPTH`` replaced by null.
+
+    ``json.loads`` raises RecursionError on deep nesting, which would cost a
+    whole batch for one hostile item. No valid value is that deep, and the
+    container that held the cut value is itself too deep to be valid, so the
+    item is still refused (with its seq, so it is acked) and its neighbours
+    keep their chance. Brackets inside strings do not count. Only frames that
+    ``json.loads`` refused for their depth come here; runs of brackets are
+    taken a run at a time, so a megabyte of ``[`` costs one step, and a frame
+    of more than ``_MAX_DEEP_TOKENS`` parts is refused whole (``_NotJSON``).
+    """
+    limit = MAX_JSON_DEPTH
+    pieces: list[str] = []
+    depth = 0
+    kept_from = 0
+    cutting = False
+    for count, match in enumerate(_JSON_TOKENS.finditer(text)):
+        if count == _MAX_DEEP_TOKENS:
+            raise _NotJSON("nested too deep, with too many parts to take apart")
+        token = match.group()
+        first, last = token[0], token[-1]
+        if first == '"':
+            continue
+        if last in "]}" and first in "[{":  # a flat container
+            if not cutting and depth >= limit:
+                pieces.append(text[kept_from : match.start()])
+                pieces.append("null")
+                kept_from = match.end()
+            continue
+        if first in "[{":
+            if not cutting and depth + len(token) > limit:
+                # The bracket that opens depth limit + 1 starts the cut.
+                cut_at = match.start() + (limit - depth)
+                pieces.append(text[kept_from:cut_at])
+                pieces.append("null")
+                cutting = True
+            depth += len(token)
+        else:
+            if cutting and depth - len(token) <= limit:
+                # The bracket that closes depth limit + 1 ends it.
+                kept_from = match.start() + (depth - limit)
+                cutting = False
+            depth -= len(token)
+    if cutting:
+        raise _NotJSON("unbalanced brackets")
+    pieces.append(text[kept_from:])
+    return "".join(pieces)
+
+
+def _load_json(text: str) -> Any:
+    """``json.loads``, with values nested too deep cut to null; raises only _NotJSON."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        pass
+    except ValueError as err:
+        raise _NotJSON(str(err)) from None
+    try:
+        return json.loads(_without_deep_values(text))
+    except RecursionError:
+        raise _NotJSON("nested too deep") from None
+    except ValueError as err:
+        raise _NotJSON(str(err)) from None
 
 
 def _validate_one(raw: Any, out: _Collector, *, now: datetime | None, require_seq: bool) -> None:
     if require_seq and _seq_of(raw) is None:
         out.rejected.append(
-            Rejected(FrameProblem.BATCH_ITEM_WITHOUT_SEQ, "seq: required in a batch item")
+            Rejected(
+                FrameProblem.BATCH_ITEM_WITHOUT_SEQ,
+                f"seq: a batch item needs an integer seq from 0 to {MAX_SEQ}",
+            )
         )
         return
     try:
@@ -112,6 +211,12 @@ def _validate_one(raw: Any, out: _Collector, *, now: datetime | None, require_se
         out.rejected.append(
             Rejected(FrameProblem.INVALID_READING, describe_validation_error(err), _seq_of(raw))
         )
+        return
+    except (RecursionError, OverflowError) as err:
+        # Not expected after _load_json and the ts checks; one item must still never
+        # cost its batch (docs/protocol.md, "A batch").
+        reason = f"reading: cannot be validated ({type(err).__name__})"
+        out.rejected.append(Rejected(FrameProblem.INVALID_READING, reason, _seq_of(raw)))
         return
     out.readings.append(reading)
 
@@ -160,8 +265,8 @@ def parse_device_frame(text: str | bytes, *, now: datetime | None = None) -> Par
     if fast is not None:
         return fast
     try:
-        raw = json.loads(text)
-    except ValueError as err:
+        raw = _load_json(text)
+    except _NotJSON as err:
         return ParsedFrame(rejected=(Rejected(FrameProblem.NOT_JSON, f"not JSON: {err}"),))
     if not isinstance(raw, dict):
         return ParsedFrame(
@@ -177,9 +282,8 @@ def parse_device_frame(text: str | bytes, *, now: datetime | None = None) -> Par
             _validate_one(item, out, now=now, require_seq=True)
         return ParsedFrame(tuple(out.readings), tuple(out.rejected), is_batch=True)
     if "type" in raw and raw["type"] != "reading":
-        return ParsedFrame(
-            rejected=(Rejected(FrameProblem.NOT_AN_OBJECT, f"unknown frame type {raw['type']!r}"),)
-        )
+        reason = f"unknown frame type {_quote(repr(raw['type']))}"
+        return ParsedFrame(rejected=(Rejected(FrameProblem.NOT_AN_OBJECT, reason),))
     _validate_one(raw, out, now=now, require_seq=False)
     return ParsedFrame(tuple(out.readings), tuple(out.rejected))
 

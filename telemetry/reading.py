@@ -10,6 +10,7 @@ Infinity are refused everywhere (``allow_inf_nan=False``).
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final, get_args, get_origin
 
@@ -18,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationInfo,
+    ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
 )
@@ -29,26 +31,48 @@ EARLIEST_TS: Final = datetime(2020, 1, 1, tzinfo=UTC)
 # PROTOCOL.md, `ts`: "more than 5 minutes ahead of the hub's clock is invalid".
 MAX_CLOCK_AHEAD: Final = timedelta(minutes=5)
 MAX_SEQ: Final = 2**63 - 1  # stored as BIGINT
+_TOO_EARLY: Final = "is before 2020-01-01: the sender's clock is not synced"
+_TOO_LATE: Final = "is more than 5 minutes ahead of the hub's clock"
 
-Power = Annotated[float, Field(ge=-MAX_POWER_W, le=MAX_POWER_W)]
-NonNegativePower = Annotated[float, Field(ge=0.0, le=MAX_POWER_W)]
+# Strict: a number is a JSON number, never a string ("123.5") nor a boolean
+# (PROTOCOL.md, "A reading": wrong types are invalid). Integers are numbers.
+Power = Annotated[float, Field(ge=-MAX_POWER_W, le=MAX_POWER_W, strict=True)]
+NonNegativePower = Annotated[float, Field(ge=0.0, le=MAX_POWER_W, strict=True)]
 # DC strings reach 1,500 V; nothing we read legitimately exceeds 2 kV.
-Voltage = Annotated[float, Field(ge=0.0, le=2_000.0)]
-Current = Annotated[float, Field(ge=-10_000.0, le=10_000.0)]
-Frequency = Annotated[float, Field(ge=40.0, le=70.0)]
+Voltage = Annotated[float, Field(ge=0.0, le=2_000.0, strict=True)]
+Current = Annotated[float, Field(ge=-10_000.0, le=10_000.0, strict=True)]
+Frequency = Annotated[float, Field(ge=40.0, le=70.0, strict=True)]
 # 1e15 Wh is a terawatt for a century: any larger counter is garbage.
-Energy = Annotated[float, Field(ge=0.0, le=1e15)]
-Percent = Annotated[float, Field(ge=0.0, le=100.0)]
-Temperature = Annotated[float, Field(ge=-60.0, le=150.0)]
-PowerFactor = Annotated[float, Field(ge=-1.0, le=1.0)]
-CellVoltage = Annotated[float, Field(ge=0.0, le=5.0)]
-StateName = Annotated[str, Field(min_length=1, max_length=32)]
-ExtraName = Annotated[str, Field(min_length=1, max_length=64)]
-ExtraValue = Annotated[float, Field(ge=-1e15, le=1e15)]
+Energy = Annotated[float, Field(ge=0.0, le=1e15, strict=True)]
+Percent = Annotated[float, Field(ge=0.0, le=100.0, strict=True)]
+Temperature = Annotated[float, Field(ge=-60.0, le=150.0, strict=True)]
+PowerFactor = Annotated[float, Field(ge=-1.0, le=1.0, strict=True)]
+CellVoltage = Annotated[float, Field(ge=0.0, le=5.0, strict=True)]
+StateName = Annotated[str, Field(min_length=1, max_length=32, strict=True)]
+# docs/protocol.md, "A reading": names of `extra` are 1 to 64 characters of
+# A-Z a-z 0-9 _ . - (what every register map uses), so a name is safe to log and
+# to show as it is.
+EXTRA_NAME_PATTERN: Final = r"^[A-Za-z0-9_.\-]{1,64}$"
+ExtraName = Annotated[str, Field(pattern=EXTRA_NAME_PATTERN, strict=True)]
+ExtraValue = Annotated[float, Field(ge=-1e15, le=1e15, strict=True)]
+# RFC 3339 date-time: pydantic alone would also take an epoch number, or digits in a string.
+_RFC3339: Final = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?"
+    r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})?"
+)
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False, frozen=True)
+
+    def has_a_value(self) -> bool:
+        """Whether any field is set to something (unknown keys and nulls are not values)."""
+        # The fields the sender named, not every field: this runs per section per reading.
+        values = self.__dict__
+        for name in self.__pydantic_fields_set__:  # noqa: SIM110 - any() costs twice this
+            if values[name] is not None:
+                return True
+        return False
 
 
 class Inverter(_Section):
@@ -70,8 +94,8 @@ class Grid(_Section):
     power_factor: PowerFactor | None = None
     import_energy_wh: Energy | None = None
     export_energy_wh: Energy | None = None
-    phase_voltage_v: Annotated[list[Voltage], Field(max_length=3)] | None = None
-    phase_power_w: Annotated[list[Power], Field(max_length=3)] | None = None
+    phase_voltage_v: Annotated[list[Voltage], Field(max_length=3, strict=True)] | None = None
+    phase_power_w: Annotated[list[Power], Field(max_length=3, strict=True)] | None = None
 
 
 class Solar(_Section):
@@ -136,34 +160,52 @@ class Reading(BaseModel):
     grid: Grid | None = None
     solar: Solar | None = None
     battery: Battery | None = None
-    extra: Annotated[dict[ExtraName, ExtraValue], Field(max_length=256)] | None = None
+    extra: Annotated[dict[ExtraName, ExtraValue], Field(max_length=256, strict=True)] | None = None
 
-    @field_validator("ts")
+    @field_validator("ts", mode="wrap")
     @classmethod
-    def _ts_is_plausible(cls, value: datetime, info: ValidationInfo) -> datetime:
-        if value.tzinfo is None or value.utcoffset() is None:
+    def _ts_is_plausible(
+        cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
+    ) -> datetime:
+        # One wrapping validator, not a "before" and an "after": this runs for every reading.
+        if isinstance(value, str):
+            if _RFC3339.fullmatch(value) is None:
+                raise ValueError("must be an RFC 3339 date-time such as 2026-11-26T05:30:00Z")
+        elif not isinstance(value, datetime):
+            raise ValueError("must be an RFC 3339 date-time string")
+        parsed: datetime = handler(value)
+        if parsed.tzinfo is None or parsed.utcoffset() is None:
             raise ValueError("must carry a UTC offset (RFC 3339)")
-        value = value.astimezone(UTC)
-        if value < EARLIEST_TS:
-            raise ValueError("is before 2020-01-01: the sender's clock is not synced")
+        try:
+            parsed = parsed.astimezone(UTC)
+        except OverflowError:
+            # Year 1 or 9999 shifted by its offset leaves what a datetime can hold.
+            raise ValueError(_TOO_EARLY if parsed.year < 2020 else _TOO_LATE) from None
+        if parsed < EARLIEST_TS:
+            raise ValueError(_TOO_EARLY)
         context = info.context if isinstance(info.context, dict) else {}
         now = context.get("now")
         if not isinstance(now, datetime):
             now = datetime.now(UTC)
-        if value > now + MAX_CLOCK_AHEAD:
-            raise ValueError("is more than 5 minutes ahead of the hub's clock")
-        return value
+        if parsed > now + MAX_CLOCK_AHEAD:
+            raise ValueError(_TOO_LATE)
+        return parsed
 
     @model_validator(mode="after")
     def _has_a_section(self) -> Reading:
         # Spelled out rather than a loop over SECTION_MODELS: this runs for every reading.
-        if (
-            self.inverter is None
-            and self.grid is None
-            and self.solar is None
-            and (self.battery is None)
-        ):
+        inverter, grid, solar, battery = self.inverter, self.grid, self.solar, self.battery
+        if inverter is None and grid is None and solar is None and battery is None:
             raise ValueError("a reading needs at least one of inverter, grid, solar, battery")
+        # docs/protocol.md: a section holds at least one value; `"grid": {}` is not a reading.
+        if inverter is not None and not inverter.has_a_value():
+            raise ValueError("section inverter needs at least one value")
+        if grid is not None and not grid.has_a_value():
+            raise ValueError("section grid needs at least one value")
+        if solar is not None and not solar.has_a_value():
+            raise ValueError("section solar needs at least one value")
+        if battery is not None and not battery.has_a_value():
+            raise ValueError("section battery needs at least one value")
         return self
 
     def to_wire(self) -> dict[str, Any]:

@@ -19,9 +19,9 @@ READINGS = [
         "grid": {"phase_voltage_v": [230.8, 231.1, 229.9], "power_factor": 0.98},
         "solar": {"pv_power_w": 0},
         "battery": {"soc_pct": 76.5, "state": 'charging \\ "quoted" ☀'},
-        "extra": {"bms_cycle_count": 312, 'odd "name"': 1e-7},
+        "extra": {"bms_cycle_count": 312, "odd.name-1": 1e-7},
     },
-    {"seq": 0, "ts": "2026-11-26T05:30:00.000001Z", "battery": {}},
+    {"seq": 0, "ts": "2026-11-26T05:30:00.000001Z", "battery": {"state": "idle"}},
 ]
 
 

@@ -59,7 +59,10 @@ async def test_every_field_round_trips_in_wire_form(storage: Storage) -> None:
         stored("dev-1", full_reading_body(BASE_TS + timedelta(seconds=i), seq=i)) for i in range(3)
     ]
     sparse = [
-        stored("dev-1", {"ts": (BASE_TS + timedelta(minutes=1)).isoformat(), "inverter": {}}),
+        stored(
+            "dev-1",
+            {"ts": (BASE_TS + timedelta(minutes=1)).isoformat(), "inverter": {"state": "idle"}},
+        ),
         stored(
             "dev-1",
             {
