@@ -73,6 +73,13 @@ def _record(stats: Path, every_s: float) -> None:
     mallinfo2 = getattr(libc, "mallinfo2", None)
     if mallinfo2 is not None:
         mallinfo2.restype = _MallInfo2
+    # The library the sqlite3 module uses (one copy per process): its own allocator count.
+    import _sqlite3
+
+    sqlite = ctypes.CDLL(_sqlite3.__file__)
+    sqlite_used = getattr(sqlite, "sqlite3_memory_used", None)
+    if sqlite_used is not None:
+        sqlite_used.restype = ctypes.c_int64
     began = time.monotonic()
     with stats.open("a", encoding="utf-8") as out:
         while True:
@@ -87,6 +94,8 @@ def _record(stats: Path, every_s: float) -> None:
                 "native_threads": len(os.listdir("/proc/self/task")),
                 "fds": len(os.listdir("/proc/self/fd")),
             }
+            if sqlite_used is not None:
+                row["sqlite"] = sqlite_used()
             if mallinfo2 is not None:
                 info = mallinfo2()
                 row["malloc_in_use"] = info.uordblks + info.hblkhd
@@ -142,7 +151,8 @@ def _slope_mib_h(points: list[tuple[float, float]]) -> float:
 
 
 def report(rows: list[dict[str, Any]], warmup_s: float, restarts: int) -> None:
-    keys = [k for k in ("rss", "anon", "traced", "malloc_in_use", "malloc_free") if k in rows[0]]
+    names = ("rss", "anon", "traced", "sqlite", "malloc_in_use", "malloc_free")
+    keys = [k for k in names if k in rows[0]]
     print("minute  " + "  ".join(f"{k:>14}" for k in keys) + "  threads  fds   (MiB)")
     last_minute = -1
     for row in rows:

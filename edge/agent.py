@@ -40,6 +40,7 @@ from edge.clock import ClockGuard, ClockSource, SystemClock, boot_id
 from edge.config import EdgeConfig, Profile, tls_context
 from edge.health import DeviceHealth, Transition, health_frame
 from edge.hubtime import HubClock
+from edge.memory import trim_periodically
 from edge.outbox import Outbox, OutboxError
 from edge.poller import BUS_REOPEN_BACKOFF, DEVICE_BACKOFF, BusPoller, PolledDevice
 from edge.sampler import Sampler
@@ -226,6 +227,8 @@ class Agent:
             helpers = [
                 tasks.create_task(self._record_health(outbox), name="health.recorder"),
                 tasks.create_task(self._watchdog(sampler), name="sd_notify.watchdog"),
+                # Catch-ups after hub restarts leave freed heap behind (edge/memory.py).
+                tasks.create_task(trim_periodically(), name="memory.trim"),
             ]
             self.notifier.ready(f"polling {len(config.devices)} devices")
             self.running.set()

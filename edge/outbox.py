@@ -233,6 +233,10 @@ class Outbox:
                 await db.execute("PRAGMA journal_mode=WAL")
                 await db.execute("PRAGMA synchronous=FULL")
                 await db.execute("PRAGMA busy_timeout=5000")
+                # The queue touches its tail (appends) and its head (pages, deletes): a
+                # small page cache holds them. SQLite's default (2 MiB) filled up slowly
+                # after each outage and showed as RSS growth (docs/benchmarks.md).
+                await db.execute("PRAGMA cache_size=-512")
                 for statement in _SCHEMA:
                     await db.execute(statement)
             except sqlite3.Error as err:
