@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Installs everything the kit and its test suite need on a fresh Debian machine:
-# Debian packages (browser, debootstrap, socat) when missing, then a virtualenv
-# in .venv with the project and its dev extra. Safe to run again.
+# Installs everything the test suite needs on a Debian machine: Debian packages
+# (browser, debootstrap, socat, systemd) when missing, which takes root, then the
+# project with its dev extra in .venv (scripts/install.sh: pip only when
+# pyproject.toml changed). Safe to run again. The demo alone needs none of the
+# Debian packages: scripts/run.sh installs only what it needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,7 +14,7 @@ command -v debootstrap >/dev/null || need_apt+=(debootstrap)
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 if ((${#need_apt[@]})); then
     if [ "$(id -u)" != 0 ]; then
-        echo "setup: need root to install Debian packages: ${need_apt[*]}" >&2
+        echo "setup: the tests need these Debian packages; install them as root: ${need_apt[*]}" >&2
         exit 1
     fi
     export DEBIAN_FRONTEND=noninteractive
@@ -20,8 +22,4 @@ if ((${#need_apt[@]})); then
     apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
-if [ ! -x .venv/bin/python ]; then
-    python3 -m venv .venv
-fi
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[dev]'
+bash scripts/install.sh dev

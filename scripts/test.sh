@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what is missing, then runs the whole test suite: ruff, mypy, pytest.
+# Installs the test tools when missing (scripts/setup.sh), then runs the whole
+# test suite: ruff, mypy, pytest.
 # No test may be skipped here: a skip fails the run (EMS_NO_SKIP=1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
