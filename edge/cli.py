@@ -15,11 +15,15 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from edge.config import ConfigError, EdgeConfig, load_config, resolve_token, tls_context
+
+if TYPE_CHECKING:
+    from drivers.profiles.identify import Identity
 
 logger = logging.getLogger(__name__)
 
@@ -123,9 +127,10 @@ def probe(args: argparse.Namespace) -> int:
 
 
 def scan(args: argparse.Namespace) -> int:
-    """``ems edge scan``: the unit ids that answer on a bus."""
+    """``ems edge scan``: the unit ids that answer on a bus, what they are, and their config."""
     from drivers.device import scan as scan_units
     from drivers.errors import DriverError
+    from drivers.profiles.identify import identify
     from drivers.transports import open_transport
     from edge.poller import driver_bus
 
@@ -138,19 +143,76 @@ def scan(args: argparse.Namespace) -> int:
         names = ", ".join(b.name for b in config.buses)
         return _fail(f"no bus named {args.bus_name!r} (configured: {names})", EXIT_CONFIG)
 
-    async def units() -> tuple[int, ...]:
-        async with open_transport(driver_bus(bus)) as transport:
-            return await scan_units(transport, args.units)
+    async def units() -> list[Identity]:
+        found = []
+        for unit in args.units:
+            # A fresh connection per unit: a TCP client drops its connection after a
+            # few silent units, which would hide the units after them.
+            async with open_transport(driver_bus(bus)) as transport:
+                if await scan_units(transport, [unit]):
+                    found.append(await identify(transport, unit))
+        return found
 
     try:
         found = asyncio.run(units())
     except DriverError as err:
         return _fail(f"bus {bus.name}: {err}")
-    for unit in found:
-        print(unit)
     if not found:
         print(f"no unit answered on bus {bus.name}", file=sys.stderr)
+        return 0
+    for identity in found:
+        profile = identity.profile.value if identity.profile is not None else "unknown"
+        print(f"unit {identity.unit}: {profile}: {identity.description}")
+    print(f"\n# [[device]] tables for bus {bus.name}, to paste into the agent's config:")
+    print(scan_config(bus.name, found))
     return 0
+
+
+# The role and the name a scanned device gets in the config lines, by profile.
+_ROLE_AND_NAME: Final = {
+    "sunspec": ("inverter", "inverter"),
+    "eastron_sdm630": ("grid", "meter"),
+    "eastron_sdm120": ("grid", "meter"),
+    "epever_tracer": ("solar", "charger"),
+    "seplos_v3": ("battery", "bms"),
+}
+
+
+def scan_config(bus: str, found: Sequence[Identity]) -> str:
+    """``[[device]]`` TOML for what a scan found; unknown devices as commented templates.
+
+    The config allows one device per role: a second device of a role is commented
+    out too, for the operator to choose.
+    """
+    blocks: list[str] = []
+    roles: set[str] = set()
+    names: set[str] = set()
+    for identity in found:
+        profile = identity.profile.value if identity.profile is not None else None
+        role, base = _ROLE_AND_NAME.get(profile or "", ("inverter", "device"))
+        name = base if base not in names else f"{base}{identity.unit}"
+        names.add(name)
+        lines = [
+            "[[device]]",
+            f'name = "{name}"',
+            f'role = "{role}"',
+            f'profile = "{profile or "generic"}"',
+        ]
+        if profile is None:
+            lines.append('profile_file = "registers.toml"  # describe its registers there')
+        lines += [f'bus = "{bus}"', f"unit = {identity.unit}"]
+        if profile is None:
+            lines = [f"# unit {identity.unit} matches no profile; a generic one reads it:"] + [
+                f"# {line}" for line in lines
+            ]
+        elif role in roles:
+            lines = [f"# a second {role} device: the config takes one per role"] + [
+                f"# {line}" for line in lines
+            ]
+        else:
+            roles.add(role)
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
 
 
 def _ago(moment: datetime | None, now: datetime) -> str:

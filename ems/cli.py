@@ -149,15 +149,27 @@ def _demo(args: argparse.Namespace) -> int:
 # The argument tree.
 
 
-def _units(text: str) -> range:
-    try:
-        first, _, last = text.partition("-")
-        start, stop = int(first), int(last or first)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected a range like 1-247, not {text!r}") from err
-    if not 1 <= start <= stop <= 247:
-        raise argparse.ArgumentTypeError("unit ids are 1 to 247 (Modbus over serial line, 2.3)")
-    return range(start, stop + 1)
+def _units(text: str) -> tuple[int, ...]:
+    """``--units``: ids, ranges and lists of them (``5``, ``1-247``, ``1,2,5``, ``1-4,10``)."""
+    units: list[int] = []
+    for part in text.split(","):
+        first, dash, last = part.strip().partition("-")
+        try:
+            start, stop = int(first), int(last if dash else first)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(
+                f"{part.strip()!r} is not a unit id or a range (e.g. 1-247, 1,2,5 or 1-4,10)"
+            ) from err
+        if start > stop:
+            raise argparse.ArgumentTypeError(
+                f"{part.strip()!r}: a range goes from low to high (did you mean {stop}-{start}?)"
+            )
+        if not 1 <= start <= stop <= 247:
+            raise argparse.ArgumentTypeError(
+                f"{part.strip()!r}: unit ids are 1 to 247 (Modbus over serial line, 2.3)"
+            )
+        units.extend(unit for unit in range(start, stop + 1) if unit not in units)
+    return tuple(units)
 
 
 def _storage_options(parser: argparse.ArgumentParser) -> None:
@@ -244,7 +256,12 @@ def _edge_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     probe.add_argument("device_name", metavar="DEVICE_NAME")
     scan = with_config("scan", "list the unit ids that answer on a bus", _edge_scan)
     scan.add_argument("bus_name", metavar="BUS_NAME")
-    scan.add_argument("--units", type=_units, default=range(1, 248), help="e.g. 1-247")
+    scan.add_argument(
+        "--units",
+        type=_units,
+        default=tuple(range(1, 248)),
+        help="unit ids to try: 1-247 (default), 1,2,5 or 1-4,10",
+    )
     with_config("status", "buffer depth, last ack, device health", _edge_status)
 
 

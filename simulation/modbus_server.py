@@ -11,7 +11,9 @@ vendor's tables (exception 02), reads touching a range its register map lists as
 unreadable (exception 02, :attr:`drivers.profile.RegisterMap.holes`: a Tracer
 refuses 0x3100 x 19) and requests longer than a device's documented limit
 (exception 03: the Eastron meters take 80 registers at most). A unit id that is
-not on the bus gets no answer, as on a real RS485 line.
+not on the bus gets no answer, as on a real RS485 line; such reads (a scan)
+are logged as one line per unit at most once a minute, instead of pymodbus's
+traceback and frame dump for a device its datastore does not have.
 :meth:`DeviceSpec.for_map` takes the limits from the map the image was encoded with.
 
 Faults for tests and demos (:class:`Fault`), per unit: silence, an exception
@@ -68,6 +70,26 @@ class Fault:
 
 
 NO_FAULT: Final = Fault()
+# A read for an absent unit is logged at most this often per unit.
+ABSENT_UNIT_LOG_EVERY_S: Final = 60.0
+
+
+class _AbsentUnitFilter(logging.Filter):
+    """Drops pymodbus's error (traceback and frame dump) for a unit its datastore lacks.
+
+    pymodbus 3.16.1 answers a request for a device it does not have by falling
+    back to device 0, which raises ``KeyError`` in ``__get_device``; it logs that
+    with a traceback. The server logs one short line per unit instead (and the
+    answer is dropped, as silence).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("Datastore unable to fulfill request" in message and "__get_device" in message)
+
+
+_PYMODBUS_LOGGER: Final = logging.getLogger("pymodbus.logging")
+_ABSENT_FILTER: Final = _AbsentUnitFilter()
 
 
 @dataclass(frozen=True)
@@ -175,6 +197,7 @@ class DeviceServer:
         self._rtu = rtu
         self._baudrate = baudrate
         self._faults: dict[int, Fault] = {}
+        self._absent_logged: dict[int, float] = {}
         self._servers: list[ModbusTcpServer | ModbusSerialServer] = []
         self._bridge: PtyBridge | None = None
         self.tcp_port = 0
@@ -191,8 +214,20 @@ class DeviceServer:
             self._faults[unit] = fault
         logger.info("unit %d: fault %s", unit, fault.kind.value)
 
+    def _absent(self, unit: int) -> None:
+        now = asyncio.get_running_loop().time()
+        last = self._absent_logged.get(unit)
+        if last is None or now - last >= ABSENT_UNIT_LOG_EVERY_S:
+            self._absent_logged[unit] = now
+            logger.info(
+                "read for unit %d, which is not on this bus: no answer, as on a real line "
+                "(logged once a minute per unit)",
+                unit,
+            )
+
     def _outgoing(self, unit: int, packet: bytes, *, rtu: bool) -> bytes:
         if unit not in self._devices:
+            self._absent(unit)
             return b""  # nobody at that address on a real line: silence
         fault = self.fault(unit)
         match fault.kind:
@@ -229,6 +264,7 @@ class DeviceServer:
 
     # -- lifecycle -----------------------------------------------------------
     async def __aenter__(self) -> Self:
+        _PYMODBUS_LOGGER.addFilter(_ABSENT_FILTER)  # idempotent: one filter object
         sim_devices = [d.sim_device() for d in self._devices.values()]
         try:
             if self._tcp_address is not None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from edge.config import load_config
 from simulation.modbus_server import DeviceServer, DeviceSpec
 from simulation.plant import Plant
 from simulation.site import REGISTER_MAPS, Unit, encode_site
@@ -83,13 +84,63 @@ async def test_probe_and_scan_read_the_bus(modbus: DeviceServer, tmp_path: Path)
     assert '"grid": {' in probe.stdout
     assert '"power_w": ' in probe.stdout
     scan = await asyncio.to_thread(
-        ems, "edge", "scan", "--config", str(path), "sim", "--units", "1-6"
+        ems, "edge", "scan", "--config", str(path), "sim", "--units", "5,1-4,6"
     )
     assert scan.returncode == 0, scan.stderr
-    assert scan.stdout.split() == ["1", "2", "3", "4"]
+    said, _, pasted = scan.stdout.partition("\n\n")
+    # What answered: the SunSpec device names itself, the others by their profile's
+    # identifying registers (drivers/profiles/identify.py).
+    assert said.splitlines() == [
+        'unit 1: sunspec: SunSpec device at 40000: "EMS Switchboard" model "SimInverter"',
+        "unit 2: eastron_sdm630: Eastron SDM630 three-phase meter "
+        "(voltages 30001/30003, frequency 30071)",
+        "unit 3: epever_tracer: EPEver Tracer charge controller (rated data 0x3000-0x3008)",
+        "unit 4: seplos_v3: Seplos V3 BMS (pack voltage, SOC, SOH, cell voltage at 0x1000)",
+    ]
+    # The [[device]] lines paste into a config: the same devices as the site's own.
+    configured = load_config(path)
+    header = path.read_text().split("[[device]]")[0]
+    pasted_path = tmp_path / "pasted.toml"
+    pasted_path.write_text(header + pasted)
+    rebuilt = load_config(pasted_path)
+    assert [(d.name, d.role, d.profile, d.bus, d.unit) for d in rebuilt.devices] == [
+        (d.name, d.role, d.profile, d.bus, d.unit) for d in configured.devices
+    ]
     missing = await asyncio.to_thread(ems, "edge", "probe", "--config", str(path), "nope")
     assert missing.returncode == 2
     assert "no device named 'nope'" in missing.stderr
+
+
+@pytest.mark.parametrize(
+    ("units", "message"),
+    [
+        ("10-1", "'10-1': a range goes from low to high (did you mean 1-10?)"),
+        ("0-3", "'0-3': unit ids are 1 to 247"),
+        ("1,x", "'x' is not a unit id or a range"),
+    ],
+)
+def test_scan_units_are_ranges_and_lists_and_bad_ones_are_named(
+    tmp_path: Path, units: str, message: str
+) -> None:
+    path = write_config(tmp_path, "ws://127.0.0.1:9", 502, "cli_units")
+    done = ems("edge", "scan", "--config", str(path), "sim", "--units", units)
+    assert done.returncode == 2
+    assert message in done.stderr.strip().splitlines()[-1], done.stderr
+
+
+def test_probe_and_scan_of_a_closed_port_say_the_bus_is_unreachable(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    path = write_config(tmp_path, "ws://127.0.0.1:9", port, "cli_closed")
+    probe = ems("edge", "probe", "--config", str(path), "meter")
+    assert probe.returncode == 1
+    assert probe.stderr.strip() == (
+        f"ems: meter (bus sim, unit 2): bus unreachable: cannot open 127.0.0.1:{port}"
+    )
+    scan = ems("edge", "scan", "--config", str(path), "sim", "--units", "1-3")
+    assert scan.returncode == 1
+    assert scan.stderr.strip() == f"ems: bus sim: bus unreachable: cannot open 127.0.0.1:{port}"
 
 
 def test_status_without_a_buffer_says_so(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ the real devices refuse.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import signal
@@ -22,7 +23,7 @@ import pytest
 
 from drivers.bus import Backend, BusConfig, BusType
 from drivers.device import Device
-from drivers.errors import ExceptionCode, ExceptionResponse
+from drivers.errors import ExceptionCode, ExceptionResponse, NoResponse
 from drivers.profiles import ProfileName
 from drivers.registers import RegisterType
 from drivers.transports import open_transport
@@ -308,3 +309,20 @@ def test_ems_sim_usage_errors_are_one_line() -> None:
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("ems sim: --scenario: unknown")
+
+
+async def test_reads_of_an_absent_unit_are_one_line_a_minute_not_tracebacks(
+    served: tuple[DeviceServer, Sections], caplog: pytest.LogCaptureFixture
+) -> None:
+    server, _ = served
+    caplog.set_level(logging.DEBUG)
+    config = BusConfig("lan", BusType.TCP, host="127.0.0.1", port=server.tcp_port, timeout_s=0.3)
+    async with open_transport(config) as transport:
+        for _ in range(2):
+            with pytest.raises(NoResponse):
+                await transport.read(RegisterType.HOLDING, 0, 1, unit=9)
+    # Silence on the wire, as on a real line, and one short line in the log.
+    messages = [record.getMessage() for record in caplog.records]
+    assert not [m for m in messages if "Traceback" in m or "Datastore unable" in m], messages
+    absent = [m for m in messages if "unit 9, which is not on this bus" in m]
+    assert len(absent) == 1, messages
