@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -186,3 +187,39 @@ def test_a_missing_subcommand_is_a_usage_error(tmp_path: Path) -> None:
     assert done.stderr.strip().splitlines()[-1] == (
         "ems hub token: error: the following arguments are required: COMMAND"
     )
+
+
+def test_every_hub_flag_and_variable_is_in_docs_configuration() -> None:
+    import argparse
+
+    from ems.cli import build_parser
+
+    docs = (REPO / "docs" / "configuration.md").read_text()
+    parser = build_parser()
+    hub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[
+        "hub"
+    ]
+    serve = next(a for a in hub._actions if isinstance(a, argparse._SubParsersAction)).choices[
+        "serve"
+    ]
+    flags = [flag for action in serve._actions for flag in action.option_strings]
+    missing = [f for f in flags if f.startswith("--") and f != "--help" and f"`{f}" not in docs]
+    assert not missing, f"not in docs/configuration.md: {missing}"
+    variables = set(re.findall(r"\$(EMS_[A-Z_]+)", serve.format_help()))
+    assert variables
+    assert not [v for v in variables if f"`{v}`" not in docs]
+
+
+def test_the_examples_of_docs_configuration_are_valid(tmp_path: Path) -> None:
+    from drivers.profiles.generic import load_generic
+    from edge.config import load_config
+
+    docs = (REPO / "docs" / "configuration.md").read_text()
+    site, register_map, device = re.findall(r"```toml\n(.*?)```", docs, re.S)
+    (tmp_path / "site.toml").write_text(site)
+    config = load_config(tmp_path / "site.toml")
+    assert [d.name for d in config.devices] == ["grid-meter", "inverter", "charger"]
+    (tmp_path / "acme-pm3.toml").write_text(register_map)
+    plan = load_generic(tmp_path / "acme-pm3.toml").plan
+    assert [(r.address, r.count) for r in plan] == [(0, 14), (72, 4), (200, 1)]
+    assert 'profile_file = "acme-pm3.toml"' in device
