@@ -52,7 +52,7 @@ from telemetry import (
     parse_device_frame,
 )
 from telemetry.client_text import client_text
-from telemetry.health import HEALTH_FRAME_PREFIX, HealthFrame
+from telemetry.health import HealthFrame, is_health_frame
 from telemetry.timesync import TimeRequest, time_frame
 
 logger = logging.getLogger(__name__)
@@ -166,7 +166,7 @@ async def _receive_loop(hub: Hub, session: PublisherSession) -> None:
                 continue
         payload: str | bytes = text if text is not None else message.get("bytes") or b""
         now = datetime.now(UTC)
-        if text is not None and text.startswith(HEALTH_FRAME_PREFIX):
+        if text is not None and is_health_frame(text):
             handle_health(hub, session, text, now)
             continue
         handle_frame(hub, session, parse_device_frame(payload, now=now), now)

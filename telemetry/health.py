@@ -21,6 +21,7 @@ drops it as an unknown type and counts it (docs/protocol.md), nothing else.
 from __future__ import annotations
 
 import enum
+import re
 from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -28,9 +29,16 @@ from pydantic import BaseModel, ConfigDict, Field
 # An agent reads a few devices; this bounds what one frame can make the hub keep.
 MAX_HEALTH_DEVICES: Final = 64
 MAX_ERROR_CHARS: Final = 200
-# How the frame starts when an agent writes it (compact JSON, ``type`` first):
-# the hub's device door checks this before anything else (hub/device_door.py).
+# How the frame starts when an agent writes it (compact JSON, ``type`` first).
 HEALTH_FRAME_PREFIX: Final = '{"type":"health"'
+# What the hub's device door looks for before anything else (hub/device_door.py):
+# the same start, spaces allowed, anchored, so a reading costs one failed match.
+_HEALTH_FRAME_START: Final = re.compile(r'\{\s*"type"\s*:\s*"health"')
+
+
+def is_health_frame(text: str) -> bool:
+    """Whether a device frame is a health frame (it starts with its ``type``)."""
+    return _HEALTH_FRAME_START.match(text) is not None
 
 
 class HealthState(enum.StrEnum):

@@ -91,6 +91,17 @@ async def test_a_health_frame_reaches_dashboards_the_api_and_metrics(
     assert (await recv_json(late))["failing"] == ["inverter"]
 
 
+async def test_a_health_frame_written_with_spaces_is_understood(sqlite_hub: RunningHub) -> None:
+    me = device_id()
+    device = await sqlite_hub.device(me, await sqlite_hub.add_token(me))
+    frame = json.loads(failing_inverter_frame())
+    await device.send(json.dumps(frame, indent=1))  # {\n "type": "health", ...
+    await wait_for(lambda: sqlite_hub.hub.manager.health(me) is not None)
+    health = sqlite_hub.hub.manager.health(me)
+    assert health is not None
+    assert health.failing == ("inverter",)
+
+
 async def test_a_malformed_health_frame_is_counted_and_the_connection_stays(
     sqlite_hub: RunningHub,
 ) -> None:
