@@ -21,7 +21,7 @@ from fastapi import APIRouter, WebSocket
 from hub.auth import AuthFailure
 from hub.fanout import DashboardFeed
 from hub.metrics import Door
-from hub.refusals import refuse_handshake, shown
+from hub.refusals import log_refusal, refuse_handshake, shown
 from hub.runtime import Hub
 from hub.sockets import buffered_bytes_probe, close_quietly
 from hub.viewer_access import viewer_refusal
@@ -67,6 +67,7 @@ async def dashboard_door(websocket: WebSocket, device_id: str) -> None:
     if refusal is not None:
         # Accepted to say why: 1013 is "try again later" (docs/protocol.md, "Close codes").
         hub.gate.counters.refused[refusal] += 1
+        log_refusal(hub.refusal_log, "dashboard door", address, f"{refusal} (1013)")
         await websocket.accept()
         await close_quietly(websocket, CloseCode.TRY_AGAIN_LATER, within=1.0, reason="busy")
         return

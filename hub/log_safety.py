@@ -5,8 +5,9 @@ uvicorn writes two lines for every handshake the application refuses (its own
 rejected (403 Forbidden)``), which bypasses the hub's refusal rate limit: a
 scan writes two lines per try. :class:`UvicornRefusalFilter` drops those two
 (every refusal at our doors is logged by hub/refusals.py, within its budget)
-and sends uvicorn's per-connection protocol complaints (a request that is not
-HTTP, an unsupported upgrade) through the same budget.
+sends uvicorn's per-connection protocol complaints (a request that is not
+HTTP, an unsupported upgrade) through the same budget, and moves the lines it
+writes for every accepted socket to debug level.
 
 Secrets are kept out of every line by telemetry/redaction.py.
 """
@@ -41,6 +42,19 @@ _PER_CONNECTION: Final = frozenset(
     }
 )
 
+# One line per socket, at INFO, for every accepted WebSocket: a dashboard the
+# hub accepts only to close it at once with 1013 (its dashboard cap) would write
+# three lines per try outside the refusal budget, and 2,000 dashboards write
+# 6,000 lines. Kept at debug level (``ems -v``); the hub logs device connects
+# itself.
+_PER_SOCKET: Final = frozenset(
+    {
+        '%s - "WebSocket %s" [accepted]',  # uvicorn
+        "connection open",  # websockets' ServerProtocol
+        "connection closed",
+    }
+)
+
 REFUSAL_LOG_KEY: Final = "refusals"
 
 
@@ -54,6 +68,11 @@ class UvicornRefusalFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.msg in _REFUSAL_ECHOES:
             return False
+        if record.msg in _PER_SOCKET:
+            if not logging.getLogger(self.name).isEnabledFor(logging.DEBUG):
+                return False
+            record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+            return True
         if record.msg in _PER_CONNECTION:
             decision = self._limiter().decide(REFUSAL_LOG_KEY, time.monotonic())
             if decision.suppressed_before:

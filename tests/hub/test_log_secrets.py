@@ -25,7 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.hub.conftest import reading, recv_ack_seqs, recv_json
 
@@ -217,10 +217,21 @@ async def test_no_secret_reaches_the_log(logged_hub: LoggedHub) -> None:
 async def test_a_refusal_flood_writes_a_bounded_number_of_lines(
     tmp_path: Path, pg_env: dict[str, str]
 ) -> None:
-    hub = await asyncio.to_thread(start_hub, tmp_path, "hub", "serve", "--port", "0", env=pg_env)
+    hub = await asyncio.to_thread(
+        start_hub, tmp_path, "hub", "serve", "--port", "0", "--max-dashboards", "1", env=pg_env
+    )
     try:
         before = len(hub.log().splitlines())
         refusals = 0
+        # One dashboard holds the only place; 100 more are turned away at the cap.
+        async with connect(hub.ws("/ws/dashboard/ems_001")) as holder:
+            assert (await recv_json(holder))["type"] == "status"
+            for _ in range(100):
+                async with connect(hub.ws("/ws/dashboard/ems_001")) as late:
+                    with pytest.raises(ConnectionClosed) as closed:
+                        await late.recv()
+                    assert closed.value.rcvd is not None
+                    assert closed.value.rcvd.code == 1013
         for index in range(100):
             for url, headers in [
                 (hub.ws(f"/ws/device/dev_{index}"), {"Authorization": "Bearer nope"}),
@@ -246,11 +257,19 @@ async def test_a_refusal_flood_writes_a_bounded_number_of_lines(
         if line.startswith("ems_refused_total")
     )
     assert total == refusals  # every one counted
+    capped = sum(
+        float(line.rpartition(" ")[2])
+        for line in metrics.splitlines()
+        if line.startswith("ems_connections_refused_total") and "dashboards" in line
+    )
+    assert capped == 100
     lines = hub.log().splitlines()[before:]
-    refusal_lines = [line for line in lines if "refused" in line or "403" in line]
-    # The hub's budget: 20 lines a minute for all doors together, uvicorn's lines gone.
-    assert 1 <= len(refusal_lines) <= 20, "\n".join(refusal_lines[:50])
+    lines = lines[: next(i for i, line in enumerate(lines) if "received SIGTERM" in line)]
+    # The hub's budget: 20 lines a minute for all doors together, uvicorn's lines gone
+    # (its per-socket lines are debug-level: the capped dashboards write none).
+    assert 1 <= len(lines) <= 20, "\n".join(lines[:50])
     assert not any('" 403' in line or "connection rejected" in line for line in lines)
+    assert not any("[accepted]" in line or "connection open" in line for line in lines)
 
 
 def run_serve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
