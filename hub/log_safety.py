@@ -57,19 +57,23 @@ _PER_SOCKET: Final = frozenset(
 
 REFUSAL_LOG_KEY: Final = "refusals"
 
+# Where those lines come from: uvicorn's logger, and the ``websockets`` layer's
+# (hub/guard.py gives it ``hub.wire``).
+REFUSAL_LOGGERS: Final = ("uvicorn.error", "hub.wire")
+
 
 class UvicornRefusalFilter(logging.Filter):
-    """On the ``uvicorn.error`` logger: one rate-limited path for refusals (module docstring)."""
+    """On uvicorn's and the websockets layer's loggers: one rate-limited path for refusals."""
 
     def __init__(self, limiter: Callable[[], LogLimiter]) -> None:
-        super().__init__("uvicorn.error")
+        super().__init__()
         self._limiter = limiter
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.msg in _REFUSAL_ECHOES:
             return False
         if record.msg in _PER_SOCKET:
-            if not logging.getLogger(self.name).isEnabledFor(logging.DEBUG):
+            if not logging.getLogger(record.name).isEnabledFor(logging.DEBUG):
                 return False
             record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
             return True
@@ -82,7 +86,13 @@ class UvicornRefusalFilter(logging.Filter):
 
 
 def install_uvicorn_refusal_filter(limiter: Callable[[], LogLimiter]) -> UvicornRefusalFilter:
-    """Attach a :class:`UvicornRefusalFilter` to ``uvicorn.error``; returns it for removal."""
+    """Attach a :class:`UvicornRefusalFilter` to :data:`REFUSAL_LOGGERS`; returns it."""
     refusal_filter = UvicornRefusalFilter(limiter)
-    logging.getLogger("uvicorn.error").addFilter(refusal_filter)
+    for name in REFUSAL_LOGGERS:
+        logging.getLogger(name).addFilter(refusal_filter)
     return refusal_filter
+
+
+def remove_uvicorn_refusal_filter(refusal_filter: UvicornRefusalFilter) -> None:
+    for name in REFUSAL_LOGGERS:
+        logging.getLogger(name).removeFilter(refusal_filter)

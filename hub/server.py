@@ -49,7 +49,7 @@ from fastapi import FastAPI
 from hub.gatekeeper import LogLimiter
 from hub.guard import QuietWebSocketProtocol, guarded_protocol
 from hub.limits import ConnectionGate
-from hub.log_safety import install_uvicorn_refusal_filter
+from hub.log_safety import install_uvicorn_refusal_filter, remove_uvicorn_refusal_filter
 from telemetry import MAX_FRAME_BYTES
 from telemetry.redaction import install_redaction
 
@@ -166,7 +166,7 @@ class HubServer(uvicorn.Server):
         try:
             await super().serve(sockets)
         finally:
-            logging.getLogger("uvicorn.error").removeFilter(refusal_filter)
+            remove_uvicorn_refusal_filter(refusal_filter)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
