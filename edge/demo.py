@@ -3,7 +3,7 @@
 The hub and the simulator run as child processes (``ems hub serve``,
 ``ems sim``), exactly as an operator would start them; the agents (one per
 simulated site) run here. Everything lives in one data directory, printed at
-start: ``./ems-data`` by default (the hub's database is ``ems-data/hub.db``,
+start: ``$EMS_DATA_DIR``, else ``./ems-data`` (the hub's database is ``hub.db`` there,
 where ``ems hub serve`` and ``ems hub token`` look too), kept between runs, so a
 second run continues the first one's history with the same device tokens;
 ``--temp`` uses a temporary directory removed at the end instead. Ctrl-C (or
@@ -268,7 +268,10 @@ def _data_dir(args: argparse.Namespace) -> Iterator[Path]:
         with tempfile.TemporaryDirectory(prefix="ems-demo-") as work:
             yield Path(work)
         return
-    root = Path(args.data_dir).expanduser().resolve()
+    # The hub's own default ($EMS_DATA_DIR, else ./ems-data): `ems hub token list`
+    # and `ems hub serve` run in the same folder then see the demo's database.
+    chosen = args.data_dir or os.environ.get("EMS_DATA_DIR") or DEFAULT_DATA_DIR
+    root = Path(chosen).expanduser().resolve()
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as err:

@@ -357,8 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8000, help="the hub's port (default 8000)")
     demo.add_argument(
         "--data-dir",
-        default="ems-data",
-        help="where the database, configs, buffers and logs are kept (default ./ems-data)",
+        default=None,
+        help="where the database, configs, buffers and logs are kept "
+        "(default: $EMS_DATA_DIR, else ./ems-data)",
     )
     demo.add_argument(
         "--temp", action="store_true", help="a throw-away run: a temporary folder, removed at exit"

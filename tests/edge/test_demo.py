@@ -22,6 +22,12 @@ import httpx
 from tests.edge.hubproc import REPO, free_port
 
 
+def _env() -> dict[str, str]:
+    # The demo's default folder is the hub's: $EMS_DATA_DIR, else ./ems-data.
+    env = {k: v for k, v in os.environ.items() if k not in {"EMS_DATA_DIR", "EMS_DATABASE_URL"}}
+    return {**env, "PYTHONPATH": str(REPO)}
+
+
 class Demo:
     """A running ``ems demo``: its output lines as they come, and its hub's API."""
 
@@ -30,7 +36,7 @@ class Demo:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "ems", "demo", "--port", str(self.port), *args],
             cwd=cwd,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
+            env=_env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -191,7 +197,7 @@ def test_bad_demo_options_are_one_line_errors(tmp_path: Path) -> None:
         done = subprocess.run(
             [sys.executable, "-m", "ems", "demo", "--port", str(free_port()), *args],
             cwd=tmp_path,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
+            env=_env(),
             capture_output=True,
             text=True,
             timeout=60,
