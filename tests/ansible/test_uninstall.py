@@ -2,7 +2,7 @@
 rule, the token, the config and every installed version go; the outbox and the user
 owning it stay unless ems_edge_remove_buffer is true; a second run changes nothing; and
 the playbook installs again afterwards (which also leaves the session's root installed
-for any test that runs after this one)."""
+for any test that runs after this one), over what the role's first layout left."""
 
 from __future__ import annotations
 
@@ -76,9 +76,18 @@ def test_uninstall_keeps_the_outbox_by_default_then_removes_it_on_request(
     assert USER not in passwd(root)
     assert USER not in group(root)
 
+    # What the role's first layout left, which the next install replaces: a
+    # virtualenv directory where the link to the running version goes, and wheels/.
+    made = in_root(root, "/usr/bin/python3", "-m", "venv", "--without-pip", "/opt/ems-edge/venv")
+    assert made.returncode == 0, made.stderr
+    (root / "opt/ems-edge/wheels").mkdir()
+    (root / "opt/ems-edge/wheels/ems_switchboard-0.0.9-py3-none-any.whl").write_bytes(b"old")
+
     reinstalled = site.play()
     assert reinstalled.returncode == 0, reinstalled.output
     assert reinstalled.failed == 0, reinstalled.output
+    assert (root / "opt/ems-edge/venv").is_symlink()
+    assert not (root / "opt/ems-edge/wheels").exists()
     helped = in_root(root, "/opt/ems-edge/venv/bin/ems", "edge", "--help", user=USER)
     assert helped.returncode == 0, helped.stderr
     enabled = in_root(root, "systemctl", "is-enabled", "ems-edge.service")

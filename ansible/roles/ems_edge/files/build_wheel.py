@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -48,6 +49,12 @@ def _digest(tree: Path) -> str:
 
 
 def build(source: Path, out: Path) -> dict[str, object]:
+    if importlib.util.find_spec("pip") is None:
+        raise SystemExit(
+            f"the controller's Python ({sys.executable}) has no pip to build the agent's "
+            "wheel: install pip for it (Debian: python3-pip), or build a wheel elsewhere "
+            "and set ems_edge_wheel"
+        )
     if not (source / "pyproject.toml").is_file():
         raise SystemExit(f"{source} is not an EMS Switchboard checkout (no pyproject.toml)")
     project = tomllib.loads((source / "pyproject.toml").read_text(encoding="utf-8"))["project"]
@@ -70,14 +77,29 @@ def build(source: Path, out: Path) -> dict[str, object]:
             built = Path(scratch) / "wheels"
             env = {**os.environ, "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH}
             done = subprocess.run(
-                [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(built), str(tree)],
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "wheel",
+                    "--no-deps",
+                    "-q",
+                    "-w",
+                    str(built),
+                    str(tree),
+                ],
                 env=env,
                 capture_output=True,
                 text=True,
                 check=False,
             )
             if done.returncode != 0:
-                raise SystemExit(f"pip wheel failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+                raise SystemExit(
+                    f"building the agent's wheel from {source} failed (pip exited "
+                    f"{done.returncode}; it needs the package index for setuptools, "
+                    "or set ems_edge_wheel):\n"
+                    f"{done.stdout}{done.stderr}"
+                )
             (made,) = built.glob("ems_switchboard-*.whl")
             for old in out.glob("ems_switchboard-*.whl"):
                 old.unlink()
@@ -97,7 +119,7 @@ def main() -> None:
     parser.add_argument("out", type=Path, help="where the wheel is kept")
     args = parser.parse_args()
     result = build(args.source.expanduser().resolve(), args.out.expanduser().resolve())
-    print(json.dumps(result))
+    sys.stdout.write(json.dumps(result) + "\n")
 
 
 if __name__ == "__main__":
