@@ -115,7 +115,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         address = self.client[0] if self.client else ""
-        refusal = self.gate.admit(self, address, self.loop.time())
+        now = self.loop.time()
+        refusal = self.gate.admit(self, address, now)
+        if (report := self.gate.cap_report(now)) is not None:
+            logger.warning(report)
         if refusal is not None:
             self._refused = True
             transport.write(_REFUSED[refusal])

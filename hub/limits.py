@@ -49,6 +49,8 @@ EVICT_AFTER_S: Final = 1.0
 # may take; the remainder is for devices and dashboards.
 FD_RESERVE: Final = 64
 PENDING_FD_SHARE: Final = 4
+# While caps are being hit, one warning line per this many seconds, with counts.
+CAP_REPORT_EVERY_S: Final = 60.0
 
 
 class Refusal(enum.StrEnum):
@@ -144,6 +146,8 @@ class ConnectionGate:
         self.limits = limits
         self.counters = GateCounters()
         self.lingering = 0  # refused connections still open (hub/guard.py)
+        self._reported_hits = 0
+        self._reported_at = float("-inf")
         self._address: dict[Droppable, str] = {}
         self._per_address: Counter[str] = Counter()
         # address -> its idle connections -> since when; insertion order is idle-since order
@@ -206,6 +210,24 @@ class ConnectionGate:
             self.forget(conn)
             self.counters.closed[Closure.HANDSHAKE_TIMEOUT] += 1
             conn.drop(Closure.HANDSHAKE_TIMEOUT)
+
+    def cap_report(self, now: float) -> str | None:
+        """A warning for the log while caps are being hit: at most one a minute.
+
+        Refusals and evictions are counted without limit in /metrics; the log
+        only needs to say that it is happening, not every time.
+        """
+        refused, closed = self.counters.refused, self.counters.closed
+        hits = sum(refused.values()) + closed[Closure.EVICTED]
+        if hits == self._reported_hits or now - self._reported_at < CAP_REPORT_EVERY_S:
+            return None
+        since = hits - self._reported_hits
+        self._reported_hits, self._reported_at = hits, now
+        return (
+            f"connection caps reached: {since} connection(s) refused or evicted since the last "
+            f"report ({self.pending} pending now; ems_connections_refused_total, "
+            "ems_connections_closed_total)"
+        )
 
     def _not_idle(self, conn: Droppable) -> None:
         address = self._address.get(conn)

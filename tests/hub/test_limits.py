@@ -105,6 +105,23 @@ def test_idle_again_after_an_answer_goes_to_the_back_of_the_line() -> None:
     assert (first.dropped, second.dropped) == (None, Closure.EVICTED)
 
 
+def test_caps_being_hit_are_reported_at_most_once_a_minute() -> None:
+    gate = ConnectionGate(ConnectionLimits(max_pending_per_address=1, exempt=()))
+    assert gate.cap_report(0.0) is None  # nothing hit yet
+    gate.admit(Conn(), "a", 0.0)
+    for _ in range(5):
+        gate.admit(Conn(), "a", 0.0)
+    report = gate.cap_report(1.0)
+    assert report is not None
+    assert "5 connection(s) refused or evicted" in report
+    gate.admit(Conn(), "a", 2.0)
+    assert gate.cap_report(30.0) is None
+    later = gate.cap_report(61.0)
+    assert later is not None
+    assert "1 connection(s)" in later
+    assert gate.cap_report(200.0) is None  # nothing new
+
+
 def test_a_timed_out_connection_is_closed_once_and_counted() -> None:
     gate = ConnectionGate(ConnectionLimits())
     conn = Conn()
@@ -401,6 +418,7 @@ async def test_idle_connections_cannot_take_the_descriptors_devices_need(tmp_pat
     assert f"file-descriptor limit: {FD_LIMIT}" in log
     assert "allow at most 48 pending connections (48 per address) and 96 dashboards" in log
     assert "Too many open files" not in log
+    assert "connection caps reached" in log
     assert "Traceback" not in log
     assert peak_fds < FD_LIMIT - 32, f"{peak_fds} descriptors open"
     samples = parse_metrics(metrics)
