@@ -29,6 +29,8 @@ Why a connection ends decides how long to wait before the next one:
 `LinkEnd.TLS_REFUSED`         the hub's certificate failed verification (wss://;
                               verification is always on, ``[hub] ca_file`` names
                               a private CA). Logged as an error; normal backoff.
+`LinkEnd.HUB_ERROR`           closed with 1011: the hub failed (a bug on its side).
+                              Logged as an error; normal backoff.
 anything else                 network, hub restart (1001), timeouts: the normal
                               capped, jittered backoff, reset by a stable session.
 ============================  ====================================================
@@ -37,6 +39,12 @@ While the agent's own clock waits for sync, each connection also measures
 the hub's clock (docs/protocol.md, "Time"; edge/hubtime.py): rounds of
 ``time_request`` frames, answered by ``time`` frames, timed on the agent's
 monotonic clock.
+
+Every hub frame goes through ``telemetry.parse_hub_frame``, which never
+raises: a frame the uplink cannot use is dropped and counted
+(``UplinkStatus.bad_hub_frames``), and an error frame is counted and, should
+the hub refuse a reading again and again without acking it, the reading is
+given up (edge/refusals.py). Text the hub sent is logged escaped.
 
 Exceptions: none escape :meth:`Uplink.run` but cancellation; every connection
 failure is mapped to a :class:`LinkEnd` in :func:`_classify` (one place).
@@ -47,7 +55,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import json
 import logging
 import random
 import ssl
@@ -58,13 +65,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
 
-from pydantic import ValidationError
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from edge.backoff import Backoff, BackoffPolicy
 from edge.hubtime import HubClock, HubOffset
 from edge.outbox import Outbox, OutboxError, Stored
+from edge.refusals import Refusals
 from edge.window import SendWindow, pack_batches
 from telemetry import (
     MAX_BATCH_ITEMS,
@@ -74,6 +81,8 @@ from telemetry import (
     ErrorFrame,
     seq_ranges,
 )
+from telemetry.client_text import client_text
+from telemetry.hub_frames import BadHubFrame, HubFrameProblem, parse_hub_frame
 from telemetry.timesync import TimeFrame, time_request
 
 __all__ = ["LinkEnd", "Uplink", "UplinkSettings", "UplinkStatus"]
@@ -81,6 +90,8 @@ __all__ = ["LinkEnd", "Uplink", "UplinkSettings", "UplinkStatus"]
 logger = logging.getLogger(__name__)
 
 _AUTH_STATUSES: Final = frozenset({401, 403})
+# Bad hub frames logged per connection; the rest are counted only (a flood stays quiet).
+_BAD_FRAMES_LOGGED: Final = 5
 NORMAL_BACKOFF: Final = BackoffPolicy(0.5, 30.0)
 # Another agent holds the device id: knocking often would only kick it in turn.
 KICKED_BACKOFF: Final = BackoffPolicy(30.0, 600.0)
@@ -100,6 +111,7 @@ class LinkEnd(enum.StrEnum):
     UNREACHABLE = "unreachable"
     TLS_REFUSED = "tls_refused"  # the hub's certificate failed verification
     REFUSED = "refused"  # an HTTP answer other than 101 and 401/403
+    HUB_ERROR = "hub_error"  # closed with 1011: an unexpected error in the hub
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,11 +148,17 @@ class UplinkStatus:
     last_end: LinkEnd | None
     in_flight: int
     acked: int  # readings acked since the agent started
+    refused: int = 0  # error frames: readings the hub refused as invalid
+    given_up: int = 0  # refused again and again, never acked: deleted (edge/refusals.py)
+    bad_hub_frames: int = 0  # hub frames dropped as unusable
 
 
 @dataclass(slots=True)
 class _Counters:
     acked: int = 0
+    refused: int = 0
+    given_up: int = 0
+    bad_hub_frames: int = 0
     sessions: int = 0
     last_end: LinkEnd | None = None
     since: datetime | None = None
@@ -152,6 +170,7 @@ class _Session:
     window: SendWindow
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     opened: float = field(default_factory=time.monotonic)
+    bad_frames: int = 0  # only the first few of a session are logged
 
 
 def _classify(err: BaseException) -> LinkEnd:
@@ -172,6 +191,8 @@ def _classify_close(code: int | None) -> LinkEnd:
         return LinkEnd.KICKED
     if code == CloseCode.GOING_AWAY:
         return LinkEnd.HUB_GOING_AWAY
+    if code == CloseCode.INTERNAL_ERROR:
+        return LinkEnd.HUB_ERROR
     return LinkEnd.CLOSED
 
 
@@ -212,6 +233,7 @@ class Uplink:
         self._acked: list[int] = []
         self._ack_event = asyncio.Event()
         self._counters = _Counters()
+        self._refusals = Refusals()
         self.hub_clock = hub_clock  # None: never ask the hub for its time
         self._monotonic = monotonic  # the clock readings are timed by (edge/clock.py)
 
@@ -254,6 +276,9 @@ class Uplink:
             last_end=self._counters.last_end,
             in_flight=len(session.window) if session else 0,
             acked=self._counters.acked,
+            refused=self._counters.refused,
+            given_up=self._counters.given_up,
+            bad_hub_frames=self._counters.bad_hub_frames,
         )
 
     async def drain(self, timeout_s: float) -> bool:
@@ -395,6 +420,12 @@ class Uplink:
             )
         elif end is LinkEnd.HUB_GOING_AWAY:
             logger.info("the hub is going away (1001)", extra={"reason": end.value})
+        elif end is LinkEnd.HUB_ERROR:
+            logger.error(
+                "the hub closed the connection with 1011 (an error on its side); "
+                "readings stay buffered and are sent again",
+                extra={"reason": end.value},
+            )
         else:
             logger.warning(
                 "connection to %s ended: %s",
@@ -408,43 +439,67 @@ class Uplink:
     async def _receive_loop(self, session: _Session) -> None:
         try:
             async for message in session.ws:
-                if isinstance(message, str):
-                    self._handle(message, session, self._monotonic())
+                self._handle(message, session, self._monotonic())
         except ConnectionClosed:
             return
 
-    def _handle(self, message: str, session: _Session, received_mono: float) -> None:
-        try:
-            frame = json.loads(message)
-        except ValueError:
-            logger.warning("hub sent a frame that is not JSON: %.200s", message)
+    def _handle(self, message: str | bytes, session: _Session, received_mono: float) -> None:
+        frame = parse_hub_frame(message)
+        if isinstance(frame, AckFrame):
+            acked = session.window.ack(frame.ranges)
+            if acked:
+                self._refusals.acked(acked)
+                self._acked.extend(acked)
+                self._counters.acked += len(acked)
+                self._ack_event.set()
+                session.wake.set()
+        elif isinstance(frame, TimeFrame):
+            if self.hub_clock is not None:
+                self.hub_clock.answer(frame.id, frame.hub_ts.timestamp(), received_mono)
+        elif isinstance(frame, ErrorFrame):
+            self._refused(frame, session)
+        else:
+            self._bad_frame(frame, session)
+
+    def _refused(self, error: ErrorFrame, session: _Session) -> None:
+        self._counters.refused += 1
+        reason = client_text(error.reason)
+        logger.warning(
+            "hub rejected reading seq %s: %s",
+            error.seq,
+            reason,
+            extra={"seq": error.seq, "reason": reason},
+        )
+        seq = error.seq
+        if seq is None or seq not in session.window or not self._refusals.refused(seq):
             return
-        kind = frame.get("type") if isinstance(frame, dict) else None
-        try:
-            if kind == "ack":
-                ack = AckFrame.model_validate(frame)
-                acked = session.window.ack(ack.ranges)
-                if acked:
-                    self._acked.extend(acked)
-                    self._counters.acked += len(acked)
-                    self._ack_event.set()
-                    session.wake.set()
-            elif kind == "time":
-                answer = TimeFrame.model_validate(frame)
-                if self.hub_clock is not None:
-                    self.hub_clock.answer(answer.id, answer.hub_ts.timestamp(), received_mono)
-            elif kind == "error":
-                error = ErrorFrame.model_validate(frame)
-                logger.warning(
-                    "hub rejected reading seq %s: %s",
-                    error.seq,
-                    error.reason,
-                    extra={"seq": error.seq, "reason": error.reason},
-                )
-            else:
-                logger.debug("ignored a hub frame of type %r", kind)
-        except ValidationError as err:
-            logger.warning("hub sent a malformed %s frame: %s", kind, err)
+        # docs/protocol.md: an ack follows every error frame. This hub refused the reading
+        # again and again and never acked it: re-sending it for ever helps no one.
+        self._acked.extend(session.window.ack([(seq, seq)]))
+        self._counters.given_up += 1
+        self._ack_event.set()
+        logger.error(
+            "gave up reading seq %d: the hub refused it %d times without acking it (%s); "
+            "deleted from the buffer",
+            seq,
+            self._refusals.limit,
+            reason,
+            extra={"seq": seq, "reason": reason},
+        )
+
+    def _bad_frame(self, bad: BadHubFrame, session: _Session) -> None:
+        self._counters.bad_hub_frames += 1
+        session.bad_frames += 1
+        if bad.problem is HubFrameProblem.UNKNOWN_TYPE or session.bad_frames > _BAD_FRAMES_LOGGED:
+            # A later hub's frame type, or one more of a flood already reported.
+            logger.debug("dropped a hub frame (%s)", bad.problem.value)
+            return
+        logger.warning(
+            "dropped a hub frame (%s): %s",
+            bad.problem.value,
+            client_text(bad.reason),
+            extra={"problem": bad.problem.value},
+        )
 
     async def _send_loop(self, session: _Session) -> None:
         try:

@@ -91,10 +91,13 @@ class _Collector:
     rejected: list[Rejected] = field(default_factory=list)
 
 
-def describe_validation_error(err: ValidationError) -> str:
-    """``battery.soc_pct: must be <= 100``-style text for the first problem of an error."""
+def describe_validation_error(err: ValidationError, subject: str = "reading") -> str:
+    """``battery.soc_pct: must be <= 100``-style text for the first problem of an error.
+
+    ``subject`` names the whole input when the problem is not in one field.
+    """
     first = err.errors(include_url=False)[0]
-    location = ".".join(_quote(part) for part in first["loc"]) or "reading"
+    location = ".".join(_quote(part) for part in first["loc"]) or subject
     message = first["msg"]
     if first["type"] == "string_pattern_mismatch" and first["loc"][-1:] == ("[key]",):
         message = "names are 1 to 64 characters of A-Z a-z 0-9 _ . -"
@@ -292,19 +295,23 @@ class _Frame(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
+# A seq as the protocol allows it (docs/protocol.md, "A reading"), strictly a JSON integer.
+Seq = Annotated[int, Field(ge=0, le=MAX_SEQ, strict=True)]
+
+
 class AckFrame(_Frame):
     """Hub -> device: every seq in the ranges is committed or was rejected as invalid."""
 
     type: Literal["ack"] = "ack"
-    ranges: list[tuple[int, int]]
+    ranges: Annotated[list[tuple[Seq, Seq]], Field(strict=True)]
 
 
 class ErrorFrame(_Frame):
     """Hub -> device: why a reading was rejected."""
 
     type: Literal["error"] = "error"
-    seq: int | None = None
-    reason: str
+    seq: Seq | None = None
+    reason: Annotated[str, Field(strict=True)]
 
 
 class StatusFrame(_Frame):

@@ -56,7 +56,7 @@ EXTRA_NAME_PATTERN: Final = r"^[A-Za-z0-9_.\-]{1,64}$"
 ExtraName = Annotated[str, Field(pattern=EXTRA_NAME_PATTERN, strict=True)]
 ExtraValue = Annotated[float, Field(ge=-1e15, le=1e15, strict=True)]
 # RFC 3339 date-time: pydantic alone would also take an epoch number, or digits in a string.
-_RFC3339: Final = re.compile(
+RFC3339: Final = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?"
     r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})?"
 )
@@ -169,7 +169,7 @@ class Reading(BaseModel):
     ) -> datetime:
         # One wrapping validator, not a "before" and an "after": this runs for every reading.
         if isinstance(value, str):
-            if _RFC3339.fullmatch(value) is None:
+            if RFC3339.fullmatch(value) is None:
                 raise ValueError("must be an RFC 3339 date-time such as 2026-11-26T05:30:00Z")
         elif not isinstance(value, datetime):
             raise ValueError("must be an RFC 3339 date-time string")

@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from telemetry.reading import format_ts
+from telemetry.reading import RFC3339, format_ts
 
 __all__ = ["TimeFrame", "TimeRequest", "time_frame", "time_request"]
 
@@ -42,11 +42,27 @@ class TimeFrame(BaseModel):
     id: Annotated[int, Field(ge=0, le=_MAX_ID, strict=True)]
     hub_ts: datetime
 
+    @field_validator("hub_ts", mode="before")
+    @classmethod
+    def _is_rfc3339(cls, value: object) -> object:
+        # Strict, as a reading's ts: pydantic alone would take an epoch number too.
+        if isinstance(value, str):
+            if RFC3339.fullmatch(value) is None:
+                raise ValueError("must be an RFC 3339 date-time")
+        elif not isinstance(value, datetime):
+            raise ValueError("must be an RFC 3339 date-time string")
+        return value
+
     @field_validator("hub_ts")
     @classmethod
     def _has_an_offset(cls, value: datetime) -> datetime:
         if value.utcoffset() is None:
             raise ValueError("must carry a UTC offset (RFC 3339)")
+        try:
+            value.timestamp()  # what the edge takes from it (edge/uplink.py)
+        except (OverflowError, ValueError):
+            # Year 1 or 9999 shifted by its offset leaves what a datetime can hold.
+            raise ValueError("is out of range") from None
         return value
 
 
