@@ -7,6 +7,7 @@ a browser's part is played by the headers a browser sends (``Origin``,
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,6 +20,8 @@ from websockets.exceptions import InvalidStatus
 from hub.viewer_access import SESSION_COOKIE, SESSION_LIFETIME_S, issue_session
 from hub.web_security import CONTENT_SECURITY_POLICY
 from tests.hub.conftest import RunningHub, parse_metrics, recv_json, running_hub
+from tests.hub.served_hub import served_hub
+from tests.tls_ca import make_ca
 
 VIEWER_TOKEN = "look-but-do-not-touch"
 FRIEND = "https://friend.example"
@@ -176,3 +179,39 @@ async def test_a_hub_without_viewer_token_needs_no_session(open_hub: RunningHub)
         assert (await http.get("/api/session")).json() == {"viewer_token_required": False}
         metrics = parse_metrics((await http.get("/metrics")).text)
     assert metrics.get('ems_refused_total{door="dashboard",reason="bad_token"}', 0) == 0
+
+
+async def test_over_tls_the_session_cookie_is_secure(tmp_path: Path) -> None:
+    certs = make_ca(tmp_path)
+    trust = ssl.create_default_context(cafile=certs.ca)
+    with served_hub(
+        tmp_path / "data",
+        "--tls-cert",
+        str(certs.cert),
+        "--tls-key",
+        str(certs.key),
+        log_path=tmp_path / "hub.log",
+        env={"EMS_VIEWER_TOKEN": VIEWER_TOKEN},
+    ) as hub:
+        async with httpx.AsyncClient(base_url=hub.http, verify=trust) as http:
+            login = await http.post("/api/session", json={"token": VIEWER_TOKEN})
+            assert login.status_code == 204
+            assert "secure" in login.headers["set-cookie"].lower()
+            session = login.cookies[SESSION_COOKIE]
+        own = hub.http  # https://127.0.0.1:PORT
+        status = await handshake_status_tls(
+            hub.ws("/ws/dashboard/ems_001"),
+            {"Cookie": f"{SESSION_COOKIE}={session}", "Origin": own},
+            trust,
+        )
+        assert status == 101
+    assert VIEWER_TOKEN not in hub.log()
+
+
+async def handshake_status_tls(url: str, headers: dict[str, str], trust: ssl.SSLContext) -> int:
+    try:
+        async with connect(url, additional_headers=headers, ssl=trust) as client:
+            assert (await recv_json(client))["type"] == "status"
+            return 101
+    except InvalidStatus as refused:
+        return refused.response.status_code
