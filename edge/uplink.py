@@ -46,6 +46,12 @@ raises: a frame the uplink cannot use is dropped and counted
 the hub refuse a reading again and again without acking it, the reading is
 given up (edge/refusals.py). Text the hub sent is logged escaped.
 
+A hub that closes with 1011 while readings are in flight may be failing on one
+of them (a hub bug a reading triggers). Those readings become suspects: the
+next connections send one reading at a time until every suspect is acked. A
+suspect alone in flight when the hub fails again gets a strike; after three it
+is given up like a refused reading, so it cannot hold the backlog for ever.
+
 Exceptions: none escape :meth:`Uplink.run` but cancellation; every connection
 failure is mapped to a :class:`LinkEnd` in :func:`_classify` (one place).
 """
@@ -234,6 +240,9 @@ class Uplink:
         self._ack_event = asyncio.Event()
         self._counters = _Counters()
         self._refusals = Refusals()
+        # Readings in flight when the hub closed with 1011, and their strikes (see above).
+        self._suspects: set[int] = set()
+        self._strikes = Refusals()
         self.hub_clock = hub_clock  # None: never ask the hub for its time
         self._monotonic = monotonic  # the clock readings are timed by (edge/clock.py)
 
@@ -344,8 +353,15 @@ class Uplink:
         return end
 
     async def _serve(self, ws: ClientConnection) -> LinkEnd:
+        if self._suspects:
+            # Suspects dropped from the buffer meanwhile (full) will never be acked.
+            self._suspects &= {stored.seq for stored in await self.outbox.fetch(self._suspects)}
         session = _Session(
-            ws, SendWindow(capacity=self.settings.window, ack_timeout_s=self.settings.ack_timeout_s)
+            ws,
+            SendWindow(
+                capacity=1 if self._suspects else self.settings.window,
+                ack_timeout_s=self.settings.ack_timeout_s,
+            ),
         )
         self._live.clear()  # whatever it held is in the outbox: the backlog covers it
         self._session = session
@@ -375,6 +391,8 @@ class Uplink:
                 backoff.reset()
         rcvd = ws.protocol.close_rcvd
         end = _classify_close(rcvd.code if rcvd is not None else None)
+        if end is LinkEnd.HUB_ERROR:
+            self._hub_failed(session.window.in_flight())
         self._log_failure(end, f"closed ({rcvd or 'no close frame'})")
         return end
 
@@ -449,6 +467,8 @@ class Uplink:
             acked = session.window.ack(frame.ranges)
             if acked:
                 self._refusals.acked(acked)
+                if self._suspects:
+                    self._cleared(acked, session)
                 self._acked.extend(acked)
                 self._counters.acked += len(acked)
                 self._ack_event.set()
@@ -486,6 +506,41 @@ class Uplink:
             reason,
             extra={"seq": seq, "reason": reason},
         )
+
+    def _hub_failed(self, in_flight: list[int]) -> None:
+        """The hub closed with 1011: suspect what was in flight, strike a lone suspect."""
+        if len(in_flight) == 1 and in_flight[0] in self._suspects:
+            seq = in_flight[0]
+            if self._strikes.refused(seq):
+                self._suspects.discard(seq)
+                self._acked.append(seq)
+                self._counters.given_up += 1
+                self._ack_event.set()
+                logger.error(
+                    "gave up reading seq %d: the hub failed (1011) %d times with it alone in "
+                    "flight; deleted from the buffer",
+                    seq,
+                    self._strikes.limit,
+                    extra={"seq": seq, "reason": LinkEnd.HUB_ERROR.value},
+                )
+            return
+        if in_flight:
+            self._suspects.update(in_flight)
+            logger.warning(
+                "the hub failed with %d readings in flight: sending one at a time until "
+                "they are acked",
+                len(in_flight),
+                extra={"count": len(in_flight)},
+            )
+
+    def _cleared(self, acked: list[int], session: _Session) -> None:
+        """Suspects acked: once none is left, the window opens fully again."""
+        self._suspects.difference_update(acked)
+        self._strikes.acked(acked)
+        if not self._suspects:
+            session.window.capacity = self.settings.window
+            session.wake.set()
+            logger.info("every suspect reading was acked: sending at full speed again")
 
     def _bad_frame(self, bad: BadHubFrame, session: _Session) -> None:
         self._counters.bad_hub_frames += 1

@@ -87,6 +87,10 @@ class SendWindow:
     def __contains__(self, seq: object) -> bool:
         return seq in self._sent
 
+    def in_flight(self) -> list[int]:
+        """The seqs sent and not acked, in send order."""
+        return list(self._sent)
+
     @property
     def room(self) -> int:
         return max(0, self.capacity - len(self._sent))

@@ -140,3 +140,37 @@ async def test_the_real_hub_refuses_one_reading_and_the_rest_drain(
         end=datetime.now(UTC) + timedelta(minutes=1),
     )
     assert [row["seq"] for row in rows] == [0, 1, 2, 4, 5]
+
+
+async def test_a_reading_the_hub_keeps_failing_on_is_isolated_and_given_up(
+    outbox: Outbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A hub with a bug reading 7 triggers: it closes with 1011 whenever 7 arrives."""
+    await outbox.append([grid_reading(n, T0) for n in range(20)], boot="b")
+    stored: set[int] = set()
+    frames: list[list[int]] = []
+
+    async def failing_on_seven(ws: ServerConnection) -> None:
+        async for message in ws:
+            seqs = [r.seq for r in parse_device_frame(message).readings if r.seq is not None]
+            frames.append(seqs)
+            if 7 in seqs:
+                await ws.close(1011, "internal error")
+                return
+            stored.update(seqs)
+            await ws.send(json.dumps({"type": "ack", "ranges": seq_ranges(seqs)}))
+
+    with caplog.at_level(logging.INFO, logger="edge.uplink"):
+        async with serve(failing_on_seven, "127.0.0.1", 0) as server:
+            url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+            async with uplink_running(outbox, url, "secret", FAST) as uplink:
+                await drained(outbox)
+                # A live reading after that goes out as usual.
+                uplink.offer(await outbox.append([grid_reading(20, T0)], boot="b"))
+                await drained(outbox)
+                status = uplink.status()
+    assert stored == set(range(21)) - {7}
+    assert sum(seqs == [7] for seqs in frames) == 3  # alone in flight, three times
+    assert status.given_up == 1
+    assert any("gave up reading seq 7" in r.getMessage() for r in caplog.records)
+    assert any("at full speed again" in r.getMessage() for r in caplog.records)
