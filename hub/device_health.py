@@ -124,6 +124,7 @@ class HistoryNotice:
 
     def committed(self, seqs: list[int]) -> None:
         self._inner.committed(seqs)
-        times = [ts for ts in map(self._ts_by_seq.pop, seqs, [None] * len(seqs)) if ts is not None]
+        # pop: a seq acked twice (a re-sent reading) is announced once.
+        times = [ts for seq in seqs if (ts := self._ts_by_seq.pop(seq, None)) is not None]
         if times:
             self._notify(min(times), max(times))

@@ -291,7 +291,12 @@ function renderValues(reading) {
     cards.push(
       el(
         "article",
-        { class: "panel values-card derived", "data-section": "derived" },
+        {
+          class: "panel values-card derived",
+          "data-section": "derived",
+          // As live as the two values it comes from.
+          "data-stale": String(isStale("grid", now) || isStale("inverter", now)),
+        },
         el("h3", { text: "derived" }),
         el(
           "dl",
