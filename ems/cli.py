@@ -21,7 +21,6 @@ import contextlib
 import enum
 import importlib.metadata
 import logging
-import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Final
@@ -276,66 +275,41 @@ def _sim_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     sim.set_defaults(handler=_sim)
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected seconds, not {text!r}") from err
-    if not 0 <= value <= 86_400:
-        raise argparse.ArgumentTypeError("expected 0 (off) to 86400 seconds")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from err
-    if value < 0:
-        raise argparse.ArgumentTypeError("expected 0 (no cap) or more")
-    return value
-
-
 def _serve_limit_arguments(serve: argparse.ArgumentParser) -> None:
-    """TLS and connection limits of ``ems hub serve`` (docs/security.md, "Deploying safely")."""
+    """TLS and connection limits of ``ems hub serve`` (docs/security.md, "Deploying safely").
+
+    Kept as given (strings; None when absent): hub/cli.py checks each, and falls
+    back to its environment variable, in one place.
+    """
     tls = serve.add_argument_group("TLS (both, or neither: then plain HTTP)")
     tls.add_argument(
         "--tls-cert",
-        default=os.environ.get("EMS_TLS_CERT"),
         metavar="FILE",
         help="PEM certificate chain to serve https:// and wss:// (default: $EMS_TLS_CERT)",
     )
     tls.add_argument(
         "--tls-key",
-        default=os.environ.get("EMS_TLS_KEY"),
         metavar="FILE",
         help="PEM private key of --tls-cert (default: $EMS_TLS_KEY)",
     )
     limits = serve.add_argument_group("connection limits (0 turns one off)")
-    for flag, env, default, kind, text in [
-        ("--handshake-timeout", "EMS_HANDSHAKE_TIMEOUT", "5", _seconds,
+    for flag, env, default, text in [
+        ("--handshake-timeout", "EMS_HANDSHAKE_TIMEOUT", "5",
          "seconds a connection may stay without a complete HTTP request"),
-        ("--device-idle-timeout", "EMS_DEVICE_IDLE_TIMEOUT", "300", _seconds,
+        ("--device-idle-timeout", "EMS_DEVICE_IDLE_TIMEOUT", "300",
          "seconds a device socket may stay silent"),
-        ("--max-pending", "EMS_MAX_PENDING", "1024", _count,
+        ("--max-pending", "EMS_MAX_PENDING", "1024",
          "connections not (yet) a WebSocket, in all"),
-        ("--max-pending-per-address", "EMS_MAX_PENDING_PER_ADDRESS", "64", _count,
+        ("--max-pending-per-address", "EMS_MAX_PENDING_PER_ADDRESS", "64",
          "connections not (yet) a WebSocket, per client address"),
-        ("--max-dashboards", "EMS_MAX_DASHBOARDS", "10000", _count,
+        ("--max-dashboards", "EMS_MAX_DASHBOARDS", "10000",
          "dashboard sockets, in all"),
-        ("--max-dashboards-per-address", "EMS_MAX_DASHBOARDS_PER_ADDRESS", "256", _count,
+        ("--max-dashboards-per-address", "EMS_MAX_DASHBOARDS_PER_ADDRESS", "256",
          "dashboard sockets per client address"),
     ]:  # fmt: skip
-        limits.add_argument(
-            flag,
-            type=kind,
-            default=os.environ.get(env, default),
-            metavar="N",
-            help=f"{text} (default: ${env}, else {default})",
-        )
+        limits.add_argument(flag, metavar="N", help=f"{text} (default: ${env}, else {default})")
     limits.add_argument(
         "--limit-exempt",
-        default=os.environ.get("EMS_LIMIT_EXEMPT", "127.0.0.1,::1"),
         metavar="ADDRS",
         help="comma-separated client addresses not held to the per-address caps, such as "
         "a reverse proxy's (default: $EMS_LIMIT_EXEMPT, else 127.0.0.1,::1)",

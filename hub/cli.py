@@ -142,6 +142,7 @@ def serve(args: argparse.Namespace) -> int:
         raise Failed(str(err)) from err
     viewer_token = viewer_token_of(args)
     allowed_origins = allowed_origins_of(args)
+    asked_limits = _asked_limits(args)
     storage_settings = settings_of(args)
     # Redacted as literal values wherever they might show up in a log line or error.
     register_secret(viewer_token)
@@ -164,7 +165,7 @@ def serve(args: argparse.Namespace) -> int:
         database_url=storage_settings.database_url,
         viewer_token=viewer_token,
         allowed_origins=allowed_origins,
-        limits=_limits(args, fd_limit.soft),
+        limits=_fitted(asked_limits, fd_limit.soft),
     )
     register_secret(settings.viewer_token)  # or the one from $EMS_VIEWER_TOKEN
     logging.getLogger(__name__).info("storage: %s", where)
@@ -190,7 +191,8 @@ def _tls_files(args: argparse.Namespace) -> TlsFiles | None:
     """The hub's TLS files; None: plain HTTP. ValueError says why they cannot be used."""
     from hub.server import TlsFiles
 
-    cert, key = args.tls_cert, args.tls_key
+    cert = _given(args.tls_cert, "EMS_TLS_CERT")
+    key = _given(args.tls_key, "EMS_TLS_KEY")
     if cert is None and key is None:
         return None
     if cert is None or key is None:
@@ -201,16 +203,91 @@ def _tls_files(args: argparse.Namespace) -> TlsFiles | None:
     return TlsFiles(cert=Path(cert), key=Path(key))
 
 
-def _limits(args: argparse.Namespace, fd_limit: int) -> ConnectionLimits:
+def _given(flag: str | None, variable: str) -> str | None:
+    """A flag's text, else its environment variable's (empty: unset), else None."""
+    if flag is not None:
+        return flag
+    return os.environ.get(variable, "").strip() or None
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("expected seconds") from None
+    if not 0 <= value <= 86_400:
+        raise ValueError("expected 0 (off) to 86400 seconds")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError("expected a whole number") from None
+    if value < 0:
+        raise ValueError("expected 0 (no cap) or more")
+    return value
+
+
+def _option(
+    args: argparse.Namespace, flag: str, variable: str, parse: Callable[[str], T], default: T
+) -> T:
+    """A limit from its flag, else its variable, else ``default``; a bad value is one line."""
+    given: str | None = getattr(args, flag.removeprefix("--").replace("-", "_"))
+    text = _given(given, variable)
+    if text is None:
+        return default
+    try:
+        return parse(text)
+    except ValueError as err:
+        where = flag if given is not None else f"${variable}"
+        raise Failed(f"{where}: {text!r}: {err}", Exit.USAGE) from err
+
+
+def _asked_limits(args: argparse.Namespace) -> ConnectionLimits:
+    """The limits given by flags and environment, checked; not yet fitted to the fd limit."""
+    d = ConnectionLimits()
+    exempt = _given(args.limit_exempt, "EMS_LIMIT_EXEMPT")
     asked = ConnectionLimits(
-        handshake_timeout_s=args.handshake_timeout,
-        device_idle_timeout_s=args.device_idle_timeout,
-        max_pending=args.max_pending,
-        max_pending_per_address=args.max_pending_per_address,
-        max_dashboards=args.max_dashboards,
-        max_dashboards_per_address=args.max_dashboards_per_address,
-        exempt=tuple(a.strip() for a in args.limit_exempt.split(",") if a.strip()),
+        handshake_timeout_s=_option(
+            args, "--handshake-timeout", "EMS_HANDSHAKE_TIMEOUT", _seconds, d.handshake_timeout_s
+        ),
+        device_idle_timeout_s=_option(
+            args,
+            "--device-idle-timeout",
+            "EMS_DEVICE_IDLE_TIMEOUT",
+            _seconds,
+            d.device_idle_timeout_s,
+        ),
+        max_pending=_option(args, "--max-pending", "EMS_MAX_PENDING", _count, d.max_pending),
+        max_pending_per_address=_option(
+            args,
+            "--max-pending-per-address",
+            "EMS_MAX_PENDING_PER_ADDRESS",
+            _count,
+            d.max_pending_per_address,
+        ),
+        max_dashboards=_option(
+            args, "--max-dashboards", "EMS_MAX_DASHBOARDS", _count, d.max_dashboards
+        ),
+        max_dashboards_per_address=_option(
+            args,
+            "--max-dashboards-per-address",
+            "EMS_MAX_DASHBOARDS_PER_ADDRESS",
+            _count,
+            d.max_dashboards_per_address,
+        ),
+        exempt=(
+            tuple(a.strip() for a in exempt.split(",") if a.strip())
+            if exempt is not None
+            else d.exempt
+        ),
     )
+    return asked
+
+
+def _fitted(asked: ConnectionLimits, fd_limit: int) -> ConnectionLimits:
     limits = asked.fitted(fd_limit)
     if limits != asked:
         logging.getLogger("hub.limits").warning(

@@ -223,3 +223,32 @@ def test_the_examples_of_docs_configuration_are_valid(tmp_path: Path) -> None:
     plan = load_generic(tmp_path / "acme-pm3.toml").plan
     assert [(r.address, r.count) for r in plan] == [(0, 14), (72, 4), (200, 1)]
     assert 'profile_file = "acme-pm3.toml"' in device
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "line"),
+    [
+        (["--max-pending", "x"], {}, "ems: --max-pending: 'x': expected a whole number"),
+        (
+            [],
+            {"EMS_HANDSHAKE_TIMEOUT": "-1"},
+            "ems: $EMS_HANDSHAKE_TIMEOUT: '-1': expected 0 (off) to 86400 seconds",
+        ),
+    ],
+)
+def test_a_bad_limit_is_one_line_naming_flag_or_variable(
+    tmp_path: Path, args: list[str], env: dict[str, str], line: str
+) -> None:
+    done = ems("hub", "serve", "--port", "0", *args, cwd=tmp_path, **env)
+    assert done.returncode == 2
+    assert one_line(done) == line
+    assert not (tmp_path / "ems-data").exists()  # checked before storage is opened
+
+
+def test_building_the_parser_reads_no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ems.cli import build_parser
+
+    for name in ("EMS_DATABASE_URL", "EMS_TLS_CERT", "EMS_MAX_PENDING", "EMS_LIMIT_EXEMPT"):
+        monkeypatch.setenv(name, "from-the-environment")
+    args = build_parser().parse_args(["hub", "serve"])
+    assert "from-the-environment" not in repr(vars(args))
