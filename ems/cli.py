@@ -23,7 +23,7 @@ import importlib.metadata
 import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from typing import Final
+from typing import Any, Final
 
 from telemetry import redaction
 
@@ -70,6 +70,23 @@ def _extra(extra: str) -> Iterator[None]:
         raise CommandError(
             f"this command needs the '{extra}' extra (pip install '{PACKAGE}[{extra}]'): {err}"
         ) from err
+
+
+class _Version(argparse.Action):
+    """``--version``, looked up only when asked: reading package metadata costs every command."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        print(f"ems {version()}")
+        parser.exit()
 
 
 # The handlers: typed, each importing its side only when it runs.
@@ -321,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ems",
         description="EMS Switchboard: energy telemetry from Modbus devices to dashboards",
     )
-    parser.add_argument("--version", action="version", version=f"ems {version()}")
+    parser.add_argument("--version", action=_Version, help="print the version and exit")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _hub_parser(sub)
