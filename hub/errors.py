@@ -4,10 +4,11 @@ A client mistake is answered by the route itself (4xx with a one-line reason,
 hub/api.py); storage being down is a 503 (hub/api.py). Anything else escaping a
 route is a bug of ours: the client gets ``500 {"detail": "internal error"}``,
 never the exception's text or a traceback (it may name a path, a query or a
-database URL), and the log gets one line naming the route and the exception's
-type. Starlette's own last-resort handler would re-raise after answering, and
-uvicorn would then log the traceback; this middleware sits inside it and keeps
-the exception from getting that far.
+database URL), and the log gets one line naming the route, the exception's type
+and the start of its text (quoted, so it stays one line; secrets are redacted
+from every log line, hub/log_safety.py). Starlette's own last-resort handler
+would re-raise after answering, and uvicorn would then log the traceback; this
+middleware sits inside it and keeps the exception from getting that far.
 
 WebSocket scopes pass through untouched: the doors own their sockets' ends
 (docs/protocol.md, "Close codes").
@@ -47,8 +48,13 @@ class CatchAll:
         except Exception as err:  # noqa: BLE001 - the point of this middleware
             route = scope.get("route")
             where = getattr(route, "path", None) or "an unmatched path"
+            # repr of the start of the text: one line, whatever the text holds.
             logger.error(
-                "internal error in %s %s: %s", scope.get("method"), where, type(err).__name__
+                "internal error in %s %s: %s %.200r",
+                scope.get("method"),
+                where,
+                type(err).__name__,
+                str(err),
             )
             if started:
                 # Half an answer is out: uvicorn drops the connection, which is all

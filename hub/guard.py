@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.utils import ClientDisconnected
@@ -78,6 +78,30 @@ _REFUSED: Final = {
         Refusal.ADDRESS_FULL: b"too many connections from this address: try again later\n",
     }.items()
 }
+
+
+class _WriteAfterCloseIgnored:
+    """A transport whose writes after it closed are dropped, as asyncio's own are.
+
+    uvloop's transports raise ``RuntimeError`` instead, and a response still
+    being written when its peer vanished (or when uvicorn closed the connection
+    on a pipelined request it could not parse) would end as an "internal error".
+    Everything else goes to the real transport.
+    """
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not self._transport.is_closing():
+            self._transport.write(data)
+
+    def writelines(self, lines: Any) -> None:
+        if not self._transport.is_closing():
+            self._transport.writelines(lines)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 def guarded_protocol(gate: ConnectionGate) -> type[HttpToolsProtocol]:
@@ -113,6 +137,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     # -- uvicorn's hooks -------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        transport = cast(asyncio.Transport, _WriteAfterCloseIgnored(transport))
         super().connection_made(transport)
         address = self.client[0] if self.client else ""
         now = self.loop.time()
@@ -148,6 +173,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_response_complete()
         if self.transport.is_closing() or self.pipeline:
             return
+        if self.cycle is not None and not self.cycle.response_complete:
+            return  # a pipelined request just started: busy, not idle
         self.gate.idle(self, self.loop.time())
         self._arm_timer()
 

@@ -441,3 +441,14 @@ async def connect_retrying(url: str, headers: dict[str, str]) -> ClientConnectio
             statuses.append(err.response.status_code)
             await asyncio.sleep(0.5)
     raise AssertionError(f"the device never got in: {statuses}")
+
+
+async def test_pipelined_requests_are_answered_whatever_the_timeout(
+    tmp_path: Path, no_errors_logged: object
+) -> None:
+    """A connection busy with its second pipelined request is not idle: never cut mid-answer."""
+    async with limited_hub(tmp_path, handshake_timeout_s=0.2) as hub:
+        reader, writer = await open_from(hub)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 20)
+        answers = await closed_within(reader, 10.0)
+        assert answers.count(b"HTTP/1.1 200 OK\r\n") == 20
