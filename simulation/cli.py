@@ -2,7 +2,10 @@
 
 One site per ``--sites``, on consecutive TCP ports from ``--tcp``'s port, seeds
 ``--seed``, ``--seed + 1`` ...; with ``--rtu-pty`` each site also serves RTU on a
-pseudo-terminal whose path is printed. Runs until SIGINT/SIGTERM.
+pseudo-terminal whose path is printed. Each plant starts at its scenario's own
+simulated day and hour (``simulation/plant/scenarios.py``; printed at start),
+not at the wall clock's. Reads for unit ids not on the bus get no answer and one
+log line a minute. Runs until SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
