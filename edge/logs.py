@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Final
 
 from telemetry import format_ts
+from telemetry.redaction import redact
 
 __all__ = ["JsonFormatter", "LogFormat", "configure", "resolve_format"]
 
@@ -72,11 +73,13 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        # The message was redacted when the record was made (telemetry/redaction.py);
+        # fields given as ``extra`` and the traceback are added later: redact them here.
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
-                entry[key] = value
+                entry[key] = redact(value) if isinstance(value, str) else value
         if record.exc_info:
-            entry["exc"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
+            entry["exc"] = redact("".join(traceback.format_exception(*record.exc_info)).rstrip())
         # default=str: a field that is no JSON type (a Path, an enum) is written as text.
         return json.dumps(entry, default=str, ensure_ascii=False, separators=(", ", ": "))
 
