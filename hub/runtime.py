@@ -34,6 +34,9 @@ from telemetry import CloseCode
 
 logger = logging.getLogger(__name__)
 
+# How long a handshake with a token the hub does not know waits for storage.
+LOOKUP_TIMEOUT_S = 2.0
+
 
 @dataclass(frozen=True, slots=True)
 class HubSettings:
@@ -244,15 +247,16 @@ class Hub:
         arrived = loop.time()
         if self._token_misses.holds(device_id, token_hash, self._token_generation):
             return False
-        async with self._token_lock:
-            if self._token_loaded_at < arrived:
-                if not self._lookup_budget.take(loop.time()):
-                    return False
-                try:
+        try:
+            # A storage that hangs must not hold handshakes: refuse, the device retries.
+            async with asyncio.timeout(LOOKUP_TIMEOUT_S), self._token_lock:
+                if self._token_loaded_at < arrived:
+                    if not self._lookup_budget.take(loop.time()):
+                        return False
                     await self._load_tokens_locked()
-                except StorageError as err:
-                    logger.warning("cannot look up a device token (%s)", err)
-                    return False
+        except (StorageError, TimeoutError) as err:
+            logger.warning("cannot look up a device token (%s)", err or "timed out")
+            return False
         if self.tokens.holds(device_id, token_hash):
             return True
         self._token_misses.add(device_id, token_hash, self._token_generation)

@@ -228,3 +228,22 @@ async def test_a_scan_of_random_tokens_hits_storage_a_bounded_number_of_times(
         fresh = new_token()
         await other.add_token(TokenRecord("ems_002", hash_token(fresh), NOW))
         assert await hub.verify_device_token("ems_002", fresh) == hash_token(fresh)
+
+
+async def test_with_storage_down_an_unknown_token_is_refused_not_held(
+    counting: tuple[CountingSqlite | CountingPostgres, Storage], tmp_path: Path
+) -> None:
+    storage, other = counting
+    settings = HubSettings(data_dir=tmp_path, token_refresh_s=3600.0)
+    async with Hub(settings, storage=storage) as hub:
+        known = new_token()
+        await other.add_token(TokenRecord("ems_001", hash_token(known), NOW))
+        assert await hub.verify_device_token("ems_001", known) == hash_token(known)
+        storage.down = True
+        started = time.monotonic()
+        with pytest.raises(BadToken):
+            await hub.verify_device_token("ems_001", new_token())
+        assert time.monotonic() - started < 2.5
+        # What the book holds still works without storage.
+        assert await hub.verify_device_token("ems_001", known) == hash_token(known)
+        storage.down = False
