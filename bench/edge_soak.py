@@ -260,12 +260,10 @@ def main() -> None:
                     child.wait(60)
             log.close()
         rows = [json.loads(line) for line in stats.read_text().splitlines() if line]
-        sessions = (root / "all.log").read_bytes().count(b"connected to ws://")
     print(
         f"agent soak: {args.minutes:.0f} min, hub restarted every {args.restart_every:.0f} s "
         f"(down {args.down:.0f} s); MALLOC_ARENA_MAX={os.environ.get('MALLOC_ARENA_MAX', 'unset')}"
     )
-    print(f"agent sessions with the hub (connected lines in its log): {sessions}")
     report(rows, args.warmup, restarts)
 
 

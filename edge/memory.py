@@ -7,8 +7,10 @@ outbox in pages of up to 1000 readings, packed into batch frames of up to
 freed blocks in its heaps for reuse; because a few long-lived blocks sit among
 them, it cannot shrink the heap, so the agent's RSS rose in steps after hub
 restarts while the memory in use stayed flat. ``malloc_trim(0)`` (glibc
-malloc(3)) returns the free pages of every heap to the kernel. It takes well
-under a millisecond on the agent's heap, so it runs on the event loop.
+malloc(3)) returns the free pages of every heap to the kernel, so what one
+large catch-up (a day of backlog) freed does not stay resident for months.
+It runs on the event loop: 0.4 ms on a settled heap, about 20 ms right after
+40 MiB were freed (measured on the benchmark machine).
 
 Elsewhere than glibc (musl, macOS) there is no ``malloc_trim``: nothing is done.
 """
