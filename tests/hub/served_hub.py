@@ -60,9 +60,11 @@ def add_token(data_dir: Path, device_id: str) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
-def _fd_limit(limit: int) -> Callable[[], None]:
+def _fd_limit(limit: int | tuple[int, int]) -> Callable[[], None]:
+    soft, hard = limit if isinstance(limit, tuple) else (limit, limit)
+
     def apply() -> None:  # runs in the child, before exec
-        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
     return apply
 
@@ -72,7 +74,7 @@ def served_hub(
     data_dir: Path,
     *args: str,
     log_path: Path,
-    fd_limit: int | None = None,
+    fd_limit: int | tuple[int, int] | None = None,  # RLIMIT_NOFILE: both, or (soft, hard)
     env: dict[str, str] | None = None,
     verbose: bool = False,
 ) -> Iterator[ServedHub]:

@@ -452,3 +452,16 @@ async def test_pipelined_requests_are_answered_whatever_the_timeout(
         writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 20)
         answers = await closed_within(reader, 10.0)
         assert answers.count(b"HTTP/1.1 200 OK\r\n") == 20
+
+
+def test_the_soft_descriptor_limit_is_raised_to_the_hard_one_and_logged(tmp_path: Path) -> None:
+    with served_hub(tmp_path / "data", log_path=tmp_path / "hub.log", fd_limit=(300, 4096)) as hub:
+        soft = int(
+            next(
+                line.split()[3]
+                for line in Path(f"/proc/{hub.process.pid}/limits").read_text().splitlines()
+                if line.startswith("Max open files")
+            )
+        )
+    assert soft == 4096
+    assert "file-descriptor limit raised from 300 to 4096 (the hard limit)" in hub.log()
