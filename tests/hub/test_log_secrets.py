@@ -138,7 +138,7 @@ def logged_hub(tmp_path: Path, postgres_url: str, pg_env: dict[str, str]) -> Ite
 async def test_no_secret_reaches_the_log(logged_hub: LoggedHub) -> None:
     hub = logged_hub
     added = await asyncio.to_thread(
-        ems, hub.env, "hub", "token", "--database", hub.database, "add", "ems_001"
+        ems, hub.env, "hub", "token", "--database", hub.database, "add", "secret_dev"
     )
     assert added.returncode == 0, added.stderr
     device_token = added.stdout.strip().splitlines()[-1]
@@ -147,7 +147,7 @@ async def test_no_secret_reaches_the_log(logged_hub: LoggedHub) -> None:
     # A device streams: its token goes in the Authorization header.
     async def device_connects() -> None:
         async with connect(
-            hub.ws("/ws/device/ems_001"),
+            hub.ws("/ws/device/secret_dev"),
             additional_headers={"Authorization": f"Bearer {device_token}"},
         ) as device:
             await device.send(json.dumps(reading(1)))
@@ -163,10 +163,10 @@ async def test_no_secret_reaches_the_log(logged_hub: LoggedHub) -> None:
         raise AssertionError("the device was never accepted")
 
     # Dashboards: ?token= (what the dashboard used to do), the header, the cookie.
-    async with connect(hub.ws(f"/ws/dashboard/ems_001?token={VIEWER_TOKEN}")) as dashboard:
+    async with connect(hub.ws(f"/ws/dashboard/secret_dev?token={VIEWER_TOKEN}")) as dashboard:
         assert (await recv_json(dashboard))["type"] == "status"
     async with connect(
-        hub.ws("/ws/dashboard/ems_001"),
+        hub.ws("/ws/dashboard/secret_dev"),
         additional_headers={"Authorization": f"Bearer {VIEWER_TOKEN}"},
     ) as dashboard:
         assert (await recv_json(dashboard))["type"] == "status"
@@ -176,7 +176,8 @@ async def test_no_secret_reaches_the_log(logged_hub: LoggedHub) -> None:
         session = login.cookies["ems_viewer"]
         secrets.add(session)
         async with connect(
-            hub.ws("/ws/dashboard/ems_001"), additional_headers={"Cookie": f"ems_viewer={session}"}
+            hub.ws("/ws/dashboard/secret_dev"),
+            additional_headers={"Cookie": f"ems_viewer={session}"},
         ) as dashboard:
             assert (await recv_json(dashboard))["type"] == "status"
         http.cookies.clear()
@@ -185,10 +186,10 @@ async def test_no_secret_reaches_the_log(logged_hub: LoggedHub) -> None:
         assert (await http.post("/api/session", json={"token": WRONG_GUESS})).status_code == 401
     # Wrong credentials at both doors: refused, and not logged either.
     for url, headers in [
-        (hub.ws(f"/ws/dashboard/ems_001?token={WRONG_GUESS}"), None),
-        (hub.ws("/ws/dashboard/ems_001"), {"Authorization": f"Bearer {WRONG_GUESS}"}),
-        (hub.ws("/ws/device/ems_001"), {"Authorization": f"Bearer {WRONG_GUESS}"}),
-        (hub.ws(f"/ws/device/ems_001?token={device_token}"), None),
+        (hub.ws(f"/ws/dashboard/secret_dev?token={WRONG_GUESS}"), None),
+        (hub.ws("/ws/dashboard/secret_dev"), {"Authorization": f"Bearer {WRONG_GUESS}"}),
+        (hub.ws("/ws/device/secret_dev"), {"Authorization": f"Bearer {WRONG_GUESS}"}),
+        (hub.ws(f"/ws/device/secret_dev?token={device_token}"), None),
     ]:
         with pytest.raises(InvalidStatus) as refused:
             async with connect(url, additional_headers=headers):
@@ -205,7 +206,7 @@ async def test_no_secret_reaches_the_log(logged_hub: LoggedHub) -> None:
     await asyncio.to_thread(hub.stop)
     log = hub.log()
     # The log is the real thing: uvicorn's and websockets' debug lines are in it.
-    assert '"WebSocket /ws/dashboard/ems_001?token=[redacted]" [accepted]' in log, log[-3000:]
+    assert '"WebSocket /ws/dashboard/secret_dev?token=[redacted]" [accepted]' in log, log[-3000:]
     assert "DEBUG uvicorn.error: = connection is" in log  # the websockets layer's own
     assert "dashboard door refused" in log
     cli_output = failed.stdout + failed.stderr + added.stderr
