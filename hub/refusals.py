@@ -21,6 +21,7 @@ from hub.gatekeeper import LogLimiter
 from hub.log_safety import REFUSAL_LOG_KEY
 from hub.metrics import Door, HubCounters
 from telemetry import CloseCode
+from telemetry.client_text import client_text
 
 logger = logging.getLogger(__name__)
 
@@ -28,9 +29,15 @@ MAX_LOGGED_CHARS: Final = 80
 
 
 def shown(value: str) -> str:
-    """A client-sent value as it may appear in a log line: escaped, quoted, bounded."""
-    text = value if len(value) <= MAX_LOGGED_CHARS else value[:MAX_LOGGED_CHARS] + "…"
-    return ascii(text)
+    """A client-sent value as it may appear in a log line: escaped, quoted, bounded.
+
+    The escaping is :func:`telemetry.client_text.client_text`'s, the one helper
+    for client text in logs; the quotes show where the client's text begins and
+    ends (an empty id, trailing spaces), and the bound is shorter because a
+    refusal line carries it beside other fields.
+    """
+    inner = client_text(value, MAX_LOGGED_CHARS).replace("'", "\\'")  # a quote cannot close it
+    return f"'{inner}'"
 
 
 def log_refusal(limiter: LogLimiter, what: str, client: str, detail: str) -> None:
