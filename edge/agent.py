@@ -161,6 +161,13 @@ class Agent:
         try:
             async with Outbox.open(config.buffer.path, max_bytes=config.buffer.max_bytes) as outbox:
                 await outbox.drop_unstampable(boot=boot)
+                parked = await outbox.unpark()
+                if parked:
+                    logger.warning(
+                        "%d readings the hub had failed on are offered again",
+                        parked,
+                        extra={"count": parked},
+                    )
                 await self._run_with(outbox, boot)
         except OutboxError as err:
             raise AgentError(str(err)) from err

@@ -239,6 +239,7 @@ def status(args: argparse.Namespace) -> int:
     print(f"oldest unsent reading: {_ago(state.oldest_ts, now)}")
     print(f"last ack: {_ago(state.last_ack, now)}")
     print(f"dropped (buffer full): {state.dropped}")
+    print(f"parked (the hub failed on them; sent again at the next start): {state.parked}")
     print(f"last seq: {state.last_seq}")
     recorded = {record.device: record for record in state.devices}
     for device in config.devices:

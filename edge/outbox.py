@@ -19,6 +19,12 @@ One SQLite file in WAL mode, reached through aiosqlite:
   held readings of an earlier boot can never be stamped (their monotonic clock
   is gone) and :meth:`Outbox.drop_unstampable` drops and counts them.
 - Only stamped readings are offered to the uplink (:meth:`Outbox.page`).
+- A reading the hub keeps failing on (edge/uplink.py: closed with 1011 three
+  times with it alone in flight) is *parked*: moved, in one transaction, to the
+  ``parked`` table, so it no longer holds the backlog but is not lost either.
+  :meth:`Outbox.unpark` moves every parked reading back into the outbox; the
+  agent does so at each start, so a hub that was fixed and an agent restarted
+  get them again (the hub stores a re-sent reading once).
 - Every transaction ends, committed or rolled back, even when the task running
   it is cancelled (:meth:`Outbox._transaction`). aiosqlite runs each statement
   in its own thread: cancelling an ``await`` stops the wait, not the statement,
@@ -80,6 +86,16 @@ _SCHEMA: Final = (
     )""",
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
     "INSERT OR IGNORE INTO meta (key, value) VALUES ('last_seq', -1), ('dropped', 0)",
+    # Readings set aside because the hub failed on them (see the module docstring).
+    """CREATE TABLE IF NOT EXISTS parked (
+        seq       INTEGER PRIMARY KEY,
+        ts_us     INTEGER,
+        mono      REAL NOT NULL,
+        boot      TEXT NOT NULL,
+        body      TEXT NOT NULL,
+        reason    TEXT NOT NULL,
+        parked_us INTEGER NOT NULL
+    )""",
     # Per-device health for `ems edge status`; written on state changes only.
     """CREATE TABLE IF NOT EXISTS device_health (
         device   TEXT PRIMARY KEY,
@@ -165,6 +181,7 @@ class OutboxStatus:
     last_seq: int  # the last seq allocated (-1: none yet)
     used_bytes: int
     devices: tuple[DeviceRecord, ...] = ()
+    parked: int = 0  # readings set aside because the hub failed on them (kept, not sent)
 
 
 def ts_us_of(moment: datetime) -> int:
@@ -428,6 +445,43 @@ class Outbox:
                 raise OutboxError(self.path, str(err)) from err
             return deleted
 
+    async def park(self, seqs: Iterable[int], *, reason: str, at: datetime) -> int:
+        """Move readings out of the outbox into ``parked`` (one transaction); how many."""
+        async with self._lock:
+            ranges = seq_ranges(seqs)
+            if not ranges:
+                return 0
+            try:
+                async with self._transaction() as db:
+                    await db.executemany(
+                        "INSERT OR REPLACE INTO parked"
+                        " (seq, ts_us, mono, boot, body, reason, parked_us)"
+                        " SELECT seq, ts_us, mono, boot, body, ?, ? FROM outbox"
+                        " WHERE seq BETWEEN ? AND ?",
+                        [(reason, ts_us_of(at), first, last) for first, last in ranges],
+                    )
+                    cursor = await db.executemany(
+                        "DELETE FROM outbox WHERE seq BETWEEN ? AND ?", ranges
+                    )
+                    return int(cursor.rowcount)
+            except sqlite3.Error as err:
+                raise OutboxError(self.path, str(err)) from err
+
+    async def unpark(self) -> int:
+        """Move every parked reading back into the outbox (one transaction); how many."""
+        async with self._lock:
+            try:
+                async with self._transaction() as db:
+                    cursor = await db.execute(
+                        "INSERT OR IGNORE INTO outbox (seq, ts_us, mono, boot, body)"
+                        " SELECT seq, ts_us, mono, boot, body FROM parked"
+                    )
+                    moved = int(cursor.rowcount)
+                    await db.execute("DELETE FROM parked")
+                    return moved
+            except sqlite3.Error as err:
+                raise OutboxError(self.path, str(err)) from err
+
     async def record_health(self, device: str, state: str, error: str, *, at: datetime) -> None:
         """Remember a device's new state for ``ems edge status``."""
         async with self._lock:
@@ -443,7 +497,11 @@ class Outbox:
 
     async def status(self) -> OutboxStatus:
         async with self._lock:
-            return _status_from(await self._status_rows())
+            status = _status_from(await self._status_rows())
+            async with self._db.execute("SELECT count(*) FROM parked") as cursor:
+                parked = await cursor.fetchone()
+            assert parked is not None
+            return dataclasses.replace(status, parked=int(parked[0]))
 
     async def _status_rows(self) -> tuple[int, int, int | None, int | None, int, int, int]:
         db = self._db
@@ -501,6 +559,8 @@ def read_status(path: Path) -> OutboxStatus:
         ).fetchone()
         meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
         used = db.execute(_USED_BYTES).fetchone()[0]
+        has_parked = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'parked'").fetchone()
+        parked = db.execute("SELECT count(*) FROM parked").fetchone()[0] if has_parked else 0
         devices = tuple(
             DeviceRecord(str(name), str(state), _EPOCH + timedelta(microseconds=since), str(error))
             for name, state, since, error in db.execute(
@@ -522,4 +582,4 @@ def read_status(path: Path) -> OutboxStatus:
             int(used),
         )
     )
-    return dataclasses.replace(status, devices=devices)
+    return dataclasses.replace(status, devices=devices, parked=int(parked))

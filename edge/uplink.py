@@ -50,7 +50,9 @@ A hub that closes with 1011 while readings are in flight may be failing on one
 of them (a hub bug a reading triggers). Those readings become suspects: the
 next connections send one reading at a time until every suspect is acked. A
 suspect alone in flight when the hub fails again gets a strike; after three it
-is given up like a refused reading, so it cannot hold the backlog for ever.
+is parked (edge/outbox.py): set aside in the buffer, no longer sent, so it
+cannot hold the backlog for ever, and offered again when the agent next starts.
+A hub that fails on everything thus parks readings one by one but loses none.
 
 Exceptions: none escape :meth:`Uplink.run` but cancellation; every connection
 failure is mapped to a :class:`LinkEnd` in :func:`_classify` (one place).
@@ -157,6 +159,7 @@ class UplinkStatus:
     refused: int = 0  # error frames: readings the hub refused as invalid
     given_up: int = 0  # refused again and again, never acked: deleted (edge/refusals.py)
     bad_hub_frames: int = 0  # hub frames dropped as unusable
+    parked: int = 0  # the hub failed (1011) on them alone: set aside in the buffer
 
 
 @dataclass(slots=True)
@@ -165,6 +168,7 @@ class _Counters:
     refused: int = 0
     given_up: int = 0
     bad_hub_frames: int = 0
+    parked: int = 0
     sessions: int = 0
     last_end: LinkEnd | None = None
     since: datetime | None = None
@@ -237,6 +241,7 @@ class Uplink:
         self._newest_seq = -1  # the newest committed seq known; -1: ask the outbox
         self._session: _Session | None = None
         self._acked: list[int] = []
+        self._to_park: list[int] = []  # struck out by 1011s, parked before the next session
         self._ack_event = asyncio.Event()
         self._counters = _Counters()
         self._refusals = Refusals()
@@ -287,6 +292,7 @@ class Uplink:
             acked=self._counters.acked,
             refused=self._counters.refused,
             given_up=self._counters.given_up,
+            parked=self._counters.parked,
             bad_hub_frames=self._counters.bad_hub_frames,
         )
 
@@ -353,6 +359,7 @@ class Uplink:
         return end
 
     async def _serve(self, ws: ClientConnection) -> LinkEnd:
+        await self._park_struck()
         if self._suspects:
             # Suspects dropped from the buffer meanwhile (full) will never be acked.
             self._suspects &= {stored.seq for stored in await self.outbox.fetch(self._suspects)}
@@ -513,12 +520,11 @@ class Uplink:
             seq = in_flight[0]
             if self._strikes.refused(seq):
                 self._suspects.discard(seq)
-                self._acked.append(seq)
-                self._counters.given_up += 1
-                self._ack_event.set()
+                self._to_park.append(seq)
+                self._counters.parked += 1
                 logger.error(
-                    "gave up reading seq %d: the hub failed (1011) %d times with it alone in "
-                    "flight; deleted from the buffer",
+                    "parked reading seq %d: the hub failed (1011) %d times with it alone in "
+                    "flight; kept in the buffer, sent again when the agent next starts",
                     seq,
                     self._strikes.limit,
                     extra={"seq": seq, "reason": LinkEnd.HUB_ERROR.value},
@@ -676,6 +682,22 @@ class Uplink:
             await self.flush_acked()
             # Group the acks of the next interval into one transaction.
             await asyncio.sleep(self.settings.delete_interval_s)
+
+    async def _park_struck(self) -> None:
+        """Park the readings struck out since the last session, before anything is sent."""
+        if not self._to_park:
+            return
+        seqs, self._to_park = self._to_park, []
+        try:
+            await self.outbox.park(seqs, reason=LinkEnd.HUB_ERROR.value, at=datetime.now(UTC))
+        except OutboxError as err:
+            # Still in the outbox: it will be sent, and struck out, again. Nothing is lost.
+            logger.error(
+                "could not park %d readings: %s",
+                len(seqs),
+                err,
+                extra={"count": len(seqs), "error": str(err)},
+            )
 
     async def flush_acked(self) -> None:
         """Delete the readings acked so far from the outbox (one transaction)."""

@@ -297,3 +297,21 @@ def test_the_wire_timestamp_is_telemetrys_format() -> None:
     for ts_us in instants:
         expected = format_ts(datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ts_us))
         assert wire_ts(ts_us) == expected
+
+
+async def test_parked_readings_leave_the_queue_and_come_back_whole(tmp_path: Path) -> None:
+    path = tmp_path / "buffer.db"
+    async with Outbox.open(path, max_bytes=10_000_000) as outbox:
+        stored = await outbox.append([reading(n) for n in range(5)], boot="b")
+        assert await outbox.park([stored[2].seq], reason="hub_error", at=datetime.now(UTC)) == 1
+        assert [s.seq for s in await outbox.page(after_seq=-1, limit=10)] == [0, 1, 3, 4]
+        status = await outbox.status()
+        assert (status.depth, status.parked) == (4, 1)
+    # `ems edge status` reads the file on its own, beside a running agent.
+    assert read_status(path).parked == 1
+    async with Outbox.open(path, max_bytes=10_000_000) as outbox:
+        assert await outbox.unpark() == 1
+        back = await outbox.page(after_seq=-1, limit=10)
+        assert [s.seq for s in back] == [0, 1, 2, 3, 4]
+        assert back[2] == stored[2]  # the same seq, time and body
+        assert (await outbox.status()).parked == 0

@@ -142,7 +142,7 @@ async def test_the_real_hub_refuses_one_reading_and_the_rest_drain(
     assert [row["seq"] for row in rows] == [0, 1, 2, 4, 5]
 
 
-async def test_a_reading_the_hub_keeps_failing_on_is_isolated_and_given_up(
+async def test_a_reading_the_hub_keeps_failing_on_is_isolated_and_parked(
     outbox: Outbox, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A hub with a bug reading 7 triggers: it closes with 1011 whenever 7 arrives."""
@@ -171,6 +171,11 @@ async def test_a_reading_the_hub_keeps_failing_on_is_isolated_and_given_up(
                 status = uplink.status()
     assert stored == set(range(21)) - {7}
     assert sum(seqs == [7] for seqs in frames) == 3  # alone in flight, three times
-    assert status.given_up == 1
-    assert any("gave up reading seq 7" in r.getMessage() for r in caplog.records)
+    assert (status.parked, status.given_up) == (1, 0)
+    assert any("parked reading seq 7" in r.getMessage() for r in caplog.records)
     assert any("at full speed again" in r.getMessage() for r in caplog.records)
+    # Parked, not lost: kept in the buffer, and back in the outbox at the next start.
+    assert (await outbox.status()).parked == 1
+    assert await outbox.unpark() == 1
+    assert [s.seq for s in await outbox.page(after_seq=-1, limit=10)] == [7]
+    assert (await outbox.status()).parked == 0
