@@ -7,8 +7,9 @@ in file order and share the site; each opens its own pages and leaves the
 device streaming.
 
 Screenshots go to ``test-artifacts/dashboard/``; with
-``EMS_UPDATE_SCREENSHOTS=1`` they are also copied to ``docs/screenshots/``
-for the README.
+``EMS_UPDATE_SCREENSHOTS=1`` they are also copied to ``docs/screenshots/``,
+except the README's ``fleet.png`` and ``device.png``: those show ``ems demo``
+(``scripts/screenshots.py``), not this test's made-up site.
 """
 
 from __future__ import annotations
@@ -135,7 +136,7 @@ def screenshot(page: Page, name: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
-    if os.environ.get("EMS_UPDATE_SCREENSHOTS") == "1":
+    if os.environ.get("EMS_UPDATE_SCREENSHOTS") == "1" and name not in {"fleet", "device"}:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, SCREENSHOTS / path.name)
 
