@@ -323,6 +323,8 @@ def _serve_limit_arguments(serve: argparse.ArgumentParser) -> None:
          "dashboard sockets, in all"),
         ("--max-dashboards-per-address", "EMS_MAX_DASHBOARDS_PER_ADDRESS", "256",
          "dashboard sockets per client address"),
+        ("--viewer-guesses", "EMS_VIEWER_GUESSES", "10",
+         "wrong viewer tokens per client address and minute before it must wait"),
     ]:  # fmt: skip
         limits.add_argument(flag, metavar="N", help=f"{text} (default: ${env}, else {default})")
     limits.add_argument(

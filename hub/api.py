@@ -212,6 +212,24 @@ def collect(hub: Hub) -> list[Family]:
             ),
         ),
         Family.single(
+            "ems_viewer_tokens_wrong_total",
+            "Wrong viewer tokens offered (sign-in, API, dashboard door).",
+            counter,
+            hub.viewer_guesses.wrong,
+        ),
+        Family.single(
+            "ems_viewer_tokens_throttled_total",
+            "Viewer tokens refused unread: their address had offered too many wrong ones.",
+            counter,
+            hub.viewer_guesses.throttled,
+        ),
+        Family.single(
+            "ems_viewer_guess_addresses",
+            "Client addresses with wrong viewer tokens in their current minute.",
+            MetricType.GAUGE,
+            hub.viewer_guesses.addresses,
+        ),
+        Family.single(
             "ems_replaced_total",
             "Device sockets replaced by a newer one (ghost protocol).",
             counter,

@@ -47,6 +47,7 @@ class AuthFailure(enum.StrEnum):
     BAD = "bad_token"
     BAD_DEVICE_ID = "bad_device_id"
     BAD_ORIGIN = "bad_origin"  # dashboard door: a browser on another site (hub/viewer_access.py)
+    THROTTLED = "throttled"  # too many wrong viewer tokens from its address (hub/guess_budget.py)
 
 
 class AuthError(Exception):

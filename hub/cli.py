@@ -278,6 +278,9 @@ def _asked_limits(args: argparse.Namespace) -> ConnectionLimits:
             _count,
             d.max_dashboards_per_address,
         ),
+        viewer_guesses=_option(
+            args, "--viewer-guesses", "EMS_VIEWER_GUESSES", _count, d.viewer_guesses
+        ),
         exempt=(
             tuple(a.strip() for a in exempt.split(",") if a.strip())
             if exempt is not None

@@ -60,7 +60,10 @@ async def device_page(request: Request, device_id: str) -> FileResponse | HTMLRe
     if not is_valid_device_id(device_id):
         return _not_found(device_id)
     hub: Hub = request.app.state.hub
-    may_read = viewer_refusal(request, hub.viewer, hub.settings.allowed_origins) is None
+    may_read = (
+        viewer_refusal(request, hub.viewer, hub.settings.allowed_origins, hub.viewer_guesses)
+        is None
+    )
     if may_read and not await _known(hub, device_id):
         return _not_found(device_id)
     return _page("device.html")

@@ -45,7 +45,9 @@ async def dashboard_door(websocket: WebSocket, device_id: str) -> None:
             detail=f"bad device id {shown(device_id)}",
         )
         return
-    viewer_refused = viewer_refusal(websocket, hub.viewer, hub.settings.allowed_origins)
+    viewer_refused = viewer_refusal(
+        websocket, hub.viewer, hub.settings.allowed_origins, hub.viewer_guesses
+    )
     if viewer_refused is not None:
         # A missing viewer token keeps the door's historical label, bad_token.
         reason = (

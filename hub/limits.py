@@ -80,6 +80,9 @@ class ConnectionLimits:
     max_pending_per_address: int = 64
     max_dashboards: int = 10_000
     max_dashboards_per_address: int = 256
+    # Wrong viewer tokens per client address and minute (hub/guess_budget.py);
+    # the exempt addresses below are held to it too.
+    viewer_guesses: int = 10
     exempt: tuple[str, ...] = ("127.0.0.1", "::1")
 
     def fitted(self, fd_limit: int) -> ConnectionLimits:

@@ -25,6 +25,7 @@ from hub.auth import BadToken, LookupBudget, RecentMisses, TokenBook, ViewerGate
 from hub.connections import ConnectionManager
 from hub.fanout import FeedCounters, FeedPolicy
 from hub.gatekeeper import Gatekeeper, LogLimiter
+from hub.guess_budget import GuessBudget
 from hub.limits import AddressCounts, Closure, ConnectionGate, ConnectionLimits
 from hub.metrics import HubCounters
 from hub.storage import DEFAULT_DATA_DIR, create_storage, data_dir_from
@@ -112,6 +113,7 @@ class Hub:
         self.gatekeeper = Gatekeeper()
         self.refusal_log = LogLimiter(burst=20, window_s=60.0)
         self.viewer = ViewerGate(settings.viewer_token)
+        self.viewer_guesses = GuessBudget(failures=limits.viewer_guesses)
         self.tokens = TokenBook.empty()
         # storage.token_generation() when self.tokens was loaded; None: load at the next tick
         self._token_generation: int | None = None

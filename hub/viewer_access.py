@@ -17,6 +17,10 @@ existing clients), or through the session cookie below. The built-in dashboard
 never puts it in a URL: its login form posts it once to ``POST /api/session``,
 which answers with the cookie.
 
+Wrong tokens. Each wrong token offered costs its client address one unit of a
+failure budget (hub/guess_budget.py); a spent address gets 429 (API, sign-in)
+or 403 (the door) without a comparison until its minute has passed.
+
 Session cookie. ``ems_viewer=v1.<expires>.<mac>`` where ``mac`` is
 HMAC-SHA256 keyed by the viewer token over the version and expiry: nothing is
 stored, a hub restart keeps sessions valid, a new viewer token ends them all,
@@ -41,6 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import HTTPConnection
 
 from hub.auth import AuthFailure, ViewerGate, bearer_token
+from hub.guess_budget import GuessBudget
 from hub.refusals import log_refusal, shown
 
 SESSION_COOKIE: Final = "ems_viewer"
@@ -106,6 +111,7 @@ def session_valid(token: str, value: str, now: float) -> bool:
 class Refusal:
     reason: AuthFailure
     detail: str
+    retry_after: int | None = None  # THROTTLED: seconds until the address may try again
 
 
 def offered_token(conn: HTTPConnection) -> str | None:
@@ -113,8 +119,35 @@ def offered_token(conn: HTTPConnection) -> str | None:
     return bearer_token(conn.headers.get("authorization")) or conn.query_params.get("token")
 
 
+def client_address(conn: HTTPConnection) -> str:
+    return conn.client.host if conn.client is not None else "unknown"
+
+
+def check_guess(
+    viewer: ViewerGate, offered: str, address: str, guesses: GuessBudget
+) -> Refusal | None:
+    """Whether ``offered`` opens the door for ``address``, within its failure budget.
+
+    A throttled address gets no comparison at all: an answer would tell a
+    right guess from a wrong one (hub/guess_budget.py).
+    """
+    now = time.monotonic()
+    wait = guesses.retry_after(address, now)
+    if wait is not None:
+        return Refusal(
+            AuthFailure.THROTTLED, f"too many wrong viewer tokens, retry in {wait} s", wait
+        )
+    if viewer.allows(offered):
+        return None
+    guesses.failed(address, now)
+    return Refusal(AuthFailure.BAD, "wrong viewer token")
+
+
 def viewer_refusal(
-    conn: HTTPConnection, viewer: ViewerGate, allowed_origins: Iterable[str]
+    conn: HTTPConnection,
+    viewer: ViewerGate,
+    allowed_origins: Iterable[str],
+    guesses: GuessBudget,
 ) -> Refusal | None:
     """Why this client may not read, or None when it may."""
     origin = conn.headers.get("origin")
@@ -122,30 +155,47 @@ def viewer_refusal(
         return Refusal(AuthFailure.BAD_ORIGIN, f"origin {shown(origin or '')} not allowed")
     if not viewer.required:
         return None
-    offered = offered_token(conn)
-    if offered is not None and viewer.allows(offered):
-        return None
+    # A valid session cookie reads even from a throttled address: it was earned
+    # with the right token, and its MAC is not worth guessing.
     cookie = conn.cookies.get(SESSION_COOKIE)
     if cookie and viewer.token and session_valid(viewer.token, cookie, time.time()):
         return None
-    if offered is None and not cookie:
-        return Refusal(AuthFailure.MISSING, "no viewer token")
-    return Refusal(AuthFailure.BAD, "wrong viewer token or expired session")
+    offered = offered_token(conn)
+    if offered is None:
+        if not cookie:
+            return Refusal(AuthFailure.MISSING, "no viewer token")
+        return Refusal(AuthFailure.BAD, "expired or foreign session")
+    return check_guess(viewer, offered, client_address(conn), guesses)
 
 
-def _hub_parts(conn: HTTPConnection) -> tuple[ViewerGate, tuple[str, ...]]:
+def _hub_parts(conn: HTTPConnection) -> tuple[ViewerGate, tuple[str, ...], GuessBudget]:
     hub = conn.app.state.hub
-    return hub.viewer, tuple(hub.settings.allowed_origins)
+    return hub.viewer, tuple(hub.settings.allowed_origins), hub.viewer_guesses
+
+
+def _too_many_guesses(refusal: Refusal) -> HTTPException:
+    return HTTPException(
+        status_code=429,
+        detail="too many wrong viewer tokens from this address: try again later",
+        headers={"Retry-After": str(refusal.retry_after or 1)},
+    )
 
 
 def require_viewer(request: Request) -> None:
-    """FastAPI dependency of the ``/api/`` data routes: 403 for a foreign origin, 401 without."""
-    viewer, allowed = _hub_parts(request)
-    refusal = viewer_refusal(request, viewer, allowed)
+    """FastAPI dependency of the ``/api/`` data routes: 403 for a foreign origin, 401 without,
+    429 for an address that offered too many wrong tokens."""
+    viewer, allowed, guesses = _hub_parts(request)
+    refusal = viewer_refusal(request, viewer, allowed, guesses)
     if refusal is None:
         return
     if refusal.reason is AuthFailure.BAD_ORIGIN:
         raise HTTPException(status_code=403, detail="cross-origin request refused")
+    if refusal.reason is not AuthFailure.MISSING:
+        log_refusal(
+            request.app.state.hub.refusal_log, "viewer API", client_address(request), refusal.detail
+        )
+    if refusal.reason is AuthFailure.THROTTLED:
+        raise _too_many_guesses(refusal)
     raise HTTPException(
         status_code=401,
         detail="viewer token required",
@@ -172,16 +222,24 @@ async def open_session(
     body: Annotated[SessionRequest | None, Body()] = None,
 ) -> None:
     """Exchange the viewer token (JSON ``{"token": ...}`` or ``Authorization: Bearer``) for
-    the session cookie; 401 if it is wrong. A hub without a viewer token sets no cookie."""
-    viewer, allowed = _hub_parts(request)
+    the session cookie; 401 if it is wrong, 429 with ``Retry-After`` once its address
+    offered too many wrong tokens. A hub without a viewer token sets no cookie."""
+    viewer, allowed, guesses = _hub_parts(request)
     if not origin_allowed(request.headers.get("origin"), request.headers.get("host"), allowed):
         raise HTTPException(status_code=403, detail="cross-origin request refused")
     if not viewer.required or viewer.token is None:
         return
     offered = body.token if body is not None else bearer_token(request.headers.get("authorization"))
-    if offered is None or not viewer.allows(offered):
-        client = request.client.host if request.client is not None else "unknown"
-        log_refusal(request.app.state.hub.refusal_log, "viewer login", client, "wrong token")
+    client = client_address(request)
+    refusal = (
+        Refusal(AuthFailure.MISSING, "no token")
+        if offered is None
+        else check_guess(viewer, offered, client, guesses)
+    )
+    if refusal is not None:
+        log_refusal(request.app.state.hub.refusal_log, "viewer login", client, refusal.detail)
+        if refusal.reason is AuthFailure.THROTTLED:
+            raise _too_many_guesses(refusal)
         raise HTTPException(status_code=401, detail="wrong viewer token")
     response.set_cookie(
         SESSION_COOKIE,
@@ -199,7 +257,7 @@ async def session_state(request: Request) -> dict[str, bool]:
     """Whether this client may read (200) or must sign in first (401); the dashboard asks
     this when its socket is refused, to tell "sign in" from "hub unreachable"."""
     require_viewer(request)
-    viewer, _ = _hub_parts(request)
+    viewer, _, _ = _hub_parts(request)
     return {"viewer_token_required": viewer.required}
 
 

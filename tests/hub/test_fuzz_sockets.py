@@ -465,7 +465,10 @@ async def test_hostile_bytes_at_every_door_leave_the_hub_sound(tmp_path: Path) -
     viewer = "viewer-" + secrets.token_urlsafe(24)
     findings = Findings()
     with served_hub(
-        data, log_path=tmp_path / "hub.log", env={"EMS_VIEWER_TOKEN": viewer}, verbose=True
+        data,
+        log_path=tmp_path / "hub.log",
+        env={"EMS_VIEWER_TOKEN": viewer, "EMS_VIEWER_GUESSES": "0"},
+        verbose=True,
     ) as served:
         deadline = time.monotonic() + BUDGET_S
         port = served.port

@@ -7,6 +7,7 @@ a browser's part is played by the headers a browser sends (``Origin``,
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -17,6 +18,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from hub.limits import ConnectionLimits
 from hub.viewer_access import SESSION_COOKIE, SESSION_LIFETIME_S, issue_session
 from hub.web_security import CONTENT_SECURITY_POLICY
 from tests.hub.conftest import RunningHub, parse_metrics, recv_json, running_hub
@@ -215,3 +217,47 @@ async def handshake_status_tls(url: str, headers: dict[str, str], trust: ssl.SSL
             return 101
     except InvalidStatus as refused:
         return refused.response.status_code
+
+
+async def test_wrong_viewer_tokens_are_throttled_per_address(tmp_path: Path) -> None:
+    async with running_hub(
+        None, tmp_path, viewer_token=VIEWER_TOKEN, limits=ConnectionLimits(viewer_guesses=4)
+    ) as hub:
+        url = hub.ws("/ws/dashboard/ems_001")
+        right = {"Authorization": f"Bearer {VIEWER_TOKEN}"}
+        async with httpx.AsyncClient(base_url=hub.http) as http:
+            earned = await http.post("/api/session", json={"token": VIEWER_TOKEN})
+            session = earned.cookies[SESSION_COOKIE]
+            http.cookies.clear()
+            # Successes spend nothing; each kind of wrong token does (loopback included).
+            for _ in range(5):
+                assert (await http.get("/api/devices", headers=right)).status_code == 200
+            assert (await http.post("/api/session", json={"token": "guess1"})).status_code == 401
+            wrong = {"Authorization": "Bearer guess2"}
+            assert (await http.get("/api/devices", headers=wrong)).status_code == 401
+            assert await handshake_status(f"{url}?token=guess3") == 403
+            assert (await http.post("/api/session", json={"token": "guess4"})).status_code == 401
+            # Spent: even the right token is not compared now.
+            refused = await http.post("/api/session", json={"token": VIEWER_TOKEN})
+            assert refused.status_code == 429
+            assert 1 <= int(refused.headers["retry-after"]) <= 60
+            assert SESSION_COOKIE not in refused.cookies
+            api = await http.get("/api/devices", headers=right)
+            assert api.status_code == 429
+            assert "retry-after" in api.headers
+            assert await handshake_status(url, right) == 403
+            # A session earned before still reads.
+            cookie = {"Cookie": f"{SESSION_COOKIE}={session}"}
+            assert (await http.get("/api/devices", headers=cookie)).status_code == 200
+            assert await handshake_status(url, cookie) == 101
+            metrics = await hub.metrics()
+            assert metrics["ems_viewer_tokens_wrong_total"] == 4
+            assert metrics["ems_viewer_tokens_throttled_total"] == 3
+            assert metrics["ems_viewer_guess_addresses"] == 1
+            assert metrics['ems_refused_total{door="dashboard",reason="throttled"}'] == 1
+            # The minute passes (shortened here): the address may try again.
+            hub.hub.viewer_guesses.window_s = 0.5
+            await asyncio.sleep(0.6)
+            assert (await http.get("/api/devices", headers=right)).status_code == 200
+            assert (await http.post("/api/session", json={"token": "guess5"})).status_code == 401
+            assert (await hub.metrics())["ems_viewer_guess_addresses"] == 1
