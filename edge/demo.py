@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import signal
 import socket
@@ -256,8 +257,10 @@ def _check(args: argparse.Namespace) -> None:
         Scenario.parse(args.scenario)
     except ValueError as err:
         raise DemoError(f"--scenario: {err}") from err
-    if not args.speed > 0:
-        raise DemoError("--speed must be > 0")
+    if not 0 < args.speed < math.inf:
+        raise DemoError("--speed must be a number > 0")
+    if not 0 < args.port < 65536:
+        raise DemoError("--port must be 1..65535")
     if not 1 <= args.sites <= MAX_SITES:
         raise DemoError(f"--sites must be 1..{MAX_SITES}")
 
@@ -274,6 +277,12 @@ def _data_dir(args: argparse.Namespace) -> Iterator[Path]:
     root = Path(chosen).expanduser().resolve()
     try:
         root.mkdir(parents=True, exist_ok=True)
+        # Written now, so a folder the demo cannot write to is this one line,
+        # not a failure of the hub or the agent later.
+        (root / "demo" / "logs").mkdir(parents=True, exist_ok=True)
+        probe = root / "demo" / ".writable"
+        probe.write_bytes(b"")
+        probe.unlink()
     except OSError as err:
         raise DemoError(f"cannot use {root} for the demo's data: {err}") from err
     yield root

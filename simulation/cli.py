@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import signal
 import sys
 from contextlib import AsyncExitStack
@@ -40,8 +41,8 @@ def _check(args: argparse.Namespace) -> tuple[str, int]:
         Scenario.parse(args.scenario)
     except ValueError as err:
         raise SimError(f"--scenario: {err}") from err
-    if not args.speed > 0:
-        raise SimError("--speed must be > 0")
+    if not 0 < args.speed < math.inf:
+        raise SimError("--speed must be a number > 0")
     if not 1 <= args.sites <= 1000 or port + args.sites - 1 > 65535:
         raise SimError("--sites must be 1..1000 and fit the port range")
     return host, port

@@ -88,6 +88,26 @@ class _AbsentUnitFilter(logging.Filter):
         return not ("Datastore unable to fulfill request" in message and "__get_device" in message)
 
 
+class _StartFailure(logging.Filter):
+    """Takes pymodbus's warning for a server that could not start, to raise it instead.
+
+    pymodbus 3.16.1 logs the reason (``[Errno 98] ... address already in use``)
+    as a WARNING and then raises a ``RuntimeError`` without it; the server
+    raises one ``OSError`` carrying the reason, so a command prints one line.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reasons: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith("Failed to start server"):
+            self.reasons.append(message.removeprefix("Failed to start server").strip())
+            return False
+        return True
+
+
 _PYMODBUS_LOGGER: Final = logging.getLogger("pymodbus.logging")
 _ABSENT_FILTER: Final = _AbsentUnitFilter()
 
@@ -275,10 +295,16 @@ class DeviceServer:
                     trace_packet=self._trace_tcp,
                 )
                 self._servers.append(tcp)
+                start_failure = _StartFailure()
+                _PYMODBUS_LOGGER.addFilter(start_failure)
                 try:
                     await tcp.serve_forever(background=True)
                 except RuntimeError as err:  # pymodbus: "Could not start listen"
-                    raise OSError(f"cannot listen on {self._tcp_address}: {err}") from err
+                    host, port = self._tcp_address
+                    reason = start_failure.reasons[-1] if start_failure.reasons else str(err)
+                    raise OSError(f"cannot listen on {host}:{port}: {reason}") from err
+                finally:
+                    _PYMODBUS_LOGGER.removeFilter(start_failure)
                 sockets = getattr(tcp.transport, "sockets", None) or []
                 self.tcp_port = sockets[0].getsockname()[1] if sockets else self._tcp_address[1]
             if self._rtu:

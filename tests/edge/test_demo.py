@@ -191,7 +191,7 @@ def test_a_temporary_demo_of_two_sites_removes_its_files(tmp_path: Path) -> None
 def test_bad_demo_options_are_one_line_errors(tmp_path: Path) -> None:
     for args, message in (
         (("--scenario", "hail"), "ems demo: --scenario: unknown scenario 'hail'"),
-        (("--speed", "0"), "ems demo: --speed must be > 0"),
+        (("--speed", "0"), "ems demo: --speed must be a number > 0"),
         (("--sites", "0"), "ems demo: --sites must be 1..50"),
     ):
         done = subprocess.run(

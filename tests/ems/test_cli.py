@@ -252,3 +252,61 @@ def test_building_the_parser_reads_no_environment(monkeypatch: pytest.MonkeyPatc
         monkeypatch.setenv(name, "from-the-environment")
     args = build_parser().parse_args(["hub", "serve"])
     assert "from-the-environment" not in repr(vars(args))
+
+
+def test_demo_errors_are_one_line(tmp_path: Path) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    for args, code, message in (
+        (("--scenario", "hail"), 2, "ems demo: --scenario: unknown scenario 'hail'"),
+        (("--sites", "0"), 2, "ems demo: --sites must be 1..50"),
+        (("--sites", "51"), 2, "ems demo: --sites must be 1..50"),
+        (("--speed", "0"), 2, "ems demo: --speed must be a number > 0"),
+        (("--speed", "inf"), 2, "ems demo: --speed must be a number > 0"),
+        (("--speed", "nan"), 2, "ems demo: --speed must be a number > 0"),
+        (("--port", "0"), 2, "ems demo: --port must be 1..65535"),
+        (("--port", "70000"), 2, "ems demo: --port must be 1..65535"),
+        (("--data-dir", str(a_file / "data")), 1, f"ems demo: cannot use {a_file / 'data'}"),
+        # Exists, but nothing can be written in it (even as root).
+        (("--data-dir", "/proc"), 1, "ems demo: cannot use /proc for the demo's data"),
+    ):
+        port = ("--port", str(closed_port())) if "--port" not in args else ()
+        done = ems("demo", *port, *args, cwd=tmp_path)
+        assert done.returncode == code, (args, done.stderr)
+        assert one_line(done).startswith(message), (args, done.stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]  # nothing left behind
+
+
+def test_demo_on_a_port_in_use_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = ems("demo", "--temp", "--port", str(port), cwd=tmp_path)
+    assert done.returncode == 1
+    assert one_line(done) == f"ems demo: port {port} is in use (try --port)"
+
+
+def test_sim_on_a_port_in_use_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = ems("sim", "--tcp", f"127.0.0.1:{port}", cwd=tmp_path)
+    assert done.returncode == 1
+    line = one_line(done)  # no pymodbus warning before it
+    assert line.startswith(f"ems sim: cannot serve: cannot listen on 127.0.0.1:{port}: "), line
+    assert "address already in use" in line
+
+
+def test_sim_bad_options_are_one_line(tmp_path: Path) -> None:
+    for args, message in (
+        (("--speed", "inf"), "ems sim: --speed must be a number > 0"),
+        (("--speed", "0"), "ems sim: --speed must be a number > 0"),
+        (("--scenario", "hail"), "ems sim: --scenario: unknown scenario 'hail'"),
+        (("--sites", "0"), "ems sim: --sites must be 1..1000"),
+        (("--tcp", "127.0.0.1:70000"), "ems sim: --tcp: expected HOST:PORT"),
+    ):
+        done = ems("sim", "--tcp", f"127.0.0.1:{closed_port()}", *args, cwd=tmp_path)
+        assert done.returncode == 2, (args, done.stderr)
+        assert one_line(done).startswith(message), (args, done.stderr)
