@@ -274,49 +274,6 @@ export function powersOf(reading) {
 
 // --- Formatting -----------------------------------------------------------
 
-const UNITS = [
-  ["_wh", "Wh"],
-  ["_w", "W"],
-  ["_v", "V"],
-  ["_a", "A"],
-  ["_hz", "Hz"],
-  ["_pct", "%"],
-  ["_c", "°C"],
-];
-
-const WORDS = { ac: "AC", dc: "DC", pv: "PV", soc: "SOC", soh: "SOH", bms: "BMS" };
-
-/** `ac_power_w` -> {label: "AC power", unit: "W"}. */
-export function describeField(name) {
-  let stem = name;
-  let unit = "";
-  for (const [suffix, symbol] of UNITS) {
-    if (name.endsWith(suffix) && name.length > suffix.length) {
-      stem = name.slice(0, -suffix.length);
-      unit = symbol;
-      break;
-    }
-  }
-  const words = stem.split("_").map((word) => WORDS[word] ?? word);
-  const label = words.join(" ");
-  return { label: label.charAt(0).toUpperCase() + label.slice(1), unit };
-}
-
-/** A number as people read it: thousands separated, fewer decimals as it grows. */
-export function formatNumber(value) {
-  const size = Math.abs(value);
-  const decimals = size >= 1000 ? 1 : size >= 10 ? 2 : 3;
-  return value.toLocaleString("en-US", { maximumFractionDigits: decimals });
-}
-
-/** A value of any field with its unit: numbers, lists of numbers, or text. */
-export function formatValue(value, unit) {
-  const suffix = unit ? (unit === "%" ? "%" : ` ${unit}`) : "";
-  if (typeof value === "number") return formatNumber(value) + suffix;
-  if (Array.isArray(value)) return value.map((v) => formatNumber(v)).join(" / ") + suffix;
-  return String(value);
-}
-
 /** A power for headlines and the flow: "850 W", "-3.12 kW"; "—" when unknown. */
 export function formatPower(watts) {
   if (watts === null || watts === undefined) return "—";
