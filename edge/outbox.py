@@ -241,9 +241,18 @@ class Outbox:
     async def open(cls, path: Path, *, max_bytes: int) -> AsyncIterator[Outbox]:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
-            db = await aiosqlite.connect(path, isolation_level=None)
+        except OSError as err:
+            raise OutboxError(path, str(err)) from err
+        # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
+        connecting = aiosqlite.connect(path, isolation_level=None)
+        try:
+            db = await connecting
         except (OSError, sqlite3.Error) as err:
+            # aiosqlite 0.22 stops its worker thread after a failed connect without
+            # waiting for it; the thread then reports to this event loop, which the
+            # caller may close first ("Event loop is closed" in that thread). Wait
+            # for the thread here, so a failed open leaves nothing running.
+            await asyncio.to_thread(connecting._thread.join, 5.0)
             raise OutboxError(path, str(err)) from err
         try:
             try:

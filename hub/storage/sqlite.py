@@ -274,9 +274,17 @@ class SqliteStorage:
     # -- lifecycle ---------------------------------------------------------
 
     async def _connect(self) -> aiosqlite.Connection:
-        conn = await aiosqlite.connect(
+        connecting = aiosqlite.connect(
             self.path, isolation_level=None, timeout=self._options.busy_timeout_s
         )
+        try:
+            conn = await connecting
+        except BaseException:
+            # aiosqlite 0.22 stops its worker thread after a failed connect without
+            # waiting for it; the thread would then report to a loop that may be
+            # closed by then ("Event loop is closed"). Wait for it (edge/outbox.py).
+            await asyncio.to_thread(connecting._thread.join, 5.0)
+            raise
         await conn.execute(f"PRAGMA busy_timeout = {int(self._options.busy_timeout_s * 1000)}")
         await conn.execute(f"PRAGMA synchronous = {self._options.synchronous.value}")
         return conn
