@@ -87,8 +87,12 @@ export function askForViewerToken() {
       window.location.reload();
       return;
     }
-    message.textContent =
-      status === 401 ? "Wrong token." : status === 0 ? "The hub is unreachable." : `The hub answered ${status}.`;
+    const messages = {
+      401: "Wrong token.",
+      429: "Too many wrong tokens from here: try again in a minute.",
+      0: "The hub is unreachable.",
+    };
+    message.textContent = messages[status] ?? `The hub answered ${status}.`;
     input.select();
   });
   const main = document.querySelector("main") ?? document.body;
