@@ -27,17 +27,16 @@ from drivers.bus import BusConfig, BusType, frame_silence_s
 from drivers.device import Device
 from drivers.planner import ReadRequest
 from drivers.profile import RegisterMap
-from drivers.profiles import ProfileName
 from drivers.transports import open_transport
 from simulation.modbus_server import DeviceServer, DeviceSpec
 from simulation.plant import Plant
 from simulation.site import REGISTER_MAPS, Unit, encode_site
 
 PROFILES = {
-    Unit.INVERTER: ProfileName.SUNSPEC,
-    Unit.GRID_METER: ProfileName.EASTRON_SDM630,
-    Unit.CHARGER: ProfileName.EPEVER_TRACER,
-    Unit.BMS: ProfileName.SEPLOS_V3,
+    Unit.INVERTER: "sunspec",
+    Unit.GRID_METER: "eastron_sdm630",
+    Unit.CHARGER: "epever_tracer",
+    Unit.BMS: "seplos_v3",
 }
 REQUEST_BYTES = 8
 RESPONSE_OVERHEAD_BYTES = 5

@@ -2,11 +2,11 @@
 
 What the edge agent uses::
 
-    from drivers import BusConfig, BusType, Device, ProfileName, open_transport, scan
+    from drivers import BusConfig, BusType, Device, open_transport, scan
 
     bus = BusConfig("rs485", BusType.RTU, device="/dev/ttyUSB0", baudrate=9600)
     async with open_transport(bus) as transport:          # one client + one lock per bus
-        meter = Device(transport, unit=2, profile=ProfileName.EASTRON_SDM630)
+        meter = Device(transport, unit=2, profile="eastron_sdm630")
         reading = await meter.read()                        # DeviceReading, or a DriverError
         reading.section("grid")["power_w"]
 
@@ -32,15 +32,17 @@ from drivers.errors import (
     ProfileError,
     WrongUnit,
 )
-from drivers.profiles import ProfileName, fixed_map, profile_name
+from drivers.profiles import PROFILES, DeviceProfile, fixed_map, get_profile, profile_names
 from drivers.transports import Transport, open_transport
 
 __all__ = [
+    "PROFILES",
     "Backend",
     "BadFrame",
     "BusConfig",
     "BusType",
     "Device",
+    "DeviceProfile",
     "DeviceReading",
     "DiscoveryError",
     "DriverError",
@@ -51,11 +53,11 @@ __all__ = [
     "NotConnected",
     "Parity",
     "ProfileError",
-    "ProfileName",
     "Transport",
     "WrongUnit",
     "fixed_map",
+    "get_profile",
     "open_transport",
-    "profile_name",
+    "profile_names",
     "scan",
 ]

@@ -9,10 +9,16 @@ of the plan succeeded: a reading never mixes old and new registers.
 SunSpec devices are discovered on the first read; the discovered map is kept
 until a read fails with an exception response (the device may have been
 replaced or reconfigured), then discovered again.
+
+A profile's quirks are kept here, never in the poller: a device whose profile
+has a ``settle_s`` gets that much silence before its first request on a newly
+opened transport (the poller makes a new :class:`Device` each time it opens the
+bus), as its vendor's document asks.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -22,7 +28,7 @@ from types import MappingProxyType
 
 from drivers.errors import ExceptionResponse, ModbusError, NoResponse
 from drivers.profile import RegisterImage, RegisterMap, Sections, Value, decode_map
-from drivers.profiles import ProfileName, fixed_map, sunspec
+from drivers.profiles import DeviceProfile, get_profile, sunspec
 from drivers.registers import RegisterType
 from drivers.transports.base import Transport
 
@@ -67,18 +73,24 @@ class Device:
         transport: Transport,
         *,
         unit: int,
-        profile: ProfileName | RegisterMap,
+        profile: str | DeviceProfile | RegisterMap,
         name: str = "",
     ) -> None:
+        """``profile``: a catalogue name or entry, or a register map (a generic profile)."""
         self.transport = transport
         self.unit = unit
         self.name = name or f"unit {unit}"
+        if isinstance(profile, str):
+            profile = get_profile(profile)
         if isinstance(profile, RegisterMap):
             self._map: RegisterMap | None = profile
             self._discover = False
+            self.settle_s = 0.0
         else:
-            self._map = fixed_map(profile)
-            self._discover = profile is ProfileName.SUNSPEC
+            self._map = profile.register_map
+            self._discover = profile.register_map is None
+            self.settle_s = profile.settle_s
+        self._settled = self.settle_s == 0.0
 
     @property
     def register_map(self) -> RegisterMap | None:
@@ -101,6 +113,10 @@ class Device:
         return self._map
 
     async def read(self) -> DeviceReading:
+        if not self._settled:
+            logger.debug("%s: %.1f s of silence after connecting", self.name, self.settle_s)
+            await asyncio.sleep(self.settle_s)
+            self._settled = True
         started = time.monotonic()
         before = self.transport.transactions
         reg_map = await self._resolve()

@@ -34,10 +34,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from drivers.errors import ProfileError
-from drivers.profiles import ProfileName, fixed_map
+from drivers.profiles import GENERIC, fixed_map
 from edge.backoff import BackoffPolicy
 from edge.clock import ClockGuard, ClockSource, SystemClock, boot_id
-from edge.config import EdgeConfig, Profile, tls_context
+from edge.config import EdgeConfig, tls_context
 from edge.health import DeviceHealth, Transition, health_frame
 from edge.hubtime import HubClock
 from edge.memory import trim_periodically
@@ -99,9 +99,9 @@ async def _cancel(tasks: list[asyncio.Task[None]], *, deadline: float) -> None:
 def _check_profiles(config: EdgeConfig) -> None:
     """Load generic profile files now: a broken one is a start-up error, not a failing device."""
     for index, device in enumerate(config.devices):
-        if device.profile is Profile.GENERIC:
+        if device.profile == GENERIC:
             try:
-                fixed_map(ProfileName.GENERIC, device.profile_file)
+                fixed_map(GENERIC, device.profile_file)
             except (ProfileError, OSError) as err:
                 raise AgentError(f"config error: device[{index}].profile_file: {err}") from err
 

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
+from drivers.profiles import PROFILES
 from edge.config import ConfigError, EdgeConfig, load_config, resolve_token, tls_context
 
 if TYPE_CHECKING:
@@ -161,21 +162,11 @@ def scan(args: argparse.Namespace) -> int:
         print(f"no unit answered on bus {bus.name}", file=sys.stderr)
         return 0
     for identity in found:
-        profile = identity.profile.value if identity.profile is not None else "unknown"
+        profile = identity.profile if identity.profile is not None else "unknown"
         print(f"unit {identity.unit}: {profile}: {identity.description}")
     print(f"\n# [[device]] tables for bus {bus.name}, to paste into the agent's config:")
     print(scan_config(bus.name, found))
     return 0
-
-
-# The role and the name a scanned device gets in the config lines, by profile.
-_ROLE_AND_NAME: Final = {
-    "sunspec": ("inverter", "inverter"),
-    "eastron_sdm630": ("grid", "meter"),
-    "eastron_sdm120": ("grid", "meter"),
-    "epever_tracer": ("solar", "charger"),
-    "seplos_v3": ("battery", "bms"),
-}
 
 
 def scan_config(bus: str, found: Sequence[Identity]) -> str:
@@ -188,8 +179,9 @@ def scan_config(bus: str, found: Sequence[Identity]) -> str:
     roles: set[str] = set()
     names: set[str] = set()
     for identity in found:
-        profile = identity.profile.value if identity.profile is not None else None
-        role, base = _ROLE_AND_NAME.get(profile or "", ("inverter", "device"))
+        profile = identity.profile
+        entry = PROFILES.get(profile) if profile is not None else None
+        role, base = (entry.role.value, entry.config_name) if entry else ("inverter", "device")
         name = base if base not in names else f"{base}{identity.unit}"
         names.add(name)
         lines = [

@@ -30,6 +30,7 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from drivers.profiles import profile_names
 from edge.settings import (
     BufferConfig,
     BusConfig,
@@ -39,7 +40,6 @@ from edge.settings import (
     EdgeConfig,
     HubConfig,
     ModbusBackend,
-    Profile,
     Role,
     RtuBusConfig,
     TcpBusConfig,
@@ -57,7 +57,6 @@ __all__ = [
     "HubConfig",
     "ModbusBackend",
     "Problem",
-    "Profile",
     "Role",
     "RtuBusConfig",
     "TcpBusConfig",
@@ -151,9 +150,8 @@ class _Bus(_Model):
 class _Device(_Model):
     name: Name
     role: Literal["inverter", "grid", "solar", "battery"]
-    profile: Literal[
-        "sunspec", "eastron_sdm630", "eastron_sdm120", "epever_tracer", "seplos_v3", "generic"
-    ]
+    # A name of the device catalogue (drivers.profiles, docs/devices.md) or "generic".
+    profile: str
     bus: Name
     # Modbus over serial line 2.3: 1-247; a TCP gateway may use 0-255 (checked per bus).
     unit: Annotated[int, Field(ge=0, le=255)]
@@ -257,6 +255,11 @@ def _cross_check(file: _File) -> list[Problem]:
             problems.append(
                 Problem(f"{key}.unit", f"must be 1 to 247 on an rtu bus (got {device.unit})")
             )
+        if device.profile not in profile_names():
+            known = ", ".join(profile_names())
+            problems.append(
+                Problem(f"{key}.profile", f"unknown profile {device.profile!r} (one of {known})")
+            )
         if device.profile == "generic" and device.profile_file is None:
             problems.append(
                 Problem(f"{key}.profile_file", "missing key (required by profile 'generic')")
@@ -304,7 +307,7 @@ def _build(file: _File, base: Path) -> EdgeConfig:
         DeviceConfig(
             name=device.name,
             role=Role(device.role),
-            profile=Profile(device.profile),
+            profile=device.profile,
             bus=device.bus,
             unit=device.unit,
             profile_file=_path(base, device.profile_file) if device.profile_file else None,

@@ -36,10 +36,10 @@ from drivers.bus import BusConfig as DriverBus
 from drivers.device import Device, DeviceReading
 from drivers.errors import DriverError, NotConnected
 from drivers.profile import RegisterMap
-from drivers.profiles import ProfileName, fixed_map
+from drivers.profiles import GENERIC, fixed_map
 from drivers.transports import Transport, open_transport
 from edge.backoff import Backoff, BackoffPolicy
-from edge.config import BusConfig, DeviceConfig, Profile, RtuBusConfig
+from edge.config import BusConfig, DeviceConfig, RtuBusConfig
 from edge.health import DeviceHealth, DeviceState, Transition, Values
 
 __all__ = ["BusPoller", "PolledDevice", "driver_bus", "make_device"]
@@ -80,11 +80,10 @@ def driver_bus(bus: BusConfig) -> DriverBus:
 
 def make_device(transport: Transport, device: DeviceConfig) -> Device:
     """A driver for a configured device (a generic profile's map is loaded from its file)."""
-    name = ProfileName(device.profile.value)
-    profile: ProfileName | RegisterMap = name
-    if device.profile is Profile.GENERIC:
-        loaded = fixed_map(name, device.profile_file)
-        assert loaded is not None  # only sunspec has no fixed map
+    profile: str | RegisterMap = device.profile
+    if device.profile == GENERIC:
+        loaded = fixed_map(GENERIC, device.profile_file)
+        assert loaded is not None  # a generic map always comes from its file
         profile = loaded
     return Device(transport, unit=device.unit, profile=profile, name=device.name)
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from telemetry.roles import Role
+
 __all__ = [
     "BufferConfig",
     "BusConfig",
@@ -21,31 +23,10 @@ __all__ = [
     "EdgeConfig",
     "HubConfig",
     "ModbusBackend",
-    "Profile",
     "Role",
     "RtuBusConfig",
     "TcpBusConfig",
 ]
-
-
-class Role(enum.StrEnum):
-    """Which protocol section a device's values fill (PROTOCOL.md, "A reading")."""
-
-    INVERTER = "inverter"
-    GRID = "grid"
-    SOLAR = "solar"
-    BATTERY = "battery"
-
-
-class Profile(enum.StrEnum):
-    """The device profiles DESIGN.md names; ``generic`` reads a register map from a file."""
-
-    SUNSPEC = "sunspec"
-    EASTRON_SDM630 = "eastron_sdm630"
-    EASTRON_SDM120 = "eastron_sdm120"
-    EPEVER_TRACER = "epever_tracer"
-    SEPLOS_V3 = "seplos_v3"
-    GENERIC = "generic"
 
 
 class BusType(enum.StrEnum):
@@ -98,7 +79,7 @@ BusConfig = RtuBusConfig | TcpBusConfig
 class DeviceConfig:
     name: str
     role: Role
-    profile: Profile
+    profile: str  # a catalogue name (drivers.profiles) or "generic"
     bus: str
     unit: int
     profile_file: Path | None = None

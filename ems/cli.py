@@ -285,6 +285,11 @@ def _sim_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     sim = sub.add_parser("sim", help="serve the simulated site as Modbus devices")
     sim.add_argument("--tcp", default="127.0.0.1:5020", metavar="HOST:PORT")
     sim.add_argument("--rtu-pty", action="store_true", help="also serve RTU on a pseudo-terminal")
+    sim.add_argument(
+        "--site",
+        default="default",
+        help="which devices to serve (default: the four-device kit; 'list' lists them)",
+    )
     sim.add_argument("--scenario", default="sunny")
     sim.add_argument("--speed", type=float, default=1.0, help="time acceleration factor")
     sim.add_argument("--seed", type=int, default=1)

@@ -21,10 +21,11 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Final, Self
 
+from simulation.layout import SiteLayout, encode_layout
 from simulation.modbus_server import DeviceServer, DeviceSpec, Fault
 from simulation.plant import DEFAULT_LONGITUDE_DEG, Plant, PlantState
 from simulation.plant.scenarios import scenario_start
-from simulation.site import REGISTER_MAPS, Unit, encode_site
+from simulation.site import DEFAULT_LAYOUT
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ DEFAULT_TICK_S: Final = 0.5
 
 
 class SimulatedSite:
-    """One plant, four devices, served until the context exits."""
+    """One plant, the devices of a layout (default: the four-device kit), served until exit."""
 
     def __init__(
         self,
@@ -45,6 +46,7 @@ class SimulatedSite:
         start: datetime | None = None,
         tick_s: float = DEFAULT_TICK_S,
         name: str = "site",
+        layout: SiteLayout = DEFAULT_LAYOUT,
     ) -> None:
         if speed <= 0:
             raise ValueError("speed must be > 0")
@@ -60,10 +62,11 @@ class SimulatedSite:
                 # The plant's own household clock for its default longitude.
                 utc_offset_h=float(round(DEFAULT_LONGITUDE_DEG / 15.0)),
             )
+        self.layout = layout
         self.plant = Plant(scenario, seed=seed, start=start, with_opening=with_opening)
-        images = encode_site(self.plant.state.sections())
+        images = encode_layout(layout, self.plant.state.sections())
         self.server = DeviceServer(
-            [DeviceSpec.for_map(int(u), images[u], REGISTER_MAPS[u]) for u in Unit],
+            [DeviceSpec.for_map(d.unit, images[d.unit], d.served) for d in layout.devices],
             tcp=tcp,
             rtu=rtu,
         )
@@ -87,7 +90,7 @@ class SimulatedSite:
     def step(self, dt_s: float) -> PlantState:
         """Advance the plant by ``dt_s`` simulated seconds and serve the new state."""
         state = self.plant.step(dt_s)
-        self.server.update({int(u): image for u, image in encode_site(state.sections()).items()})
+        self.server.update(encode_layout(self.layout, state.sections()))
         return state
 
     async def _run(self) -> None:

@@ -23,17 +23,19 @@ from __future__ import annotations
 
 import enum
 import statistics
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from drivers.profile import RegisterImage, RegisterMap, encode_map
+from drivers.profile import RegisterImage, RegisterMap
 from drivers.profiles import sunspec
 from drivers.profiles.eastron import SDM630
 from drivers.profiles.epever import CHARGING_MODE_MPPT, TRACER, TRACER_SERVED
 from drivers.profiles.seplos import SEPLOS_V3
 from drivers.registers import RegisterType
+from simulation.layout import PlantSections, SimulatedDevice, SiteLayout, encode_layout
 from simulation.plant.converters import ChargerSpec
+from telemetry.roles import Role
 
 
 class Unit(enum.IntEnum):
@@ -154,13 +156,52 @@ def device_sections(
 SDM630_LAST_INPUT: Final = 30382 - 30001
 
 
-def encode_site(sections: Mapping[str, Mapping[str, object]]) -> dict[Unit, RegisterImage]:
-    """Every device's register image for one plant state."""
-    images = {
-        unit: encode_map(reg_map, device_sections(unit, sections))
-        for unit, reg_map in SERVED_MAPS.items()
-    }
-    meter = images[Unit.GRID_METER].setdefault(RegisterType.INPUT, {})
+def _sdm630_documented(image: RegisterImage) -> None:
+    meter = image.setdefault(RegisterType.INPUT, {})
     for address in range(SDM630_LAST_INPUT + 1):
         meter.setdefault(address, 0)
-    return images
+
+
+def _measures(unit: Unit) -> Callable[[PlantSections], dict[str, dict[str, object]]]:
+    return lambda sections: device_sections(unit, sections)
+
+
+_ROLES: Final = {
+    Unit.INVERTER: (Role.INVERTER, "inverter", "sunspec"),
+    Unit.GRID_METER: (Role.GRID, "meter", "eastron_sdm630"),
+    Unit.CHARGER: (Role.SOLAR, "charger", "epever_tracer"),
+    Unit.BMS: (Role.BATTERY, "bms", "seplos_v3"),
+}
+_DESCRIPTIONS: Final = {
+    Unit.INVERTER: "battery inverter (sunspec, models 1 + 103 + 124 at 40000)",
+    Unit.GRID_METER: "grid meter (eastron_sdm630)",
+    Unit.CHARGER: "solar charge controller (epever_tracer)",
+    Unit.BMS: "battery BMS (seplos_v3)",
+}
+
+DEFAULT_LAYOUT: Final = SiteLayout(
+    name="default",
+    description=(
+        "an off-grid-style kit: SunSpec battery inverter, Eastron SDM630 grid meter, "
+        "EPEver Tracer charge controller and Seplos V3 BMS on one bus"
+    ),
+    devices=tuple(
+        SimulatedDevice(
+            unit=int(unit),
+            profile=_ROLES[unit][2],
+            role=_ROLES[unit][0],
+            name=_ROLES[unit][1],
+            served=SERVED_MAPS[unit],
+            measures=_measures(unit),
+            fill=_sdm630_documented if unit is Unit.GRID_METER else None,
+            description=_DESCRIPTIONS[unit],
+        )
+        for unit in Unit
+    ),
+)
+
+
+def encode_site(sections: Mapping[str, Mapping[str, object]]) -> dict[Unit, RegisterImage]:
+    """Every device's register image for one plant state (the default layout)."""
+    images = encode_layout(DEFAULT_LAYOUT, sections)
+    return {Unit(unit): image for unit, image in images.items()}

@@ -1,57 +1,81 @@
-"""Device profiles by the names the edge config uses (DESIGN.md, "Edge config file").
+"""The device catalogue: every profile a config may name, in one place.
 
-A profile is a :class:`~drivers.profile.RegisterMap`, except ``sunspec``, whose
-map comes from discovery on the device (:mod:`drivers.profiles.sunspec`).
+A profile name in the edge config (``profile = "eastron_sdm630"``, docs/configuration.md)
+stands for a :class:`~drivers.profiles.device_profile.DeviceProfile`: its register
+map (None for ``sunspec``, whose map comes from discovery on the device, see
+:mod:`drivers.profiles.sunspec`), its usual role, its transports and quirks, and
+how ``ems edge scan`` recognises it. ``generic`` is the one profile not in the
+catalogue: its map is the user's TOML file (:mod:`drivers.profiles.generic`).
+
+Each family module lists its own ``PROFILES``; adding a family is adding its
+module to ``_FAMILIES``. ``ems devices`` and docs/devices.md are made from here.
 """
 
 from __future__ import annotations
 
-import enum
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from types import MappingProxyType, ModuleType
 from typing import Final
 
 from drivers.errors import ProfileError
 from drivers.profile import RegisterMap
-from drivers.profiles.eastron import SDM120, SDM630
-from drivers.profiles.epever import TRACER
+from drivers.profiles import eastron, epever, seplos, sunspec
+from drivers.profiles.device_profile import DeviceProfile
 from drivers.profiles.generic import load_generic
-from drivers.profiles.seplos import SEPLOS_V3
+
+__all__ = [
+    "GENERIC",
+    "PROFILES",
+    "DeviceProfile",
+    "fixed_map",
+    "get_profile",
+    "profile_names",
+]
+
+GENERIC: Final = "generic"
+
+# One module per vendor family, each exporting ``PROFILES: tuple[DeviceProfile, ...]``.
+_FAMILIES: Final[tuple[ModuleType, ...]] = (
+    sunspec,
+    eastron,
+    epever,
+    seplos,
+)
 
 
-class ProfileName(enum.Enum):
-    SUNSPEC = "sunspec"
-    EASTRON_SDM630 = "eastron_sdm630"
-    EASTRON_SDM120 = "eastron_sdm120"
-    EPEVER_TRACER = "epever_tracer"
-    SEPLOS_V3 = "seplos_v3"
-    GENERIC = "generic"
+def _index(profiles: Iterable[DeviceProfile]) -> Mapping[str, DeviceProfile]:
+    index: dict[str, DeviceProfile] = {}
+    for profile in profiles:
+        if profile.name in index or profile.name == GENERIC:
+            raise ProfileError("profile", f"{profile.name!r} is defined twice")
+        index[profile.name] = profile
+    return MappingProxyType(index)
 
 
-FIXED_MAPS: Final[dict[ProfileName, RegisterMap]] = {
-    ProfileName.EASTRON_SDM630: SDM630,
-    ProfileName.EASTRON_SDM120: SDM120,
-    ProfileName.EPEVER_TRACER: TRACER,
-    ProfileName.SEPLOS_V3: SEPLOS_V3,
-}
+PROFILES: Final[Mapping[str, DeviceProfile]] = _index(
+    profile for family in _FAMILIES for profile in family.PROFILES
+)
 
 
-def profile_name(text: str) -> ProfileName:
+def profile_names() -> tuple[str, ...]:
+    """Every name a config may give as ``profile``, ``generic`` last."""
+    return (*PROFILES, GENERIC)
+
+
+def get_profile(name: str) -> DeviceProfile:
+    """The catalogue entry of ``name``; a one-line error listing the names otherwise."""
     try:
-        return ProfileName(text)
-    except ValueError as err:
-        names = ", ".join(p.value for p in ProfileName)
-        raise ProfileError("profile", f"unknown profile {text!r} (one of {names})") from err
+        return PROFILES[name]
+    except KeyError:
+        names = ", ".join(profile_names())
+        raise ProfileError("profile", f"unknown profile {name!r} (one of {names})") from None
 
 
-def fixed_map(name: ProfileName, profile_file: str | Path | None = None) -> RegisterMap | None:
-    """The register map of a profile, or None for ``sunspec`` (discovered on the device)."""
-    if name is ProfileName.SUNSPEC:
-        return None
-    if name is ProfileName.GENERIC:
+def fixed_map(name: str, profile_file: str | Path | None = None) -> RegisterMap | None:
+    """The register map of a profile, or None for one discovered on the device (``sunspec``)."""
+    if name == GENERIC:
         if profile_file is None:
             raise ProfileError("profile_file", "profile = 'generic' needs a profile_file")
         return load_generic(profile_file)
-    return FIXED_MAPS[name]
-
-
-__all__ = ["FIXED_MAPS", "ProfileName", "fixed_map", "profile_name"]
+    return get_profile(name).register_map

@@ -29,7 +29,9 @@ from __future__ import annotations
 from typing import Final
 
 from drivers.profile import Point, RegisterMap, target
+from drivers.profiles.device_profile import Check, DeviceProfile, Signature
 from drivers.registers import DataType, RegisterType
+from telemetry.roles import Role
 
 SOURCE: Final = "Eastron SDM630 Modbus Protocol V1.5 / SDM120 Modbus Protocol V2.4, input registers"
 # "Each request for data must be restricted to 40 parameters or less" (float32 each).
@@ -90,5 +92,41 @@ SDM120: Final = RegisterMap(
         _float("Frequency", 30071, "grid.frequency_hz"),
         _float("Import active energy", 30073, "grid.import_energy_wh", scale=1000.0),
         _float("Export active energy", 30075, "grid.export_energy_wh", scale=1000.0),
+    ),
+)
+
+
+# Eastron input registers (float32): 30001 phase 1 voltage, 30071 frequency. The
+# three-phase SDM630 also has a live phase 2 voltage at 30003; the SDM120 does not.
+_VOLTS_L1: Final = Check(RegisterType.INPUT, 0x0000, DataType.FLOAT32, 80.0, 300.0)
+_VOLTS_L2: Final = Check(RegisterType.INPUT, 0x0002, DataType.FLOAT32, 80.0, 300.0)
+_HERTZ: Final = Check(RegisterType.INPUT, 0x0046, DataType.FLOAT32, 45.0, 65.0)
+
+PROFILES: Final = (
+    DeviceProfile(
+        name="eastron_sdm630",
+        vendor="Eastron",
+        models="SDM630 (Modbus V1.5/V2) three-phase meter",
+        role=Role.GRID,
+        register_map=SDM630,
+        source=SOURCE,
+        config_name="meter",
+        signature=Signature(
+            "Eastron SDM630 three-phase meter (voltages 30001/30003, frequency 30071)",
+            (_VOLTS_L1, _VOLTS_L2, _HERTZ),
+        ),
+    ),
+    DeviceProfile(
+        name="eastron_sdm120",
+        vendor="Eastron",
+        models="SDM120 (Modbus V2.4) single-phase meter",
+        role=Role.GRID,
+        register_map=SDM120,
+        source=SOURCE,
+        config_name="meter",
+        signature=Signature(
+            "Eastron SDM120 single-phase meter (voltage 30001, frequency 30071)",
+            (_VOLTS_L1, _HERTZ),
+        ),
     ),
 )

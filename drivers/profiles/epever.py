@@ -35,9 +35,12 @@ from __future__ import annotations
 
 from typing import Final
 
+from drivers.bus import BusType
 from drivers.planner import Hole
 from drivers.profile import Point, RegisterMap, target
+from drivers.profiles.device_profile import Check, DeviceProfile, Signature
 from drivers.registers import DataType, RegisterType, WordOrder
+from telemetry.roles import Role
 
 SOURCE: Final = "EPEver Tracer Controller Protocol V2.5, input registers 0x3000-0x331C"
 TRACER_HOLES: Final = (
@@ -156,4 +159,29 @@ TRACER_SERVED: Final = RegisterMap(
     source=SOURCE,
     holes=TRACER_HOLES,
     points=TRACER.points + TRACER_UNPOLLED,
+)
+
+
+PROFILES: Final = (
+    DeviceProfile(
+        name="epever_tracer",
+        vendor="EPEver",
+        models="Tracer A/B/AN/BN MPPT charge controllers (protocol V2.5)",
+        role=Role.SOLAR,
+        register_map=TRACER,
+        source=SOURCE,
+        transports=frozenset({BusType.RTU}),
+        config_name="charger",
+        # V2.5 rated data: 0x3000 PV array rated voltage (V x 100), 0x3004 rated
+        # battery voltage (a 12/24/36/48 V class), 0x3008 charging mode (0
+        # connect/disconnect, 1 PWM, 2 MPPT).
+        signature=Signature(
+            "EPEver Tracer charge controller (rated data 0x3000-0x3008)",
+            (
+                Check(RegisterType.INPUT, 0x3000, DataType.UINT16, 10.0, 250.0, scale=0.01),
+                Check(RegisterType.INPUT, 0x3004, DataType.UINT16, 12.0, 48.0, scale=0.01),
+                Check(RegisterType.INPUT, 0x3008, DataType.UINT16, 0, 2),
+            ),
+        ),
+    ),
 )

@@ -29,8 +29,11 @@ from __future__ import annotations
 
 from typing import Final
 
+from drivers.bus import BusType
 from drivers.profile import Point, RegisterMap, Sections, target
+from drivers.profiles.device_profile import Check, DeviceProfile, Signature
 from drivers.registers import DataType, RegisterType
+from telemetry.roles import Role
 
 SOURCE: Final = "Seplos (XZH) BMS Modbus-RTU protocol V0.3, input registers PIA 0x1000, PIB 0x1100"
 # V0.3 section 3: "degC = (raw - 2731) / 10". (syssi's ESPHome example configs
@@ -139,4 +142,29 @@ SEPLOS_V3: Final = RegisterMap(
     source=SOURCE,
     points=_PIA + _PIB,
     derive=_derive,
+)
+
+
+PROFILES: Final = (
+    DeviceProfile(
+        name="seplos_v3",
+        vendor="Seplos",
+        models="V3 BMS (Modbus-RTU protocol V0.3)",
+        role=Role.BATTERY,
+        register_map=SEPLOS_V3,
+        source=SOURCE,
+        transports=frozenset({BusType.RTU}),
+        config_name="bms",
+        # 0x1000 pack voltage (V x 100), 0x1005 SOC and 0x1006 SOH (% x 10),
+        # 0x100A highest cell voltage (V x 1000): a 4S..16S lithium pack.
+        signature=Signature(
+            "Seplos V3 BMS (pack voltage, SOC, SOH, cell voltage at 0x1000)",
+            (
+                Check(RegisterType.INPUT, 0x1000, DataType.UINT16, 8.0, 64.0, scale=0.01),
+                Check(RegisterType.INPUT, 0x1005, DataType.UINT16, 0.0, 100.0, scale=0.1),
+                Check(RegisterType.INPUT, 0x1006, DataType.UINT16, 0.0, 100.0, scale=0.1),
+                Check(RegisterType.INPUT, 0x100A, DataType.UINT16, 2.0, 4.5, scale=0.001),
+            ),
+        ),
+    ),
 )

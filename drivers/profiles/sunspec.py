@@ -25,7 +25,9 @@ from typing import Final
 
 from drivers.errors import DiscoveryError, ExceptionResponse
 from drivers.profile import Point, RegisterMap, Sections, Target, target
+from drivers.profiles.device_profile import DeviceProfile
 from drivers.registers import DataType, RegisterType
+from telemetry.roles import Role
 
 SOURCE: Final = "SunSpec Information Model Specification 1.0; sunspec/models json"
 BASE_ADDRESSES: Final = (40000, 0, 50000)
@@ -553,3 +555,20 @@ async def discover(read: ReadHolding, *, unit: int, bases: Iterable[int] = BASE_
         address += 2 + length
         if len(headers) > MAX_MODELS or address + 2 > 0x10000:
             raise DiscoveryError(unit, f"model chain does not end (last at {address})")
+
+
+PROFILES: Final = (
+    DeviceProfile(
+        name="sunspec",
+        vendor="SunSpec",
+        models=(
+            "any SunSpec device: common model 1, inverters 101-103 and 111-113, "
+            "storage 124, MPPT 160, meters 201-204, battery 802"
+        ),
+        role=Role.INVERTER,
+        register_map=None,
+        source=SOURCE,
+        config_name="inverter",
+        notes=("The map is discovered on the device at 40000, 0 or 50000 ('SunS').",),
+    ),
+)

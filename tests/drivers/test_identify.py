@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 
 from drivers.bus import BusConfig, BusType
 from drivers.profile import encode_map
-from drivers.profiles import ProfileName
 from drivers.profiles.eastron import SDM120
 from drivers.profiles.identify import identify
 from drivers.registers import RegisterType
@@ -31,11 +30,11 @@ async def test_each_simulated_device_is_told_by_its_own_registers() -> None:
         async with open_transport(config) as transport:
             found = {unit: await identify(transport, unit) for unit in (1, 2, 3, 4, 7, 9)}
     assert {unit: identity.profile for unit, identity in found.items()} == {
-        1: ProfileName.SUNSPEC,
-        2: ProfileName.EASTRON_SDM630,
-        3: ProfileName.EPEVER_TRACER,
-        4: ProfileName.SEPLOS_V3,
-        7: ProfileName.EASTRON_SDM120,
+        1: "sunspec",
+        2: "eastron_sdm630",
+        3: "epever_tracer",
+        4: "seplos_v3",
+        7: "eastron_sdm120",
         9: None,
     }
     # The SunSpec common model names the maker and the model.

@@ -14,7 +14,6 @@ import pytest
 from drivers.bus import Backend, BusConfig, BusType
 from drivers.device import Device
 from drivers.profile import encode_map
-from drivers.profiles import ProfileName
 from drivers.profiles.eastron import SDM120
 from drivers.profiles.generic import load_generic
 from drivers.registers import RegisterType
@@ -96,7 +95,7 @@ async def test_sdm120_and_generic_maps_over_the_wire(kind: str, tmp_path: Path) 
     async with DeviceServer(specs, tcp=("127.0.0.1", 0), rtu=True) as server:
         transport = open_transport(_bus(kind, server))
         async with transport:
-            meter = Device(transport, unit=5, profile=ProfileName.EASTRON_SDM120)
+            meter = Device(transport, unit=5, profile="eastron_sdm120")
             reading = await meter.read()
             assert reading.transactions == 1
             assert mismatches(SDM120, GRID, reading.sections) == []
@@ -112,7 +111,7 @@ async def test_hand_typed_sunspec_device_at_base_0(kind: str) -> None:
     async with DeviceServer([DeviceSpec(1, image)], tcp=("127.0.0.1", 0), rtu=True) as server:
         transport = open_transport(_bus(kind, server))
         async with transport:
-            inverter = Device(transport, unit=1, profile=ProfileName.SUNSPEC)
+            inverter = Device(transport, unit=1, profile="sunspec")
             reading = await inverter.read()
     # 40000: illegal address; 0: "SunS"; headers of 1, 103 and the end; one plan read.
     assert reading.transactions == 6

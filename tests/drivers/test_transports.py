@@ -25,7 +25,6 @@ from drivers.errors import (
     NotConnected,
     WrongUnit,
 )
-from drivers.profiles import ProfileName
 from drivers.registers import RegisterType
 from drivers.transports import Transport, open_transport
 from simulation.modbus_server import DeviceServer, DeviceSpec, Fault, FaultKind
@@ -204,10 +203,10 @@ async def test_a_missing_serial_device_is_not_connected(backend: Backend) -> Non
 
 async def test_device_read_failure_raises_and_never_returns_values(server: DeviceServer) -> None:
     async with open_transport(_config("tcp", server)) as transport:
-        device = Device(transport, unit=1, profile=ProfileName.EASTRON_SDM630)
+        device = Device(transport, unit=1, profile="eastron_sdm630")
         with pytest.raises(ModbusError):
             await device.read()  # unit 1 has no SDM630 input registers
-        meter = Device(transport, unit=2, profile=ProfileName.EASTRON_SDM120)
+        meter = Device(transport, unit=2, profile="eastron_sdm120")
         with pytest.raises(ExceptionResponse):
             await meter.read()  # only 2 of the 76 registers exist
 

@@ -14,7 +14,6 @@ from edge.backoff import BackoffPolicy
 from edge.config import (
     DeviceConfig,
     ModbusBackend,
-    Profile,
     Role,
     RtuBusConfig,
     TcpBusConfig,
@@ -42,15 +41,9 @@ async def server() -> AsyncIterator[tuple[DeviceServer, dict[str, dict[str, obje
 def devices_on(bus: TcpBusConfig) -> list[PolledDevice]:
     policy = BackoffPolicy(1.0, 2.0)
     configs = [
-        DeviceConfig(
-            name="meter", role=Role.GRID, profile=Profile.EASTRON_SDM630, bus=bus.name, unit=2
-        ),
-        DeviceConfig(
-            name="bms", role=Role.BATTERY, profile=Profile.SEPLOS_V3, bus=bus.name, unit=4
-        ),
-        DeviceConfig(
-            name="inverter", role=Role.INVERTER, profile=Profile.SUNSPEC, bus=bus.name, unit=1
-        ),
+        DeviceConfig(name="meter", role=Role.GRID, profile="eastron_sdm630", bus=bus.name, unit=2),
+        DeviceConfig(name="bms", role=Role.BATTERY, profile="seplos_v3", bus=bus.name, unit=4),
+        DeviceConfig(name="inverter", role=Role.INVERTER, profile="sunspec", bus=bus.name, unit=1),
     ]
     return [PolledDevice(c, DeviceHealth(c.name, policy)) for c in configs]
 
@@ -162,7 +155,7 @@ async def test_an_rtu_bus_on_a_pseudo_terminal(backend: ModbusBackend) -> None:
             name="rs485", device=served.rtu_path, baudrate=115200, timeout_s=0.5, backend=backend
         )
         config = DeviceConfig(
-            name="meter", role=Role.GRID, profile=Profile.EASTRON_SDM630, bus="rs485", unit=2
+            name="meter", role=Role.GRID, profile="eastron_sdm630", bus="rs485", unit=2
         )
         device = PolledDevice(config, DeviceHealth("meter", BackoffPolicy(1.0, 2.0)))
         poller = BusPoller(bus, [device], interval_s=0.2, read_timeout_s=10.0)
@@ -184,12 +177,8 @@ async def test_a_device_behind_a_bus_down_20_s_is_read_again_within_seconds(
     async with TcpProxy("127.0.0.1", served.tcp_port) as proxy:
         bus = TcpBusConfig(name="lan", host="127.0.0.1", port=proxy.port, timeout_s=0.3)
         configs = [
-            DeviceConfig(
-                name="meter", role=Role.GRID, profile=Profile.EASTRON_SDM630, bus="lan", unit=2
-            ),
-            DeviceConfig(
-                name="bms", role=Role.BATTERY, profile=Profile.SEPLOS_V3, bus="lan", unit=4
-            ),
+            DeviceConfig(name="meter", role=Role.GRID, profile="eastron_sdm630", bus="lan", unit=2),
+            DeviceConfig(name="bms", role=Role.BATTERY, profile="seplos_v3", bus="lan", unit=4),
         ]
         devices = [PolledDevice(c, DeviceHealth(c.name, DEVICE_BACKOFF)) for c in configs]
         poller = BusPoller(bus, devices, interval_s=0.5, read_timeout_s=5.0)

@@ -24,7 +24,6 @@ import pytest
 from drivers.bus import Backend, BusConfig, BusType
 from drivers.device import Device
 from drivers.errors import ExceptionCode, ExceptionResponse, NoResponse
-from drivers.profiles import ProfileName
 from drivers.registers import RegisterType
 from drivers.transports import open_transport
 from simulation.modbus_server import DeviceServer, DeviceSpec
@@ -34,10 +33,10 @@ from simulation.site import REGISTER_MAPS, Unit, device_sections, encode_site
 from tests.drivers.precision import mismatches
 
 PROFILES = {
-    Unit.INVERTER: ProfileName.SUNSPEC,
-    Unit.GRID_METER: ProfileName.EASTRON_SDM630,
-    Unit.CHARGER: ProfileName.EPEVER_TRACER,
-    Unit.BMS: ProfileName.SEPLOS_V3,
+    Unit.INVERTER: "sunspec",
+    Unit.GRID_METER: "eastron_sdm630",
+    Unit.CHARGER: "epever_tracer",
+    Unit.BMS: "seplos_v3",
 }
 BUSES = ["tcp", "rtu-pymodbus", "rtu-minimalmodbus"]
 NOON = datetime(2026, 6, 21, 9, 30, tzinfo=UTC)
@@ -109,7 +108,7 @@ async def test_the_sunspec_device_is_discoverable_and_complete(
             1,
             66,
         )
-        device = Device(transport, unit=1, profile=ProfileName.SUNSPEC)
+        device = Device(transport, unit=1, profile="sunspec")
         reading = await device.read()
         # Discovery: marker + 3 model headers + end, then one request for 103 and 124.
         assert reading.transactions == 1 + 3 + 1 + 1
@@ -150,7 +149,7 @@ async def test_the_charger_refuses_reads_through_its_holes(
                 await transport.read(RegisterType.INPUT, address, count, unit=charger)
             assert caught.value.code is ExceptionCode.ILLEGAL_DATA_ADDRESS, (address, count)
         # The bus stays usable, and the plan never touches a hole.
-        reading = await Device(transport, unit=charger, profile=ProfileName.EPEVER_TRACER).read()
+        reading = await Device(transport, unit=charger, profile="epever_tracer").read()
         assert reading.transactions == 4
 
 
@@ -209,8 +208,8 @@ async def test_registers_follow_the_plant_as_it_steps() -> None:
     async with SimulatedSite(tcp=("127.0.0.1", 0), seed=5, start=NOON, tick_s=3600.0) as site:
         config = BusConfig("lan", BusType.TCP, host="127.0.0.1", port=site.tcp_port, timeout_s=2.0)
         async with open_transport(config) as transport:
-            meter = Device(transport, unit=2, profile=ProfileName.EASTRON_SDM630)
-            charger = Device(transport, unit=3, profile=ProfileName.EPEVER_TRACER)
+            meter = Device(transport, unit=2, profile="eastron_sdm630")
+            charger = Device(transport, unit=3, profile="epever_tracer")
             before = (await charger.read()).section("solar")["energy_total_wh"]
             for _ in range(4):
                 state = site.step(600.0)
@@ -290,7 +289,7 @@ async def test_ems_sim_serves_several_sites_and_stops_cleanly() -> None:
                 BusConfig("rs485", BusType.RTU, device=m.group(2), baudrate=115200, timeout_s=2.0),
             ):
                 async with open_transport(config) as transport:
-                    reading = await Device(transport, unit=4, profile=ProfileName.SEPLOS_V3).read()
+                    reading = await Device(transport, unit=4, profile="seplos_v3").read()
                     powers.append(reading.section("battery")["soc_pct"])
         assert all(isinstance(p, float) for p in powers)
     finally:

@@ -1,0 +1,103 @@
+"""A simulated site's devices: which unit ids answer, with which registers, showing what.
+
+Pure logic. A :class:`SiteLayout` is a set of :class:`SimulatedDevice` s on one
+bus (one TCP port, one RTU line). Each device encodes, with the very register
+map the drivers decode with, what it measures of the plant: ``measures`` turns
+the plant's protocol sections (the whole site: inverter, grid, solar, battery
+and ``extra``) into the sections the device shows. A hybrid inverter shows
+nearly all of them (its meter and its battery are reached through it); a meter
+shows the grid. The layouts ``ems sim --site NAME`` serves are listed in
+:mod:`simulation.sites`.
+
+:func:`config_lines` prints the edge config an installer would write for the
+site, so that ``ems sim --site NAME`` says how to read what it serves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from drivers.profile import RegisterImage, RegisterMap, encode_map
+from telemetry.roles import Role
+
+__all__ = ["PlantSections", "SimulatedDevice", "SiteLayout", "config_lines", "encode_layout"]
+
+PlantSections = Mapping[str, Mapping[str, object]]
+DeviceSections = dict[str, dict[str, object]]
+
+
+def whole_site(sections: PlantSections) -> DeviceSections:
+    """Every section of the plant, as a hybrid inverter with its meter and battery shows them."""
+    return {name: dict(values) for name, values in sections.items()}
+
+
+@dataclass(frozen=True)
+class SimulatedDevice:
+    """One device of a simulated site."""
+
+    unit: int
+    profile: str  # the catalogue name the edge reads it with (drivers.profiles)
+    role: Role  # the role its config line gives it
+    name: str  # the device's name in the config lines ("inverter", "meter")
+    served: RegisterMap  # every register it answers (limits and holes included)
+    measures: Callable[[PlantSections], DeviceSections] = whole_site
+    # Documented registers beyond ``served`` that the device answers (zeros, constants).
+    fill: Callable[[RegisterImage], None] | None = None
+    description: str = ""
+
+    def encode(self, sections: PlantSections) -> RegisterImage:
+        image = encode_map(self.served, self.measures(sections))
+        if self.fill is not None:
+            self.fill(image)
+        return image
+
+
+@dataclass(frozen=True)
+class SiteLayout:
+    """The devices ``ems sim --site NAME`` serves, and how its Modbus TCP endpoint behaves."""
+
+    name: str
+    description: str
+    devices: tuple[SimulatedDevice, ...]
+    # The device behind the TCP port serves one client at a time (SolarEdge, Huawei).
+    single_client: bool = False
+
+    def __post_init__(self) -> None:
+        units = [d.unit for d in self.devices]
+        if len(set(units)) != len(units):
+            raise ValueError(f"site {self.name}: two devices share a unit id")
+        names = [d.name for d in self.devices]
+        if len(set(names)) != len(names):
+            raise ValueError(f"site {self.name}: two devices share a name")
+
+    def device(self, unit: int) -> SimulatedDevice:
+        for device in self.devices:
+            if device.unit == unit:
+                return device
+        raise KeyError(unit)
+
+
+def encode_layout(layout: SiteLayout, sections: PlantSections) -> dict[int, RegisterImage]:
+    """Every device's register image, by unit id, for one plant state."""
+    return {device.unit: device.encode(sections) for device in layout.devices}
+
+
+def config_lines(layout: SiteLayout, *, host: str, port: int, rtu_path: str = "") -> str:
+    """The ``[[bus]]`` and ``[[device]]`` tables that read ``layout`` as served."""
+    lines = ["[[bus]]", 'name = "sim"']
+    if rtu_path:
+        lines += ['type = "rtu"', f'device = "{rtu_path}"', "baudrate = 115200"]
+    else:
+        lines += ['type = "tcp"', f'host = "{host}"', f"port = {port}"]
+    for device in layout.devices:
+        lines += [
+            "",
+            "[[device]]",
+            f'name = "{device.name}"',
+            f'role = "{device.role.value}"',
+            f'profile = "{device.profile}"',
+            'bus = "sim"',
+            f"unit = {device.unit}",
+        ]
+    return "\n".join(lines)
