@@ -155,6 +155,22 @@ def _sim(args: argparse.Namespace) -> int:
         return cli.main(args)
 
 
+def _devices(args: argparse.Namespace) -> int:
+    from drivers.errors import ProfileError
+    from drivers.profiles import describe
+
+    if args.markdown:
+        print(describe.devices_markdown(), end="")
+    elif args.profile is not None:
+        try:
+            print(describe.profile_details(args.profile))
+        except ProfileError as err:
+            raise CommandError(str(err)) from err
+    else:
+        print(describe.catalogue_table())
+    return ExitCode.OK
+
+
 def _demo(args: argparse.Namespace) -> int:
     with _extra("edge,sim,hub"):
         from edge import demo
@@ -351,6 +367,12 @@ def build_parser() -> argparse.ArgumentParser:
     _hub_parser(sub)
     _edge_parser(sub)
     _sim_parser(sub)
+    devices = sub.add_parser(
+        "devices", help="the supported devices: profile, buses, the values each fills"
+    )
+    devices.add_argument("profile", nargs="?", metavar="PROFILE", help="every value of one")
+    devices.add_argument("--markdown", action="store_true", help="the catalogue as docs/devices.md")
+    devices.set_defaults(handler=_devices)
     demo = sub.add_parser("demo", help="hub + simulated site + edge agent in one command")
     demo.add_argument("--port", type=int, default=8000, help="the hub's port (default 8000)")
     demo.add_argument(

@@ -310,3 +310,31 @@ def test_sim_bad_options_are_one_line(tmp_path: Path) -> None:
         done = ems("sim", "--tcp", f"127.0.0.1:{closed_port()}", *args, cwd=tmp_path)
         assert done.returncode == 2, (args, done.stderr)
         assert one_line(done).startswith(message), (args, done.stderr)
+
+
+def test_devices_lists_the_catalogue_and_details_one_profile(tmp_path: Path) -> None:
+    from drivers.profiles import PROFILES
+
+    table = ems("devices", cwd=tmp_path)
+    assert table.returncode == 0, table.stderr
+    assert [line.split()[0] for line in table.stdout.splitlines()[1:]] == list(PROFILES)
+    one = ems("devices", "seplos_v3", cwd=tmp_path)
+    assert one.returncode == 0, one.stderr
+    assert "battery.soc_pct" in one.stdout
+    assert "input 4096 (0x1000) x 17" in one.stdout
+    line = one_line(ems("devices", "nope", cwd=tmp_path))
+    assert line.startswith("ems: profile: unknown profile 'nope' (one of sunspec, ")
+    assert ems("devices", "nope", cwd=tmp_path).returncode == 2
+
+
+def test_sim_lists_its_sites(tmp_path: Path) -> None:
+    from simulation.sites import SITES
+
+    done = ems("sim", "--site", "list", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert [line.split(":")[0] for line in done.stdout.splitlines() if line[:1] != " "] == list(
+        SITES
+    )
+    assert "  unit 2: eastron_sdm630 (grid)" in done.stdout
+    line = one_line(ems("sim", "--site", "nowhere", cwd=tmp_path))
+    assert line.startswith("ems sim: --site: unknown site 'nowhere' (one of default")
