@@ -211,11 +211,14 @@ class DeviceServer:
         tcp: tuple[str, int] | None = ("127.0.0.1", 0),
         rtu: bool = False,
         baudrate: int = 115200,
+        paced: bool = False,
     ) -> None:
+        """``paced``: the RTU line carries bytes at ``baudrate``, not at memory speed."""
         self._devices = {spec.unit: _Device(spec, self) for spec in devices}
         self._tcp_address = tcp
         self._rtu = rtu
         self._baudrate = baudrate
+        self._paced = paced
         self._faults: dict[int, Fault] = {}
         self._absent_logged: dict[int, float] = {}
         self._servers: list[ModbusTcpServer | ModbusSerialServer] = []
@@ -308,7 +311,7 @@ class DeviceServer:
                 sockets = getattr(tcp.transport, "sockets", None) or []
                 self.tcp_port = sockets[0].getsockname()[1] if sockets else self._tcp_address[1]
             if self._rtu:
-                self._bridge = PtyBridge()
+                self._bridge = PtyBridge(baudrate=self._baudrate if self._paced else None)
                 await self._bridge.__aenter__()
                 rtu = ModbusSerialServer(
                     [d.sim_device() for d in self._devices.values()],

@@ -5,6 +5,12 @@ minimalmodbus, mbpoll, QModMaster ...) opens the other (``client_path``), both a
 ordinary serial ports. The masters are relayed on the event loop; we hold each
 slave end open ourselves so that a client closing its port does not hang up the
 pty (a master reads EIO while no slave is open).
+
+A pty carries bytes at memory speed. With ``baudrate``, the bridge paces them
+like a serial line instead: each chunk is delivered when its last character
+would have arrived (11 bits per character, Modbus over Serial Line V1.02,
+2.5.1.1), after whatever is still on the wire in that direction, so a
+benchmark sees a 9600-baud bus's real transaction times.
 """
 
 from __future__ import annotations
@@ -25,7 +31,11 @@ _CHUNK = 4096
 class PtyBridge:
     """``async with PtyBridge() as bridge``: ``bridge.server_path``, ``bridge.client_path``."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, baudrate: int | None = None) -> None:
+        if baudrate is not None and baudrate <= 0:
+            raise ValueError("baudrate must be > 0")
+        self._seconds_per_byte = 11 / baudrate if baudrate else 0.0
+        self._line_free_at: dict[int, float] = {}
         self._fds: list[int] = []
         self.server_path = ""
         self.client_path = ""
@@ -48,6 +58,18 @@ class PtyBridge:
         except OSError as err:  # EIO: the other side is gone for now
             logger.debug("pty read: %s", err)
             return
+        if self._seconds_per_byte:
+            loop = asyncio.get_running_loop()
+            start = max(loop.time(), self._line_free_at.get(sink, 0.0))
+            arrival = start + len(data) * self._seconds_per_byte
+            self._line_free_at[sink] = arrival
+            loop.call_at(arrival, self._write, sink, data)
+            return
+        self._write(sink, data)
+
+    def _write(self, sink: int, data: bytes) -> None:
+        if self._masters is None:
+            return  # closed while the bytes were on the wire
         view = memoryview(data)
         while view:
             try:
