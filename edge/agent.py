@@ -35,7 +35,6 @@ from datetime import UTC, datetime
 
 from drivers.errors import ProfileError
 from drivers.profiles import GENERIC, fixed_map
-from edge.backoff import BackoffPolicy
 from edge.clock import ClockGuard, ClockSource, SystemClock, boot_id
 from edge.config import EdgeConfig, tls_context
 from edge.health import DeviceHealth, Transition, health_frame
@@ -47,6 +46,7 @@ from edge.sampler import Sampler
 from edge.sdnotify import Notifier
 from edge.uplink import Uplink, UplinkSettings
 from edge.writer import OutboxWriter
+from telemetry.backoff import BackoffPolicy
 
 __all__ = ["Agent", "AgentError", "AgentOptions"]
 

@@ -22,7 +22,7 @@ import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from edge.backoff import Backoff, BackoffPolicy
+from telemetry.backoff import Backoff, BackoffPolicy
 from telemetry.health import MAX_ERROR_CHARS, DeviceHealthReport, HealthFrame, HealthState
 
 __all__ = ["DeviceHealth", "DeviceState", "Snapshot", "Transition", "health_frame"]

@@ -38,9 +38,9 @@ from drivers.errors import DriverError, NotConnected
 from drivers.profile import RegisterMap
 from drivers.profiles import GENERIC, fixed_map
 from drivers.transports import Transport, open_transport
-from edge.backoff import Backoff, BackoffPolicy
 from edge.config import BusConfig, DeviceConfig, RtuBusConfig
 from edge.health import DeviceHealth, DeviceState, Transition, Values
+from telemetry.backoff import Backoff, BackoffPolicy
 
 __all__ = ["BusPoller", "PolledDevice", "driver_bus", "make_device"]
 

@@ -76,7 +76,6 @@ from typing import Final
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
-from edge.backoff import Backoff, BackoffPolicy
 from edge.hubtime import HubClock, HubOffset
 from edge.outbox import Outbox, OutboxError, Stored
 from edge.refusals import Refusals
@@ -89,6 +88,7 @@ from telemetry import (
     ErrorFrame,
     seq_ranges,
 )
+from telemetry.backoff import Backoff, BackoffPolicy
 from telemetry.client_text import client_text
 from telemetry.hub_frames import BadHubFrame, HubFrameProblem, parse_hub_frame
 from telemetry.timesync import TimeFrame, time_request

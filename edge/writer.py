@@ -30,9 +30,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from edge.backoff import Backoff, BackoffPolicy
 from edge.clock import TimeSource
 from edge.outbox import NewReading, Outbox, OutboxError, Stored
+from telemetry.backoff import Backoff, BackoffPolicy
 
 __all__ = ["OutboxWriter", "Restamp"]
 

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Final, Self
 
 from hub.auth import BadToken, LookupBudget, RecentMisses, TokenBook, ViewerGate, hash_token
 from hub.connections import ConnectionManager
@@ -32,8 +31,12 @@ from hub.storage import DEFAULT_DATA_DIR, create_storage, data_dir_from
 from hub.storage.base import Storage, StorageError
 from hub.writer import BatchWriter
 from telemetry import CloseCode
+from telemetry.backoff import Backoff, BackoffPolicy
 
 logger = logging.getLogger(__name__)
+
+# Token reloads while storage is down back off to at most this.
+TOKEN_RETRY_CAP_S: Final = 30.0
 
 # How long a handshake with a token the hub does not know waits for storage.
 LOOKUP_TIMEOUT_S = 2.0
@@ -79,14 +82,6 @@ class HubSettings:
             allowed_origins=allowed_origins,
             limits=limits or ConnectionLimits(),
         )
-
-
-def backoff_delays(base: float = 0.5, cap: float = 30.0) -> Iterator[float]:
-    """Capped exponential delays with full jitter: 0..base, 0..2*base, ... 0..cap."""
-    attempt = 0
-    while True:
-        yield random.uniform(0.0, min(cap, base * 2**attempt))
-        attempt = min(attempt + 1, 32)
 
 
 class Hub:
@@ -182,17 +177,18 @@ class Hub:
         a full load costs in proportion to the tokens stored (thousands of rows
         and records, every second, for nothing).
         """
-        delays = backoff_delays(base=self.settings.token_refresh_s)
+        # Storage down: retry from the refresh interval doubling to 30 s (telemetry/backoff.py).
+        retry = Backoff(BackoffPolicy(self.settings.token_refresh_s, TOKEN_RETRY_CAP_S))
         while not self._stopping.is_set():
             try:
                 await self._load_tokens()
             except StorageError as err:
                 # Reload in full once storage is back: it may not be the same database.
                 self._token_generation = None
-                delay = next(delays)
+                delay = retry.next_delay()
                 logger.warning("cannot load device tokens (%s): retrying in %.1f s", err, delay)
             else:
-                delays = backoff_delays(base=self.settings.token_refresh_s)
+                retry.reset()
                 delay = self.settings.token_refresh_s
                 self._tokens_loaded.set()
                 # Every time, not only on a change: a socket that passed the door just

@@ -56,6 +56,7 @@ from hub.storage.base import (
     StorageUnavailable,
     StoredReading,
 )
+from telemetry.backoff import Backoff, BackoffPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -79,16 +80,6 @@ class AckSink(Protocol):
 
         Must not block and should not raise (an exception is logged and ignored).
         """
-
-
-def backoff_delay(attempt: int, *, base_s: float, cap_s: float, rng: random.Random) -> float:
-    """Delay before retry ``attempt`` (0-based): ``min(cap, base * 2**attempt)``, jittered.
-
-    The jitter keeps the upper half ("equal jitter"): hubs restarted together
-    do not hammer a recovering database in step, yet never retry at once.
-    """
-    ceiling = min(cap_s, base_s * float(2 ** min(attempt, 32)))
-    return ceiling * rng.uniform(0.5, 1.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,7 +314,7 @@ class BatchWriter:
     async def _commit(self, batch: list[_Item]) -> bool:
         """Commit the batch, retrying while storage is unavailable; False if refused for good."""
         rows = [item.row for item in batch]
-        attempt = 0
+        retry = Backoff(BackoffPolicy(self._retry_base_s, self._retry_cap_s), self._rng)
         while True:
             started = time.perf_counter()
             try:
@@ -332,17 +323,14 @@ class BatchWriter:
                 self._storage_errors += 1
                 self._storage_up = False
                 self._last_error = str(err)
-                delay = backoff_delay(
-                    attempt, base_s=self._retry_base_s, cap_s=self._retry_cap_s, rng=self._rng
-                )
+                delay = retry.next_delay()
                 logger.warning(
                     "storage unavailable (%s): holding %d readings, retry %d in %.2f s",
                     err,
                     len(rows),
-                    attempt + 1,
+                    retry.failures,
                     delay,
                 )
-                attempt += 1
                 await asyncio.sleep(delay)
                 continue
             except StorageError as err:
@@ -353,7 +341,7 @@ class BatchWriter:
                 self._refused(rows, err)
                 return False
             elapsed = time.perf_counter() - started
-            if attempt:
+            if retry.failures:
                 logger.info("storage is back: committed %d held readings", len(rows))
             self._storage_up = True
             self._rows_committed += len(rows)

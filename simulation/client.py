@@ -40,7 +40,7 @@ import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
@@ -51,12 +51,16 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 
 from simulation.plant import Plant, Scenario
 from telemetry import AckFrame, ErrorFrame, Reading, is_valid_device_id
+from telemetry.backoff import Backoff, BackoffPolicy
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_HUB_URL: Final = "ws://127.0.0.1:8000"
 # What a failed connection attempt or a dropped connection raises; all are retried.
 RETRYABLE: Final = (OSError, TimeoutError, WebSocketException)
+# Reconnects: 0.5 s doubling to 30 s, equal jitter (telemetry/backoff.py): a fleet restarted
+# together spreads out, no client hammers the hub.
+RECONNECT_BACKOFF: Final = BackoffPolicy(0.5, 30.0)
 
 
 class ConfigError(Exception):
@@ -65,34 +69,6 @@ class ConfigError(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Capped exponential backoff with "equal jitter".
-
-    The n-th retry (from 0) waits between half and all of
-    ``min(max_s, initial_s * factor**n)``: the jitter spreads a fleet's reconnects
-    after a hub restart, the floor keeps one client from hammering it (AWS
-    Architecture Blog, "Exponential Backoff And Jitter", 2015).
-    """
-
-    initial_s: float = 0.5
-    max_s: float = 30.0
-    factor: float = 2.0
-
-    def __post_init__(self) -> None:
-        if not 0 < self.initial_s <= self.max_s or self.factor < 1:
-            raise ValueError(f"need 0 < initial_s <= max_s and factor >= 1: {self!r}")
-
-    def ceiling(self, attempt: int) -> float:
-        # min() before the power would overflow: cap the exponent instead.
-        exponent = min(attempt, 64)
-        return min(self.max_s, self.initial_s * self.factor**exponent)
-
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        ceiling = self.ceiling(attempt)
-        return ceiling / 2 + rng.uniform(0.0, ceiling / 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +81,7 @@ class PublisherConfig:
     scenario: Scenario = Scenario.SUNNY
     seed: int = 0
     speed: float = 1.0
-    backoff: Backoff = field(default_factory=Backoff)
+    backoff: BackoffPolicy = RECONNECT_BACKOFF
     start_delay_s: float = 0.0
     open_timeout_s: float = 10.0
     close_timeout_s: float = 2.0
@@ -136,8 +112,9 @@ class Publisher:
         self._plant_clock = time.monotonic()
         self._seq = time.time_ns() // 1_000_000
         # Jitter differs per device, reproducibly.
-        self._rng = random.Random(f"backoff:{config.device_id}:{config.seed}")
-        self._attempt = 0
+        self._backoff = Backoff(
+            config.backoff, random.Random(f"backoff:{config.device_id}:{config.seed}")
+        )
 
     async def run(self, stop: asyncio.Event) -> PublisherStats:
         config = self.config
@@ -151,15 +128,14 @@ class Publisher:
                 failure = _describe(group)
             if stop.is_set():
                 break
-            delay = config.backoff.delay(self._attempt, self._rng)
-            self._attempt += 1
+            delay = self._backoff.next_delay()
             self.stats.failures += 1
             logger.warning(
                 "publisher[%s]: %s; reconnecting in %.2f s (attempt %d)",
                 config.device_id,
                 failure,
                 delay,
-                self._attempt,
+                self._backoff.failures,
             )
             if await _wait(stop, delay):
                 break
@@ -184,7 +160,7 @@ class Publisher:
             close_timeout=config.close_timeout_s,
         ) as ws:
             self.stats.connections += 1
-            self._attempt = 0
+            self._backoff.reset()
             logger.info("%s: connected to %s", name, config.url)
             # Set when the session must end: stop requested, or the hub closed.
             ended = asyncio.Event()

@@ -29,7 +29,6 @@ import contextlib
 import enum
 import json
 import logging
-import random
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -68,6 +67,7 @@ from hub.storage.columns import (
     wire_from_row,
 )
 from hub.storage.schema import READINGS, TOKEN_GENERATION, TOKENS, VERSION_TABLE
+from telemetry.backoff import Backoff, BackoffPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +85,8 @@ class SqliteOptions:
     busy_timeout_s: float = 5.0  # another process (``ems hub token add``) holding the lock
 
 
+# Opening a file another hub is switching to WAL: 20 ms doubling to 0.5 s, jittered.
+OPEN_RETRY: Final = BackoffPolicy(0.02, 0.5)
 _SQLITE_TYPES: Final = {
     ColumnKind.NUMBER: "REAL",
     ColumnKind.TEXT: "TEXT",
@@ -294,7 +296,7 @@ class SqliteStorage:
         # is locked" at once rather than waiting when another hub is opening it
         # too: retry for as long as the busy timeout would have waited.
         deadline = time.monotonic() + self._options.busy_timeout_s
-        attempt = 0
+        retry = Backoff(OPEN_RETRY)
         while True:
             try:
                 await self._open_once()
@@ -302,10 +304,9 @@ class SqliteStorage:
                 await self.close()  # a half-open storage holds no connection
                 if time.monotonic() >= deadline:
                     raise
-                delay = min(0.02 * 2**attempt, 0.5) * random.uniform(0.5, 1.0)
+                delay = retry.next_delay()
                 logger.debug("opening %s: %s; again in %.2f s", self.path, err, delay)
                 await asyncio.sleep(delay)
-                attempt += 1
             except BaseException:
                 await self.close()
                 raise

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from edge.agent import AgentOptions
-from edge.backoff import BackoffPolicy
 from edge.config import EdgeConfig, parse_config
 from edge.demo import simulated_site_config
 from edge.uplink import UplinkSettings
+from telemetry.backoff import BackoffPolicy
 from tests.edge.hubproc import HubProcess
 
 START = datetime(2026, 6, 21, 12, 0, tzinfo=UTC)

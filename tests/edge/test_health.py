@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import random
 
-from edge.backoff import BackoffPolicy
 from edge.health import DeviceHealth, DeviceState, Transition, health_frame
+from telemetry.backoff import BackoffPolicy
 from telemetry.health import HEALTH_FRAME_PREFIX, HealthFrame
 
 VALUES = {"grid": {"power_w": 100.0}}

@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 
 import pytest
 
-from edge.backoff import BackoffPolicy
 from edge.config import (
     DeviceConfig,
     ModbusBackend,
@@ -23,6 +22,7 @@ from edge.poller import DEVICE_BACKOFF, BusPoller, PolledDevice
 from simulation.modbus_server import DeviceServer, DeviceSpec, Fault, FaultKind
 from simulation.plant import Plant
 from simulation.site import REGISTER_MAPS, Unit, encode_site
+from telemetry.backoff import BackoffPolicy
 from tests.edge.support import until
 from tests.tcp_proxy import CutMode, TcpProxy
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from edge.backoff import BackoffPolicy
 from edge.clock import ClockGuard, ClockSample, SyncState, TimeSource
 from edge.config import Role
 from edge.health import DeviceHealth
@@ -13,6 +12,7 @@ from edge.hubtime import HubClock
 from edge.outbox import NewReading
 from edge.sampler import Sampler
 from edge.writer import Restamp
+from telemetry.backoff import BackoffPolicy
 
 NOW = 1_800_000_000.0
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.server import serve
 
-from edge.backoff import BackoffPolicy
 from edge.outbox import NewReading, Outbox
 from edge.uplink import LinkEnd, Uplink, UplinkSettings
+from telemetry.backoff import BackoffPolicy
 from tests.edge.support import grid_reading, until, uplink_running
 from tests.edge.wshub import WsHub, running
 

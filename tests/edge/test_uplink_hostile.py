@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
-from edge.backoff import BackoffPolicy
 from edge.outbox import NewReading, Outbox, ts_us_of
 from edge.uplink import Uplink, UplinkSettings
 from telemetry import parse_device_frame, seq_ranges
+from telemetry.backoff import BackoffPolicy
 from tests.edge.hubproc import HubProcess, running_hub
 from tests.edge.support import grid_reading, until, uplink_running
 from tests.edge.wshub import WsHub, running

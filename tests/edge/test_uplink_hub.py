@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from edge.backoff import BackoffPolicy
 from edge.outbox import NewReading, Outbox
 from edge.uplink import LinkEnd, UplinkSettings
+from telemetry.backoff import BackoffPolicy
 from tests.edge.hubproc import HubProcess, running_hub
 from tests.edge.support import grid_reading, until, uplink_running
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from edge.backoff import BackoffPolicy
 from edge.outbox import Outbox
 from edge.uplink import UplinkSettings
+from telemetry.backoff import BackoffPolicy
 from telemetry.redaction import install_redaction
 from tests.edge.hubproc import HubProcess, running_hub
 from tests.edge.support import grid_reading, until, uplink_running

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import random
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
@@ -17,7 +16,7 @@ import pytest
 from hub.storage.base import Storage, StoredReading
 from hub.storage.postgres import PostgresOptions, PostgresStorage
 from hub.storage.sqlite import SqliteOptions, SqliteStorage
-from hub.writer import BatchWriter, backoff_delay
+from hub.writer import BatchWriter
 from tests.hub.storage.helpers import BASE_TS, fresh_schema, opened, simple
 from tests.tcp_proxy import TcpProxy
 
@@ -77,16 +76,6 @@ async def any_storage(any_backend_url: str, tmp_path: Path) -> AsyncIterator[Sto
         return
     async with fresh_schema(any_backend_url) as url, opened(PostgresStorage(url)) as storage:
         yield storage
-
-
-def test_backoff_grows_to_its_cap_with_jitter() -> None:
-    rng = random.Random(7)
-    for attempt in range(40):
-        ceiling = min(5.0, 0.1 * 2**attempt)
-        delays = [backoff_delay(attempt, base_s=0.1, cap_s=5.0, rng=rng) for _ in range(50)]
-        assert all(ceiling * 0.5 <= d <= ceiling for d in delays)
-        assert len(set(delays)) > 1  # jittered
-    assert backoff_delay(10_000, base_s=0.1, cap_s=5.0, rng=rng) <= 5.0
 
 
 async def test_a_full_batch_flushes_without_waiting_for_the_delay(

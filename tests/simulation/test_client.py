@@ -7,7 +7,6 @@ import asyncio
 import json
 import logging
 import os
-import random
 import signal
 import socket
 import sys
@@ -21,7 +20,6 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from simulation.client import (
-    Backoff,
     ConfigError,
     Publisher,
     PublisherConfig,
@@ -30,9 +28,10 @@ from simulation.client import (
     run_publishers,
 )
 from telemetry import Reading
+from telemetry.backoff import BackoffPolicy
 
 REPO = Path(__file__).resolve().parents[2]
-FAST_BACKOFF = Backoff(initial_s=0.05, max_s=0.2)
+FAST_BACKOFF = BackoffPolicy(0.05, 0.2)
 
 
 @dataclass
@@ -129,20 +128,6 @@ async def _eventually(predicate: Callable[[], bool], within_s: float = 5.0) -> N
     raise AssertionError(f"not true within {within_s} s")
 
 
-def test_backoff_grows_exponentially_is_capped_and_jittered() -> None:
-    backoff = Backoff(initial_s=0.5, max_s=30.0, factor=2.0)
-    rng = random.Random(1)
-    for attempt in range(12):
-        ceiling = min(30.0, 0.5 * 2**attempt)
-        assert backoff.ceiling(attempt) == ceiling
-        delays = {backoff.delay(attempt, rng) for _ in range(50)}
-        assert all(ceiling / 2 <= d <= ceiling for d in delays)
-        assert len(delays) > 40  # jittered, not a constant
-    assert backoff.ceiling(10_000) == 30.0  # no overflow on a long outage
-    with pytest.raises(ValueError, match="initial_s"):
-        Backoff(initial_s=5.0, max_s=1.0)
-
-
 async def test_sends_valid_readings_to_the_device_door_with_the_bearer_header(
     recorder: tuple[Recorder, str],
 ) -> None:
@@ -224,7 +209,7 @@ async def test_a_refused_handshake_is_retried_with_growing_delays(
     assert all("HTTP 403" in message for message in warnings)
     delays = [float(m.split("reconnecting in ")[1].split(" s")[0]) for m in warnings]
     for attempt, delay in enumerate(delays):
-        ceiling = FAST_BACKOFF.ceiling(attempt)
+        ceiling = FAST_BACKOFF.step(attempt + 1)
         assert ceiling / 2 <= delay <= ceiling
 
 

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from edge.backoff import Backoff, BackoffPolicy
+from telemetry.backoff import Backoff, BackoffPolicy
 
 
 def test_steps_double_up_to_the_cap() -> None:
