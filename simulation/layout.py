@@ -45,6 +45,9 @@ class SimulatedDevice:
     # Documented registers beyond ``served`` that the device answers (zeros, constants).
     fill: Callable[[RegisterImage], None] | None = None
     description: str = ""
+    # The word an address the image lacks reads as, inside a read that touches a
+    # defined one (None: 0); a read touching none is refused (DeviceSpec.undefined).
+    undefined: int | None = None
 
     def encode(self, sections: PlantSections) -> RegisterImage:
         image = encode_map(self.served, self.measures(sections))

@@ -10,7 +10,10 @@ Like the real devices, a server refuses what they refuse: addresses outside the
 vendor's tables (exception 02), reads touching a range its register map lists as
 unreadable (exception 02, :attr:`drivers.profile.RegisterMap.holes`: a Tracer
 refuses 0x3100 x 19) and requests longer than a device's documented limit
-(exception 03: the Eastron meters take 80 registers at most). A unit id that is
+(exception 03: the Eastron meters take 80 registers at most). A device may also
+answer sparsely (``DeviceSpec.undefined``): inside a read, the addresses its
+image lacks read as that word, and a read that covers none of its addresses is
+refused with exception 02, as an SMA inverter does (SMA Modbus TI 3.5.5). A unit id that is
 not on the bus gets no answer, as on a real RS485 line; such reads (a scan)
 are logged as one line per unit at most once a minute, instead of pymodbus's
 traceback and frame dump for a device its datastore does not have.
@@ -120,11 +123,21 @@ class DeviceSpec:
     image: RegisterImage
     max_count: int = 125
     holes: tuple[Hole, ...] = ()  # refused with exception 02, like the device
+    # None: an address inside the table's extent that the image lacks reads 0. A word:
+    # it reads as that word ("NaN"), and a read covering no address of the image is
+    # refused with exception 02.
+    undefined: int | None = None
 
     @classmethod
-    def for_map(cls, unit: int, image: RegisterImage, reg_map: RegisterMap) -> DeviceSpec:
+    def for_map(
+        cls,
+        unit: int,
+        image: RegisterImage,
+        reg_map: RegisterMap,
+        undefined: int | None = None,
+    ) -> DeviceSpec:
         """``image`` served with the read limits ``reg_map`` documents for its device."""
-        return cls(unit, image, reg_map.max_count, reg_map.holes)
+        return cls(unit, image, reg_map.max_count, reg_map.holes, undefined)
 
 
 def _crc16(data: bytes) -> bytes:
@@ -143,6 +156,7 @@ class _Device:
         self.unit = spec.unit
         self.max_count = spec.max_count
         self.holes = spec.holes
+        self.undefined = spec.undefined
         self.image: RegisterImage = {t: dict(v) for t, v in spec.image.items()}
         self._server = server
 
@@ -196,8 +210,11 @@ class _Device:
         if table.is_bit:
             return None  # no simulated device exposes bits beyond their defaults
         values = self.image.get(table, {})
+        fill = 0 if self.undefined is None else self.undefined
+        if self.undefined is not None and not any(address + i in values for i in range(count)):
+            return ExcCodes.ILLEGAL_ADDRESS  # nothing defined in the block (sparse device)
         for i in range(count):
-            registers[address - start_address + i] = values.get(address + i, 0)
+            registers[address - start_address + i] = values.get(address + i, fill)
         return None
 
 

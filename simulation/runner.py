@@ -66,7 +66,10 @@ class SimulatedSite:
         self.plant = Plant(scenario, seed=seed, start=start, with_opening=with_opening)
         images = encode_layout(layout, self.plant.state.sections())
         self.server = DeviceServer(
-            [DeviceSpec.for_map(d.unit, images[d.unit], d.served) for d in layout.devices],
+            [
+                DeviceSpec.for_map(d.unit, images[d.unit], d.served, d.undefined)
+                for d in layout.devices
+            ],
             tcp=tcp,
             rtu=rtu,
         )

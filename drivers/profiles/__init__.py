@@ -20,7 +20,7 @@ from typing import Final
 
 from drivers.errors import ProfileError
 from drivers.profile import RegisterMap
-from drivers.profiles import chint, eastron, epever, seplos, sunspec
+from drivers.profiles import chint, eastron, epever, seplos, sma, sunspec
 from drivers.profiles.device_profile import DeviceProfile
 from drivers.profiles.generic import load_generic
 
@@ -42,6 +42,7 @@ _FAMILIES: Final[tuple[ModuleType, ...]] = (
     epever,
     seplos,
     chint,
+    sma,
 )
 
 
