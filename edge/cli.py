@@ -97,7 +97,7 @@ def probe(args: argparse.Namespace) -> int:
     """``ems edge probe``: read one configured device once and print its decoded values."""
     from drivers.errors import DriverError
     from drivers.transports import open_transport
-    from edge.poller import driver_bus, make_device
+    from edge.poller import make_device
 
     try:
         config = _config(args)
@@ -109,7 +109,7 @@ def probe(args: argparse.Namespace) -> int:
         return _fail(f"no device named {args.device_name!r} (configured: {names})", EXIT_CONFIG)
 
     async def read() -> dict[str, object]:
-        async with open_transport(driver_bus(config.bus(device.bus))) as transport:
+        async with open_transport(config.bus(device.bus)) as transport:
             reading = await make_device(transport, device).read()
         return {
             "device": device.name,
@@ -133,7 +133,6 @@ def scan(args: argparse.Namespace) -> int:
     from drivers.errors import DriverError
     from drivers.profiles.identify import identify
     from drivers.transports import open_transport
-    from edge.poller import driver_bus
 
     try:
         config = _config(args)
@@ -149,7 +148,7 @@ def scan(args: argparse.Namespace) -> int:
         for unit in args.units:
             # A fresh connection per unit: a TCP client drops its connection after a
             # few silent units, which would hide the units after them.
-            async with open_transport(driver_bus(bus)) as transport:
+            async with open_transport(bus) as transport:
                 if await scan_units(transport, [unit]):
                     found.append(await identify(transport, unit))
         return found

@@ -30,36 +30,27 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from drivers.bus import Backend, BusConfig, BusType, Parity
 from drivers.profiles import profile_names
 from edge.settings import (
     BufferConfig,
-    BusConfig,
-    BusType,
     ClockConfig,
     DeviceConfig,
     EdgeConfig,
     HubConfig,
-    ModbusBackend,
     Role,
-    RtuBusConfig,
-    TcpBusConfig,
 )
 from telemetry import is_valid_device_id
 
 __all__ = [
     "BufferConfig",
-    "BusConfig",
-    "BusType",
     "ClockConfig",
     "ConfigError",
     "DeviceConfig",
     "EdgeConfig",
     "HubConfig",
-    "ModbusBackend",
     "Problem",
     "Role",
-    "RtuBusConfig",
-    "TcpBusConfig",
     "load_config",
     "parse_config",
     "resolve_token",
@@ -277,15 +268,16 @@ def _path(base: Path, text: str) -> Path:
 def _build(file: _File, base: Path) -> EdgeConfig:
     buses: list[BusConfig] = []
     for bus in file.bus:
-        backend = ModbusBackend(bus.backend)
+        backend = Backend(bus.backend)
         if bus.type == "rtu":
             assert bus.device is not None  # checked by _cross_check
             buses.append(
-                RtuBusConfig(
+                BusConfig(
                     name=bus.name,
+                    type=BusType.RTU,
                     device=bus.device,
                     baudrate=bus.baudrate,
-                    parity=bus.parity,
+                    parity=Parity(bus.parity),
                     stopbits=bus.stopbits,
                     bytesize=bus.bytesize,
                     timeout_s=bus.timeout_s if bus.timeout_s is not None else 0.5,
@@ -295,8 +287,9 @@ def _build(file: _File, base: Path) -> EdgeConfig:
         else:
             assert bus.host is not None
             buses.append(
-                TcpBusConfig(
+                BusConfig(
                     name=bus.name,
+                    type=BusType.TCP,
                     host=bus.host,
                     port=bus.port,
                     timeout_s=bus.timeout_s if bus.timeout_s is not None else 1.0,

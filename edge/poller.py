@@ -17,8 +17,8 @@ A device whose read fails is marked failing and skipped until its backoff
 keep their cadence. Each read is also bounded in time, so a device that hangs
 past its transport's timeout cannot stall the bus either.
 
-The only module of the agent that knows the drivers: it builds their bus
-config from ours and maps their errors to a device's health.
+The only module of the agent that talks to the drivers: it opens their
+transports and maps their errors to a device's health.
 """
 
 from __future__ import annotations
@@ -31,18 +31,17 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
-from drivers.bus import Backend, BusType, Parity
-from drivers.bus import BusConfig as DriverBus
+from drivers.bus import BusConfig
 from drivers.device import Device, DeviceReading
 from drivers.errors import DriverError, NotConnected
 from drivers.profile import RegisterMap
 from drivers.profiles import GENERIC, fixed_map
 from drivers.transports import Transport, open_transport
-from edge.config import BusConfig, DeviceConfig, RtuBusConfig
+from edge.config import DeviceConfig
 from edge.health import DeviceHealth, DeviceState, Transition, Values
 from telemetry.backoff import Backoff, BackoffPolicy
 
-__all__ = ["BusPoller", "PolledDevice", "driver_bus", "make_device"]
+__all__ = ["BusPoller", "PolledDevice", "make_device"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,31 +50,6 @@ DEVICE_BACKOFF: Final = BackoffPolicy(1.0, 60.0)
 BUS_REOPEN_BACKOFF: Final = BackoffPolicy(0.5, 2.5)
 # While a bus stays down, its "unavailable" warning is repeated at most this often.
 BUS_DOWN_LOG_EVERY_S: Final = 60.0
-
-
-def driver_bus(bus: BusConfig) -> DriverBus:
-    """The drivers' bus config from the agent's (the same field names, DESIGN.md)."""
-    backend = Backend(bus.backend.value)
-    if isinstance(bus, RtuBusConfig):
-        return DriverBus(
-            name=bus.name,
-            type=BusType.RTU,
-            device=bus.device,
-            baudrate=bus.baudrate,
-            parity=Parity(bus.parity),
-            stopbits=bus.stopbits,
-            bytesize=bus.bytesize,
-            timeout_s=bus.timeout_s,
-            backend=backend,
-        )
-    return DriverBus(
-        name=bus.name,
-        type=BusType.TCP,
-        host=bus.host,
-        port=bus.port,
-        timeout_s=bus.timeout_s,
-        backend=backend,
-    )
 
 
 def make_device(transport: Transport, device: DeviceConfig) -> Device:
@@ -129,18 +103,14 @@ class BusPoller:
         self.read_timeout_s = read_timeout_s
         self._bus_backoff = Backoff(bus_backoff)
         self._on_transition = on_transition
-        self._open_bus = open_bus or (lambda: open_transport(driver_bus(bus)))
+        self._open_bus = open_bus or (lambda: open_transport(bus))
         self._clock = clock
         self.cycles = 0
         self._down_logged_at: float | None = None
 
     @property
     def endpoint(self) -> str:
-        return (
-            self.bus.device
-            if isinstance(self.bus, RtuBusConfig)
-            else (f"{self.bus.host}:{self.bus.port}")
-        )
+        return self.bus.endpoint
 
     async def run(self) -> None:
         while True:

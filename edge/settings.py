@@ -1,78 +1,28 @@
 """The edge agent's settings as values: what a validated config file becomes (edge/config.py).
 
-Frozen dataclasses and enums, no validation here: :func:`edge.config.parse_config`
-builds them from a file it has checked. Field names are those of the config
-file (DESIGN.md, "Edge config file"), so the drivers' bus config maps one to one.
+Frozen dataclasses, no validation here: :func:`edge.config.parse_config` builds
+them from a file it has checked. Field names are those of the config file
+(docs/configuration.md). The vocabulary has one owner each: buses are the
+drivers' :class:`~drivers.bus.BusConfig` (a ``[[bus]]`` table becomes one
+directly), profiles are names of the drivers' catalogue, roles are telemetry's.
 """
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
+from drivers.bus import BusConfig
 from telemetry.roles import Role
 
 __all__ = [
     "BufferConfig",
-    "BusConfig",
-    "BusType",
     "ClockConfig",
     "DeviceConfig",
     "EdgeConfig",
     "HubConfig",
-    "ModbusBackend",
     "Role",
-    "RtuBusConfig",
-    "TcpBusConfig",
 ]
-
-
-class BusType(enum.StrEnum):
-    RTU = "rtu"
-    TCP = "tcp"
-
-
-class ModbusBackend(enum.StrEnum):
-    PYMODBUS = "pymodbus"
-    MINIMALMODBUS = "minimalmodbus"  # serial line only
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RtuBusConfig:
-    """A serial Modbus RTU line; field names are those of the config file."""
-
-    name: str
-    device: str
-    baudrate: int = 9600
-    parity: Literal["N", "E", "O"] = "N"
-    stopbits: Literal[1, 2] = 1
-    bytesize: Literal[7, 8] = 8
-    timeout_s: float = 0.5
-    backend: ModbusBackend = ModbusBackend.PYMODBUS
-
-    @property
-    def type(self) -> BusType:
-        return BusType.RTU
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TcpBusConfig:
-    """A Modbus TCP endpoint (or a gateway with several unit ids behind it)."""
-
-    name: str
-    host: str
-    port: int = 502
-    timeout_s: float = 1.0
-    backend: ModbusBackend = ModbusBackend.PYMODBUS
-
-    @property
-    def type(self) -> BusType:
-        return BusType.TCP
-
-
-BusConfig = RtuBusConfig | TcpBusConfig
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

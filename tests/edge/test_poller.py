@@ -10,13 +10,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from edge.config import (
-    DeviceConfig,
-    ModbusBackend,
-    Role,
-    RtuBusConfig,
-    TcpBusConfig,
-)
+from drivers.bus import Backend, BusConfig, BusType
+from edge.config import DeviceConfig, Role
 from edge.health import DeviceHealth, DeviceState, Transition
 from edge.poller import DEVICE_BACKOFF, BusPoller, PolledDevice
 from simulation.modbus_server import DeviceServer, DeviceSpec, Fault, FaultKind
@@ -38,7 +33,7 @@ async def server() -> AsyncIterator[tuple[DeviceServer, dict[str, dict[str, obje
         yield served, {k: dict(v) for k, v in sections.items()}
 
 
-def devices_on(bus: TcpBusConfig) -> list[PolledDevice]:
+def devices_on(bus: BusConfig) -> list[PolledDevice]:
     policy = BackoffPolicy(1.0, 2.0)
     configs = [
         DeviceConfig(name="meter", role=Role.GRID, profile="eastron_sdm630", bus=bus.name, unit=2),
@@ -63,7 +58,7 @@ async def test_devices_are_read_and_decoded_with_their_read_time(
     server: tuple[DeviceServer, dict[str, dict[str, object]]],
 ) -> None:
     served, plant = server
-    bus = TcpBusConfig(name="lan", host="127.0.0.1", port=served.tcp_port, timeout_s=0.3)
+    bus = BusConfig("lan", BusType.TCP, host="127.0.0.1", port=served.tcp_port, timeout_s=0.3)
     devices = devices_on(bus)
     poller = BusPoller(bus, devices, interval_s=0.2, read_timeout_s=5.0)
     async with polling(poller):
@@ -89,7 +84,7 @@ async def test_a_silent_device_backs_off_without_stalling_the_others(
     server: tuple[DeviceServer, dict[str, dict[str, object]]],
 ) -> None:
     served, _ = server
-    bus = TcpBusConfig(name="lan", host="127.0.0.1", port=served.tcp_port, timeout_s=0.25)
+    bus = BusConfig("lan", BusType.TCP, host="127.0.0.1", port=served.tcp_port, timeout_s=0.25)
     devices = devices_on(bus)
     meter, bms = devices[0].health, devices[1].health
     transitions: list[Transition] = []
@@ -130,7 +125,7 @@ async def test_an_unreachable_bus_marks_its_devices_failing_and_is_reopened() ->
     # A port with nothing behind it (the server is started on it later).
     async with DeviceServer([], tcp=("127.0.0.1", 0)) as probe:
         port = probe.tcp_port
-    bus = TcpBusConfig(name="lan", host="127.0.0.1", port=port, timeout_s=0.3)
+    bus = BusConfig("lan", BusType.TCP, host="127.0.0.1", port=port, timeout_s=0.3)
     devices = devices_on(bus)[:1]
     poller = BusPoller(
         bus, devices, interval_s=0.2, read_timeout_s=5.0, bus_backoff=BackoffPolicy(0.2, 0.4)
@@ -145,14 +140,19 @@ async def test_an_unreachable_bus_marks_its_devices_failing_and_is_reopened() ->
             await until(lambda: health.state is DeviceState.OK)
 
 
-@pytest.mark.parametrize("backend", [ModbusBackend.PYMODBUS, ModbusBackend.MINIMALMODBUS])
-async def test_an_rtu_bus_on_a_pseudo_terminal(backend: ModbusBackend) -> None:
+@pytest.mark.parametrize("backend", [Backend.PYMODBUS, Backend.MINIMALMODBUS])
+async def test_an_rtu_bus_on_a_pseudo_terminal(backend: Backend) -> None:
     sections = Plant("sunny", seed=1, start=START).state.sections()
     images = encode_site(sections)
     specs = [DeviceSpec(int(u), images[u], REGISTER_MAPS[u].max_count) for u in Unit]
     async with DeviceServer(specs, tcp=None, rtu=True, baudrate=115200) as served:
-        bus = RtuBusConfig(
-            name="rs485", device=served.rtu_path, baudrate=115200, timeout_s=0.5, backend=backend
+        bus = BusConfig(
+            "rs485",
+            BusType.RTU,
+            device=served.rtu_path,
+            baudrate=115200,
+            timeout_s=0.5,
+            backend=backend,
         )
         config = DeviceConfig(
             name="meter", role=Role.GRID, profile="eastron_sdm630", bus="rs485", unit=2
@@ -175,7 +175,7 @@ async def test_a_device_behind_a_bus_down_20_s_is_read_again_within_seconds(
     # 20 s outage must not leave the devices waiting out a backoff grown meanwhile.
     served, _ = server
     async with TcpProxy("127.0.0.1", served.tcp_port) as proxy:
-        bus = TcpBusConfig(name="lan", host="127.0.0.1", port=proxy.port, timeout_s=0.3)
+        bus = BusConfig("lan", BusType.TCP, host="127.0.0.1", port=proxy.port, timeout_s=0.3)
         configs = [
             DeviceConfig(name="meter", role=Role.GRID, profile="eastron_sdm630", bus="lan", unit=2),
             DeviceConfig(name="bms", role=Role.BATTERY, profile="seplos_v3", bus="lan", unit=4),
