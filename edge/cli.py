@@ -129,8 +129,10 @@ def probe(args: argparse.Namespace) -> int:
 
 def scan(args: argparse.Namespace) -> int:
     """``ems edge scan``: the unit ids that answer on a bus, what they are, and their config."""
+    from drivers.bus import BusType
     from drivers.device import scan as scan_units
     from drivers.errors import DriverError
+    from drivers.profiles import scan_units as default_units
     from drivers.profiles.identify import identify
     from drivers.transports import open_transport
 
@@ -142,10 +144,14 @@ def scan(args: argparse.Namespace) -> int:
     except KeyError:
         names = ", ".join(b.name for b in config.buses)
         return _fail(f"no bus named {args.bus_name!r} (configured: {names})", EXIT_CONFIG)
+    wanted: tuple[int, ...] = args.units or default_units(bus.type)
+    if bus.type is BusType.RTU and not all(1 <= unit <= 247 for unit in wanted):
+        # Modbus over Serial Line V1.02, 2.3: 0 is broadcast, 248-255 are reserved.
+        return _fail("--units: an rtu bus takes unit ids 1 to 247", EXIT_CONFIG)
 
     async def units() -> list[Identity]:
         found = []
-        for unit in args.units:
+        for unit in wanted:
             # A fresh connection per unit: a TCP client drops its connection after a
             # few silent units, which would hide the units after them.
             async with open_transport(bus) as transport:

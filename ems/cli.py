@@ -196,9 +196,9 @@ def _units(text: str) -> tuple[int, ...]:
             raise argparse.ArgumentTypeError(
                 f"{part.strip()!r}: a range goes from low to high (did you mean {stop}-{start}?)"
             )
-        if not 1 <= start <= stop <= 247:
+        if not 0 <= start <= stop <= 255:
             raise argparse.ArgumentTypeError(
-                f"{part.strip()!r}: unit ids are 1 to 247 (Modbus over serial line, 2.3)"
+                f"{part.strip()!r}: unit ids are 0 to 255 (1 to 247 on a serial line)"
             )
         units.extend(unit for unit in range(start, stop + 1) if unit not in units)
     return tuple(units)
@@ -291,8 +291,9 @@ def _edge_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     scan.add_argument(
         "--units",
         type=_units,
-        default=tuple(range(1, 248)),
-        help="unit ids to try: 1-247 (default), 1,2,5 or 1-4,10",
+        default=None,
+        help="unit ids to try, e.g. 1-247, 1,2,5 or 1-4,10 (default: 1-247 on an rtu bus; "
+        "on tcp 1-10 and the ids the catalogue's devices use, see 'ems devices')",
     )
     with_config("status", "buffer depth, last ack, device health", _edge_status)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from types import MappingProxyType, ModuleType
 from typing import Final
 
+from drivers.bus import BusType
 from drivers.errors import ProfileError
 from drivers.profile import RegisterMap
 from drivers.profiles import chint, eastron, epever, seplos, sma, sunspec
@@ -31,6 +32,7 @@ __all__ = [
     "fixed_map",
     "get_profile",
     "profile_names",
+    "scan_units",
 ]
 
 GENERIC: Final = "generic"
@@ -72,6 +74,17 @@ def get_profile(name: str) -> DeviceProfile:
     except KeyError:
         names = ", ".join(profile_names())
         raise ProfileError("profile", f"unknown profile {name!r} (one of {names})") from None
+
+
+def scan_units(bus_type: BusType) -> tuple[int, ...]:
+    """The unit ids ``ems edge scan`` tries when not told: every id on a serial line
+    (Modbus over Serial Line V1.02, 2.3: 1-247); on TCP, where each silent id costs a
+    timeout, 1-10 and every id a catalogue device answers at by default (a gateway's
+    services, an inverter's own port at 0)."""
+    if bus_type is BusType.RTU:
+        return tuple(range(1, 248))
+    known = {unit for p in PROFILES.values() for unit in (p.default_unit, *p.units)}
+    return tuple(sorted(known | set(range(1, 11))))
 
 
 def fixed_map(name: str, profile_file: str | Path | None = None) -> RegisterMap | None:

@@ -115,7 +115,7 @@ async def test_probe_and_scan_read_the_bus(modbus: DeviceServer, tmp_path: Path)
     ("units", "message"),
     [
         ("10-1", "'10-1': a range goes from low to high (did you mean 1-10?)"),
-        ("0-3", "'0-3': unit ids are 1 to 247"),
+        ("0-300", "'0-300': unit ids are 0 to 255 (1 to 247 on a serial line)"),
         ("1,x", "'x' is not a unit id or a range"),
     ],
 )
@@ -271,3 +271,16 @@ def test_a_broken_generic_profile_file_stops_the_start(tmp_path: Path) -> None:
     assert done.returncode == 2
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith("config error: device[3].profile_file: ")
+
+
+def test_scan_of_an_rtu_bus_refuses_ids_a_serial_line_cannot_have(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "ws://127.0.0.1:9", 502, "cli_rtu_units")
+    text = path.read_text()
+    start = text.index("[[bus]]")
+    end = text.index("[[device]]")
+    path.write_text(
+        text[:start] + '[[bus]]\nname = "sim"\ntype = "rtu"\ndevice = "/dev/null"\n\n' + text[end:]
+    )
+    done = ems("edge", "scan", "--config", str(path), "sim", "--units", "0-2")
+    assert done.returncode == 2
+    assert done.stderr.strip() == "ems: --units: an rtu bus takes unit ids 1 to 247"
