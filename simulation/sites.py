@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Final
 
-from simulation import sma_site
+from simulation import deye_site, sma_site
 from simulation.layout import SiteLayout
 from simulation.site import DEFAULT_LAYOUT
 
@@ -32,7 +32,9 @@ def _index(layouts: Iterable[SiteLayout]) -> Mapping[str, SiteLayout]:
 
 
 # One line per site; a family's site lives beside its simulated devices.
-SITES: Final[Mapping[str, SiteLayout]] = _index((DEFAULT_LAYOUT, sma_site.LAYOUT))
+SITES: Final[Mapping[str, SiteLayout]] = _index(
+    (DEFAULT_LAYOUT, sma_site.LAYOUT, deye_site.LAYOUT, deye_site.LAYOUT_3P)
+)
 
 
 def site_layout(name: str) -> SiteLayout:
