@@ -36,13 +36,13 @@ from datetime import UTC, datetime
 from drivers.errors import ProfileError
 from drivers.profiles import GENERIC, fixed_map
 from edge.clock import ClockGuard, ClockSource, SystemClock, boot_id
-from edge.config import EdgeConfig, tls_context
+from edge.config import EdgeConfig, Role, tls_context
 from edge.health import DeviceHealth, Transition, health_frame
 from edge.hubtime import HubClock
 from edge.memory import trim_periodically
 from edge.outbox import Outbox, OutboxError
 from edge.poller import BUS_REOPEN_BACKOFF, DEVICE_BACKOFF, BusPoller, PolledDevice
-from edge.sampler import Sampler
+from edge.sampler import Sampler, SiteDevice
 from edge.sdnotify import Notifier
 from edge.uplink import Uplink, UplinkSettings
 from edge.writer import OutboxWriter
@@ -194,8 +194,13 @@ class Agent:
             flush_interval_s=options.flush_interval_s,
         )
         roles = {device.name: device.role for device in config.devices}
+        devices: dict[Role, DeviceHealth] | list[SiteDevice] = (
+            [SiteDevice(d.name, d.role, d.total, self.health[d.name]) for d in config.devices]
+            if config.per_device
+            else {roles[name]: health for name, health in self.health.items()}
+        )
         sampler = Sampler(
-            {roles[name]: health for name, health in self.health.items()},
+            devices,
             interval_s=config.interval_s,
             # A value may be one full poll cycle old, plus a read that ran to its timeout.
             max_age_s=2 * config.interval_s + max(bus.timeout_s for bus in config.buses) * 2,

@@ -177,8 +177,9 @@ def scan(args: argparse.Namespace) -> int:
 def scan_config(bus: str, found: Sequence[Identity]) -> str:
     """``[[device]]`` TOML for what a scan found; unknown devices as commented templates.
 
-    The config allows one device per role: a second device of a role is commented
-    out too, for the operator to choose.
+    A second device of a role is commented out too, for the operator to choose:
+    added up with the first (``total = true`` on both) or a sub-meter
+    (``total = false``), docs/configuration.md, "Several devices per role".
     """
     blocks: list[str] = []
     roles: set[str] = set()
@@ -203,9 +204,10 @@ def scan_config(bus: str, found: Sequence[Identity]) -> str:
                 f"# {line}" for line in lines
             ]
         elif role in roles:
-            lines = [f"# a second {role} device: the config takes one per role"] + [
-                f"# {line}" for line in lines
-            ]
+            lines = [
+                f"# a second {role} device: set total = true on both to add them up,",
+                "# or total = false on a sub-meter (docs/configuration.md)",
+            ] + [f"# {line}" for line in lines]
         else:
             roles.add(role)
         blocks.append("\n".join(lines))

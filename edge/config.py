@@ -1,7 +1,8 @@
 """The edge agent's config file (DESIGN.md, "Edge config file"), validated before anything starts.
 
 The TOML is checked by pydantic models (unknown keys refused), then by the
-rules that span sections (a device's bus must exist, one device per role, ...).
+rules that span sections (a device's bus must exist, several devices of a role
+each say whether they add up, ...).
 Every problem becomes one line naming the key and the reason, for example::
 
     config error: device[1].bus: 'rs486' is not a defined bus (defined: rs485, lan)
@@ -21,6 +22,7 @@ Exceptions::
 from __future__ import annotations
 
 import os
+import re
 import ssl
 import tomllib
 from collections.abc import Mapping
@@ -41,6 +43,7 @@ from edge.settings import (
     Role,
 )
 from telemetry import is_valid_device_id
+from telemetry.reading import EXTRA_NAME_PATTERN
 
 __all__ = [
     "BufferConfig",
@@ -147,6 +150,10 @@ class _Device(_Model):
     # Modbus over serial line 2.3: 1-247; a TCP gateway may use 0-255 (checked per bus).
     unit: Annotated[int, Field(ge=0, le=255)]
     profile_file: Annotated[str, Field(min_length=1)] | None = None
+    # docs/configuration.md, "Several devices per role": true adds the device into
+    # its role's section (said on each of several that add up), false keeps it
+    # out (a sub-meter); unset: the role's only counted device, as before.
+    total: bool | None = None
 
 
 class _File(_Model):
@@ -218,7 +225,7 @@ def _cross_check(file: _File) -> list[Problem]:
         if bus.backend == "minimalmodbus" and bus.type != "rtu":
             problems.append(Problem(f"{key}.backend", "minimalmodbus only drives rtu buses"))
 
-    roles: dict[str, int] = {}
+    roles: dict[str, int] = {}  # role -> the first device counted in it
     names: set[str] = set()
     defined = ", ".join(bus_types) or "none"
     for index, device in enumerate(file.device):
@@ -228,14 +235,15 @@ def _cross_check(file: _File) -> list[Problem]:
                 Problem(f"{key}.name", f"{device.name!r} is already the name of a device")
             )
         names.add(device.name)
-        if device.role in roles:
-            problems.append(
-                Problem(
-                    f"{key}.role",
-                    f"{device.role!r} is already the role of device[{roles[device.role]}]",
-                )
-            )
-        roles.setdefault(device.role, index)
+        if device.total is not False:
+            first = roles.setdefault(device.role, index)
+            # Adding two devices up is a choice said on both: a meter copied twice
+            # (a sub-meter left counted) would otherwise double the site's figures.
+            if first != index and (device.total is None or file.device[first].total is None):
+                reason = f"{device.role!r} is already the role of device[{first}]"
+                if device.total or file.device[first].total:
+                    reason += "; set total = true on both to add them up"
+                problems.append(Problem(f"{key}.role", reason))
         bus_type = bus_types.get(device.bus)
         if bus_type is None:
             problems.append(
@@ -257,7 +265,26 @@ def _cross_check(file: _File) -> list[Problem]:
             )
         if device.profile != "generic" and device.profile_file is not None:
             problems.append(Problem(f"{key}.profile_file", "only used with profile 'generic'"))
+    if _several_per_role(file.device):
+        for index, device in enumerate(file.device):
+            if _NAME.fullmatch(device.name) is None:
+                problems.append(
+                    Problem(
+                        f"device[{index}].name",
+                        f"{device.name!r} must be 1 to 64 of A-Z a-z 0-9 _ - . when the "
+                        "readings name each device (several devices of a role, or total = false)",
+                    )
+                )
     return problems
+
+
+_NAME: Final = re.compile(EXTRA_NAME_PATTERN)
+
+
+def _several_per_role(devices: list[_Device]) -> bool:
+    """Whether readings carry each device's values (docs/protocol.md, "devices")."""
+    counted = [device.role for device in devices if device.total is not False]
+    return len(counted) != len(devices) or len(set(counted)) != len(counted)
 
 
 def _path(base: Path, text: str) -> Path:
@@ -304,6 +331,7 @@ def _build(file: _File, base: Path) -> EdgeConfig:
             bus=device.bus,
             unit=device.unit,
             profile_file=_path(base, device.profile_file) if device.profile_file else None,
+            total=device.total is not False,
         )
         for device in file.device
     )

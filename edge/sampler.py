@@ -25,7 +25,8 @@ import asyncio
 import logging
 import math
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 from edge.clock import (
     ClockGuard,
@@ -36,22 +37,32 @@ from edge.clock import (
     Trusted,
     Untrusted,
 )
-from edge.compose import Composed, compose
+from edge.compose import Composed, Member, compose, compose_site
 from edge.config import Role
 from edge.health import DeviceHealth, DeviceState, Values
 from edge.hubtime import HubClock
 from edge.outbox import NewReading
 from edge.writer import Restamp
 
-__all__ = ["Sampler"]
+__all__ = ["Sampler", "SiteDevice"]
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SiteDevice:
+    """A device of a site with several devices per role (edge/compose.py, compose_site)."""
+
+    name: str
+    role: Role
+    total: bool
+    health: DeviceHealth
 
 
 class Sampler:
     def __init__(
         self,
-        devices: Mapping[Role, DeviceHealth],
+        devices: Mapping[Role, DeviceHealth] | Sequence[SiteDevice],
         *,
         interval_s: float,
         max_age_s: float,
@@ -60,7 +71,15 @@ class Sampler:
         sink: Callable[[NewReading | Restamp], None],
         hub_clock: HubClock | None = None,
     ) -> None:
-        self.devices = dict(devices)
+        # A mapping: one device per role, today's readings. A sequence: each device's
+        # own values beside the totals (docs/protocol.md, "Several devices per role").
+        self.site: tuple[SiteDevice, ...] | None = None
+        if isinstance(devices, Mapping):
+            self.devices = dict(devices)
+        else:
+            self.site = tuple(devices)
+            self.devices = {}
+        self._healths = tuple(self.devices.values()) + tuple(d.health for d in self.site or ())
         self.interval_s = interval_s
         self.max_age_s = max_age_s
         self.clock = clock
@@ -86,7 +105,7 @@ class Sampler:
 
     async def _first_reads(self) -> None:
         deadline = self.clock.sample().mono + self.max_age_s
-        while any(health.state is DeviceState.UNKNOWN for health in self.devices.values()):
+        while any(health.state is DeviceState.UNKNOWN for health in self._healths):
             left = deadline - self.clock.sample().mono
             if left <= 0:
                 return
@@ -100,12 +119,7 @@ class Sampler:
         if isinstance(verdict, Trusted) and self._held:
             self._held = False
             self._sink(Restamp(verdict.offset, verdict.source))
-        fresh: dict[Role, Values] = {}
-        for role, health in self.devices.items():
-            snapshot = health.fresh(sample.mono, self.max_age_s)
-            if snapshot is not None:
-                fresh[role] = snapshot.sections
-        composed = compose(fresh)
+        composed = self._compose(sample.mono)
         self._report(composed)
         if composed.empty:
             return None
@@ -121,6 +135,21 @@ class Sampler:
         self._sink(reading)
         self.readings += 1
         return reading
+
+    def _compose(self, mono: float) -> Composed:
+        if self.site is not None:
+            members = []
+            for device in self.site:
+                snapshot = device.health.fresh(mono, self.max_age_s)
+                sections = snapshot.sections if snapshot is not None else None
+                members.append(Member(device.name, device.role, device.total, sections))
+            return compose_site(members)
+        fresh: dict[Role, Values] = {}
+        for role, health in self.devices.items():
+            snapshot = health.fresh(mono, self.max_age_s)
+            if snapshot is not None:
+                fresh[role] = snapshot.sections
+        return compose(fresh)
 
     def _verdict(self, sample: ClockSample) -> Trusted | Untrusted:
         hub = self.hub_clock

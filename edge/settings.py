@@ -33,6 +33,8 @@ class DeviceConfig:
     bus: str
     unit: int
     profile_file: Path | None = None
+    # Counts toward its role's section; false for a sub-meter (docs/configuration.md).
+    total: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,6 +84,17 @@ class EdgeConfig:
     def device_url(self) -> str:
         """The device door (PROTOCOL.md, "Doors")."""
         return f"{self.hub.url.rstrip('/')}/ws/device/{self.device_id}"
+
+    @property
+    def per_device(self) -> bool:
+        """Whether readings carry each device's own values beside the totals.
+
+        True when a role has several counted devices or a device does not count
+        (docs/protocol.md, "Several devices per role"); a site of one device
+        per role sends exactly the frames it always did.
+        """
+        counted = [device.role for device in self.devices if device.total]
+        return len(counted) != len(self.devices) or len(set(counted)) != len(counted)
 
     def bus(self, name: str) -> BusConfig:
         for bus in self.buses:

@@ -23,8 +23,8 @@ from telemetry.reading import MAX_SEQ, Reading, format_ts
 
 MAX_FRAME_BYTES: Final = 1024 * 1024  # PROTOCOL.md: larger closes with 1009
 MAX_BATCH_ITEMS: Final = 1000  # PROTOCOL.md, "A batch"
-# No valid frame nests deeper than 5 (batch, items, reading, section, phase list);
-# a value deeper than this is cut to null before parsing (see _load_json).
+# No valid frame nests deeper than 7 (batch, items, reading, devices, a device, section,
+# phase list); a value deeper than this is cut to null before parsing (see _load_json).
 MAX_JSON_DEPTH: Final = 32
 # Client text quoted in a reason (a frame type, a key) is cut to this many characters.
 _QUOTE_CHARS: Final = 64

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Final, get_args, get_origin
+from typing import Annotated, Any, Final, Literal, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -145,6 +145,42 @@ def _numeric_fields() -> tuple[tuple[str, str], ...]:
 
 
 NUMERIC_FIELDS: Final = _numeric_fields()
+
+# docs/protocol.md, "Several devices per role": at most this many devices beside the
+# totals (the health frame's bound), named like `extra` entries (the config's names).
+MAX_DEVICES: Final = 64
+DeviceName = Annotated[str, Field(pattern=EXTRA_NAME_PATTERN, strict=True)]
+Extra = Annotated[dict[ExtraName, ExtraValue], Field(max_length=256, strict=True)]
+
+
+class DeviceValues(BaseModel):
+    """One device's own values, beside the site's totals (docs/protocol.md, "devices").
+
+    ``total``: whether the device counts toward its role's section (false for a
+    sub-meter, whose load the main meter already measures).
+    """
+
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False, frozen=True)
+
+    role: Literal["inverter", "grid", "solar", "battery"]
+    total: Annotated[bool, Field(strict=True)] = True
+    inverter: Inverter | None = None
+    grid: Grid | None = None
+    solar: Solar | None = None
+    battery: Battery | None = None
+    extra: Extra | None = None
+
+    @model_validator(mode="after")
+    def _has_a_value(self) -> DeviceValues:
+        # The same rule as a reading's: a section present holds a value.
+        parts = [p for p in (self.inverter, self.grid, self.solar, self.battery) if p is not None]
+        if any(not part.has_a_value() for part in parts):
+            raise ValueError("a section needs at least one value")
+        if not parts and not self.extra:
+            raise ValueError("a device needs at least one section or an extra value")
+        return self
+
+
 # Reading._has_a_section names the sections one by one.
 assert tuple(SECTION_MODELS) == ("inverter", "grid", "solar", "battery")
 
@@ -160,7 +196,10 @@ class Reading(BaseModel):
     grid: Grid | None = None
     solar: Solar | None = None
     battery: Battery | None = None
-    extra: Annotated[dict[ExtraName, ExtraValue], Field(max_length=256, strict=True)] | None = None
+    extra: Extra | None = None
+    # A documented extension (docs/protocol.md, "Several devices per role"): readers
+    # that do not know it ignore it, as every unknown key.
+    devices: Annotated[dict[DeviceName, DeviceValues], Field(max_length=MAX_DEVICES)] | None = None
 
     @field_validator("ts", mode="wrap")
     @classmethod

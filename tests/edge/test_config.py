@@ -244,3 +244,61 @@ def test_an_unreadable_or_empty_token_file(tmp_path: Path) -> None:
     (tmp_path / "token").write_text("  \n")
     with pytest.raises(ConfigError, match=r"^config error: hub.token_file: .* is empty"):
         resolve_token(config.hub, {})
+
+
+# --- several devices per role (docs/configuration.md) -------------------------------
+
+SUB_METER = """
+[[device]]
+name = "heat_pump"
+role = "grid"
+profile = "eastron_sdm120"
+bus = "rs485"
+unit = 3
+total = false
+"""
+
+
+def test_one_device_per_role_is_today_s_site() -> None:
+    config = parse_config(GOOD, base_dir=Path("/site"))
+    assert all(device.total for device in config.devices)
+    assert not config.per_device
+
+
+def test_a_sub_meter_does_not_count_and_makes_readings_name_each_device() -> None:
+    config = parse_config(GOOD + SUB_METER, base_dir=Path("/site"))
+    assert [(d.name, d.role, d.total) for d in config.devices] == [
+        ("grid-meter", Role.GRID, True),
+        ("inverter", Role.INVERTER, True),
+        ("heat_pump", Role.GRID, False),
+    ]
+    assert config.per_device
+
+
+def test_two_devices_of_a_role_add_up_when_both_say_so() -> None:
+    second = SUB_METER.replace("total = false", "total = true").replace("heat_pump", "meter_b")
+    first_unset = GOOD + second
+    assert problems_of(first_unset) == [
+        "config error: device[2].role: 'grid' is already the role of device[0]; "
+        "set total = true on both to add them up"
+    ]
+    both = first_unset.replace("unit = 2\n", "unit = 2\ntotal = true\n")
+    config = parse_config(both, base_dir=Path("/site"))
+    assert [d.total for d in config.devices] == [True, True, True]
+    assert config.per_device
+
+
+def test_named_devices_need_names_a_reading_can_carry() -> None:
+    text = GOOD + SUB_METER.replace('"heat_pump"', '"heat pump"')
+    assert problems_of(text) == [
+        "config error: device[2].name: 'heat pump' must be 1 to 64 of A-Z a-z 0-9 _ - . when "
+        "the readings name each device (several devices of a role, or total = false)"
+    ]
+    # A site of one device per role keeps the names it always could.
+    parse_config(GOOD.replace('"grid-meter"', '"grid meter"'), base_dir=Path("/site"))
+
+
+def test_total_must_be_a_boolean() -> None:
+    assert problems_of(GOOD + SUB_METER.replace("total = false", 'total = "no"')) == [
+        "config error: device[2].total: input should be a valid boolean (got 'no')"
+    ]
