@@ -10,7 +10,7 @@ from edge.config import Role
 from edge.health import DeviceHealth
 from edge.hubtime import HubClock
 from edge.outbox import NewReading
-from edge.sampler import Sampler
+from edge.sampler import Sampler, SiteDevice
 from edge.writer import Restamp
 from telemetry.backoff import BackoffPolicy
 
@@ -159,3 +159,33 @@ def test_a_synced_agent_never_asks_the_hub() -> None:
     devices[Role.GRID].succeeded({"grid": {"power_w": 1.0}}, clock.mono)
     assert sampler.sample_once() is not None
     assert not hub_clock.wanted
+
+
+def test_a_site_of_several_devices_per_role_sends_totals_and_each_device() -> None:
+    clock = FakeClock()
+    east = DeviceHealth("east", BackoffPolicy(1.0, 2.0))
+    west = DeviceHealth("west", BackoffPolicy(1.0, 2.0))
+    out: list[object] = []
+    sampler = Sampler(
+        [
+            SiteDevice("east", Role.INVERTER, True, east),
+            SiteDevice("west", Role.INVERTER, True, west),
+        ],
+        interval_s=1.0,
+        max_age_s=2.5,
+        clock=clock,
+        guard=ClockGuard(settle_s=3.0),
+        sink=out.append,
+    )
+    east.succeeded({"inverter": {"ac_power_w": 2000.0}}, clock.mono)
+    west.succeeded({"inverter": {"ac_power_w": 1000.0}}, clock.mono)
+    first = sampler.sample_once()
+    assert first is not None
+    assert json.loads(first.body) == {
+        "inverter": {"ac_power_w": 3000.0},
+        "devices": {
+            "east": {"role": "inverter", "inverter": {"ac_power_w": 2000.0}},
+            "west": {"role": "inverter", "inverter": {"ac_power_w": 1000.0}},
+        },
+        "clock": "ntp",
+    }
