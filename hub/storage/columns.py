@@ -106,11 +106,16 @@ NUMERIC_COLUMNS: Final = tuple(c for c in FIELD_COLUMNS if c.kind is ColumnKind.
 CUMULATIVE_COLUMNS: Final = tuple(c for c in NUMERIC_COLUMNS if c.cumulative)
 SECTIONS: Final = tuple(SECTION_MODELS)
 
-# Leading columns of every row, then one per field, then `extra`.
+# Leading columns of every row, then one per field, then `extra`, then `devices`
+# (each device's own values, docs/protocol.md "Several devices per role": a JSON
+# object as it came, since its shape is a reading's own; schema version 3).
 KEY_COLUMNS: Final = ("device_id", "ts", "seq", "received_at", "sections")
-READING_COLUMNS: Final = (*KEY_COLUMNS, *(c.name for c in FIELD_COLUMNS), "extra")
+READING_COLUMNS: Final = (*KEY_COLUMNS, *(c.name for c in FIELD_COLUMNS), "extra", "devices")
 FIELDS_OFFSET: Final = len(KEY_COLUMNS)
-EXTRA_INDEX: Final = len(READING_COLUMNS) - 1
+EXTRA_INDEX: Final = len(READING_COLUMNS) - 2
+DEVICES_INDEX: Final = len(READING_COLUMNS) - 1
+# Columns holding JSON (text in SQLite, jsonb in PostgreSQL).
+JSON_INDEXES: Final = (EXTRA_INDEX, DEVICES_INDEX)
 
 # `sections` is a bit mask of the sections a reading carried, so a section sent
 # empty (`"inverter": {}`, valid on the wire) survives the round trip.
@@ -146,12 +151,11 @@ def _tuple_getter(names: list[str]) -> Callable[[Any], tuple[Any, ...]]:
 _SECTION_READERS: Final = _section_readers()
 
 
-def to_row(
-    stored: StoredReading, encode_extra: Callable[[dict[str, float]], Any] | None = None
-) -> Row:
+def to_row(stored: StoredReading, encode_extra: Callable[[Any], Any] | None = None) -> Row:
     """A stored reading as a tuple in :data:`READING_COLUMNS` order.
 
-    ``encode_extra`` turns a present ``extra`` map into what the driver wants (JSON text).
+    ``encode_extra`` turns a present ``extra`` map (and ``devices``, in its wire
+    form) into what the driver wants (JSON text).
     """
     reading = stored.reading
     values: list[Any] = [stored.device_id, reading.ts, reading.seq, stored.received_at, 0]
@@ -166,6 +170,15 @@ def to_row(
     values[4] = mask
     extra = reading.extra
     values.append(extra if extra is None or encode_extra is None else encode_extra(extra))
+    devices = reading.devices
+    if devices is None:
+        values.append(None)
+    else:
+        wire = {
+            name: device.model_dump(mode="json", exclude_none=True)
+            for name, device in devices.items()
+        }
+        values.append(wire if encode_extra is None else encode_extra(wire))
     return tuple(values)
 
 
@@ -184,7 +197,7 @@ ROWS_PER_SLICE: Final = 100
 
 async def to_rows(
     rows: Sequence[StoredReading],
-    encode_extra: Callable[[dict[str, float]], Any] | None = None,
+    encode_extra: Callable[[Any], Any] | None = None,
     *,
     per_slice: int = ROWS_PER_SLICE,
 ) -> list[Row]:
@@ -205,7 +218,8 @@ async def to_rows(
 def wire_from_row(row: Sequence[Any]) -> dict[str, Any]:
     """The wire form (``Reading.to_wire()``) of a row in :data:`READING_COLUMNS` order.
 
-    ``ts`` must be an aware ``datetime``; list columns are lists, ``extra`` a dict or None.
+    ``ts`` must be an aware ``datetime``; list columns are lists, ``extra`` and
+    ``devices`` a dict or None.
     """
     wire: dict[str, Any] = {}
     seq = row[2]
@@ -227,6 +241,9 @@ def wire_from_row(row: Sequence[Any]) -> dict[str, Any]:
     extra = row[EXTRA_INDEX]
     if extra is not None:
         wire["extra"] = extra
+    devices = row[DEVICES_INDEX]
+    if devices is not None:
+        wire["devices"] = devices
     return wire
 
 

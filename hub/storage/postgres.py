@@ -44,9 +44,11 @@ from hub.storage.base import (
 )
 from hub.storage.columns import (
     BUCKET_ORIGIN,
+    DEVICES_INDEX,
     EXTRA_INDEX,
     FIELD_COLUMNS,
     FIELDS_OFFSET,
+    JSON_INDEXES,
     NUMERIC_COLUMNS,
     READING_COLUMNS,
     ColumnKind,
@@ -163,13 +165,14 @@ def _unnest_type(kind: ColumnKind) -> str:
 def _insert_unnest_sql() -> str:
     types = ["text", "timestamptz", "int8", "timestamptz", "int2"]
     types += [_unnest_type(c.kind) for c in FIELD_COLUMNS]
-    types.append("text")
+    types += ["text", "text"]  # extra, devices: JSON text
     params = ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, start=1))
     select = list(READING_COLUMNS)
     for index, column in enumerate(FIELD_COLUMNS, start=FIELDS_OFFSET):
         if column.kind is ColumnKind.NUMBER_LIST:
             select[index] = f"u.{column.name}::float8[]"
     select[EXTRA_INDEX] = "u.extra::jsonb"
+    select[DEVICES_INDEX] = "u.devices::jsonb"
     return (
         f"INSERT INTO {READINGS} ({', '.join(READING_COLUMNS)}) "
         f"SELECT {', '.join(select)} FROM unnest({params}) AS u({', '.join(READING_COLUMNS)}) "
@@ -279,11 +282,11 @@ def _minute_aligned(value: datetime) -> bool:
 
 
 def _row_from_record(record: Sequence[Any], offset: int = 0) -> Row:
-    row = tuple(record[offset : offset + len(READING_COLUMNS)])
-    extra = row[EXTRA_INDEX]
-    if extra is not None:
-        row = (*row[:EXTRA_INDEX], json.loads(extra))
-    return row
+    values = list(record[offset : offset + len(READING_COLUMNS)])
+    for index in JSON_INDEXES:
+        if values[index] is not None:
+            values[index] = json.loads(values[index])
+    return tuple(values)
 
 
 class PostgresStorage:

@@ -10,7 +10,9 @@ Tables (DESIGN.md, "Guarantees": storage is idempotent on (device_id, ts)):
 ``readings``
     ``device_id, ts, seq, received_at, sections`` then one column per protocol
     field (:mod:`hub.storage.columns`): ``double precision`` for numbers,
-    ``text`` for states, ``double precision[]`` for phase values; ``extra jsonb``.
+    ``text`` for states, ``double precision[]`` for phase values; ``extra jsonb``;
+    ``devices jsonb`` (version 3: each device's own values of a site with several
+    devices per role, docs/protocol.md; null for every other reading).
     Primary key ``(device_id, ts)``: a re-sent reading is stored once, and every
     per-device time-range query is an index range scan.
 ``device_tokens``
@@ -145,6 +147,13 @@ $$""",
             f"AFTER TRUNCATE ON {TOKENS} "
             f"FOR EACH STATEMENT EXECUTE FUNCTION {BUMP_TOKEN_GENERATION}()",
         ),
+    ),
+    Migration(
+        3,
+        "each device's own values (several devices per role)",
+        # Nullable without a default: no rewrite of existing rows, and allowed on a
+        # compressed hypertable.
+        (f"ALTER TABLE {READINGS} ADD COLUMN IF NOT EXISTS devices jsonb",),
     ),
 )
 LATEST_VERSION: Final = MIGRATIONS[-1].version

@@ -2,8 +2,8 @@
 
 Same tables and behaviour as PostgreSQL (:mod:`hub.storage.schema`), adapted:
 times are integer microseconds since the Unix epoch (exact, and ordered like
-the instants), phase lists and ``extra`` are JSON text, and ``readings`` is a
-``WITHOUT ROWID`` table clustered on its primary key ``(device_id, ts)``, so a
+the instants), phase lists, ``extra`` and ``devices`` are JSON text, and
+``readings`` is a ``WITHOUT ROWID`` table clustered on its primary key ``(device_id, ts)``, so a
 device's time range is one contiguous B-tree range.
 
 Durability. The hub acks a reading only after its commit, and an ack lets the
@@ -49,9 +49,9 @@ from hub.storage.base import (
 )
 from hub.storage.columns import (
     BUCKET_ORIGIN,
-    EXTRA_INDEX,
     FIELD_COLUMNS,
     FIELDS_OFFSET,
+    JSON_INDEXES,
     NUMERIC_COLUMNS,
     READING_COLUMNS,
     ColumnKind,
@@ -155,6 +155,11 @@ CREATE TABLE IF NOT EXISTS {TOKEN_GENERATION} (
             ),
         ),
     ),
+    (
+        3,
+        "each device's own values (several devices per role)",
+        (f"ALTER TABLE {READINGS} ADD COLUMN devices TEXT",),
+    ),
 )
 LATEST_VERSION: Final = _MIGRATIONS[-1][0]
 
@@ -224,8 +229,9 @@ def _to_sqlite(row: Row) -> Row:
     for index in _LIST_INDEXES:
         if values[index] is not None:
             values[index] = json_text(values[index])
-    if values[EXTRA_INDEX] is not None:
-        values[EXTRA_INDEX] = json_text(values[EXTRA_INDEX])
+    for index in JSON_INDEXES:
+        if values[index] is not None:
+            values[index] = json_text(values[index])
     return tuple(values)
 
 
@@ -236,8 +242,9 @@ def _from_sqlite(record: Sequence[Any]) -> Row:
     for index in _LIST_INDEXES:
         if values[index] is not None:
             values[index] = json.loads(values[index])
-    if values[EXTRA_INDEX] is not None:
-        values[EXTRA_INDEX] = json.loads(values[EXTRA_INDEX])
+    for index in JSON_INDEXES:
+        if values[index] is not None:
+            values[index] = json.loads(values[index])
     return tuple(values)
 
 

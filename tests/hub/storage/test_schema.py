@@ -147,10 +147,14 @@ def test_the_rollup_averages_and_counts_every_numeric_column() -> None:
     assert rollup_columns() >= {c.name for c in NUMERIC_COLUMNS} | {"bucket", "device_id"}
 
 
-def test_the_first_migration_creates_every_reading_column() -> None:
+def test_the_migrations_create_every_reading_column() -> None:
     create = MIGRATIONS[0].statements[0]
     declared = re.findall(r"^ +(\w+) ", create, flags=re.MULTILINE)
-    assert [c for c in declared if c != "PRIMARY"] == list(READING_COLUMNS)
+    # Version 3 adds `devices` (each device's own values).
+    assert MIGRATIONS[2].statements == (
+        "ALTER TABLE readings ADD COLUMN IF NOT EXISTS devices jsonb",
+    )
+    assert [c for c in declared if c != "PRIMARY"] + ["devices"] == list(READING_COLUMNS)
     assert "PRIMARY KEY (device_id, ts)" in create
     assert missing_column_statements(set(READING_COLUMNS)) == []
     assert missing_column_statements(set(READING_COLUMNS) - {"battery_state"}) == [
