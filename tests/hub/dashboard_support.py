@@ -22,7 +22,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -248,6 +248,8 @@ class Publisher:
     token: str
     interval_s: float = 0.5
     first_seq: int = 1_000_000
+    # What it sends: a reading for (ts, seq).
+    make: Callable[..., dict[str, Any]] = field(default=lambda ts, seq: site_reading(ts, seq=seq))
     sent: list[dict[str, Any]] = field(default_factory=list)
     connected: threading.Event = field(default_factory=threading.Event)
     _online: threading.Event = field(default_factory=threading.Event)
@@ -306,7 +308,7 @@ class Publisher:
                     try:
                         while self._online.is_set() and not self._stop.is_set():
                             if self._sending.is_set():
-                                reading = site_reading(datetime.now(UTC), seq=seq)
+                                reading = self.make(datetime.now(UTC), seq)
                                 await ws.send(json.dumps(reading))
                                 seq += 1
                                 with self._lock:

@@ -20,6 +20,7 @@ import {
   parseTs,
   powersOf,
 } from "./common.js";
+import { deviceTables } from "./devices.js";
 import { describeField, displayValue, formatQuantity, groupExtra } from "./display.js";
 import { deviceLine, failingSections, failingText, siteCondition, staleAfterMs } from "./health.js";
 
@@ -312,6 +313,10 @@ function renderValues(reading) {
     );
   }
   byId("values").replaceChildren(...cards);
+  // Several devices per role: each device's own values beside the totals.
+  const tables = deviceTables(reading);
+  byId("devices").replaceChildren(...tables);
+  byId("devices-section").hidden = tables.length === 0;
   const ts = parseTs(reading.ts);
   const stamp = byId("values-ts");
   stamp.textContent = `at ${formatClock(ts)}`;
