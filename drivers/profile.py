@@ -297,7 +297,9 @@ def _raw_for(
         codes = {name: code for code, name in point.states}
         if value not in codes:
             raise EncodingError(point.data_type, value, f"not one of {sorted(codes)}")
-        return codes[str(value)]
+        code = codes[str(value)]
+        # A state in a bit field (a mode in a register's high byte) goes back where it was read.
+        return code if point.mask is None else (code & point.mask) << point.shift
     if not isinstance(value, int | float):
         raise EncodingError(point.data_type, value, "expected a number")
     exponent = exponents.get(point.scale_factor, 0) if point.scale_factor else 0

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Final
 
-from simulation import deye_site, sma_site
+from simulation import deye_site, growatt_site, sma_site
 from simulation.layout import SiteLayout
 from simulation.site import DEFAULT_LAYOUT
 
@@ -33,7 +33,13 @@ def _index(layouts: Iterable[SiteLayout]) -> Mapping[str, SiteLayout]:
 
 # One line per site; a family's site lives beside its simulated devices.
 SITES: Final[Mapping[str, SiteLayout]] = _index(
-    (DEFAULT_LAYOUT, sma_site.LAYOUT, deye_site.LAYOUT, deye_site.LAYOUT_3P)
+    (
+        DEFAULT_LAYOUT,
+        sma_site.LAYOUT,
+        deye_site.LAYOUT,
+        deye_site.LAYOUT_3P,
+        growatt_site.LAYOUT,
+    )
 )
 
 
