@@ -63,8 +63,13 @@ class SiteLayout:
     name: str
     description: str
     devices: tuple[SimulatedDevice, ...]
-    # The device behind the TCP port serves one client at a time (SolarEdge, Huawei).
+    # The device behind the TCP port serves one client at a time (SolarEdge, Huawei):
+    # a second connection is closed at once, or, with ``new_client_wins``, the
+    # newcomer is served and the connection before it closed.
     single_client: bool = False
+    new_client_wins: bool = False
+    # Requests sooner than this after a TCP connect get no answer (a Huawei SUN2000).
+    settle_s: float = 0.0
 
     def __post_init__(self) -> None:
         units = [d.unit for d in self.devices]
@@ -73,6 +78,10 @@ class SiteLayout:
         names = [d.name for d in self.devices]
         if len(set(names)) != len(names):
             raise ValueError(f"site {self.name}: two devices share a name")
+        if self.new_client_wins and not self.single_client:
+            raise ValueError(f"site {self.name}: new_client_wins needs single_client")
+        if self.settle_s < 0:
+            raise ValueError(f"site {self.name}: settle_s must be >= 0")
 
     def device(self, unit: int) -> SimulatedDevice:
         for device in self.devices:

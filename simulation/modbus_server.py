@@ -22,6 +22,14 @@ traceback and frame dump for a device its datastore does not have.
 Faults for tests and demos (:class:`Fault`), per unit: silence, an exception
 code, garbage bytes, or an answer carrying another unit id. They are applied to
 the outgoing bytes (``trace_packet``), the one place where both framers meet.
+
+Two behaviours of a TCP endpoint, for devices whose vendors warn about them
+(see each profile's notes): ``clients`` (:class:`ClientPolicy`) serves one
+client at a time, either refusing a second connection (closed as soon as it is
+accepted) or letting the newcomer replace the connection before it, and
+``settle_s`` leaves every request unanswered that comes sooner than that after
+its connection opened, as a device still busy with a new connection does. Both
+apply to TCP only: an RS485 device cannot tell when its master opened the port.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from typing import Final, Self
 from pymodbus.constants import ExcCodes
 from pymodbus.framer import FramerType
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
+from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from drivers.planner import Hole
@@ -73,6 +82,16 @@ class Fault:
 
 
 NO_FAULT: Final = Fault()
+
+
+class ClientPolicy(enum.Enum):
+    """How a TCP endpoint treats a client connecting while another is connected."""
+
+    MANY = "many"  # every connection is served (pymodbus's own behaviour)
+    REFUSE_NEW = "refuse_new"  # one at a time: a second connection is closed at once
+    REPLACE_OLD = "replace_old"  # one at a time: a new connection closes the one before it
+
+
 # A read for an absent unit is logged at most this often per unit.
 ABSENT_UNIT_LOG_EVERY_S: Final = 60.0
 
@@ -218,6 +237,55 @@ class _Device:
         return None
 
 
+class _Connection(ServerRequestHandler):
+    """One accepted TCP connection: knows its age, and tells the server it came and went."""
+
+    def __init__(self, listener: _TcpServer, server: DeviceServer) -> None:
+        self._server = server
+        self.opened_at = asyncio.get_running_loop().time()
+        self.requests = 0
+        super().__init__(  # type: ignore[no-untyped-call]  # pymodbus leaves it untyped
+            listener, self._trace, listener.trace_pdu, listener.trace_connect
+        )
+
+    def age(self) -> float:
+        return asyncio.get_running_loop().time() - self.opened_at
+
+    def _trace(self, sending: bool, data: bytes) -> bytes:
+        if not sending:
+            if self.requests == 0:
+                self._server.first_request_ages.append(self.age())
+            self.requests += 1
+            return data
+        if self.age() < self._server.settle_s:
+            self._server.unanswered_early += 1
+            return b""  # too soon after the connect: the device does not answer yet
+        return self._server._trace_tcp(sending, data)
+
+    def callback_connected(self) -> None:
+        super().callback_connected()
+        self._server._connected(self)
+
+    def callback_disconnected(self, exc: Exception | None) -> None:
+        super().callback_disconnected(exc)
+        self._server._disconnected(self)
+
+
+class _TcpServer(ModbusTcpServer):
+    """pymodbus's TCP server, with our :class:`_Connection` per client."""
+
+    def __init__(
+        self, server: DeviceServer, devices: list[SimDevice], address: tuple[str, int]
+    ) -> None:
+        self._device_server = server
+        super().__init__(
+            devices, address=address, framer=FramerType.SOCKET, trace_packet=server._trace_tcp
+        )
+
+    def callback_new_connection(self) -> _Connection:
+        return _Connection(self, self._device_server)
+
+
 class DeviceServer:
     """Devices served over TCP (and RTU on a pty): ``async with DeviceServer(...)``."""
 
@@ -229,9 +297,21 @@ class DeviceServer:
         rtu: bool = False,
         baudrate: int = 115200,
         paced: bool = False,
+        clients: ClientPolicy = ClientPolicy.MANY,
+        settle_s: float = 0.0,
     ) -> None:
         """``paced``: the RTU line carries bytes at ``baudrate``, not at memory speed."""
+        if settle_s < 0:
+            raise ValueError("settle_s must be >= 0")
         self._devices = {spec.unit: _Device(spec, self) for spec in devices}
+        self.clients = clients
+        self.settle_s = settle_s
+        self._connections: list[_Connection] = []
+        # What tests measure: each connection's age at its first request, and how
+        # many answers were withheld because they came within ``settle_s``.
+        self.first_request_ages: list[float] = []
+        self.unanswered_early = 0
+        self.refused_clients = 0
         self._tcp_address = tcp
         self._rtu = rtu
         self._baudrate = baudrate
@@ -292,6 +372,32 @@ class DeviceServer:
             return data
         return self._outgoing(data[0], data, rtu=True)
 
+    # -- TCP clients ---------------------------------------------------------
+    @property
+    def tcp_clients(self) -> int:
+        """TCP connections open now."""
+        return len(self._connections)
+
+    def _connected(self, connection: _Connection) -> None:
+        others = list(self._connections)
+        self._connections.append(connection)
+        if not others or self.clients is ClientPolicy.MANY:
+            return
+        if self.clients is ClientPolicy.REFUSE_NEW:
+            self.refused_clients += 1
+            logger.info("a second Modbus TCP client: closed, as the device serves one at a time")
+            connection.close()
+            self._disconnected(connection)
+            return
+        logger.info("a new Modbus TCP client: the one before it is closed, as the device does")
+        for other in others:
+            other.close()
+            self._disconnected(other)
+
+    def _disconnected(self, connection: _Connection) -> None:
+        if connection in self._connections:
+            self._connections.remove(connection)
+
     # -- registers -----------------------------------------------------------
     def update(self, images: Mapping[int, RegisterImage]) -> None:
         """New register values; the next request sees them (one event-loop step, atomic)."""
@@ -308,12 +414,7 @@ class DeviceServer:
         sim_devices = [d.sim_device() for d in self._devices.values()]
         try:
             if self._tcp_address is not None:
-                tcp = ModbusTcpServer(
-                    sim_devices,
-                    address=self._tcp_address,
-                    framer=FramerType.SOCKET,
-                    trace_packet=self._trace_tcp,
-                )
+                tcp = _TcpServer(self, sim_devices, self._tcp_address)
                 self._servers.append(tcp)
                 start_failure = _StartFailure()
                 _PYMODBUS_LOGGER.addFilter(start_failure)

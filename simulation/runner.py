@@ -22,7 +22,7 @@ from types import TracebackType
 from typing import Final, Self
 
 from simulation.layout import SiteLayout, encode_layout
-from simulation.modbus_server import DeviceServer, DeviceSpec, Fault
+from simulation.modbus_server import ClientPolicy, DeviceServer, DeviceSpec, Fault
 from simulation.plant import DEFAULT_LONGITUDE_DEG, Plant, PlantState
 from simulation.plant.scenarios import scenario_start
 from simulation.site import DEFAULT_LAYOUT
@@ -30,6 +30,13 @@ from simulation.site import DEFAULT_LAYOUT
 logger = logging.getLogger(__name__)
 
 DEFAULT_TICK_S: Final = 0.5
+
+
+def client_policy(layout: SiteLayout) -> ClientPolicy:
+    """How the site's TCP endpoint treats a second client, as its device does."""
+    if not layout.single_client:
+        return ClientPolicy.MANY
+    return ClientPolicy.REPLACE_OLD if layout.new_client_wins else ClientPolicy.REFUSE_NEW
 
 
 class SimulatedSite:
@@ -72,6 +79,8 @@ class SimulatedSite:
             ],
             tcp=tcp,
             rtu=rtu,
+            clients=client_policy(layout),
+            settle_s=layout.settle_s,
         )
         self._task: asyncio.Task[None] | None = None
 
