@@ -56,9 +56,8 @@ async def run_plan(transport: Transport, reg_map: RegisterMap, unit: int) -> Reg
     """Every request of ``reg_map``'s plan, as a register image."""
     image: RegisterImage = {}
     for request in reg_map.plan:
-        values = await transport.read(
-            request.register_type, request.address, request.count, unit=unit
-        )
+        address = reg_map.wire_address(request.address)  # the same unless byte-addressed
+        values = await transport.read(request.register_type, address, request.count, unit=unit)
         table = image.setdefault(request.register_type, {})
         for i, value in enumerate(values):
             table[request.address + i] = value

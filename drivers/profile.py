@@ -133,6 +133,12 @@ class RegisterMap:
     na_markers: bool = False
     # Protocol fields computed from decoded ones (e.g. battery power from V and I).
     derive: Callable[[Sections], None] | None = field(default=None, compare=False)
+    # Tables whose addresses count bytes, not registers, from each base given here (the
+    # JK-PB BMS: "0x1200 + byte offset"). The map's addresses stay register (word)
+    # addresses, ``base + offset / 2``, so plans and images work as for any device; a
+    # request goes on the wire at :meth:`wire_address` (``base + offset``) and its
+    # answer holds ``count`` consecutive words from there.
+    byte_tables: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         names = [p.name for p in self.points]
@@ -151,6 +157,10 @@ class RegisterMap:
                     raise ProfileError(
                         point.name, f"lies in the unreadable range {hole}", source=self.name
                     )
+
+    def wire_address(self, address: int) -> int:
+        """The address a read of register ``address`` is sent to (see ``byte_tables``)."""
+        return wire_address(self.byte_tables, address)
 
     @cached_property
     def by_name(self) -> Mapping[str, Point]:
@@ -182,6 +192,26 @@ class RegisterMap:
         return minimal_reads(
             (p.span for p in self.needed), max_count=self.max_count, holes=self.holes
         )
+
+
+def _table_base(bases: tuple[int, ...], address: int) -> int | None:
+    below = [base for base in bases if base <= address]
+    return max(below) if below else None
+
+
+def wire_address(byte_tables: tuple[int, ...], address: int) -> int:
+    """Register ``address`` (``base + offset / 2``) as a byte-counting device is asked for it."""
+    base = _table_base(byte_tables, address)
+    return address if base is None else base + 2 * (address - base)
+
+
+def register_address(byte_tables: tuple[int, ...], wire: int) -> tuple[int, int]:
+    """The inverse of :func:`wire_address`: (register, byte within it: 0 high, 1 low)."""
+    base = _table_base(byte_tables, wire)
+    if base is None:
+        return wire, 0
+    offset = wire - base
+    return base + offset // 2, offset % 2
 
 
 class MissingRegisters(KeyError):

@@ -50,7 +50,7 @@ from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from drivers.planner import Hole
-from drivers.profile import RegisterImage, RegisterMap
+from drivers.profile import RegisterImage, RegisterMap, register_address, wire_address
 from drivers.registers import RegisterType
 from simulation.pty_bridge import PtyBridge
 
@@ -146,6 +146,9 @@ class DeviceSpec:
     # it reads as that word ("NaN"), and a read covering no address of the image is
     # refused with exception 02.
     undefined: int | None = None
+    # Tables addressed in bytes (RegisterMap.byte_tables): the image holds registers
+    # ``base + offset / 2``; a read at ``base + offset`` answers the words from there.
+    byte_tables: tuple[int, ...] = ()
 
     @classmethod
     def for_map(
@@ -156,7 +159,7 @@ class DeviceSpec:
         undefined: int | None = None,
     ) -> DeviceSpec:
         """``image`` served with the read limits ``reg_map`` documents for its device."""
-        return cls(unit, image, reg_map.max_count, reg_map.holes, undefined)
+        return cls(unit, image, reg_map.max_count, reg_map.holes, undefined, reg_map.byte_tables)
 
 
 def _crc16(data: bytes) -> bytes:
@@ -176,8 +179,26 @@ class _Device:
         self.max_count = spec.max_count
         self.holes = spec.holes
         self.undefined = spec.undefined
+        self.byte_tables = spec.byte_tables
         self.image: RegisterImage = {t: dict(v) for t, v in spec.image.items()}
         self._server = server
+
+    def _wire_extent(self, table: RegisterType) -> list[int]:
+        """The first and last address a client may ask for in ``table`` (sorted, or [])."""
+        addresses = sorted(self.image.get(table, {}))
+        if not addresses or not self.byte_tables:
+            return addresses
+        # A register at base + offset / 2 covers the wire addresses base + offset and + 1.
+        first = wire_address(self.byte_tables, addresses[0])
+        return [first, wire_address(self.byte_tables, addresses[-1]) + 1]
+
+    def _word(self, values: dict[int, int], wire: int, fill: int) -> int:
+        """The word a read starting at ``wire`` gives first (byte-addressed tables: any byte)."""
+        register, low_byte = register_address(self.byte_tables, wire)
+        if not low_byte:
+            return values.get(register, fill)
+        high = values.get(register, fill) & 0xFF
+        return (high << 8) | (values.get(register + 1, fill) >> 8)
 
     def sim_device(self) -> SimDevice:
         blocks: list[list[SimData]] = []
@@ -192,7 +213,7 @@ class _Device:
                 # pymodbus needs a block per table; an unused bit at 0 stands in.
                 blocks.append([SimData(0, values=False, datatype=DataType.BITS)])
         for table in (RegisterType.HOLDING, RegisterType.INPUT):
-            addresses = sorted(self.image.get(table, {}))
+            addresses = self._wire_extent(table)
             if addresses:
                 span = addresses[-1] - addresses[0] + 1
                 blocks.append(
@@ -232,6 +253,13 @@ class _Device:
         fill = 0 if self.undefined is None else self.undefined
         if self.undefined is not None and not any(address + i in values for i in range(count)):
             return ExcCodes.ILLEGAL_ADDRESS  # nothing defined in the block (sparse device)
+        if self.byte_tables:
+            # Word i of the answer starts 2 i bytes after the requested byte address.
+            first = register_address(self.byte_tables, address)
+            for i in range(count):
+                wire = wire_address(self.byte_tables, first[0] + i) + first[1]
+                registers[address - start_address + i] = self._word(values, wire, fill)
+            return None
         for i in range(count):
             registers[address - start_address + i] = values.get(address + i, fill)
         return None
