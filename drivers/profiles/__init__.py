@@ -21,7 +21,18 @@ from typing import Final
 from drivers.bus import BusType
 from drivers.errors import ProfileError
 from drivers.profile import RegisterMap
-from drivers.profiles import chint, deye, eastron, epever, growatt, jkbms, seplos, sma, sunspec
+from drivers.profiles import (
+    chint,
+    deye,
+    eastron,
+    epever,
+    growatt,
+    jkbms,
+    seplos,
+    sma,
+    sunspec,
+    victron,
+)
 from drivers.profiles.device_profile import DeviceProfile
 from drivers.profiles.generic import load_generic
 
@@ -48,6 +59,7 @@ _FAMILIES: Final[tuple[ModuleType, ...]] = (
     deye,
     growatt,
     jkbms,
+    victron,
 )
 
 
