@@ -29,6 +29,7 @@ from drivers.registers import (
     EncodingError,
     RegisterType,
     WordOrder,
+    canonical_words,
     decode_value,
     encode_value,
     is_not_implemented,
@@ -131,6 +132,9 @@ class RegisterMap:
     holes: tuple[Hole, ...] = ()
     # SunSpec devices mark unimplemented values; other devices' 0xFFFF can be real.
     na_markers: bool = False
+    # A vendor's own "not available" words per data type, in ABCD order (Sungrow
+    # answers 0xFFFF for an unavailable U16, 0x7FFF for an S16): decoded as absent.
+    unavailable: tuple[tuple[DataType, tuple[int, ...]], ...] = ()
     # Protocol fields computed from decoded ones (e.g. battery power from V and I).
     derive: Callable[[Sections], None] | None = field(default=None, compare=False)
     # Tables whose addresses count bytes, not registers, from each base given here (the
@@ -253,6 +257,10 @@ def decode_point(reg_map: RegisterMap, point: Point, image: RegisterImage) -> Va
     """
     words = _words(image, point)
     if reg_map.na_markers and is_not_implemented(point.data_type, words, point.word_order):
+        return None
+    if reg_map.unavailable and canonical_words(words, point.word_order) == dict(
+        reg_map.unavailable
+    ).get(point.data_type):
         return None
     raw = decode_value(point.data_type, words, point.word_order)
     if isinstance(raw, str):

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Final
 
-from simulation import deye_site, growatt_site, jk_site, sma_site, victron_site
+from simulation import deye_site, growatt_site, jk_site, sma_site, sungrow_site, victron_site
 from simulation.layout import SiteLayout
 from simulation.site import DEFAULT_LAYOUT
 
@@ -41,6 +41,7 @@ SITES: Final[Mapping[str, SiteLayout]] = _index(
         growatt_site.LAYOUT,
         jk_site.LAYOUT,
         victron_site.LAYOUT,
+        sungrow_site.LAYOUT,
     )
 )
 

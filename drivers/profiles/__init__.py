@@ -32,6 +32,7 @@ from drivers.profiles import (
     sma,
     sunspec,
     victron,
+    sungrow,
 )
 from drivers.profiles.device_profile import DeviceProfile
 from drivers.profiles.generic import load_generic
@@ -60,6 +61,7 @@ _FAMILIES: Final[tuple[ModuleType, ...]] = (
     growatt,
     jkbms,
     victron,
+    sungrow,
 )
 
 
