@@ -110,17 +110,19 @@ def profile_details(name: str) -> str:
             "  the map is discovered on the device; shown for models "
             + ", ".join(str(m) for m in SUNSPEC_EXAMPLE_MODELS)
         )
+    # Addresses as the device's document gives them (byte addresses for a JK-PB).
     for request in reg_map.plan:
+        address = reg_map.wire_address(request.address)
         lines.append(
-            f"    {request.register_type.value} {request.address} (0x{request.address:04X})"
-            f" x {request.count}"
+            f"    {request.register_type.value} {address} (0x{address:04X}) x {request.count}"
         )
     lines.append("  values:")
     for point in reg_map.points:
         if point.target is None:
             continue
         lines.append(
-            f"    {point.target!s:<34} {point.register_type.value} 0x{point.address:04X} "
+            f"    {point.target!s:<34} {point.register_type.value} "
+            f"0x{reg_map.wire_address(point.address):04X} "
             f"{point.data_type.value} ({point.name})"
         )
     return "\n".join(lines)

@@ -13,6 +13,7 @@ import pytest
 from drivers.planner import ReadRequest
 from drivers.profile import RegisterImage, decode_map, register_address, wire_address
 from drivers.profiles import get_profile
+from drivers.profiles.describe import profile_details
 from drivers.profiles.jkbms import BYTE_TABLES, JK_PB, RUNNING, register
 from drivers.registers import RegisterType
 
@@ -150,3 +151,7 @@ def test_catalogue_entry() -> None:
     assert profile.sections == ("extra", "battery")
     assert profile.config_name == "bms"
     assert profile.signature is not None
+    # ``ems devices jk_pb`` shows the document's byte addresses, as sent on the wire.
+    details = profile_details("jk_pb")
+    assert "holding 4858 (0x12FA) x 1" in details
+    assert "holding 0x1290 uint32 (Pack voltage)" in details
