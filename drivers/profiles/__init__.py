@@ -30,9 +30,9 @@ from drivers.profiles import (
     jkbms,
     seplos,
     sma,
+    sungrow,
     sunspec,
     victron,
-    sungrow,
 )
 from drivers.profiles.device_profile import DeviceProfile
 from drivers.profiles.generic import load_generic
