@@ -13,7 +13,15 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Final
 
-from simulation import deye_site, growatt_site, jk_site, sma_site, sungrow_site, victron_site
+from simulation import (
+    deye_site,
+    goodwe_site,
+    growatt_site,
+    jk_site,
+    sma_site,
+    sungrow_site,
+    victron_site,
+)
 from simulation.layout import SiteLayout
 from simulation.site import DEFAULT_LAYOUT
 
@@ -42,6 +50,7 @@ SITES: Final[Mapping[str, SiteLayout]] = _index(
         jk_site.LAYOUT,
         victron_site.LAYOUT,
         sungrow_site.LAYOUT,
+        goodwe_site.LAYOUT,
     )
 )
 

@@ -26,6 +26,7 @@ from drivers.profiles import (
     deye,
     eastron,
     epever,
+    goodwe,
     growatt,
     jkbms,
     seplos,
@@ -62,6 +63,7 @@ _FAMILIES: Final[tuple[ModuleType, ...]] = (
     jkbms,
     victron,
     sungrow,
+    goodwe,
 )
 
 
