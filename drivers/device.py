@@ -25,8 +25,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType
+from typing import Final
 
-from drivers.errors import ExceptionResponse, ModbusError, NoResponse
+from drivers.errors import ExceptionCode, ExceptionResponse, ModbusError, NoResponse
 from drivers.profile import RegisterImage, RegisterMap, Sections, Value, decode_map
 from drivers.profiles import DeviceProfile, get_profile, sunspec
 from drivers.registers import RegisterType
@@ -134,6 +135,12 @@ class Device:
         )
 
 
+# A gateway's answers for a unit id behind which there is no device.
+_GATEWAY_NOBODY: Final = frozenset(
+    {ExceptionCode.GATEWAY_PATH_UNAVAILABLE, ExceptionCode.GATEWAY_TARGET_FAILED}
+)
+
+
 async def scan(
     transport: Transport,
     units: Iterable[int],
@@ -144,14 +151,18 @@ async def scan(
     """Unit ids that answer on the bus (for ``ems edge scan``).
 
     Any answer counts, an exception response included (the device is there, the
-    register is not); silence, garbage and other units' frames do not.
+    register is not); silence, garbage and other units' frames do not, nor does a
+    gateway's "path unavailable" or "target device failed to respond" (MAP
+    V1.1b3, 7: exception 0x0B "usually means that the device is not present"): a
+    Victron GX answers 0x0A for every unit id that has no service.
     """
     found = []
     for unit in units:
         try:
             await transport.read(register_type, address, 1, unit=unit)
-        except ExceptionResponse:
-            found.append(unit)
+        except ExceptionResponse as err:
+            if err.code not in _GATEWAY_NOBODY:
+                found.append(unit)
         except NoResponse:
             continue
         except ModbusError as err:

@@ -70,6 +70,11 @@ class SiteLayout:
     new_client_wins: bool = False
     # Requests sooner than this after a TCP connect get no answer (a Huawei SUN2000).
     settle_s: float = 0.0
+    # A gateway in front of the units: a request for a unit id it does not have gets
+    # this exception code, not silence (a Victron GX: 0x0A, "gateway path unavailable").
+    absent_unit_code: int | None = None
+    # ... for addresses below this (those the gateway knows); beyond, exception 02.
+    absent_unit_addresses: int = 0x10000
 
     def __post_init__(self) -> None:
         units = [d.unit for d in self.devices]

@@ -16,7 +16,9 @@ image lacks read as that word, and a read that covers none of its addresses is
 refused with exception 02, as an SMA inverter does (SMA Modbus TI 3.5.5). A unit id that is
 not on the bus gets no answer, as on a real RS485 line; such reads (a scan)
 are logged as one line per unit at most once a minute, instead of pymodbus's
-traceback and frame dump for a device its datastore does not have.
+traceback and frame dump for a device its datastore does not have. Behind a
+gateway (``absent_unit_code``) such a read gets that exception code instead, as
+a Victron GX answers 0x0A "gateway path unavailable" for a unit id with no service.
 :meth:`DeviceSpec.for_map` takes the limits from the map the image was encoded with.
 
 Faults for tests and demos (:class:`Fault`), per unit: silence, an exception
@@ -327,10 +329,22 @@ class DeviceServer:
         paced: bool = False,
         clients: ClientPolicy = ClientPolicy.MANY,
         settle_s: float = 0.0,
+        absent_unit_code: int | None = None,
+        absent_unit_addresses: int = 0x10000,
     ) -> None:
-        """``paced``: the RTU line carries bytes at ``baudrate``, not at memory speed."""
+        """``paced``: the RTU line carries bytes at ``baudrate``, not at memory speed.
+
+        ``absent_unit_code``: the exception code a request for a unit id that has no
+        device gets (a gateway's answer) at addresses below ``absent_unit_addresses``
+        (those it knows; beyond them exception 02); None: no answer, as on a real line.
+        """
         if settle_s < 0:
             raise ValueError("settle_s must be >= 0")
+        if absent_unit_code is not None and any(spec.unit == 0 for spec in devices):
+            # pymodbus routes a request for an unknown unit to device 0: the gateway's.
+            raise ValueError("a gateway (absent_unit_code) cannot also serve unit 0")
+        self.absent_unit_code = absent_unit_code
+        self.absent_unit_addresses = absent_unit_addresses
         self._devices = {spec.unit: _Device(spec, self) for spec in devices}
         self.clients = clients
         self.settle_s = settle_s
@@ -375,6 +389,8 @@ class DeviceServer:
 
     def _outgoing(self, unit: int, packet: bytes, *, rtu: bool) -> bytes:
         if unit not in self._devices:
+            if self.absent_unit_code is not None:
+                return packet  # the gateway's exception (its device 0)
             self._absent(unit)
             return b""  # nobody at that address on a real line: silence
         fault = self.fault(unit)
@@ -436,10 +452,35 @@ class DeviceServer:
             for table, values in image.items():
                 device.image.setdefault(table, {}).update(values)
 
+    def _sim_devices(self) -> list[SimDevice]:
+        devices = [d.sim_device() for d in self._devices.values()]
+        if self.absent_unit_code is not None:
+            devices.append(
+                self._gateway(ExcCodes(self.absent_unit_code), self.absent_unit_addresses)
+            )
+        return devices
+
+    @staticmethod
+    def _gateway(code: ExcCodes, addresses: int) -> SimDevice:
+        """Device 0, where pymodbus sends requests for unknown units: answers ``code``."""
+
+        async def refuse(*_: object) -> ExcCodes:
+            return code
+
+        # Bit tables: one unused bit (a bit read for an unknown unit gets exception 02).
+        bits = [SimData(0, values=False, datatype=DataType.BITS)]
+        registers = [SimData(0, values=[0] * addresses, datatype=DataType.REGISTERS)]
+        return SimDevice(
+            0,
+            simdata=(bits, bits, registers, registers),
+            use_bit_addressing=True,
+            action=refuse,
+        )
+
     # -- lifecycle -----------------------------------------------------------
     async def __aenter__(self) -> Self:
         _PYMODBUS_LOGGER.addFilter(_ABSENT_FILTER)  # idempotent: one filter object
-        sim_devices = [d.sim_device() for d in self._devices.values()]
+        sim_devices = self._sim_devices()
         try:
             if self._tcp_address is not None:
                 tcp = _TcpServer(self, sim_devices, self._tcp_address)
@@ -460,7 +501,7 @@ class DeviceServer:
                 self._bridge = PtyBridge(baudrate=self._baudrate if self._paced else None)
                 await self._bridge.__aenter__()
                 rtu = ModbusSerialServer(
-                    [d.sim_device() for d in self._devices.values()],
+                    self._sim_devices(),
                     framer=FramerType.RTU,
                     port=self._bridge.server_path,
                     baudrate=self._baudrate,

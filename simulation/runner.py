@@ -81,6 +81,8 @@ class SimulatedSite:
             rtu=rtu,
             clients=client_policy(layout),
             settle_s=layout.settle_s,
+            absent_unit_code=layout.absent_unit_code,
+            absent_unit_addresses=layout.absent_unit_addresses,
         )
         self._task: asyncio.Task[None] | None = None
 

@@ -19,8 +19,10 @@ service sums them as the GX does (grid per phase, the battery as the BMS
 reports it, "PV - DC-coupled power" = the chargers' output power).
 
 Like the GX, every service answers function 0x03 and 0x04 alike, a value it
-does not give reads 0, and reads of registers the list does not give the
-service are refused (the maps' holes).
+does not give reads 0, reads of registers the list does not give the service
+are refused (the maps' holes), and a unit id with no service gets exception
+0x0A "gateway path unavailable" (dbus_modbustcp: ServiceError) for any address
+up to the list's last (an address beyond every service's is exception 02).
 """
 
 from __future__ import annotations
@@ -45,6 +47,11 @@ MULTI_PHASE: Final = 0
 # vebus 31 /State and solarcharger 775 /State: 3 = Bulk, 0 = Off.
 CHARGER_BULK: Final = 3.0
 CHARGER_OFF: Final = 0.0
+# dbus_modbustcp backend.cpp: ServiceError -> PDU::GatewayPathUnavailable (10).
+GATEWAY_PATH_UNAVAILABLE: Final = 0x0A
+# The highest register Rev 53 lists (attributes.csv); an address no service has
+# gets exception 02 whatever the unit id (mappings.cpp: StartAddressError).
+GX_LAST_REGISTER: Final = 5819
 
 
 def _float(values: Mapping[str, object], name: str) -> float | None:
@@ -208,4 +215,6 @@ LAYOUT: Final = SiteLayout(
         _device(SOLARCHARGER_UNIT, SOLARCHARGER, Role.SOLAR, "mppt", mppt, "SmartSolar MPPT"),
         _device(BATTERY_UNIT, BATTERY, Role.BATTERY, "bms", bms, "CAN-bus BMS"),
     ),
+    absent_unit_code=GATEWAY_PATH_UNAVAILABLE,
+    absent_unit_addresses=GX_LAST_REGISTER + 1,
 )

@@ -285,6 +285,8 @@ _GX_NOTES: Final = (
     "Each service answers at its own unit id: the GX lists them under Settings > "
     "Integrations > Modbus TCP server > Available services; set each device's 'unit'.",
     "Values a device does not give read 0 (the GX has no 'not available' marker).",
+    "A unit id with no service answers exception 0x0A (gateway path unavailable); "
+    "ems edge scan does not count those as devices.",
 )
 
 PROFILES: Final = (

@@ -325,3 +325,20 @@ async def test_reads_of_an_absent_unit_are_one_line_a_minute_not_tracebacks(
     assert not [m for m in messages if "Traceback" in m or "Datastore unable" in m], messages
     absent = [m for m in messages if "unit 9, which is not on this bus" in m]
     assert len(absent) == 1, messages
+
+
+async def test_a_gateway_answers_for_units_it_does_not_have() -> None:
+    # A gateway (a Victron GX) answers a unit id with no device with an exception
+    # code, over TCP and RTU, where a plain bus stays silent.
+    image = {RegisterType.HOLDING: {100: 7}}
+    async with DeviceServer(
+        [DeviceSpec(5, image)], tcp=("127.0.0.1", 0), rtu=True, absent_unit_code=0x0B
+    ) as server:
+        for kind in ("tcp", "rtu-pymodbus"):
+            async with open_transport(_bus(kind, server)) as transport:
+                assert await transport.read(RegisterType.HOLDING, 100, 1, unit=5) == (7,)
+                with pytest.raises(ExceptionResponse) as refused:
+                    await transport.read(RegisterType.HOLDING, 100, 1, unit=6)
+                assert refused.value.code is ExceptionCode.GATEWAY_TARGET_FAILED
+    with pytest.raises(ValueError, match="unit 0"):
+        DeviceServer([DeviceSpec(0, image)], absent_unit_code=0x0A)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from drivers.bus import BusConfig, BusType
-from drivers.device import Device
+from drivers.device import Device, scan
 from drivers.errors import ExceptionCode, ExceptionResponse
 from drivers.profiles.identify import SIGNATURES, identify
 from drivers.registers import RegisterType
@@ -46,7 +46,12 @@ def _specs(layout: SiteLayout, sections: Sections) -> list[DeviceSpec]:
 
 
 async def _transport(sections: Sections) -> AsyncIterator[Transport]:
-    async with DeviceServer(_specs(LAYOUT, sections), tcp=("127.0.0.1", 0)) as server:
+    async with DeviceServer(
+        _specs(LAYOUT, sections),
+        tcp=("127.0.0.1", 0),
+        absent_unit_code=LAYOUT.absent_unit_code,
+        absent_unit_addresses=LAYOUT.absent_unit_addresses,
+    ) as server:
         config = BusConfig("lan", BusType.TCP, host="127.0.0.1", port=server.tcp_port)
         async with open_transport(config) as transport:
             yield transport
@@ -134,6 +139,21 @@ async def test_reads_of_registers_the_list_does_not_give_are_refused(
     # Around the gaps every listed register answers; those not given read 0.
     words = await transport.read(RegisterType.HOLDING, 808, 19, unit=SYSTEM_UNIT)
     assert words[:6] == (0,) * 6  # no AC-coupled PV in this plant
+
+
+async def test_a_unit_id_with_no_service_gets_gateway_path_unavailable(
+    gx: tuple[Transport, Sections],
+) -> None:
+    transport, _ = gx
+    for unit in (1, 3, 224, 247):
+        with pytest.raises(ExceptionResponse) as refused:
+            await transport.read(RegisterType.HOLDING, 840, 1, unit=unit)
+        assert refused.value.code is ExceptionCode.GATEWAY_PATH_UNAVAILABLE
+    with pytest.raises(ExceptionResponse) as beyond:
+        await transport.read(RegisterType.HOLDING, 6000, 1, unit=1)
+    assert beyond.value.code is ExceptionCode.ILLEGAL_DATA_ADDRESS
+    # A scan does not take the gateway's refusal for a device.
+    assert await scan(transport, (1, 100, 101, 225, 226, 227, 228)) == (100, 225, 226, 227)
 
 
 async def test_function_04_reads_what_03_reads(gx: tuple[Transport, Sections]) -> None:
