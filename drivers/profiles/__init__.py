@@ -6,6 +6,8 @@ map (None for ``sunspec``, whose map comes from discovery on the device, see
 :mod:`drivers.profiles.sunspec`), its usual role, its transports and quirks, and
 how ``ems edge scan`` recognises it. ``generic`` is the one profile not in the
 catalogue: its map is the user's TOML file (:mod:`drivers.profiles.generic`).
+The same format with a ``[device]`` table makes the families shipped as TOML
+files (:mod:`drivers.profiles.maps`) full catalogue entries.
 
 Each family module lists its own ``PROFILES``; adding a family is adding its
 module to ``_FAMILIES``. ``ems devices`` and docs/devices.md are made from here.
@@ -29,6 +31,7 @@ from drivers.profiles import (
     goodwe,
     growatt,
     jkbms,
+    maps,
     seplos,
     sma,
     sungrow,
@@ -53,6 +56,10 @@ GENERIC: Final = "generic"
 # One module per vendor family, each exporting ``PROFILES: tuple[DeviceProfile, ...]``.
 _FAMILIES: Final[tuple[ModuleType, ...]] = (
     sunspec,
+    # Families shipped as TOML maps (drivers/profiles/maps). Before eastron: the
+    # SDM72's signature is the SDM630's plus a register only it has, and the
+    # first signature that matches names the device.
+    maps,
     eastron,
     epever,
     seplos,

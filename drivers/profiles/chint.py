@@ -150,7 +150,7 @@ PROFILES: Final = (
     DeviceProfile(
         name="chint_dtsu666",
         vendor="Chint",
-        models="DTSU666 three-phase four-wire meter (also sold as DTSU666-CT; RS485 only)",
+        models="DTSU666 and DTSU666-CT three-phase four-wire meters (RS485)",
         role=Role.GRID,
         register_map=DTSU666,
         source=SOURCE,

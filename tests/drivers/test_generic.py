@@ -6,12 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from drivers.bus import BusType
 from drivers.errors import ProfileError
 from drivers.planner import Hole
 from drivers.profile import decode_map, encode_map
 from drivers.profiles import fixed_map, get_profile
-from drivers.profiles.generic import load_generic
+from drivers.profiles.generic import load_device_profile, load_generic
 from drivers.registers import RegisterType, WordOrder
+from telemetry.roles import Role
 
 GOOD = """
 name = "acme-pm3"
@@ -216,3 +218,175 @@ def test_a_bad_hole_names_its_key(tmp_path: Path, hole: str, key: str, reason: s
         load_generic(_write(tmp_path, GOOD + hole))
     assert caught.value.key == key
     assert reason in caught.value.reason
+
+
+# What a coded map can say, written in TOML: a SunSpec-style scale factor, a bit
+# field, a state code, and a documented register served but never read.
+MORE = """
+name = "acme-inv"
+
+[[point]]
+name = "W"
+address = 0
+register_type = "holding"
+data_type = "int16"
+scale_factor = "W_SF"
+target = "inverter.ac_power_w"
+
+[[point]]
+name = "W_SF"
+address = 1
+register_type = "holding"
+data_type = "sunssf"
+constant = -1
+
+[[point]]
+name = "Fan stage"
+address = 2
+register_type = "holding"
+data_type = "bitfield16"
+shift = 4
+mask = 0x3
+target = "extra.fan_stage"
+
+[[point]]
+name = "State"
+address = 3
+register_type = "holding"
+data_type = "enum16"
+states = { 1 = "off", 4 = "mppt", 0x7 = "fault" }
+target = "inverter.state"
+
+[[point]]
+name = "Model"
+address = 4
+register_type = "holding"
+data_type = "string"
+length = 4
+constant = "PM3"
+"""
+
+
+def test_scale_factors_bit_fields_states_and_constants(tmp_path: Path) -> None:
+    reg_map = load_generic(_write(tmp_path, MORE))
+    state = reg_map.by_name["State"]
+    assert state.states == ((1, "off"), (4, "mppt"), (7, "fault"))
+    assert [p.name for p in reg_map.needed] == ["W", "W_SF", "Fan stage", "State"]
+    image = encode_map(
+        reg_map, {"inverter": {"ac_power_w": 3120.0, "state": "mppt"}, "extra": {"fan_stage": 2.0}}
+    )
+    holding = image[RegisterType.HOLDING]
+    # 3120 W at sf -1 is 31200; the stage sits in bits 4-5; "PM3" in two-byte words.
+    assert [holding[a] for a in range(8)] == [31200, 0xFFFF, 0x20, 4, 0x504D, 0x3300, 0, 0]
+    assert decode_map(reg_map, image) == {
+        "inverter": {"ac_power_w": 3120.0, "state": "mppt"},
+        "extra": {"fan_stage": 2.0},
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "reason"),
+    [
+        (('scale_factor = "W_SF"', 'scale_factor = "W"'), "point[0].scale_factor", "sunssf"),
+        (('constant = "PM3"\n', ""), "point[4].target", "required, unless"),
+        (("constant = -1", "constant = -11"), "point[1].constant", "-10 to 10"),
+        (
+            ('data_type = "string"\nlength = 4', 'data_type = "uint16"\nlength = 0'),
+            "point[4].constant",
+            "expected a number",
+        ),
+        (('data_type = "bitfield16"', 'data_type = "float32"'), "point[2].mask", "integer"),
+        (("mask = 0x3", "mask = 0"), "point[2].mask", "greater than or equal"),
+        (('target = "inverter.state"', 'target = "extra.state"'), "point[3].states", "state"),
+        (("states = { 1 = ", "states = { one = "), "point[3].states", "not an integer"),
+        (('states = { 1 = "off", 4 = "mppt", 0x7 = "fault" }\n', ""), "point[3].target", "states"),
+        (('constant = "PM3"', 'constant = "PM3-LONGER"'), "point[4].constant", "longer than"),
+        (('constant = "PM3"', 'target = "extra.model"'), "point[4].data_type", "strings cannot"),
+    ],
+)
+def test_more_mistakes_name_their_key(
+    tmp_path: Path, change: tuple[str, str], key: str, reason: str
+) -> None:
+    old, new = change
+    assert old in MORE
+    with pytest.raises(ProfileError) as caught:
+        load_generic(_write(tmp_path, MORE.replace(old, new, 1)))
+    assert caught.value.key == key
+    assert reason in caught.value.reason
+
+
+DEVICE = """
+[device]
+vendor = "Acme"
+models = "PM3 three-phase meter"
+role = "grid"
+transports = ["rtu"]
+default_unit = 3
+config_name = "meter"
+notes = ["9600 8N1"]
+
+[[device.signature]]
+register_type = "input"
+address = 52
+data_type = "float32"
+low = -100000.0
+high = 100000.0
+"""
+
+
+def test_a_device_table_makes_a_catalogue_entry(tmp_path: Path) -> None:
+    path = tmp_path / "acme_pm3.toml"
+    path.write_text(GOOD.replace('name = "acme-pm3"\n', "") + DEVICE, encoding="utf-8")
+    # As a user's generic map, the table is validated and the map read as before.
+    assert load_generic(path).by_name["Total power"].address == 52
+    profile = load_device_profile(path)
+    assert profile.name == "acme_pm3"
+    assert profile.register_map is not None
+    assert profile.register_map.name == "acme_pm3"
+    assert (profile.vendor, profile.role, profile.default_unit) == ("Acme", Role.GRID, 3)
+    assert profile.transports == frozenset({BusType.RTU})
+    assert profile.notes == ("9600 8N1",)
+    assert profile.source == "Acme PM3 manual, table 4"
+    assert profile.signature is not None
+    assert profile.signature.description == "Acme PM3 three-phase meter"
+    assert profile.signature.checks[0].address == 52
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "reason"),
+    [
+        (('role = "grid"', 'role = "house"'), "device.role", "Input should be"),
+        (('transports = ["rtu"]', 'transports = ["usb"]'), "device.transports[0]", ""),
+        (("default_unit = 3", "default_unit = 300"), "device.default_unit", "less than"),
+        (('vendor = "Acme"\n', ""), "device.vendor", "Field required"),
+        (('notes = ["9600 8N1"]', 'colour = "red"'), "device.colour", "Extra inputs"),
+        (("high = 100000.0", "high = -200000.0"), "device.signature[0]", "high must not"),
+        (('data_type = "float32"\nlow', 'data_type = "string"\nlow'), "device.signature[0]", ""),
+    ],
+)
+def test_device_table_mistakes_name_their_key(
+    tmp_path: Path, change: tuple[str, str], key: str, reason: str
+) -> None:
+    old, new = change
+    assert old in DEVICE
+    with pytest.raises(ProfileError) as caught:
+        load_generic(_write(tmp_path, GOOD + DEVICE.replace(old, new, 1)))
+    assert caught.value.key == key
+    assert reason in caught.value.reason
+
+
+def test_a_shipped_map_needs_its_device_table_and_its_own_name(tmp_path: Path) -> None:
+    path = tmp_path / "acme_pm3.toml"
+    path.write_text(GOOD, encoding="utf-8")
+    with pytest.raises(ProfileError) as caught:
+        load_device_profile(path)
+    assert caught.value.key == "device"
+    path.write_text(GOOD + DEVICE, encoding="utf-8")  # name = "acme-pm3", not the file's
+    with pytest.raises(ProfileError) as caught:
+        load_device_profile(path)
+    assert caught.value.key == "name"
+    bad = tmp_path / "Acme-PM3.toml"
+    bad.write_text(GOOD.replace('name = "acme-pm3"\n', "") + DEVICE, encoding="utf-8")
+    with pytest.raises(ProfileError) as caught:
+        load_device_profile(bad)
+    assert caught.value.key == "name"
