@@ -215,7 +215,11 @@ def test_the_examples_of_docs_configuration_are_valid(tmp_path: Path) -> None:
     from edge.config import load_config
 
     docs = (REPO / "docs" / "configuration.md").read_text()
-    site, register_map, device = re.findall(r"```toml\n(.*?)```", docs, re.S)
+    blocks = re.findall(r"```toml\n(.*?)```", docs, re.S)
+    site = blocks[0]
+    # The generic map's worked example: the map file, then the device using it.
+    register_map = next(b for b in blocks if b.startswith('name = "acme-pm3"'))
+    device = next(b for b in blocks if 'profile_file = "acme-pm3.toml"' in b)
     (tmp_path / "site.toml").write_text(site)
     config = load_config(tmp_path / "site.toml")
     assert [d.name for d in config.devices] == ["grid-meter", "inverter", "charger"]
