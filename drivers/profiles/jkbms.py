@@ -9,12 +9,18 @@ an "offset" in BYTES: 0x1000 settings (RW), 0x1200 running data (R), 0x1400
 device information, 0x1600 commands. A value lives at "field + offset": pack
 voltage at 0x1200 + 0x90 = 0x1290, cell 1 at 0x1200, cell 2 at 0x1202.
 
-That byte addressing is the family's quirk. A read of N registers at
-"field + offset" answers N ordinary 16-bit words holding the bytes from that
-offset on (esphome configs read 0x1290 x 2 for the UINT32 pack voltage, and
-0x1294 x 2 for the next value, the power): the word after 0x1290 is 0x1292
-on the wire. The map therefore keeps register (word) addresses, ``field +
-offset / 2`` (pack voltage: 0x1248), and declares the tables byte-addressed
+That byte addressing is the family's quirk. V1.1 gives byte offsets and
+lengths but does not say how a read's quantity counts; the ESPHome
+configurations that read a PB this way (syssi's esp32-jk-pb-modbus-example,
+bearpawmaxim's jkbms-modbus) read the UINT32 pack voltage as 0x1290 x 2 and
+the power after it as 0x1294 x 2, and merge neighbours into one read whose
+answer holds the values back to back, without gaps. So a read of N
+registers at "field + offset" answers N ordinary 16-bit words holding the
+bytes from that offset on: the word after 0x1290 is 0x1292 on the wire.
+(Taken from those configurations; not checked on a device here.)
+
+The map therefore keeps register (word) addresses, ``field + offset / 2``
+(pack voltage: 0x1248), and declares the tables byte-addressed
 (``byte_tables``); the driver sends each read to ``field + offset``. Values
 are big-endian words, 32-bit values high word first (as read by those configs).
 
