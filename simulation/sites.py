@@ -19,6 +19,7 @@ from simulation import (
     growatt_site,
     jk_site,
     sma_site,
+    solax_site,
     sungrow_site,
     victron_site,
 )
@@ -51,6 +52,7 @@ SITES: Final[Mapping[str, SiteLayout]] = _index(
         victron_site.LAYOUT,
         sungrow_site.LAYOUT,
         goodwe_site.LAYOUT,
+        solax_site.LAYOUT,
     )
 )
 

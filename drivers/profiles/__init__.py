@@ -34,6 +34,7 @@ from drivers.profiles import (
     maps,
     seplos,
     sma,
+    solax,
     sungrow,
     sunspec,
     victron,
@@ -69,6 +70,7 @@ _FAMILIES: Final[tuple[ModuleType, ...]] = (
     growatt,
     jkbms,
     victron,
+    solax,
     sungrow,
     goodwe,
 )
