@@ -13,7 +13,9 @@ replaced or reconfigured), then discovered again.
 A profile's quirks are kept here, never in the poller: a device whose profile
 has a ``settle_s`` gets that much silence before its first request on a newly
 opened transport (the poller makes a new :class:`Device` each time it opens the
-bus), as its vendor's document asks.
+bus), as its vendor's document asks; one with a ``command_gap_s`` gets that much
+silence between the end of one of its requests and the start of the next (a
+Growatt asks for 850 ms), within a read and from one read to the next.
 """
 
 from __future__ import annotations
@@ -53,12 +55,37 @@ def _freeze(sections: Sections) -> Mapping[str, Mapping[str, Value]]:
     return MappingProxyType({k: MappingProxyType(dict(v)) for k, v in sections.items()})
 
 
-async def run_plan(transport: Transport, reg_map: RegisterMap, unit: int) -> RegisterImage:
-    """Every request of ``reg_map``'s plan, as a register image."""
+class Pacer:
+    """At least ``gap_s`` of silence between the end of one request and the next one."""
+
+    def __init__(self, gap_s: float) -> None:
+        self.gap_s = gap_s
+        self._last_end: float | None = None  # monotonic
+
+    async def wait(self) -> None:
+        if self._last_end is not None:
+            wait = self._last_end + self.gap_s - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+
+    def ended(self) -> None:
+        self._last_end = time.monotonic()
+
+
+async def run_plan(
+    transport: Transport, reg_map: RegisterMap, unit: int, pacer: Pacer | None = None
+) -> RegisterImage:
+    """Every request of ``reg_map``'s plan, as a register image, paced by ``pacer``."""
     image: RegisterImage = {}
     for request in reg_map.plan:
         address = reg_map.wire_address(request.address)  # the same unless byte-addressed
-        values = await transport.read(request.register_type, address, request.count, unit=unit)
+        if pacer is not None:
+            await pacer.wait()
+        try:
+            values = await transport.read(request.register_type, address, request.count, unit=unit)
+        finally:
+            if pacer is not None:
+                pacer.ended()
         table = image.setdefault(request.register_type, {})
         for i, value in enumerate(values):
             table[request.address + i] = value
@@ -86,11 +113,15 @@ class Device:
             self._map: RegisterMap | None = profile
             self._discover = False
             self.settle_s = 0.0
+            self.command_gap_s = 0.0
         else:
             self._map = profile.register_map
             self._discover = profile.register_map is None
             self.settle_s = profile.settle_s
+            self.command_gap_s = profile.command_gap_s
         self._settled = self.settle_s == 0.0
+        # Kept across reads: the gap also holds from one poll to the next.
+        self._pacer = Pacer(self.command_gap_s) if self.command_gap_s else None
 
     @property
     def register_map(self) -> RegisterMap | None:
@@ -121,7 +152,7 @@ class Device:
         before = self.transport.transactions
         reg_map = await self._resolve()
         try:
-            image = await run_plan(self.transport, reg_map, self.unit)
+            image = await run_plan(self.transport, reg_map, self.unit, self._pacer)
         except ExceptionResponse:
             if self._discover:
                 self._map = None  # re-discover on the next read

@@ -87,6 +87,8 @@ def _quirks(profile: DeviceProfile) -> list[str]:
         lines.append(
             f"{profile.settle_s:g} s of silence after connecting, before the first request"
         )
+    if profile.command_gap_s:
+        lines.append(f"at least {profile.command_gap_s:g} s between two requests to it")
     if profile.single_client:
         lines.append("serves one Modbus TCP client at a time: the agent must be the only one")
     lines.extend(profile.notes)

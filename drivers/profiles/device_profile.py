@@ -8,6 +8,9 @@ here so that the poller never knows one device from another:
 
 - ``settle_s``: silence after the connection opens before the first request
   (a device that drops requests sent too early after a connect);
+- ``command_gap_s``: silence between the end of one request and the start of
+  the next one to the same device (a device that ignores commands sent too soon
+  after its last answer);
 - ``single_client``: the device serves one Modbus TCP client at a time, so the
   agent must be the only one (docs/devices.md says how to share it);
 - ``default_unit`` / ``units``: the unit id it answers at by default, and every
@@ -74,6 +77,7 @@ class DeviceProfile:
     default_unit: int = 1
     units: tuple[int, ...] = ()  # unit ids a scan should try besides the default
     settle_s: float = 0.0
+    command_gap_s: float = 0.0
     single_client: bool = False
     signature: Signature | None = None
     config_name: str = "device"  # the name ``ems edge scan`` gives it in config lines
@@ -84,6 +88,8 @@ class DeviceProfile:
             raise ValueError(f"profile name {self.name!r}: lower-case letters, digits and _")
         if self.settle_s < 0:
             raise ValueError(f"profile {self.name}: settle_s must be >= 0")
+        if self.command_gap_s < 0:
+            raise ValueError(f"profile {self.name}: command_gap_s must be >= 0")
 
     @property
     def sections(self) -> tuple[str, ...]:

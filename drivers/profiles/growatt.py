@@ -31,7 +31,8 @@ can only be a two's-complement value, and positive values read the same either w
 Read limits (section 3): "Maximum read data length is 125 words in read command",
 and "Minimum CMD period (RS485 Time out): 850ms. Wait for minimum 850ms to send a
 new CMD after last CMD. Suggestion is 1s". Every extra request costs at least
-850 ms of bus time, so these maps bridge any gap a 125-register read can carry
+850 ms (``command_gap_s``: drivers/device.py waits that long between two requests
+to the device), so these maps bridge any gap a 125-register read can carry
 (``max_gap``): a poll is one request (TL3-X) or two (SPH, TL-X). Address ranges the
 document does not list for a type are declared unreadable (``holes``); the
 document does not say what such a read returns, so no plan reads them and our
@@ -59,6 +60,8 @@ SOURCE: Final = "Growatt Inverter Modbus RTU Protocol V1.24 (2020), 4.2 Input Re
 GROWATT_MAX_REGISTERS: Final = 125
 # V1.24 section 3: at least 850 ms between commands, so bridging is always cheaper.
 GROWATT_MAX_GAP: Final = GROWATT_MAX_REGISTERS
+# V1.24 section 3: "Wait for minimum 850ms to send a new CMD after last CMD".
+GROWATT_COMMAND_GAP_S: Final = 0.85
 LAST_ADDRESS: Final = 0xFFFF
 
 U16, S16, U32 = DataType.UINT16, DataType.INT16, DataType.UINT32
@@ -269,8 +272,8 @@ def _mains(fac: int, vac: int) -> tuple[Check, ...]:
 
 
 _NOTES: Final = (
-    "V1.24 asks for at least 850 ms between commands (1 s suggested): keep the "
-    "device's poll interval long and share its RS485 line with few other devices.",
+    "V1.24 asks for at least 850 ms between commands (1 s suggested): a poll takes "
+    "that long per extra request; keep few other devices on its RS485 line.",
     "Modbus RTU at 9600 baud by default (holding register 22), address 1 (holding 30).",
     "Growatt's ShineWiFi/ShineLAN sticks talk to Growatt's cloud, not Modbus TCP: "
     "reach the RS485 port directly or through an RS485-to-Modbus-TCP gateway.",
@@ -285,6 +288,7 @@ PROFILES: Final = (
         register_map=TLX,
         source=SOURCE,
         config_name="inverter",
+        command_gap_s=GROWATT_COMMAND_GAP_S,
         signature=Signature(
             "Growatt TL-X/TL3-X (grid frequency 3025, voltage 3026, status 3000)",
             (
@@ -306,6 +310,7 @@ PROFILES: Final = (
         register_map=SPH,
         source=SOURCE,
         config_name="inverter",
+        command_gap_s=GROWATT_COMMAND_GAP_S,
         signature=Signature(
             "Growatt SPH (grid frequency 37, voltage 38, battery SOC 1014)",
             (
@@ -323,6 +328,7 @@ PROFILES: Final = (
         register_map=TL3X,
         source=SOURCE,
         config_name="inverter",
+        command_gap_s=GROWATT_COMMAND_GAP_S,
         # The first group as on an SPH, and an answer from the second group (125,
         # "PID PV1+ Voltage", 0.1 V), which an SPH does not list.
         signature=Signature(

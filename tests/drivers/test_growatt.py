@@ -8,6 +8,7 @@ TL3-X over TCP and RTU on a pty, with the document's limits and unreadable range
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -247,3 +248,23 @@ async def test_each_growatt_family_is_told_by_its_own_registers() -> None:
     ):
         found = {unit: (await identify(transport, unit)).profile for unit in (1, 2, 3)}
     assert found == {1: "growatt_sph", 2: "growatt_tlx", 3: "growatt_tl3x"}
+
+
+async def test_requests_to_a_growatt_are_850_ms_apart() -> None:
+    # V1.24 section 3: "Wait for minimum 850ms to send a new CMD after last CMD".
+    specs, _ = _specs()
+    async with (
+        DeviceServer(specs, tcp=("127.0.0.1", 0)) as server,
+        open_transport(_bus("tcp", server)) as transport,
+    ):
+        sph = Device(transport, unit=1, profile="growatt_sph")
+        started = time.monotonic()
+        first = await sph.read()
+        second = await sph.read()  # the gap holds from one poll to the next, too
+        elapsed = time.monotonic() - started
+        # The same plan read as a bare map is not paced.
+        bare = await Device(transport, unit=1, profile=SPH).read()
+    assert (first.transactions, second.transactions) == (2, 2)
+    assert first.duration_s >= 0.85
+    assert elapsed >= 3 * 0.85
+    assert bare.duration_s < 0.85
