@@ -19,6 +19,7 @@ from simulation import (
     growatt_site,
     jk_site,
     sma_site,
+    solaredge_site,
     solax_site,
     sungrow_site,
     victron_site,
@@ -53,6 +54,7 @@ SITES: Final[Mapping[str, SiteLayout]] = _index(
         sungrow_site.LAYOUT,
         goodwe_site.LAYOUT,
         solax_site.LAYOUT,
+        solaredge_site.LAYOUT,
     )
 )
 

@@ -34,6 +34,7 @@ from drivers.profiles import (
     maps,
     seplos,
     sma,
+    solaredge,
     solax,
     sungrow,
     sunspec,
@@ -73,6 +74,7 @@ _FAMILIES: Final[tuple[ModuleType, ...]] = (
     solax,
     sungrow,
     goodwe,
+    solaredge,
 )
 
 

@@ -16,6 +16,12 @@ here so that the poller never knows one device from another:
 - ``default_unit`` / ``units``: the unit id it answers at by default, and every
   id a scan should try for it (a gateway's services at fixed ids).
 
+A SunSpec device names its maker in the common model (``Mn``): a profile with
+``sunspec_manufacturer`` is the one ``ems edge scan`` proposes for that maker's
+devices (its vendor quirks: fixed layout, signs), narrowed by ``sunspec_models``
+when one maker's devices differ (an inverter's first model is 101-103 or
+111-113, a meter's 201-204 or 211-214).
+
 :class:`Signature` lists a few registers whose values only make sense for the
 device, for ``ems edge scan`` to name what answers at a unit id.
 """
@@ -80,6 +86,8 @@ class DeviceProfile:
     command_gap_s: float = 0.0
     single_client: bool = False
     signature: Signature | None = None
+    sunspec_manufacturer: str = ""  # the common model's Mn that names this profile's devices
+    sunspec_models: tuple[int, ...] = ()  # the model after the common one; () for any
     config_name: str = "device"  # the name ``ems edge scan`` gives it in config lines
     notes: tuple[str, ...] = ()  # quirks and advice, for the catalogue
 

@@ -2,7 +2,10 @@
 
 For ``ems edge scan``. A SunSpec device says who it is: the common model
 (SunSpec Information Model Reference, model 1) carries the manufacturer
-``Mn`` and the model ``Md`` as strings right after the "SunS" marker. Other
+``Mn`` and the model ``Md`` as strings right after the "SunS" marker. A
+catalogue entry whose ``sunspec_manufacturer`` is that ``Mn`` (and whose
+``sunspec_models``, if any, holds the model after the common one) is proposed
+for it; any other SunSpec device is read with ``sunspec``. Other
 devices do not, so each catalogue entry may carry a signature
 (:class:`~drivers.profiles.device_profile.Signature`): a few registers it
 documents whose values only make sense for that device (a rated voltage class,
@@ -80,8 +83,32 @@ async def _sunspec(transport: Transport, unit: int) -> Identity | None:
             return Identity(unit, "sunspec", f"SunSpec device at {base}")
         maker = _string(mn) or "?"
         model = _string(md) or "?"
-        return Identity(unit, "sunspec", f'SunSpec device at {base}: "{maker}" model "{model}"')
+        description = f'SunSpec device at {base}: "{maker}" model "{model}"'
+        first = await _model_after_common(transport, base, unit)
+        return Identity(unit, _sunspec_profile(maker, first), description)
     return None
+
+
+async def _model_after_common(transport: Transport, base: int, unit: int) -> int | None:
+    """The ID of the model that follows the common model (its L says where), if it reads."""
+    try:
+        _, length = await transport.read(_HOLDING, base + 2, 2, unit=unit)
+        (model_id,) = await transport.read(_HOLDING, base + 4 + length, 1, unit=unit)
+    except (DriverError, ValueError):
+        return None
+    return model_id
+
+
+def _sunspec_profile(maker: str, first_model: int | None) -> str:
+    """The catalogue entry for a SunSpec device of ``maker``, else the generic ``sunspec``."""
+    for profile in PROFILES.values():
+        if not profile.sunspec_manufacturer:
+            continue
+        if profile.sunspec_manufacturer.casefold() != maker.casefold():
+            continue
+        if not profile.sunspec_models or first_model in profile.sunspec_models:
+            return profile.name
+    return "sunspec"
 
 
 def _string(words: Sequence[int]) -> str:

@@ -485,6 +485,39 @@ def _derive(sections: Sections) -> None:
             solar["energy_total_wh"] = sum(e for e in energies if isinstance(e, float))
 
 
+def model_points(
+    definition: ModelDef, address: int, prefix: str, taken: set[Target]
+) -> list[Point]:
+    """The points of a model whose ID register is at ``address``, names prefixed.
+
+    A target already in ``taken`` is not fed again (the first model keeps it);
+    the targets used are added to ``taken``. Vendor maps with a fixed layout
+    (:mod:`drivers.profiles.solaredge`) build their maps from these too.
+    """
+    points = []
+    for row in definition.rows:
+        tgt = None if row.path is None else target(row.path)
+        if tgt is not None:
+            tgt = None if tgt in taken else tgt
+            if tgt is not None:
+                taken.add(tgt)
+        points.append(
+            Point(
+                name=prefix + row.name,
+                address=address + row.offset,
+                register_type=RegisterType.HOLDING,
+                data_type=row.data_type,
+                target=tgt,
+                scale=row.scale,
+                scale_factor=None if row.sf is None else prefix + row.sf,
+                length=row.length,
+                states=row.states,
+                constant=row.constant,
+            )
+        )
+    return points
+
+
 def register_map(chain: Chain) -> RegisterMap:
     """The register map of a discovered (or simulated) chain."""
     points: list[Point] = [
@@ -496,26 +529,7 @@ def register_map(chain: Chain) -> RegisterMap:
         if definition is None:
             continue
         prefix = f"{position}.{header.model_id}."
-        for row in definition.rows:
-            tgt = None if row.path is None else target(row.path)
-            if tgt is not None:
-                tgt = None if tgt in taken else tgt
-                if tgt is not None:
-                    taken.add(tgt)
-            points.append(
-                Point(
-                    name=prefix + row.name,
-                    address=header.address + row.offset,
-                    register_type=RegisterType.HOLDING,
-                    data_type=row.data_type,
-                    target=tgt,
-                    scale=row.scale,
-                    scale_factor=None if row.sf is None else prefix + row.sf,
-                    length=row.length,
-                    states=row.states,
-                    constant=row.constant,
-                )
-            )
+        points += model_points(definition, header.address, prefix, taken)
     points.append(Point("end.ID", chain.end, RegisterType.HOLDING, U16, constant=END_ID))
     points.append(Point("end.L", chain.end + 1, RegisterType.HOLDING, U16, constant=0))
     return RegisterMap(
