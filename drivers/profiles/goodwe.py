@@ -220,9 +220,16 @@ PROFILES: Final = (
             ),
         ),
         notes=(
-            "Unit id 247 by default, on RS485 (9600 baud) and through the LAN module.",
-            "Modbus TCP (port 502) needs GoodWe's LAN or WiFi/LAN module; the WiFi-only "
-            "module speaks GoodWe's UDP protocol (port 8899), which the kit does not read.",
+            "RS485 at 9600 baud; the same unit id (1-247, 247 from the factory) answers "
+            "through the LAN module.",
+            "Modbus TCP (port 502) needs GoodWe's LAN or WiFi/LAN module, and may have to be "
+            "enabled in GoodWe's app first (SEMS+, per GoodWe's Third-Party EMS Protocol "
+            "V1.1.1); the WiFi-only module speaks GoodWe's UDP protocol (port 8899), which "
+            "the kit does not read.",
+            "GoodWe's later Third-Party EMS Protocol (its own registers from 33000, not this "
+            "map) asks for reads of at most 100 registers about once a second; this map reads "
+            "the ARM205 running block in one request of 108 registers, as "
+            "marcelblijleven/goodwe reads 35100 x 125.",
             "The battery and the meter are read through the inverter: battery.* from "
             "35180-35184 and the BMS block 37000, grid.* from the meter block 36000.",
         ),
