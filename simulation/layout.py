@@ -48,6 +48,9 @@ class SimulatedDevice:
     # The word an address the image lacks reads as, inside a read that touches a
     # defined one (None: 0); a read touching none is refused (DeviceSpec.undefined).
     undefined: int | None = None
+    # Its config line's ``total`` (docs/configuration.md, "Several devices per
+    # role"): False for a sub-meter, True for one of several that add up, None unset.
+    total: bool | None = None
 
     def encode(self, sections: PlantSections) -> RegisterImage:
         image = encode_map(self.served, self.measures(sections))
@@ -117,4 +120,6 @@ def config_lines(layout: SiteLayout, *, host: str, port: int, rtu_path: str = ""
             'bus = "sim"',
             f"unit = {device.unit}",
         ]
+        if device.total is not None:
+            lines.append(f"total = {'true' if device.total else 'false'}")
     return "\n".join(lines)

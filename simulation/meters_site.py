@@ -22,9 +22,9 @@ converter), so its meter sees L1 only; its output is the meter's export
 (power < 0) and the inverter's lifetime energy its export counter. The plant
 keeps no count of energy into the inverter: that counter stays at 0.
 
-Three meters are three devices of the grid role: the site joins
-:data:`simulation.sites.SITES` (``ems sim --site meters``) once the agent's config
-takes several devices per role, so that its printed config lines are valid.
+The three are devices of the grid role; the two sub-meters say ``total = false``
+in the printed config lines (docs/configuration.md, "Several devices per role"):
+their values travel as their own, never added into the site's grid section.
 """
 
 from __future__ import annotations
@@ -204,6 +204,7 @@ LAYOUT: Final = SiteLayout(
             name="house_meter",
             served=EM24,
             measures=house_meter,
+            total=False,
             description="house load sub-meter (carlo_gavazzi_em24)",
         ),
         SimulatedDevice(
@@ -213,6 +214,7 @@ LAYOUT: Final = SiteLayout(
             name="inverter_meter",
             served=SDM72,
             measures=inverter_meter,
+            total=False,
             fill=_sdm72_power_shares,
             description="battery inverter sub-meter (eastron_sdm72)",
         ),

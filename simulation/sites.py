@@ -18,6 +18,7 @@ from simulation import (
     goodwe_site,
     growatt_site,
     jk_site,
+    meters_site,
     sma_site,
     solaredge_site,
     solax_site,
@@ -55,6 +56,7 @@ SITES: Final[Mapping[str, SiteLayout]] = _index(
         goodwe_site.LAYOUT,
         solax_site.LAYOUT,
         solaredge_site.LAYOUT,
+        meters_site.LAYOUT,
     )
 )
 

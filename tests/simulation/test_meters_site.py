@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -11,13 +12,23 @@ from drivers.device import Device
 from drivers.profiles.identify import identify, signatures
 from drivers.registers import DataType, RegisterType, WordOrder, decode_value
 from drivers.transports import open_transport
-from simulation.layout import encode_layout
+from edge.config import parse_config
+from simulation.layout import config_lines, encode_layout
 from simulation.meters_site import LAYOUT, Unit
 from simulation.modbus_server import DeviceServer, DeviceSpec
 from simulation.plant import Plant, Sections
+from simulation.sites import site_layout
 from tests.drivers.precision import mismatches
 
 NOON = datetime(2026, 6, 21, 11, tzinfo=UTC)
+HEAD = """
+device_id = "meters_test"
+[hub]
+url = "ws://127.0.0.1:8000"
+token = "t"
+[buffer]
+path = "buffer.db"
+"""
 
 
 def _sections() -> Sections:
@@ -121,3 +132,15 @@ async def test_the_sdm72_serves_its_power_shares_and_the_dtsu666_its_settings() 
     assert imported == pytest.approx(max(-output, 0.0), rel=1e-6)
     assert exported == pytest.approx(max(output, 0.0), rel=1e-6)
     assert list(settings) == [3, 3, 1]  # protocol n.8.1, 9600 bit/s, address 1
+
+
+def test_the_site_is_served_by_ems_sim_with_its_sub_meters_out_of_the_totals() -> None:
+    assert site_layout("meters") is LAYOUT
+    text = HEAD + config_lines(LAYOUT, host="127.0.0.1", port=5020)
+    assert text.count("total = false") == 2
+    config = parse_config(text, base_dir=Path("/tmp"))
+    assert [(d.name, d.role.value, d.total) for d in config.devices] == [
+        ("grid_meter", "grid", True),  # the role's only counted device
+        ("house_meter", "grid", False),
+        ("inverter_meter", "grid", False),
+    ]
