@@ -7,6 +7,8 @@ Format::
     max_count = 125                # optional: registers per request (device limit)
     max_gap = 16                   # optional: unused registers a request may bridge
     na_markers = false             # optional: SunSpec-style "not implemented" values
+    byte_tables = [0x1200]         # optional: tables whose addresses count bytes (JK-PB);
+                                   # points at base + offset / 2, sent to base + offset
 
     [[point]]
     name = "Total power"
@@ -157,6 +159,7 @@ class _MapSpec(BaseModel):
     max_count: Annotated[int, Field(ge=1, le=125, strict=True)] = 125
     max_gap: Annotated[int, Field(ge=0, le=125, strict=True)] = 16
     na_markers: bool = False
+    byte_tables: list[Annotated[int, Field(ge=0, le=0xFFFF, strict=True)]] = []
     point: Annotated[list[_PointSpec], Field(min_length=1)]
     hole: list[_HoleSpec] = []
     device: DeviceSpec | None = None
@@ -260,6 +263,7 @@ def _register_map(spec: _MapSpec, source: str) -> RegisterMap:
             max_gap=spec.max_gap,
             na_markers=spec.na_markers,
             holes=holes,
+            byte_tables=tuple(sorted(spec.byte_tables)),
         )
         reg_map.plan  # noqa: B018 - a point too long for one request fails here, not at poll time
     except ValueError as err:

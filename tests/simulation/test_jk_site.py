@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from drivers.bus import Backend, BusConfig, BusType
 from drivers.device import Device
 from drivers.errors import ExceptionResponse
+from drivers.profiles.generic import load_generic
 from drivers.profiles.identify import SIGNATURES, identify
 from drivers.registers import RegisterType
 from drivers.transports import Transport, open_transport
@@ -141,3 +143,48 @@ async def test_no_other_simulated_device_matches_the_jk_signature() -> None:
                 found = await identify(transport, device.unit, candidates)
                 # A SunSpec device names itself (sunspec, or its maker's profile).
                 assert found.profile not in dict(candidates), (layout.name, device.unit)
+
+
+# The same BMS described in TOML (docs/configuration.md): points at field + offset / 2.
+JK_TOML = """
+name = "jk-pb-subset"
+source = "JK BMS RS485 Modbus V1.1, running data 0x1200"
+byte_tables = [0x1000, 0x1200, 0x1400]
+
+[[point]]
+name = "Pack voltage"
+address = 0x1248               # 0x1200 + 0x90 / 2
+register_type = "holding"
+data_type = "uint32"
+scale = 0.001
+target = "battery.voltage_v"
+
+[[point]]
+name = "Pack current"
+address = 0x124C               # 0x1200 + 0x98 / 2
+register_type = "holding"
+data_type = "int32"
+scale = -0.001
+target = "battery.current_a"
+
+[[point]]
+name = "SOC"
+address = 0x1253               # 0x1200 + 0xA6 / 2, SOC in the low byte
+register_type = "holding"
+data_type = "uint16"
+mask = 0xFF
+target = "battery.soc_pct"
+"""
+
+
+async def test_a_generic_toml_map_reads_the_byte_addresses(tmp_path: Path) -> None:
+    path = tmp_path / "jk.toml"
+    path.write_text(JK_TOML, encoding="utf-8")
+    generic = load_generic(path)
+    assert [generic.wire_address(r.address) for r in generic.plan] == [0x1290]
+    async for transport in _serve(LAYOUT, _sections()):
+        mine = await Device(transport, unit=UNIT, profile=generic).read()
+        builtin = await Device(transport, unit=UNIT, profile="jk_pb").read()
+    assert mine.transactions == 1
+    for name in ("voltage_v", "current_a", "soc_pct"):
+        assert mine.sections["battery"][name] == builtin.sections["battery"][name]
