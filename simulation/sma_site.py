@@ -18,7 +18,8 @@ power and DC values, as SMA inverters are at night.
 
 Both answer as SMA devices do (drivers/profiles/sma.py): function 0x03 and 0x04
 alike, NaN for undefined registers inside a read, exception 02 for a read
-with no defined register, status NaN 0xFFFFFD where a status is unknown.
+with no defined register, status NaN 0xFFFFFD where a status is unknown; and
+they serve the 64-bit energy counters other readers use (evcc, openWB).
 """
 
 from __future__ import annotations
@@ -138,9 +139,31 @@ def battery_inverter(sections: PlantSections) -> DeviceSections:
     return out
 
 
-def _fill(reg_map: RegisterMap) -> Callable[[RegisterImage], None]:
+# 64-bit counters the lists give beside their 32-bit twins (U64, Wh), which
+# third-party readers use: evcc's sma-sbs-modbus reads 30513 "Total yield" as
+# uint64, openWB's SMA battery 31397 "Battery charge" / 31401 "Battery discharge".
+# They hold the same counts here (the simulated counters have no separate 64-bit
+# source; the battery's charge/discharge energy is its AC absorbed/released energy).
+U64_TWINS_PV: Final = ((30513, 30529), (30517, 30535))
+U64_TWINS_STORAGE: Final = ((31397, 30595), (31401, 30597))
+U64_NAN: Final = (0xFFFF, 0xFFFF, 0xFFFF, 0xFFFF)  # TI 3.5.7
+
+
+def _u64_twins(image: RegisterImage, twins: tuple[tuple[int, int], ...]) -> None:
+    table = image.setdefault(RegisterType.INPUT, {})
+    for wide, narrow in twins:
+        high, low = table.get(narrow, 0xFFFF), table.get(narrow + 1, 0xFFFF)
+        words = U64_NAN if (high, low) == (0xFFFF, 0xFFFF) else (0, 0, high, low)
+        for i, word in enumerate(words):
+            table[wide + i] = word
+
+
+def _fill(
+    reg_map: RegisterMap, twins: tuple[tuple[int, int], ...]
+) -> Callable[[RegisterImage], None]:
     def fill(image: RegisterImage) -> None:
         status_nan(reg_map, image)
+        _u64_twins(image, twins)
         # SMA answers function 0x03 as 0x04 for the same registers (evcc reads 30775
         # as input and 30845 as holding).
         image[RegisterType.HOLDING] = dict(image.get(RegisterType.INPUT, {}))
@@ -162,7 +185,7 @@ LAYOUT: Final = SiteLayout(
             name="inverter",
             served=SMA_INVERTER_SERVED,
             measures=pv_inverter,
-            fill=_fill(SMA_INVERTER_SERVED),
+            fill=_fill(SMA_INVERTER_SERVED, U64_TWINS_PV),
             description="Sunny Tripower 8.0 (sma_inverter)",
             undefined=UNDEFINED_WORD,
         ),
@@ -173,7 +196,7 @@ LAYOUT: Final = SiteLayout(
             name="battery",
             served=SMA_STORAGE_SERVED,
             measures=battery_inverter,
-            fill=_fill(SMA_STORAGE_SERVED),
+            fill=_fill(SMA_STORAGE_SERVED, U64_TWINS_STORAGE),
             description="Sunny Island 4.4M with SMA Energy Meter (sma_storage)",
             undefined=UNDEFINED_WORD,
         ),

@@ -16,6 +16,7 @@ from drivers.transports import Transport, open_transport
 from simulation.layout import SiteLayout, encode_layout
 from simulation.modbus_server import DeviceServer, DeviceSpec
 from simulation.plant import Plant, Sections
+from simulation.runner import SimulatedSite
 from simulation.sites import SITES, site_layout
 from simulation.sma_site import LAYOUT, PV_UNIT, STORAGE_UNIT
 from tests.drivers.precision import mismatches
@@ -135,6 +136,24 @@ async def test_undefined_registers_read_nan_and_a_read_of_none_is_refused(
         await transport.read(RegisterType.INPUT, 30203, 2, unit=STORAGE_UNIT)
 
 
+async def test_the_64_bit_counters_third_party_readers_use(
+    noon: tuple[Transport, Sections],
+) -> None:
+    transport, _ = noon
+    # 30513 "Total yield" U64 (as evcc reads it) holds 30529's count; 30517 30535's.
+    for unit, wide, narrow in (
+        (PV_UNIT, 30513, 30529),
+        (PV_UNIT, 30517, 30535),
+        (STORAGE_UNIT, 31397, 30595),
+        (STORAGE_UNIT, 31401, 30597),
+    ):
+        words = await transport.read(RegisterType.HOLDING, wide, 4, unit=unit)
+        high, low = await transport.read(RegisterType.INPUT, narrow, 2, unit=unit)
+        assert words == (0, 0, high, low)
+        if wide == 30513:
+            assert (high << 16) | low > 0  # half an hour of sun
+
+
 async def test_an_idle_battery_has_the_status_nan() -> None:
     sections = _sections()
     battery = dict(sections["battery"])
@@ -172,3 +191,19 @@ async def test_no_other_simulated_device_matches_an_sma_signature() -> None:
                     found = await identify(transport, device.unit, candidates)
                     # A SunSpec device names itself (sunspec, or its maker's profile).
                     assert found.profile not in dict(candidates), (layout.name, device.unit)
+
+
+async def test_ems_sim_serves_the_sma_site_as_sma_devices_answer() -> None:
+    # Through the runner (what 'ems sim --site sma' starts): the sparse answers.
+    async with SimulatedSite(layout=LAYOUT, tcp=("127.0.0.1", 0), start=NOON, seed=4) as site:
+        site.step(1.0)
+        config = BusConfig("lan", BusType.TCP, host="127.0.0.1", port=site.tcp_port)
+        async with open_transport(config) as transport:
+            words = await transport.read(RegisterType.INPUT, 30201, 4, unit=PV_UNIT)
+            assert words[2:] == (0xFFFF, 0xFFFF)
+            with pytest.raises(ExceptionResponse):
+                await transport.read(RegisterType.INPUT, 30203, 2, unit=PV_UNIT)
+            reading = await Device(transport, unit=STORAGE_UNIT, profile="sma_storage").read()
+            assert reading.sections["battery"]["soc_pct"] == pytest.approx(
+                site.state.battery.soc_pct, abs=0.5
+            )

@@ -17,6 +17,7 @@ from edge.compose import compose
 from simulation.layout import SiteLayout, encode_layout
 from simulation.modbus_server import DeviceServer, DeviceSpec
 from simulation.plant import Plant, Sections
+from simulation.runner import SimulatedSite
 from simulation.sites import SITES, site_layout
 from simulation.victron_site import (
     BATTERY_UNIT,
@@ -194,3 +195,18 @@ async def test_no_other_simulated_device_matches_a_victron_signature() -> None:
                     found = await identify(transport, device.unit, candidates)
                     # A SunSpec device names itself (sunspec, or its maker's profile).
                     assert found.profile not in dict(candidates), (layout.name, device.unit)
+
+
+async def test_ems_sim_serves_the_gx_with_its_gateway_answers() -> None:
+    # Through the runner (what 'ems sim --site victron' starts).
+    async with SimulatedSite(layout=LAYOUT, tcp=("127.0.0.1", 0), start=NOON, seed=4) as site:
+        site.step(1.0)
+        config = BusConfig("lan", BusType.TCP, host="127.0.0.1", port=site.tcp_port)
+        async with open_transport(config) as transport:
+            with pytest.raises(ExceptionResponse) as refused:
+                await transport.read(RegisterType.HOLDING, 840, 1, unit=1)
+            assert refused.value.code is ExceptionCode.GATEWAY_PATH_UNAVAILABLE
+            reading = await Device(transport, unit=SYSTEM_UNIT, profile="victron_system").read()
+            assert reading.sections["battery"]["soc_pct"] == pytest.approx(
+                site.state.battery.soc_pct, abs=0.5
+            )
