@@ -30,7 +30,9 @@ interval time between two instructions 1 Sec" and a 1 s response timeout).
 wills106's integration reads these inverters in blocks of up to 100 registers
 across the reserved words (0x001F, 0x0028-0x003D, 0x0055-0x0065), which answer
 0; ``max_count`` is 100 and ``max_gap`` bridges them, so a poll is two requests
-(0x0000-0x0053 and 0x0094-0x00BF), the fewest, as the 1 s interval asks.
+(0x0000-0x0053 and 0x0094-0x00BF), the fewest, and the profile's
+``command_gap_s`` keeps them (and the next poll's first) 1 s apart, as the
+document asks.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ SOURCE: Final = (
 MAX_REGISTERS: Final = 100
 # Bridges the reserved words between the documented blocks (module docstring).
 MAX_GAP: Final = 70
+# "Time request": "The least interval time between two instructions 1 Sec".
+COMMAND_GAP_S: Final = 1.0
 
 U16, S16, U32, S32 = DataType.UINT16, DataType.INT16, DataType.UINT32, DataType.INT32
 
@@ -244,8 +248,9 @@ _NOTES: Final = (
     "502, unit 1) only through a SolaX monitoring module (Pocket WiFi 3.0 / LAN), "
     "which bridges to the same registers.",
     "32-bit values are low word first (the document: 'little endian format').",
-    "The document asks for at least 1 s between two requests and a 1 s response "
-    "timeout: the map reads everything in two requests; poll every few seconds.",
+    "The document asks for at least 1 s between two requests (the profile keeps "
+    "it) and a 1 s response timeout: a poll is two requests, about 1 s of bus time; "
+    "sample every few seconds.",
     "Battery values (T-BAT, Triple Power) come through the inverter; grid values "
     "need the SolaX meter or CT on the inverter.",
 )
@@ -259,6 +264,7 @@ PROFILES: Final = (
         register_map=SOLAX_X1,
         source=SOURCE,
         transports=frozenset({BusType.RTU, BusType.TCP}),
+        command_gap_s=COMMAND_GAP_S,
         config_name="inverter",
         signature=_signature("X1"),
         notes=_NOTES,
@@ -271,6 +277,7 @@ PROFILES: Final = (
         register_map=SOLAX_X3,
         source=SOURCE,
         transports=frozenset({BusType.RTU, BusType.TCP}),
+        command_gap_s=COMMAND_GAP_S,
         config_name="inverter",
         signature=_signature("X3"),
         notes=_NOTES,

@@ -7,6 +7,7 @@ word order, and its InverterSN example), not produced by our encoder.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
@@ -16,6 +17,8 @@ from drivers.bus import Backend, BusConfig, BusType
 from drivers.device import Device
 from drivers.planner import ReadRequest
 from drivers.profile import RegisterImage, decode_map
+from drivers.profiles import get_profile
+from drivers.profiles.describe import profile_details
 from drivers.profiles.identify import SIGNATURES, identify
 from drivers.profiles.solax import SOLAX_X1, SOLAX_X3
 from drivers.registers import RegisterType
@@ -174,6 +177,21 @@ async def test_simulated_x1_reads_the_plant(kind: str, start: datetime) -> None:
     assert _close(got["solar"]["pv_power_w"], plant["solar"]["pv_power_w"], 1.0)
 
 
+async def test_requests_are_a_second_apart_as_the_document_asks() -> None:
+    specs, _ = _specs(NOON)
+    server = DeviceServer(specs, tcp=("127.0.0.1", 0))
+    async with server, open_transport(_bus("tcp", server)) as transport:
+        inverter = Device(transport, unit=INVERTER_UNIT, profile="solax_x1_hybrid")
+        first = await inverter.read()
+        started = time.monotonic()
+        second = await inverter.read()
+        waited = time.monotonic() - started
+    # Two requests per read, 1 s apart; the next read's first request 1 s after the last.
+    assert first.transactions == second.transactions == 2
+    assert first.duration_s >= 1.0
+    assert waited >= 2.0 - 0.05
+
+
 async def test_identity_and_refusals() -> None:
     specs, _ = _specs(NOON)
     server = DeviceServer(specs, tcp=("127.0.0.1", 0))
@@ -204,3 +222,9 @@ async def test_no_other_simulated_device_looks_like_a_solax() -> None:
             for device in layout.devices:
                 found = await identify(transport, device.unit, solax_only)
                 assert found.profile in {None, "sunspec"}, (layout.name, device.name)
+
+
+def test_the_profiles_keep_the_documents_request_interval() -> None:
+    for name in ("solax_x1_hybrid", "solax_x3_hybrid"):
+        assert get_profile(name).command_gap_s == 1.0
+    assert "at least 1 s between two requests" in profile_details("solax_x1_hybrid")
