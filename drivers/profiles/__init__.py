@@ -30,6 +30,7 @@ from drivers.profiles import (
     epever,
     goodwe,
     growatt,
+    huawei,
     jkbms,
     maps,
     seplos,

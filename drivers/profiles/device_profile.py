@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from drivers.bus import BusType
 from drivers.profile import RegisterMap
-from drivers.registers import DataType, RegisterType, WordOrder, decode_value
+from drivers.registers import DataType, RegisterType, WordOrder, decode_value, register_count
 from telemetry.roles import Role
 
 __all__ = ["BOTH_TRANSPORTS", "Check", "DeviceProfile", "Signature"]
@@ -43,7 +43,9 @@ BOTH_TRANSPORTS = frozenset({BusType.RTU, BusType.TCP})
 
 @dataclass(frozen=True)
 class Check:
-    """One register (or register pair) whose physical value must lie in ``low..high``."""
+    """One register (or register pair) whose physical value must lie in ``low..high``;
+    or, for a string (:meth:`text`), ``length`` registers whose text starts with ``prefix``.
+    """
 
     register_type: RegisterType
     address: int
@@ -52,9 +54,27 @@ class Check:
     high: float
     scale: float = 1.0
     word_order: WordOrder = WordOrder.ABCD
+    length: int = 0  # registers, for a string
+    prefix: str = ""  # what a string must start with
+
+    def __post_init__(self) -> None:
+        if (self.data_type is DataType.STRING) != bool(self.prefix):
+            raise ValueError("a string check needs a prefix, and only a string check has one")
+
+    @classmethod
+    def text(cls, register_type: RegisterType, address: int, length: int, prefix: str) -> Check:
+        """A string of ``length`` registers from ``address`` that starts with ``prefix``."""
+        return cls(register_type, address, DataType.STRING, 0, 0, length=length, prefix=prefix)
+
+    @property
+    def count(self) -> int:
+        """Registers the check reads."""
+        return register_count(self.data_type, self.length)
 
     def accepts(self, words: Sequence[int]) -> bool:
         raw = decode_value(self.data_type, tuple(words), self.word_order)
+        if isinstance(raw, str):
+            return raw.startswith(self.prefix)
         if not isinstance(raw, int | float):
             return False
         value = raw * self.scale

@@ -25,7 +25,7 @@ from typing import Final
 from drivers.errors import DriverError, ExceptionResponse
 from drivers.profiles import PROFILES, sunspec
 from drivers.profiles.device_profile import Check, Signature
-from drivers.registers import RegisterType, register_count
+from drivers.registers import RegisterType
 from drivers.transports import Transport
 
 __all__ = ["SIGNATURES", "Identity", "identify", "signatures"]
@@ -59,9 +59,8 @@ class Identity:
 
 
 async def _read(transport: Transport, check: Check, unit: int) -> tuple[int, ...] | None:
-    count = register_count(check.data_type, 0)
     try:
-        return await transport.read(check.register_type, check.address, count, unit=unit)
+        return await transport.read(check.register_type, check.address, check.count, unit=unit)
     except DriverError:
         return None
 
