@@ -132,6 +132,7 @@ def scan(args: argparse.Namespace) -> int:
     from drivers.bus import BusType
     from drivers.device import scan as scan_units
     from drivers.errors import DriverError
+    from drivers.profiles import scan_settle_s
     from drivers.profiles import scan_units as default_units
     from drivers.profiles.identify import identify
     from drivers.transports import open_transport
@@ -155,6 +156,8 @@ def scan(args: argparse.Namespace) -> int:
             # A fresh connection per unit: a TCP client drops its connection after a
             # few silent units, which would hide the units after them.
             async with open_transport(bus) as transport:
+                # A device that ignores requests just after a connect would seem absent.
+                await asyncio.sleep(scan_settle_s(bus.type, unit))
                 if await scan_units(transport, [unit]):
                     found.append(await identify(transport, unit))
         return found

@@ -51,6 +51,7 @@ __all__ = [
     "fixed_map",
     "get_profile",
     "profile_names",
+    "scan_settle_s",
     "scan_units",
 ]
 
@@ -116,6 +117,20 @@ def scan_units(bus_type: BusType) -> tuple[int, ...]:
         return tuple(range(1, 248))
     known = {unit for p in PROFILES.values() for unit in (p.default_unit, *p.units)}
     return tuple(sorted(known | set(range(1, 11))))
+
+
+def scan_settle_s(bus_type: BusType, unit: int) -> float:
+    """How long ``ems edge scan`` keeps quiet after connecting before it asks ``unit``:
+    the longest ``settle_s`` of the catalogue devices of that bus type answering there by
+    default (a Huawei SUN2000 ignores requests for about a second after a connect)."""
+    return max(
+        (
+            p.settle_s
+            for p in PROFILES.values()
+            if bus_type in p.transports and unit in (p.default_unit, *p.units)
+        ),
+        default=0.0,
+    )
 
 
 def fixed_map(name: str, profile_file: str | Path | None = None) -> RegisterMap | None:

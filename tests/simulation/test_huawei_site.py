@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from drivers.bus import BusConfig, BusType
 from drivers.device import Device
 from drivers.errors import ExceptionCode, ExceptionResponse, NoResponse
+from drivers.profiles import scan_settle_s
 from drivers.profiles.huawei import L1_LUNA, SETTLE_S
 from drivers.profiles.identify import SIGNATURES, identify
 from drivers.registers import RegisterType
@@ -19,6 +21,7 @@ from simulation.huawei_site import LAYOUT, SIM_SETTLE_S, inverter_sections
 from simulation.runner import SimulatedSite
 from simulation.sites import SITES, site_layout
 from tests.drivers.precision import mismatches
+from tests.edge.test_cli import ems, write_config
 
 H = RegisterType.HOLDING
 NOON = datetime(2026, 6, 21, 11, tzinfo=UTC)
@@ -148,3 +151,21 @@ async def test_no_other_simulated_device_looks_like_a_huawei() -> None:
             for device in layout.devices:
                 found = await identify(transport, device.unit, HUAWEI)
                 assert found.profile in (None, "sunspec"), (name, device.unit)
+
+
+async def test_ems_edge_scan_waits_out_the_settle_time_and_names_it(
+    site: SimulatedSite, tmp_path: Path
+) -> None:
+    assert scan_settle_s(BusType.TCP, 1) == scan_settle_s(BusType.TCP, 0) == SETTLE_S
+    assert scan_settle_s(BusType.TCP, 7) == 0.0
+    path = write_config(tmp_path, "ws://127.0.0.1:9", site.tcp_port, "huawei_scan")
+    scan = await asyncio.to_thread(
+        ems, "edge", "scan", "--config", str(path), "sim", "--units", "1"
+    )
+    assert scan.returncode == 0, scan.stderr
+    said, _, pasted = scan.stdout.partition("\n\n")
+    assert said.splitlines() == [
+        "unit 1: huawei_sun2000_l1_luna: Huawei SUN2000 L1 with LUNA2000 "
+        "(model 30000, model ID 30070, storage SOC 37760)"
+    ]
+    assert 'profile = "huawei_sun2000_l1_luna"' in pasted
