@@ -71,6 +71,7 @@ _FAMILIES: Final[tuple[ModuleType, ...]] = (
     sma,
     deye,
     growatt,
+    huawei,
     jkbms,
     victron,
     solax,
