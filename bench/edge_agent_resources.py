@@ -1,6 +1,7 @@
 """Edge agent memory and CPU while polling the four simulated devices at one reading per second.
 
-DESIGN.md targets: RSS <= 60 MB; CPU <= 2 % of one core here (a Pi is 5-10x slower).
+Targets (docs/benchmarks.md, "Targets"): RSS <= 60 MB; CPU <= 2 % of one core here
+(a Pi is 5-10x slower).
 
 Starts ``ems hub serve`` (embedded SQLite), ``ems sim`` and ``ems edge run`` as
 separate processes, exactly as deployed, lets the agent warm up, then samples

@@ -1,6 +1,6 @@
 """Edge backlog drain: N buffered readings to the real hub on loopback, until all are acked.
 
-DESIGN.md target: 86,400 readings (a day at 1 Hz) in <= 15 s.
+Target (docs/benchmarks.md, "Targets"): 86,400 readings (a day at 1 Hz) in <= 15 s.
 
 The outbox is filled first (full readings of the simulated site, ~1 KB each),
 then the uplink is started against ``ems hub serve`` (embedded SQLite, its own

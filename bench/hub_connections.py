@@ -1,6 +1,6 @@
 """Held connections: the hub's memory and CPU with 10,000 WebSockets open.
 
-DESIGN.md, "Performance targets": 10,000 sockets in <= 1 GiB hub RSS. Starts the
+Target (docs/benchmarks.md, "Targets"): 10,000 sockets in <= 1 GiB hub RSS. Starts the
 hub (``ems hub serve``, a subprocess) on a fresh PostgreSQL database (or SQLite
 with ``--sqlite``), gives every simulated device a token, then from several
 client processes (one process would need all the file descriptors and would
@@ -18,7 +18,7 @@ spend its CPU on 10,000 handshakes alone):
 4. checks, with every socket still open: the hub's ``ems_connections`` gauges and
    the clients' own counts of open sockets agree; a fresh device's reading
    reaches a fresh dashboard and is acked; then SIGTERM, and the hub must exit 0
-   with every client socket closed with 1001 (PROTOCOL.md, "Close codes").
+   with every client socket closed with 1001 (docs/protocol.md, "Close codes").
 
 The hub's RSS (and USS, its private memory) is taken before any connection, at
 the end of the quiet hold, and at the end of the live hold (and its peak is
@@ -59,7 +59,7 @@ from hub_throughput import ADMIN_DSN, admin, hub_metrics, reading
 
 MIB = 2**20
 TARGET_SOCKETS = 10_000
-TARGET_RSS = 2**30  # DESIGN.md: 10,000 sockets in <= 1 GiB hub RSS
+TARGET_RSS = 2**30  # the target: 10,000 sockets in <= 1 GiB hub RSS
 GOING_AWAY = 1001  # what the hub closes every socket with on SIGTERM
 
 

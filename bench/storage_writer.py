@@ -1,6 +1,6 @@
 """Rows/s through BatchWriter + PostgreSQL vs. bare asyncpg COPY into the same table.
 
-DESIGN.md, "Performance targets": the storage writer must reach >= 50 % of the
+Target (docs/benchmarks.md, "Targets"): the storage writer must reach >= 50 % of the
 rows/s of a bare binary COPY. Both runs write the same readings (every device a
 realistic reading: grid, battery, solar, inverter sections) into the same
 ``readings`` table, created by the hub's own migrations in a fresh schema that is

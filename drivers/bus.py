@@ -1,4 +1,4 @@
-"""A bus's settings: the ``[[bus]]`` table of the edge config (DESIGN.md), as a value.
+"""A bus's settings: the ``[[bus]]`` table of the edge config (docs/configuration.md), as a value.
 
 The edge config builds a :class:`BusConfig`; the transports take everything
 they need from it (timeouts, retries, the inter-frame silence), so no timing

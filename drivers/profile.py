@@ -5,7 +5,7 @@ data type, word order), how raw becomes physical (``value = raw * scale *
 10**sf + offset``, ``sf`` read from a SunSpec scale-factor point when named) and
 which protocol field it feeds (:class:`Target`: section, field and, for the
 per-phase lists, an index). Signs are converted by a negative ``scale``: the
-protocol's conventions (PROTOCOL.md, "Signs") hold after decoding.
+protocol's conventions (docs/protocol.md, "A reading") hold after decoding.
 
 One map, two directions: :func:`decode_map` turns registers into protocol
 sections, :func:`encode_map` turns protocol sections into registers. Tests also
@@ -44,7 +44,7 @@ RegisterImage = dict[RegisterType, dict[int, int]]
 
 
 class Section(enum.Enum):
-    """The protocol's sections (PROTOCOL.md, "A reading"), and ``extra``."""
+    """The protocol's sections (docs/protocol.md, "A reading"), and ``extra``."""
 
     INVERTER = "inverter"
     GRID = "grid"

@@ -1,4 +1,4 @@
-"""One reading's sections from the devices' latest values (pure; issue 4, "Sampler").
+"""One reading's sections from the devices' latest values (pure).
 
 Each device fills the protocol section of its role (``role = "grid"`` fills
 ``grid``). A device may decode fields of other sections too (a charge
@@ -13,7 +13,7 @@ A site with several devices of a role (:func:`compose_site`, docs/protocol.md,
 Every value is checked against the wire models (telemetry/reading.py) before
 it is stored: a field the hub would refuse (a frequency of 0 Hz from an idle
 inverter, a string in ``extra``) is left out and reported, so one bad field
-never costs the whole reading (PROTOCOL.md: an invalid reading is dropped).
+never costs the whole reading (docs/protocol.md: an invalid reading is dropped).
 """
 
 from __future__ import annotations

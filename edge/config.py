@@ -1,4 +1,4 @@
-"""The edge agent's config file (DESIGN.md, "Edge config file"), validated before anything starts.
+"""The edge agent's config file (docs/configuration.md), validated before anything starts.
 
 The TOML is checked by pydantic models (unknown keys refused), then by the
 rules that span sections (a device's bus must exist, several devices of a role
@@ -195,7 +195,7 @@ def _pydantic_problems(err: ValidationError) -> list[Problem]:
 
 
 def _cross_check(file: _File) -> list[Problem]:
-    """The rules that span keys or sections (DESIGN.md, "Edge config file")."""
+    """The rules that span keys or sections (docs/configuration.md)."""
     problems: list[Problem] = []
     if not is_valid_device_id(file.device_id):
         problems.append(

@@ -1,11 +1,11 @@
-"""The outbox: readings buffered on the edge until the hub acks them (DESIGN.md, "Guarantees").
+"""The outbox: readings buffered on the edge until the hub acks them (docs/architecture.md).
 
 One SQLite file in WAL mode, reached through aiosqlite:
 
 - ``seq`` is allocated in the transaction that stores the reading, from a
   counter kept in ``meta`` (not from ``max(seq)``), so it keeps increasing, with
   no gap, across restarts, SIGKILLs and a buffer emptied by acks
-  (PROTOCOL.md, ``seq``: "strictly increasing over the device's life").
+  (docs/protocol.md, ``seq``: "strictly increasing over the device's life").
 - Writes come in batches, one transaction each (an SD card wears per write):
   the caller groups readings; :class:`Outbox` never commits one at a time.
 - ``synchronous=FULL``: a committed batch survives a power cut, not only a
@@ -78,7 +78,7 @@ LOW_WATER: Final = 0.9
 
 _SCHEMA: Final = (
     """CREATE TABLE IF NOT EXISTS outbox (
-        seq   INTEGER PRIMARY KEY,   -- the protocol's seq (PROTOCOL.md)
+        seq   INTEGER PRIMARY KEY,   -- the protocol's seq (docs/protocol.md)
         ts_us INTEGER,               -- microseconds since the epoch; NULL while held
         mono  REAL NOT NULL,         -- CLOCK_BOOTTIME seconds when measured
         boot  TEXT NOT NULL,         -- the boot that mono belongs to
@@ -144,7 +144,7 @@ class Stored:
         return _EPOCH + timedelta(microseconds=self.ts_us)
 
     def wire(self) -> str:
-        """The reading frame as JSON text (PROTOCOL.md, "A reading"), without re-encoding."""
+        """The reading frame as JSON text (docs/protocol.md, "A reading"), without re-encoding."""
         return f'{{"seq":{self.seq},"ts":"{wire_ts(self.ts_us)}",{self.body[1:]}'
 
 

@@ -1,4 +1,4 @@
-"""Bus pollers: one task per bus, its devices read one after another (issue 4, "Pollers").
+"""Bus pollers: one task per bus, its devices read one after another.
 
 A bus carries one transaction at a time (RS485 is half duplex; a TCP gateway
 serialises too), so a bus's devices are read in turn, once per sampling

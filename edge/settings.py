@@ -82,7 +82,7 @@ class EdgeConfig:
 
     @property
     def device_url(self) -> str:
-        """The device door (PROTOCOL.md, "Doors")."""
+        """The device door (docs/protocol.md, "Doors")."""
         return f"{self.hub.url.rstrip('/')}/ws/device/{self.device_id}"
 
     @property

@@ -1,12 +1,12 @@
 """The uplink: streams the outbox to the hub's device door and deletes what the hub acks.
 
-PROTOCOL.md is the contract. One connection at a time to
+docs/protocol.md is the contract. One connection at a time to
 ``{hub.url}/ws/device/{device_id}`` with ``Authorization: Bearer <token>``:
 
 - live readings (just committed, handed over by :meth:`Uplink.offer`) go first,
   one reading frame each, so dashboards see them at once;
 - the backlog follows behind them in ``batch`` frames, oldest first
-  (PROTOCOL.md, "A batch": history, stored and not pushed to dashboards);
+  (docs/protocol.md, "A batch": history, stored and not pushed to dashboards);
 - a :class:`~edge.window.SendWindow` bounds what is in flight; unacked
   readings are sent again after the ack timeout, and all of them after a
   reconnect;
@@ -136,7 +136,7 @@ class UplinkSettings:
     ping_timeout_s: float = 10.0
     live_queue: int = 1_000  # full: the oldest live reading waits for the backlog instead
     # Room in the window the backlog leaves free, so live readings still go out live
-    # (PROTOCOL.md: a batch is history, not pushed to dashboards) while a long
+    # (docs/protocol.md: a batch is history, not pushed to dashboards) while a long
     # backlog keeps the rest of the window full.
     live_reserve: int = 100
     stable_after_s: float = 10.0  # a session this long resets the backoff
@@ -347,7 +347,7 @@ class Uplink:
                 try:
                     end = await self._serve(ws)
                 except asyncio.CancelledError:
-                    # The agent is stopping: a normal close (PROTOCOL.md, 1000), not the
+                    # The agent is stopping: a normal close (1000, docs/protocol.md), not the
                     # 1011 a context manager sends when left by an exception.
                     await ws.close(CloseCode.NORMAL, "agent stopping")
                     raise

@@ -1,6 +1,6 @@
 """What the uplink has in flight, and what it sends next (pure: no sockets, no database).
 
-PROTOCOL.md, "Hub -> device": the hub acks ranges of seqs once committed, may
+docs/protocol.md, "Hub -> device": the hub acks ranges of seqs once committed, may
 drop what it has not acked, and the edge re-sends whatever stays unacked. The
 :class:`SendWindow` keeps, for one connection:
 
@@ -18,7 +18,7 @@ A reconnect starts a new window: nothing acked on the old connection can be
 acked on the new one, so everything still buffered is sent again, oldest first.
 
 :func:`pack_batches` cuts readings into ``batch`` frames within both limits of
-the protocol: at most 1000 items, and a frame under 1 MiB (PROTOCOL.md, "A batch").
+the protocol: at most 1000 items, and a frame under 1 MiB (docs/protocol.md, "A batch").
 """
 
 from __future__ import annotations

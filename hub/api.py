@@ -1,4 +1,4 @@
-"""The hub's HTTP API (DESIGN.md, "Hub HTTP API").
+"""The hub's HTTP API (docs/protocol.md, "Devices over HTTP", "Stored readings over HTTP").
 
 ``/healthz`` and ``/readyz`` for orchestration, ``/api/devices`` and the stored
 readings (raw or bucketed) for dashboards and scripts, ``/metrics`` for

@@ -1,4 +1,4 @@
-"""Device tokens and the viewer token (PROTOCOL.md, "Doors").
+"""Device tokens and the viewer token (docs/protocol.md, "Doors").
 
 A device token is 32 random bytes (``secrets.token_urlsafe``): with that much
 entropy a plain SHA-256 is as good as a slow password hash, and it keeps the

@@ -1,7 +1,6 @@
 """Who is connected: the registry of publishers (devices) and subscribers (dashboards).
 
-Follows the original architecture guide (seed guide, "Connection Manager") and
-PROTOCOL.md ("Ghost protocol"):
+Follows docs/protocol.md ("Doors": the ghost protocol):
 
 - one ``asyncio.Lock`` serialises connect and disconnect, so "is an old socket
   registered? replace it" is a single atomic step;

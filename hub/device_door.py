@@ -1,4 +1,4 @@
-"""The device door, ``/ws/device/{device_id}`` (PROTOCOL.md, "Doors", "Device -> hub").
+"""The device door, ``/ws/device/{device_id}`` (docs/protocol.md, "Doors").
 
 Order of a connection's life:
 
@@ -14,7 +14,7 @@ Per frame: ``parse_device_frame`` splits it into valid readings and
 rejections. Rejections are counted and logged by the gatekeeper; one with a
 seq gets an error frame and is acked. A valid live reading is pushed to the
 device's dashboards at once (never awaited), then offered to the writer with
-the connection's outbox as its AckSink when it has a seq (PROTOCOL.md: no
+the connection's outbox as its AckSink when it has a seq (docs/protocol.md: no
 seq, no ack). Batch items are stored only: they are history; when a dashboard
 watches the device, it is told once they are stored (hub/device_health.py).
 A ``health`` frame (docs/protocol.md, "Device health") is recognised by its
@@ -193,7 +193,7 @@ def handle_frame(hub: Hub, session: PublisherSession, frame: ParsedFrame, now: d
         for rejected in frame.rejected:
             hub.gatekeeper.reject(device_id, rejected, clock)
             if rejected.seq is not None:
-                # PROTOCOL.md: an ack means committed *or rejected as invalid*.
+                # docs/protocol.md: an ack means committed *or rejected as invalid*.
                 session.outbox.rejected(rejected.seq, rejected.reason)
     path = "batch" if frame.is_batch else "live"
     batch_sink: AckSink = session.outbox
@@ -211,5 +211,5 @@ def handle_frame(hub: Hub, session: PublisherSession, frame: ParsedFrame, now: d
         row = StoredReading(device_id=device_id, reading=reading, received_at=now)
         sink = batch_sink if reading.seq is not None else None
         if not hub.writer.offer(row, sink):
-            # Not acked: the edge re-sends it (PROTOCOL.md, "Hub -> device").
+            # Not acked: the edge re-sends it (docs/protocol.md, "Hub -> device").
             hub.counters.dropped[DropReason.QUEUE_FULL] += 1

@@ -1,4 +1,4 @@
-"""What the hub sends back to one device: acks and errors (PROTOCOL.md, "Hub -> device").
+"""What the hub sends back to one device: acks and errors (docs/protocol.md, "Hub -> device").
 
 ``DeviceOutbox`` is the ``AckSink`` the device door hands to
 ``BatchWriter.offer`` with each seq-carrying reading. The writer calls

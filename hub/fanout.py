@@ -1,8 +1,9 @@
 """Live fan-out to one dashboard: a bounded queue and its own sender task.
 
 The hot path (a device's receive loop) only ever calls ``DashboardFeed.offer``,
-which is synchronous: it never awaits a dashboard's socket (DESIGN.md, "Hot path
-isolation"). Each feed's sender task moves frames from its queue to its socket.
+which is synchronous: it never awaits a dashboard's socket (docs/architecture.md,
+"Guarantees": hot path isolation). Each feed's sender task moves frames from its queue
+to its socket.
 
 What "bounded" counts. uvicorn's WebSocket protocols write into the asyncio
 transport; what the peer has not read piles up in the transport's write buffer.
@@ -15,7 +16,7 @@ checked against our queued bytes *plus* the transport's
 the ASGI side. When a server does not expose its transport, the queue's own
 bound still holds and the server's flow control covers the rest.
 
-Overflow policy (PROTOCOL.md, "Hub -> dashboard"): a dashboard that falls behind
+Overflow policy (docs/protocol.md, "Hub -> dashboard"): a dashboard that falls behind
 loses its oldest pending frames (counted); one that stays behind for
 ``stall_s`` seconds is closed with 1013.
 """
@@ -211,7 +212,7 @@ class DashboardFeed:
                 self._counters.sent += 1
 
     async def _receive_loop(self) -> None:
-        # PROTOCOL.md: anything a dashboard sends is ignored. We still read, so
+        # docs/protocol.md: anything a dashboard sends is ignored. We still read, so
         # uvicorn keeps reading the socket and we see the peer leave.
         while True:
             message = await self.socket.receive()

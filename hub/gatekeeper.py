@@ -1,6 +1,6 @@
 """What the hub does with the part of a device frame it cannot use.
 
-``telemetry.parse_device_frame`` decides what is valid (PROTOCOL.md, "A reading");
+``telemetry.parse_device_frame`` decides what is valid (docs/protocol.md, "A reading");
 this module decides what happens to the rest: every rejection is counted per
 ``FrameProblem``, and logged, but at most ``burst`` lines per device per
 ``window_s`` seconds, with a summary of what was suppressed, so one broken

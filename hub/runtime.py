@@ -5,7 +5,7 @@
 TaskGroup (the token refresher) and stops them in order:
 
 1. ``begin_shutdown``: refuse new sockets, flush the writer (so what is committed
-   gets acked), close every socket with 1001 (PROTOCOL.md, "Close codes");
+   gets acked), close every socket with 1001 (docs/protocol.md, "Close codes");
 2. ``__aexit__``: stop the loops, let the writer flush what is left, close storage.
 """
 

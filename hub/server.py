@@ -1,6 +1,6 @@
 """Running the hub under uvicorn, and stopping it cleanly on SIGTERM.
 
-uvicorn settings (the issue's "switchboard" section): uvloop and httptools;
+uvicorn settings: uvloop and httptools;
 the sans-I/O ``websockets`` protocol (subclassed in hub/guard.py), named
 explicitly so an upgrade of uvicorn's "auto" choice cannot change the flow
 control hub/fanout.py relies on; per-message deflate off (it costs memory per

@@ -1,9 +1,9 @@
-"""The cold path: one bounded queue into batched, acked commits (DESIGN.md, "Guarantees").
+"""The cold path: one bounded queue into batched, acked commits (docs/architecture.md).
 
 The device door calls :meth:`BatchWriter.offer` for every valid reading. It
 never blocks and never awaits: it appends to a bounded queue, or refuses
 (returns False) when the queue is full, in which case that reading is simply
-not acked and the edge sends it again later (PROTOCOL.md, "Hub -> device":
+not acked and the edge sends it again later (docs/protocol.md, "Hub -> device":
 "the hub may drop readings it has not acked").
 
 One task (``{name}.flush_loop``) takes up to ``max_batch`` rows at a time, as
@@ -15,7 +15,7 @@ commits them through ``Storage.write_prepared`` (one transaction, idempotent on
 :class:`AckSink` which of its seqs are stored: "the hub never acks a reading
 before its commit". Two batches in flight overlap one batch's transfer with
 the database's insert and fsync of the other; acks may then come
-in another order than the offers, which ranges allow (PROTOCOL.md).
+in another order than the offers, which ranges allow (docs/protocol.md).
 
 Each reading is turned into its storage row (``Storage.prepare``) when it is
 offered: the queue then holds plain tuples rather than validated models (far
@@ -65,8 +65,8 @@ logger = logging.getLogger(__name__)
 # round trip when the hub is busy (docs/benchmarks.md, "Hub").
 DEFAULT_MAX_BATCH: Final = 5000
 DEFAULT_MAX_DELAY_S: Final = 0.2
-# 50,000 rows: ten seconds of the 5,000 readings/s target (DESIGN.md,
-# "Performance targets") held through a database blip, or about two seconds of
+# 50,000 rows: ten seconds of the target of 5,000 stored readings/s (docs/benchmarks.md,
+# "Targets") held through a database blip, or about two seconds of
 # what the hub ingests at full load here (docs/benchmarks.md, "Hub"); 50-200 MB
 # (a row holds its reading's values, and `extra` as JSON text).
 DEFAULT_MAX_QUEUE: Final = 50_000

@@ -1,19 +1,19 @@
 """The simple publisher: plant readings to the hub's device door.
 
-The seed guide's ``simulation/client.py`` ("Simulating a Device (Publisher)"), with a plant:
+A device publisher at its simplest, with a plant:
 
     export DEVICE_ID="ems_001" API_TOKEN="..."      # HUB_URL defaults to ws://127.0.0.1:8000
     python -m simulation.client [--interval 1] [--seq] [--devices N] [--scenario sunny]
 
 It connects to ``HUB_URL + /ws/device/{DEVICE_ID}`` with ``Authorization: Bearer
-<API_TOKEN>`` and sends one reading (PROTOCOL.md, "A reading") per ``--interval``
+<API_TOKEN>`` and sends one reading (docs/protocol.md, "A reading") per ``--interval``
 seconds, built from a simulated plant's sections and validated with
 ``telemetry.Reading`` before it leaves; ``ts`` is the wall clock in UTC. The plant
 runs ``--speed`` times faster than the wall clock.
 
-- ``seq``: none by default, as in the seed guide (the hub stores but never acks such
-  readings). With ``--seq``, a counter starting at the wall clock in milliseconds, so
-  it keeps increasing across restarts (PROTOCOL.md, ``seq``) while fewer than 1,000
+- ``seq``: none by default (the hub stores but never acks such readings,
+  docs/protocol.md). With ``--seq``, a counter starting at the wall clock in milliseconds, so
+  it keeps increasing across restarts (docs/protocol.md, ``seq``) while fewer than 1,000
   readings a second are sent. Acks and errors from the hub are logged.
 - No buffer: readings due while disconnected are not sent (the edge agent is the
   part that never loses a reading; this is a load and demo tool).

@@ -1,6 +1,6 @@
 """The simulated site as four Modbus devices: plant sections -> register images.
 
-Pure logic. Each device of DESIGN.md ("Simulated site") encodes the plant's
+Pure logic. Each device of the default site (``ems sim``) encodes the plant's
 protocol sections with the very register map the drivers decode with
 (:mod:`drivers.profiles`), so what the edge reads back is the plant's state
 within each register's resolution:
@@ -39,7 +39,7 @@ from telemetry.roles import Role
 
 
 class Unit(enum.IntEnum):
-    """Default unit ids on the simulated bus (DESIGN.md, "Simulated site")."""
+    """Default unit ids on the simulated bus (``ems sim`` without ``--site``)."""
 
     INVERTER = 1
     GRID_METER = 2

@@ -1,6 +1,6 @@
 """Wire protocol v1 of EMS Switchboard: the models every side shares.
 
-This package imports nothing else of ours (DESIGN.md, "Layout"): the hub, the
+This package imports nothing else of ours (docs/architecture.md): the hub, the
 edge agent and the simulators all depend on it, never the other way round.
 """
 

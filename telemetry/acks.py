@@ -1,4 +1,4 @@
-"""Ack ranges: sets of seqs to ``[[a, b], ...]`` (PROTOCOL.md, "Hub -> device")."""
+"""Ack ranges: sets of seqs to ``[[a, b], ...]`` (docs/protocol.md, "Hub -> device")."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ Hub -> device: ``ack`` and ``error``. Hub -> dashboard: ``status`` and ``reading
 
 The parser never raises on bad input: it returns what was valid and, per
 rejected reading, a reason the hub can count, log and send back, so one bad
-item never costs the good ones beside it (PROTOCOL.md, "A batch").
+item never costs the good ones beside it (docs/protocol.md, "A batch").
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from telemetry.reading import MAX_SEQ, Reading, format_ts
 
-MAX_FRAME_BYTES: Final = 1024 * 1024  # PROTOCOL.md: larger closes with 1009
-MAX_BATCH_ITEMS: Final = 1000  # PROTOCOL.md, "A batch"
+MAX_FRAME_BYTES: Final = 1024 * 1024  # docs/protocol.md: larger closes with 1009
+MAX_BATCH_ITEMS: Final = 1000  # docs/protocol.md, "A batch"
 # No valid frame nests deeper than 7 (batch, items, reading, devices, a device, section,
 # phase list); a value deeper than this is cut to null before parsing (see _load_json).
 MAX_JSON_DEPTH: Final = 32
@@ -41,7 +41,7 @@ _JSON_TOKENS: Final = re.compile(
 
 
 class CloseCode(enum.IntEnum):
-    """WebSocket close codes the protocol uses (PROTOCOL.md, "Close codes"; RFC 6455 7.4.1)."""
+    """WebSocket close codes the protocol uses (docs/protocol.md, "Close codes"; RFC 6455 7.4.1)."""
 
     NORMAL = 1000
     GOING_AWAY = 1001
@@ -331,7 +331,7 @@ def batch_frame(readings: list[dict[str, Any]]) -> str:
 
 
 def dashboard_reading(device_id: str, reading: Reading, received_at: datetime) -> dict[str, Any]:
-    """Hub -> dashboard reading frame (PROTOCOL.md, "Hub -> dashboard")."""
+    """Hub -> dashboard reading frame (docs/protocol.md, "Hub -> dashboard")."""
     frame: dict[str, Any] = {
         "type": "reading",
         "device_id": device_id,

@@ -1,10 +1,10 @@
-"""A reading as it travels on the wire (PROTOCOL.md, "A reading").
+"""A reading as it travels on the wire (docs/protocol.md, "A reading").
 
 Every field carries its physical range here, once, so the hub's gatekeeper,
 the edge's sampler and the simulators all agree on what "valid" means. Units
-are in the names; signs follow PROTOCOL.md ("Signs").
+are in the names; signs follow docs/protocol.md ("A reading": signs).
 
-Unknown keys are ignored (PROTOCOL.md: "Unknown keys are ignored"); NaN and
+Unknown keys are ignored (docs/protocol.md: "Unknown keys are ignored"); NaN and
 Infinity are refused everywhere (``allow_inf_nan=False``).
 """
 
@@ -24,18 +24,18 @@ from pydantic import (
     model_validator,
 )
 
-# PROTOCOL.md: "a power beyond +-10 MW" is invalid.
+# docs/protocol.md, "A reading": powers within +-10 MW; beyond is invalid.
 MAX_POWER_W: Final = 10_000_000.0
-# A reading before this instant cannot come from a synced clock (PROTOCOL.md, `ts`).
+# A reading before this instant cannot come from a synced clock (docs/protocol.md, `ts`).
 EARLIEST_TS: Final = datetime(2020, 1, 1, tzinfo=UTC)
-# PROTOCOL.md, `ts`: "more than 5 minutes ahead of the hub's clock is invalid".
+# docs/protocol.md, `ts`: "more than 5 minutes ahead of the hub's clock is invalid".
 MAX_CLOCK_AHEAD: Final = timedelta(minutes=5)
 MAX_SEQ: Final = 2**63 - 1  # stored as BIGINT
 _TOO_EARLY: Final = "is before 2020-01-01: the sender's clock is not synced"
 _TOO_LATE: Final = "is more than 5 minutes ahead of the hub's clock"
 
 # Strict: a number is a JSON number, never a string ("123.5") nor a boolean
-# (PROTOCOL.md, "A reading": wrong types are invalid). Integers are numbers.
+# (docs/protocol.md, "A reading": wrong types are invalid). Integers are numbers.
 Power = Annotated[float, Field(ge=-MAX_POWER_W, le=MAX_POWER_W, strict=True)]
 NonNegativePower = Annotated[float, Field(ge=0.0, le=MAX_POWER_W, strict=True)]
 # DC strings reach 1,500 V; nothing we read legitimately exceeds 2 kV.
@@ -186,7 +186,7 @@ assert tuple(SECTION_MODELS) == ("inverter", "grid", "solar", "battery")
 
 
 class Reading(BaseModel):
-    """One measurement instant of one device (PROTOCOL.md, "A reading")."""
+    """One measurement instant of one device (docs/protocol.md, "A reading")."""
 
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False, frozen=True)
 

@@ -21,7 +21,7 @@ document's examples), so a 300 A board reads ten times too small here.
 
 Signs: the BMS reports charge current positive (its discharge thresholds and
 requests, SPA 0x131B-0x1321 and 0x1367, are negative amperes); the protocol
-wants discharge positive (PROTOCOL.md, "Signs"), hence the negative scale on
+wants discharge positive (docs/protocol.md, "A reading"), hence the negative scale on
 0x1001.
 """
 

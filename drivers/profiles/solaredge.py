@@ -35,7 +35,7 @@ Quirks the note states, kept here rather than in the poller:
   Import") reports export as positive, import as negative (the
   solaredge-modbus-multi maintainer, issue #69; evcc's solaredge templates read
   ``203:W`` with ``scale: -1``), so W and its phases are negated to the
-  protocol's "import > 0" (docs/protocol.md, "Signs").
+  protocol's "import > 0" (docs/protocol.md, "A reading").
 - Battery registers (0xE100...) are float32, uint32 and uint64 "in the
   Little-Endian word order" (Appendix A of the SunSpec note): low word first,
   ``CDAB``. Battery power and current are positive while charging (evcc's

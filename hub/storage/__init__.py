@@ -1,8 +1,8 @@
 """The hub's storage: one interface (:mod:`hub.storage.base`), two backends.
 
 ``postgresql://`` / ``postgres://`` URLs use PostgreSQL through asyncpg, with
-TimescaleDB's features when the extension can be created (DESIGN.md, ``ems hub
-serve``); no URL means the embedded SQLite file ``<data dir>/hub.db``, the data
+TimescaleDB's features when the extension can be created (docs/configuration.md,
+"Storage"); no URL means the embedded SQLite file ``<data dir>/hub.db``, the data
 dir being ``$EMS_DATA_DIR`` or ``./ems-data`` (:func:`data_dir_from`, the one
 place that default is written). Backends are imported only when chosen, so a
 hub on SQLite never loads asyncpg.

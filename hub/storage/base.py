@@ -56,7 +56,7 @@ class DeviceRecord:
 
     device_id: str
     last_seen: datetime | None  # ts of its newest stored reading
-    last_reading: dict[str, Any] | None  # that reading in wire form (PROTOCOL.md)
+    last_reading: dict[str, Any] | None  # that reading in wire form (docs/protocol.md)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """The readings table's columns, derived from the wire models, and the row <-> reading mapping.
 
-One column per field of the protocol (PROTOCOL.md, "A reading"), named
+One column per field of the protocol (docs/protocol.md, "A reading"), named
 ``{section}_{field}`` (``battery_soc_pct``), so storage, bucket averages and the
 wire schema never drift apart: a field added to ``telemetry`` becomes a column
 here without anyone editing a list.
@@ -204,8 +204,8 @@ async def to_rows(
     """:func:`to_row` of every row, yielding to the event loop every ``per_slice`` rows.
 
     The writer's commit task runs on the hub's event loop: converting a full
-    batch in one go would hold back every live reading behind it (DESIGN.md,
-    "Hot path isolation").
+    batch in one go would hold back every live reading behind it
+    (docs/architecture.md, "Guarantees": hot path isolation).
     """
     out: list[Row] = []
     for start in range(0, len(rows), per_slice):

@@ -6,9 +6,9 @@ means "the database is not there right now" becomes ``StorageUnavailable``
 (the writer then keeps its batch and retries), any other database error
 ``StorageError`` (:func:`is_unavailable` draws the line).
 
-A batch is written in one transaction, idempotent on (device_id, ts) (DESIGN.md,
-"No duplicates"), either as one ``INSERT ... SELECT FROM unnest(...) ON CONFLICT
-DO NOTHING`` with one array parameter per column, or by binary ``COPY``
+A batch is written in one transaction, idempotent on (device_id, ts)
+(docs/architecture.md, "Guarantees": no duplicates), either as one ``INSERT ... SELECT
+FROM unnest(...) ON CONFLICT DO NOTHING`` with one array parameter per column, or by binary ``COPY``
 (:class:`WriteMethod`; bench/storage_writer.py measures both). COPY goes straight
 into the table when the batch holds nothing stored before (the common case), and
 otherwise into a per-connection temporary table and one ``INSERT ... SELECT ... ON

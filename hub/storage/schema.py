@@ -5,7 +5,7 @@ statements in order, under an advisory lock, and records each applied version
 in ``ems_schema_version``. Every statement is safe to run twice, because two
 hubs may start together and a hub may stop half-way through a migration.
 
-Tables (DESIGN.md, "Guarantees": storage is idempotent on (device_id, ts)):
+Tables (docs/architecture.md, "Guarantees": storage is idempotent on (device_id, ts)):
 
 ``readings``
     ``device_id, ts, seq, received_at, sections`` then one column per protocol
@@ -186,7 +186,7 @@ class TimescaleMode(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class TimescaleOptions:
-    """TimescaleDB settings (issue 2; defaults from DESIGN.md's storage section)."""
+    """TimescaleDB settings; by default one-day chunks compressed after a week, kept forever."""
 
     mode: TimescaleMode = TimescaleMode.AUTO
     chunk_interval: timedelta = timedelta(days=1)

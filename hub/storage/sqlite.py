@@ -7,7 +7,7 @@ the instants), phase lists, ``extra`` and ``devices`` are JSON text, and
 device's time range is one contiguous B-tree range.
 
 Durability. The hub acks a reading only after its commit, and an ack lets the
-edge delete it (PROTOCOL.md, "Hub -> device"). In WAL mode, ``synchronous =
+edge delete it (docs/protocol.md, "Hub -> device"). In WAL mode, ``synchronous =
 NORMAL`` survives a killed process but may lose the last commits on power loss
 or an OS crash; ``FULL`` fsyncs the WAL at every commit. The writer commits a
 batch (up to thousands of rows) at a time, so ``FULL`` costs one fsync per

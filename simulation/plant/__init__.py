@@ -1,4 +1,4 @@
-"""The simulated site's physics, with no I/O at all (DESIGN.md, "Simulated site").
+"""The simulated site's physics, with no I/O at all.
 
 PV array -> MPPT charge controller -> battery (with BMS) -> battery inverter -> house,
 with a grid meter at the connection point. One concept per module:

@@ -1,7 +1,7 @@
 """What the plant looks like at one instant: ``PlantState`` and its typed parts.
 
 ``PlantState.sections()`` gives the reading's sections with exactly the field names,
-units and signs of PROTOCOL.md ("A reading"): ``grid.power_w`` > 0 imports,
+units and signs of docs/protocol.md ("A reading"): ``grid.power_w`` > 0 imports,
 ``battery.power_w`` / ``current_a`` > 0 discharge, ``solar.pv_power_w`` >= 0,
 ``inverter.ac_power_w`` > 0 delivers to the AC side.
 
@@ -190,7 +190,7 @@ class PlantState:
     energy: EnergyCounters
 
     def sections(self) -> Sections:
-        """The reading's sections (PROTOCOL.md field names, units and signs) plus ``extra``."""
+        """The reading's sections (docs/protocol.md names, units and signs) plus ``extra``."""
         meter = self.grid.meter
         battery = self.battery
         return {

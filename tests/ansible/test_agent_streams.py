@@ -205,7 +205,7 @@ def test_installed_agent_tells_systemd_it_is_ready_and_alive(streamed: Streamed)
 
 
 def test_installed_agent_stops_cleanly_within_the_units_stop_timeout(streamed: Streamed) -> None:
-    """DESIGN.md, "Clean shutdown": exit 0 within a few seconds; systemd would SIGKILL
+    """docs/architecture.md, "Guarantees": exits 0 within seconds; systemd would SIGKILL
     the agent after TimeoutStopSec=."""
     assert streamed.exit_code == 0, (
         f"exit {streamed.exit_code} after {streamed.stop_s:.1f} s "

@@ -199,7 +199,7 @@ def test_agent_is_installed_with_the_edge_extra_only(converged: Converged) -> No
     python = "/opt/ems-edge/venv/bin/python"
     imports = in_root(root, python, "-c", "import edge, drivers, telemetry, pymodbus, serial")
     assert imports.returncode == 0, imports.stderr
-    # A Pi never needs the hub's libraries (DESIGN.md, "Layout").
+    # A Pi never needs the hub's libraries (docs/architecture.md).
     hub_only = in_root(root, python, "-c", "import fastapi")
     assert hub_only.returncode != 0
     assert "No module named 'fastapi'" in hub_only.stderr

@@ -15,7 +15,7 @@ from edge.config import (
     resolve_token,
 )
 
-# The example of DESIGN.md, "Edge config file", with a second device on the tcp bus.
+# A config with both bus types (docs/configuration.md), with a second device on the tcp bus.
 GOOD = """
 device_id = "ems_001"
 

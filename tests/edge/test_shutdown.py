@@ -25,7 +25,7 @@ from tests.edge.hubproc import HubProcess, running_hub
 from tests.edge.site import START, site_config
 from tests.edge.test_cli import AgentProcess, stored_seqs, wait_stored
 
-# "exit 0 within a few seconds" (DESIGN.md, "Clean shutdown"); the agent's own
+# "exits 0 within seconds" (docs/architecture.md, "Guarantees": clean shutdown); the agent's own
 # deadline is 8 s and its hard stop 12 s, so this catches either being relied on.
 PROMPT_S = 6.0
 

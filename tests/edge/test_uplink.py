@@ -112,7 +112,7 @@ async def test_unacked_readings_are_sent_again_after_the_timeout(outbox: Outbox)
     seen: set[int] = set()
 
     def ack_second_time(seq: int) -> bool:
-        # The hub may drop readings it has not acked (PROTOCOL.md): this one
+        # The hub may drop readings it has not acked (docs/protocol.md): this one
         # drops every reading the first time it sees it.
         if seq in seen:
             return True

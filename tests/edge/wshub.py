@@ -1,8 +1,8 @@
-"""A small real `websockets` server speaking the device door of PROTOCOL.md, for uplink tests.
+"""A small real `websockets` server speaking docs/protocol.md's device door, for uplink tests.
 
 It checks the bearer token at the handshake (HTTP 403 otherwise), "commits"
 each reading to a dict keyed by seq, and acks what it committed. Knobs let a
-test make it misbehave the ways PROTOCOL.md allows: hold acks back, drop
+test make it misbehave the ways docs/protocol.md allows: hold acks back, drop
 readings unacked, close with a code. The real hub is used by the end-to-end
 tests; this one lets a test script the hub's side exactly.
 """

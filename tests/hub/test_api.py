@@ -1,4 +1,4 @@
-"""The HTTP API on a real server (DESIGN.md, "Hub HTTP API")."""
+"""The HTTP API on a real server (docs/protocol.md, "... over HTTP")."""
 
 from __future__ import annotations
 

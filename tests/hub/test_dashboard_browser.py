@@ -260,7 +260,7 @@ def test_device_page_shows_the_values_sent(site: Site) -> None:
         assert page.locator('[data-field="inverter.ac_frequency_hz"] dd').inner_text() == (
             "50.01 Hz"
         )
-        # House load = grid import + inverter output (PROTOCOL.md, "Signs").
+        # House load = grid import + inverter output (docs/protocol.md, "A reading").
         house = sent["grid"]["power_w"] + sent["inverter"]["ac_power_w"]
         shown_house = page.locator('[data-field="derived.house_w"]').get_attribute("data-value")
         assert shown_house is not None

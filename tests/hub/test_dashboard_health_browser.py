@@ -327,7 +327,7 @@ def test_values_read_as_people_write_them(site: Site) -> None:
     assert note == "" or re.fullmatch(r"losses/other -?[\d.,]+ k?W", note), note
     # The chart's caption says what the chart is, not how many points it holds.
     assert "points" not in page.locator(".chart-foot").inner_text()
-    # The rules themselves, on the values the issue found.
+    # The display rules themselves, on values at their edges.
     results = page.evaluate(
         """async () => {
           const d = await import("/static/js/display.js");

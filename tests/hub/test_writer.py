@@ -300,7 +300,7 @@ async def _stored_seqs(direct_url: str, device_id: str) -> list[int]:
 async def test_database_cut_off_then_restored(
     proxied_postgres: tuple[TcpProxy, str, str],
 ) -> None:
-    """PROTOCOL.md: never ack before the commit; after the outage every held reading is
+    """docs/protocol.md: never ack before the commit; after the outage every held reading is
     committed once and acked once, and re-sent readings are stored once."""
     proxy, url, direct = proxied_postgres
     storage: Storage = PostgresStorage(url, PostgresOptions(connect_timeout_s=2.0))

@@ -140,7 +140,7 @@ async def test_sends_valid_readings_to_the_device_door_with_the_bearer_header(
     assert session.authorization == "Bearer s3cret-token"
     assert session.close_code == 1000
     for frame in rec.frames():
-        assert "seq" not in frame  # the seed guide's publisher sends none
+        assert "seq" not in frame  # without --seq the publisher sends none
         reading = Reading.model_validate(frame)
         assert before - timedelta(seconds=1) <= reading.ts <= datetime.now(UTC)
         for section in ("inverter", "grid", "solar", "battery", "extra"):

@@ -255,7 +255,7 @@ function num(value) {
 
 /**
  * The house load in watts: what the grid brings in plus what the inverter
- * delivers to the AC side (PROTOCOL.md, "Signs"):
+ * delivers to the AC side (docs/protocol.md, "A reading"):
  *   house_w = grid.power_w + inverter.ac_power_w
  * Null unless the reading has both numbers.
  */

@@ -82,7 +82,7 @@ async function backfill() {
   const generation = ++state.fill;
   state.held = [];
   const now = Date.now();
-  // Readings may be stamped a little ahead of this browser's clock (PROTOCOL.md
+  // Readings may be stamped a little ahead of this browser's clock (docs/protocol.md
   // allows 5 minutes against the hub's), so the range reaches past now.
   const end = new Date(now + 6 * 60_000).toISOString();
   const newest = chart.newestTs;

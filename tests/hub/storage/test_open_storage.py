@@ -1,4 +1,4 @@
-"""Choosing the backend from the database URL (DESIGN.md, ``ems hub serve``)."""
+"""Choosing the backend from the database URL (docs/configuration.md, "Storage")."""
 
 from __future__ import annotations
 
