@@ -1,4 +1,4 @@
-"""Handlers of ``ems edge run|probe|scan|status`` (declared in ems/cli.py; README).
+"""Handlers of ``ems edge run|probe|scan|status`` (declared in ems/cli.py; README.md).
 
 Each takes the parsed arguments and returns the exit code: 0 done, 1 a runtime
 failure (a device that does not answer), 2 a config error. Errors are one line

@@ -12,9 +12,9 @@ seconds, built from a simulated plant's sections and validated with
 runs ``--speed`` times faster than the wall clock.
 
 - ``seq``: none by default (the hub stores but never acks such readings,
-  docs/protocol.md). With ``--seq``, a counter starting at the wall clock in milliseconds, so
-  it keeps increasing across restarts (docs/protocol.md, ``seq``) while fewer than 1,000
-  readings a second are sent. Acks and errors from the hub are logged.
+  docs/protocol.md). With ``--seq``, a counter starting at the wall clock in
+  milliseconds, so it keeps increasing across restarts (docs/protocol.md, ``seq``)
+  while fewer than 1,000 readings a second are sent. Acks and errors from the hub are logged.
 - No buffer: readings due while disconnected are not sent (the edge agent is the
   part that never loses a reading; this is a load and demo tool).
 - Reconnects after a capped exponential delay with jitter, logged with the delay;

@@ -7,12 +7,13 @@ means "the database is not there right now" becomes ``StorageUnavailable``
 ``StorageError`` (:func:`is_unavailable` draws the line).
 
 A batch is written in one transaction, idempotent on (device_id, ts)
-(docs/architecture.md, "Guarantees": no duplicates), either as one ``INSERT ... SELECT
-FROM unnest(...) ON CONFLICT DO NOTHING`` with one array parameter per column, or by binary ``COPY``
-(:class:`WriteMethod`; bench/storage_writer.py measures both). COPY goes straight
-into the table when the batch holds nothing stored before (the common case), and
-otherwise into a per-connection temporary table and one ``INSERT ... SELECT ... ON
-CONFLICT DO NOTHING`` from it (:meth:`PostgresStorage._copy_direct`).
+(docs/architecture.md, "Guarantees": no duplicates), either as one ``INSERT ...
+SELECT FROM unnest(...) ON CONFLICT DO NOTHING`` with one array parameter per
+column, or by binary ``COPY`` (:class:`WriteMethod`; bench/storage_writer.py
+measures both). COPY goes straight into the table when the batch holds nothing
+stored before (the common case), and otherwise into a per-connection temporary
+table and one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` from it
+(:meth:`PostgresStorage._copy_direct`).
 
 With ``PostgresOptions.write_thread`` (the default) batches are committed from
 a thread of their own, through a pool of their own (hub/storage/loop_thread.py).

@@ -1,4 +1,4 @@
-"""The HTTP API on a real server (docs/protocol.md, "... over HTTP")."""
+"""The HTTP API on a real server (docs/protocol.md: devices and stored readings over HTTP)."""
 
 from __future__ import annotations
 
