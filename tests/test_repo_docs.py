@@ -24,7 +24,7 @@ GENERATED_LATER = frozenset({"docs/devices.md"})
 _SKIPPED_DIRS = {".git", ".venv", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache"}
 # [text](target) and ![alt](target): the target up to a space, a ')' or a '#'.
 _LINK = re.compile(r"!?\[[^\]\n]*\]\(([^)\s#]+)")
-# A path to a doc written in prose or code: docs/name.md.
+# A path to a doc written in prose or code: docs/<name>.md.
 _DOC_MENTION = re.compile(r"(?<![\w/.-])docs/[\w-]+\.md\b")
 
 
