@@ -6,7 +6,8 @@ of the bus) and returns a frozen :class:`DeviceReading`, or raises a
 :class:`~drivers.errors.DriverError`. Values are decoded only when every request
 of the plan succeeded: a reading never mixes old and new registers.
 
-SunSpec devices are discovered on the first read; the discovered map is kept
+SunSpec devices are discovered on the first read (a profile may read the chain
+its vendor's way, ``DeviceProfile.sunspec_map``); the discovered map is kept
 until a read fails with an exception response (the device may have been
 replaced or reconfigured), then discovered again.
 
@@ -23,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -112,11 +113,13 @@ class Device:
         if isinstance(profile, RegisterMap):
             self._map: RegisterMap | None = profile
             self._discover = False
+            self._sunspec_map: Callable[[sunspec.Chain], RegisterMap] = sunspec.register_map
             self.settle_s = 0.0
             self.command_gap_s = 0.0
         else:
             self._map = profile.register_map
             self._discover = profile.register_map is None
+            self._sunspec_map = profile.sunspec_map or sunspec.register_map
             self.settle_s = profile.settle_s
             self.command_gap_s = profile.command_gap_s
         self._settled = self.settle_s == 0.0
@@ -140,7 +143,7 @@ class Device:
                 chain.base,
                 [m.model_id for m in chain.models],
             )
-            self._map = sunspec.register_map(chain)
+            self._map = self._sunspec_map(chain)
         return self._map
 
     async def read(self) -> DeviceReading:

@@ -15,6 +15,7 @@ from typing import Final
 
 from simulation import (
     deye_site,
+    fronius_site,
     goodwe_site,
     growatt_site,
     huawei_site,
@@ -59,6 +60,7 @@ SITES: Final[Mapping[str, SiteLayout]] = _index(
         solax_site.LAYOUT,
         solaredge_site.LAYOUT,
         meters_site.LAYOUT,
+        fronius_site.LAYOUT,
     )
 )
 

@@ -28,6 +28,7 @@ from drivers.profiles import (
     deye,
     eastron,
     epever,
+    fronius,
     goodwe,
     growatt,
     huawei,
@@ -78,6 +79,7 @@ _FAMILIES: Final[tuple[ModuleType, ...]] = (
     sungrow,
     goodwe,
     solaredge,
+    fronius,
 )
 
 

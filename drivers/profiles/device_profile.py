@@ -28,13 +28,17 @@ device, for ``ems edge scan`` to name what answers at a unit id.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from drivers.bus import BusType
 from drivers.profile import RegisterMap
 from drivers.registers import DataType, RegisterType, WordOrder, decode_value, register_count
 from telemetry.roles import Role
+
+if TYPE_CHECKING:  # sunspec imports this module
+    from drivers.profiles.sunspec import Chain
 
 __all__ = ["BOTH_TRANSPORTS", "Check", "DeviceProfile", "Signature"]
 
@@ -108,6 +112,9 @@ class DeviceProfile:
     signature: Signature | None = None
     sunspec_manufacturer: str = ""  # the common model's Mn that names this profile's devices
     sunspec_models: tuple[int, ...] = ()  # the model after the common one; () for any
+    # For a discovered device (register_map None): the map of its discovered chain,
+    # where the vendor reads some models its own way; None: sunspec.register_map.
+    sunspec_map: Callable[[Chain], RegisterMap] | None = None
     config_name: str = "device"  # the name ``ems edge scan`` gives it in config lines
     notes: tuple[str, ...] = ()  # quirks and advice, for the catalogue
 

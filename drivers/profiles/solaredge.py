@@ -100,18 +100,6 @@ F32, U32, U16, STR = DataType.FLOAT32, DataType.UINT32, DataType.UINT16, DataTyp
 _FLOAT32_MAX: Final = 3.4e38
 
 
-def _common(maker: str, model: str, options: str, version: str, serial: str) -> sunspec.ModelDef:
-    """SunSpec model 1 as SolarEdge lays it out: 65 registers, no pad."""
-    constants: dict[str, int | str] = {"L": COMMON_LENGTH, "Mn": maker, "Md": model}
-    constants |= {"Opt": options, "Vr": version, "SN": serial}
-    rows = tuple(
-        dataclasses.replace(row, constant=constants.get(row.name, row.constant))
-        for row in sunspec.COMMON.rows
-        if row.name != "Pad"
-    )
-    return sunspec.ModelDef(1, COMMON_LENGTH, rows)
-
-
 def _inverter() -> sunspec.ModelDef:
     """Model 103's rows; the temperature is the heat sink's (40103), not the cabinet's."""
     paths = {"TmpCab": None, "TmpSnk": "inverter.temperature_c"}
@@ -227,14 +215,27 @@ def solaredge_map(
     points = [
         Point("SunS", BASE, RegisterType.HOLDING, STR, length=2, constant="SunS"),
         *sunspec.model_points(
-            _common(MANUFACTURER, model, "", "0004.0020.0036", "7E0123456"),
+            sunspec.common_model(
+                COMMON_LENGTH,
+                maker=MANUFACTURER,
+                model=model,
+                version="0004.0020.0036",
+                serial="7E0123456",
+            ),
             COMMON_ADDRESS,
             "common.",
             taken,
         ),
         *sunspec.model_points(_inverter(), INVERTER_ADDRESS, "inverter.", taken),
         *sunspec.model_points(
-            _common(MANUFACTURER, meter_model, "Export+Import", "1.0", "SIM-MTR-0001"),
+            sunspec.common_model(
+                COMMON_LENGTH,
+                maker=MANUFACTURER,
+                model=meter_model,
+                options="Export+Import",
+                version="1.0",
+                serial="SIM-MTR-0001",
+            ),
             METER1_COMMON_ADDRESS,
             "meter1.common.",
             taken,

@@ -12,13 +12,14 @@ address) just moves on to the next base.
 
 A discovered chain becomes an ordinary :class:`RegisterMap` (the same one the
 simulator encodes with), so planning and decoding are shared with every other
-profile. Model 103's values map to the ``inverter`` section, 201-204 to ``grid``,
+profile. Model 103's values map to the ``inverter`` section, 201-204 and 211-214 to ``grid``,
 124 and 802 to ``battery`` and 160 to ``solar``; only the first model that feeds a
 field keeps the target.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -108,6 +109,21 @@ COMMON: Final = ModelDef(
         Row("Pad", 67, U16, constant=0x8000),
     ),
 )
+
+
+def common_model(
+    length: int, *, maker: str, model: str, options: str = "", version: str = "", serial: str = ""
+) -> ModelDef:
+    """Model 1 with a vendor's strings; ``length`` 65 for devices that leave out the pad
+    (SolarEdge, Fronius: "65 = Length of block"), 66 as model_1.json has it."""
+    constants: dict[str, int | str] = {"L": length, "Mn": maker, "Md": model, "Opt": options}
+    constants |= {"Vr": version, "SN": serial}
+    rows = tuple(
+        dataclasses.replace(row, constant=constants.get(row.name, row.constant))
+        for row in COMMON.rows
+        if row.offset <= length + 1
+    )
+    return ModelDef(1, length, rows)
 
 
 def _inverter_int(model_id: int) -> ModelDef:
@@ -303,6 +319,40 @@ def _meter(model_id: int) -> ModelDef:
     return ModelDef(model_id, 105, tuple(rows))
 
 
+def _meter_float(model_id: int) -> ModelDef:
+    """json/model_211.json .. 214: the same AC meters with float32 values (L = 124)."""
+    names: tuple[str, ...] = ("A", "AphA", "AphB", "AphC", "PhV", "PhVphA", "PhVphB", "PhVphC")
+    names += ("PPV",)
+    names += ("PPVphAB", "PPVphBC", "PPVphCA", "Hz", "W", "WphA", "WphB", "WphC")
+    names += ("VA", "VAphA", "VAphB", "VAphC", "VAR", "VARphA", "VARphB", "VARphC")
+    names += ("PF", "PFphA", "PFphB", "PFphC")
+    paths = {
+        "A": "grid.current_a",
+        "PhV": "grid.voltage_v",
+        **{f"PhVph{p}": f"grid.phase_voltage_v[{i}]" for i, p in enumerate("ABC")},
+        "Hz": "grid.frequency_hz",
+        "W": "grid.power_w",
+        **{f"Wph{p}": f"grid.phase_power_w[{i}]" for i, p in enumerate("ABC")},
+        "PF": "grid.power_factor",
+        "TotWhExp": "grid.export_energy_wh",
+        "TotWhImp": "grid.import_energy_wh",
+    }
+    counters = [f"TotWh{d}{ph}" for d in ("Exp", "Imp") for ph in ("", "PhA", "PhB", "PhC")]
+    counters += [f"TotVAh{d}{ph}" for d in ("Exp", "Imp") for ph in ("", "PhA", "PhB", "PhC")]
+    counters += [
+        f"TotVArh{d}{q}{ph}"
+        for d, q in (("Imp", "Q1"), ("Imp", "Q2"), ("Exp", "Q3"), ("Exp", "Q4"))
+        for ph in ("", "PhA", "PhB", "PhC")
+    ]
+    rows = [*_header(model_id, 124)]
+    for i, name in enumerate((*names, *counters)):
+        # PF is in percent here too ("Pct"), like the integer meters.
+        scale = 0.01 if name == "PF" else 1.0
+        rows.append(Row(name, 2 + 2 * i, F32, path=paths.get(name), scale=scale))
+    rows.append(Row("Evt", 124, B32, constant=0))
+    return ModelDef(model_id, 124, tuple(rows))
+
+
 # json/model_802.json: Battery base model. The JSON gives A and W no sign ("flowing
 # to/from the battery bank"); we read them discharge-positive, the convention of
 # SunSpec's DER models, which no model text here confirms for 802.
@@ -419,6 +469,10 @@ MODELS: Final[dict[int, ModelDef]] = {
     202: _meter(202),
     203: _meter(203),
     204: _meter(204),
+    211: _meter_float(211),
+    212: _meter_float(212),
+    213: _meter_float(213),
+    214: _meter_float(214),
     802: BATTERY,
 }
 
@@ -468,8 +522,8 @@ def _definition(header: ModelHeader) -> ModelDef | None:
     return definition
 
 
-def _derive(sections: Sections) -> None:
-    """Solar totals from the MPPT modules of model 160."""
+def derive_solar(sections: Sections) -> None:
+    """Solar totals from the MPPT modules of model 160 (``extra.mppt<N>_*``)."""
     extra = sections.get("extra", {})
     powers = [v for k, v in extra.items() if k.startswith("mppt") and k.endswith("_power_w")]
     if powers and all(isinstance(p, float) for p in powers):
@@ -537,7 +591,7 @@ def register_map(chain: Chain) -> RegisterMap:
         source=SOURCE,
         points=tuple(points),
         na_markers=True,
-        derive=_derive,
+        derive=derive_solar,
     )
 
 
@@ -577,7 +631,7 @@ PROFILES: Final = (
         vendor="SunSpec",
         models=(
             "any SunSpec device: common model 1, inverters 101-103 and 111-113, "
-            "storage 124, MPPT 160, meters 201-204, battery 802"
+            "storage 124, MPPT 160, meters 201-204 and 211-214, battery 802"
         ),
         role=Role.INVERTER,
         register_map=None,
