@@ -8,7 +8,7 @@ import pytest
 
 from drivers.bus import BusConfig, BusType
 from drivers.device import Device
-from drivers.errors import ExceptionCode, ExceptionResponse
+from drivers.errors import ExceptionCode, ExceptionResponse, ModbusError
 from drivers.profiles.identify import identify
 from drivers.profiles.solaredge import SOLAREDGE
 from drivers.registers import RegisterType
@@ -82,3 +82,30 @@ async def test_scan_names_it_and_discovery_sees_the_same_chain_with_the_meters_o
     assert discovered.section("grid")["power_w"] == -power
     assert refused.value.code is ExceptionCode.ILLEGAL_DATA_ADDRESS
     assert tuple(end) == (0xFFFF, 0)
+
+
+async def test_a_second_modbus_tcp_client_is_refused_as_the_note_says() -> None:
+    # "Only a single connection and session are supported" (MODBUS over TCP Support).
+    async with SimulatedSite(layout=LAYOUT, tcp=("127.0.0.1", 0), start=NOON, seed=4) as site:
+        site.step(1.0)
+
+        def bus(timeout_s: float) -> BusConfig:
+            return BusConfig(
+                "lan",
+                BusType.TCP,
+                host="127.0.0.1",
+                port=site.tcp_port,
+                timeout_s=timeout_s,
+                retries=0,
+            )
+
+        async with open_transport(bus(1.0)) as first:
+            before = await Device(first, unit=1, profile="solaredge").read()
+            async with open_transport(bus(0.5)) as second:
+                with pytest.raises(ModbusError):
+                    await second.read(H, 40000, 2, unit=1)
+            assert site.server.refused_clients >= 1
+            after = await Device(first, unit=1, profile="solaredge").read()
+    # The first client never noticed.
+    assert before.section("inverter")
+    assert after.section("inverter")
