@@ -170,3 +170,17 @@ async def test_ems_edge_scan_waits_out_the_settle_time_and_names_it(
         "(model 30000, model ID 30070, storage SOC 37760)"
     ]
     assert 'profile = "huawei_sun2000_l1_luna"' in pasted
+
+
+async def test_the_inverter_reads_over_rs485_too() -> None:
+    async with SimulatedSite(
+        layout=LAYOUT, tcp=None, rtu=True, start=NOON, seed=5, tick_s=3600.0
+    ) as rtu_site:
+        rtu_site.step(300.0)
+        expected = inverter_sections(rtu_site.state.sections())
+        config = BusConfig("rs485", BusType.RTU, device=rtu_site.rtu_path, baudrate=115200)
+        async with open_transport(config) as transport:
+            reading = await Device(transport, unit=1, profile="huawei_sun2000_l1_luna").read()
+    decoded = {k: dict(v) for k, v in reading.sections.items()}
+    assert mismatches(L1_LUNA, expected, decoded) == []
+    assert reading.transactions == 4
