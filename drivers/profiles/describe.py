@@ -23,11 +23,17 @@ __all__ = ["catalogue_table", "devices_markdown", "profile_details", "representa
 SUNSPEC_EXAMPLE_MODELS: Final = (1, 103, 124, 160, 203, 802)
 
 
+def example_chain(profile: DeviceProfile) -> sunspec.Chain:
+    """The chain a discovered profile is shown with: its vendor's documented one, or a typical."""
+    return profile.sunspec_example or sunspec.layout(SUNSPEC_EXAMPLE_MODELS)
+
+
 def representative_map(profile: DeviceProfile) -> RegisterMap:
     """The profile's map, or for a discovered one (SunSpec) the map of a typical chain."""
     if profile.register_map is not None:
         return profile.register_map
-    return sunspec.register_map(sunspec.layout(SUNSPEC_EXAMPLE_MODELS))
+    build = profile.sunspec_map or sunspec.register_map
+    return build(example_chain(profile))
 
 
 def _fields(reg_map: RegisterMap) -> dict[str, list[str]]:
@@ -110,7 +116,7 @@ def profile_details(name: str) -> str:
     if profile.register_map is None:
         lines.append(
             "  the map is discovered on the device; shown for models "
-            + ", ".join(str(m) for m in SUNSPEC_EXAMPLE_MODELS)
+            + ", ".join(str(m.model_id) for m in example_chain(profile).models)
         )
     # Addresses as the device's document gives them (byte addresses for a JK-PB).
     for request in reg_map.plan:

@@ -115,6 +115,8 @@ class DeviceProfile:
     # For a discovered device (register_map None): the map of its discovered chain,
     # where the vendor reads some models its own way; None: sunspec.register_map.
     sunspec_map: Callable[[Chain], RegisterMap] | None = None
+    # The chain its vendor's map documents, shown by the catalogue (None: a typical one).
+    sunspec_example: Chain | None = None
     config_name: str = "device"  # the name ``ems edge scan`` gives it in config lines
     notes: tuple[str, ...] = ()  # quirks and advice, for the catalogue
 

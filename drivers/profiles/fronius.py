@@ -40,6 +40,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Final
 
+from drivers.bus import BusType
 from drivers.profile import Point, RegisterMap, Sections, target
 from drivers.profiles import sunspec
 from drivers.profiles.device_profile import DeviceProfile
@@ -117,6 +118,28 @@ def gen24_map(chain: sunspec.Chain) -> RegisterMap:
     )
 
 
+# The int+SF chains of the GEN24 maps, for the catalogue: 103, 120-123, 160 (four
+# modules) and 124 on the inverter; 203 on the meter. Common models are 65 long.
+GEN24_CHAIN: Final = sunspec.Chain(
+    40000,
+    tuple(
+        sunspec.ModelHeader(model_id, address, length)
+        for model_id, address, length in (
+            (1, 40002, 65),
+            (103, 40069, 50),
+            (120, 40121, 26),
+            (121, 40149, 30),
+            (122, 40181, 44),
+            (123, 40227, 24),
+            (160, 40253, 88),
+            (124, 40343, 24),
+        )
+    ),
+)
+METER_CHAIN: Final = sunspec.Chain(
+    40000, (sunspec.ModelHeader(1, 40002, 65), sunspec.ModelHeader(203, 40069, 105))
+)
+
 _INVERTERS: Final = (101, 102, 103, 111, 112, 113)
 _METERS: Final = (201, 202, 203, 204, 211, 212, 213, 214)
 
@@ -132,6 +155,8 @@ PROFILES: Final = (
         sunspec_manufacturer=MANUFACTURER,
         sunspec_models=_INVERTERS,
         sunspec_map=gen24_map,
+        sunspec_example=GEN24_CHAIN,
+        transports=frozenset({BusType.TCP}),
         notes=(
             "Modbus TCP on port 502, unit id 1: web interface > Communication > Modbus, "
             "'Modbus slave as TCP' on.",
@@ -153,6 +178,8 @@ PROFILES: Final = (
         config_name="meter",
         sunspec_manufacturer=MANUFACTURER,
         sunspec_models=_METERS,
+        sunspec_example=METER_CHAIN,
+        transports=frozenset({BusType.TCP}),
         notes=(
             "Served by the inverter's Modbus TCP at unit id 200 (further meters 201 and up).",
             "Model 203 (int + SF) or 213 (float), as the inverter's SunSpec Model Type says.",
@@ -160,4 +187,12 @@ PROFILES: Final = (
     ),
 )
 
-__all__ = ["MANUFACTURER", "METER_UNIT", "PROFILES", "SOURCE", "gen24_map"]
+__all__ = [
+    "GEN24_CHAIN",
+    "MANUFACTURER",
+    "METER_CHAIN",
+    "METER_UNIT",
+    "PROFILES",
+    "SOURCE",
+    "gen24_map",
+]

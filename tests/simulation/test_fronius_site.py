@@ -8,29 +8,16 @@ import pytest
 
 from drivers.bus import BusConfig, BusType
 from drivers.device import Device
-from drivers.profiles import get_profile
+from drivers.profiles import fronius, get_profile
+from drivers.profiles.describe import representative_map
 from drivers.profiles.fronius import gen24_map
 from drivers.profiles.identify import identify
-from drivers.profiles.sunspec import Chain, ModelHeader
 from drivers.transports import open_transport
 from simulation.fronius_site import LAYOUT
 from simulation.runner import SimulatedSite
 
 NOON = datetime(2026, 6, 21, 11, tzinfo=UTC)
-# The int+SF chain of a GEN24 Plus with storage, as the register map lays it out.
-GEN24_CHAIN = Chain(
-    40000,
-    (
-        ModelHeader(1, 40002, 65),
-        ModelHeader(103, 40069, 50),
-        ModelHeader(120, 40121, 26),
-        ModelHeader(121, 40149, 30),
-        ModelHeader(122, 40181, 44),
-        ModelHeader(123, 40227, 24),
-        ModelHeader(160, 40253, 88),
-        ModelHeader(124, 40343, 24),
-    ),
-)
+GEN24_CHAIN = fronius.GEN24_CHAIN
 
 
 async def test_inverter_battery_and_meter_show_the_plant() -> None:
@@ -67,3 +54,11 @@ def test_plans_of_the_gen24_chain() -> None:
     assert [(r.address, r.count) for r in reg_map.plan] == [(40071, 37), (40255, 113)]
     assert len(reg_map.minimal_plan) == 2
     assert get_profile("fronius_smart_meter").default_unit == 200
+    # The catalogue shows the documented chains: two requests, and one for the meter.
+    assert [
+        (r.address, r.count) for r in representative_map(get_profile("fronius_gen24")).plan
+    ] == [
+        (40071, 37),
+        (40255, 113),
+    ]
+    assert len(representative_map(get_profile("fronius_smart_meter")).plan) == 1
