@@ -104,7 +104,11 @@ def encode_layout(layout: SiteLayout, sections: PlantSections) -> dict[int, Regi
 
 
 def config_lines(layout: SiteLayout, *, host: str, port: int, rtu_path: str = "") -> str:
-    """The ``[[bus]]`` and ``[[device]]`` tables that read ``layout`` as served."""
+    """The ``[[bus]]`` and ``[[device]]`` tables that read ``layout`` as served.
+
+    ``total`` is written as each device gives it: ``false`` on a sub-meter, ``true``
+    on each of several devices of a role that add up (docs/configuration.md).
+    """
     lines = ["[[bus]]", 'name = "sim"']
     if rtu_path:
         lines += ['type = "rtu"', f'device = "{rtu_path}"', "baudrate = 115200"]

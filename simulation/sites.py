@@ -21,6 +21,7 @@ from simulation import (
     huawei_site,
     jk_site,
     meters_site,
+    multi_site,
     sma_site,
     solaredge_site,
     solax_site,
@@ -61,6 +62,7 @@ SITES: Final[Mapping[str, SiteLayout]] = _index(
         solaredge_site.LAYOUT,
         meters_site.LAYOUT,
         fronius_site.LAYOUT,
+        multi_site.LAYOUT,
     )
 )
 
