@@ -10,6 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
+# The shared helpers assert too: their failures read as the tests' own do.
+pytest.register_assert_rewrite("tests.support")
+
 POSTGRES_ADMIN_DSN = os.environ.get(
     "EMS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
 )

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from tests.ansible.conftest import (
+from tests.support.ansible import (
     DEVICE_ID,
     Converged,
     PlayResult,

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tests.ansible.conftest import ANSIBLE_DIR, VENV_BIN, ansible_env
+from tests.support.ansible import ANSIBLE_DIR, VENV_BIN, ansible_env
 
 EXAMPLE_INVENTORY = "inventory/example-site/hosts.yml"
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.ansible.conftest import ANSIBLE_DIR, VENV_BIN, ansible_env, site_vars
+from tests.support.ansible import ANSIBLE_DIR, VENV_BIN, ansible_env, site_vars
 
 pytestmark = pytest.mark.slow
 

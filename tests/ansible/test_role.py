@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ansible.conftest import (
+from tests.support.ansible import (
     DEVICE_ID,
     RESTART_HANDLER,
     Converged,

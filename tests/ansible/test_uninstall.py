@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from tests.ansible.conftest import (
+from tests.support.ansible import (
     Converged,
     group,
     in_root,

@@ -8,7 +8,6 @@ timeout, and the bus then serves the other units as before.
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import AsyncIterator
 
@@ -28,6 +27,7 @@ from drivers.errors import (
 from drivers.registers import RegisterType
 from drivers.transports import Transport, open_transport
 from simulation.modbus_server import DeviceServer, DeviceSpec, Fault, FaultKind
+from tests.support.ports import free_port
 
 H, IR = RegisterType.HOLDING, RegisterType.INPUT
 TIMEOUT_S = 0.3
@@ -181,9 +181,7 @@ async def test_concurrent_reads_on_one_bus_are_serialised(server: DeviceServer) 
 
 async def test_a_refused_tcp_connection_is_not_connected() -> None:
     # A port just freed: nothing listens there (a fixed low port may be taken on a busy host).
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
+    port = free_port()
     config = BusConfig("lan", BusType.TCP, host="127.0.0.1", port=port, timeout_s=TIMEOUT_S)
     with pytest.raises(NotConnected) as caught:
         async with open_transport(config):

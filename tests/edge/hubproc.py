@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,15 +24,10 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from telemetry import format_ts
+from tests.support.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 EMS = [sys.executable, "-m", "ems"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

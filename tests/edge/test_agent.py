@@ -17,7 +17,7 @@ from edge.outbox import OutboxError, read_status
 from simulation.modbus_server import DeviceServer, Fault, FaultKind
 from tests.edge.hubproc import HubProcess, running_hub
 from tests.edge.site import OPTIONS, make_config, stored
-from tests.edge.support import until
+from tests.support.polling import until
 from tests.tcp_proxy import CutMode, TcpProxy
 
 

@@ -22,6 +22,7 @@ from simulation.plant import Plant
 from simulation.site import REGISTER_MAPS, Unit, encode_site
 from tests.edge.hubproc import REPO, HubProcess, running_hub
 from tests.edge.site import START, site_config
+from tests.support.ports import free_port
 
 EMS = [sys.executable, "-m", "ems"]
 
@@ -129,9 +130,7 @@ def test_scan_units_are_ranges_and_lists_and_bad_ones_are_named(
 
 
 def test_probe_and_scan_of_a_closed_port_say_the_bus_is_unreachable(tmp_path: Path) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
+    port = free_port()
     path = write_config(tmp_path, "ws://127.0.0.1:9", port, "cli_closed")
     probe = ems("edge", "probe", "--config", str(path), "meter")
     assert probe.returncode == 1

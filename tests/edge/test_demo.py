@@ -19,7 +19,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.edge.hubproc import REPO, free_port
+from tests.edge.hubproc import REPO
+from tests.support.ports import free_port
 
 
 def _env() -> dict[str, str]:

@@ -12,7 +12,7 @@ from edge.outbox import read_status
 from simulation.modbus_server import DeviceServer
 from tests.edge.hubproc import HubProcess
 from tests.edge.site import OPTIONS, make_config, stored
-from tests.edge.support import until
+from tests.support.polling import until
 from tests.tcp_proxy import CutMode, TcpProxy
 
 

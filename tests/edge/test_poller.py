@@ -18,7 +18,7 @@ from simulation.modbus_server import DeviceServer, DeviceSpec, Fault, FaultKind
 from simulation.plant import Plant
 from simulation.site import REGISTER_MAPS, Unit, encode_site
 from telemetry.backoff import BackoffPolicy
-from tests.edge.support import until
+from tests.support.polling import until
 from tests.tcp_proxy import CutMode, TcpProxy
 
 START = datetime(2026, 6, 21, 12, 0, tzinfo=UTC)  # noon in June: the PV array produces

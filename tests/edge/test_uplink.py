@@ -17,8 +17,9 @@ from websockets.asyncio.server import serve
 from edge.outbox import NewReading, Outbox
 from edge.uplink import LinkEnd, Uplink, UplinkSettings
 from telemetry.backoff import BackoffPolicy
-from tests.edge.support import grid_reading, until, uplink_running
 from tests.edge.wshub import WsHub, running
+from tests.support.edge import grid_reading, uplink_running
+from tests.support.polling import until
 
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
 FAST = UplinkSettings(

@@ -19,8 +19,9 @@ from edge.uplink import Uplink, UplinkSettings
 from telemetry import parse_device_frame, seq_ranges
 from telemetry.backoff import BackoffPolicy
 from tests.edge.hubproc import HubProcess, running_hub
-from tests.edge.support import grid_reading, until, uplink_running
 from tests.edge.wshub import WsHub, running
+from tests.support.edge import grid_reading, uplink_running
+from tests.support.polling import until
 
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=6)
 FAST = UplinkSettings(

@@ -16,7 +16,8 @@ from edge.outbox import NewReading, Outbox
 from edge.uplink import LinkEnd, UplinkSettings
 from telemetry.backoff import BackoffPolicy
 from tests.edge.hubproc import HubProcess, running_hub
-from tests.edge.support import grid_reading, until, uplink_running
+from tests.support.edge import grid_reading, uplink_running
+from tests.support.polling import until
 
 FAST = UplinkSettings(
     backoff=BackoffPolicy(0.1, 0.5),

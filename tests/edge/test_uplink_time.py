@@ -18,7 +18,8 @@ from edge.outbox import Outbox
 from edge.uplink import Uplink, UplinkSettings
 from telemetry import parse_device_frame, seq_ranges
 from telemetry.timesync import TimeRequest, time_frame
-from tests.edge.support import grid_reading, until
+from tests.support.edge import grid_reading
+from tests.support.polling import until
 
 FAST = UplinkSettings(time_spacing_s=0.01, time_answer_s=0.3, time_retry_s=0.2)
 HUB_AHEAD = timedelta(hours=3)  # the test hub's clock, three hours ahead of this machine's

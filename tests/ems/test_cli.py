@@ -13,6 +13,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from tests.support.ports import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -38,13 +40,6 @@ def one_line(done: subprocess.CompletedProcess[str]) -> str:
     assert len(lines) == 1, done.stderr
     assert done.stdout == ""
     return lines[0]
-
-
-def closed_port() -> int:
-    """A port nothing listens on (bound and released: the kernel will not hand it out soon)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def with_password(url: str, password: str) -> str:
@@ -111,7 +106,7 @@ def test_serve_with_a_bad_url_is_one_line(tmp_path: Path) -> None:
 
 
 def test_serve_with_postgres_not_listening_is_one_line(tmp_path: Path) -> None:
-    url = f"postgresql://ems:hunter2@127.0.0.1:{closed_port()}/ems"
+    url = f"postgresql://ems:hunter2@127.0.0.1:{free_port()}/ems"
     done = ems("hub", "serve", "--port", "0", "--database", url, cwd=tmp_path)
     assert done.returncode == 1
     line = one_line(done)
@@ -130,7 +125,7 @@ def test_serve_with_a_missing_database_is_one_line(tmp_path: Path, postgres_url:
 
 
 def test_token_commands_with_postgres_not_listening(tmp_path: Path) -> None:
-    url = f"postgresql://ems@127.0.0.1:{closed_port()}/ems"
+    url = f"postgresql://ems@127.0.0.1:{free_port()}/ems"
     for args, doing in (
         (("add", "ems_001"), "cannot store the token"),
         (("list",), "cannot read tokens"),
@@ -274,7 +269,7 @@ def test_demo_errors_are_one_line(tmp_path: Path) -> None:
         # Exists, but nothing can be written in it (even as root).
         (("--data-dir", "/proc"), 1, "ems demo: cannot use /proc for the demo's data"),
     ):
-        port = ("--port", str(closed_port())) if "--port" not in args else ()
+        port = ("--port", str(free_port())) if "--port" not in args else ()
         done = ems("demo", *port, *args, cwd=tmp_path)
         assert done.returncode == code, (args, done.stderr)
         assert one_line(done).startswith(message), (args, done.stderr)
@@ -311,7 +306,7 @@ def test_sim_bad_options_are_one_line(tmp_path: Path) -> None:
         (("--sites", "0"), "ems sim: --sites must be 1..1000"),
         (("--tcp", "127.0.0.1:70000"), "ems sim: --tcp: expected HOST:PORT"),
     ):
-        done = ems("sim", "--tcp", f"127.0.0.1:{closed_port()}", *args, cwd=tmp_path)
+        done = ems("sim", "--tcp", f"127.0.0.1:{free_port()}", *args, cwd=tmp_path)
         assert done.returncode == 2, (args, done.stderr)
         assert one_line(done).startswith(message), (args, done.stderr)
 

@@ -15,7 +15,6 @@ import math
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -35,12 +34,6 @@ from telemetry import format_ts
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _ems(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -354,15 +347,6 @@ class ConsoleWatch:
 
     def problems(self, *, allow: re.Pattern[str] | None = None) -> list[str]:
         return [text for text in self.errors if allow is None or not allow.search(text)]
-
-
-def wait_until(predicate: Any, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 @contextlib.contextmanager

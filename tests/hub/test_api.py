@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.hub.conftest import (
+from tests.support.hub import (
     RunningHub,
     device_id,
     parse_metrics,

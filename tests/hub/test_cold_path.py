@@ -13,7 +13,8 @@ from urllib.parse import urlsplit
 import httpx
 from websockets.asyncio.client import ClientConnection
 
-from tests.hub.conftest import RunningHub, device_id, reading, recv_json, running_hub, wait_for
+from tests.support.hub import RunningHub, device_id, reading, recv_json, running_hub
+from tests.support.polling import until
 from tests.tcp_proxy import TcpProxy
 
 
@@ -86,7 +87,7 @@ async def test_database_cut_off_mid_stream_loses_and_doubles_nothing(
             for seq in range(200):
                 await device.send(seq)
                 assert (await recv_json(watcher))["seq"] == seq
-            await wait_for(lambda: device.acked >= set(range(200)), within=60)
+            await until(lambda: device.acked >= set(range(200)), within=60)
 
             # Cut the database off: live fan-out goes on, nothing is acked.
             await proxy.cut()
@@ -105,8 +106,8 @@ async def test_database_cut_off_mid_stream_loses_and_doubles_nothing(
             for seq in range(400, total):
                 await device.send(seq)
                 await asyncio.sleep(0.002)
-            await wait_for(lambda: device.acked >= set(range(total)), within=120)
-            await wait_for(lambda: not device.unacked, within=30)
+            await until(lambda: device.acked >= set(range(total)), within=120)
+            await until(lambda: not device.unacked, within=30)
             reader.cancel()
             resender.cancel()
         stored = await hub.stored(me)

@@ -37,12 +37,12 @@ from tests.hub.dashboard_support import (
     ConsoleWatch,
     HubProcess,
     Publisher,
-    free_port,
     history_readings,
     hub_stopped,
     send_history,
-    wait_until,
 )
+from tests.support.polling import wait_until
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.slow
 

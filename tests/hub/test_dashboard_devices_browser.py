@@ -28,11 +28,11 @@ from tests.hub.dashboard_support import (
     ConsoleWatch,
     HubProcess,
     Publisher,
-    free_port,
     site_reading,
-    wait_until,
 )
 from tests.hub.test_dashboard_browser import screenshot, wait_js
+from tests.support.polling import wait_until
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.slow
 

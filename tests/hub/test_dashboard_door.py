@@ -15,15 +15,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from hub.fanout import FeedPolicy
 from hub.sockets import buffered_bytes
-from tests.hub.conftest import (
-    RunningHub,
-    device_id,
-    reading,
-    recv_ack_seqs,
-    recv_json,
-    running_hub,
-    wait_for,
-)
+from tests.support.hub import RunningHub, device_id, reading, recv_ack_seqs, recv_json, running_hub
+from tests.support.polling import until
 
 
 async def test_status_then_last_reading_then_live_in_order_each_once(
@@ -147,7 +140,7 @@ async def test_a_stalled_dashboard_does_not_delay_others_and_is_closed_with_1013
                 if sent % 20 == 0:
                     await asyncio.sleep(0.001)
         # Every fast dashboard got every reading, in order, while one stalled.
-        await wait_for(lambda: all(len(seqs) >= sent for seqs in received), within=60)
+        await until(lambda: all(len(seqs) >= sent for seqs in received), within=60)
         for reader in readers:
             reader.cancel()
         assert all(seqs == list(range(sent)) for seqs in received)

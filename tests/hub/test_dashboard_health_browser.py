@@ -22,8 +22,10 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from edge.demo import simulated_site_config
-from tests.edge.hubproc import EMS, REPO, HubProcess, free_port, running_hub
-from tests.hub.dashboard_support import CHROMIUM, CHROMIUM_ARGS, ConsoleWatch, wait_until
+from tests.edge.hubproc import EMS, REPO, HubProcess, running_hub
+from tests.hub.dashboard_support import CHROMIUM, CHROMIUM_ARGS, ConsoleWatch
+from tests.support.polling import wait_until
+from tests.support.ports import free_port
 from tests.tcp_proxy import ThreadedTcpProxy
 
 pytestmark = pytest.mark.slow

@@ -9,14 +9,8 @@ from typing import Any
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.hub.conftest import (
-    RunningHub,
-    device_id,
-    reading,
-    recv_ack_seqs,
-    recv_json,
-    wait_for,
-)
+from tests.support.hub import RunningHub, device_id, reading, recv_ack_seqs, recv_json
+from tests.support.polling import until
 
 
 async def refused_status(hub: RunningHub, path: str, headers: dict[str, str] | None) -> int:
@@ -81,7 +75,7 @@ async def test_revoking_closes_the_live_socket_with_1008(sqlite_hub: RunningHub)
         await refused_status(sqlite_hub, f"/ws/device/{me}", {"Authorization": f"Bearer {token}"})
         == 403
     )
-    await wait_for(lambda: not sqlite_hub.hub.manager.is_online(me))
+    await until(lambda: not sqlite_hub.hub.manager.is_online(me))
 
 
 async def test_ghost_storm_leaves_exactly_one(sqlite_hub: RunningHub) -> None:
@@ -93,7 +87,7 @@ async def test_ghost_storm_leaves_exactly_one(sqlite_hub: RunningHub) -> None:
     def closed() -> int:
         return sum(1 for c in clients if c.close_code is not None)
 
-    await wait_for(lambda: closed() == storm - 1, within=60)
+    await until(lambda: closed() == storm - 1, within=60)
     survivors = [c for c in clients if c.close_code is None]
     assert len(survivors) == 1
     assert all(c.close_code == 1008 for c in clients if c is not survivors[0])
@@ -110,7 +104,7 @@ async def test_ghost_storm_leaves_exactly_one(sqlite_hub: RunningHub) -> None:
 
     # No zombie: once the survivor leaves, nothing stays registered.
     await survivors[0].close()
-    await wait_for(lambda: sqlite_hub.hub.manager.publishers() == [])
+    await until(lambda: sqlite_hub.hub.manager.publishers() == [])
     assert not sqlite_hub.hub.manager.is_online(me)
 
 
@@ -199,7 +193,7 @@ async def test_an_oversized_frame_closes_with_1009(sqlite_hub: RunningHub) -> No
     async with asyncio.timeout(20):
         await device.wait_closed()
     assert device.close_code == 1009
-    await wait_for(lambda: not sqlite_hub.hub.manager.is_online(me))
+    await until(lambda: not sqlite_hub.hub.manager.is_online(me))
     metrics = await sqlite_hub.metrics()
     assert metrics['ems_invalid_total{reason="too_large"}'] == 1
 
@@ -226,7 +220,7 @@ async def test_readings_without_seq_are_stored_and_broadcast_never_acked(
     frame = await recv_json(watcher)
     assert frame["type"] == "reading"
     assert "seq" not in frame
-    await wait_for(lambda: sqlite_hub.hub.writer.health().queue_depth == 0)
+    await until(lambda: sqlite_hub.hub.writer.health().queue_depth == 0)
     await device.send(json.dumps(reading(2)))
     assert json.loads(await asyncio.wait_for(device.recv(), 20)) == {
         "type": "ack",

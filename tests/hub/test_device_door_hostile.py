@@ -16,7 +16,8 @@ from websockets.exceptions import InvalidStatus
 
 from hub.storage.base import StoredReading
 from hub.writer import AckSink
-from tests.hub.conftest import RunningHub, device_id, reading, running_hub, wait_for
+from tests.support.hub import RunningHub, device_id, reading, running_hub
+from tests.support.polling import until
 
 DEEP = "[" * 1000 + "]" * 1000
 
@@ -120,7 +121,7 @@ async def test_a_forged_log_line_in_an_extra_name_is_refused_and_escaped(
     errors, _ = await answers(device, {1, 2})
     assert errors.keys() == {1}
     assert "names are 1 to 64 characters of A-Z a-z 0-9 _ . -" in errors[1]
-    await wait_for(lambda: "\\x1b[2J" in caplog.text)
+    await until(lambda: "\\x1b[2J" in caplog.text)
     for record in caplog.records:
         message = record.getMessage()
         assert not {"\n", "\r", "\x1b"} & set(message), message

@@ -9,14 +9,8 @@ from typing import Any
 import httpx
 
 from telemetry.health import DeviceHealthReport, HealthFrame, HealthState
-from tests.hub.conftest import (
-    RunningHub,
-    device_id,
-    reading,
-    recv_ack_seqs,
-    recv_json,
-    wait_for,
-)
+from tests.support.hub import RunningHub, device_id, reading, recv_ack_seqs, recv_json
+from tests.support.polling import until
 
 
 def failing_inverter_frame() -> str:
@@ -96,7 +90,7 @@ async def test_a_health_frame_written_with_spaces_is_understood(sqlite_hub: Runn
     device = await sqlite_hub.device(me, await sqlite_hub.add_token(me))
     frame = json.loads(failing_inverter_frame())
     await device.send(json.dumps(frame, indent=1))  # {\n "type": "health", ...
-    await wait_for(lambda: sqlite_hub.hub.manager.health(me) is not None)
+    await until(lambda: sqlite_hub.hub.manager.health(me) is not None)
     health = sqlite_hub.hub.manager.health(me)
     assert health is not None
     assert health.failing == ("inverter",)
@@ -108,7 +102,7 @@ async def test_a_malformed_health_frame_is_counted_and_the_connection_stays(
     me = device_id()
     device = await sqlite_hub.device(me, await sqlite_hub.add_token(me))
     await device.send('{"type":"health","devices":[{"name":"inverter","state":"on fire"}]}')
-    await wait_for(lambda: sqlite_hub.hub.manager.is_online(me))
+    await until(lambda: sqlite_hub.hub.manager.is_online(me))
     await device.send(json.dumps(reading(1)))
     await recv_ack_seqs(device, {1})
     samples = await sqlite_hub.metrics()

@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime
 
 from telemetry.timesync import TimeFrame, time_request
-from tests.hub.conftest import RunningHub, device_id, reading, recv_json
+from tests.support.hub import RunningHub, device_id, reading, recv_json
 
 
 async def test_a_time_request_is_answered_with_the_hubs_clock(sqlite_hub: RunningHub) -> None:

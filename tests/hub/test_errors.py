@@ -20,7 +20,8 @@ from fastapi import FastAPI
 
 from hub.errors import CatchAll
 from hub.server import HubServer, uvicorn_config
-from tests.hub.conftest import RunningHub, running_hub, wait_for
+from tests.support.hub import RunningHub, running_hub
+from tests.support.polling import until
 from tests.tcp_proxy import TcpProxy
 
 INTERNAL = ("Traceback", "asyncpg", "sqlite", "Error", "postgresql://", "SELECT")
@@ -110,7 +111,7 @@ async def serve(app: FastAPI) -> AsyncIterator[str]:
     server = HubServer(uvicorn_config(app, "127.0.0.1", 0), app, handle_signals=False)
     task = asyncio.create_task(server.serve(), name="test.app")
     try:
-        await wait_for(lambda: server.started or task.done())
+        await until(lambda: server.started or task.done())
         yield f"http://127.0.0.1:{server.port}"
     finally:
         server.should_exit = True

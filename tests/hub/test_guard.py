@@ -14,8 +14,8 @@ import struct
 
 import pytest
 
-from tests.hub.conftest import RunningHub, device_id, reading, recv_json
 from tests.hub.raw_ws import STATUS_LINE, read_head, server_close_code, upgrade_request, ws_frame
+from tests.support.hub import RunningHub, device_id, reading, recv_json
 
 
 async def raw_socket(

@@ -27,7 +27,8 @@ from hub.limits import (
     ConnectionLimits,
     Refusal,
 )
-from tests.hub.conftest import (
+from tests.hub.served_hub import add_token, served_hub
+from tests.support.hub import (
     RunningHub,
     device_id,
     parse_metrics,
@@ -35,9 +36,8 @@ from tests.hub.conftest import (
     recv_ack_seqs,
     recv_json,
     running_hub,
-    wait_for,
 )
-from tests.hub.served_hub import add_token, served_hub
+from tests.support.polling import until
 
 # -- the gate's bookkeeping, on plain objects --------------------------------------------
 
@@ -285,7 +285,7 @@ async def test_over_the_dashboard_caps_a_dashboard_is_closed_with_1013(
         for client in (first, second, third):
             await client.close()
         # Their places are free again.
-        await wait_for(lambda: hub.hub.dashboards.total == 0)
+        await until(lambda: hub.hub.dashboards.total == 0)
         again = await connect(url)
         assert (await recv_json(again))["type"] == "status"
         await again.close()
@@ -391,7 +391,7 @@ async def test_idle_connections_cannot_take_the_descriptors_devices_need(tmp_pat
             )
         )
         try:
-            await wait_for(lambda: opened[0] >= len(ATTACKERS) * PER_ATTACKER, within=60)
+            await until(lambda: opened[0] >= len(ATTACKERS) * PER_ATTACKER, within=60)
             await asyncio.sleep(2.0)  # the attack in its stride: held, refused, reopened
             peak_fds = open_fds(served.process.pid)
 

@@ -27,7 +27,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.hub.conftest import reading, recv_ack_seqs, recv_json
+from tests.support.hub import reading, recv_ack_seqs, recv_json
 
 LISTENING = re.compile(rb"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 VIEWER_TOKEN = "viewer-secret-4c1d9e"

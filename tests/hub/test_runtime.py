@@ -21,15 +21,9 @@ from hub.storage import create_storage
 from hub.storage.base import Storage, StorageUnavailable, TokenRecord
 from hub.storage.postgres import PostgresStorage
 from hub.storage.sqlite import SqliteStorage
-from tests.hub.conftest import (
-    RunningHub,
-    device_id,
-    reading,
-    recv_ack_seqs,
-    running_hub,
-    wait_for,
-)
 from tests.hub.storage.helpers import fresh_schema, opened
+from tests.support.hub import RunningHub, device_id, reading, recv_ack_seqs, running_hub
+from tests.support.polling import until
 
 NOW = datetime.now(UTC)
 
@@ -84,7 +78,7 @@ async def counting(
 async def ticks(storage: _Counting, n: int = 10) -> None:
     """Wait for ``n`` more refresher ticks."""
     target = storage.polls + n
-    await wait_for(lambda: storage.polls >= target)
+    await until(lambda: storage.polls >= target)
 
 
 async def test_the_token_list_is_loaded_only_when_it_changed(
@@ -97,7 +91,7 @@ async def test_the_token_list_is_loaded_only_when_it_changed(
         assert storage.loads == 1  # at start only
 
         await other.add_token(TokenRecord("dev-1", "h1", NOW))
-        await wait_for(lambda: hub.tokens.holds("dev-1", "h1"))
+        await until(lambda: hub.tokens.holds("dev-1", "h1"))
         await ticks(storage)
         assert storage.loads == 2
 
@@ -106,7 +100,7 @@ async def test_the_token_list_is_loaded_only_when_it_changed(
         assert storage.loads == 2
 
         assert await other.revoke_tokens("dev-1") == 1
-        await wait_for(lambda: not hub.tokens.holds("dev-1", "h1"))
+        await until(lambda: not hub.tokens.holds("dev-1", "h1"))
         await ticks(storage)
         assert storage.loads == 3
 
@@ -122,7 +116,7 @@ async def test_after_an_outage_the_token_list_is_loaded_again(
         storage.down = True
         await ticks(storage, 3)
         storage.down = False
-        await wait_for(lambda: storage.loads == 2)  # the database may not be the same one
+        await until(lambda: storage.loads == 2)  # the database may not be the same one
         await ticks(storage)
         assert storage.loads == 2
 
@@ -137,7 +131,7 @@ async def test_a_revocation_by_another_connection_closes_the_live_socket(
     await recv_ack_seqs(device, {1})
     async with opened(create_storage(database_url, tmp_path / "data")) as other:
         assert await other.revoke_tokens(me) == 1
-    await wait_for(lambda: device.close_code is not None)
+    await until(lambda: device.close_code is not None)
     assert device.close_code == 1008
     assert any_hub.hub.counters.revoked_closed == 1
 
@@ -184,7 +178,7 @@ async def test_a_token_refused_before_it_was_added_is_accepted_after(
     # (Only a test can offer a token before it exists: they are random.) Remembered
     # as refused until the book's generation moves, which the refresher sees.
     await any_hub.storage.add_token(TokenRecord(me, hash_token(token), datetime.now(UTC)))
-    await wait_for(lambda: any_hub.hub.tokens.holds(me, hash_token(token)), within=5.0)
+    await until(lambda: any_hub.hub.tokens.holds(me, hash_token(token)), within=5.0)
     device = await any_hub.device(me, token)
     await device.send(json.dumps(reading(1)))
     await recv_ack_seqs(device, {1})

@@ -23,7 +23,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from hub.auth import hash_token, new_token
 from hub.storage import storage_from_url
 from hub.storage.base import TokenRecord
-from tests.hub.conftest import reading, recv_ack_seqs, recv_json
+from tests.support.hub import reading, recv_ack_seqs, recv_json
 from tests.tcp_proxy import TcpProxy
 
 LISTENING = re.compile(rb"Uvicorn running on http://127\.0\.0\.1:(\d+)")

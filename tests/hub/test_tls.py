@@ -12,8 +12,8 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.hub.conftest import reading, recv_ack_seqs
 from tests.hub.served_hub import add_token, hub_env, served_hub
+from tests.support.hub import reading, recv_ack_seqs
 from tests.tls_ca import make_ca
 
 

@@ -21,8 +21,8 @@ from websockets.exceptions import InvalidStatus
 from hub.limits import ConnectionLimits
 from hub.viewer_access import SESSION_COOKIE, SESSION_LIFETIME_S, issue_session
 from hub.web_security import CONTENT_SECURITY_POLICY
-from tests.hub.conftest import RunningHub, parse_metrics, recv_json, running_hub
 from tests.hub.served_hub import served_hub
+from tests.support.hub import RunningHub, parse_metrics, recv_json, running_hub
 from tests.tls_ca import make_ca
 
 VIEWER_TOKEN = "look-but-do-not-touch"

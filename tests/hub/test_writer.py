@@ -18,6 +18,7 @@ from hub.storage.postgres import PostgresOptions, PostgresStorage
 from hub.storage.sqlite import SqliteOptions, SqliteStorage
 from hub.writer import BatchWriter
 from tests.hub.storage.helpers import BASE_TS, fresh_schema, opened, simple
+from tests.support.polling import until
 from tests.tcp_proxy import TcpProxy
 
 WIDE = (BASE_TS - timedelta(days=1), BASE_TS + timedelta(days=2))
@@ -42,14 +43,6 @@ class RecordingSink:
 
 def rows(device_id: str, seqs: range) -> list[StoredReading]:
     return [simple(device_id, BASE_TS + timedelta(seconds=seq), seq=seq) for seq in seqs]
-
-
-async def wait_until(condition: Callable[[], bool], within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture
@@ -85,7 +78,7 @@ async def test_a_full_batch_flushes_without_waiting_for_the_delay(
     async with BatchWriter(any_storage, max_batch=50, max_delay_s=60.0) as writer:
         for row in rows("dev-1", range(120)):
             assert writer.offer(row, sink)
-        await wait_until(lambda: len(sink.seqs) == 100)
+        await until(lambda: len(sink.seqs) == 100)
         stats = writer.stats()
         assert (stats.batches_committed_total, stats.last_batch_size) == (2, 50)
         assert writer.health().queue_depth == 20  # the rest waits for its delay
@@ -101,7 +94,7 @@ async def test_a_partial_batch_flushes_after_the_delay(any_storage: Storage) -> 
         offered = time.monotonic()
         for row in rows("dev-1", range(3)):
             writer.offer(row, sink)
-        await wait_until(lambda: len(sink.seqs) == 3)
+        await until(lambda: len(sink.seqs) == 3)
         assert time.monotonic() - offered >= 0.3
         assert sink.calls == [[0, 1, 2]]  # one batch, one call
         assert writer.stats().batches_committed_total == 1
@@ -128,7 +121,7 @@ async def test_acks_come_after_the_commit_is_visible_to_others(
                 writer.offer(row, sink)
                 if row.reading.seq and row.reading.seq % 30 == 0:
                     await asyncio.sleep(0.02)
-            await wait_until(lambda: len(sink.seqs) == 200)
+            await until(lambda: len(sink.seqs) == 200)
     finally:
         outsider.close()
     assert sorted(seen) == list(range(200))
@@ -144,7 +137,7 @@ async def test_each_sink_hears_its_own_seqs_once_per_batch(any_storage: Storage)
             writer.offer(row_b, b)
         writer.offer(simple("dev-a", BASE_TS + timedelta(hours=1)), None)  # no seq: stored only
         writer.offer(simple("dev-c", BASE_TS, seq=5), None)  # no sink: stored only
-        await wait_until(lambda: writer.stats().rows_committed_total == 22)
+        await until(lambda: writer.stats().rows_committed_total == 22)
     assert a.calls == [list(range(10))]
     assert b.calls == [list(range(100, 110))]
     assert writer.stats().acked_seqs_total == 20
@@ -162,9 +155,9 @@ async def test_a_full_queue_refuses_and_counts(any_storage: Storage) -> None:
         health = writer.health()
         assert not health.ready
         assert health.reason == "writer queue full (5 readings)"
-        await wait_until(lambda: len(sink.seqs) == 5)
+        await until(lambda: len(sink.seqs) == 5)
         assert writer.offer(rows("dev-1", range(5, 6))[0], sink)  # room again
-        await wait_until(lambda: len(sink.seqs) == 6)
+        await until(lambda: len(sink.seqs) == 6)
         assert writer.health().ready
     assert sorted(sink.seqs) == list(range(6))  # the refused ones were never acked
 
@@ -198,7 +191,7 @@ async def test_an_outage_holds_the_batch_and_acks_after_recovery(
             locker.execute("BEGIN IMMEDIATE")  # storage refuses every write: "database is locked"
             for row in rows("dev-1", range(25)):
                 writer.offer(row, sink)
-            await wait_until(
+            await until(
                 lambda: writer.stats().storage_errors_total >= 3 and writer.health().in_flight == 20
             )
             health = writer.health()
@@ -211,7 +204,7 @@ async def test_an_outage_holds_the_batch_and_acks_after_recovery(
             for row in rows("dev-1", range(25, 30)):  # still accepting while held
                 assert writer.offer(row, sink)
             locker.execute("ROLLBACK")
-            await wait_until(lambda: len(sink.seqs) == 30)
+            await until(lambda: len(sink.seqs) == 30)
             assert writer.health().storage_up
     finally:
         locker.close()
@@ -233,10 +226,10 @@ async def test_a_refused_batch_is_left_unacked_and_the_writer_goes_on(
     async with BatchWriter(sqlite_storage, max_batch=100, max_delay_s=0.02) as writer:
         for row in rows("poison", range(5)):
             writer.offer(row, bad)
-        await wait_until(lambda: writer.stats().batches_failed_total == 1)
+        await until(lambda: writer.stats().batches_failed_total == 1)
         for row in rows("dev-1", range(5)):
             writer.offer(row, good)
-        await wait_until(lambda: len(good.seqs) == 5)
+        await until(lambda: len(good.seqs) == 5)
     assert bad.calls == []
     stats = writer.stats()
     assert (stats.rows_failed_total, stats.rows_committed_total) == (5, 5)
@@ -253,9 +246,9 @@ async def test_a_failing_sink_does_not_cost_the_others_their_acks(
     async with BatchWriter(sqlite_storage, max_batch=100, max_delay_s=0.02) as writer:
         writer.offer(rows("dev-a", range(1))[0], broken)
         writer.offer(rows("dev-b", range(1))[0], fine)
-        await wait_until(lambda: fine.seqs == [0])
+        await until(lambda: fine.seqs == [0])
         writer.offer(rows("dev-b", range(1, 2))[0], fine)
-        await wait_until(lambda: fine.seqs == [0, 1])
+        await until(lambda: fine.seqs == [0, 1])
     assert "an ack sink failed" in caplog.text
 
 
@@ -268,7 +261,7 @@ async def test_leaving_during_an_outage_is_bounded(sqlite_storage: SqliteStorage
         async with writer:
             for row in rows("dev-1", range(5)):
                 writer.offer(row, sink)
-            await wait_until(lambda: writer.stats().storage_errors_total >= 1)
+            await until(lambda: writer.stats().storage_errors_total >= 1)
             started = time.monotonic()
         assert time.monotonic() - started < 5.0
         locker.execute("ROLLBACK")
@@ -313,12 +306,12 @@ async def test_database_cut_off_then_restored(
     ):
         for row in rows("dev-1", range(100)):
             writer.offer(row, sink)
-        await wait_until(lambda: len(sink.seqs) == 100)
+        await until(lambda: len(sink.seqs) == 100)
 
         await proxy.cut()
         for row in rows("dev-1", range(100, 230)):
             assert writer.offer(row, sink)
-        await wait_until(lambda: writer.stats().storage_errors_total >= 2)
+        await until(lambda: writer.stats().storage_errors_total >= 2)
         assert len(sink.seqs) == 100  # no ack without a commit...
         assert await _stored_seqs(direct, "dev-1") == list(range(100))  # ...and no commit
         health = writer.health()
@@ -329,8 +322,8 @@ async def test_database_cut_off_then_restored(
             writer.offer(row, sink)
 
         await proxy.restore()
-        await wait_until(lambda: set(sink.seqs) == set(range(230)))
-        await wait_until(lambda: writer.health().queue_depth == 0)
+        await until(lambda: set(sink.seqs) == set(range(230)))
+        await until(lambda: writer.health().queue_depth == 0)
         assert writer.health().ready
     assert await _stored_seqs(direct, "dev-1") == list(range(230))  # each exactly once
     acked = sink.seqs

@@ -11,20 +11,15 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import socket
 import subprocess
 import venv
 from pathlib import Path
 
 import pytest
 
+from tests.support.ports import free_port
+
 REPO = Path(__file__).resolve().parents[2]
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -46,7 +41,7 @@ def stamp(root: Path, extras: str) -> None:
 def run_sh(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
-        "PIP_INDEX_URL": f"http://127.0.0.1:{closed_port()}/simple",
+        "PIP_INDEX_URL": f"http://127.0.0.1:{free_port()}/simple",
         "PIP_NO_INDEX": "",
         "PIP_FIND_LINKS": "",
         "PIP_RETRIES": "0",

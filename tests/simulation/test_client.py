@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -29,6 +28,8 @@ from simulation.client import (
 )
 from telemetry import Reading
 from telemetry.backoff import BackoffPolicy
+from tests.support.polling import until
+from tests.support.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 FAST_BACKOFF = BackoffPolicy(0.05, 0.2)
@@ -120,14 +121,6 @@ async def _run_until(publisher: Publisher, condition: Callable[[], Awaitable[Non
             await task
 
 
-async def _eventually(predicate: Callable[[], bool], within_s: float = 5.0) -> None:
-    for _ in range(int(within_s / 0.01)):
-        if predicate():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"not true within {within_s} s")
-
-
 async def test_sends_valid_readings_to_the_device_door_with_the_bearer_header(
     recorder: tuple[Recorder, str],
 ) -> None:
@@ -214,15 +207,13 @@ async def test_a_refused_handshake_is_retried_with_growing_delays(
 
 
 async def test_keeps_trying_until_the_hub_comes_up() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
+    port = free_port()
     rec = Recorder()
     publisher = Publisher(_config(f"ws://127.0.0.1:{port}"))
     stop = asyncio.Event()
     task = asyncio.create_task(publisher.run(stop), name="test-publisher")
     try:
-        await _eventually(lambda: publisher.stats.failures >= 3)
+        await until(lambda: publisher.stats.failures >= 3)
         assert publisher.stats.connections == 0
         async with serve(rec.handler, "127.0.0.1", port):
             await rec.wait_frames(2)
@@ -314,7 +305,7 @@ async def test_the_module_stops_cleanly_on_a_signal(
             _, stderr = await process.communicate()
     assert process.returncode == 0, stderr.decode()
     assert rec.sessions[0].path == "/ws/device/ems_cli"
-    await _eventually(lambda: rec.sessions[0].close_code is not None)
+    await until(lambda: rec.sessions[0].close_code is not None)
     assert rec.sessions[0].close_code == 1000
     for frame in rec.frames():
         Reading.model_validate(frame)

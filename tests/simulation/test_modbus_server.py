@@ -13,7 +13,6 @@ import logging
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -31,6 +30,7 @@ from simulation.plant import Plant, Sections
 from simulation.runner import SimulatedSite
 from simulation.site import REGISTER_MAPS, Unit, device_sections, encode_site
 from tests.drivers.precision import mismatches
+from tests.support.ports import free_port
 
 PROFILES = {
     Unit.INVERTER: "sunspec",
@@ -240,15 +240,8 @@ async def test_the_plant_loop_runs_in_accelerated_time() -> None:
     assert wall >= target_s / 3600.0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 async def test_ems_sim_serves_several_sites_and_stops_cleanly() -> None:
-    port = _free_port()
+    port = free_port()
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-import socket
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
@@ -19,6 +18,7 @@ from hub.storage.migrate import TIMESCALE_PRELOADED_SQL, try_create_extension
 from hub.storage.postgres import PostgresOptions, PostgresStorage, is_unavailable
 from hub.storage.schema import MIGRATIONS, VERSION_TABLE_SQL, TimescaleMode, TimescaleOptions
 from tests.hub.storage.helpers import BASE_TS, fresh_schema, opened, simple
+from tests.support.ports import free_port
 from tests.tcp_proxy import CutMode, TcpProxy
 
 WIDE = (BASE_TS - timedelta(days=1), BASE_TS + timedelta(days=1))
@@ -214,15 +214,9 @@ async def test_token_changes_by_hand_move_the_generation(
         assert await storage.tokens() == []
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_an_unreachable_database_is_unavailable(postgres_url: str) -> None:
     parts = urlsplit(postgres_url)
-    url = parts._replace(netloc=f"{parts.username}@127.0.0.1:{_closed_port()}").geturl()
+    url = parts._replace(netloc=f"{parts.username}@127.0.0.1:{free_port()}").geturl()
     with pytest.raises(StorageUnavailable, match="migrating the schema"):
         await PostgresStorage(url, _options()).open()
 

@@ -1,4 +1,4 @@
-"""Helpers the edge tests share."""
+"""Readings and a running uplink, as the edge tests build them."""
 
 from __future__ import annotations
 
@@ -13,16 +13,6 @@ import pytest
 
 from edge.outbox import NewReading, Outbox, ts_us_of
 from edge.uplink import Uplink, UplinkSettings
-
-
-async def until(condition: Callable[[], bool], within: float = 30.0, step: float = 0.02) -> None:
-    """Wait for another task's state to satisfy ``condition``; fails after ``within`` seconds.
-
-    The bound is generous (a loaded 2-core machine) and never what a test asserts.
-    """
-    async with asyncio.timeout(within):
-        while not condition():  # noqa: ASYNC110 - the state belongs to another task
-            await asyncio.sleep(step)
 
 
 def grid_reading(n: int, t0: datetime, *, held: bool = False) -> NewReading:

@@ -1,0 +1,8 @@
+"""Plain helpers the tests share (no fixtures: those stay in the conftest.py files).
+
+- ``ports``: a free loopback port (nothing listens there).
+- ``polling``: waiting for another task's or process's state, with a generous bound.
+- ``edge``: readings and a running uplink for the edge tests.
+- ``hub``: a real hub in this process's event loop and its wire helpers.
+- ``ansible``: the Debian root, the playbook runs and the files they leave.
+"""
