@@ -23,7 +23,7 @@ from tests.support.ansible import (
     require_root_and_debootstrap,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.slow, pytest.mark.needs_root, pytest.mark.timeout(1800)]
 
 USER = "ems-edge"
 UNIT = "etc/systemd/system/ems-edge.service"

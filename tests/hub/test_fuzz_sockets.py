@@ -41,12 +41,16 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from tests.hub.raw_ws import STATUS_LINE, read_head, server_close_code, ws_frame
 from tests.hub.served_hub import ServedHub, add_token, served_hub
 from tests.support.hub import reading
+
+# About a minute of hostile bytes: outside the quick tier.
+pytestmark = pytest.mark.slow
 
 SEED = int(os.environ.get("EMS_FUZZ_SEED", "20261203"))
 BUDGET_S = 100.0  # the whole mutation run; the test's own start-up comes on top
