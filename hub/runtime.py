@@ -177,8 +177,10 @@ class Hub:
         a full load costs in proportion to the tokens stored (thousands of rows
         and records, every second, for nothing).
         """
-        # Storage down: retry from the refresh interval doubling to 30 s (telemetry/backoff.py).
-        retry = Backoff(BackoffPolicy(self.settings.token_refresh_s, TOKEN_RETRY_CAP_S))
+        # Storage down: retry from the refresh interval doubling to 30 s, or to the interval
+        # itself when it is longer (telemetry/backoff.py).
+        refresh_s = self.settings.token_refresh_s
+        retry = Backoff(BackoffPolicy(refresh_s, max(refresh_s, TOKEN_RETRY_CAP_S)))
         while not self._stopping.is_set():
             try:
                 await self._load_tokens()
