@@ -47,3 +47,12 @@ def test_the_markdown_has_a_section_per_profile() -> None:
     for name, profile in PROFILES.items():
         assert f"### `{name}`: {profile.vendor}" in text
         assert f"| `{name}` | {profile.vendor} |" in text
+
+
+def test_docs_devices_md_is_what_the_catalogue_prints() -> None:
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "docs" / "devices.md"
+    assert path.read_text() == devices_markdown(), (
+        "docs/devices.md is stale: run .venv/bin/ems devices --markdown > docs/devices.md"
+    )
