@@ -19,15 +19,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import enum
-import importlib.metadata
 import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final
 
 from telemetry import redaction
+from telemetry.version import DISTRIBUTION, installed_version
 
-PACKAGE: Final = "ems-switchboard"
+PACKAGE: Final = DISTRIBUTION
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -48,14 +48,6 @@ class CommandError(Exception):
     def __init__(self, message: str, code: ExitCode = ExitCode.USAGE) -> None:
         super().__init__(message)
         self.code = code
-
-
-def version() -> str:
-    """The installed distribution's version (pyproject.toml is the one place it is written)."""
-    try:
-        return importlib.metadata.version(PACKAGE)
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown (not installed: pip install -e .)"
 
 
 @contextlib.contextmanager
@@ -85,7 +77,7 @@ class _Version(argparse.Action):
         values: str | Sequence[Any] | None,
         option_string: str | None = None,
     ) -> None:
-        print(f"ems {version()}")
+        print(f"ems {installed_version()}")
         parser.exit()
 
 

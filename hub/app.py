@@ -29,6 +29,7 @@ from hub.runtime import Hub, HubSettings
 from hub.sockets import TransportProbe
 from hub.storage.base import Storage
 from hub.web_security import SecurityHeaders
+from telemetry.version import installed_version
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ def create_app(settings: HubSettings, *, storage: Storage | None = None) -> Fast
 
     app = FastAPI(
         title="EMS Switchboard hub",
+        version=installed_version(),  # FastAPI's default ("0.1.0") would go stale
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+import tomllib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from hub.web_security import CONTENT_SECURITY_POLICY
 from tests.hub.served_hub import served_hub
 from tests.support.hub import RunningHub, parse_metrics, recv_json, running_hub
 from tests.tls_ca import make_ca
+
+REPO = Path(__file__).resolve().parents[2]
 
 VIEWER_TOKEN = "look-but-do-not-touch"
 FRIEND = "https://friend.example"
@@ -124,6 +127,9 @@ async def test_the_openapi_document_needs_the_viewer_token(guarded_hub: RunningH
         assert document.status_code == 200
         assert "/api/devices" in document.json()["paths"]
         assert "/api/session" in document.json()["paths"]
+        # The version is the one of pyproject.toml, not FastAPI's default.
+        project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+        assert document.json()["info"]["version"] == project["version"]
 
 
 async def test_the_session_cookie_opens_the_api_and_the_door(guarded_hub: RunningHub) -> None:
