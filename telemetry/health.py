@@ -31,6 +31,10 @@ MAX_HEALTH_DEVICES: Final = 64
 MAX_ERROR_CHARS: Final = 200
 # How the frame starts when an agent writes it (compact JSON, ``type`` first).
 HEALTH_FRAME_PREFIX: Final = '{"type":"health"'
+# An IANA time zone name ("Europe/Berlin", "America/Argentina/Buenos_Aires", "Etc/GMT+5",
+# "UTC"): the characters the tz database uses. The edge checks the name with zoneinfo
+# (edge/config.py); the wire only bounds it, as a hub's tz database may be older.
+TIMEZONE_PATTERN: Final = r"^[A-Za-z0-9_+\-]+(?:/[A-Za-z0-9_+\-]+){0,3}$"
 # What the hub's device door looks for before anything else (hub/device_door.py):
 # the same start, spaces allowed, anchored, so a reading costs one failed match.
 _HEALTH_FRAME_START: Final = re.compile(r'\{\s*"type"\s*:\s*"health"')
@@ -68,6 +72,8 @@ class HealthFrame(_Model):
     type: Literal["health"] = "health"
     interval_s: Annotated[float, Field(gt=0.0, le=86_400.0)] | None = None
     devices: Annotated[list[DeviceHealthReport], Field(max_length=MAX_HEALTH_DEVICES)]
+    # docs/protocol.md, "Device health": the site's time zone, for its energy per day.
+    timezone: Annotated[str, Field(max_length=64, pattern=TIMEZONE_PATTERN)] | None = None
 
     def wire(self) -> str:
         """Compact JSON, ``type`` first (it starts with :data:`HEALTH_FRAME_PREFIX`)."""
