@@ -347,6 +347,13 @@ def _serve_limit_arguments(serve: argparse.ArgumentParser) -> None:
         help="comma-separated client addresses not held to the per-address caps, such as "
         "a reverse proxy's (default: $EMS_LIMIT_EXEMPT, else 127.0.0.1,::1)",
     )
+    limits.add_argument(
+        "--trusted-proxy",
+        metavar="ADDRS",
+        help="comma-separated addresses of reverse proxies whose X-Forwarded-For names the "
+        "client the per-address limits count, or 'none' (default: $EMS_TRUSTED_PROXIES, "
+        "else 127.0.0.1,::1)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,6 +18,7 @@ import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -25,6 +26,7 @@ from urllib.parse import urlsplit
 
 from hub.auth import hash_token, new_token
 from hub.limits import ConnectionLimits, raise_fd_limit
+from hub.proxies import DEFAULT_TRUSTED_PROXIES, exempt_with_proxies, parse_trusted_proxies
 from hub.runtime import HubSettings
 from hub.storage import describe_storage, open_storage, storage_from_url
 from hub.storage.base import Storage, StorageConfigError, StorageError, TokenRecord
@@ -142,7 +144,15 @@ def serve(args: argparse.Namespace) -> int:
         raise Failed(str(err)) from err
     viewer_token = viewer_token_of(args)
     allowed_origins = allowed_origins_of(args)
+    trusted_proxies = _option(
+        args, "--trusted-proxy", "EMS_TRUSTED_PROXIES", parse_trusted_proxies,
+        DEFAULT_TRUSTED_PROXIES,
+    )  # fmt: skip
     asked_limits = _asked_limits(args)
+    # Every connection of a proxy comes from its address (hub/proxies.py).
+    asked_limits = replace(
+        asked_limits, exempt=exempt_with_proxies(asked_limits.exempt, trusted_proxies)
+    )
     storage_settings = settings_of(args)
     # Redacted as literal values wherever they might show up in a log line or error.
     register_secret(viewer_token)
@@ -169,6 +179,10 @@ def serve(args: argparse.Namespace) -> int:
     )
     register_secret(settings.viewer_token)  # or the one from $EMS_VIEWER_TOKEN
     logging.getLogger(__name__).info("storage: %s", where)
+    logging.getLogger(__name__).info(
+        "client addresses from X-Forwarded-For of: %s",
+        ", ".join(trusted_proxies) or "no one (--trusted-proxy none)",
+    )
     app = create_app(settings, storage=storage)
     config = uvicorn_config(
         app,
@@ -176,6 +190,7 @@ def serve(args: argparse.Namespace) -> int:
         args.port,
         log_level="debug" if getattr(args, "verbose", False) else "info",
         tls=tls,
+        trusted_proxies=trusted_proxies,
     )
     server = HubServer(config, app)
     try:

@@ -15,7 +15,9 @@ app's :class:`~hub.limits.ConnectionGate` (``app.state.gate``), applied by
 uvicorn's HTTP protocol subclassed in hub/guard.py; an idle keep-alive
 connection is closed after ``handshake_timeout_s`` too (uvicorn's own
 ``timeout_keep_alive``). TLS: ``tls`` names a certificate chain and key in PEM;
-uvicorn serves HTTPS and ``wss://`` with them.
+uvicorn serves HTTPS and ``wss://`` with them. Behind a reverse proxy: the
+client address and scheme come from ``X-Forwarded-For``/``-Proto`` only when the
+peer is one of ``trusted_proxies`` (hub/proxies.py).
 
 Shutdown. uvicorn's own shutdown closes every open WebSocket with 1012
 ("service restart") and, after a signal, re-raises that signal once it is done,
@@ -50,6 +52,7 @@ from hub.gatekeeper import LogLimiter
 from hub.guard import QuietWebSocketProtocol, guarded_protocol
 from hub.limits import ConnectionGate
 from hub.log_safety import install_uvicorn_refusal_filter, remove_uvicorn_refusal_filter
+from hub.proxies import DEFAULT_TRUSTED_PROXIES
 from telemetry import MAX_FRAME_BYTES
 from telemetry.redaction import install_redaction
 
@@ -104,6 +107,7 @@ def uvicorn_config(
     *,
     log_level: str = "info",
     tls: TlsFiles | None = None,
+    trusted_proxies: tuple[str, ...] = DEFAULT_TRUSTED_PROXIES,
 ) -> uvicorn.Config:
     gate: ConnectionGate | None = getattr(app.state, "gate", None)
     keep_alive_s = 5
@@ -128,6 +132,10 @@ def uvicorn_config(
         timeout_graceful_shutdown=5,
         ssl_certfile=tls.cert if tls is not None else None,
         ssl_keyfile=tls.key if tls is not None else None,
+        # hub/proxies.py: the forwarded client address only from these peers, and
+        # always this list, never uvicorn's own default from $FORWARDED_ALLOW_IPS.
+        proxy_headers=bool(trusted_proxies),
+        forwarded_allow_ips=list(trusted_proxies),
     )
 
 

@@ -1,0 +1,265 @@
+"""deploy/nginx/ems-hub.conf in front of a real hub: Debian's nginx runs the shipped file
+(only its name, ports and certificate paths replaced), with a CA and a server certificate
+made here; a real edge agent streams through it over wss://, a dashboard reads through it,
+and the hub's per-address limits see each client, not nginx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import ssl
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidStatus
+
+from simulation.runner import SimulatedSite
+from tests.edge.hubproc import HubProcess
+from tests.edge.site import site_config
+from tests.edge.test_cli import AgentProcess, wait_stored
+from tests.support.ports import free_port
+from tests.tls_ca import HubCertificates, make_ca
+
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED = REPO / "deploy/nginx/ems-hub.conf"
+NGINX = "/usr/sbin/nginx"
+
+
+@dataclass(frozen=True)
+class Proxy:
+    https_port: int
+    http_port: int
+    certs: HubCertificates
+    directory: Path
+
+    @property
+    def origin(self) -> str:
+        return f"https://127.0.0.1:{self.https_port}"
+
+    def wss(self, path: str) -> str:
+        return f"wss://127.0.0.1:{self.https_port}{path}"
+
+    def trust(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.certs.ca)
+
+    def error_log(self) -> str:
+        path = self.directory / "error.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+def templated(
+    text: str, *, hub_port: int, https_port: int, http_port: int, certs: HubCertificates
+) -> str:
+    """The shipped config with this machine's values; each placeholder must be there."""
+    replacements = {
+        "server 127.0.0.1:8000;": f"server 127.0.0.1:{hub_port};",
+        "listen 443 ssl;": f"listen 127.0.0.1:{https_port} ssl;",
+        "listen [::]:443 ssl;": "",
+        "listen 80;": f"listen 127.0.0.1:{http_port};",
+        "listen [::]:80;": "",
+        "/etc/ssl/ems-hub/fullchain.pem": str(certs.cert),
+        "/etc/ssl/ems-hub/privkey.pem": str(certs.key),
+    }
+    for old, new in replacements.items():
+        assert text.count(old) == 1, f"{SHIPPED.name} no longer has {old!r} once"
+        text = text.replace(old, new)
+    return text
+
+
+def _main_config(directory: Path, site: Path) -> str:
+    """nginx.conf around the site file, as Debian's includes sites-enabled/ in http { }."""
+    temp = "".join(
+        f"    {kind}_temp_path {directory / kind};\n"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    return (
+        "daemon off;\nworker_processes 1;\n"
+        f"pid {directory / 'nginx.pid'};\nerror_log {directory / 'error.log'} info;\n"
+        "events { worker_connections 256; }\n"
+        "http {\n"
+        f"    access_log {directory / 'access.log'};\n{temp}"
+        f"    include {site};\n"
+        "}\n"
+    )
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
+    hub = HubProcess(tmp_path_factory.mktemp("hub"))
+    with pytest.MonkeyPatch.context() as patch:
+        # One dashboard per client address: the proxy test shows whose address it is.
+        patch.setenv("EMS_MAX_DASHBOARDS_PER_ADDRESS", "1")
+        hub.start()
+    try:
+        yield hub
+    finally:
+        hub.stop()
+
+
+@pytest.fixture(scope="module")
+def proxy(hub: HubProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
+    assert shutil.which(NGINX) or Path(NGINX).exists(), "nginx is missing: run scripts/setup.sh"
+    directory = tmp_path_factory.mktemp("nginx")
+    directory.chmod(0o755)  # nginx's workers (user nobody) read nothing here but traverse
+    certs = make_ca(directory)
+    https_port, http_port = free_port(), free_port()
+    site = directory / "ems-hub.conf"
+    site.write_text(
+        templated(
+            SHIPPED.read_text(),
+            hub_port=hub.port,
+            https_port=https_port,
+            http_port=http_port,
+            certs=certs,
+        )
+    )
+    conf = directory / "nginx.conf"
+    conf.write_text(_main_config(directory, site))
+    checked = subprocess.run(
+        [NGINX, "-t", "-c", str(conf)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert checked.returncode == 0, checked.stderr
+    assert "syntax is ok" in checked.stderr
+    process = subprocess.Popen(
+        [NGINX, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    proxy = Proxy(https_port, http_port, certs, directory)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, proxy.error_log()
+            try:
+                answer = httpx.get(f"{proxy.origin}/healthz", verify=proxy.trust(), timeout=2)
+                if answer.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, proxy.error_log()
+            time.sleep(0.1)
+        yield proxy
+    finally:
+        process.terminate()  # SIGTERM: nginx's fast shutdown
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+async def site() -> AsyncIterator[SimulatedSite]:
+    async with SimulatedSite(tcp=("127.0.0.1", 0)) as running:
+        yield running
+
+
+async def test_an_edge_agent_streams_through_nginx_over_wss(
+    hub: HubProcess, proxy: Proxy, site: SimulatedSite, tmp_path: Path
+) -> None:
+    device_id = "behind_nginx"
+    token = await asyncio.to_thread(hub.token_add, device_id)
+    config = site_config(tmp_path, proxy.wss(""), site.tcp_port, device_id)
+    # The agent trusts only the CA made here: the certificate nginx serves.
+    config = config.replace(
+        f'url = "{proxy.wss("")}"\n', f'url = "{proxy.wss("")}"\nca_file = "{proxy.certs.ca}"\n'
+    )
+    assert f'ca_file = "{proxy.certs.ca}"' in config
+    path = tmp_path / "edge.toml"
+    path.write_text(config)
+    began = datetime.now(UTC)
+    agent = AgentProcess(path, token)
+    try:
+        # A dashboard as a browser on the proxy's origin opens it: nginx passes the
+        # upgrade and the Host with its port, which the hub's origin check compares.
+        async with connect(
+            proxy.wss(f"/ws/dashboard/{device_id}"),
+            ssl=proxy.trust(),
+            additional_headers={"Origin": proxy.origin},
+        ) as dashboard:
+            live = await _live_readings(dashboard, device_id, 5)
+        seqs = await wait_stored(hub, device_id, began, 10)
+        assert await asyncio.to_thread(agent.stop) == 0, agent.text()
+    finally:
+        if agent.process.poll() is None:
+            agent.process.kill()
+    assert seqs == list(range(len(seqs)))  # every reading, once, in order
+    assert [frame["seq"] for frame in live] == list(
+        range(live[0]["seq"], live[0]["seq"] + len(live))
+    )
+    assert "CERTIFICATE_VERIFY_FAILED" not in agent.text()
+    # The readings through the proxy's API, as a browser or a script outside reads them.
+    async with httpx.AsyncClient(verify=proxy.trust()) as http:
+        answer = await http.get(f"{proxy.origin}/api/devices/{device_id}/readings")
+    assert answer.status_code == 200, answer.text
+    assert [row["seq"] for row in answer.json()["readings"]][: len(seqs)] == seqs
+    # Nothing went wrong between nginx and the hub (info lines about closed sockets are fine).
+    for level in ("[error]", "[crit]", "[alert]", "[emerg]"):
+        assert level not in proxy.error_log(), proxy.error_log()
+
+
+async def _live_readings(
+    dashboard: ClientConnection, device_id: str, count: int
+) -> list[dict[str, object]]:
+    frames: list[dict[str, object]] = []
+    async with asyncio.timeout(60):
+        while len(frames) < count:
+            frame = json.loads(await dashboard.recv())
+            assert frame["device_id"] == device_id
+            if frame["type"] == "reading":
+                frames.append(frame)
+    return frames
+
+
+async def test_a_foreign_origin_is_refused_through_nginx(proxy: Proxy) -> None:
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(
+            proxy.wss("/ws/dashboard/ems_001"),
+            ssl=proxy.trust(),
+            additional_headers={"Origin": "https://elsewhere.example"},
+        ):
+            pass
+    assert refused.value.response.status_code == 403
+
+
+async def _dashboard_stays(proxy: Proxy, source: str, claimed: str) -> bool:
+    """Whether a dashboard from ``source`` (a loopback address of its own), which claims
+    to be ``claimed`` in its own X-Forwarded-For, stays open past the per-address cap."""
+    async with connect(
+        proxy.wss("/ws/dashboard/ems_001"),
+        ssl=proxy.trust(),
+        additional_headers={"X-Forwarded-For": claimed},
+        local_addr=(source, 0),
+    ) as socket:
+        try:
+            async with asyncio.timeout(1.5):
+                await socket.wait_closed()
+        except TimeoutError:
+            return True
+        assert socket.close_code == 1013, socket.close_code
+        return False
+
+
+async def test_the_hub_counts_dashboards_per_client_behind_nginx(proxy: Proxy) -> None:
+    """One dashboard per address (the hub's cap here): a second one from the same client
+    is closed with 1013 whatever address it claims, one from another client stays."""
+    async with connect(
+        proxy.wss("/ws/dashboard/ems_001"),
+        ssl=proxy.trust(),
+        local_addr=("127.0.0.2", 0),
+    ):
+        assert not await _dashboard_stays(proxy, "127.0.0.2", "198.51.100.9")
+        assert await _dashboard_stays(proxy, "127.0.0.3", "127.0.0.2")
+
+
+def test_plain_http_is_sent_to_https(proxy: Proxy) -> None:
+    answer = httpx.get(f"http://127.0.0.1:{proxy.http_port}/", follow_redirects=False)
+    assert answer.status_code == 301
+    assert answer.headers["location"].startswith("https://127.0.0.1")
