@@ -24,7 +24,7 @@ import ipaddress
 from typing import Final
 
 # A proxy on the hub's own machine; the same as the default --limit-exempt.
-DEFAULT_TRUSTED_PROXIES: Final = ("127.0.0.1", "::1")
+DEFAULT_TRUSTED_PROXIES: Final[tuple[str, ...]] = ("127.0.0.1", "::1")
 # The value that trusts nobody: forwarded headers are ignored from every peer.
 NO_PROXY: Final = "none"
 
