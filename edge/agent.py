@@ -32,11 +32,15 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from drivers.errors import ProfileError
 from drivers.profiles import GENERIC, fixed_map
 from edge.clock import ClockGuard, ClockSource, SystemClock, boot_id
 from edge.config import EdgeConfig, Role, tls_context
+from edge.gateway import Gateway, Target
+from edge.gateway_bus import SharedBus
+from edge.gateway_cache import RegisterCache
 from edge.health import DeviceHealth, Transition, health_frame
 from edge.hubtime import HubClock
 from edge.memory import trim_periodically
@@ -132,6 +136,21 @@ class Agent:
         self.uplink: Uplink | None = None
         self.writer: OutboxWriter | None = None
         self.running = asyncio.Event()
+        # [gateway] (docs/gateway.md): the buses shared with its clients, and the server.
+        self.shared_buses: dict[str, SharedBus] = {}
+        self.gateway: Gateway | None = None
+        if config.gateway is not None:
+            cache = RegisterCache()
+            self.shared_buses = {
+                bus.name: SharedBus(bus, config.devices_on(bus.name), cache) for bus in config.buses
+            }
+            targets = {
+                config.gateway.units[d.name]: Target(
+                    d.name, d.unit, self.shared_buses[d.bus], self.health[d.name]
+                )
+                for d in config.devices
+            }
+            self.gateway = Gateway(config.gateway, targets, cache)
 
     def stop(self) -> None:
         """Begin a clean shutdown (safe to call from a signal handler)."""
@@ -224,6 +243,7 @@ class Agent:
                 read_timeout_s=bus.timeout_s * 20 + 1.0,
                 bus_backoff=options.bus_reopen_backoff,
                 on_transition=self._on_transition,
+                **self._shared_kwargs(bus.name),
             )
             for bus in config.buses
             if config.devices_on(bus.name)
@@ -234,6 +254,8 @@ class Agent:
                 for poller in pollers
             ]
             producers.append(tasks.create_task(sampler.run(), name="sampler"))
+            if self.gateway is not None:
+                producers.append(tasks.create_task(self.gateway.run(), name="gateway"))
             writer_task = tasks.create_task(writer.run(), name="outbox.writer")
             uplink_task = tasks.create_task(uplink.run(), name="uplink")
             helpers = [
@@ -260,6 +282,11 @@ class Agent:
             await self._stop.wait()
             await self._shut_down(producers, writer_task, [uplink_task, *helpers])
         await self._write_transitions(outbox)
+
+    def _shared_kwargs(self, bus: str) -> dict[str, Any]:
+        """A poller's bus, shared with the gateway when there is one."""
+        shared = self.shared_buses.get(bus)
+        return {} if shared is None else {"open_bus": shared.open, "arbiter": shared.arbiter}
 
     async def _shut_down(
         self,

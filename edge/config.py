@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from drivers.bus import Backend, BusConfig, BusType, Parity
 from drivers.profiles import profile_names
+from edge.gateway_config import GatewayDevice, GatewayFile, build_gateway, gateway_problems
 from edge.settings import (
     BufferConfig,
     ClockConfig,
@@ -164,6 +165,7 @@ class _File(_Model):
     clock: _Clock = _Clock()
     bus: Annotated[list[_Bus], Field(min_length=1)]
     device: Annotated[list[_Device], Field(min_length=1)]
+    gateway: GatewayFile | None = None  # docs/gateway.md
 
 
 def _key(loc: tuple[int | str, ...]) -> str:
@@ -275,6 +277,9 @@ def _cross_check(file: _File) -> list[Problem]:
                         "readings name each device (several devices of a role, or total = false)",
                     )
                 )
+    if file.gateway is not None:
+        devices = [GatewayDevice(d.name, d.bus, d.unit) for d in file.device]
+        problems.extend(Problem(p.key, p.reason) for p in gateway_problems(file.gateway, devices))
     return problems
 
 
@@ -352,6 +357,9 @@ def _build(file: _File, base: Path) -> EdgeConfig:
         ),
         buses=tuple(buses),
         devices=devices,
+        gateway=None
+        if file.gateway is None
+        else build_gateway(file.gateway, (GatewayDevice(d.name, d.bus, d.unit) for d in devices)),
     )
 
 

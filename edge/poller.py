@@ -38,6 +38,7 @@ from drivers.profile import RegisterMap
 from drivers.profiles import GENERIC, fixed_map
 from drivers.transports import Transport, open_transport
 from edge.config import DeviceConfig
+from edge.gateway_bus import BusArbiter
 from edge.health import DeviceHealth, DeviceState, Transition, Values
 from telemetry.backoff import Backoff, BackoffPolicy
 
@@ -96,7 +97,9 @@ class BusPoller:
         on_transition: Callable[[Transition], None] = lambda transition: None,
         open_bus: Callable[[], Transport] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        arbiter: BusArbiter | None = None,
     ) -> None:
+        """``arbiter``: shares the bus with the gateway between cycles (edge/gateway_bus.py)."""
         self.bus = bus
         self.devices = tuple(devices)
         self.interval_s = interval_s
@@ -105,6 +108,7 @@ class BusPoller:
         self._on_transition = on_transition
         self._open_bus = open_bus or (lambda: open_transport(bus))
         self._clock = clock
+        self.arbiter = arbiter or BusArbiter(clock)
         self.cycles = 0
         self._down_logged_at: float | None = None
 
@@ -149,11 +153,13 @@ class BusPoller:
     async def _poll_forever(self, drivers: Sequence[Device]) -> None:
         next_cycle = self._clock()
         while True:
-            await self.poll_once(drivers)
+            async with self.arbiter.poll():
+                await self.poll_once(drivers)
             self.cycles += 1
             # Fixed cadence; a cycle longer than the interval starts the next one
             # at once instead of bursting to catch up.
             next_cycle = max(next_cycle + self.interval_s, self._clock())
+            self.arbiter.next_poll_at = next_cycle
             await asyncio.sleep(max(0.0, next_cycle - self._clock()))
 
     async def poll_once(self, drivers: Sequence[Device]) -> None:

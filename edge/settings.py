@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from drivers.bus import BusConfig
+from edge.gateway_config import GatewayConfig
 from telemetry.roles import Role
 
 __all__ = [
@@ -79,6 +80,7 @@ class EdgeConfig:
     clock: ClockConfig
     buses: tuple[BusConfig, ...]
     devices: tuple[DeviceConfig, ...]
+    gateway: GatewayConfig | None = None  # [gateway]: docs/gateway.md; None: off
 
     @property
     def device_url(self) -> str:

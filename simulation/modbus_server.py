@@ -151,6 +151,9 @@ class DeviceSpec:
     # Tables addressed in bytes (RegisterMap.byte_tables): the image holds registers
     # ``base + offset / 2``; a read at ``base + offset`` answers the words from there.
     byte_tables: tuple[int, ...] = ()
+    # Holding registers (first, last inclusive) that accept FC 6 and 16 and keep what
+    # is written; everywhere else a write gets exception 01, as a read-only device.
+    writable: tuple[tuple[int, int], ...] = ()
 
     @classmethod
     def for_map(
@@ -182,6 +185,8 @@ class _Device:
         self.holes = spec.holes
         self.undefined = spec.undefined
         self.byte_tables = spec.byte_tables
+        self.writable = spec.writable
+        self.writes = 0
         self.image: RegisterImage = {t: dict(v) for t, v in spec.image.items()}
         self._server = server
 
@@ -242,9 +247,11 @@ class _Device:
         fault = self._server.fault(self.unit)
         if fault.kind is FaultKind.EXCEPTION:
             return ExcCodes(fault.code)
+        if set_values is not None:
+            return self._write(address, [int(v) for v in set_values])
         table = _FUNCTION_TABLE.get(function_code)
-        if table is None or set_values is not None:
-            return ExcCodes.ILLEGAL_FUNCTION  # the simulated devices are read-only
+        if table is None:
+            return ExcCodes.ILLEGAL_FUNCTION
         if count > self.max_count:
             return ExcCodes.ILLEGAL_VALUE
         if any(hole.touches(table, address, count) for hole in self.holes):
@@ -264,6 +271,17 @@ class _Device:
             return None
         for i in range(count):
             registers[address - start_address + i] = values.get(address + i, fill)
+        return None
+
+    def _write(self, address: int, values: list[int]) -> ExcCodes | None:
+        """A write (FC 6 or 16): kept when every register is writable, else exception 01."""
+        last = address + len(values) - 1
+        if not any(first <= address and last <= end for first, end in self.writable):
+            return ExcCodes.ILLEGAL_FUNCTION  # read-only there, as the device
+        table = self.image.setdefault(RegisterType.HOLDING, {})
+        for offset, value in enumerate(values):
+            table[address + offset] = value
+        self.writes += 1
         return None
 
 
@@ -451,6 +469,14 @@ class DeviceServer:
                 continue
             for table, values in image.items():
                 device.image.setdefault(table, {}).update(values)
+
+    def holding(self, unit: int, address: int) -> int | None:
+        """A holding register of ``unit`` as served now (None: not in its image)."""
+        return self._devices[unit].image.get(RegisterType.HOLDING, {}).get(address)
+
+    def writes(self, unit: int) -> int:
+        """Writes ``unit`` has kept (``DeviceSpec.writable``)."""
+        return self._devices[unit].writes
 
     def _sim_devices(self) -> list[SimDevice]:
         devices = [d.sim_device() for d in self._devices.values()]

@@ -8,6 +8,7 @@ or raises a :class:`~drivers.errors.ModbusError`, never a library's exception.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol, Self
@@ -36,6 +37,11 @@ class Transport(Protocol):
     async def read(
         self, register_type: RegisterType, address: int, count: int, *, unit: int
     ) -> tuple[int, ...]: ...
+
+    async def write_registers(self, address: int, values: Sequence[int], *, unit: int) -> None:
+        """Write holding registers (FC 16, or FC 6 for one): the edge gateway's allowed
+        writes (docs/gateway.md); the agent itself only reads."""
+        ...
 
     async def __aenter__(self) -> Self: ...
 

@@ -116,13 +116,7 @@ def from_pymodbus(
 
 def check_pymodbus_response(request: Request, response: ModbusPDU) -> tuple[int, ...]:
     """The registers of a response, or the exception its ``isError()`` stands for."""
-    if response.isError():
-        code = getattr(response, "exception_code", ExceptionCode.UNKNOWN)
-        try:
-            exc_code = ExceptionCode(int(code))
-        except ValueError:
-            exc_code = ExceptionCode.UNKNOWN
-        raise ExceptionResponse(exc_code, **_context(request))
+    check_pymodbus_write(request, response)
     if request.register_type.is_bit:
         values = tuple(int(bool(b)) for b in response.bits[: request.count])
     else:
@@ -133,6 +127,17 @@ def check_pymodbus_response(request: Request, response: ModbusPDU) -> tuple[int,
             **_context(request),
         )
     return values
+
+
+def check_pymodbus_write(request: Request, response: ModbusPDU) -> None:
+    """Nothing for an answer (a write's acknowledgement); the exception ``isError()`` means."""
+    if response.isError():
+        code = getattr(response, "exception_code", ExceptionCode.UNKNOWN)
+        try:
+            exc_code = ExceptionCode(int(code))
+        except ValueError:
+            exc_code = ExceptionCode.UNKNOWN
+        raise ExceptionResponse(exc_code, **_context(request))
 
 
 # minimalmodbus 2.1.1, _check_response_slaveerrorcode: message -> code.

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Self
 
@@ -112,3 +113,28 @@ class MinimalmodbusTransport:
                         raise failure from err
                     attempt += 1
                     logger.debug("%s: retry %d", failure, attempt)
+
+    def _write(
+        self, instrument: minimalmodbus.Instrument, request: Request, values: tuple[int, ...]
+    ) -> None:
+        with self._thread_lock:
+            instrument.address = request.unit
+            if len(values) == 1:
+                instrument.write_register(request.address, values[0], functioncode=6)
+            else:
+                instrument.write_registers(request.address, list(values))
+
+    async def write_registers(self, address: int, values: Sequence[int], *, unit: int) -> None:
+        words = tuple(values)
+        request = Request(unit, RegisterType.HOLDING, address, len(words))
+        instrument = self._instrument
+        if instrument is None:
+            raise NotConnected("transport is not open", unit=unit)
+        async with self._lock:
+            self._transactions += 1
+            try:
+                await asyncio.to_thread(self._write, instrument, request, words)
+            except (minimalmodbus.ModbusException, OSError, ValueError) as err:
+                # Never repeated: the first attempt may have been carried out.
+                await asyncio.sleep(self.config.drain_s)
+                raise from_minimalmodbus(request, err) from err

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Self
 
@@ -21,7 +22,11 @@ from drivers.bus import BusConfig, BusType
 from drivers.errors import NoResponse, NotConnected
 from drivers.registers import RegisterType
 from drivers.transports.base import Request
-from drivers.transports.mapping import check_pymodbus_response, from_pymodbus
+from drivers.transports.mapping import (
+    check_pymodbus_response,
+    check_pymodbus_write,
+    from_pymodbus,
+)
 
 logger = logging.getLogger(__name__)
 # pymodbus logs every timeout and every dropped frame at ERROR; we raise each one as a
@@ -123,6 +128,28 @@ class PymodbusTransport:
         self, register_type: RegisterType, address: int, count: int, *, unit: int
     ) -> tuple[int, ...]:
         request = Request(unit, register_type, address, count)
+        return await self._transact(request, lambda: self._call(request))
+
+    async def _write_call(self, request: Request, values: tuple[int, ...]) -> ModbusPDU:
+        client = self._client
+        if client is None:
+            raise NotConnected("transport is not open", unit=request.unit)
+        if len(values) == 1:
+            return await client.write_register(request.address, values[0], device_id=request.unit)
+        return await client.write_registers(request.address, list(values), device_id=request.unit)
+
+    async def write_registers(self, address: int, values: Sequence[int], *, unit: int) -> None:
+        words = tuple(values)
+        request = Request(unit, RegisterType.HOLDING, address, len(words))
+        await self._transact(request, lambda: self._write_call(request, words), write=True)
+
+    async def _transact(
+        self,
+        request: Request,
+        call: Callable[[], Awaitable[ModbusPDU]],
+        *,
+        write: bool = False,
+    ) -> tuple[int, ...]:
         rtu = self.config.type is BusType.RTU
         async with self._lock:
             attempt = 0
@@ -133,12 +160,17 @@ class PymodbusTransport:
                 # what arrives before the next request).
                 silence = self.config.inter_frame_s + self.config.drain_s
                 try:
-                    response = await self._call(request)
+                    response = await call()
                     silence = self.config.inter_frame_s
+                    if write:
+                        check_pymodbus_write(request, response)
+                        return ()
                     return check_pymodbus_response(request, response)
                 except (ModbusException, OSError) as err:
                     failure = from_pymodbus(request, err, bytes(self._received), rtu=rtu)
-                    if not isinstance(failure, NoResponse) or attempt >= self.config.retries:
+                    # A write is never repeated: the first may have been carried out.
+                    retry = isinstance(failure, NoResponse) and not write
+                    if not retry or attempt >= self.config.retries:
                         raise failure from err
                     attempt += 1
                     logger.debug("%s: retry %d", failure, attempt)
