@@ -1,4 +1,5 @@
-"""Fixtures every part of the suite shares: a real PostgreSQL database per run, and no skips."""
+"""Fixtures every part of the suite shares: a real PostgreSQL database per run, a real
+TimescaleDB server per run (tests/support/timescaledb.py), and no skips."""
 
 from __future__ import annotations
 
@@ -7,30 +8,46 @@ import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
-# The shared helpers assert too: their failures read as the tests' own do.
+# The shared helpers assert too: their failures read as the tests' own do. Before
+# anything imports them.
 pytest.register_assert_rewrite("tests.support")
+
+from hub.storage.migrate import TIMESCALE_PRELOADED_SQL  # noqa: E402
+from tests.support.timescaledb import TimescaleUnavailable, timescaledb_server  # noqa: E402
 
 POSTGRES_ADMIN_DSN = os.environ.get(
     "EMS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
+CHECKOUT = Path(__file__).resolve().parent.parent
 
 
-def _admin_execute(sql: str) -> None:
+def with_database(url: str, name: str) -> str:
+    """``url`` naming the database ``name`` instead of its own (its query kept)."""
+    return urlsplit(url)._replace(path=f"/{name}").geturl()
+
+
+def _admin_fetchval(sql: str, dsn: str = POSTGRES_ADMIN_DSN) -> object:
     import asyncio
 
     import asyncpg
 
-    async def run() -> None:
-        conn = await asyncpg.connect(POSTGRES_ADMIN_DSN)
+    async def run() -> object:
+        conn = await asyncpg.connect(dsn)
         try:
-            await conn.execute(sql)
+            return await conn.fetchval(sql)
         finally:
             await conn.close()
 
-    asyncio.run(run())
+    return asyncio.run(run())
+
+
+def _admin_execute(sql: str, dsn: str = POSTGRES_ADMIN_DSN) -> None:
+    _admin_fetchval(sql, dsn)
 
 
 @pytest.fixture(scope="session")
@@ -38,11 +55,37 @@ def postgres_url() -> Iterator[str]:
     """A fresh, empty database on the machine's PostgreSQL, dropped after the run."""
     name = f"ems_test_{secrets.token_hex(4)}"
     _admin_execute(f'CREATE DATABASE "{name}"')
-    base = POSTGRES_ADMIN_DSN.rsplit("/", 1)[0]
     try:
-        yield f"{base}/{name}"
+        yield with_database(POSTGRES_ADMIN_DSN, name)
     finally:
         _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def timescaledb_admin_url() -> Iterator[str]:
+    """The admin URL of a server that preloads TimescaleDB, for the whole run.
+
+    ``EMS_TEST_TIMESCALEDB_URL``, else a throw-away cluster started and stopped here
+    (tests/support/timescaledb.py). Neither: every test that needs it fails, saying why.
+    """
+    try:
+        with timescaledb_server(CHECKOUT, os.environ) as url:
+            if _admin_fetchval(TIMESCALE_PRELOADED_SQL, url) is not True:
+                pytest.fail(f"{url} does not preload TimescaleDB", pytrace=False)
+            yield url
+    except TimescaleUnavailable as err:
+        pytest.fail(str(err), pytrace=False)
+
+
+@pytest.fixture
+def timescaledb_url(timescaledb_admin_url: str) -> Iterator[str]:
+    """A new, empty database on the TimescaleDB server, dropped after the test."""
+    name = f"ems_test_{secrets.token_hex(4)}"
+    _admin_execute(f'CREATE DATABASE "{name}"', timescaledb_admin_url)
+    try:
+        yield with_database(timescaledb_admin_url, name)
+    finally:
+        _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', timescaledb_admin_url)
 
 
 _OWN_BASETEMP = pytest.StashKey[str]()

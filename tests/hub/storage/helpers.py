@@ -18,7 +18,10 @@ from hub.storage.schema import TimescaleMode, TimescaleOptions
 from hub.storage.sqlite import SqliteStorage
 from telemetry import SECTION_MODELS, Reading
 
-BACKENDS = ("sqlite", "postgres-unnest", "postgres-copy")
+# Plain PostgreSQL with each write method, and TimescaleDB (required: a server
+# without it fails the test rather than passing on plain PostgreSQL).
+BACKENDS = ("sqlite", "postgres-unnest", "postgres-copy", "timescaledb")
+TIMESCALE_BACKEND = "timescaledb"
 BASE_TS = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 
@@ -110,10 +113,11 @@ async def fresh_schema(postgres_url: str) -> AsyncIterator[str]:
 
 
 def postgres_options(backend: str, **timescale: Any) -> PostgresOptions:
-    method = WriteMethod.COPY if backend == "postgres-copy" else WriteMethod.UNNEST
+    method = WriteMethod.UNNEST if backend == "postgres-unnest" else WriteMethod.COPY
+    mode = TimescaleMode.REQUIRED if backend == TIMESCALE_BACKEND else TimescaleMode.AUTO
     return PostgresOptions(
         write_method=method,
-        timescale=TimescaleOptions(mode=timescale.pop("mode", TimescaleMode.AUTO), **timescale),
+        timescale=TimescaleOptions(mode=timescale.pop("mode", mode), **timescale),
         connect_timeout_s=5.0,
     )
 
