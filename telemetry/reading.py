@@ -55,6 +55,12 @@ StateName = Annotated[str, Field(min_length=1, max_length=32, strict=True)]
 EXTRA_NAME_PATTERN: Final = r"^[A-Za-z0-9_.\-]{1,64}$"
 ExtraName = Annotated[str, Field(pattern=EXTRA_NAME_PATTERN, strict=True)]
 ExtraValue = Annotated[float, Field(ge=-1e15, le=1e15, strict=True)]
+# docs/protocol.md, "Energy per reading": Wh over one reading's span. 1e9 Wh is a
+# gigawatt-hour, a large plant's day, far beyond one reading of one site.
+MAX_ENERGY_INCREMENT_WH: Final = 1e9
+EnergyIncrement = Annotated[float, Field(ge=0.0, le=MAX_ENERGY_INCREMENT_WH, strict=True)]
+# A span longer than a year is a clock error, not a measurement.
+MAX_ENERGY_SPAN_S: Final = 366 * 86_400.0
 # RFC 3339 date-time: pydantic alone would also take an epoch number, or digits in a string.
 RFC3339: Final = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?"
@@ -181,6 +187,40 @@ class DeviceValues(BaseModel):
         return self
 
 
+class EnergyIncrements(BaseModel):
+    """Energy over (previous reading's ts, this ts] of the device (docs/protocol.md, "energy").
+
+    The edge turns its meters' counters (and, where a device has none, its
+    powers) into these increments, so the hub's rollups are plain sums, each
+    reading counted once by the storage's (device_id, ts) key. Every quantity
+    is optional: absent means unknown, which is not zero.
+    """
+
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False, frozen=True)
+
+    span_s: Annotated[float, Field(gt=0.0, le=MAX_ENERGY_SPAN_S, strict=True)]
+    # False when part of the span was not measured (a device failing, the agent down).
+    complete: Annotated[bool, Field(strict=True)]
+    pv_wh: EnergyIncrement | None = None
+    import_wh: EnergyIncrement | None = None
+    export_wh: EnergyIncrement | None = None
+    charge_wh: EnergyIncrement | None = None
+    discharge_wh: EnergyIncrement | None = None
+    house_wh: EnergyIncrement | None = None
+
+
+# The quantities of EnergyIncrements, in storage and answer order.
+ENERGY_QUANTITIES: Final = (
+    "pv_wh",
+    "import_wh",
+    "export_wh",
+    "charge_wh",
+    "discharge_wh",
+    "house_wh",
+)
+assert tuple(EnergyIncrements.model_fields)[2:] == ENERGY_QUANTITIES
+
+
 # Reading._has_a_section names the sections one by one.
 assert tuple(SECTION_MODELS) == ("inverter", "grid", "solar", "battery")
 
@@ -200,6 +240,9 @@ class Reading(BaseModel):
     # A documented extension (docs/protocol.md, "Several devices per role"): readers
     # that do not know it ignore it, as every unknown key.
     devices: Annotated[dict[DeviceName, DeviceValues], Field(max_length=MAX_DEVICES)] | None = None
+    # A documented extension (docs/protocol.md, "Energy per reading"); not a section:
+    # a reading still needs one of inverter, grid, solar, battery.
+    energy: EnergyIncrements | None = None
 
     @field_validator("ts", mode="wrap")
     @classmethod

@@ -20,9 +20,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from telemetry import Reading
+
+if TYPE_CHECKING:
+    from hub.storage.energy import EnergySums
 
 
 class StorageError(Exception):
@@ -121,6 +124,19 @@ class Storage(Protocol):
         The mean of each field, but a cumulative counter's last value in the
         bucket; each rounded to its column's resolution (hub/storage/columns.py).
         """
+
+    async def energy(self, device_id: str, edges: Sequence[datetime]) -> list[EnergySums | None]:
+        """The device's energy per interval ``[edges[i], edges[i+1])``; None where none was stored.
+
+        ``edges``: increasing instants on whole quarter hours (hub/storage/energy.py),
+        as a site's local hours, days and months always are; else ``ValueError``.
+        """
+
+    async def device_timezone(self, device_id: str) -> str | None:
+        """The IANA zone of the device's latest health frame that named one, or None."""
+
+    async def set_device_timezone(self, device_id: str, timezone: str, at: datetime) -> None:
+        """Keep ``timezone`` as the device's zone (it outlives the hub's process)."""
 
     async def devices(self) -> list[DeviceRecord]:
         """Every device with a token or a stored reading."""

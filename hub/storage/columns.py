@@ -29,6 +29,7 @@ import orjson
 
 from hub.storage.base import StoredReading
 from telemetry import NUMERIC_FIELDS, SECTION_MODELS, format_ts
+from telemetry.reading import ENERGY_QUANTITIES
 
 
 class ColumnKind(enum.Enum):
@@ -108,12 +109,30 @@ SECTIONS: Final = tuple(SECTION_MODELS)
 
 # Leading columns of every row, then one per field, then `extra`, then `devices`
 # (each device's own values, docs/protocol.md "Several devices per role": a JSON
-# object as it came, since its shape is a reading's own; schema version 3).
+# object as it came, since its shape is a reading's own; schema version 3), then
+# the reading's energy increments (docs/protocol.md, "Energy per reading"; schema
+# version 4): its span, whether it was measured whole, and one column per quantity.
 KEY_COLUMNS: Final = ("device_id", "ts", "seq", "received_at", "sections")
-READING_COLUMNS: Final = (*KEY_COLUMNS, *(c.name for c in FIELD_COLUMNS), "extra", "devices")
+ENERGY_COLUMNS: Final = (
+    "energy_span_s",
+    "energy_complete",
+    *(f"energy_{name}" for name in ENERGY_QUANTITIES),
+)
+READING_COLUMNS: Final = (
+    *KEY_COLUMNS,
+    *(c.name for c in FIELD_COLUMNS),
+    "extra",
+    "devices",
+    *ENERGY_COLUMNS,
+)
 FIELDS_OFFSET: Final = len(KEY_COLUMNS)
-EXTRA_INDEX: Final = len(READING_COLUMNS) - 2
-DEVICES_INDEX: Final = len(READING_COLUMNS) - 1
+EXTRA_INDEX: Final = FIELDS_OFFSET + len(FIELD_COLUMNS)
+DEVICES_INDEX: Final = EXTRA_INDEX + 1
+ENERGY_OFFSET: Final = DEVICES_INDEX + 1
+ENERGY_SPAN_INDEX: Final = ENERGY_OFFSET
+ENERGY_COMPLETE_INDEX: Final = ENERGY_OFFSET + 1
+ENERGY_QUANTITIES_OFFSET: Final = ENERGY_OFFSET + 2
+_NO_ENERGY: Final = (None,) * len(ENERGY_COLUMNS)
 # Columns holding JSON (text in SQLite, jsonb in PostgreSQL).
 JSON_INDEXES: Final = (EXTRA_INDEX, DEVICES_INDEX)
 
@@ -179,6 +198,13 @@ def to_row(stored: StoredReading, encode_extra: Callable[[Any], Any] | None = No
             for name, device in devices.items()
         }
         values.append(wire if encode_extra is None else encode_extra(wire))
+    energy = reading.energy
+    if energy is None:
+        values.extend(_NO_ENERGY)
+    else:
+        values.append(energy.span_s)
+        values.append(energy.complete)
+        values.extend([getattr(energy, name) for name in ENERGY_QUANTITIES])
     return tuple(values)
 
 
@@ -244,6 +270,14 @@ def wire_from_row(row: Sequence[Any]) -> dict[str, Any]:
     devices = row[DEVICES_INDEX]
     if devices is not None:
         wire["devices"] = devices
+    span = row[ENERGY_SPAN_INDEX]
+    if span is not None:
+        # SQLite keeps the flag as 0/1.
+        energy: dict[str, Any] = {"span_s": span, "complete": bool(row[ENERGY_COMPLETE_INDEX])}
+        for name, value in zip(ENERGY_QUANTITIES, row[ENERGY_QUANTITIES_OFFSET:], strict=True):
+            if value is not None:
+                energy[name] = value
+        wire["energy"] = energy
     return wire
 
 

@@ -46,6 +46,9 @@ from hub.storage.base import (
 from hub.storage.columns import (
     BUCKET_ORIGIN,
     DEVICES_INDEX,
+    ENERGY_COLUMNS,
+    ENERGY_OFFSET,
+    ENERGY_SPAN_INDEX,
     EXTRA_INDEX,
     FIELD_COLUMNS,
     FIELDS_OFFSET,
@@ -62,6 +65,17 @@ from hub.storage.columns import (
     to_row,
     to_rows,
     wire_from_row,
+)
+from hub.storage.energy import (
+    DEVICE_TIMEZONES,
+    ENERGY_CAGG,
+    ENERGY_ROLLUP,
+    SUM_COLUMNS,
+    EnergySums,
+    bucket_of,
+    check_edges,
+    rollup_deltas,
+    upsert_assignments,
 )
 from hub.storage.loop_thread import LoopThread
 from hub.storage.migrate import ExtensionStatus, SchemaState, migrate
@@ -167,6 +181,7 @@ def _insert_unnest_sql() -> str:
     types = ["text", "timestamptz", "int8", "timestamptz", "int2"]
     types += [_unnest_type(c.kind) for c in FIELD_COLUMNS]
     types += ["text", "text"]  # extra, devices: JSON text
+    types += ["float8" if name != "energy_complete" else "bool" for name in ENERGY_COLUMNS]
     params = ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, start=1))
     select = list(READING_COLUMNS)
     for index, column in enumerate(FIELD_COLUMNS, start=FIELDS_OFFSET):
@@ -191,6 +206,55 @@ _INSERT_FROM_STAGE: Final = (
     f"INSERT INTO {READINGS} ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM {STAGE} "
     "ORDER BY device_id, ts ON CONFLICT (device_id, ts) DO NOTHING"
 )
+_ENERGY_QUANTITY_COLUMNS: Final = SUM_COLUMNS[4:]
+_ROLLUP_COLUMNS: Final = ", ".join(("device_id", "bucket", *SUM_COLUMNS))
+_UPSERT_ROLLUP: Final = f"ON CONFLICT (device_id, bucket) DO UPDATE SET {upsert_assignments()}"
+
+
+def _with_rollup(insert: str) -> str:
+    """``insert`` (ON CONFLICT DO NOTHING), adding what it really inserted to the rollup.
+
+    RETURNING yields only the rows inserted, never one skipped as a conflict, so a
+    re-sent reading adds nothing (hub/storage/energy.py); one statement, one
+    transaction. Buckets are upserted in key order, as the readings are inserted,
+    so two batches in flight lock them in the same order.
+    """
+    returning = ", ".join(("device_id", "ts", *ENERGY_COLUMNS))
+    sums = ", ".join(f"sum(energy_{name})" for name in _ENERGY_QUANTITY_COLUMNS)
+    return (
+        f"WITH inserted AS ({insert} RETURNING {returning}) "
+        f"INSERT INTO {ENERGY_ROLLUP} ({_ROLLUP_COLUMNS}) "
+        "SELECT device_id, date_bin('15 minutes', ts, TIMESTAMPTZ '1970-01-01 00:00:00+00'), "
+        "count(*), count(CASE WHEN energy_complete = false THEN 1 END), "
+        f"sum(energy_span_s), max(energy_span_s), {sums} "
+        "FROM inserted WHERE energy_span_s IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2 "
+        + _UPSERT_ROLLUP
+    )
+
+
+_INSERT_UNNEST_ROLLUP: Final = _with_rollup(_INSERT_UNNEST)
+_INSERT_FROM_STAGE_ROLLUP: Final = _with_rollup(_INSERT_FROM_STAGE)
+# A batch COPYed straight into the table was inserted whole: its sums come from Python.
+_UPSERT_DELTAS: Final = (
+    f"INSERT INTO {ENERGY_ROLLUP} ({_ROLLUP_COLUMNS}) "
+    "SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::int8[], $4::int8[], "
+    "$5::float8[], $6::float8[], "
+    + ", ".join(f"${i}::float8[]" for i in range(7, 7 + len(_ENERGY_QUANTITY_COLUMNS)))
+    + ") ORDER BY 1, 2 "
+    + _UPSERT_ROLLUP
+)
+
+
+def _energy_sql(relation: str) -> str:
+    """Sums per interval: ``width_bucket`` numbers each bucket by the interval holding it."""
+    sums = ", ".join(f"sum({name})" for name in _ENERGY_QUANTITY_COLUMNS)
+    return (
+        "SELECT width_bucket(bucket, $2::timestamptz[]) AS i, sum(readings), sum(incomplete), "
+        f"sum(span_s), max(max_span_s), {sums} FROM {relation} "
+        "WHERE device_id = $1 AND bucket >= $3 AND bucket < $4 GROUP BY 1 ORDER BY 1"
+    )
+
+
 _SELECT_READINGS: Final = (
     f"SELECT {_COLUMN_LIST} FROM {READINGS} "
     "WHERE device_id = $1 AND ts >= $2 AND ts < $3 ORDER BY ts LIMIT $4"
@@ -276,6 +340,16 @@ async def _close_pool(pool: asyncpg.Pool) -> None:
     except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
         logger.warning("closing the pool failed (%s); terminating its connections", err)
         pool.terminate()
+
+
+def _delta_columns(flat: Sequence[Row]) -> list[list[Any]]:
+    """The rollup's delta rows of a batch inserted whole, one list per column."""
+    deltas = rollup_deltas(((r[0], r[1], r[ENERGY_OFFSET:]) for r in flat), bucket_of)
+    columns: list[list[Any]] = [[] for _ in range(2 + len(SUM_COLUMNS))]
+    for (device_id, bucket), sums in sorted(deltas.items()):
+        for column, value in zip(columns, (device_id, bucket, *sums.values()), strict=True):
+            column.append(value)
+    return columns
 
 
 def _minute_aligned(value: datetime) -> bool:
@@ -424,21 +498,34 @@ class PostgresStorage:
         except RuntimeError as err:  # closed under us
             raise StorageUnavailable(f"writing {len(flat)} readings: {err}") from err
 
+    @property
+    def _writer_rollup(self) -> bool:
+        """Whether the writer keeps ``energy_rollup`` (plain PostgreSQL; not TimescaleDB)."""
+        state = self._state
+        return state is not None and not state.timescale.present
+
     async def _write(self, flat: Sequence[Row], *, writer: bool) -> None:
+        # Rollup work only for batches that carry energy: others cost what they always did.
+        rollup = self._writer_rollup and any(r[ENERGY_SPAN_INDEX] is not None for r in flat)
         async with self._connection(f"writing {len(flat)} readings", writer=writer) as conn:
             if self._options.write_method is WriteMethod.COPY:
                 if time.monotonic() >= self._direct_copy_after and await self._copy_direct(
-                    conn, flat
+                    conn, flat, rollup=rollup
                 ):
                     return
                 async with conn.transaction():
                     await _copy_slices(conn, STAGE, flat)
-                    await conn.execute(_INSERT_FROM_STAGE)
+                    await conn.execute(_INSERT_FROM_STAGE_ROLLUP if rollup else _INSERT_FROM_STAGE)
             else:
                 async with conn.transaction():
-                    await conn.execute(_INSERT_UNNEST, *self._unnest_args(flat))
+                    await conn.execute(
+                        _INSERT_UNNEST_ROLLUP if rollup else _INSERT_UNNEST,
+                        *self._unnest_args(flat),
+                    )
 
-    async def _copy_direct(self, conn: PoolConnectionProxy[Record], flat: Sequence[Row]) -> bool:
+    async def _copy_direct(
+        self, conn: PoolConnectionProxy[Record], flat: Sequence[Row], *, rollup: bool
+    ) -> bool:
         """COPY the batch straight into the table; False if it must go through the stage.
 
         The common batch holds no reading stored before, and then the stage's
@@ -453,6 +540,9 @@ class PostgresStorage:
         try:
             async with conn.transaction():
                 await _copy_slices(conn, READINGS, flat)
+                if rollup:
+                    # The COPY went through, so every row was inserted, once.
+                    await conn.execute(_UPSERT_DELTAS, *_delta_columns(flat))
         except asyncpg.PostgresError as err:
             if is_unavailable(err) and not isinstance(err, asyncpg.DeadlockDetectedError):
                 raise
@@ -514,6 +604,37 @@ class PostgresStorage:
         async with self._connection("averaging readings") as conn:
             records = await conn.fetch(sql, device_id, start, end, bucket, BUCKET_ORIGIN)
         return [bucket_from_values(record[0], tuple(record)[1:]) for record in records]
+
+    async def energy(self, device_id: str, edges: Sequence[datetime]) -> list[EnergySums | None]:
+        check_edges(edges)
+        state = self._state
+        relation = ENERGY_CAGG if state is not None and state.timescale.present else ENERGY_ROLLUP
+        async with self._connection("adding up energy") as conn:
+            records = await conn.fetch(
+                _energy_sql(relation), device_id, list(edges[:-1]), edges[0], edges[-1]
+            )
+        out: list[EnergySums | None] = [None] * (len(edges) - 1)
+        for record in records:
+            out[record[0] - 1] = EnergySums.from_values(tuple(record)[1:])
+        return out
+
+    async def device_timezone(self, device_id: str) -> str | None:
+        async with self._connection("reading a device's time zone") as conn:
+            zone = await conn.fetchval(
+                f"SELECT timezone FROM {DEVICE_TIMEZONES} WHERE device_id = $1", device_id
+            )
+        return None if zone is None else str(zone)
+
+    async def set_device_timezone(self, device_id: str, timezone: str, at: datetime) -> None:
+        async with self._connection("storing a device's time zone") as conn:
+            await conn.execute(
+                f"INSERT INTO {DEVICE_TIMEZONES} (device_id, timezone, updated_at) "
+                "VALUES ($1, $2, $3) ON CONFLICT (device_id) DO UPDATE "
+                "SET timezone = excluded.timezone, updated_at = excluded.updated_at",
+                device_id,
+                timezone,
+                at,
+            )
 
     async def devices(self) -> list[DeviceRecord]:
         async with self._connection("listing devices") as conn:

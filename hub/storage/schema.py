@@ -39,7 +39,20 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Final
 
-from hub.storage.columns import FIELD_COLUMNS, NUMERIC_COLUMNS, ColumnKind, FieldColumn
+from hub.storage.columns import (
+    ENERGY_COLUMNS,
+    FIELD_COLUMNS,
+    NUMERIC_COLUMNS,
+    ColumnKind,
+    FieldColumn,
+)
+from hub.storage.energy import (
+    ENERGY_BUCKET,
+    ENERGY_CAGG,
+    cagg_sql,
+    rollup_table_sql,
+    timezones_table_sql,
+)
 
 READINGS: Final = "readings"
 TOKENS: Final = "device_tokens"
@@ -154,6 +167,24 @@ $$""",
         # Nullable without a default: no rewrite of existing rows, and allowed on a
         # compressed hypertable.
         (f"ALTER TABLE {READINGS} ADD COLUMN IF NOT EXISTS devices jsonb",),
+    ),
+    Migration(
+        4,
+        "energy per reading, its rollup, and each device's time zone",
+        (
+            # Nullable without a default, as version 3: no rewrite, fine on compressed chunks.
+            *(
+                f"ALTER TABLE {READINGS} ADD COLUMN IF NOT EXISTS {name} "
+                f"{'boolean' if name == 'energy_complete' else 'double precision'}"
+                for name in ENERGY_COLUMNS
+            ),
+            # Kept by the writer on plain PostgreSQL (hub/storage/energy.py); TimescaleDB
+            # reads its continuous aggregate instead and leaves this table empty.
+            rollup_table_sql(
+                text="text", bucket="timestamptz", integer="bigint", real="double precision"
+            ),
+            timezones_table_sql(text="text", instant="timestamptz"),
+        ),
     ),
 )
 LATEST_VERSION: Final = MIGRATIONS[-1].version
@@ -300,6 +331,22 @@ def timescale_steps(
                 options.rollup_refresh_end,
                 options.rollup_refresh_every,
             ),
+        )
+    )
+    steps.append((cagg_sql(READINGS), ()))
+    # The whole history (start_offset NULL), not a recent window: a backlog sent days
+    # late invalidates old buckets, and only a refresh over them computes them again
+    # (hub/storage/energy.py). A refresh redoes only invalidated buckets, so an idle one
+    # is cheap whatever the history's length.
+    steps.append(
+        (f"SELECT remove_continuous_aggregate_policy('{ENERGY_CAGG}', if_exists => TRUE)", ())
+    )
+    steps.append(
+        (
+            f"SELECT add_continuous_aggregate_policy('{ENERGY_CAGG}', start_offset => NULL, "
+            "end_offset => $1::interval, schedule_interval => $2::interval, "
+            "if_not_exists => TRUE)",
+            (ENERGY_BUCKET, options.rollup_refresh_every),
         )
     )
     if options.retention is not None:

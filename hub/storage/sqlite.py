@@ -49,6 +49,9 @@ from hub.storage.base import (
 )
 from hub.storage.columns import (
     BUCKET_ORIGIN,
+    ENERGY_COLUMNS,
+    ENERGY_OFFSET,
+    ENERGY_SPAN_INDEX,
     FIELD_COLUMNS,
     FIELDS_OFFSET,
     JSON_INDEXES,
@@ -65,6 +68,19 @@ from hub.storage.columns import (
     to_row,
     utc_from_micros,
     wire_from_row,
+)
+from hub.storage.energy import (
+    DEVICE_TIMEZONES,
+    ENERGY_ROLLUP,
+    SUM_COLUMNS,
+    EnergySums,
+    bucket_of_micros,
+    check_edges,
+    group_buckets,
+    rollup_deltas,
+    rollup_table_sql,
+    timezones_table_sql,
+    upsert_assignments,
 )
 from hub.storage.schema import READINGS, TOKEN_GENERATION, TOKENS, VERSION_TABLE
 from telemetry.backoff import Backoff, BackoffPolicy
@@ -160,6 +176,21 @@ CREATE TABLE IF NOT EXISTS {TOKEN_GENERATION} (
         "each device's own values (several devices per role)",
         (f"ALTER TABLE {READINGS} ADD COLUMN devices TEXT",),
     ),
+    (
+        4,
+        "energy per reading, its rollup, and each device's time zone",
+        (
+            *(
+                f"ALTER TABLE {READINGS} ADD COLUMN {name} "
+                f"{'INTEGER' if name == 'energy_complete' else 'REAL'}"
+                for name in ENERGY_COLUMNS
+            ),
+            # Buckets as microseconds since the epoch, like every time here.
+            rollup_table_sql(text="TEXT", bucket="INTEGER", integer="INTEGER", real="REAL")
+            + " WITHOUT ROWID",
+            timezones_table_sql(text="TEXT", instant="INTEGER"),
+        ),
+    ),
 )
 LATEST_VERSION: Final = _MIGRATIONS[-1][0]
 
@@ -171,6 +202,17 @@ _INSERT: Final = (
 _SELECT_READINGS: Final = (
     f"SELECT {_COLUMN_LIST} FROM {READINGS} "
     "WHERE device_id = ? AND ts >= ? AND ts < ? ORDER BY ts LIMIT ?"
+)
+_ROLLUP_COLUMNS: Final = ("device_id", "bucket", *SUM_COLUMNS)
+_UPSERT_ROLLUP: Final = (
+    f"INSERT INTO {ENERGY_ROLLUP} ({', '.join(_ROLLUP_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(_ROLLUP_COLUMNS))}) "
+    f"ON CONFLICT (device_id, bucket) DO UPDATE SET {upsert_assignments()}"
+)
+_STORED_KEYS: Final = f"SELECT ts FROM {READINGS} WHERE device_id = ? AND ts >= ? AND ts <= ?"
+_SELECT_ENERGY: Final = (
+    f"SELECT bucket, {', '.join(SUM_COLUMNS)} FROM {ENERGY_ROLLUP} "
+    "WHERE device_id = ? AND bucket >= ? AND bucket < ? ORDER BY bucket"
 )
 _SELECT_NEWEST: Final = _SELECT_READINGS.replace("ORDER BY ts", "ORDER BY ts DESC")
 
@@ -264,6 +306,34 @@ def is_unavailable(err: Exception) -> bool:
         code = getattr(err, "sqlite_errorcode", None)
         return isinstance(code, int) and (code & 0xFF) in _TRANSIENT_CODES
     return False
+
+
+async def _stored_keys(conn: aiosqlite.Connection, rows: Sequence[Row]) -> set[tuple[str, int]]:
+    """The keys among ``rows``' time span that are stored already: one range per device."""
+    spans: dict[str, tuple[int, int]] = {}
+    for row in rows:
+        low, high = spans.get(row[0], (row[1], row[1]))
+        spans[row[0]] = (min(low, row[1]), max(high, row[1]))
+    keys: set[tuple[str, int]] = set()
+    for device_id, (low, high) in spans.items():
+        found = await conn.execute_fetchall(_STORED_KEYS, (device_id, low, high))
+        keys.update((device_id, ts) for (ts,) in found)
+    return keys
+
+
+def _inserted(
+    rows: Sequence[Row], stored: set[tuple[str, int]]
+) -> list[tuple[str, int, Sequence[Any]]]:
+    """What ``INSERT ... ON CONFLICT DO NOTHING`` of ``rows`` inserts: each new key's first row."""
+    seen = set(stored)
+    inserted: list[tuple[str, int, Sequence[Any]]] = []
+    for row in rows:
+        key = (row[0], row[1])
+        if key in seen:
+            continue
+        seen.add(key)
+        inserted.append((row[0], row[1], row[ENERGY_OFFSET:]))
+    return inserted
 
 
 class SqliteStorage:
@@ -429,7 +499,18 @@ class SqliteStorage:
         if not rows:
             return
         async with self._transaction(f"writing {len(rows)} readings") as conn:
+            if not any(row[ENERGY_SPAN_INDEX] is not None for row in rows):
+                await conn.executemany(_INSERT, rows)
+                return
+            # The write lock is held from BEGIN IMMEDIATE: what is stored now is
+            # what the insert will find, so the rows it really inserts are known.
+            stored = await _stored_keys(conn, rows)
             await conn.executemany(_INSERT, rows)
+            deltas = rollup_deltas(_inserted(rows, stored), bucket_of_micros)
+            await conn.executemany(
+                _UPSERT_ROLLUP,
+                [(*key, *sums.values()) for key, sums in sorted(deltas.items())],
+            )
 
     # -- queries ----------------------------------------------------------------
 
@@ -470,6 +551,34 @@ class SqliteStorage:
             },
         )
         return [bucket_from_values(utc_from_micros(r[0]), tuple(r)[1:]) for r in records]
+
+    async def energy(self, device_id: str, edges: Sequence[datetime]) -> list[EnergySums | None]:
+        check_edges(edges)
+        micros = [micros_from_utc(edge) for edge in edges]
+        records = await self._fetch(
+            "adding up energy", _SELECT_ENERGY, (device_id, micros[0], micros[-1])
+        )
+        # A device-month is ~3,000 quarter hours: grouped here, by bisection.
+        return group_buckets(
+            micros, ((r[0], EnergySums.from_values(tuple(r)[1:])) for r in records)
+        )
+
+    async def device_timezone(self, device_id: str) -> str | None:
+        records = await self._fetch(
+            "reading a device's time zone",
+            f"SELECT timezone FROM {DEVICE_TIMEZONES} WHERE device_id = ?",
+            (device_id,),
+        )
+        return str(records[0][0]) if records else None
+
+    async def set_device_timezone(self, device_id: str, timezone: str, at: datetime) -> None:
+        async with self._transaction("storing a device's time zone") as conn:
+            await conn.execute(
+                f"INSERT INTO {DEVICE_TIMEZONES} (device_id, timezone, updated_at) "
+                "VALUES (?, ?, ?) ON CONFLICT (device_id) DO UPDATE "
+                "SET timezone = excluded.timezone, updated_at = excluded.updated_at",
+                (device_id, timezone, micros_from_utc(at)),
+            )
 
     async def devices(self) -> list[DeviceRecord]:
         records = await self._fetch("listing devices", _DEVICES)

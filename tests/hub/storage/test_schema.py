@@ -103,8 +103,20 @@ def test_every_policy_is_replaced_so_changed_intervals_apply(compression_enabled
     verbs = [s.split("(", 1)[0].removeprefix("SELECT ") for s in sql if s.startswith("SELECT")]
     for policy in ("compression", "continuous_aggregate", "retention"):
         add, remove = f"add_{policy}_policy", f"remove_{policy}_policy"
-        assert verbs.count(add) == verbs.count(remove) == 1, verbs
+        # Two continuous aggregates: readings_1m and energy_15m.
+        count = 2 if policy == "continuous_aggregate" else 1
+        assert verbs.count(add) == verbs.count(remove) == count, verbs
         assert verbs.index(remove) < verbs.index(add), verbs
+    for view in ("readings_1m", "energy_15m"):
+        removed = sql.index(
+            f"SELECT remove_continuous_aggregate_policy('{view}', if_exists => TRUE)"
+        )
+        added = next(
+            i
+            for i, s in enumerate(sql)
+            if s.startswith(f"SELECT add_continuous_aggregate_policy('{view}'")
+        )
+        assert removed < added
     removal = next(s for s in sql if s.startswith("SELECT remove_continuous_aggregate_policy"))
     assert removal == (
         "SELECT remove_continuous_aggregate_policy('readings_1m', if_exists => TRUE)"
@@ -154,7 +166,10 @@ def test_the_migrations_create_every_reading_column() -> None:
     assert MIGRATIONS[2].statements == (
         "ALTER TABLE readings ADD COLUMN IF NOT EXISTS devices jsonb",
     )
-    assert [c for c in declared if c != "PRIMARY"] + ["devices"] == list(READING_COLUMNS)
+    # Version 4 adds the energy increments.
+    energy = [re.findall(r"ADD COLUMN IF NOT EXISTS (\w+)", s) for s in MIGRATIONS[3].statements]
+    added = [names[0] for names in energy if names]
+    assert [c for c in declared if c != "PRIMARY"] + ["devices", *added] == list(READING_COLUMNS)
     assert "PRIMARY KEY (device_id, ts)" in create
     assert missing_column_statements(set(READING_COLUMNS)) == []
     assert missing_column_statements(set(READING_COLUMNS) - {"battery_state"}) == [

@@ -1,0 +1,240 @@
+"""Energy rollups: per device and quarter hour, the sums of the readings' increments.
+
+The edge sends, in each reading, the Wh of each quantity over the reading's
+span (docs/protocol.md, "Energy per reading"); a reading is stored once by its
+(device_id, ts) key, so a rollup is a plain sum of the stored readings, exact
+however late or often a reading arrives.
+
+Why a quarter hour rather than an hour: the intervals a site asks for are its
+own hours, days and months, and a local hour or midnight is a whole UTC hour
+only in zones whose offset is whole hours. India (+05:30), Newfoundland
+(-03:30), Nepal (+05:45) and the Chatham Islands (+12:45) are not, but every
+zone's offset since 1980 is a multiple of 15 minutes, so quarter-hour buckets
+(aligned on UTC) add up exactly to any zone's hours, days, months and years.
+
+Where the sums live:
+
+- TimescaleDB: the continuous aggregate ``energy_15m`` over ``readings``
+  (real time, so the open quarter hour is read raw), refreshed over the whole
+  history: a backlog sent days late invalidates its buckets, and the next
+  refresh computes them again from the stored readings.
+- plain PostgreSQL and SQLite: the table ``energy_rollup``, which the writer
+  updates in the transaction that inserts the readings, with only the rows that
+  were really inserted (a re-sent reading adds nothing).
+
+Each bucket keeps: ``readings`` (how many readings carried energy), ``incomplete``
+(how many said part of their span was not measured), ``span_s`` (the seconds
+their spans cover) and ``max_span_s``, and one sum per quantity (null when no
+reading gave it: unknown is not zero).
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, TypeVar
+
+from telemetry.reading import ENERGY_QUANTITIES
+
+T = TypeVar("T", datetime, int)
+
+ENERGY_BUCKET: Final = timedelta(minutes=15)
+ENERGY_BUCKET_US: Final = ENERGY_BUCKET // timedelta(microseconds=1)
+ENERGY_ROLLUP: Final = "energy_rollup"  # the writer's table (plain PostgreSQL, SQLite)
+ENERGY_CAGG: Final = "energy_15m"  # TimescaleDB's continuous aggregate
+DEVICE_TIMEZONES: Final = "device_timezones"
+# Buckets start at whole quarter hours of UTC (the Unix epoch is one).
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+# Columns of a rollup row after (device_id, bucket), in this order everywhere.
+SUM_COLUMNS: Final = ("readings", "incomplete", "span_s", "max_span_s", *ENERGY_QUANTITIES)
+
+
+@dataclass(frozen=True, slots=True)
+class EnergySums:
+    """What a bucket, or an interval of buckets, adds up to."""
+
+    readings: int
+    incomplete: int
+    span_s: float
+    max_span_s: float
+    quantities: tuple[float | None, ...]  # in ENERGY_QUANTITIES order; None: unknown
+
+    @classmethod
+    def from_values(cls, values: Sequence[Any]) -> EnergySums:
+        """From the values of :data:`SUM_COLUMNS`, as a database returns them."""
+        return cls(
+            int(values[0] or 0),
+            int(values[1] or 0),
+            float(values[2] or 0.0),
+            float(values[3] or 0.0),
+            tuple(None if v is None else float(v) for v in values[4:]),
+        )
+
+    def values(self) -> tuple[Any, ...]:
+        """In :data:`SUM_COLUMNS` order."""
+        return (self.readings, self.incomplete, self.span_s, self.max_span_s, *self.quantities)
+
+    def plus(self, other: EnergySums) -> EnergySums:
+        return EnergySums(
+            self.readings + other.readings,
+            self.incomplete + other.incomplete,
+            self.span_s + other.span_s,
+            max(self.max_span_s, other.max_span_s),
+            tuple(_add(a, b) for a, b in zip(self.quantities, other.quantities, strict=True)),
+        )
+
+    def covers(self, length: timedelta) -> bool:
+        """Whether the readings measured all of an interval ``length`` long.
+
+        Every reading complete, and their spans adding up to the interval: a
+        reading's span may start in the interval before (it is counted where it
+        ends), so the sum may fall short by up to one span.
+        """
+        if self.readings == 0 or self.incomplete:
+            return False
+        return self.span_s + self.max_span_s >= length.total_seconds() * (1 - 1e-9)
+
+
+def _add(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a + b
+
+
+def bucket_of(ts: datetime) -> datetime:
+    """The quarter hour (UTC-aligned) holding ``ts``."""
+    return ts - (ts - _EPOCH) % ENERGY_BUCKET
+
+
+def bucket_of_micros(ts_us: int) -> int:
+    return ts_us - ts_us % ENERGY_BUCKET_US
+
+
+def check_edges(edges: Sequence[datetime]) -> None:
+    """Raise ``ValueError`` unless ``edges`` are increasing whole quarter hours (at least two)."""
+    if len(edges) < 2:
+        raise ValueError("at least two edges are needed (one interval)")
+    for before, after in itertools.pairwise(edges):
+        if after <= before:
+            raise ValueError("edges must increase")
+    for edge in edges:
+        if edge.tzinfo is None or (edge - _EPOCH) % ENERGY_BUCKET:
+            raise ValueError(f"edge {edge.isoformat()} is not a whole quarter hour")
+
+
+def group_buckets(
+    edges: Sequence[Any], buckets: Iterable[tuple[Any, EnergySums]]
+) -> list[EnergySums | None]:
+    """Sums per interval ``[edges[i], edges[i+1])`` from ``(bucket start, sums)``; None if empty.
+
+    ``edges`` and the bucket starts are comparable values of one kind (datetimes,
+    or SQLite's microseconds); buckets outside the edges are ignored.
+    """
+    out: list[EnergySums | None] = [None] * (len(edges) - 1)
+    for start, sums in buckets:
+        index = bisect.bisect_right(edges, start) - 1
+        if 0 <= index < len(out):
+            current = out[index]
+            out[index] = sums if current is None else current.plus(sums)
+    return out
+
+
+def rollup_deltas(
+    rows: Iterable[tuple[str, T, Sequence[Any]]], bucket: Callable[[T], T]
+) -> dict[tuple[str, T], EnergySums]:
+    """Per (device_id, bucket): the sums of newly stored readings.
+
+    ``rows``: (device_id, ts, the row's energy values in ``ENERGY_COLUMNS``
+    order) of readings that were really inserted; rows without energy (span
+    None) are skipped. ``bucket`` maps a ts to its bucket's start
+    (:func:`bucket_of` for datetimes, :func:`bucket_of_micros` for SQLite's).
+    """
+    deltas: dict[tuple[str, T], EnergySums] = {}
+    for device_id, ts, energy in rows:
+        span = energy[0]
+        if span is None:
+            continue
+        sums = EnergySums(
+            1,
+            0 if energy[1] else 1,
+            float(span),
+            float(span),
+            tuple(None if v is None else float(v) for v in energy[2:]),
+        )
+        key = (device_id, bucket(ts))
+        current = deltas.get(key)
+        deltas[key] = sums if current is None else current.plus(sums)
+    return deltas
+
+
+def upsert_assignments(existing: str = ENERGY_ROLLUP, new: str = "excluded") -> str:
+    """``SET`` of an upsert adding a delta row ``new`` to the stored row ``existing``.
+
+    Written for both dialects: null (unknown) plus a value is the value.
+    """
+    parts = [
+        f"readings = {existing}.readings + {new}.readings",
+        f"incomplete = {existing}.incomplete + {new}.incomplete",
+        f"span_s = {existing}.span_s + {new}.span_s",
+        f"max_span_s = CASE WHEN {new}.max_span_s > {existing}.max_span_s "
+        f"THEN {new}.max_span_s ELSE {existing}.max_span_s END",
+    ]
+    parts += [
+        f"{name} = CASE WHEN {new}.{name} IS NULL THEN {existing}.{name} "
+        f"WHEN {existing}.{name} IS NULL THEN {new}.{name} "
+        f"ELSE {existing}.{name} + {new}.{name} END"
+        for name in ENERGY_QUANTITIES
+    ]
+    return ", ".join(parts)
+
+
+def rollup_table_sql(*, text: str, bucket: str, integer: str, real: str) -> str:
+    """``CREATE TABLE energy_rollup`` with a dialect's types."""
+    sums = ",\n    ".join(f"{name} {real}" for name in ENERGY_QUANTITIES)
+    return f"""
+CREATE TABLE IF NOT EXISTS {ENERGY_ROLLUP} (
+    device_id {text} NOT NULL,
+    bucket {bucket} NOT NULL,
+    readings {integer} NOT NULL,
+    incomplete {integer} NOT NULL,
+    span_s {real} NOT NULL,
+    max_span_s {real} NOT NULL,
+    {sums},
+    PRIMARY KEY (device_id, bucket)
+)"""
+
+
+def timezones_table_sql(*, text: str, instant: str) -> str:
+    """``CREATE TABLE device_timezones``: each device's latest IANA zone, from its health frames."""
+    return f"""
+CREATE TABLE IF NOT EXISTS {DEVICE_TIMEZONES} (
+    device_id {text} PRIMARY KEY,
+    timezone {text} NOT NULL,
+    updated_at {instant} NOT NULL
+)"""
+
+
+def cagg_sql(readings: str) -> str:
+    """TimescaleDB's continuous aggregate over ``readings``; must run outside a transaction."""
+    sums = ",\n    ".join(f"sum(energy_{name}) AS {name}" for name in ENERGY_QUANTITIES)
+    # materialized_only = false: the quarter hour not yet materialised is read raw.
+    return f"""
+CREATE MATERIALIZED VIEW IF NOT EXISTS {ENERGY_CAGG}
+WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
+SELECT device_id,
+    time_bucket(INTERVAL '15 minutes', ts) AS bucket,
+    count(*) AS readings,
+    count(CASE WHEN energy_complete = false THEN 1 END) AS incomplete,
+    sum(energy_span_s) AS span_s,
+    max(energy_span_s) AS max_span_s,
+    {sums}
+FROM {readings}
+WHERE energy_span_s IS NOT NULL
+GROUP BY device_id, bucket
+WITH DATA"""
