@@ -55,7 +55,7 @@ StateName = Annotated[str, Field(min_length=1, max_length=32, strict=True)]
 EXTRA_NAME_PATTERN: Final = r"^[A-Za-z0-9_.\-]{1,64}$"
 ExtraName = Annotated[str, Field(pattern=EXTRA_NAME_PATTERN, strict=True)]
 ExtraValue = Annotated[float, Field(ge=-1e15, le=1e15, strict=True)]
-# docs/protocol.md, "Energy per reading": Wh over one reading's span. 1e9 Wh is a
+# docs/protocol.md, "Energy": Wh over one reading's span. 1e9 Wh is a
 # gigawatt-hour, a large plant's day, far beyond one reading of one site.
 MAX_ENERGY_INCREMENT_WH: Final = 1e9
 EnergyIncrement = Annotated[float, Field(ge=0.0, le=MAX_ENERGY_INCREMENT_WH, strict=True)]
@@ -188,7 +188,7 @@ class DeviceValues(BaseModel):
 
 
 class EnergyIncrements(BaseModel):
-    """Energy over (previous reading's ts, this ts] of the device (docs/protocol.md, "energy").
+    """Energy over (previous reading's ts, this ts] of the device (docs/protocol.md, "Energy").
 
     The edge turns its meters' counters (and, where a device has none, its
     powers) into these increments, so the hub's rollups are plain sums, each
@@ -198,7 +198,9 @@ class EnergyIncrements(BaseModel):
 
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False, frozen=True)
 
-    span_s: Annotated[float, Field(gt=0.0, le=MAX_ENERGY_SPAN_S, strict=True)]
+    # None: unknown (the edge's first reading after a reboot). 0 is taken too: the
+    # edge rounds to the millisecond, and refusing the reading would lose all of it.
+    span_s: Annotated[float, Field(ge=0.0, le=MAX_ENERGY_SPAN_S, strict=True)] | None = None
     # False when part of the span was not measured (a device failing, the agent down).
     complete: Annotated[bool, Field(strict=True)]
     pv_wh: EnergyIncrement | None = None
@@ -240,7 +242,7 @@ class Reading(BaseModel):
     # A documented extension (docs/protocol.md, "Several devices per role"): readers
     # that do not know it ignore it, as every unknown key.
     devices: Annotated[dict[DeviceName, DeviceValues], Field(max_length=MAX_DEVICES)] | None = None
-    # A documented extension (docs/protocol.md, "Energy per reading"); not a section:
+    # A documented extension (docs/protocol.md, "Energy"); not a section:
     # a reading still needs one of inverter, grid, solar, battery.
     energy: EnergyIncrements | None = None
 

@@ -110,8 +110,9 @@ SECTIONS: Final = tuple(SECTION_MODELS)
 # Leading columns of every row, then one per field, then `extra`, then `devices`
 # (each device's own values, docs/protocol.md "Several devices per role": a JSON
 # object as it came, since its shape is a reading's own; schema version 3), then
-# the reading's energy increments (docs/protocol.md, "Energy per reading"; schema
-# version 4): its span, whether it was measured whole, and one column per quantity.
+# the reading's energy increments (docs/protocol.md, "Energy"; schema version 4):
+# its span, whether it was measured whole, and one column per quantity. A reading
+# carried energy when ``energy_complete`` is not null (its span may be unknown).
 KEY_COLUMNS: Final = ("device_id", "ts", "seq", "received_at", "sections")
 ENERGY_COLUMNS: Final = (
     "energy_span_s",
@@ -270,10 +271,13 @@ def wire_from_row(row: Sequence[Any]) -> dict[str, Any]:
     devices = row[DEVICES_INDEX]
     if devices is not None:
         wire["devices"] = devices
-    span = row[ENERGY_SPAN_INDEX]
-    if span is not None:
-        # SQLite keeps the flag as 0/1.
-        energy: dict[str, Any] = {"span_s": span, "complete": bool(row[ENERGY_COMPLETE_INDEX])}
+    complete = row[ENERGY_COMPLETE_INDEX]
+    if complete is not None:
+        energy: dict[str, Any] = {}
+        span = row[ENERGY_SPAN_INDEX]
+        if span is not None:
+            energy["span_s"] = span
+        energy["complete"] = bool(complete)  # SQLite keeps the flag as 0/1
         for name, value in zip(ENERGY_QUANTITIES, row[ENERGY_QUANTITIES_OFFSET:], strict=True):
             if value is not None:
                 energy[name] = value

@@ -1,7 +1,7 @@
 """Energy rollups: per device and quarter hour, the sums of the readings' increments.
 
 The edge sends, in each reading, the Wh of each quantity over the reading's
-span (docs/protocol.md, "Energy per reading"); a reading is stored once by its
+span (docs/protocol.md, "Energy"); a reading is stored once by its
 (device_id, ts) key, so a rollup is a plain sum of the stored readings, exact
 however late or often a reading arrives.
 
@@ -22,10 +22,11 @@ Where the sums live:
   updates in the transaction that inserts the readings, with only the rows that
   were really inserted (a re-sent reading adds nothing).
 
-Each bucket keeps: ``readings`` (how many readings carried energy), ``incomplete``
-(how many said part of their span was not measured), ``span_s`` (the seconds
-their spans cover) and ``max_span_s``, and one sum per quantity (null when no
-reading gave it: unknown is not zero).
+Each bucket keeps: ``readings`` (how many readings carried energy),
+``incomplete`` (how many said part of their span was not measured), ``span_s``
+(the seconds their spans cover; an unknown span counts as none) and
+``max_span_s``, and one sum per quantity (null when no reading gave it: unknown
+is not zero).
 """
 
 from __future__ import annotations
@@ -151,20 +152,21 @@ def rollup_deltas(
     """Per (device_id, bucket): the sums of newly stored readings.
 
     ``rows``: (device_id, ts, the row's energy values in ``ENERGY_COLUMNS``
-    order) of readings that were really inserted; rows without energy (span
-    None) are skipped. ``bucket`` maps a ts to its bucket's start
-    (:func:`bucket_of` for datetimes, :func:`bucket_of_micros` for SQLite's).
+    order) of readings that were really inserted; rows without energy
+    (``complete`` None) are skipped; an unknown span counts as 0 s. ``bucket``
+    maps a ts to its bucket's start (:func:`bucket_of` for datetimes,
+    :func:`bucket_of_micros` for SQLite's).
     """
     deltas: dict[tuple[str, T], EnergySums] = {}
     for device_id, ts, energy in rows:
-        span = energy[0]
-        if span is None:
+        complete, span = energy[1], float(energy[0] or 0.0)
+        if complete is None:
             continue
         sums = EnergySums(
             1,
-            0 if energy[1] else 1,
-            float(span),
-            float(span),
+            0 if complete else 1,
+            span,
+            span,
             tuple(None if v is None else float(v) for v in energy[2:]),
         )
         key = (device_id, bucket(ts))
@@ -231,10 +233,10 @@ SELECT device_id,
     time_bucket(INTERVAL '15 minutes', ts) AS bucket,
     count(*) AS readings,
     count(CASE WHEN energy_complete = false THEN 1 END) AS incomplete,
-    sum(energy_span_s) AS span_s,
-    max(energy_span_s) AS max_span_s,
+    coalesce(sum(energy_span_s), 0) AS span_s,
+    coalesce(max(energy_span_s), 0) AS max_span_s,
     {sums}
 FROM {readings}
-WHERE energy_span_s IS NOT NULL
+WHERE energy_complete IS NOT NULL
 GROUP BY device_id, bucket
 WITH DATA"""

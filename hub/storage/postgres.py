@@ -47,8 +47,8 @@ from hub.storage.columns import (
     BUCKET_ORIGIN,
     DEVICES_INDEX,
     ENERGY_COLUMNS,
+    ENERGY_COMPLETE_INDEX,
     ENERGY_OFFSET,
-    ENERGY_SPAN_INDEX,
     EXTRA_INDEX,
     FIELD_COLUMNS,
     FIELDS_OFFSET,
@@ -226,8 +226,8 @@ def _with_rollup(insert: str) -> str:
         f"INSERT INTO {ENERGY_ROLLUP} ({_ROLLUP_COLUMNS}) "
         "SELECT device_id, date_bin('15 minutes', ts, TIMESTAMPTZ '1970-01-01 00:00:00+00'), "
         "count(*), count(CASE WHEN energy_complete = false THEN 1 END), "
-        f"sum(energy_span_s), max(energy_span_s), {sums} "
-        "FROM inserted WHERE energy_span_s IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2 "
+        f"coalesce(sum(energy_span_s), 0), coalesce(max(energy_span_s), 0), {sums} "
+        "FROM inserted WHERE energy_complete IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2 "
         + _UPSERT_ROLLUP
     )
 
@@ -506,7 +506,7 @@ class PostgresStorage:
 
     async def _write(self, flat: Sequence[Row], *, writer: bool) -> None:
         # Rollup work only for batches that carry energy: others cost what they always did.
-        rollup = self._writer_rollup and any(r[ENERGY_SPAN_INDEX] is not None for r in flat)
+        rollup = self._writer_rollup and any(r[ENERGY_COMPLETE_INDEX] is not None for r in flat)
         async with self._connection(f"writing {len(flat)} readings", writer=writer) as conn:
             if self._options.write_method is WriteMethod.COPY:
                 if time.monotonic() >= self._direct_copy_after and await self._copy_direct(

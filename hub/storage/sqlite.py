@@ -50,8 +50,8 @@ from hub.storage.base import (
 from hub.storage.columns import (
     BUCKET_ORIGIN,
     ENERGY_COLUMNS,
+    ENERGY_COMPLETE_INDEX,
     ENERGY_OFFSET,
-    ENERGY_SPAN_INDEX,
     FIELD_COLUMNS,
     FIELDS_OFFSET,
     JSON_INDEXES,
@@ -499,7 +499,7 @@ class SqliteStorage:
         if not rows:
             return
         async with self._transaction(f"writing {len(rows)} readings") as conn:
-            if not any(row[ENERGY_SPAN_INDEX] is not None for row in rows):
+            if not any(row[ENERGY_COMPLETE_INDEX] is not None for row in rows):
                 await conn.executemany(_INSERT, rows)
                 return
             # The write lock is held from BEGIN IMMEDIATE: what is stored now is

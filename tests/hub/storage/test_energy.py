@@ -1,0 +1,283 @@
+"""Energy rollups on every backend: sums equal to the hand-computed Wh, each reading once.
+
+The readings carry the edge's increments (docs/protocol.md, "Energy"); the
+intervals are the site's local hours, days and months (hub/energy_query.py).
+On TimescaleDB the continuous aggregate is brought up to date as its policy
+would (``CALL run_job``): background jobs do not run by themselves here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from hub.energy_query import parse_energy_query
+from hub.storage.base import Storage, StoredReading
+from hub.storage.energy import ENERGY_CAGG, EnergySums
+from telemetry import Reading
+
+BERLIN = "Europe/Berlin"
+FAR_FUTURE = datetime(2100, 1, 1, tzinfo=UTC)
+# The storage fixtures' name of the TimescaleDB backend (tests/hub/storage/helpers.py).
+TIMESCALE_BACKEND = "timescaledb"
+
+
+def energy_reading(
+    ts: datetime, seq: int, *, span: float | None = 1.0, complete: bool = True, **wh: float
+) -> StoredReading:
+    energy: dict[str, Any] = {"complete": complete, **wh}
+    if span is not None:
+        energy["span_s"] = span
+    body = {"seq": seq, "ts": ts.isoformat(), "grid": {"power_w": 1.0}, "energy": energy}
+    reading = Reading.model_validate(body, context={"now": FAR_FUTURE})
+    return StoredReading("site", reading, datetime.now(UTC))
+
+
+def steady(
+    start: datetime, count: int, step_s: float, first_seq: int = 0, **watts: float
+) -> list[StoredReading]:
+    """``count`` readings ``step_s`` apart from ``start``, each with its span's Wh at ``watts``."""
+    return [
+        energy_reading(
+            start + timedelta(seconds=step_s * i),
+            first_seq + i,
+            span=step_s,
+            **{name: power * step_s / 3600 for name, power in watts.items()},
+        )
+        for i in range(count)
+    ]
+
+
+async def write(storage: Storage, rows: Sequence[StoredReading], batch: int = 1000) -> None:
+    for start in range(0, len(rows), batch):
+        await storage.write_readings(rows[start : start + batch])
+
+
+async def settle(backend: str, storage_factory: tuple[str, Path]) -> None:
+    """TimescaleDB: run the aggregate's refresh policy once, as the scheduler would."""
+    if backend != TIMESCALE_BACKEND:
+        return
+    conn = await asyncpg.connect(storage_factory[0])
+    try:
+        job = await conn.fetchval(
+            "SELECT job_id FROM timescaledb_information.jobs "
+            "WHERE proc_name = 'policy_refresh_continuous_aggregate' AND hypertable_name = $1",
+            ENERGY_CAGG,
+        )
+        assert job is not None
+        await conn.execute(f"CALL run_job({int(job)})")
+    finally:
+        await conn.close()
+
+
+def edges(start: str, end: str | None = None, period: str = "hour", tz: str = BERLIN) -> Any:
+    return parse_energy_query(
+        start=start, end=end, period=period, tz=tz, stored_zone=None, now=FAR_FUTURE
+    ).edges
+
+
+def wh(sums: EnergySums | None, quantity: int = 0) -> float | None:
+    if sums is None:
+        return None
+    value = sums.quantities[quantity]
+    return None if value is None else round(value, 1)
+
+
+async def test_constant_power_over_a_day(
+    storage: Storage, backend: str, storage_factory: tuple[str, Path]
+) -> None:
+    # 1 kW of PV and 400 W of house for a day of readings 10 s apart (UTC day).
+    day = datetime(2026, 6, 10, tzinfo=UTC)
+    await write(storage, steady(day, 8640, 10.0, pv_wh=1000.0, house_wh=400.0))
+    await settle(backend, storage_factory)
+    hours = await storage.energy("site", edges("2026-06-10", tz="UTC"))
+    assert [wh(h) for h in hours] == [1000.0] * 24
+    assert [wh(h, 5) for h in hours] == [400.0] * 24
+    assert all(h is not None and h.covers(timedelta(hours=1)) for h in hours)
+    (whole,) = await storage.energy("site", edges("2026-06-10", period="day", tz="UTC"))
+    assert (wh(whole), wh(whole, 5)) == (24_000.0, 9_600.0)
+    assert whole is not None
+    assert whole.readings == 8640
+    assert whole.incomplete == 0
+    # Quantities no reading gave stay unknown, not zero.
+    assert whole.quantities[1:5] == (None, None, None, None)
+
+
+async def test_increments_across_a_counter_reset_sum_exactly(
+    storage: Storage, backend: str, storage_factory: tuple[str, Path]
+) -> None:
+    # The edge turns a reset counter into increments (a new baseline, nothing negative,
+    # the reading of the reset marked incomplete); stored, they add up to the mWh.
+    start = datetime(2026, 6, 11, 10, tzinfo=UTC)
+    increments = [Decimal(f"0.{(i * 37) % 1000:03d}") for i in range(3600)]
+    rows = []
+    for i, inc in enumerate(increments):
+        reset = i == 1800
+        rows.append(
+            energy_reading(
+                start + timedelta(seconds=i),
+                i,
+                complete=not reset,
+                import_wh=0.0 if reset else float(inc),
+            )
+        )
+    await write(storage, rows, batch=700)
+    await settle(backend, storage_factory)
+    (hour,) = await storage.energy(
+        "site", edges("2026-06-11T10:00:00Z", "2026-06-11T11:00:00Z", tz="UTC")
+    )
+    expected = sum(inc for i, inc in enumerate(increments) if i != 1800)
+    assert hour is not None
+    assert hour.quantities[1] is not None
+    assert abs(Decimal(repr(hour.quantities[1])) - expected) < Decimal("0.000001")
+    assert (hour.readings, hour.incomplete) == (3600, 1)
+    assert not hour.covers(timedelta(hours=1))
+
+
+async def test_a_gap_makes_its_hours_incomplete(
+    storage: Storage, backend: str, storage_factory: tuple[str, Path]
+) -> None:
+    start = datetime(2026, 6, 12, 10, tzinfo=UTC)
+    await write(storage, steady(start, 180, 10.0, pv_wh=600.0))  # 10:00 - 10:30
+    # The agent was down from 10:30 to 11:30: the reading closing the gap says so.
+    closing = energy_reading(start + timedelta(minutes=90), 500, span=3600.0, complete=False)
+    after = steady(start + timedelta(minutes=90, seconds=10), 360 + 180, 10.0, 501, pv_wh=600.0)
+    await write(storage, [closing, *after])
+    await settle(backend, storage_factory)
+    ten, eleven, twelve = await storage.energy(
+        "site", edges("2026-06-12T10:00:00Z", "2026-06-12T13:00:00Z", tz="UTC")
+    )
+    assert ten is not None
+    assert not ten.covers(timedelta(hours=1))
+    assert wh(ten) == 300.0
+    assert eleven is not None
+    assert eleven.incomplete == 1
+    assert not eleven.covers(timedelta(hours=1))
+    assert twelve is not None
+    assert twelve.covers(timedelta(hours=1))
+    assert wh(twelve) == 600.0
+
+
+async def test_dst_days_in_berlin_have_23_and_25_hours(
+    storage: Storage, backend: str, storage_factory: tuple[str, Path]
+) -> None:
+    # 1 Wh every 15 minutes through both change days, in Berlin's wall time.
+    spring = datetime(2026, 3, 28, 23, tzinfo=UTC)  # 2026-03-29 00:00 +01:00
+    autumn = datetime(2026, 10, 24, 22, tzinfo=UTC)  # 2026-10-25 00:00 +02:00
+    await write(storage, steady(spring, 23 * 4, 900.0, pv_wh=4.0))
+    await write(storage, steady(autumn, 25 * 4, 900.0, first_seq=1000, pv_wh=4.0))
+    await settle(backend, storage_factory)
+    for day, hours in (("2026-03-29", 23), ("2026-10-25", 25)):
+        hourly = await storage.energy("site", edges(day))
+        assert len(hourly) == hours
+        assert [wh(h) for h in hourly] == [4.0] * hours
+        (whole,) = await storage.energy("site", edges(day, period="day"))
+        assert wh(whole) == 4.0 * hours
+        assert whole is not None
+        assert whole.covers(timedelta(hours=hours))
+        # The days around it hold nothing.
+        before, _, after = await storage.energy(
+            "site",
+            edges(
+                (datetime.fromisoformat(day) - timedelta(days=1)).date().isoformat(),
+                (datetime.fromisoformat(day) + timedelta(days=1)).date().isoformat(),
+                period="day",
+            ),
+        )
+        assert before is None
+        assert after is None
+
+
+async def test_a_month_boundary_is_local_midnight(
+    storage: Storage, backend: str, storage_factory: tuple[str, Path]
+) -> None:
+    # 22:00 UTC on 31 January to 01:00 UTC on 1 February: Berlin's February starts at 23:00 UTC.
+    start = datetime(2026, 1, 31, 22, tzinfo=UTC)
+    await write(storage, steady(start, 3 * 60, 60.0, import_wh=600.0))
+    await settle(backend, storage_factory)
+    january, february = await storage.energy("site", edges("2026-01", "2026-02", period="month"))
+    assert (wh(january, 1), wh(february, 1)) == (600.0, 1200.0)
+    utc_january, utc_february = await storage.energy(
+        "site", edges("2026-01", "2026-02", period="month", tz="UTC")
+    )
+    assert (wh(utc_january, 1), wh(utc_february, 1)) == (1200.0, 600.0)
+    (year,) = await storage.energy("site", edges("2026", period="year"))
+    assert wh(year, 1) == 1800.0
+
+
+async def test_a_backlog_lands_exactly_once(
+    storage: Storage, backend: str, storage_factory: tuple[str, Path]
+) -> None:
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    # The live hour first, and the aggregate brought up to date past it.
+    await write(storage, steady(now, 360, 10.0, first_seq=100_000, export_wh=360.0))
+    await settle(backend, storage_factory)
+    backlogs = {
+        3: steady(now - timedelta(days=3), 360, 10.0, first_seq=10_000, export_wh=720.0),
+        10: steady(now - timedelta(days=10), 360, 10.0, first_seq=20_000, export_wh=1080.0),
+    }
+    expected = {0: 360.0, 3: 720.0, 10: 1080.0}
+
+    async def hour_of(days_ago: int) -> float | None:
+        start = now - timedelta(days=days_ago)
+        (hour,) = await storage.energy("site", (start, start + timedelta(hours=1)))
+        return wh(hour, 2)
+
+    for days, rows in backlogs.items():
+        await write(storage, rows, batch=250)
+        await settle(backend, storage_factory)
+        assert await hour_of(days) == expected[days]
+    # Sent again (its acks were lost), and again overlapping new readings: still once.
+    for rows in backlogs.values():
+        await write(storage, rows, batch=1000)
+        await write(storage, rows[100:300])
+    await settle(backend, storage_factory)
+    assert {days: await hour_of(days) for days in expected} == expected
+
+
+async def test_a_batch_of_stored_and_new_readings_adds_only_the_new(
+    storage: Storage, backend: str, storage_factory: tuple[str, Path]
+) -> None:
+    start = datetime(2026, 6, 13, 8, tzinfo=UTC)
+    rows = steady(start, 360, 10.0, charge_wh=36.0, discharge_wh=72.0)
+    await write(storage, rows[:200])
+    await write(storage, rows[150:])  # 50 stored, 160 new, in one batch
+    await write(storage, [rows[10], rows[10], rows[359]])  # duplicates inside a batch
+    await settle(backend, storage_factory)
+    (hour,) = await storage.energy("site", (start, start + timedelta(hours=1)))
+    assert hour is not None
+    assert (wh(hour, 3), wh(hour, 4), hour.readings) == (36.0, 72.0, 360)
+
+
+async def test_an_unknown_span_is_stored_and_counts_no_time(
+    storage: Storage, backend: str, storage_factory: tuple[str, Path]
+) -> None:
+    start = datetime(2026, 6, 14, 8, tzinfo=UTC)
+    await write(storage, [energy_reading(start, 1, span=None, pv_wh=5.0)])
+    await settle(backend, storage_factory)
+    (hour,) = await storage.energy("site", (start, start + timedelta(hours=1)))
+    assert hour is not None
+    assert (hour.readings, hour.span_s, wh(hour)) == (1, 0.0, 5.0)
+    (stored,) = await storage.readings("site", start, start + timedelta(seconds=1), 10)
+    assert stored["energy"] == {"complete": True, "pv_wh": 5.0}
+
+
+async def test_readings_without_energy_add_nothing(storage: Storage) -> None:
+    start = datetime(2026, 6, 15, 8, tzinfo=UTC)
+    body = {"seq": 1, "ts": start.isoformat(), "grid": {"power_w": 5.0}}
+    await storage.write_readings([StoredReading("site", Reading.model_validate(body), start)])
+    assert await storage.energy("site", (start, start + timedelta(hours=1))) == [None]
+
+
+async def test_time_zones_are_kept_per_device(storage: Storage) -> None:
+    assert await storage.device_timezone("site") is None
+    await storage.set_device_timezone("site", BERLIN, datetime.now(UTC))
+    await storage.set_device_timezone("other", "Asia/Kolkata", datetime.now(UTC))
+    await storage.set_device_timezone("site", "America/St_Johns", datetime.now(UTC))
+    assert await storage.device_timezone("site") == "America/St_Johns"
+    assert await storage.device_timezone("other") == "Asia/Kolkata"
