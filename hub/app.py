@@ -22,7 +22,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
-from hub import api, dashboard_door, device_door, viewer_access
+from hub import api, dashboard_door, device_door, energy_api, viewer_access
 from hub.errors import CatchAll
 from hub.limits import ConnectionGate
 from hub.runtime import Hub, HubSettings
@@ -82,6 +82,7 @@ def create_app(settings: HubSettings, *, storage: Storage | None = None) -> Fast
     app.include_router(dashboard_door.router)
     app.include_router(api.router)
     app.include_router(api.data_router)
+    app.include_router(energy_api.router)
     app.include_router(viewer_access.router)
 
     @app.get(

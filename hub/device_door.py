@@ -167,13 +167,17 @@ async def _receive_loop(hub: Hub, session: PublisherSession) -> None:
         payload: str | bytes = text if text is not None else message.get("bytes") or b""
         now = datetime.now(UTC)
         if text is not None and is_health_frame(text):
-            handle_health(hub, session, text, now)
+            await handle_health(hub, session, text, now)
             continue
         handle_frame(hub, session, parse_device_frame(payload, now=now), now)
 
 
-def handle_health(hub: Hub, session: PublisherSession, text: str, now: datetime) -> None:
-    """An agent's health frame (docs/protocol.md, "Device health"): keep it, show it."""
+async def handle_health(hub: Hub, session: PublisherSession, text: str, now: datetime) -> None:
+    """An agent's health frame (docs/protocol.md, "Device health"): keep it, show it.
+
+    Its ``timezone`` is stored (hub/site_zones.py): awaited, since it is one small
+    write at most once per connection, and the frame's order among the readings is kept.
+    """
     try:
         frame = HealthFrame.model_validate_json(text)
     except ValidationError as err:
@@ -183,6 +187,8 @@ def handle_health(hub: Hub, session: PublisherSession, text: str, now: datetime)
         hub.gatekeeper.reject(session.device_id, rejected, asyncio.get_running_loop().time())
         return
     hub.manager.set_health(session.device_id, site_health(frame, now))
+    if frame.timezone is not None:
+        await hub.site_zones.remember(hub.storage, session.device_id, frame.timezone, now)
 
 
 def handle_frame(hub: Hub, session: PublisherSession, frame: ParsedFrame, now: datetime) -> None:

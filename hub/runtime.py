@@ -27,6 +27,7 @@ from hub.gatekeeper import Gatekeeper, LogLimiter
 from hub.guess_budget import GuessBudget
 from hub.limits import AddressCounts, Closure, ConnectionGate, ConnectionLimits
 from hub.metrics import HubCounters
+from hub.site_zones import SiteZones
 from hub.storage import DEFAULT_DATA_DIR, create_storage, data_dir_from
 from hub.storage.base import Storage, StorageError
 from hub.writer import BatchWriter
@@ -103,6 +104,7 @@ class Hub:
         )
         self.storage: Storage = storage or create_storage(settings.database_url, settings.data_dir)
         self.manager = ConnectionManager()
+        self.site_zones = SiteZones()
         self.counters = HubCounters()
         self.feed_counters = FeedCounters()
         self.gatekeeper = Gatekeeper()

@@ -20,11 +20,10 @@ from hub.energy_query import parse_energy_query
 from hub.storage.base import Storage, StoredReading
 from hub.storage.energy import ENERGY_CAGG, EnergySums
 from telemetry import Reading
+from tests.hub.storage.helpers import TIMESCALE_BACKEND
 
 BERLIN = "Europe/Berlin"
 FAR_FUTURE = datetime(2100, 1, 1, tzinfo=UTC)
-# The storage fixtures' name of the TimescaleDB backend (tests/hub/storage/helpers.py).
-TIMESCALE_BACKEND = "timescaledb"
 
 
 def energy_reading(
