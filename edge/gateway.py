@@ -24,8 +24,9 @@ each connection is one task of the gateway's TaskGroup, served one request at a
 time, with:
 
 - an allow list (CIDRs) and a cap on connections, checked at accept;
-- a token bucket per client (edge/gateway_limits.py): a flood is slowed by
-  not reading, not by answering;
+- a token bucket per client address, shared by its connections
+  (edge/gateway_limits.py): a flood is slowed by not reading, not by
+  answering, and reconnecting buys no new burst;
 - ``FRAME_TIMEOUT_S`` for the rest of a frame once its first byte came,
   ``IDLE_TIMEOUT_S`` for a connection with no request, ``SEND_TIMEOUT_S`` for a
   client that does not read its answers; a header no Modbus client sends closes
@@ -78,6 +79,7 @@ IDLE_TIMEOUT_S: Final = 300.0  # a connection that sends nothing is closed
 SEND_TIMEOUT_S: Final = 10.0  # an answer the client does not take
 BUS_WAIT_S: Final = 10.0  # a request passed through waits this long for the bus, then 06
 REFUSAL_LOG_EVERY_S: Final = 60.0
+MAX_BUCKETS: Final = 1024  # client addresses whose pace is remembered
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +136,8 @@ class Gateway:
         self._clients: dict[int, _Client] = {}
         self._refused_logged: dict[str, float] = {}
         self._tasks: asyncio.TaskGroup | None = None
+        # Per client address, shared by its connections: reconnecting buys no new burst.
+        self._buckets: dict[str, TokenBucket] = {}
 
     # -- connections ------------------------------------------------------------
     async def run(self) -> None:
@@ -185,8 +189,7 @@ class Gateway:
             return
         self.stats.connections += 1
         name = f"{host}:{peer[1]}" if isinstance(peer, tuple) else host
-        burst = max(1.0, self.config.requests_per_s)
-        client = _Client(name, TokenBucket(self.config.requests_per_s, burst, self._clock()))
+        client = _Client(name, self._bucket(host))
         key = id(client)
         self._clients[key] = client
         task = self._tasks.create_task(
@@ -194,10 +197,22 @@ class Gateway:
         )
         task.add_done_callback(lambda _: self._clients.pop(key, None))
 
+    def _bucket(self, host: str) -> TokenBucket:
+        bucket = self._buckets.get(host)
+        if bucket is None:
+            if len(self._buckets) >= MAX_BUCKETS:
+                # Keep the addresses connected now; the others start afresh when they return.
+                connected = {client.peer.rsplit(":", 1)[0] for client in self._clients.values()}
+                self._buckets = {h: b for h, b in self._buckets.items() if h in connected}
+            rate = self.config.requests_per_s
+            bucket = self._buckets[host] = TokenBucket(rate, max(1.0, rate), self._clock())
+        return bucket
+
     async def _session(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client: _Client
     ) -> None:
-        logger.info("gateway: client %s connected", client.peer, extra={"client": client.peer})
+        # Debug only: a client reconnecting in a loop would flood the log at info.
+        logger.debug("gateway: client %s connected", client.peer, extra={"client": client.peer})
         why = "closed by the client"
         try:
             while True:
@@ -206,9 +221,10 @@ class Gateway:
                 async with asyncio.timeout(FRAME_TIMEOUT_S):
                     header = parse_header(first + await reader.readexactly(HEADER_SIZE - 1))
                     pdu = await reader.readexactly(header.pdu_size)
-                delay = client.bucket.take(self._clock())
-                if delay > 0:
-                    await asyncio.sleep(delay)
+                # Pipelined requests are already buffered and a cached answer needs no
+                # I/O: without this pause one client could keep the event loop (and
+                # the poller) waiting through thousands of them.
+                await asyncio.sleep(max(0.0, client.bucket.take(self._clock())))
                 answer = await self.answer(header, pdu, client)
                 writer.write(answer)
                 async with asyncio.timeout(SEND_TIMEOUT_S):

@@ -23,10 +23,13 @@ class TokenBucket:
         self._tokens = burst
         self._updated = now
 
-    def take(self, now: float) -> float:
-        """Spend one token; below zero, the wait until the bucket is back at zero."""
+    def _refill(self, now: float) -> None:
         elapsed = max(0.0, now - self._updated)
         self._tokens = min(self.burst, self._tokens + elapsed * self.rate)
         self._updated = now
+
+    def take(self, now: float) -> float:
+        """Spend one token; below zero, the wait until the bucket is back at zero."""
+        self._refill(now)
         self._tokens -= 1.0
         return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
