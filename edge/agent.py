@@ -38,6 +38,7 @@ from drivers.errors import ProfileError
 from drivers.profiles import GENERIC, fixed_map
 from edge.clock import ClockGuard, ClockSource, SystemClock, boot_id
 from edge.config import EdgeConfig, Role, tls_context
+from edge.energy import EnergyTracker, energy_settings
 from edge.gateway import Gateway, Target
 from edge.gateway_bus import SharedBus
 from edge.gateway_cache import RegisterCache
@@ -170,6 +171,7 @@ class Agent:
             ((health, roles[name]) for name, health in self.health.items()),
             time.monotonic(),
             self.config.interval_s,
+            self.config.timezone,
         )
         return frame.wire()
 
@@ -194,6 +196,10 @@ class Agent:
 
     async def _run_with(self, outbox: Outbox, boot: str) -> None:
         config, options = self.config, self.options
+        # Energy goes on from the last reading kept (docs/protocol.md, "Energy").
+        energy = EnergyTracker(
+            energy_settings(config), boot=boot, record=await outbox.energy_record()
+        )
         hub_clock = HubClock() if config.clock.hub_fallback else None
         uplink = Uplink(
             outbox,
@@ -231,6 +237,7 @@ class Agent:
             ),
             sink=writer.put,
             hub_clock=hub_clock,
+            energy=energy,
         )
         self.uplink, self.writer, self.sampler = uplink, writer, sampler
         pollers = [

@@ -21,10 +21,12 @@ Exceptions::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import ssl
 import tomllib
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,10 +42,12 @@ from edge.settings import (
     ClockConfig,
     DeviceConfig,
     EdgeConfig,
+    EnergyConfig,
     HubConfig,
     Role,
 )
 from telemetry import is_valid_device_id
+from telemetry.health import TIMEZONE_PATTERN
 from telemetry.reading import EXTRA_NAME_PATTERN
 
 __all__ = [
@@ -52,12 +56,14 @@ __all__ = [
     "ConfigError",
     "DeviceConfig",
     "EdgeConfig",
+    "EnergyConfig",
     "HubConfig",
     "Problem",
     "Role",
     "load_config",
     "parse_config",
     "resolve_token",
+    "system_timezone",
     "tls_context",
 ]
 
@@ -120,6 +126,11 @@ class _Clock(_Model):
     jump_tolerance_s: Annotated[float, Field(gt=0, strict=False)] = 2.0
 
 
+class _Energy(_Model):
+    max_gap_s: Annotated[float, Field(gt=0, strict=False)] | None = None
+    max_power_w: Annotated[float, Field(gt=0, le=1e7, strict=False)] = 100_000.0
+
+
 # Which keys belong to which bus type: an rtu key on a tcp bus is refused.
 _RTU_KEYS: Final = frozenset({"device", "baudrate", "parity", "stopbits", "bytesize"})
 _TCP_KEYS: Final = frozenset({"host", "port"})
@@ -159,10 +170,12 @@ class _Device(_Model):
 
 class _File(_Model):
     device_id: str
+    timezone: Annotated[str, Field(min_length=1)] | None = None
     hub: _Hub
     buffer: _Buffer
     sampling: _Sampling = _Sampling()
     clock: _Clock = _Clock()
+    energy: _Energy = _Energy()
     bus: Annotated[list[_Bus], Field(min_length=1)]
     device: Annotated[list[_Device], Field(min_length=1)]
     gateway: GatewayFile | None = None  # docs/gateway.md
@@ -209,6 +222,9 @@ def _cross_check(file: _File) -> list[Problem]:
         )
     elif file.hub.ca_file is not None and not file.hub.url.startswith("wss://"):
         problems.append(Problem("hub.ca_file", "only used with a wss:// hub.url"))
+
+    if file.timezone is not None and (reason := _timezone_problem(file.timezone)):
+        problems.append(Problem("timezone", reason))
 
     bus_types: dict[str, str] = {}
     for index, bus in enumerate(file.bus):
@@ -284,6 +300,36 @@ def _cross_check(file: _File) -> list[Problem]:
 
 
 _NAME: Final = re.compile(EXTRA_NAME_PATTERN)
+_TIMEZONE: Final = re.compile(TIMEZONE_PATTERN)
+
+
+def _timezone_problem(name: str) -> str:
+    """Why ``name`` is no time zone this machine knows ("" when it is one)."""
+    if len(name) > 64 or _TIMEZONE.fullmatch(name) is None:
+        return f"{name!r} is not an IANA time zone name such as 'Europe/Berlin'"
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        return f"{name!r} is not a time zone of this machine's tz database (e.g. 'Europe/Berlin')"
+    return ""
+
+
+def system_timezone(etc: Path = Path("/etc")) -> str:
+    """This machine's time zone: ``/etc/timezone`` (Debian, Raspberry Pi OS), else where
+    ``/etc/localtime`` links into the tz database, else ``UTC``; only a name zoneinfo knows."""
+    candidates: list[str] = []
+    with contextlib.suppress(OSError, UnicodeDecodeError):  # absent: ask /etc/localtime
+        candidates.append((etc / "timezone").read_text(encoding="utf-8").strip())
+    try:
+        target = os.readlink(etc / "localtime")
+    except OSError:
+        target = ""
+    if "zoneinfo/" in target:
+        candidates.append(target.rsplit("zoneinfo/", 1)[1])
+    for name in candidates:
+        if name and not _timezone_problem(name):
+            return name
+    return "UTC"
 
 
 def _several_per_role(devices: list[_Device]) -> bool:
@@ -360,6 +406,8 @@ def _build(file: _File, base: Path) -> EdgeConfig:
         gateway=None
         if file.gateway is None
         else build_gateway(file.gateway, (GatewayDevice(d.name, d.bus, d.unit) for d in devices)),
+        timezone=file.timezone if file.timezone is not None else system_timezone(),
+        energy=EnergyConfig(max_gap_s=file.energy.max_gap_s, max_power_w=file.energy.max_power_w),
     )
 
 

@@ -117,10 +117,15 @@ class DeviceHealth:
 
 
 def health_frame(
-    devices: Iterable[tuple[DeviceHealth, str | None]], now: float, interval_s: float
+    devices: Iterable[tuple[DeviceHealth, str | None]],
+    now: float,
+    interval_s: float,
+    timezone: str | None = None,
 ) -> HealthFrame:
-    """The health frame of an agent's devices (with their roles) at monotonic ``now``."""
+    """The health frame of an agent's devices (with their roles) at monotonic ``now``,
+    and the site's time zone."""
     return HealthFrame(
         interval_s=interval_s,
+        timezone=timezone,
         devices=[health.report(now, role) for health, role in devices],
     )

@@ -25,6 +25,10 @@ One SQLite file in WAL mode, reached through aiosqlite:
   :meth:`Outbox.unpark` moves every parked reading back into the outbox; the
   agent does so at each start, so a hub that was fixed and an agent restarted
   get them again (the hub stores a re-sent reading once).
+- The energy integrator's state (docs/protocol.md, "Energy") after the last
+  stored reading is written in the transaction that stores it (one row,
+  ``energy_state``), so a restarted agent goes on from exactly the readings
+  it kept: :meth:`Outbox.energy_record`.
 - Every transaction ends, committed or rolled back, even when the task running
   it is cancelled (:meth:`Outbox._transaction`). aiosqlite runs each statement
   in its own thread: cancelling an ``await`` stops the wait, not the statement,
@@ -58,6 +62,7 @@ from telemetry import seq_ranges
 
 __all__ = [
     "DeviceRecord",
+    "EnergyRecord",
     "NewReading",
     "Outbox",
     "OutboxError",
@@ -96,6 +101,15 @@ _SCHEMA: Final = (
         reason    TEXT NOT NULL,
         parked_us INTEGER NOT NULL
     )""",
+    # The energy integrator's state after the last stored reading (edge/energy.py).
+    """CREATE TABLE IF NOT EXISTS energy_state (
+        id    INTEGER PRIMARY KEY CHECK (id = 1),
+        seq   INTEGER NOT NULL,      -- the reading it follows
+        ts_us INTEGER,               -- that reading's time; NULL while it is held
+        mono  REAL NOT NULL,
+        boot  TEXT NOT NULL,
+        state TEXT NOT NULL          -- telemetry.energy_increments.IntegratorState JSON
+    )""",
     # Per-device health for `ems edge status`; written on state changes only.
     """CREATE TABLE IF NOT EXISTS device_health (
         device   TEXT PRIMARY KEY,
@@ -129,6 +143,19 @@ class NewReading:
     mono: float
     body: str  # JSON object with at least one section, without seq and ts
     ts_us: int | None = None
+    # The energy integrator's state after this reading (edge/energy.py); None: none.
+    energy_state: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EnergyRecord:
+    """The energy state stored with the last reading that had one, and that reading's times."""
+
+    seq: int
+    ts_us: int | None  # None: the reading is held (no trusted time yet)
+    mono: float
+    boot: str
+    state: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,6 +355,7 @@ class Outbox:
                         "UPDATE meta SET value = ? WHERE key = 'last_seq'",
                         (first + len(rows) - 1,),
                     )
+                    await self._save_energy(readings, rows)
                     dropped = await self._drop_if_full()
             except sqlite3.Error as err:
                 raise OutboxError(self.path, str(err)) from err
@@ -342,6 +370,40 @@ class Outbox:
             return [
                 Stored(seq, ts_us, body) for seq, ts_us, _, _, body in rows if ts_us is not None
             ]
+
+    async def _save_energy(
+        self,
+        readings: Sequence[NewReading],
+        rows: Sequence[tuple[int, int | None, float, str, str]],
+    ) -> None:
+        """Keep the energy state of the batch's last reading that has one (same transaction)."""
+        for reading, (seq, ts_us, mono, boot, _) in zip(
+            reversed(readings), reversed(rows), strict=True
+        ):
+            if reading.energy_state is not None:
+                await self._db.execute(
+                    "INSERT OR REPLACE INTO energy_state (id, seq, ts_us, mono, boot, state)"
+                    " VALUES (1, ?, ?, ?, ?, ?)",
+                    (seq, ts_us, mono, boot, reading.energy_state),
+                )
+                return
+
+    async def energy_record(self) -> EnergyRecord | None:
+        """The energy state stored with the last reading that had one; None: never."""
+        async with self._lock:
+            try:
+                async with self._db.execute(
+                    "SELECT seq, ts_us, mono, boot, state FROM energy_state WHERE id = 1"
+                ) as cursor:
+                    row = await cursor.fetchone()
+            except sqlite3.Error as err:
+                raise OutboxError(self.path, str(err)) from err
+            if row is None:
+                return None
+            seq, ts_us, mono, boot, state = row
+            return EnergyRecord(
+                int(seq), None if ts_us is None else int(ts_us), float(mono), str(boot), str(state)
+            )
 
     async def _drop_if_full(self) -> tuple[int, int] | None:
         used = await self._used_bytes()
@@ -369,22 +431,43 @@ class Outbox:
         """
         async with self._lock:
             try:
-                cursor = await self._db.execute(
-                    "UPDATE outbox SET ts_us = CAST(round((mono + ?) * 1e6) AS INTEGER),"
-                    " body = CASE WHEN ? IS NULL THEN body ELSE json_set(body, '$.clock', ?) END"
-                    " WHERE ts_us IS NULL AND boot = ?",
-                    (offset, clock, clock, boot),
-                )
-                await self._db.commit()
+                # One transaction: a stamped reading is never seen without its span.
+                async with self._transaction() as db:
+                    count = await self._restamp(db, boot=boot, offset=offset, clock=clock)
             except sqlite3.Error as err:
                 raise OutboxError(self.path, str(err)) from err
-            if cursor.rowcount:
-                logger.info(
-                    "re-stamped %d held readings",
-                    cursor.rowcount,
-                    extra={"count": cursor.rowcount},
-                )
-            return cursor.rowcount
+            if count:
+                logger.info("re-stamped %d held readings", count, extra={"count": count})
+            return count
+
+    @staticmethod
+    async def _restamp(
+        db: aiosqlite.Connection, *, boot: str, offset: float, clock: str | None
+    ) -> int:
+        """The statements of :meth:`restamp`, in its transaction; how many were stamped."""
+        cursor = await db.execute(
+            "UPDATE outbox SET ts_us = CAST(round((mono + ?) * 1e6) AS INTEGER),"
+            " body = CASE WHEN ? IS NULL THEN body ELSE json_set(body, '$.clock', ?) END"
+            " WHERE ts_us IS NULL AND boot = ?",
+            (offset, clock, clock, boot),
+        )
+        count = cursor.rowcount
+        # A reading whose energy interval began before a reboot learns its span
+        # now (edge/energy.py): from the earlier reading's time to its own.
+        await db.execute(
+            "UPDATE outbox SET body = json_remove(json_set(body, '$.energy.span_s',"
+            " round(max(0, ts_us - json_extract(body, '$.energy.since_us')) / 1e6, 3)),"
+            " '$.energy.since_us')"
+            " WHERE boot = ? AND json_extract(body, '$.energy.since_us') IS NOT NULL"
+            " AND ts_us IS NOT NULL",
+            (boot,),
+        )
+        await db.execute(
+            "UPDATE energy_state SET ts_us = CAST(round((mono + ?) * 1e6) AS INTEGER)"
+            " WHERE ts_us IS NULL AND boot = ?",
+            (offset, boot),
+        )
+        return count
 
     async def drop_unstampable(self, *, boot: str) -> int:
         """Drop (and count) held readings of other boots: their monotonic time is lost."""

@@ -10,6 +10,9 @@ trusted, else held (no ``ts``) and re-stamped later. When trust returns, a
 :class:`~edge.writer.Restamp` follows the held readings into the writer.
 Each reading's body names the clock that stamped it (``clock``: ``ntp``,
 ``hub`` or ``unsynced``, docs/protocol.md); a held one gets it when re-stamped.
+With an :class:`~edge.energy.EnergyTracker`, each reading carries its site's
+energy since the previous reading (``energy``, docs/protocol.md, "Energy"),
+and the integrator's state goes with it into the outbox.
 While the local clock waits for sync, the sampler asks the uplink for the
 hub's time (:class:`~edge.hubtime.HubClock`) and stamps with it once trusted.
 
@@ -22,6 +25,7 @@ lack a section for nothing (or hold only the fields another device fills in).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 from collections import Counter
@@ -39,6 +43,7 @@ from edge.clock import (
 )
 from edge.compose import Composed, Member, compose, compose_site
 from edge.config import Role
+from edge.energy import EnergyTracker
 from edge.health import DeviceHealth, DeviceState, Values
 from edge.hubtime import HubClock
 from edge.outbox import NewReading
@@ -70,6 +75,7 @@ class Sampler:
         guard: ClockGuard,
         sink: Callable[[NewReading | Restamp], None],
         hub_clock: HubClock | None = None,
+        energy: EnergyTracker | None = None,
     ) -> None:
         # A mapping: one device per role, today's readings. A sequence: each device's
         # own values beside the totals (docs/protocol.md, "Several devices per role").
@@ -86,6 +92,7 @@ class Sampler:
         self.guard = guard
         self._sink = sink
         self.hub_clock = hub_clock  # None: no hub-time fallback ([clock] hub_fallback = false)
+        self.energy = energy  # None: readings carry no energy
         self.stamped_by: Counter[TimeSource] = Counter()  # readings per stamping clock
         self._held = False
         self._rejected: tuple[str, ...] = ()
@@ -125,13 +132,19 @@ class Sampler:
             return None
         ts_us: int | None = None
         body = composed.body()
+        if not isinstance(verdict, Untrusted):
+            ts_us = round((sample.mono + verdict.offset) * 1e6)
+        energy_state: str | None = None
+        if self.energy is not None:
+            energy, energy_state = self.energy.measure(sample.mono, ts_us, composed.sections)
+            if energy is not None:
+                body = with_energy(body, energy)
         if isinstance(verdict, Untrusted):
             self._held = True
         else:
-            ts_us = round((sample.mono + verdict.offset) * 1e6)
             body = with_clock(body, verdict.source)
             self.stamped_by[verdict.source] += 1
-        reading = NewReading(mono=sample.mono, body=body, ts_us=ts_us)
+        reading = NewReading(mono=sample.mono, body=body, ts_us=ts_us, energy_state=energy_state)
         self._sink(reading)
         self.readings += 1
         return reading
@@ -175,6 +188,12 @@ class Sampler:
         if composed.empty and not self._was_empty:
             logger.warning("no device has fresh values: no reading until one does")
         self._was_empty = composed.empty
+
+
+def with_energy(body: str, energy: dict[str, object]) -> str:
+    """The outbox body with the reading's ``energy`` (docs/protocol.md, "Energy")."""
+    text = json.dumps(energy, separators=(",", ":"), allow_nan=False)
+    return f'{body[:-1]},"energy":{text}}}'
 
 
 def with_clock(body: str, source: TimeSource) -> str:

@@ -21,6 +21,7 @@ __all__ = [
     "ClockConfig",
     "DeviceConfig",
     "EdgeConfig",
+    "EnergyConfig",
     "HubConfig",
     "Role",
 ]
@@ -72,6 +73,17 @@ class ClockConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class EnergyConfig:
+    """How the agent computes each reading's energy (docs/protocol.md, "Energy")."""
+
+    # No power is integrated across a longer time between two samples; None: five
+    # sampling intervals, at least 10 s (EdgeConfig.max_gap_s).
+    max_gap_s: float | None = None
+    # A counter rising faster than this is a replaced device or a glitch.
+    max_power_w: float = 100_000.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EdgeConfig:
     device_id: str
     hub: HubConfig
@@ -81,6 +93,17 @@ class EdgeConfig:
     buses: tuple[BusConfig, ...]
     devices: tuple[DeviceConfig, ...]
     gateway: GatewayConfig | None = None  # [gateway]: docs/gateway.md; None: off
+    # The site's IANA time zone, checked with zoneinfo (edge/config.py), sent in the
+    # health frame: the hub's days and months of energy are the site's.
+    timezone: str = "UTC"
+    energy: EnergyConfig = EnergyConfig()
+
+    @property
+    def max_gap_s(self) -> float:
+        """The longest time between two samples that power is integrated across."""
+        if self.energy.max_gap_s is not None:
+            return self.energy.max_gap_s
+        return max(5 * self.interval_s, 10.0)
 
     @property
     def device_url(self) -> str:

@@ -17,6 +17,11 @@ runs ``--speed`` times faster than the wall clock.
   while fewer than 1,000 readings a second are sent. Acks and errors from the hub are logged.
 - No buffer: readings due while disconnected are not sent (the edge agent is the
   part that never loses a reading; this is a load and demo tool).
+- Each reading carries ``energy`` (docs/protocol.md, "Energy"), from the plant's
+  counters and powers through the agent's own integrator
+  (telemetry/energy_increments.py), on the plant's clock: at ``--speed 60`` a
+  reading a second carries a simulated minute of energy, over ``span_s`` of 1 s
+  of wall time. The energy of a reading that was not sent is not sent.
 - Reconnects after a capped exponential delay with jitter, logged with the delay;
   the attempt count resets once a connection is open.
 - SIGINT / SIGTERM: closes with 1000 and exits 0.
@@ -52,6 +57,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 from simulation.plant import Plant, Scenario
 from telemetry import AckFrame, ErrorFrame, Reading, is_valid_device_id
 from telemetry.backoff import Backoff, BackoffPolicy
+from telemetry.energy_increments import EnergyIntegrator, EnergySettings
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +117,10 @@ class Publisher:
         self._plant = Plant(config.scenario, seed=config.seed, start=datetime.now(UTC))
         self._plant_clock = time.monotonic()
         self._seq = time.time_ns() // 1_000_000
+        # On the plant's clock: five readings' worth of plant time, at least 10 s, as the agent.
+        gap = max(5 * config.interval_s * config.speed, 10.0)
+        self._energy = EnergyIntegrator(EnergySettings(max_gap_s=gap))
+        self._last_ts: datetime | None = None
         # Jitter differs per device, reproducibly.
         self._backoff = Backoff(
             config.backoff, random.Random(f"backoff:{config.device_id}:{config.seed}")
@@ -229,7 +239,10 @@ class Publisher:
         if dt_s > 0:
             self._plant.step(dt_s)
             self._plant_clock = now_monotonic
-        payload: dict[str, object] = {"ts": datetime.now(UTC), **self._plant.state.sections()}
+        state = self._plant.state
+        sections = state.sections()
+        ts = datetime.now(UTC)
+        payload: dict[str, object] = {"ts": ts, **sections}
         if self.config.send_seq:
             payload["seq"] = self._seq
         try:
@@ -240,7 +253,14 @@ class Publisher:
             return None
         if self.config.send_seq:
             self._seq += 1
-        return json.dumps(reading.to_wire(), separators=(",", ":"))
+        wire = reading.to_wire()
+        increments = self._energy.step(state.time.timestamp(), sections)
+        if increments is not None and self._last_ts is not None:
+            energy = increments.wire()
+            energy["span_s"] = round((ts - self._last_ts).total_seconds(), 3)  # wall time
+            wire["energy"] = energy
+        self._last_ts = ts
+        return json.dumps(wire, separators=(",", ":"))
 
 
 async def _relay(source: asyncio.Event, target: asyncio.Event) -> None:

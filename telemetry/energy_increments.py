@@ -40,10 +40,13 @@ charge`` (conversion losses between the measuring points are in it). It is
 given when a grid meter is known (import and export) and every quantity the
 site has is accounted up to this reading (one silent for over 15 minutes no
 longer counts); otherwise the balance waits for the next reading where that
-holds, so the sum of house over any run of readings is the sum of the balance.
-A negative balance (devices read at slightly different instants, meters of
-different accuracy) is clamped at 0; the amount and the number of clamps are
-counted.
+holds. House is never negative: a negative balance (a counter that moves in
+steps, 10 Wh for some, beside a finely integrated power; devices read at
+slightly different instants) gives 0 and is carried into the next readings,
+where the counter's step makes up for it. Only a balance that stays negative
+for 15 minutes (meters that disagree) is dropped: clamped, the amount and the
+number of clamps counted. So the sum of house over any run of readings is the
+sum of the balance, less what was clamped and what is still carried.
 
 Values are sent to the mWh, the rounding carried to the next reading, so
 the sum of what was sent stays within 0.0005 Wh of the sum measured.
@@ -99,7 +102,8 @@ POWERS: Final[Mapping[Quantity, tuple[str, str, int]]] = {
 }
 _DECIMALS: Final = 3  # mWh on the wire
 # A quantity not accounted for this long (its device gone quiet) stops holding
-# house back; its energy joins the balance when it comes back.
+# house back; its energy joins the balance when it comes back. A negative house
+# balance carried this long is dropped (clamped).
 HOUSE_WAIT_S: Final = 900.0
 # A counter step assumed when the register map does not say (a map in kWh steps
 # ticks 1,000 Wh at once): the plausibility check then allows that much more.
@@ -113,7 +117,7 @@ class EnergyEvent(enum.StrEnum):
     COUNTER_ROLLOVER = "counter_rollover"  # wrapped at the register's width
     COUNTER_REJECTED = "counter_rejected"  # jumped more than max power allows
     UNMEASURED = "unmeasured"  # part of a span could not be measured
-    HOUSE_CLAMPED = "house_clamped"  # the balance was negative
+    HOUSE_CLAMPED = "house_clamped"  # the balance stayed negative: dropped
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +169,8 @@ class IntegratorState:
     Times are on the caller's axis. ``accounted``: up to when each known
     quantity was accounted; ``counters``/``powers``: the last sample of each
     (time, value); ``carry``: the rounding not yet sent; ``house``: balance
-    waiting for a reading where house can be given.
+    waiting for a reading where house can be given, or negative and carried
+    since ``house_negative_since``.
     """
 
     last_t: float | None = None
@@ -174,12 +179,16 @@ class IntegratorState:
     powers: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     carry: Mapping[str, float] = field(default_factory=dict)
     house: float = 0.0
+    house_negative_since: float | None = None
 
     def shifted(self, by: float) -> IntegratorState:
         """The same state with every time moved by ``by`` seconds (onto another axis)."""
         return replace(
             self,
             last_t=None if self.last_t is None else self.last_t + by,
+            house_negative_since=(
+                None if self.house_negative_since is None else self.house_negative_since + by
+            ),
             accounted={k: t + by for k, t in self.accounted.items()},
             counters={k: (t + by, v) for k, (t, v) in self.counters.items()},
             powers={k: (t + by, v) for k, (t, v) in self.powers.items()},
@@ -194,6 +203,7 @@ class IntegratorState:
                 "powers": {k: list(v) for k, v in self.powers.items()},
                 "carry": dict(self.carry),
                 "house": self.house,
+                "house_negative_since": self.house_negative_since,
             },
             separators=(",", ":"),
             allow_nan=False,
@@ -212,6 +222,11 @@ class IntegratorState:
                 powers={str(k): (float(t), float(v)) for k, (t, v) in data["powers"].items()},
                 carry={str(k): float(v) for k, v in data["carry"].items()},
                 house=float(data["house"]),
+                house_negative_since=(
+                    None
+                    if data.get("house_negative_since") is None
+                    else float(data["house_negative_since"])
+                ),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise ValueError(f"not an energy state: {err}") from err
@@ -299,10 +314,20 @@ class EnergyIntegrator:
             carry[quantity.value] = exact - sent
             wh[quantity] = max(0.0, sent)
         house, house_left = self._house(wh, accounted, t, state.house)
+        negative_since = state.house_negative_since
         if house is not None and house < 0:
-            events.append(EnergyEvent.HOUSE_CLAMPED)
-            self.clamped_wh += -house
+            # Carried: a counter's next step makes up for it (module docstring).
+            if negative_since is None:
+                negative_since = t
+            if t - negative_since > HOUSE_WAIT_S:
+                events.append(EnergyEvent.HOUSE_CLAMPED)
+                self.clamped_wh += -house
+                negative_since = None
+            else:
+                house_left = house
             house = 0.0
+        elif house is not None:
+            negative_since = None
         for event in events:
             self.counts[event] += 1
         span = None if unknown or state.last_t is None else t - state.last_t
@@ -313,6 +338,7 @@ class EnergyIntegrator:
             powers=powers,
             carry=carry,
             house=house_left,
+            house_negative_since=negative_since,
         )
         if not wh:
             return None  # the first reading, or one with nothing to account

@@ -9,10 +9,12 @@ import pytest
 from drivers.bus import Backend, BusType, Parity
 from edge.config import (
     ConfigError,
+    EnergyConfig,
     Role,
     load_config,
     parse_config,
     resolve_token,
+    system_timezone,
 )
 
 # A config with both bus types (docs/configuration.md), with a second device on the tcp bus.
@@ -302,3 +304,45 @@ def test_total_must_be_a_boolean() -> None:
     assert problems_of(GOOD + SUB_METER.replace("total = false", 'total = "no"')) == [
         "config error: device[2].total: input should be a valid boolean (got 'no')"
     ]
+
+
+def test_the_timezone_is_an_iana_name_this_machine_knows() -> None:
+    config = parse_config('timezone = "Europe/Berlin"\n' + GOOD, base_dir=Path("/etc/ems-edge"))
+    assert config.timezone == "Europe/Berlin"
+    for bad in ("Europe/Atlantis", "CET/../../etc/passwd", "Berlin time"):
+        with pytest.raises(ConfigError) as err:
+            parse_config(f'timezone = "{bad}"\n' + GOOD, base_dir=Path("/etc"))
+        assert str(err.value).startswith(f"config error: timezone: {bad!r} is not")
+    with pytest.raises(ConfigError, match="config error: timezone: input should be a valid string"):
+        parse_config("timezone = 1\n" + GOOD, base_dir=Path("/etc"))
+
+
+def test_without_a_timezone_the_machines_own_is_taken(tmp_path: Path) -> None:
+    config = parse_config(GOOD, base_dir=Path("/etc/ems-edge"))
+    assert config.timezone == system_timezone()
+    # Debian's /etc/timezone first, then where /etc/localtime links, then UTC.
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    assert system_timezone(etc) == "UTC"
+    (etc / "localtime").symlink_to("/usr/share/zoneinfo/America/New_York")
+    assert system_timezone(etc) == "America/New_York"
+    (etc / "timezone").write_text("Europe/Berlin\n")
+    assert system_timezone(etc) == "Europe/Berlin"
+    (etc / "timezone").write_text("Nowhere/Special\n")  # not a zone: the link is next
+    assert system_timezone(etc) == "America/New_York"
+
+
+def test_the_energy_section() -> None:
+    config = parse_config(GOOD, base_dir=Path("/etc/ems-edge"))
+    assert config.energy == EnergyConfig()
+    assert config.max_gap_s == 10.0  # 5 intervals of 1 s, at least 10 s
+    slow = parse_config(GOOD.replace("interval_s = 1.0", "interval_s = 5"), base_dir=Path("/"))
+    assert slow.max_gap_s == 25.0
+    text = GOOD + "\n[energy]\nmax_gap_s = 30\nmax_power_w = 250000\n"
+    config = parse_config(text, base_dir=Path("/etc/ems-edge"))
+    assert config.energy == EnergyConfig(max_gap_s=30.0, max_power_w=250_000.0)
+    assert config.max_gap_s == 30.0
+    with pytest.raises(ConfigError, match=r"energy\.max_gap_s: input should be greater than 0"):
+        parse_config(GOOD + "\n[energy]\nmax_gap_s = 0\n", base_dir=Path("/"))
+    with pytest.raises(ConfigError, match=r"energy\.max_powr_w: unknown key"):
+        parse_config(GOOD + "\n[energy]\nmax_powr_w = 5\n", base_dir=Path("/"))

@@ -35,6 +35,8 @@ class Frame:
 class WsHub:
     token: str = "secret"
     stored: dict[int, dict[str, Any]] = field(default_factory=dict)
+    # Each reading as it came on the wire, keys the wire models do not know included.
+    wire: dict[int, dict[str, Any]] = field(default_factory=dict)
     frames: list[Frame] = field(default_factory=list)
     health: list[dict[str, Any]] = field(default_factory=list)  # every health frame
     received: list[int] = field(default_factory=list)  # every seq, every time it arrived
@@ -79,6 +81,9 @@ class WsHub:
                 for reading in parsed.readings:
                     assert reading.seq is not None
                     self.stored.setdefault(reading.seq, reading.to_wire())
+                document = json.loads(message)
+                for item in document["items"] if parsed.is_batch else [document]:
+                    self.wire.setdefault(item["seq"], item)
                 if self.ack_delay_s:
                     await asyncio.sleep(self.ack_delay_s)
                 for seq in sorted(self.errors_for & set(seqs)):

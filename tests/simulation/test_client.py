@@ -336,3 +336,38 @@ async def test_the_script_path_runs_and_reports_missing_settings_in_one_line() -
         stdout, _ = await helped.communicate()
     assert helped.returncode == 0
     assert "--devices" in stdout.decode()
+
+
+async def test_readings_carry_the_plants_energy_since_the_previous_one(
+    recorder: tuple[Recorder, str],
+) -> None:
+    rec, url = recorder
+    # A simulated minute per second: the counters move between readings.
+    publisher = Publisher(_config(url, speed=60.0))
+    await _run_until(publisher, lambda: rec.wait_frames(8))
+    frames = rec.frames()
+    assert "energy" not in frames[0]  # nothing before the first
+    rows = frames[1:]
+    assert all(frame["energy"]["complete"] for frame in rows)  # type: ignore[index]
+    ts = [datetime.fromisoformat(str(frame["ts"])).timestamp() for frame in frames]
+    for index, frame in enumerate(rows, 1):
+        energy = frame["energy"]
+        assert isinstance(energy, dict)
+        # span_s is wall time; the energy is the plant's over speed times as long.
+        assert energy["span_s"] == pytest.approx(ts[index] - ts[index - 1], abs=0.002)
+        assert energy["house_wh"] >= 0
+
+    def rise(section: str, name: str) -> float:
+        first, last = frames[0][section], frames[-1][section]
+        assert isinstance(first, dict)
+        assert isinstance(last, dict)
+        return float(last[name]) - float(first[name])
+
+    def summed(key: str) -> float:
+        return sum(float(frame["energy"][key]) for frame in rows)  # type: ignore[index]
+
+    assert summed("pv_wh") == pytest.approx(rise("solar", "energy_total_wh"), abs=0.001)
+    assert summed("import_wh") == pytest.approx(rise("grid", "import_energy_wh"), abs=0.001)
+    assert summed("export_wh") == pytest.approx(rise("grid", "export_energy_wh"), abs=0.001)
+    # The house used energy (day or night: the plant starts at the wall clock's hour).
+    assert summed("house_wh") > 0.5

@@ -242,7 +242,7 @@ def test_a_quantity_missing_from_a_reading_is_caught_up_by_the_next() -> None:
     assert [r.house_wh for r in results] == [1.0, None, 2.0]
 
 
-def test_house_is_the_balance_and_a_negative_one_is_clamped_and_counted() -> None:
+def test_house_is_the_balance() -> None:
     integrator = EnergyIntegrator(EnergySettings())
     site = {
         "solar": {"pv_power_w": 3600.0},  # 1 Wh per second
@@ -251,11 +251,39 @@ def test_house_is_the_balance_and_a_negative_one_is_clamped_and_counted() -> Non
     }
     results = run(integrator, [(0.0, site), (1.0, site)])
     assert results[0].house_wh == pytest.approx(0.3)
-    # Exporting more than the PV gives: the balance is negative, house is 0.
-    odd = {"solar": {"pv_power_w": 0.0}, "grid": {"power_w": -360.0}}
-    results = run(EnergyIntegrator(EnergySettings()), [(0.0, odd), (1.0, odd)])
-    assert results[0].house_wh == 0.0
-    assert EnergyEvent.HOUSE_CLAMPED in results[0].events
+
+
+def test_a_coarse_counter_beside_fine_powers_carries_the_negative_balance() -> None:
+    # PV counted in 10 Wh steps (EPEver), 1800 W of it exported, 1800 W used in the house:
+    # between two steps the balance is negative, the step makes up for it.
+    integrator = EnergyIntegrator(EnergySettings())
+    samples = []
+    for t in range(0, 601):
+        pv_counter = 10.0 * (t // 10)  # 3600 W: 1 Wh a second, a 10 Wh step every 10 s
+        samples.append(
+            (
+                float(t),
+                {"solar": {"energy_total_wh": pv_counter}, "grid": {"power_w": -1800.0}},
+            )
+        )
+    results = run(integrator, samples)
+    assert total(results, Quantity.PV) == 600.0
+    assert total(results, Quantity.EXPORT) == pytest.approx(300.0, abs=0.001)
+    assert house(results) == pytest.approx(300.0, abs=0.001)
+    assert all(r.house_wh is not None and r.house_wh >= 0 for r in results)
+    assert integrator.counts[EnergyEvent.HOUSE_CLAMPED] == 0
+
+
+def test_a_balance_negative_for_15_minutes_is_clamped_and_counted() -> None:
+    # Exporting with no PV at all: meters that disagree. Carried 15 minutes, then dropped.
+    odd = {"solar": {"pv_power_w": 0.0}, "grid": {"power_w": -360.0}}  # 0.1 Wh a second
+    integrator = EnergyIntegrator(EnergySettings())
+    results = run(integrator, ((float(t), odd) for t in range(0, 903)))
+    assert all(r.house_wh == 0.0 for r in results)
+    clamped = [i for i, r in enumerate(results) if EnergyEvent.HOUSE_CLAMPED in r.events]
+    # Negative from the reading at 1 s; over 900 s later, at 902 s, its 902 seconds go.
+    assert clamped == [901]
+    assert integrator.clamped_wh == pytest.approx(90.2, abs=0.001)
 
 
 def test_no_grid_meter_no_house() -> None:
