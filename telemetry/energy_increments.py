@@ -105,6 +105,11 @@ _DECIMALS: Final = 3  # mWh on the wire
 # house back; its energy joins the balance when it comes back. A negative house
 # balance carried this long is dropped (clamped).
 HOUSE_WAIT_S: Final = 900.0
+# What a reading may carry (docs/protocol.md, "Energy": Hub behaviour): a quantity up
+# to 1e9 Wh, a span up to a year. A longer time since is taken as unknown, a larger
+# counter delta as a replaced device.
+MAX_INCREMENT_WH: Final = 1e9
+MAX_SPAN_S: Final = 366 * 86_400.0
 # A counter step assumed when the register map does not say (a map in kWh steps
 # ticks 1,000 Wh at once): the plausibility check then allows that much more.
 DEFAULT_STEP_WH: Final = 1000.0
@@ -276,7 +281,9 @@ class EnergyIntegrator:
     def step(self, t: float, sections: Sections) -> Increments | None:
         """The energy of the reading at ``t``; None when it accounts for nothing (the first)."""
         state = self.state
-        unknown = self._span_unknown or (state.last_t is not None and t <= state.last_t)
+        unknown = self._span_unknown or (
+            state.last_t is not None and not 0 < t - state.last_t <= MAX_SPAN_S
+        )
         self._span_unknown = False
         accounted = dict(state.accounted)
         counters = dict(state.counters)
@@ -389,7 +396,7 @@ class EnergyIntegrator:
         if counter is not None and last is not None and last[0] == since:
             spec = self.settings.counter(quantity)
             delta = counter - last[1]
-            limit = math.inf if unknown else self._most(t - since, spec)
+            limit = MAX_INCREMENT_WH if unknown else self._most(t - since, spec)
             if 0 <= delta <= limit:
                 return delta, True, None
             if delta < 0 and spec.wrap_wh is not None and 0 <= delta + spec.wrap_wh <= limit:
@@ -413,4 +420,4 @@ class EnergyIntegrator:
 
     def _most(self, seconds: float, spec: CounterSpec) -> float:
         """The largest plausible counter delta over ``seconds``."""
-        return self.settings.max_power_w * seconds / 3600 + spec.step_wh
+        return min(MAX_INCREMENT_WH, self.settings.max_power_w * seconds / 3600 + spec.step_wh)

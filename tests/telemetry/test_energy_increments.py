@@ -354,3 +354,25 @@ def test_rounding_never_drifts() -> None:
     exact = power * 36_000 / 3600
     assert math.isclose(total(results, Quantity.PV), exact, abs_tol=0.001)
     assert all(round(r.wh[Quantity.PV], 3) == r.wh[Quantity.PV] for r in results)
+
+
+def test_what_a_reading_cannot_carry_is_never_sent() -> None:
+    # Over a year since the last reading: the span is unknown (the hub takes up to a year).
+    integrator = EnergyIntegrator(EnergySettings())
+    year = 367 * 86_400.0
+    results = run(
+        integrator,
+        [
+            (0.0, {"grid": {"import_energy_wh": 10.0, "export_energy_wh": 0.0}}),
+            (year, {"grid": {"import_energy_wh": 5e6, "export_energy_wh": 0.0}}),
+        ],
+    )
+    assert results[0].span_s is None
+    assert results[0].wh[Quantity.IMPORT] == 5e6 - 10.0
+    # A counter jumping by more than 1e9 Wh is a new device, even with the time unknown.
+    integrator.lose_time()
+    results = run(
+        integrator, [(year + 5, {"grid": {"import_energy_wh": 2e9, "export_energy_wh": 0.0}})]
+    )
+    assert results[0].wh[Quantity.IMPORT] == 0.0
+    assert integrator.counts[EnergyEvent.COUNTER_REJECTED] == 1
