@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs on a Debian machine: Debian packages
-# (browser, debootstrap, nginx, socat, systemd) when missing, which takes root, then the
+# (browser, debootstrap, nginx, socat, sqlite3, pg_dump, systemd) when missing, which takes root, then the
 # project with its dev extra in .venv (scripts/install.sh: pip only when
 # pyproject.toml changed). Safe to run again. The demo alone needs none of the
 # Debian packages: scripts/run.sh installs only what it needs.
@@ -13,6 +13,9 @@ command -v chromium >/dev/null || need_apt+=(chromium)
 command -v debootstrap >/dev/null || need_apt+=(debootstrap)
 # tests/deploy/test_nginx.py runs the shipped deploy/nginx/ems-hub.conf in it.
 [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
+# tests/deploy/test_backup.py backs up as docs/operations.md says: sqlite3, pg_dump.
+command -v sqlite3 >/dev/null || need_apt+=(sqlite3)
+command -v pg_dump >/dev/null || need_apt+=(postgresql-client)
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 if ((${#need_apt[@]})); then
     if [ "$(id -u)" != 0 ]; then
