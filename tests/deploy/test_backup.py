@@ -4,7 +4,9 @@ storage that a new hub serves; every reading acked before the backup began is th
 device's token too.
 
 SQLite: the online backup API, by the sqlite3 command (``.backup``) and by Python's
-``sqlite3.Connection.backup``. PostgreSQL: ``pg_dump -Fc`` and ``pg_restore``.
+``sqlite3.Connection.backup``. PostgreSQL: ``pg_dump -Fc`` and ``pg_restore``; on
+TimescaleDB with ``timescaledb_pre_restore()`` and ``timescaledb_post_restore()`` around
+the restore, as TimescaleDB documents.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,7 +28,7 @@ import asyncpg
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from tests.conftest import POSTGRES_ADMIN_DSN
+from tests.conftest import POSTGRES_ADMIN_DSN, with_database
 from tests.edge.hubproc import HubProcess
 from tests.support.hub import BASE_TS, reading, recv_ack_seqs
 
@@ -156,45 +158,73 @@ async def test_sqlite_online_backup_and_restore(
     await backed_up_and_restored(source, target, take, restore)
 
 
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(POSTGRES_ADMIN_DSN)
+async def _admin(sql: str, dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
     try:
         await conn.execute(sql)
     finally:
         await conn.close()
 
 
-@pytest.fixture
-def two_databases() -> Iterator[tuple[str, str]]:
+@contextlib.asynccontextmanager
+async def two_databases(admin_url: str) -> AsyncIterator[tuple[str, str]]:
     names = [f"ems_backup_{secrets.token_hex(4)}_{role}" for role in ("source", "target")]
     for name in names:
-        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    base = POSTGRES_ADMIN_DSN.rsplit("/", 1)[0]
+        await _admin(f'CREATE DATABASE "{name}"', admin_url)
     try:
-        yield f"{base}/{names[0]}", f"{base}/{names[1]}"
+        yield with_database(admin_url, names[0]), with_database(admin_url, names[1])
     finally:
         for name in names:
-            asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', admin_url)
 
 
 def _pg(*command: str) -> None:
     done = subprocess.run(list(command), capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
-    # pg_restore --exit-on-error stops at the first error; any warning is a finding too.
+    # pg_restore --exit-on-error stops at the first error; an error line is a finding too.
     assert "error" not in done.stderr.lower(), done.stderr
 
 
-async def test_postgresql_dump_and_restore(tmp_path: Path, two_databases: tuple[str, str]) -> None:
-    source_url, target_url = two_databases
-    source = HubProcess(tmp_path / "source", database=source_url)
-    target = HubProcess(tmp_path / "target", database=target_url)
+def _psql(url: str, sql: str) -> None:
+    _pg("psql", "--no-psqlrc", "--set=ON_ERROR_STOP=1", "--quiet", f"--dbname={url}", "-c", sql)
+
+
+async def test_postgresql_dump_and_restore(tmp_path: Path) -> None:
+    """pg_dump while the hub writes; pg_restore into a new database."""
+    await _dump_and_restore(tmp_path, POSTGRES_ADMIN_DSN, timescale=False)
+
+
+async def test_timescaledb_dump_and_restore(tmp_path: Path, timescaledb_admin_url: str) -> None:
+    """The same with TimescaleDB's own steps around pg_restore (docs/operations.md)."""
+    await _dump_and_restore(tmp_path, timescaledb_admin_url, timescale=True)
+
+
+async def _dump_and_restore(tmp_path: Path, admin_url: str, *, timescale: bool) -> None:
     dump = tmp_path / "ems.dump"
+    async with two_databases(admin_url) as (source_url, target_url):
+        source = HubProcess(tmp_path / "source", database=source_url)
+        target = HubProcess(tmp_path / "target", database=target_url)
 
-    def take() -> None:
-        assert shutil.which("pg_dump"), "pg_dump is missing: run scripts/setup.sh"
-        _pg("pg_dump", "--format=custom", f"--file={dump}", f"--dbname={source_url}")
+        def take() -> None:
+            assert shutil.which("pg_dump"), "pg_dump is missing: run scripts/setup.sh"
+            _pg("pg_dump", "--format=custom", f"--file={dump}", f"--dbname={source_url}")
 
-    def restore() -> None:
-        _pg("pg_restore", "--exit-on-error", "--no-owner", f"--dbname={target_url}", str(dump))
+        def restore() -> None:
+            if timescale:
+                _psql(target_url, "CREATE EXTENSION timescaledb")
+                _psql(target_url, "SELECT timescaledb_pre_restore()")
+            _pg("pg_restore", "--exit-on-error", "--no-owner", f"--dbname={target_url}", str(dump))
+            if timescale:
+                _psql(target_url, "SELECT timescaledb_post_restore()")
 
-    await backed_up_and_restored(source, target, take, restore)
+        await backed_up_and_restored(source, target, take, restore)
+        if timescale:
+            # The restored database is TimescaleDB again, its readings a hypertable.
+            conn = await asyncpg.connect(target_url)
+            try:
+                names = await conn.fetch(
+                    "SELECT hypertable_name FROM timescaledb_information.hypertables"
+                )
+            finally:
+                await conn.close()
+            assert "readings" in {row["hypertable_name"] for row in names}, names
