@@ -33,6 +33,7 @@ from tests.edge.hubproc import HubProcess
 from tests.support.hub import BASE_TS, reading, recv_ack_seqs
 
 DEVICE = "backed_up"
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -125,15 +126,13 @@ def _sqlite3_command(source: Path, backup: Path) -> None:
 
 
 def _python_backup_api(source: Path, backup: Path) -> None:
+    # docs/operations.md's one-liner, as written there.
     code = (
-        "import sqlite3, sys\n"
-        "src = sqlite3.connect(sys.argv[1])\n"
-        "dst = sqlite3.connect(sys.argv[2])\n"
-        "with dst:\n"
-        "    src.backup(dst)\n"
-        "dst.close(); src.close()\n"
+        "import sqlite3, sys; d = sqlite3.connect(sys.argv[2]); "
+        "sqlite3.connect(sys.argv[1]).backup(d); d.close()"
     )
     subprocess.run([sys.executable, "-c", code, str(source), str(backup)], check=True, timeout=120)
+    assert code in (REPO / "docs/operations.md").read_text()
 
 
 @pytest.mark.parametrize("how", [_sqlite3_command, _python_backup_api], ids=["sqlite3", "python"])
