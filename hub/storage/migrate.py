@@ -1,4 +1,4 @@
-"""Applies the PostgreSQL schema (:mod:`hub.storage.schema`) and sets up TimescaleDB when present.
+"""Applies the schema history (:mod:`hub.storage.history`) on PostgreSQL, then TimescaleDB.
 
 Runs on one dedicated connection, under a session-level advisory lock, so two
 hubs starting together take turns instead of racing on ``CREATE``. Session
@@ -22,24 +22,22 @@ from __future__ import annotations
 
 import logging
 import re
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 import asyncpg
 
 from hub.storage.base import StorageConfigError
+from hub.storage.history import Dialect, Migration, run_migrations
 from hub.storage.schema import (
     ADVISORY_LOCK_SQL,
     ADVISORY_UNLOCK_SQL,
-    LATEST_VERSION,
-    MIGRATIONS,
     PLAIN_STATEMENTS,
     READINGS,
     ROLLUP,
     VERSION_TABLE,
-    VERSION_TABLE_SQL,
     TimescaleMode,
     TimescaleOptions,
-    missing_column_statements,
     rollup_columns,
     timescale_steps,
 )
@@ -129,28 +127,35 @@ async def _table_columns(conn: asyncpg.Connection, schema: str, table: str) -> s
     return {row["column_name"] for row in rows}
 
 
-async def _apply_migrations(conn: asyncpg.Connection) -> int:
-    await conn.execute(VERSION_TABLE_SQL)
-    applied = {row["version"] for row in await conn.fetch(f"SELECT version FROM {VERSION_TABLE}")}
-    newest = max(applied, default=0)
-    if newest > LATEST_VERSION:
-        raise StorageConfigError(
-            f"the database's schema is version {newest}, newer than this hub's "
-            f"({LATEST_VERSION}): upgrade the hub"
+class _PostgresTarget:
+    """:class:`hub.storage.history.SchemaTarget` on one connection, in its current schema."""
+
+    dialect = Dialect.POSTGRES
+    where = "the database"
+
+    def __init__(self, conn: asyncpg.Connection, schema: str) -> None:
+        self._conn = conn
+        self._schema = schema
+
+    async def execute(self, sql: str) -> None:
+        await self._conn.execute(sql)
+
+    async def applied_versions(self) -> set[int]:
+        rows = await self._conn.fetch(f"SELECT version FROM {VERSION_TABLE}")
+        return {row["version"] for row in rows}
+
+    async def record(self, migration: Migration) -> None:
+        await self._conn.execute(
+            f"INSERT INTO {VERSION_TABLE} (version, description) VALUES ($1, $2)",
+            migration.version,
+            migration.description,
         )
-    for migration in MIGRATIONS:
-        if migration.version in applied:
-            continue
-        async with conn.transaction():
-            for sql in migration.statements:
-                await conn.execute(sql)
-            await conn.execute(
-                f"INSERT INTO {VERSION_TABLE} (version, description) VALUES ($1, $2)",
-                migration.version,
-                migration.description,
-            )
-        logger.info("applied schema migration %d: %s", migration.version, migration.description)
-    return LATEST_VERSION
+
+    async def readings_columns(self) -> set[str]:
+        return await _table_columns(self._conn, self._schema, READINGS)
+
+    def transaction(self) -> AbstractAsyncContextManager[None]:
+        return self._conn.transaction()
 
 
 async def _timescale_preloaded(conn: asyncpg.Connection) -> bool:
@@ -208,13 +213,7 @@ async def migrate(conn: asyncpg.Connection, options: TimescaleOptions) -> Schema
     await conn.execute(ADVISORY_LOCK_SQL, schema)
     try:
         preloaded = await _timescale_preloaded(conn)
-        version = await _apply_migrations(conn)
-        missing = missing_column_statements(await _table_columns(conn, schema, READINGS))
-        if missing:
-            async with conn.transaction():
-                for sql in missing:
-                    await conn.execute(sql)
-            logger.info("added %d column(s) for new protocol fields", len(missing))
+        version = await run_migrations(_PostgresTarget(conn, schema))
         timescale = await _timescale(conn, options.mode, preloaded=preloaded)
         rollup_usable = False
         if timescale.present:

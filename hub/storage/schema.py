@@ -1,9 +1,11 @@
-"""The PostgreSQL schema: versioned migrations and the TimescaleDB steps, as SQL text.
+"""The schema's names and tables, and the TimescaleDB steps, as SQL text.
 
-Nothing here talks to a database: :mod:`hub.storage.migrate` runs these
-statements in order, under an advisory lock, and records each applied version
-in ``ems_schema_version``. Every statement is safe to run twice, because two
-hubs may start together and a hub may stop half-way through a migration.
+Nothing here talks to a database. The versioned tables, for PostgreSQL and SQLite
+alike, are in :mod:`hub.storage.history` (one list of versions with each dialect's
+statements, and the one runner); :mod:`hub.storage.migrate` runs them on PostgreSQL
+under an advisory lock, then the TimescaleDB steps below. Every statement is safe to
+run twice, because two hubs may start together and a hub may stop half-way through
+a migration.
 
 Tables (docs/architecture.md, "Guarantees": storage is idempotent on (device_id, ts)):
 
@@ -39,20 +41,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Final
 
-from hub.storage.columns import (
-    ENERGY_COLUMNS,
-    FIELD_COLUMNS,
-    NUMERIC_COLUMNS,
-    ColumnKind,
-    FieldColumn,
-)
-from hub.storage.energy import (
-    ENERGY_BUCKET,
-    ENERGY_CAGG,
-    cagg_sql,
-    rollup_table_sql,
-    timezones_table_sql,
-)
+from hub.storage.columns import NUMERIC_COLUMNS, FieldColumn
+from hub.storage.energy import ENERGY_BUCKET, ENERGY_CAGG, cagg_sql
 
 READINGS: Final = "readings"
 TOKENS: Final = "device_tokens"
@@ -67,136 +57,12 @@ ROLLUP_WIDTH: Final = timedelta(minutes=1)
 ADVISORY_LOCK_SQL: Final = "SELECT pg_advisory_lock(hashtext('ems_switchboard:' || $1))"
 ADVISORY_UNLOCK_SQL: Final = "SELECT pg_advisory_unlock(hashtext('ems_switchboard:' || $1))"
 
-_PG_TYPES: Final = {
-    ColumnKind.NUMBER: "double precision",
-    ColumnKind.TEXT: "text",
-    ColumnKind.NUMBER_LIST: "double precision[]",
-}
-
 Statement = tuple[str, tuple[Any, ...]]
-
-
-def pg_type(column: FieldColumn) -> str:
-    return _PG_TYPES[column.kind]
 
 
 def count_column(column: FieldColumn) -> str:
     """The rollup's per-minute count of non-null values of ``column``."""
     return f"n_{column.name}"
-
-
-@dataclass(frozen=True, slots=True)
-class Migration:
-    version: int
-    description: str
-    statements: tuple[str, ...]
-
-
-VERSION_TABLE_SQL: Final = f"""
-CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (
-    version integer PRIMARY KEY,
-    description text NOT NULL,
-    applied_at timestamptz NOT NULL DEFAULT now()
-)"""
-
-_FIELD_DDL: Final = ",\n    ".join(f"{c.name} {pg_type(c)}" for c in FIELD_COLUMNS)
-
-MIGRATIONS: Final = (
-    Migration(
-        1,
-        "readings and device tokens",
-        (
-            f"""
-CREATE TABLE IF NOT EXISTS {READINGS} (
-    device_id text NOT NULL,
-    ts timestamptz NOT NULL,
-    seq bigint,
-    received_at timestamptz NOT NULL,
-    sections smallint NOT NULL,
-    {_FIELD_DDL},
-    extra jsonb,
-    PRIMARY KEY (device_id, ts)
-)""",
-            f"""
-CREATE TABLE IF NOT EXISTS {TOKENS} (
-    token_hash text PRIMARY KEY,
-    device_id text NOT NULL,
-    created_at timestamptz NOT NULL
-)""",
-            f"CREATE INDEX IF NOT EXISTS {TOKENS}_device_idx ON {TOKENS} (device_id)",
-        ),
-    ),
-    Migration(
-        2,
-        "token generation counter",
-        (
-            f"""
-CREATE TABLE IF NOT EXISTS {TOKEN_GENERATION} (
-    id smallint PRIMARY KEY CHECK (id = 1),
-    generation bigint NOT NULL
-)""",
-            f"INSERT INTO {TOKEN_GENERATION} (id, generation) VALUES (1, 0) "
-            "ON CONFLICT (id) DO NOTHING",
-            # The table is named through TG_TABLE_SCHEMA, not the search_path: a
-            # psql session with another search_path can still edit the tokens.
-            # An upsert, so a deleted counter row comes back at the next change.
-            f"""
-CREATE OR REPLACE FUNCTION {BUMP_TOKEN_GENERATION}() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE format(
-        'INSERT INTO %I.{TOKEN_GENERATION} AS g (id, generation) VALUES (1, 1) '
-        'ON CONFLICT (id) DO UPDATE SET generation = g.generation + 1',
-        TG_TABLE_SCHEMA
-    );
-    RETURN NULL;
-END
-$$""",
-            # CREATE OR REPLACE TRIGGER: PostgreSQL 14 (MIN_SERVER_VERSION).
-            f"CREATE OR REPLACE TRIGGER {TOKENS}_generation "
-            f"AFTER INSERT OR UPDATE OR DELETE ON {TOKENS} "
-            f"FOR EACH ROW EXECUTE FUNCTION {BUMP_TOKEN_GENERATION}()",
-            f"CREATE OR REPLACE TRIGGER {TOKENS}_generation_truncate "
-            f"AFTER TRUNCATE ON {TOKENS} "
-            f"FOR EACH STATEMENT EXECUTE FUNCTION {BUMP_TOKEN_GENERATION}()",
-        ),
-    ),
-    Migration(
-        3,
-        "each device's own values (several devices per role)",
-        # Nullable without a default: no rewrite of existing rows, and allowed on a
-        # compressed hypertable.
-        (f"ALTER TABLE {READINGS} ADD COLUMN IF NOT EXISTS devices jsonb",),
-    ),
-    Migration(
-        4,
-        "energy per reading, its rollup, and each device's time zone",
-        (
-            # Nullable without a default, as version 3: no rewrite, fine on compressed chunks.
-            *(
-                f"ALTER TABLE {READINGS} ADD COLUMN IF NOT EXISTS {name} "
-                f"{'boolean' if name == 'energy_complete' else 'double precision'}"
-                for name in ENERGY_COLUMNS
-            ),
-            # Kept by the writer on plain PostgreSQL (hub/storage/energy.py); TimescaleDB
-            # reads its continuous aggregate instead and leaves this table empty.
-            rollup_table_sql(
-                text="text", bucket="timestamptz", integer="bigint", real="double precision"
-            ),
-            timezones_table_sql(text="text", instant="timestamptz"),
-        ),
-    ),
-)
-LATEST_VERSION: Final = MIGRATIONS[-1].version
-
-
-def missing_column_statements(existing: set[str]) -> list[str]:
-    """``ADD COLUMN`` for protocol fields newer than the table (a field added to telemetry)."""
-    return [
-        f"ALTER TABLE {READINGS} ADD COLUMN IF NOT EXISTS {c.name} {pg_type(c)}"
-        for c in FIELD_COLUMNS
-        if c.name not in existing
-    ]
 
 
 # Without TimescaleDB: the primary key serves every per-device query; a BRIN

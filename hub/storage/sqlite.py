@@ -1,6 +1,7 @@
 """Embedded SQLite storage (aiosqlite): the zero-setup default when no database URL is given.
 
-Same tables and behaviour as PostgreSQL (:mod:`hub.storage.schema`), adapted:
+Same tables and behaviour as PostgreSQL, from the same history of schema versions
+(:mod:`hub.storage.history`), adapted:
 times are integer microseconds since the Unix epoch (exact, and ordered like
 the instants), phase lists, ``extra`` and ``devices`` are JSON text, and
 ``readings`` is a ``WITHOUT ROWID`` table clustered on its primary key ``(device_id, ts)``, so a
@@ -41,7 +42,6 @@ import aiosqlite
 
 from hub.storage.base import (
     DeviceRecord,
-    StorageConfigError,
     StorageError,
     StorageUnavailable,
     StoredReading,
@@ -49,7 +49,6 @@ from hub.storage.base import (
 )
 from hub.storage.columns import (
     BUCKET_ORIGIN,
-    ENERGY_COLUMNS,
     ENERGY_COMPLETE_INDEX,
     ENERGY_OFFSET,
     FIELD_COLUMNS,
@@ -78,10 +77,9 @@ from hub.storage.energy import (
     check_edges,
     group_buckets,
     rollup_deltas,
-    rollup_table_sql,
-    timezones_table_sql,
     upsert_assignments,
 )
+from hub.storage.history import Dialect, Migration, run_migrations
 from hub.storage.schema import READINGS, TOKEN_GENERATION, TOKENS, VERSION_TABLE
 from telemetry.backoff import Backoff, BackoffPolicy
 
@@ -103,97 +101,6 @@ class SqliteOptions:
 
 # Opening a file another hub is switching to WAL: 20 ms doubling to 0.5 s, jittered.
 OPEN_RETRY: Final = BackoffPolicy(0.02, 0.5)
-_SQLITE_TYPES: Final = {
-    ColumnKind.NUMBER: "REAL",
-    ColumnKind.TEXT: "TEXT",
-    ColumnKind.NUMBER_LIST: "TEXT",  # JSON array
-}
-
-
-def _sqlite_type(column: FieldColumn) -> str:
-    return _SQLITE_TYPES[column.kind]
-
-
-_FIELD_DDL: Final = ",\n    ".join(f"{c.name} {_sqlite_type(c)}" for c in FIELD_COLUMNS)
-
-# The counter bump of schema.MIGRATIONS' version 2, a deleted row coming back. No
-# ON CONFLICT here on purpose: inside a trigger, the firing statement's policy
-# replaces the trigger's own (https://sqlite.org/lang_createtrigger.html), so
-# "INSERT OR IGNORE INTO device_tokens" would make an upsert skip the bump.
-_BUMP_TOKEN_GENERATION: Final = (
-    f"INSERT INTO {TOKEN_GENERATION} (id, generation) "
-    f"SELECT 1, 0 WHERE NOT EXISTS (SELECT 1 FROM {TOKEN_GENERATION}); "
-    f"UPDATE {TOKEN_GENERATION} SET generation = generation + 1 WHERE id = 1"
-)
-
-# (version, description, statements): the same history as schema.MIGRATIONS.
-_MIGRATIONS: Final = (
-    (
-        1,
-        "readings and device tokens",
-        (
-            f"""
-CREATE TABLE IF NOT EXISTS {READINGS} (
-    device_id TEXT NOT NULL,
-    ts INTEGER NOT NULL,
-    seq INTEGER,
-    received_at INTEGER NOT NULL,
-    sections INTEGER NOT NULL,
-    {_FIELD_DDL},
-    extra TEXT,
-    PRIMARY KEY (device_id, ts)
-) WITHOUT ROWID""",
-            f"""
-CREATE TABLE IF NOT EXISTS {TOKENS} (
-    token_hash TEXT PRIMARY KEY,
-    device_id TEXT NOT NULL,
-    created_at INTEGER NOT NULL
-)""",
-            f"CREATE INDEX IF NOT EXISTS {TOKENS}_device_idx ON {TOKENS} (device_id)",
-        ),
-    ),
-    (
-        2,
-        "token generation counter",
-        (
-            f"""
-CREATE TABLE IF NOT EXISTS {TOKEN_GENERATION} (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    generation INTEGER NOT NULL
-)""",
-            f"INSERT OR IGNORE INTO {TOKEN_GENERATION} (id, generation) VALUES (1, 0)",
-            # Row-level triggers, as in PostgreSQL; SQLite has no TRUNCATE, and its
-            # "DELETE without WHERE" shortcut is off for a table with triggers.
-            *(
-                f"CREATE TRIGGER IF NOT EXISTS {TOKENS}_generation_{event.lower()} "
-                f"AFTER {event} ON {TOKENS} BEGIN {_BUMP_TOKEN_GENERATION}; END"
-                for event in ("INSERT", "UPDATE", "DELETE")
-            ),
-        ),
-    ),
-    (
-        3,
-        "each device's own values (several devices per role)",
-        (f"ALTER TABLE {READINGS} ADD COLUMN devices TEXT",),
-    ),
-    (
-        4,
-        "energy per reading, its rollup, and each device's time zone",
-        (
-            *(
-                f"ALTER TABLE {READINGS} ADD COLUMN {name} "
-                f"{'INTEGER' if name == 'energy_complete' else 'REAL'}"
-                for name in ENERGY_COLUMNS
-            ),
-            # Buckets as microseconds since the epoch, like every time here.
-            rollup_table_sql(text="TEXT", bucket="INTEGER", integer="INTEGER", real="REAL")
-            + " WITHOUT ROWID",
-            timezones_table_sql(text="TEXT", instant="INTEGER"),
-        ),
-    ),
-)
-LATEST_VERSION: Final = _MIGRATIONS[-1][0]
-
 _COLUMN_LIST: Final = ", ".join(READING_COLUMNS)
 _INSERT: Final = (
     f"INSERT INTO {READINGS} ({_COLUMN_LIST}) VALUES ({', '.join('?' * len(READING_COLUMNS))}) "
@@ -336,6 +243,37 @@ def _inserted(
     return inserted
 
 
+class _SqliteTarget:
+    """:class:`hub.storage.history.SchemaTarget` on a connection inside ``BEGIN IMMEDIATE``."""
+
+    dialect = Dialect.SQLITE
+
+    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+        self._conn = conn
+        self.where = str(path)
+
+    async def execute(self, sql: str) -> None:
+        await self._conn.execute(sql)
+
+    async def applied_versions(self) -> set[int]:
+        rows = await self._conn.execute_fetchall(f"SELECT version FROM {VERSION_TABLE}")
+        return {row[0] for row in rows}
+
+    async def record(self, migration: Migration) -> None:
+        await self._conn.execute(
+            f"INSERT INTO {VERSION_TABLE} (version, description, applied_at) VALUES (?, ?, ?)",
+            (migration.version, migration.description, time.time_ns() // 1000),
+        )
+
+    async def readings_columns(self) -> set[str]:
+        rows = await self._conn.execute_fetchall(f"PRAGMA table_info({READINGS})")
+        return {row[1] for row in rows}
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        yield  # the caller's BEGIN IMMEDIATE holds the whole run
+
+
 class SqliteStorage:
     """The :class:`hub.storage.base.Storage` interface on one SQLite file."""
 
@@ -409,41 +347,10 @@ class SqliteStorage:
 
     async def _migrate(self, conn: aiosqlite.Connection) -> None:
         # BEGIN IMMEDIATE takes the write lock first: two hubs on one file take turns.
+        # The whole run is one transaction (SQLite's DDL is transactional).
         await conn.execute("BEGIN IMMEDIATE")  # outside the try: no transaction if it fails
         try:
-            await conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version INTEGER PRIMARY KEY, "
-                "description TEXT NOT NULL, applied_at INTEGER NOT NULL)"
-            )
-            applied = {
-                row[0]
-                for row in await conn.execute_fetchall(f"SELECT version FROM {VERSION_TABLE}")
-            }
-            newest = max(applied, default=0)
-            if newest > LATEST_VERSION:
-                raise StorageConfigError(
-                    f"{self.path}'s schema is version {newest}, newer than this hub's "
-                    f"({LATEST_VERSION}): upgrade the hub"
-                )
-            for version, description, statements in _MIGRATIONS:
-                if version in applied:
-                    continue
-                for sql in statements:
-                    await conn.execute(sql)
-                await conn.execute(
-                    f"INSERT INTO {VERSION_TABLE} (version, description, applied_at) "
-                    "VALUES (?, ?, ?)",
-                    (version, description, time.time_ns() // 1000),
-                )
-                logger.info("applied schema migration %d: %s", version, description)
-            existing = {
-                row[1] for row in await conn.execute_fetchall(f"PRAGMA table_info({READINGS})")
-            }
-            for column in FIELD_COLUMNS:
-                if column.name not in existing:  # a protocol field newer than the file
-                    await conn.execute(
-                        f"ALTER TABLE {READINGS} ADD COLUMN {column.name} {_sqlite_type(column)}"
-                    )
+            await run_migrations(_SqliteTarget(conn, self.path))
             await conn.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error, ValueError):

@@ -10,10 +10,10 @@ from typing import Any
 
 import asyncpg
 
-from hub.storage import sqlite as sqlite_storage
 from hub.storage.base import Storage
+from hub.storage.history import MIGRATIONS, Dialect, version_table_sql
 from hub.storage.postgres import PostgresOptions, PostgresStorage
-from hub.storage.schema import MIGRATIONS, VERSION_TABLE_SQL, TimescaleMode, TimescaleOptions
+from hub.storage.schema import TimescaleMode, TimescaleOptions
 from hub.storage.sqlite import SqliteStorage
 from tests.hub.storage.helpers import BASE_TS, opened, simple, stored
 
@@ -64,10 +64,13 @@ async def _write_old_sqlite(path: Path) -> None:
             "CREATE TABLE ems_schema_version (version INTEGER PRIMARY KEY, "
             "description TEXT NOT NULL, applied_at INTEGER NOT NULL)"
         )
-        for version, description, statements in sqlite_storage._MIGRATIONS[:2]:
-            for sql in statements:
+        for migration in MIGRATIONS[:2]:
+            for sql in migration.statements(Dialect.SQLITE):
                 conn.execute(sql)
-            conn.execute("INSERT INTO ems_schema_version VALUES (?, ?, 0)", (version, description))
+            conn.execute(
+                "INSERT INTO ems_schema_version VALUES (?, ?, 0)",
+                (migration.version, migration.description),
+            )
         conn.execute(
             "INSERT INTO readings (device_id, ts, seq, received_at, sections, grid_power_w) "
             "VALUES ('site', ?, 0, 0, 2, 100.0)",
@@ -90,9 +93,9 @@ async def test_a_sqlite_file_of_version_2_gains_the_column(tmp_path: Path) -> No
 async def test_a_postgres_schema_of_version_2_gains_the_column(schema_url: str) -> None:
     conn = await asyncpg.connect(schema_url)
     try:  # as the previous hub left it
-        await conn.execute(VERSION_TABLE_SQL)
+        await conn.execute(version_table_sql(Dialect.POSTGRES))
         for migration in MIGRATIONS[:2]:
-            for sql in migration.statements:
+            for sql in migration.statements(Dialect.POSTGRES):
                 await conn.execute(sql)
             await conn.execute(
                 "INSERT INTO ems_schema_version (version, description) VALUES ($1, $2)",

@@ -14,9 +14,10 @@ import pytest
 
 from hub.storage import postgres as pg
 from hub.storage.base import StorageConfigError, StorageError, StorageUnavailable, TokenRecord
+from hub.storage.history import MIGRATIONS, Dialect, version_table_sql
 from hub.storage.migrate import TIMESCALE_PRELOADED_SQL, try_create_extension
 from hub.storage.postgres import PostgresOptions, PostgresStorage, is_unavailable
-from hub.storage.schema import MIGRATIONS, VERSION_TABLE_SQL, TimescaleMode, TimescaleOptions
+from hub.storage.schema import TimescaleMode, TimescaleOptions
 from tests.hub.storage.helpers import BASE_TS, fresh_schema, opened, simple
 from tests.support.ports import free_port
 from tests.tcp_proxy import CutMode, TcpProxy
@@ -162,9 +163,9 @@ async def test_a_column_missing_for_a_newer_field_is_added(schema_url: str) -> N
 async def test_a_schema_of_version_1_upgrades_and_keeps_its_tokens(schema_url: str) -> None:
     conn = await asyncpg.connect(schema_url)
     try:  # as the previous hub left it
-        await conn.execute(VERSION_TABLE_SQL)
+        await conn.execute(version_table_sql(Dialect.POSTGRES))
         assert MIGRATIONS[0].version == 1
-        for sql in MIGRATIONS[0].statements:
+        for sql in MIGRATIONS[0].statements(Dialect.POSTGRES):
             await conn.execute(sql)
         await conn.execute(
             "INSERT INTO ems_schema_version (version, description) VALUES (1, $1)",

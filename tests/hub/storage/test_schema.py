@@ -13,6 +13,7 @@ import pytest
 
 from hub.storage.base import StorageConfigError
 from hub.storage.columns import NUMERIC_COLUMNS, READING_COLUMNS
+from hub.storage.history import MIGRATIONS, Dialect, missing_column_statements
 from hub.storage.migrate import (
     TIMESCALE_PRELOADED_SQL,
     _timescale,
@@ -20,10 +21,8 @@ from hub.storage.migrate import (
     parse_version,
 )
 from hub.storage.schema import (
-    MIGRATIONS,
     TimescaleMode,
     TimescaleOptions,
-    missing_column_statements,
     rollup_columns,
     rollup_sql,
     timescale_steps,
@@ -160,21 +159,24 @@ def test_the_rollup_averages_and_counts_every_numeric_column() -> None:
 
 
 def test_the_migrations_create_every_reading_column() -> None:
-    create = MIGRATIONS[0].statements[0]
+    create = MIGRATIONS[0].statements(Dialect.POSTGRES)[0]
     declared = re.findall(r"^ +(\w+) ", create, flags=re.MULTILINE)
     # Version 3 adds `devices` (each device's own values).
-    assert MIGRATIONS[2].statements == (
+    assert MIGRATIONS[2].statements(Dialect.POSTGRES) == (
         "ALTER TABLE readings ADD COLUMN IF NOT EXISTS devices jsonb",
     )
     # Version 4 adds the energy increments.
-    energy = [re.findall(r"ADD COLUMN IF NOT EXISTS (\w+)", s) for s in MIGRATIONS[3].statements]
+    energy = [
+        re.findall(r"ADD COLUMN IF NOT EXISTS (\w+)", s)
+        for s in MIGRATIONS[3].statements(Dialect.POSTGRES)
+    ]
     added = [names[0] for names in energy if names]
     assert [c for c in declared if c != "PRIMARY"] + ["devices", *added] == list(READING_COLUMNS)
     assert "PRIMARY KEY (device_id, ts)" in create
-    assert missing_column_statements(set(READING_COLUMNS)) == []
-    assert missing_column_statements(set(READING_COLUMNS) - {"battery_state"}) == [
-        "ALTER TABLE readings ADD COLUMN IF NOT EXISTS battery_state text"
-    ]
+    assert missing_column_statements(Dialect.POSTGRES, READING_COLUMNS) == []
+    assert missing_column_statements(
+        Dialect.POSTGRES, set(READING_COLUMNS) - {"battery_state"}
+    ) == ["ALTER TABLE readings ADD COLUMN IF NOT EXISTS battery_state text"]
 
 
 class _Catalogue:

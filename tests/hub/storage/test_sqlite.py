@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from hub.storage import sqlite as sqlite_storage
 from hub.storage.base import StorageConfigError, StorageError, StorageUnavailable, TokenRecord
-from hub.storage.sqlite import LATEST_VERSION, SqliteOptions, SqliteStorage, Synchronous
+from hub.storage.history import LATEST_VERSION, MIGRATIONS, Dialect
+from hub.storage.sqlite import SqliteOptions, SqliteStorage, Synchronous
 from tests.hub.storage.helpers import BASE_TS, opened, simple
 
 WIDE = (BASE_TS - timedelta(days=1), BASE_TS + timedelta(days=1))
@@ -80,16 +80,16 @@ async def test_a_schema_newer_than_the_hub_is_refused(tmp_path: Path) -> None:
 
 async def test_a_file_of_schema_version_1_upgrades_and_keeps_its_tokens(tmp_path: Path) -> None:
     path = tmp_path / "hub.db"
-    version, description, statements = sqlite_storage._MIGRATIONS[0]
-    assert version == 1
+    first = MIGRATIONS[0]
+    assert first.version == 1
     with contextlib.closing(sqlite3.connect(path)) as conn, conn:  # as the previous hub left it
         conn.execute(
             "CREATE TABLE ems_schema_version (version INTEGER PRIMARY KEY, "
             "description TEXT NOT NULL, applied_at INTEGER NOT NULL)"
         )
-        for sql in statements:
+        for sql in first.statements(Dialect.SQLITE):
             conn.execute(sql)
-        conn.execute("INSERT INTO ems_schema_version VALUES (1, ?, 0)", (description,))
+        conn.execute("INSERT INTO ems_schema_version VALUES (1, ?, 0)", (first.description,))
         conn.execute("INSERT INTO device_tokens VALUES ('h1', 'dev-1', 1793520000000000)")
     async with opened(SqliteStorage(path)) as storage:
         assert [t.token_hash for t in await storage.tokens()] == ["h1"]
