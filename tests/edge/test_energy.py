@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from datetime import UTC, datetime
+import signal
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 
 from edge.agent import Agent
@@ -16,8 +18,11 @@ from edge.demo import simulated_site_config
 from edge.energy import EnergyTracker, counter_specs
 from edge.outbox import NewReading, Outbox, ts_us_of
 from simulation.runner import SimulatedSite
+from telemetry import format_ts
 from telemetry.energy_increments import CounterSpec, EnergySettings, Quantity
-from tests.edge.site import OPTIONS, site_config
+from tests.edge.hubproc import running_hub
+from tests.edge.site import OPTIONS, site_config, stored
+from tests.edge.test_cli import AgentProcess, wait_stored, write_config
 from tests.edge.wshub import WsHub, running
 from tests.support.polling import until
 
@@ -234,3 +239,100 @@ async def test_the_agent_restarted_keeps_the_energy_continuous(tmp_path: Path) -
     assert measured == pytest.approx(battery, rel=0.01, abs=0.01)
     assert abs(battery) > 0.1  # the battery did work: the comparison means something
     assert all(row["energy"]["house_wh"] >= 0 for row in rows[1:] if "house_wh" in row["energy"])
+
+
+async def test_through_the_real_hub_the_sites_energy_adds_up_in_its_time_zone(
+    tmp_path: Path,
+) -> None:
+    """The real agent (restarted once) on the moving simulated site, the real hub process:
+    the hub takes the site's zone from the health frame and its energy route sums what
+    the agent measured, which is the counters' rise."""
+    with running_hub(tmp_path / "hub") as hub:
+        token = await asyncio.to_thread(hub.token_add, "energy_e2e")
+        began = datetime.now(UTC)
+        async with SimulatedSite(tcp=("127.0.0.1", 0), speed=1.0) as site:
+            text = site_config(tmp_path, hub.url, site.tcp_port, "energy_e2e")
+            config = dataclasses.replace(
+                parse_config(text, base_dir=tmp_path), timezone="Asia/Kolkata"
+            )
+            produced = 0
+            for _ in range(2):
+                agent = Agent(config, token=token, options=OPTIONS)
+                task = asyncio.create_task(agent.run(), name="test.agent")
+                await until(lambda a=agent: a.sampler is not None and a.sampler.readings >= 15)
+                agent.stop()
+                async with asyncio.timeout(15):
+                    await task
+                assert agent.sampler is not None
+                produced += agent.sampler.readings
+                await asyncio.sleep(1.0)
+        rows = await stored(hub, "energy_e2e", began)
+        assert len(rows) == produced
+        answer = await asyncio.to_thread(
+            httpx.get,
+            f"{hub.http}/api/devices/energy_e2e/energy",
+            params={"start": format_ts(began - timedelta(hours=1)), "period": "day"},
+            timeout=30.0,
+        )
+    answer.raise_for_status()
+    energy = answer.json()
+    assert energy["timezone"] == "Asia/Kolkata"  # from the agent's health frame
+    total = energy["total"]
+
+    def rise(section: str, name: str) -> float:
+        return float(rows[-1][section][name]) - float(rows[0][section][name])
+
+    def summed(key: str) -> float:
+        return sum(row["energy"][key] for row in rows[1:])
+
+    assert "energy" not in rows[0]
+    for key, section, name in (
+        ("pv_wh", "solar", "energy_total_wh"),
+        ("import_wh", "grid", "import_energy_wh"),
+        ("export_wh", "grid", "export_energy_wh"),
+    ):
+        assert summed(key) == pytest.approx(rise(section, name), abs=0.001)
+        assert total[key] == pytest.approx(summed(key), abs=0.1)  # the hub rounds to 0.1 Wh
+    for key in ("charge_wh", "discharge_wh", "house_wh"):
+        assert total[key] == pytest.approx(summed(key), abs=0.1)
+    assert summed("charge_wh") + summed("discharge_wh") > 0.1  # the battery worked
+
+
+async def test_sigkill_and_restart_neither_lose_nor_double_counted_energy(
+    tmp_path: Path,
+) -> None:
+    """`ems edge run` killed (SIGKILL) three times mid-stream on a moving site, the real
+    hub: the energy stored adds up to the counters' rise, exactly. Readings taken but
+    not yet written when killed are gone, and the state stored with the last written
+    one makes the next reading carry their energy."""
+    with running_hub(tmp_path / "hub") as hub:
+        token = await asyncio.to_thread(hub.token_add, "energy_kill")
+        began = datetime.now(UTC)
+        # Ten simulated seconds per second: the counters move between readings.
+        async with SimulatedSite(tcp=("127.0.0.1", 0), speed=10.0) as site:
+            path = write_config(tmp_path, hub.url, site.tcp_port, "energy_kill")
+            for round_ in range(4):
+                agent = AgentProcess(path, token)
+                try:
+                    await wait_stored(hub, "energy_kill", began, 10 * (round_ + 1))
+                    sig = signal.SIGKILL if round_ < 3 else signal.SIGTERM
+                    assert await asyncio.to_thread(agent.stop, sig) in (-sig, 0)
+                finally:
+                    if agent.process.poll() is None:
+                        agent.process.kill()
+        rows = await stored(hub, "energy_kill", began)
+    seqs = [row["seq"] for row in rows]
+    assert seqs == list(range(len(seqs)))
+    assert "energy" not in rows[0]
+    assert all("energy" in row for row in rows[1:])
+
+    def rise(section: str, name: str) -> float:
+        return float(rows[-1][section][name]) - float(rows[0][section][name])
+
+    def summed(key: str) -> float:
+        return sum(row["energy"][key] for row in rows[1:])
+
+    assert rise("solar", "energy_total_wh") > 0  # the counters moved
+    assert summed("pv_wh") == pytest.approx(rise("solar", "energy_total_wh"), abs=0.002)
+    assert summed("import_wh") == pytest.approx(rise("grid", "import_energy_wh"), abs=0.002)
+    assert summed("export_wh") == pytest.approx(rise("grid", "export_energy_wh"), abs=0.002)
