@@ -242,6 +242,13 @@ def _hub_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="a browser origin (https://host[:port]) besides the hub's own that may use the "
         "dashboard door and the API; repeatable (also $EMS_ALLOW_ORIGINS, space-separated)",
     )
+    serve.add_argument(
+        "--cluster",
+        metavar="URL",
+        help="share devices and dashboards with other hubs through this Redis "
+        "(redis://HOST[:PORT][/DB]; default: $EMS_CLUSTER_URL; unset: a hub alone); "
+        "needs PostgreSQL storage",
+    )
     _serve_limit_arguments(serve)
     serve.set_defaults(handler=_hub_serve)
 

@@ -63,6 +63,11 @@ async def readyz(request: Request) -> JSONResponse:
     reason = await _not_ready_reason(hub)
     if reason is not None:
         return JSONResponse({"status": "not ready", "reason": reason}, status_code=503)
+    degraded = hub.degraded()
+    if degraded is not None:
+        # Still ready: it serves its own devices and dashboards (docs/architecture.md,
+        # "Several hubs"); a load balancer should keep sending it traffic.
+        return JSONResponse({"status": "degraded", "reason": degraded})
     return JSONResponse({"status": "ready"})
 
 
@@ -92,6 +97,8 @@ async def devices(request: Request) -> list[dict[str, Any]]:
         raise storage_unavailable("listing devices", err) from err
     known = {record.device_id: record for record in records}
     ids = sorted(set(known) | {s.device_id for s in hub.manager.publishers()})
+    # With several hubs: connected at any of them (hub/runtime.py).
+    online = await hub.online(ids)
     answer: list[dict[str, Any]] = []
     for device_id in ids:
         record = known.get(device_id)
@@ -104,7 +111,7 @@ async def devices(request: Request) -> list[dict[str, Any]]:
         answer.append(
             {
                 "device_id": device_id,
-                "online": hub.manager.is_online(device_id),
+                "online": device_id in online,
                 "last_seen": format_ts(last_seen) if last_seen is not None else None,
                 "last_reading": last_reading,
                 # The agent's devices (docs/protocol.md, "Device health"); None before
@@ -276,6 +283,7 @@ def collect(hub: Hub) -> list[Family]:
             max((feed.pending for feed in hub.manager.feeds()), default=0),
         ),
     ]
+    families.extend(_cluster_families(hub))
     families.extend(_limit_families(hub))
     families.extend(_writer_families(hub))
     families.extend(_edge_device_families(hub))
@@ -310,6 +318,78 @@ def _edge_device_families(hub: Hub) -> list[Family]:
             failing_sites,
         ),
     ]
+
+
+def _cluster_families(hub: Hub) -> list[Family]:
+    """Several hubs (hub/cluster/link.py); nothing for a hub alone."""
+    link = hub.cluster
+    if link is None:
+        return []
+    c = link.counters
+    gauge, counter = MetricType.GAUGE, MetricType.COUNTER
+    counts = {
+        "ems_cluster_redis_errors_total": ("Times the link to Redis was lost.", c.redis_errors),
+        "ems_cluster_messages_published_total": (
+            "Device messages published for other hubs (each a batch of frames).",
+            c.messages_published,
+        ),
+        "ems_cluster_frames_forwarded_total": (
+            "Dashboard frames queued for other hubs.",
+            c.frames_forwarded,
+        ),
+        "ems_cluster_frames_dropped_total": (
+            "Frames for other hubs dropped: the publish queue was full.",
+            link.batcher.dropped,
+        ),
+        "ems_cluster_messages_received_total": (
+            "Pub/sub messages received from Redis.",
+            c.messages_received,
+        ),
+        "ems_cluster_bad_messages_total": ("Pub/sub messages dropped as invalid.", c.bad_messages),
+        "ems_cluster_stale_messages_total": (
+            "Device messages of a hub that had lost the device, dropped.",
+            link.mirror.stale_dropped,
+        ),
+        "ems_cluster_claims_total": ("Devices claimed in Redis.", c.claims),
+        "ems_cluster_local_claims_total": (
+            "Devices registered while Redis was unreachable.",
+            c.claims_local,
+        ),
+        "ems_cluster_superseded_total": (
+            "Device sockets closed (1008): their device was claimed at another hub.",
+            c.kicked_by_claim,
+        ),
+        "ems_cluster_leases_lost_total": (
+            "Leases found taken by another hub at renewal.",
+            c.leases_lost,
+        ),
+        "ems_cluster_acks_fenced_total": (
+            "Seqs committed but not acked: their connection had lost its device.",
+            c.acks_fenced,
+        ),
+    }
+    families = [
+        Family.single(name, help_text, counter, value)
+        for name, (help_text, value) in counts.items()
+    ]
+    families += [
+        Family.single(
+            "ems_cluster_up", "1 when Redis is reachable (0: degraded).", gauge, float(link.up)
+        ),
+        Family.single(
+            "ems_cluster_watched_devices",
+            "Devices this hub's dashboards follow through Redis.",
+            gauge,
+            link.watching(),
+        ),
+        Family.single(
+            "ems_cluster_forwarded_devices",
+            "Devices whose frames other hubs asked for.",
+            gauge,
+            link.forwarding(),
+        ),
+    ]
+    return families
 
 
 def _limit_families(hub: Hub) -> list[Family]:

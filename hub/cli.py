@@ -34,6 +34,7 @@ from telemetry import format_ts, is_valid_device_id
 from telemetry.redaction import redact, register_secret
 
 if TYPE_CHECKING:
+    from hub.cluster.settings import ClusterSettings
     from hub.server import TlsFiles
 
 T = TypeVar("T")
@@ -154,6 +155,7 @@ def serve(args: argparse.Namespace) -> int:
         asked_limits, exempt=exempt_with_proxies(asked_limits.exempt, trusted_proxies)
     )
     storage_settings = settings_of(args)
+    cluster = cluster_of(args, storage_settings)
     # Redacted as literal values wherever they might show up in a log line or error.
     register_secret(viewer_token)
     if storage_settings.database_url:
@@ -176,6 +178,7 @@ def serve(args: argparse.Namespace) -> int:
         viewer_token=viewer_token,
         allowed_origins=allowed_origins,
         limits=_fitted(asked_limits, fd_limit.soft),
+        cluster=cluster,
     )
     register_secret(settings.viewer_token)  # or the one from $EMS_VIEWER_TOKEN
     logging.getLogger(__name__).info("storage: %s", where)
@@ -183,6 +186,10 @@ def serve(args: argparse.Namespace) -> int:
         "client addresses from X-Forwarded-For of: %s",
         ", ".join(trusted_proxies) or "no one (--trusted-proxy none)",
     )
+    if cluster is not None:
+        logging.getLogger(__name__).info(
+            "cluster: hub %s, Redis %s", cluster.hub_id, redact(cluster.url)
+        )
     app = create_app(settings, storage=storage)
     config = uvicorn_config(
         app,
@@ -200,6 +207,26 @@ def serve(args: argparse.Namespace) -> int:
     if not server.started:
         raise Failed("the hub did not start (see the log above)")
     return Exit.OK
+
+
+def cluster_of(args: argparse.Namespace, storage: HubSettings) -> ClusterSettings | None:
+    """``--cluster`` or ``$EMS_CLUSTER_URL`` (and ``$EMS_CLUSTER_HUB_ID``); None: a hub alone."""
+    from hub.cluster.settings import ClusterConfigError, ClusterSettings
+
+    url = _given(getattr(args, "cluster", None), "EMS_CLUSTER_URL")
+    if url is None:
+        return None
+    if storage.database_url is None:
+        raise Failed(
+            "--cluster needs PostgreSQL storage (--database or EMS_DATABASE_URL): "
+            "SQLite is one hub's file",
+            Exit.USAGE,
+        )
+    register_secret(urlsplit(url).password)
+    try:
+        return ClusterSettings.from_url(url, _given(None, "EMS_CLUSTER_HUB_ID"))
+    except ClusterConfigError as err:
+        raise Failed(str(err), Exit.USAGE) from err
 
 
 def _tls_files(args: argparse.Namespace) -> TlsFiles | None:

@@ -33,7 +33,7 @@ from fastapi import APIRouter, WebSocket
 from pydantic import ValidationError
 
 from hub.auth import AuthError, AuthFailure, bearer_token
-from hub.connections import PublisherSession
+from hub.connections import PublisherSession, Registration
 from hub.device_health import HistoryNotice, site_health
 from hub.device_outbox import DeviceOutbox
 from hub.metrics import Door, DropReason
@@ -95,8 +95,24 @@ async def device_door(websocket: WebSocket, device_id: str) -> None:
         token_hash=token_hash,
         outbox=DeviceOutbox(websocket, device_id, hub.counters),
     )
-    if not await hub.manager.connect_publisher(session):
-        await close_quietly(websocket, CloseCode.GOING_AWAY, within=1.0)
+    if hub.cluster is not None:
+        # Several hubs: the next epoch of the device, which closes older sockets
+        # wherever they are (hub/cluster/lease.py).
+        claim = await hub.cluster.claim(device_id)
+        session.epoch, session.lease_until, session.claimed = (
+            claim.epoch,
+            claim.lease_until,
+            claim.claimed,
+        )
+        session.outbox.fence = hub.cluster.fence_for(session)
+    registration = await hub.manager.connect_publisher(session)
+    if registration is not Registration.REGISTERED:
+        code = (
+            CloseCode.GOING_AWAY
+            if registration is Registration.STOPPING
+            else CloseCode.POLICY_VIOLATION
+        )
+        await close_quietly(websocket, code, within=1.0)
         return
     logger.info("device %s connected", device_id)
     receiver = asyncio.create_task(_receive_loop(hub, session), name=f"device[{device_id}].receive")

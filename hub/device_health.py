@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from hub.writer import AckSink
+from hub.writer import AckSink, is_fenced
 from telemetry import format_ts
 from telemetry.health import HealthFrame, HealthState
 
@@ -121,6 +121,10 @@ class HistoryNotice:
         self._inner = inner
         self._ts_by_seq = dict(readings)
         self._notify = notify
+
+    def fenced(self) -> bool:
+        """As its connection's outbox (hub/writer.py, ``Fenceable``)."""
+        return is_fenced(self._inner)
 
     def committed(self, seqs: list[int]) -> None:
         self._inner.committed(seqs)

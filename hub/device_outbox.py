@@ -8,6 +8,10 @@ rejected as invalid") and its own sender task sends them as few
 ``{"type": "ack", "ranges": [[a, b], ...]}`` frames as it can. Nothing is ever
 acked before ``committed`` names it, so nothing is acked before its commit.
 
+Several hubs: with a ``fence`` (hub/cluster/link.py), commits are not acked
+once the connection lost its device to another hub (hub/cluster/lease.py),
+nor are they committed at all (hub/writer.py asks ``fenced`` first).
+
 A closed outbox (its socket ended, or was replaced by the ghost protocol)
 drops whatever is committed later, silently: the edge re-sends what stays
 unacked and storage is idempotent, so a lost ack costs a duplicate send, never
@@ -21,6 +25,7 @@ import json
 import logging
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from hub.metrics import HubCounters
 from hub.sockets import SocketLike, send_text_or_raise
@@ -71,6 +76,14 @@ class AckBook:
         return bool(self.seqs or self.errors)
 
 
+class Fence(Protocol):
+    """Whether a connection lost its device to another hub (hub/cluster/link.py)."""
+
+    def fenced(self) -> bool: ...
+
+    def acks_dropped(self, count: int) -> None: ...
+
+
 class DeviceOutbox:
     """One device connection's AckSink and sender."""
 
@@ -81,10 +94,18 @@ class DeviceOutbox:
         self._book = AckBook()
         self._wake = asyncio.Event()
         self._closed = False
+        self.fence: Fence | None = None
+
+    def fenced(self) -> bool:
+        """hub/writer.py's ``Fenceable``: never, for a single hub."""
+        return self.fence is not None and self.fence.fenced()
 
     # AckSink (hub/writer.py): called on the loop after each commit.
     def committed(self, seqs: list[int]) -> None:
         if self._closed or not seqs:
+            return
+        if self.fence is not None and self.fence.fenced():
+            self.fence.acks_dropped(len(seqs))
             return
         self._book.add_committed(seqs)
         self._wake.set()

@@ -18,7 +18,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Final, Self
+from typing import TYPE_CHECKING, Final, Self
 
 from hub.auth import BadToken, LookupBudget, RecentMisses, TokenBook, ViewerGate, hash_token
 from hub.connections import ConnectionManager
@@ -33,6 +33,10 @@ from hub.storage.base import Storage, StorageError
 from hub.writer import BatchWriter
 from telemetry import CloseCode
 from telemetry.backoff import Backoff, BackoffPolicy
+
+if TYPE_CHECKING:
+    from hub.cluster.link import ClusterLink
+    from hub.cluster.settings import ClusterSettings
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +65,8 @@ class HubSettings:
     feed_policy: FeedPolicy = field(default_factory=FeedPolicy)
     shutdown_flush_s: float = 3.0  # SIGTERM: how long to wait for the writer before closing
     limits: ConnectionLimits = field(default_factory=ConnectionLimits)
+    # Several hubs sharing devices and dashboards through Redis (hub/cluster/); None: alone.
+    cluster: ClusterSettings | None = None
 
     @classmethod
     def resolve(
@@ -71,6 +77,7 @@ class HubSettings:
         viewer_token: str | None = None,
         allowed_origins: tuple[str, ...] = (),
         limits: ConnectionLimits | None = None,
+        cluster: ClusterSettings | None = None,
     ) -> HubSettings:
         """The settings of a command: a flag given wins over its environment variable.
 
@@ -82,6 +89,7 @@ class HubSettings:
             viewer_token=viewer_token or environ.get("EMS_VIEWER_TOKEN") or None,
             allowed_origins=allowed_origins,
             limits=limits or ConnectionLimits(),
+            cluster=cluster,
         )
 
 
@@ -121,6 +129,7 @@ class Hub:
         self._token_misses = RecentMisses()
         self._lookup_budget = LookupBudget()
         self.writer: BatchWriter
+        self.cluster: ClusterLink | None = None
         self._stack = AsyncExitStack()
         self._tasks: asyncio.TaskGroup | None = None
         self._stopping = asyncio.Event()
@@ -133,8 +142,17 @@ class Hub:
             # begin_shutdown already gave the writer shutdown_flush_s; its own final
             # flush gets 2 s more, so SIGTERM exits within seconds even with storage down.
             self.writer = await stack.enter_async_context(
-                BatchWriter(self.storage, flush_timeout_s=2.0)
+                BatchWriter(
+                    self.storage, flush_timeout_s=2.0, fencing=self.settings.cluster is not None
+                )
             )
+            if self.settings.cluster is not None:
+                from hub.cluster.link import ClusterLink  # imports redis: cluster mode only
+
+                self.cluster = await stack.enter_async_context(
+                    ClusterLink(self.settings.cluster, self.manager)
+                )
+                self.manager.relay = self.cluster
             self._tasks = await stack.enter_async_context(asyncio.TaskGroup())
             self._tasks.create_task(self._refresh_tokens(), name="hub.refresh_tokens")
             if idle_s := self.settings.limits.device_idle_timeout_s:
@@ -224,6 +242,23 @@ class Hub:
                 count = await self.manager.kick(idle, CloseCode.NORMAL, reason="idle")
                 self.gate.counters.closed[Closure.DEVICE_IDLE] += count
                 logger.info("closed %d device socket(s) silent for %.0f s or more", count, idle_s)
+
+    async def online(self, device_ids: list[str]) -> set[str]:
+        """Which of these devices are connected: at any hub of the cluster, or here.
+
+        A hub alone, or one that cannot reach Redis now, knows only its own.
+        """
+        if self.cluster is not None:
+            online = await self.cluster.online(device_ids)
+            if online is not None:
+                return online
+        return {d for d in device_ids if self.manager.is_online(d)}
+
+    def degraded(self) -> str | None:
+        """Why the hub serves only its own devices and dashboards now; None when it does not."""
+        if self.cluster is not None and not self.cluster.up:
+            return f"cluster: Redis unreachable ({self.cluster.last_error})"
+        return None
 
     async def verify_device_token(self, device_id: str, token: str | None) -> str:
         """The matching token hash for ``device_id``; raises ``AuthError`` otherwise.

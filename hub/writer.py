@@ -30,6 +30,12 @@ committed and acked first. Memory is bounded by ``max_queue`` queued rows plus
 new rows (never drop queued ones, which may be a connection's oldest unacked
 seqs).
 
+Fencing (several hubs, hub/cluster/lease.py): a writer made with
+``fencing=True`` asks each batch's sinks, just before the commit, whether
+their connection still holds its device (``Fenceable.fenced``); rows of a
+fenced one are neither committed nor acked (the device sends them again to its
+new hub), and the outbox asks again before it acks.
+
 A batch that storage rejects for any other reason (a ``StorageError`` that is not
 ``StorageUnavailable``: a bug, not an outage) is logged and dropped unacked, so
 one poisoned batch cannot stop the hub; its readings come back from the edge.
@@ -47,7 +53,7 @@ import random
 import time
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Final, NamedTuple, Protocol, Self
+from typing import Final, NamedTuple, Protocol, Self, runtime_checkable
 
 from hub.storage.base import (
     PreparedRow,
@@ -82,6 +88,17 @@ class AckSink(Protocol):
         """
 
 
+@runtime_checkable
+class Fenceable(Protocol):
+    """A sink that can tell it lost its device to another hub (hub/cluster/lease.py)."""
+
+    def fenced(self) -> bool: ...
+
+
+def is_fenced(sink: object) -> bool:
+    return isinstance(sink, Fenceable) and sink.fenced()
+
+
 @dataclass(frozen=True, slots=True)
 class WriterHealth:
     """For ``/readyz``: ready unless storage is down, the queue is full or lag is too high."""
@@ -109,6 +126,7 @@ class WriterStats:
     storage_errors_total: int  # failed commit attempts (each retry counts)
     batches_failed_total: int  # refused for good (not an outage): left unacked
     rows_failed_total: int
+    rows_fenced_total: int  # not committed: their connection lost its device to another hub
     last_batch_size: int
     average_batch_size: float
     queue_depth: int
@@ -139,6 +157,7 @@ class BatchWriter:
         max_concurrent_batches: int = 2,
         name: str = "hub.writer",
         rng: random.Random | None = None,
+        fencing: bool = False,
     ) -> None:
         if max_batch < 1 or max_queue < 1 or max_concurrent_batches < 1:
             raise ValueError("max_batch, max_queue and max_concurrent_batches must be >= 1")
@@ -176,6 +195,8 @@ class BatchWriter:
         self._storage_errors = 0
         self._batches_failed = 0
         self._rows_failed = 0
+        self._rows_fenced = 0
+        self._fencing = fencing
         self._last_batch_size = 0
 
     # -- lifecycle ---------------------------------------------------------------
@@ -274,7 +295,9 @@ class BatchWriter:
 
     async def _commit_and_ack(self, number: int, batch: list[_Item]) -> None:
         try:
-            if await self._commit(batch):
+            if self._fencing:
+                batch = self._unfenced(batch)
+            if batch and await self._commit(batch):
                 self._ack(batch)
         finally:
             del self._in_flight[number]
@@ -349,6 +372,22 @@ class BatchWriter:
             self._commit_seconds += elapsed
             self._last_batch_size = len(rows)
             return True
+
+    def _unfenced(self, batch: list[_Item]) -> list[_Item]:
+        """The batch less the rows of connections that lost their device (module docstring)."""
+        verdicts: dict[int, bool] = {}
+        kept: list[_Item] = []
+        for item in batch:
+            sink = item.sink
+            if sink is not None:
+                fenced = verdicts.get(id(sink))
+                if fenced is None:
+                    fenced = verdicts[id(sink)] = is_fenced(sink)
+                if fenced:
+                    continue
+            kept.append(item)
+        self._rows_fenced += len(batch) - len(kept)
+        return kept
 
     def _refused(self, rows: list[PreparedRow], err: Exception) -> None:
         self._storage_errors += 1
@@ -426,6 +465,7 @@ class BatchWriter:
             storage_errors_total=self._storage_errors,
             batches_failed_total=self._batches_failed,
             rows_failed_total=self._rows_failed,
+            rows_fenced_total=self._rows_fenced,
             last_batch_size=self._last_batch_size,
             average_batch_size=self._rows_committed / batches if batches else 0.0,
             queue_depth=len(self._queue) + self._in_flight_rows(),
