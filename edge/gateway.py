@@ -30,7 +30,9 @@ time, with:
 - ``FRAME_TIMEOUT_S`` for the rest of a frame once its first byte came,
   ``IDLE_TIMEOUT_S`` for a connection with no request, ``SEND_TIMEOUT_S`` for a
   client that does not read its answers; a header no Modbus client sends closes
-  the connection (the stream cannot be framed any more).
+  the connection (the stream cannot be framed any more), and an address that
+  does so ``BAD_FRAMES_TO_BLOCK`` times within a minute is refused at accept
+  until that minute is over.
 
 None of it can hold the bus: only a request passed through takes a turn on
 it, and the arbiter gives the agent's cycles the first claim.
@@ -79,7 +81,11 @@ IDLE_TIMEOUT_S: Final = 300.0  # a connection that sends nothing is closed
 SEND_TIMEOUT_S: Final = 10.0  # an answer the client does not take
 BUS_WAIT_S: Final = 10.0  # a request passed through waits this long for the bus, then 06
 REFUSAL_LOG_EVERY_S: Final = 60.0
-MAX_BUCKETS: Final = 1024  # client addresses whose pace is remembered
+MAX_BUCKETS: Final = 1024  # client addresses whose pace (or garbage) is remembered
+# An address that sent this many non-Modbus headers within BLOCK_S is refused at
+# accept for the rest of that time: a reconnect loop then costs an accept, not a session.
+BAD_FRAMES_TO_BLOCK: Final = 10
+BLOCK_S: Final = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +144,8 @@ class Gateway:
         self._tasks: asyncio.TaskGroup | None = None
         # Per client address, shared by its connections: reconnecting buys no new burst.
         self._buckets: dict[str, TokenBucket] = {}
+        # Per client address: connections closed for garbage, since when (monotonic).
+        self._garbage: dict[str, tuple[int, float]] = {}
 
     # -- connections ------------------------------------------------------------
     async def run(self) -> None:
@@ -184,6 +192,9 @@ class Gateway:
         if not self.config.allowed(host):
             self._refuse(writer, host, "not in gateway.allow")
             return
+        if self._blocked(host):
+            self._refuse(writer, host, f"sent garbage {BAD_FRAMES_TO_BLOCK} times within a minute")
+            return
         if len(self._clients) >= self.config.max_clients:
             self._refuse(writer, host, f"gateway.max_clients ({self.config.max_clients}) reached")
             return
@@ -196,6 +207,26 @@ class Gateway:
             self._session(reader, writer, client), name=f"gateway.client[{name}]"
         )
         task.add_done_callback(lambda _: self._clients.pop(key, None))
+
+    def _bad_frame(self, host: str) -> None:
+        now = self._clock()
+        count, since = self._garbage.get(host, (0, now))
+        if now - since >= BLOCK_S:
+            count, since = 0, now
+        self._garbage[host] = (count + 1, since)
+        if len(self._garbage) > MAX_BUCKETS:  # forget the oldest offenders first
+            oldest = min(self._garbage, key=lambda h: self._garbage[h][1])
+            del self._garbage[oldest]
+
+    def _blocked(self, host: str) -> bool:
+        """Whether ``host`` sent garbage too often lately: refused before any work is done."""
+        count, since = self._garbage.get(host, (0, 0.0))
+        if count < BAD_FRAMES_TO_BLOCK:
+            return False
+        if self._clock() - since < BLOCK_S:
+            return True
+        del self._garbage[host]  # the minute is over: a clean slate
+        return False
 
     def _bucket(self, host: str) -> TokenBucket:
         bucket = self._buckets.get(host)
@@ -231,6 +262,7 @@ class Gateway:
                     await writer.drain()
         except FrameError as err:
             self.stats.closed_bad_frames += 1
+            self._bad_frame(client.peer.rsplit(":", 1)[0])
             why = f"not Modbus TCP: {err}"
         except asyncio.IncompleteReadError as err:
             why = "closed by the client" if not err.partial else "closed inside a frame"

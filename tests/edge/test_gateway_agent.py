@@ -69,7 +69,14 @@ async def agent_with_gateway(
     """An agent polling ``served`` with ``[gateway]`` = ``gateway``, every device read once."""
     text = site_config(tmp_path, f"ws://127.0.0.1:{free_port()}", served.tcp_port, "gw")
     text = text.replace("interval_s = 0.2", f"interval_s = {interval_s}")
-    config = parse_config(text + "\n[gateway]\nport = 0\n" + gateway, base_dir=tmp_path)
+    async with running(tmp_path, text + "\n[gateway]\nport = 0\n" + gateway) as agent:
+        yield agent
+
+
+@asynccontextmanager
+async def running(tmp_path: Path, text: str) -> AsyncIterator[Agent]:
+    """An agent with the config ``text`` running for the block, every device read once."""
+    config = parse_config(text, base_dir=tmp_path)
     agent = Agent(config, token="unused", options=OPTIONS)
     task = asyncio.create_task(agent.run(), name="test.agent")
     try:
@@ -312,7 +319,8 @@ async def test_hostile_clients_do_not_delay_polling(tmp_path: Path, served: Devi
         attacked = list(arbiter.poll_starts)[mark:]
         stats = agent.gateway.stats
         assert counts["garbage_connections"] >= 1
-        assert stats.closed_bad_frames >= 1
+        assert stats.closed_bad_frames >= 10
+        assert stats.refused_connections > 0  # the garbage loop, blocked at accept
         assert counts["flood_requests"] > 0
         assert stats.cached_reads > 0
         assert stats.bus_reads > 0
@@ -342,3 +350,74 @@ async def test_a_client_is_paced_across_its_connections(
                 answer = await modbus.read_holding_registers(MODEL_103, count=2, device_id=1)
                 assert not answer.isError()
             assert loop.time() - began >= 0.7  # two requests at 2 a second
+
+
+async def test_an_rtu_line_through_minimalmodbus_is_shared_too(tmp_path: Path) -> None:
+    sections = Plant("sunny", seed=1, start=START).state.sections()
+    images = encode_site(sections)
+    specs = [
+        DeviceSpec(1, images[Unit.INVERTER], writable=(WRITABLE,)),
+        DeviceSpec(2, images[Unit.GRID_METER], REGISTER_MAPS[Unit.GRID_METER].max_count),
+    ]
+    async with DeviceServer(specs, tcp=None, rtu=True, baudrate=115200) as line:
+        text = (
+            f'device_id = "gw_rtu"\n[hub]\nurl = "ws://127.0.0.1:{free_port()}"\n'
+            f'[buffer]\npath = "{tmp_path / "buffer.db"}"\n[sampling]\ninterval_s = 0.2\n'
+            "[clock]\nrequire_sync = false\n"
+            f'[[bus]]\nname = "line"\ntype = "rtu"\ndevice = "{line.rtu_path}"\n'
+            'baudrate = 115200\nbackend = "minimalmodbus"\n'
+            '[[device]]\nname = "inverter"\nrole = "inverter"\nprofile = "sunspec"\n'
+            'bus = "line"\nunit = 1\n'
+            '[[device]]\nname = "meter"\nrole = "grid"\nprofile = "eastron_sdm630"\n'
+            'bus = "line"\nunit = 2\n'
+            "[gateway]\nport = 0\nread_only = false\nunits = { inverter = 11 }\n"
+            f'[[gateway.write]]\ndevice = "inverter"\nfirst = {ALLOWED[0]}\nlast = {ALLOWED[1]}\n'
+        )
+        async with running(tmp_path, text) as agent, client(agent) as modbus:
+            shared = agent.shared_buses["line"]
+            polled = await modbus.read_holding_registers(MODEL_103, count=52, device_id=11)
+            assert not polled.isError()
+            assert shared.guest_transactions == 0
+            # Unit 11 for the gateway's clients is unit 1 on the line.
+            address, count = COMMON_STRINGS
+            strings = await modbus.read_holding_registers(address, count=count, device_id=11)
+            assert bytes.fromhex("".join(f"{w:04x}" for w in strings.registers)).startswith(b"EMS")
+            nobody = await modbus.read_holding_registers(MODEL_103, count=2, device_id=1)
+            assert exception_code(nobody) == 0x0A
+            written = await modbus.write_registers(ALLOWED[0], [300, 301], device_id=11)
+            assert not written.isError()
+            assert (line.holding(1, ALLOWED[0]), line.holding(1, ALLOWED[1])) == (300, 301)
+            assert shared.guest_transactions == 2
+            meter = await modbus.write_register(0, 1, device_id=2)
+            assert exception_code(meter) == 1
+            assert all(h.state is DeviceState.OK for h in agent.health.values())
+
+
+async def test_an_address_that_keeps_sending_garbage_is_refused_at_accept(
+    tmp_path: Path, served: DeviceServer
+) -> None:
+    async with agent_with_gateway(tmp_path, served, "") as agent:
+        assert agent.gateway is not None
+        port = agent.gateway.port
+
+        async def garbage_from(address: str) -> bytes:
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", port, local_addr=(address, 0)
+            )
+            writer.write(bytes.fromhex("aa aa 55 55 aa aa 55 00 ff 13"))
+            async with asyncio.timeout(5):
+                answer = await reader.read()
+            writer.close()
+            return answer
+
+        for _ in range(10):
+            assert await garbage_from("127.0.0.3") == b""  # no answer: closed
+        assert agent.gateway.stats.closed_bad_frames == 10
+        # The eleventh connection is refused before it is read at all.
+        assert await garbage_from("127.0.0.3") == b""
+        assert agent.gateway.stats.closed_bad_frames == 10
+        assert agent.gateway.stats.refused_connections == 1
+        # Other addresses are served as before.
+        async with client(agent) as modbus:
+            answer = await modbus.read_holding_registers(MODEL_103, count=2, device_id=1)
+            assert not answer.isError()
