@@ -4,7 +4,8 @@
 runs the real agent polling them (every ``--interval`` s) with ``[gateway]`` on, and
 reads through the gateway with pymodbus:
 
-1. cached reads: the inverter's model 103 (52 registers, polled), ``--reads`` times;
+1. cached reads: the inverter's model 103 (its 50 registers after ID and L, polled),
+   ``--reads`` times;
 2. passed-through reads: the same count of reads of the common model's strings (32
    registers the agent does not poll), each range dropped from the cache first so
    that every one goes to the bus; and, for scale, the same read from the simulator
@@ -52,7 +53,8 @@ from simulation.site import INVERTER_CHAIN
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = {model.model_id: model for model in INVERTER_CHAIN.models}
-MODEL_103 = (MODELS[103].address, 52)
+# Model 103's points, after its ID and L: the agent's plan reads them every poll.
+MODEL_103 = (MODELS[103].address + 2, 50)
 COMMON_STRINGS = (MODELS[1].address + 2, 32)
 DEFAULT_RATE = GatewayFile().requests_per_s
 
@@ -157,7 +159,7 @@ async def run(args: argparse.Namespace, root: Path, sim_port: int) -> None:
             try:
                 while time.monotonic() - began < args.scans * 0.5:
                     await client.read_holding_registers(MODEL_103[0], count=2, device_id=1)
-                    await client.read_holding_registers(MODEL_103[0] + 14, count=2, device_id=1)
+                    await client.read_holding_registers(MODEL_103[0] + 12, count=2, device_id=1)
                     reads += 2
                     await asyncio.sleep(1.0)
             finally:

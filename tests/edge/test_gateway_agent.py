@@ -41,6 +41,8 @@ MODEL_124 = MODELS[124].address
 # json/model_124.json: OutWRte (12), InWRte (13), their window, revert and ramp times.
 WRITABLE = (MODEL_124 + 12, MODEL_124 + 16)
 ALLOWED = (MODEL_124 + 12, MODEL_124 + 13)  # what [gateway] lets clients write
+# Model 103's points (after its ID and L): read by every poll, in the agent's one request.
+POLLED = (MODEL_103 + 2, 50)
 # The common model's manufacturer and model strings: the agent's plan does not read them.
 COMMON_STRINGS = (MODELS[1].address + 2, 32)
 
@@ -133,13 +135,13 @@ async def test_polled_registers_come_from_the_last_poll_with_no_bus_traffic(
 ) -> None:
     async with agent_with_gateway(tmp_path, served, "max_age_s = 5\n") as agent:
         assert agent.gateway is not None
-        expected = await direct(served, MODEL_103, 52)
+        expected = await direct(served, *POLLED)
         meter_key = CacheKey("sim", int(Unit.GRID_METER), RegisterType.INPUT)
         assert agent.gateway.cache.registers(meter_key) > 0
         _, guest_before = bus(agent)
         async with client(agent) as modbus:
             for _ in range(20):
-                answer = await modbus.read_holding_registers(MODEL_103, count=52, device_id=1)
+                answer = await modbus.read_holding_registers(POLLED[0], count=50, device_id=1)
                 assert list(answer.registers) == expected
             # The meter's voltages (SDM630 input registers 0-5, floats): polled too.
             meter = await modbus.read_input_registers(0, count=6, device_id=2)
@@ -306,7 +308,7 @@ async def test_hostile_clients_do_not_delay_polling(tmp_path: Path, served: Devi
         await asyncio.sleep(4.0)
         quiet = list(arbiter.poll_starts)[mark:]
         mark = len(arbiter.poll_starts)
-        args = [agent.gateway.port, 4.0, 1, MODEL_103, 52, *COMMON_STRINGS]
+        args = [agent.gateway.port, 4.0, 1, *POLLED, *COMMON_STRINGS]
         attacker = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -375,7 +377,7 @@ async def test_an_rtu_line_through_minimalmodbus_is_shared_too(tmp_path: Path) -
         )
         async with running(tmp_path, text) as agent, client(agent) as modbus:
             shared = agent.shared_buses["line"]
-            polled = await modbus.read_holding_registers(MODEL_103, count=52, device_id=11)
+            polled = await modbus.read_holding_registers(POLLED[0], count=50, device_id=11)
             assert not polled.isError()
             assert shared.guest_transactions == 0
             # Unit 11 for the gateway's clients is unit 1 on the line.
