@@ -41,6 +41,7 @@ from telemetry.energy_increments import (
     EnergyEvent,
     EnergyIntegrator,
     EnergySettings,
+    Increments,
     IntegratorState,
     Quantity,
 )
@@ -54,9 +55,9 @@ logger = logging.getLogger(__name__)
 _LONG_AGO_S: Final = 1e9
 _WIDTHS: Final = {DataType.UINT16: 2**16, DataType.UINT32: 2**32, DataType.ACC32: 2**32}
 _COUNTER_EVENTS: Final = {
-    EnergyEvent.COUNTER_RESET: "a counter went backwards (reset or replaced device): new baseline",
-    EnergyEvent.COUNTER_ROLLOVER: "a counter rolled over at its register's width",
-    EnergyEvent.COUNTER_REJECTED: "a counter jumped more than max_power_w allows: new baseline",
+    EnergyEvent.COUNTER_RESET: "went backwards (reset or replaced device): new baseline",
+    EnergyEvent.COUNTER_ROLLOVER: "rolled over at its register's width",
+    EnergyEvent.COUNTER_REJECTED: "rose more than [energy] max_power_w allows: new baseline",
 }
 
 
@@ -140,7 +141,7 @@ class EnergyTracker:
         state = self.integrator.state.to_json()
         if increments is None:
             return None, state
-        self._log(increments.events, increments.complete)
+        self._log(increments)
         energy = increments.wire()
         if increments.span_s is None:
             # Filled in when the outbox stamps this reading (edge/outbox.py, restamp).
@@ -173,20 +174,32 @@ class EnergyTracker:
         self.integrator.lose_time()
         return record.ts_us
 
-    def _log(self, events: tuple[EnergyEvent, ...], complete: bool) -> None:
-        for event in events:
-            message = _COUNTER_EVENTS.get(event)
-            if message is not None:
-                logger.warning(
-                    "energy: %s (%d so far)",
-                    message,
-                    self.integrator.counts[event],
-                    extra={"event": event.value, "count": self.integrator.counts[event]},
-                )
-        if not complete and self._complete:
+    def _log(self, increments: Increments) -> None:
+        counts = self.integrator.counts
+        for event, quantity in increments.counter_events:
+            logger.warning(
+                "energy: the %s counter (%s): %s (%d such so far)",
+                quantity.value,
+                ".".join(COUNTERS[quantity]),
+                _COUNTER_EVENTS[event],
+                counts[event],
+                extra={"event": event.value, "quantity": quantity.value, "count": counts[event]},
+            )
+        if EnergyEvent.HOUSE_CLAMPED in increments.events:
+            logger.warning(
+                "energy: the house balance stayed negative for 15 minutes, %.3f Wh dropped "
+                "so far (meters that disagree?)",
+                self.integrator.clamped_wh,
+                extra={
+                    "event": EnergyEvent.HOUSE_CLAMPED.value,
+                    "count": counts[EnergyEvent.HOUSE_CLAMPED],
+                    "wh": round(self.integrator.clamped_wh, 3),
+                },
+            )
+        if not increments.complete and self._complete:
             logger.info(
                 "energy: part of a reading's span could not be measured (a gap with no "
                 "counter to bridge it)",
                 extra={"event": EnergyEvent.UNMEASURED.value},
             )
-        self._complete = complete
+        self._complete = increments.complete

@@ -152,6 +152,8 @@ class Increments:
     wh: Mapping[Quantity, float]
     house_wh: float | None = None
     events: tuple[EnergyEvent, ...] = ()
+    # The counter events, with the quantity whose counter it was (for the log).
+    counter_events: tuple[tuple[EnergyEvent, Quantity], ...] = ()
 
     def wire(self) -> dict[str, Any]:
         """The reading's ``energy`` object (docs/protocol.md, "Energy")."""
@@ -291,6 +293,7 @@ class EnergyIntegrator:
         carry = dict(state.carry)
         raw: dict[Quantity, float] = {}
         events: list[EnergyEvent] = []
+        counter_events: list[tuple[EnergyEvent, Quantity]] = []
         complete = True
         for quantity in Quantity:
             key = quantity.value
@@ -305,6 +308,7 @@ class EnergyIntegrator:
                 )
                 if event is not None:
                     events.append(event)
+                    counter_events.append((event, quantity))
                 if not measured:
                     complete = False
                     events.append(EnergyEvent.UNMEASURED)
@@ -349,7 +353,7 @@ class EnergyIntegrator:
         )
         if not wh:
             return None  # the first reading, or one with nothing to account
-        return Increments(span, complete, wh, house, tuple(events))
+        return Increments(span, complete, wh, house, tuple(events), tuple(counter_events))
 
     def _house(
         self, wh: Mapping[Quantity, float], accounted: Mapping[str, float], t: float, held: float

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -336,3 +337,17 @@ async def test_sigkill_and_restart_neither_lose_nor_double_counted_energy(
     assert summed("pv_wh") == pytest.approx(rise("solar", "energy_total_wh"), abs=0.002)
     assert summed("import_wh") == pytest.approx(rise("grid", "import_energy_wh"), abs=0.002)
     assert summed("export_wh") == pytest.approx(rise("grid", "export_energy_wh"), abs=0.002)
+
+
+def test_a_counter_event_is_logged_naming_the_counter(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="edge.energy")
+    tracker = EnergyTracker(EnergySettings(), boot="b1")
+    meter = {"import_energy_wh": 5000.0, "export_energy_wh": 10.0}
+    tracker.measure(1.0, T0_US, {"grid": meter})
+    tracker.measure(2.0, T0_US + 10**6, {"grid": {**meter, "import_energy_wh": 4.0}})
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        "energy: the import counter (grid.import_energy_wh): went backwards "
+        "(reset or replaced device): new baseline (1 such so far)"
+    ]
+    assert "could not be measured" in caplog.text  # no power to bridge the reset
