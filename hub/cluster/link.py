@@ -323,7 +323,9 @@ class ClusterLink:
         """A device was claimed (maybe by us): older sessions here go, with 1008."""
         self._fence[kick.d] = max(self._fence.get(kick.d, 0), kick.e)
         session = self.manager.publisher(kick.d)
-        if session is not None and session.epoch < kick.e and self._tasks is not None:
+        # A session registered while Redis was down is being claimed now: its claim
+        # decides (a higher epoch than this kick's, or it closes in _resync_claims).
+        if session is not None and session.claimed and session.epoch < kick.e and self._tasks:
             self._tasks.create_task(self._close_superseded(session), name="cluster.kick")
 
     async def _close_superseded(self, session: PublisherSession) -> None:
@@ -336,6 +338,8 @@ class ClusterLink:
                 session.epoch = await self._claim(session.device_id)
                 session.lease_until = self.policy.valid_until(sent)
                 session.claimed = True
+                if session.epoch < self.fence_of(session.device_id):
+                    await self._close_superseded(session)  # another hub claimed it after us
         await self._renew_once()
 
     async def _renew_once(self) -> None:
