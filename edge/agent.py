@@ -45,6 +45,8 @@ from edge.gateway_cache import RegisterCache
 from edge.health import DeviceHealth, Transition, health_frame
 from edge.hubtime import HubClock
 from edge.memory import trim_periodically
+from edge.mqtt_config import MqttPasswordError, link_settings
+from edge.mqtt_publish import EdgeMqtt
 from edge.outbox import Outbox, OutboxError
 from edge.poller import BUS_REOPEN_BACKOFF, DEVICE_BACKOFF, BusPoller, PolledDevice
 from edge.sampler import Sampler, SiteDevice
@@ -52,6 +54,7 @@ from edge.sdnotify import Notifier
 from edge.uplink import Uplink, UplinkSettings
 from edge.writer import OutboxWriter
 from telemetry.backoff import BackoffPolicy
+from telemetry.mqtt_link import LinkSettings
 
 __all__ = ["Agent", "AgentError", "AgentOptions"]
 
@@ -136,6 +139,8 @@ class Agent:
         self.sampler: Sampler | None = None
         self.uplink: Uplink | None = None
         self.writer: OutboxWriter | None = None
+        self.mqtt: EdgeMqtt | None = None  # Home Assistant over MQTT, when [mqtt] is set
+        self._mqtt_link: LinkSettings | None = None
         self.running = asyncio.Event()
         # [gateway] (docs/gateway.md): the buses shared with its clients, and the server.
         self.shared_buses: dict[str, SharedBus] = {}
@@ -177,6 +182,11 @@ class Agent:
 
     async def run(self) -> None:
         _check_profiles(self.config)
+        if self.config.mqtt is not None:
+            try:
+                self._mqtt_link = link_settings(self.config.mqtt)
+            except MqttPasswordError as err:
+                raise AgentError(f"config error: {err.key}: {err.reason}") from err
         config = self.config
         boot = boot_id()
         try:
@@ -240,6 +250,17 @@ class Agent:
             energy=energy,
         )
         self.uplink, self.writer, self.sampler = uplink, writer, sampler
+        if config.mqtt is not None and self._mqtt_link is not None:
+            self.mqtt = EdgeMqtt(
+                site=config.device_id,
+                config=config.mqtt,
+                link=self._mqtt_link,
+                devices=config.devices,
+                health=self.health,
+                interval_s=config.interval_s,
+                max_age_s=sampler.max_age_s,
+                monotonic=lambda: self.clock.sample().mono,
+            )
         pollers = [
             BusPoller(
                 bus,
@@ -271,6 +292,9 @@ class Agent:
                 # Catch-ups after hub restarts leave freed heap behind (edge/memory.py).
                 tasks.create_task(trim_periodically(), name="memory.trim"),
             ]
+            if self.mqtt is not None:
+                # Queues only: a broker down or slow never holds up the rest (edge/mqtt_publish.py).
+                helpers.append(tasks.create_task(self.mqtt.run(), name="mqtt"))
             self.notifier.ready(f"polling {len(config.devices)} devices")
             self.running.set()
             logger.info(

@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from drivers.bus import Backend, BusConfig, BusType, Parity
 from drivers.profiles import profile_names
 from edge.gateway_config import GatewayDevice, GatewayFile, build_gateway, gateway_problems
+from edge.mqtt_config import MqttSection, build_mqtt, mqtt_problems
 from edge.settings import (
     BufferConfig,
     ClockConfig,
@@ -179,6 +180,7 @@ class _File(_Model):
     bus: Annotated[list[_Bus], Field(min_length=1)]
     device: Annotated[list[_Device], Field(min_length=1)]
     gateway: GatewayFile | None = None  # docs/gateway.md
+    mqtt: MqttSection | None = None  # edge/mqtt_config.py
 
 
 def _key(loc: tuple[int | str, ...]) -> str:
@@ -283,6 +285,11 @@ def _cross_check(file: _File) -> list[Problem]:
             )
         if device.profile != "generic" and device.profile_file is not None:
             problems.append(Problem(f"{key}.profile_file", "only used with profile 'generic'"))
+    if file.mqtt is not None:
+        problems.extend(
+            Problem(key, reason)
+            for key, reason in mqtt_problems(file.mqtt, interval_s=file.sampling.interval_s)
+        )
     if _several_per_role(file.device):
         for index, device in enumerate(file.device):
             if _NAME.fullmatch(device.name) is None:
@@ -408,6 +415,11 @@ def _build(file: _File, base: Path) -> EdgeConfig:
         else build_gateway(file.gateway, (GatewayDevice(d.name, d.bus, d.unit) for d in devices)),
         timezone=file.timezone if file.timezone is not None else system_timezone(),
         energy=EnergyConfig(max_gap_s=file.energy.max_gap_s, max_power_w=file.energy.max_power_w),
+        mqtt=(
+            build_mqtt(file.mqtt, base=base, device_id=file.device_id)
+            if file.mqtt is not None
+            else None
+        ),
     )
 
 

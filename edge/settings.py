@@ -14,6 +14,7 @@ from pathlib import Path
 
 from drivers.bus import BusConfig
 from edge.gateway_config import GatewayConfig
+from edge.mqtt_config import MqttConfig
 from telemetry.roles import Role
 
 __all__ = [
@@ -97,6 +98,8 @@ class EdgeConfig:
     # health frame: the hub's days and months of energy are the site's.
     timezone: str = "UTC"
     energy: EnergyConfig = EnergyConfig()
+    # Home Assistant over MQTT ([mqtt], edge/mqtt_config.py); None: no MQTT at all.
+    mqtt: MqttConfig | None = None
 
     @property
     def max_gap_s(self) -> float:

@@ -1,0 +1,145 @@
+"""The agent's devices in Home Assistant, over MQTT (docs/home-assistant.md).
+
+Every sampling interval, each device's latest fresh values (the same ones the
+sampler takes, edge/health.py) are checked against the wire models
+(edge/compose.py) and offered to the :class:`~telemetry.mqtt_link.MqttLink`, one
+message per value on its own state topic. A device that fails or goes stale
+stops publishing, and Home Assistant shows each of its values unavailable once
+``stale_after_s`` has passed (``expire_after``); the agent's last will marks all
+of them unavailable when the agent itself goes away.
+
+Each configured device is one device in Home Assistant, named ``<device_id>
+<name>``, with the manufacturer and model of its catalogue profile
+(drivers/profiles). A value's discovery config is sent (retained) the first
+time the value is seen, before its state.
+
+Nothing here awaits the broker: :meth:`EdgeMqtt.tick` only queues, so polling,
+buffering and the uplink go on whatever the broker does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from typing import Final
+
+from drivers.errors import ProfileError
+from drivers.profiles import GENERIC, get_profile
+from edge.compose import Member, compose_site
+from edge.health import DeviceHealth
+from edge.mqtt_config import MqttConfig
+from edge.settings import DeviceConfig
+from telemetry.homeassistant import HaDevice, discovery_config, flatten, object_id, state_text
+from telemetry.mqtt_link import LinkSettings, MqttLink
+
+__all__ = ["EdgeMqtt", "ha_device"]
+
+logger = logging.getLogger(__name__)
+
+MANUFACTURER_GENERIC: Final = "generic register map"
+
+
+def ha_device(site: str, device: DeviceConfig) -> HaDevice:
+    """The Home Assistant device of a configured device: its catalogue vendor and models."""
+    manufacturer: str | None = None
+    model: str | None = None
+    if device.profile == GENERIC:
+        manufacturer = MANUFACTURER_GENERIC
+        model = device.profile_file.name if device.profile_file else None
+    else:
+        try:
+            profile = get_profile(device.profile)
+        except ProfileError:
+            profile = None
+        if profile is not None:
+            manufacturer, model = profile.vendor, profile.models
+    return HaDevice(
+        identifier=object_id("ems", site, device.name),
+        name=f"{site} {device.name}",
+        manufacturer=manufacturer,
+        model=model,
+    )
+
+
+class EdgeMqtt:
+    def __init__(
+        self,
+        *,
+        site: str,
+        config: MqttConfig,
+        link: LinkSettings,
+        devices: tuple[DeviceConfig, ...],
+        health: Mapping[str, DeviceHealth],
+        interval_s: float,
+        max_age_s: float,
+        monotonic: Callable[[], float],
+        sw_version: str = "",
+    ) -> None:
+        self.site = site
+        self.config = config
+        self.devices = devices
+        self.health = health
+        self.interval_s = interval_s
+        self.max_age_s = max_age_s
+        self._monotonic = monotonic
+        self._sw_version = sw_version
+        self._ha_devices = {device.name: ha_device(site, device) for device in devices}
+        topics = config.topics
+        self.link = MqttLink(
+            link,
+            availability_topic=topics.edge_status(site),
+            birth_topics=(topics.ha_status,) if config.ha_discovery else (),
+        )
+        self._announced: set[tuple[str, str]] = set()
+        self.ticks = 0
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self.link.run(), name="mqtt.link")
+            tasks.create_task(self._tick_forever(), name="mqtt.tick")
+
+    async def _tick_forever(self) -> None:
+        while True:
+            now = self._monotonic()
+            # On the sampler's phase (edge/sampler.py), half an interval later: the
+            # pollers have stored their reads of this tick by then.
+            tick = (now // self.interval_s + 1.5) * self.interval_s
+            await asyncio.sleep(max(0.0, tick - now))
+            self.tick(self._monotonic())
+
+    def tick(self, now: float) -> int:
+        """Queue every fresh value of every device; the number of values queued."""
+        self.ticks += 1
+        members = []
+        for device in self.devices:
+            snapshot = self.health[device.name].fresh(now, self.max_age_s)
+            sections = snapshot.sections if snapshot is not None else None
+            members.append(Member(device.name, device.role, device.total, sections))
+        composed = compose_site(members)
+        config, topics, filter_ = self.config, self.config.topics, self.config.values
+        queued = 0
+        for name, entry in composed.devices.items():
+            for key, value in flatten(entry):
+                if not filter_.allows(key):
+                    continue
+                state_topic = topics.device_state(self.site, name, key)
+                if config.ha_discovery and (name, key) not in self._announced:
+                    self._announced.add((name, key))
+                    unique_id = object_id("ems", self.site, name, key)
+                    self.link.retain(
+                        topics.discovery(unique_id),
+                        discovery_config(
+                            key=key,
+                            value=value,
+                            unique_id=unique_id,
+                            state_topic=state_topic,
+                            device=self._ha_devices[name],
+                            availability=(topics.edge_status(self.site),),
+                            expire_after_s=config.stale_after_s,
+                            sw_version=self._sw_version,
+                        ),
+                    )
+                self.link.offer(state_topic, state_text(value))
+                queued += 1
+        return queued
