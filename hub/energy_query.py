@@ -10,7 +10,8 @@ Pure: no I/O, every function on plain values.
   (``2026-12-03`` a day, ``2026-12`` a month, ``2026`` a year). A date as
   ``start`` is its span's beginning, as ``end`` its span's end, so
   ``start=2026-01&end=2026-12`` is the whole year. Omitted: the span of the
-  other (a date), or the local day holding it (an instant); both omitted: today.
+  other (a date), or the end (the start) of the local day holding the other
+  (an instant); both omitted: today.
 - The range is widened to whole periods (start down, end up), and every
   interval in it is listed, at most :data:`MAX_INTERVALS`.
 """

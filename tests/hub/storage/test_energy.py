@@ -8,6 +8,7 @@ would (``CALL run_job``): background jobs do not run by themselves here.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -69,7 +70,15 @@ async def settle(backend: str, storage_factory: tuple[str, Path]) -> None:
             ENERGY_CAGG,
         )
         assert job is not None
-        await conn.execute(f"CALL run_job({int(job)})")
+        # The server's scheduler may be running the same policy right now: then wait
+        # for it and run ours after, so the refresh has seen every row written.
+        for attempt in range(50):
+            try:
+                await conn.execute(f"CALL run_job({int(job)})")
+                break
+            except asyncpg.LockNotAvailableError:
+                assert attempt < 49, "the policy stayed locked by a concurrent refresh"
+                await asyncio.sleep(0.2)
     finally:
         await conn.close()
 

@@ -1,0 +1,238 @@
+"""Energy queries over a synthetic 1 Hz history, and the writer's cost of the rollup.
+
+    .venv/bin/python bench/energy_queries.py --backend timescaledb --url URL --days 365
+    .venv/bin/python bench/energy_queries.py --backend postgres --url URL --days 30
+    .venv/bin/python bench/energy_queries.py --backend sqlite --days 30
+    .venv/bin/python bench/energy_queries.py --backend sqlite --ingest
+
+Loads ``--days`` of one device's readings at 1 Hz, each with its energy
+increments (docs/protocol.md, "Energy"): binary COPY on PostgreSQL, executemany
+on SQLite, straight into ``readings``; then fills the rollup as its keeper
+would (TimescaleDB: a refresh of ``energy_15m`` over everything; otherwise one
+``INSERT ... SELECT`` of the same sums the writer adds). Then times, through
+the storage's own ``energy()`` (what the API calls), energy per local day over
+the whole span and per local hour over the last 30 days, in Europe/Berlin.
+
+``--ingest``: writes ``--batches`` batches of 1000 readings through
+``write_readings`` (the hub's writer path), once without energy (the writer as
+it was) and once with (the rollup kept in the insert's transaction), and
+prints readings per second of each. docs/benchmarks.md, "Energy" has figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from hub.energy_query import parse_energy_query
+from hub.storage.base import Storage, StoredReading
+from hub.storage.columns import READING_COLUMNS, micros_from_utc
+from hub.storage.energy import ENERGY_CAGG, ENERGY_ROLLUP
+from hub.storage.postgres import PostgresOptions, PostgresStorage
+from hub.storage.schema import TimescaleMode, TimescaleOptions
+from hub.storage.sqlite import SqliteStorage
+from telemetry import Reading
+
+DEVICE = "bench-site"
+ZONE = "Europe/Berlin"
+LOAD_COLUMNS = (
+    "device_id",
+    "ts",
+    "seq",
+    "received_at",
+    "sections",
+    "grid_power_w",
+    "energy_span_s",
+    "energy_complete",
+    "energy_pv_wh",
+    "energy_import_wh",
+    "energy_export_wh",
+    "energy_house_wh",
+)
+FAR_FUTURE = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def rows(start: datetime, seconds: int) -> Iterator[tuple[Any, ...]]:
+    """One reading a second: a PV bell in the day, a constant house load."""
+    for i in range(seconds):
+        ts = start + timedelta(seconds=i)
+        hour = (i % 86_400) / 3600
+        pv = max(0.0, 4000.0 * (1 - ((hour - 13) / 6) ** 2))
+        house = 600.0
+        export = max(0.0, pv - house)
+        grid_in = max(0.0, house - pv)
+        yield (
+            DEVICE, ts, i, ts, 2, grid_in - export, 1.0, True,
+            pv / 3600, grid_in / 3600, export / 3600, house / 3600,
+        )  # fmt: skip
+
+
+def storage_for(args: argparse.Namespace, data_dir: Path) -> Storage:
+    if args.backend == "sqlite":
+        return SqliteStorage(data_dir / "hub.db")
+    mode = TimescaleMode.REQUIRED if args.backend == "timescaledb" else TimescaleMode.OFF
+    return PostgresStorage(args.url, PostgresOptions(timescale=TimescaleOptions(mode=mode)))
+
+
+async def load_postgres(args: argparse.Namespace, start: datetime, seconds: int) -> None:
+    conn = await asyncpg.connect(args.url, command_timeout=7200)
+    try:
+        chunk: list[tuple[Any, ...]] = []
+        for row in rows(start, seconds):
+            chunk.append(row)
+            if len(chunk) == 100_000:
+                await conn.copy_records_to_table("readings", records=chunk, columns=LOAD_COLUMNS)
+                chunk = []
+        if chunk:
+            await conn.copy_records_to_table("readings", records=chunk, columns=LOAD_COLUMNS)
+        if args.backend == "timescaledb":
+            await conn.execute(f"CALL refresh_continuous_aggregate('{ENERGY_CAGG}', NULL, NULL)")
+        else:
+            await conn.execute(_rollup_fill("date_bin('15 minutes', ts, TIMESTAMPTZ 'epoch')"))
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
+
+
+def _rollup_fill(bucket: str) -> str:
+    return (
+        f"INSERT INTO {ENERGY_ROLLUP} (device_id, bucket, readings, incomplete, span_s, "
+        "max_span_s, pv_wh, import_wh, export_wh, house_wh) "
+        f"SELECT device_id, {bucket}, count(*), 0, sum(energy_span_s), max(energy_span_s), "
+        "sum(energy_pv_wh), sum(energy_import_wh), sum(energy_export_wh), sum(energy_house_wh) "
+        "FROM readings GROUP BY 1, 2"
+    )
+
+
+async def load_sqlite(path: Path, start: datetime, seconds: int) -> None:
+    import sqlite3
+
+    placeholders = ", ".join("?" * len(LOAD_COLUMNS))
+    with sqlite3.connect(path) as conn:
+        batch: list[tuple[Any, ...]] = []
+        sql = f"INSERT INTO readings ({', '.join(LOAD_COLUMNS)}) VALUES ({placeholders})"
+        for row in rows(start, seconds):
+            values = list(row)
+            values[1] = values[3] = micros_from_utc(row[1])
+            batch.append(tuple(values))
+            if len(batch) == 100_000:
+                conn.executemany(sql, batch)
+                batch = []
+        conn.executemany(sql, batch)
+        conn.execute(_rollup_fill("ts - ts % 900000000"))
+        conn.execute("ANALYZE")
+
+
+async def timed(storage: Storage, edges: tuple[datetime, ...], runs: int = 7) -> float:
+    await storage.energy(DEVICE, edges)  # warm
+    times = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        await storage.energy(DEVICE, edges)
+        times.append((time.perf_counter() - began) * 1000)
+    return statistics.median(times)
+
+
+def edges_of(start: str, end: str, period: str) -> tuple[datetime, ...]:
+    return parse_energy_query(
+        start=start, end=end, period=period, tz=ZONE, stored_zone=None, now=FAR_FUTURE
+    ).edges
+
+
+async def queries(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as scratch:
+        storage = storage_for(args, Path(scratch))
+        await storage.open()
+        try:
+            start = datetime(2025, 1, 1, tzinfo=UTC) - timedelta(hours=1)  # Berlin's midnight
+            seconds = args.days * 86_400
+            began = time.perf_counter()
+            if args.backend == "sqlite":
+                await storage.close()
+                await load_sqlite(Path(scratch) / "hub.db", start, seconds)
+                await storage.open()
+            else:
+                await load_postgres(args, start, seconds)
+            load_s = time.perf_counter() - began
+            print(f"loaded {seconds:,} readings and their rollup in {load_s:.0f} s")
+            last = (start + timedelta(seconds=seconds - 1)).date()
+            days = edges_of("2025-01-01", last.isoformat(), "day")
+            month_start = (last - timedelta(days=29)).isoformat()
+            hours = edges_of(month_start, last.isoformat(), "hour")
+            day_ms = await timed(storage, days)
+            hour_ms = await timed(storage, hours)
+            print(f"{args.backend}: energy per day over {len(days) - 1} days: {day_ms:.1f} ms")
+            count = len(hours) - 1
+            print(f"{args.backend}: energy per hour over 30 days ({count}): {hour_ms:.1f} ms")
+        finally:
+            await storage.close()
+
+
+def reading(ts: datetime, seq: int, energy: bool) -> StoredReading:
+    body: dict[str, Any] = {
+        "seq": seq,
+        "ts": ts.isoformat(),
+        "grid": {"power_w": -850.0, "voltage_v": 230.1},
+        "solar": {"pv_power_w": 3230.0},
+        "battery": {"soc_pct": 76.5, "power_w": -1200.0},
+    }
+    if energy:
+        body["energy"] = {"span_s": 1.0, "complete": True, "pv_wh": 0.897, "import_wh": 0.0,
+                          "export_wh": 0.236, "charge_wh": 0.333, "house_wh": 0.328}  # fmt: skip
+    return StoredReading(DEVICE, Reading.model_validate(body, context={"now": FAR_FUTURE}), ts)
+
+
+async def ingest(args: argparse.Namespace) -> None:
+    for energy in (False, True, False, True):
+        with tempfile.TemporaryDirectory() as scratch:
+            storage = storage_for(args, Path(scratch))
+            await storage.open()
+            try:
+                start = datetime(2026, 1, 1, tzinfo=UTC)
+                batches = [
+                    [reading(start + timedelta(seconds=b * 1000 + i), b * 1000 + i, energy)
+                     for i in range(1000)]
+                    for b in range(args.batches)
+                ]  # fmt: skip
+                prepared = [[storage.prepare(r) for r in batch] for batch in batches]
+                began = time.perf_counter()
+                for batch in prepared:
+                    await storage.write_prepared(batch)
+                rate = args.batches * 1000 / (time.perf_counter() - began)
+                print(f"{args.backend}: energy={energy}: {rate:,.0f} readings/s")
+            finally:
+                await storage.close()
+            if args.backend != "sqlite":
+                conn = await asyncpg.connect(args.url)
+                try:
+                    await conn.execute(
+                        f"DROP TABLE IF EXISTS readings, {ENERGY_ROLLUP}, device_timezones, "
+                        "device_tokens, token_generation, ems_schema_version CASCADE"
+                    )
+                finally:
+                    await conn.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", choices=("sqlite", "postgres", "timescaledb"), required=True)
+    parser.add_argument("--url", help="PostgreSQL URL of an empty database")
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--ingest", action="store_true")
+    parser.add_argument("--batches", type=int, default=60)
+    args = parser.parse_args()
+    assert len(READING_COLUMNS) > len(LOAD_COLUMNS)
+    asyncio.run(ingest(args) if args.ingest else queries(args))
+
+
+if __name__ == "__main__":
+    main()
