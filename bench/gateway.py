@@ -94,6 +94,23 @@ async def timed_reads(
     return samples
 
 
+class LoopLag:
+    """How late the agent's event loop wakes a 10 ms sleep: its own stalls, whatever the
+    cause (the gateway's work, or the process not scheduled on a busy machine)."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+
+    async def run(self) -> None:
+        while True:
+            began = time.monotonic()
+            await asyncio.sleep(0.01)
+            self.samples.append(time.monotonic() - began - 0.01)
+
+    def since(self, mark: int) -> str:
+        return percentiles(self.samples[mark:])
+
+
 def deviations(starts: list[float], interval_s: float) -> list[float]:
     return [abs(b - a - interval_s) for a, b in itertools.pairwise(starts)]
 
@@ -189,21 +206,24 @@ async def run(args: argparse.Namespace, root: Path, sim_port: int) -> None:
         )
 
         starts = shared.arbiter.poll_starts
+        lag = LoopLag()
+        probe = asyncio.create_task(lag.run(), name="loop-lag")
         # Quiet and attacked phases alternate, so that the other work of a shared
         # machine weighs on both alike.
         for rate in (DEFAULT_RATE, args.flood_rate):
-            mark, cpu = len(starts), time.process_time()
+            mark, cpu, lag_mark = len(starts), time.process_time(), len(lag.samples)
             await asyncio.sleep(args.seconds)
             quiet = deviations(list(starts)[mark:], args.interval)
             print(
                 f"poll start vs one interval after the last, quiet ({len(quiet)} cycles): "
                 f"{percentiles(quiet)}; agent process CPU "
-                f"{100 * (time.process_time() - cpu) / args.seconds:.0f} %"
+                f"{100 * (time.process_time() - cpu) / args.seconds:.0f} %; "
+                f"event loop lag {lag.since(lag_mark)}; {os.getloadavg()[0]:.1f} load"
             )
             # requests_per_s as a config file would set it (the default, then a high one).
             gw.config = dataclasses.replace(gw.config, requests_per_s=rate)
             gw._buckets.clear()
-            mark, cpu = len(starts), time.process_time()
+            mark, cpu, lag_mark = len(starts), time.process_time(), len(lag.samples)
             before = (gw.stats.requests, gw.stats.cached_reads, gw.stats.bus_reads)
             # Niced: a hostile client is another machine's CPU; here it shares our two cores.
             attacker = await asyncio.create_subprocess_exec(
@@ -227,8 +247,10 @@ async def run(args: argparse.Namespace, root: Path, sim_port: int) -> None:
                 f"with hostile clients, requests_per_s {rate:g} ({len(attacked)} cycles): "
                 f"{percentiles(attacked)}; agent process CPU {cpu_pct:.0f} %; the gateway "
                 f"served {served[0]} of their requests ({served[1]} cached, {served[2]} "
-                f"passed through), closed {counts['garbage_connections']} garbage connections"
+                f"passed through), closed {counts['garbage_connections']} garbage connections; "
+                f"event loop lag {lag.since(lag_mark)}; {os.getloadavg()[0]:.1f} load"
             )
+        probe.cancel()
         if not all(h.state is DeviceState.OK for h in agent.health.values()):
             print("a device was failing at the end")
     finally:
