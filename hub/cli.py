@@ -139,6 +139,10 @@ def serve(args: argparse.Namespace) -> int:
     from hub.server import HubServer, uvicorn_config
     from hub.storage import create_storage
 
+    if not args.host.strip():
+        # An empty host binds every interface: never by accident (a unit's
+        # `--host ${EMS_HOST}` with the variable left empty).
+        raise Failed("--host: empty (0.0.0.0 or :: binds every interface)", Exit.USAGE)
     try:
         tls = _tls_files(args)
     except ValueError as err:

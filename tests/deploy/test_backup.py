@@ -32,6 +32,8 @@ from tests.conftest import POSTGRES_ADMIN_DSN, with_database
 from tests.edge.hubproc import HubProcess
 from tests.support.hub import BASE_TS, reading, recv_ack_seqs
 
+pytestmark = pytest.mark.slow
+
 DEVICE = "backed_up"
 REPO = Path(__file__).resolve().parents[2]
 

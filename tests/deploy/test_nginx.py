@@ -23,6 +23,8 @@ from tests.edge.hubproc import HubProcess
 from tests.edge.site import site_config
 from tests.edge.test_cli import AgentProcess, wait_stored
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:

@@ -25,6 +25,8 @@ from tests.edge.site import site_config
 from tests.edge.test_cli import AgentProcess, stored_seqs, wait_stored
 from tests.support.redis import RedisServer, redis_server
 
+pytestmark = pytest.mark.slow
+
 DEVICE = "rolling"
 
 

@@ -201,3 +201,17 @@ def test_the_units_command_runs_the_hub_with_the_shipped_settings(tmp_path: Path
     assert f"storage: SQLite file {state / 'hub.db'}" in text, text
     assert (state / "hub.db").exists()
     assert "Traceback" not in text
+
+
+def test_an_empty_host_is_refused_not_every_interface(tmp_path: Path) -> None:
+    """``--host ${EMS_HOST}`` with the variable left empty would bind every interface."""
+    done = subprocess.run(
+        [sys.executable, "-m", "ems", "hub", "serve", "--host", "", "--port", "0"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "EMS_DATA_DIR": str(tmp_path)},
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("ems: --host: empty"), done.stderr
