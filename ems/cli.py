@@ -249,6 +249,22 @@ def _hub_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "(redis://HOST[:PORT][/DB]; default: $EMS_CLUSTER_URL; unset: a hub alone); "
         "needs PostgreSQL storage",
     )
+    serve.add_argument(
+        "--mqtt",
+        metavar="URL",
+        help="publish every site's live readings to this MQTT broker for Home Assistant, "
+        "with discovery (mqtt[s]://[user@]HOST[:PORT]; default: $EMS_MQTT_URL; password in "
+        "$EMS_MQTT_PASSWORD or --mqtt-password-file)",
+    )
+    serve.add_argument(
+        "--mqtt-password-file", metavar="PATH", help="the MQTT broker's password, on one line"
+    )
+    serve.add_argument(
+        "--mqtt-ca-file",
+        metavar="PATH",
+        help="mqtts:// only: trust this CA for the broker (default: $EMS_MQTT_CA_FILE, "
+        "else the system's)",
+    )
     _serve_limit_arguments(serve)
     serve.set_defaults(handler=_hub_serve)
 

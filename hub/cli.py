@@ -35,6 +35,7 @@ from telemetry.redaction import redact, register_secret
 
 if TYPE_CHECKING:
     from hub.cluster.settings import ClusterSettings
+    from hub.mqtt_bridge import HubMqttSettings
     from hub.server import TlsFiles
 
 T = TypeVar("T")
@@ -160,6 +161,7 @@ def serve(args: argparse.Namespace) -> int:
     )
     storage_settings = settings_of(args)
     cluster = cluster_of(args, storage_settings)
+    mqtt = mqtt_of(args)
     # Redacted as literal values wherever they might show up in a log line or error.
     register_secret(viewer_token)
     if storage_settings.database_url:
@@ -183,6 +185,7 @@ def serve(args: argparse.Namespace) -> int:
         allowed_origins=allowed_origins,
         limits=_fitted(asked_limits, fd_limit.soft),
         cluster=cluster,
+        mqtt=mqtt,
     )
     register_secret(settings.viewer_token)  # or the one from $EMS_VIEWER_TOKEN
     logging.getLogger(__name__).info("storage: %s", where)
@@ -211,6 +214,24 @@ def serve(args: argparse.Namespace) -> int:
     if not server.started:
         raise Failed("the hub did not start (see the log above)")
     return Exit.OK
+
+
+def mqtt_of(args: argparse.Namespace) -> HubMqttSettings | None:
+    """``--mqtt URL`` or ``$EMS_MQTT_URL``: every site's live readings to Home Assistant."""
+    from hub.mqtt_bridge import MqttSettingsError, mqtt_settings
+
+    try:
+        settings = mqtt_settings(
+            getattr(args, "mqtt", None),
+            password_file=getattr(args, "mqtt_password_file", None),
+            ca_file=getattr(args, "mqtt_ca_file", None),
+        )
+    except MqttSettingsError as err:
+        raise Failed(str(err), Exit.USAGE) from err
+    if settings is not None:
+        link = settings.link
+        logger.info("Home Assistant over MQTT: %s:%d as %s", link.host, link.port, link.client_id)
+    return settings
 
 
 def cluster_of(args: argparse.Namespace, storage: HubSettings) -> ClusterSettings | None:

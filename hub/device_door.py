@@ -115,6 +115,8 @@ async def device_door(websocket: WebSocket, device_id: str) -> None:
         await close_quietly(websocket, code, within=1.0)
         return
     logger.info("device %s connected", device_id)
+    if hub.mqtt is not None:
+        hub.mqtt.presence(device_id, True)
     receiver = asyncio.create_task(_receive_loop(hub, session), name=f"device[{device_id}].receive")
     sender = asyncio.create_task(session.outbox.run(), name=f"device[{device_id}].acks")
     # 1000 only for an orderly end; an unexpected error in the hub is 1011 (docs/protocol.md).
@@ -144,6 +146,8 @@ async def device_door(websocket: WebSocket, device_id: str) -> None:
         still_registered = await hub.manager.disconnect_publisher(session)
         if still_registered:
             logger.info("device %s disconnected", device_id)
+            if hub.mqtt is not None:
+                hub.mqtt.presence(device_id, False)
         # Ended by the hub (replaced, revoked, stopping): the same code as the kicker's,
         # whichever of us gets there first.
         await close_quietly(websocket, session.close_code or close_code, within=1.0)
@@ -230,6 +234,8 @@ def handle_frame(hub: Hub, session: PublisherSession, frame: ParsedFrame, now: d
         hub.counters.readings_in[path] += 1
         if not frame.is_batch:
             hub.manager.publish(device_id, reading, now)
+            if hub.mqtt is not None:  # queues only (hub/mqtt_bridge.py)
+                hub.mqtt.reading(device_id, reading)
         row = StoredReading(device_id=device_id, reading=reading, received_at=now)
         sink = batch_sink if reading.seq is not None else None
         if not hub.writer.offer(row, sink):

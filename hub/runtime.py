@@ -37,6 +37,7 @@ from telemetry.backoff import Backoff, BackoffPolicy
 if TYPE_CHECKING:
     from hub.cluster.link import ClusterLink
     from hub.cluster.settings import ClusterSettings
+    from hub.mqtt_bridge import HubMqtt, HubMqttSettings
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +68,8 @@ class HubSettings:
     limits: ConnectionLimits = field(default_factory=ConnectionLimits)
     # Several hubs sharing devices and dashboards through Redis (hub/cluster/); None: alone.
     cluster: ClusterSettings | None = None
+    # Every site's live readings to Home Assistant over MQTT (hub/mqtt_bridge.py); None: off.
+    mqtt: HubMqttSettings | None = None
 
     @classmethod
     def resolve(
@@ -78,6 +81,7 @@ class HubSettings:
         allowed_origins: tuple[str, ...] = (),
         limits: ConnectionLimits | None = None,
         cluster: ClusterSettings | None = None,
+        mqtt: HubMqttSettings | None = None,
     ) -> HubSettings:
         """The settings of a command: a flag given wins over its environment variable.
 
@@ -90,6 +94,7 @@ class HubSettings:
             allowed_origins=allowed_origins,
             limits=limits or ConnectionLimits(),
             cluster=cluster,
+            mqtt=mqtt,
         )
 
 
@@ -130,6 +135,7 @@ class Hub:
         self._lookup_budget = LookupBudget()
         self.writer: BatchWriter
         self.cluster: ClusterLink | None = None
+        self.mqtt: HubMqtt | None = None
         self._stack = AsyncExitStack()
         self._tasks: asyncio.TaskGroup | None = None
         self._stopping = asyncio.Event()
@@ -155,6 +161,11 @@ class Hub:
                 self.manager.relay = self.cluster
             self._tasks = await stack.enter_async_context(asyncio.TaskGroup())
             self._tasks.create_task(self._refresh_tokens(), name="hub.refresh_tokens")
+            if self.settings.mqtt is not None:
+                from hub.mqtt_bridge import HubMqtt  # imports aiomqtt: MQTT mode only
+
+                self.mqtt = HubMqtt(self.settings.mqtt)
+                self._tasks.create_task(self.mqtt.run(self._stopping), name="hub.mqtt")
             if idle_s := self.settings.limits.device_idle_timeout_s:
                 self._tasks.create_task(self._close_idle(idle_s), name="hub.close_idle")
             self._stack = stack.pop_all()

@@ -1,0 +1,188 @@
+"""A fleet in Home Assistant: the hub relays every site's live readings over MQTT.
+
+``ems hub serve --mqtt URL`` (docs/configuration.md, "Home Assistant over MQTT")
+publishes each live reading's values (its sections: the site's totals) to one
+broker, with Home Assistant's MQTT discovery: one Home Assistant device per edge
+site (its device id), one sensor per value. Topics and payloads are built by the
+same pure module as the agent's (telemetry/homeassistant.py; docs/home-assistant.md).
+
+Availability: every sensor lists the hub's own status topic (its last will) and
+the site's (``online`` while its agent is connected to this hub, ``offline`` when
+it goes), so Home Assistant shows a site unavailable when either is gone; a value
+not updated for ``stale_after_s`` expires.
+
+Only live readings are relayed: a catch-up batch after an outage is history, and
+showing it as the current state would be wrong. Nothing here awaits the broker:
+:meth:`HubMqtt.reading` queues (telemetry/mqtt_link.py), so the device door's hot
+path never waits on it.
+
+Exceptions::
+
+    MqttSettingsError    the flags or variables cannot be used; one line
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from telemetry import Reading
+from telemetry.homeassistant import (
+    AVAILABLE,
+    NOT_AVAILABLE,
+    HaDevice,
+    Topics,
+    ValueFilter,
+    discovery_config,
+    flatten,
+    object_id,
+    state_text,
+)
+from telemetry.mqtt_link import LinkSettings, MqttLink, parse_broker_url
+from telemetry.redaction import register_secret
+
+__all__ = ["HubMqtt", "HubMqttSettings", "MqttSettingsError", "mqtt_settings"]
+
+logger = logging.getLogger(__name__)
+
+URL_ENV: Final = "EMS_MQTT_URL"
+PASSWORD_ENV: Final = "EMS_MQTT_PASSWORD"
+CA_FILE_ENV: Final = "EMS_MQTT_CA_FILE"
+CLIENT_ID_ENV: Final = "EMS_MQTT_CLIENT_ID"
+SECTIONS: Final = ("inverter", "grid", "solar", "battery", "extra")
+# Every unique_id of the hub's sensors starts with this; the agent's start with "ems_".
+ID_PREFIX: Final = "ems-hub"
+
+
+class MqttSettingsError(Exception):
+    """``--mqtt`` and its companions cannot be used; the message is one line."""
+
+
+@dataclass(frozen=True, slots=True)
+class HubMqttSettings:
+    link: LinkSettings
+    topics: Topics = field(default_factory=Topics)
+    ha_discovery: bool = True
+    values: ValueFilter = field(default_factory=ValueFilter)
+    stale_after_s: int = 30
+
+
+def mqtt_settings(
+    url: str | None,
+    *,
+    password_file: str | None = None,
+    ca_file: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> HubMqttSettings | None:
+    """The settings of ``--mqtt URL`` (else ``$EMS_MQTT_URL``); None: no MQTT.
+
+    The password: ``--mqtt-password-file``, else ``$EMS_MQTT_PASSWORD``; registered
+    for redaction (telemetry/redaction.py) before anything could log it.
+    """
+    env = os.environ if environ is None else environ
+    url = url or env.get(URL_ENV, "").strip() or None
+    if url is None:
+        return None
+    try:
+        broker = parse_broker_url(url)
+    except ValueError as err:
+        raise MqttSettingsError(f"--mqtt: {err}") from None
+    password = env.get(PASSWORD_ENV, "").strip() or None
+    if password_file:
+        try:
+            password = Path(password_file).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as err:
+            raise MqttSettingsError(f"--mqtt-password-file: cannot read it: {err}") from err
+        if not password:
+            raise MqttSettingsError(f"--mqtt-password-file: {password_file} is empty")
+    register_secret(password)
+    ca = ca_file or env.get(CA_FILE_ENV, "").strip() or None
+    if ca is not None and not broker.tls:
+        raise MqttSettingsError("--mqtt-ca-file: only used with an mqtts:// broker")
+    return HubMqttSettings(
+        link=LinkSettings(
+            host=broker.host,
+            port=broker.port,
+            tls=broker.tls,
+            ca_file=Path(ca) if ca else None,
+            username=broker.username,
+            password=password,
+            # Stable across restarts (the hub's status topic is named after it), distinct
+            # per host: two hubs with one client id would take turns knocking each other off.
+            client_id=env.get(CLIENT_ID_ENV, "").strip() or f"ems-hub-{socket.gethostname()}",
+        )
+    )
+
+
+class HubMqtt:
+    """The hub's side of Home Assistant over MQTT (module docstring)."""
+
+    def __init__(self, settings: HubMqttSettings) -> None:
+        self.settings = settings
+        topics = settings.topics
+        self.availability = topics.hub_status(settings.link.client_id)
+        self.link = MqttLink(
+            settings.link,
+            availability_topic=self.availability,
+            birth_topics=(topics.ha_status,) if settings.ha_discovery else (),
+        )
+        self._announced: set[tuple[str, str]] = set()
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Keep the link up until ``stopping``; then say offline and close."""
+        link = asyncio.create_task(self.link.run(), name="hub.mqtt.link")
+        try:
+            await stopping.wait()
+        finally:
+            link.cancel()
+            await asyncio.gather(link, return_exceptions=True)
+
+    def presence(self, site: str, online: bool) -> None:
+        """The site's agent connected to this hub (True) or went away (False)."""
+        self.link.retain(
+            self.settings.topics.site_status(site), AVAILABLE if online else NOT_AVAILABLE
+        )
+
+    def reading(self, site: str, reading: Reading) -> int:
+        """Queue a live reading's values; the number queued."""
+        settings, topics = self.settings, self.settings.topics
+        sections: dict[str, Any] = {}
+        for name in SECTIONS:
+            part = getattr(reading, name)
+            if part is None:
+                continue
+            sections[name] = part if isinstance(part, dict) else part.model_dump(exclude_none=True)
+        queued = 0
+        for key, value in flatten(sections):
+            if not settings.values.allows(key):
+                continue
+            state_topic = topics.site_state(site, key)
+            if settings.ha_discovery and (site, key) not in self._announced:
+                self._announced.add((site, key))
+                unique_id = object_id(ID_PREFIX, site, key)
+                self.link.retain(
+                    topics.discovery(unique_id),
+                    discovery_config(
+                        key=key,
+                        value=value,
+                        unique_id=unique_id,
+                        state_topic=state_topic,
+                        device=HaDevice(
+                            identifier=object_id(ID_PREFIX, site),
+                            name=site,
+                            manufacturer="EMS Switchboard",
+                            model="edge site",
+                        ),
+                        availability=(self.availability, topics.site_status(site)),
+                        expire_after_s=settings.stale_after_s,
+                    ),
+                )
+            self.link.offer(state_topic, state_text(value))
+            queued += 1
+        return queued
