@@ -39,7 +39,7 @@ from drivers.profiles import GENERIC, fixed_map
 from edge.clock import ClockGuard, ClockSource, SystemClock, boot_id
 from edge.config import EdgeConfig, Role, tls_context
 from edge.energy import EnergyTracker, energy_settings
-from edge.gateway import Gateway, Target
+from edge.gateway import Gateway, GatewayError, Target
 from edge.gateway_bus import SharedBus
 from edge.gateway_cache import RegisterCache
 from edge.health import DeviceHealth, Transition, health_frame
@@ -200,7 +200,7 @@ class Agent:
                         extra={"count": parked},
                     )
                 await self._run_with(outbox, boot)
-        except OutboxError as err:
+        except (OutboxError, GatewayError) as err:
             raise AgentError(str(err)) from err
         logger.info("agent stopped")
 
@@ -276,6 +276,8 @@ class Agent:
             for bus in config.buses
             if config.devices_on(bus.name)
         ]
+        if self.gateway is not None:
+            await self.gateway.listen()  # a port in use stops the start here, in one line
         async with asyncio.TaskGroup() as tasks:
             producers = [
                 tasks.create_task(poller.run(), name=f"poller[{poller.bus.name}]")

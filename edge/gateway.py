@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -72,7 +73,7 @@ from edge.gateway_frames import (
 from edge.gateway_limits import TokenBucket
 from edge.health import DeviceHealth, DeviceState
 
-__all__ = ["Gateway", "GatewayStats", "Target"]
+__all__ = ["Gateway", "GatewayError", "GatewayStats", "Target"]
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +87,10 @@ MAX_BUCKETS: Final = 1024  # client addresses whose pace (or garbage) is remembe
 # accept for the rest of that time: a reconnect loop then costs an accept, not a session.
 BAD_FRAMES_TO_BLOCK: Final = 10
 BLOCK_S: Final = 60.0
+
+
+class GatewayError(Exception):
+    """The gateway cannot start (its port); the message is one line for the operator."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,20 +147,38 @@ class Gateway:
         self._clients: dict[int, _Client] = {}
         self._refused_logged: dict[str, float] = {}
         self._tasks: asyncio.TaskGroup | None = None
+        self._server: asyncio.Server | None = None
         # Per client address, shared by its connections: reconnecting buys no new burst.
         self._buckets: dict[str, TokenBucket] = {}
         # Per client address: connections closed for garbage, since when (monotonic).
         self._garbage: dict[str, tuple[int, float]] = {}
 
     # -- connections ------------------------------------------------------------
+    async def listen(self) -> None:
+        """Bind the port (before the agent starts: a port in use is a start-up error)."""
+        if self._server is not None:
+            return
+        config = self.config
+        try:
+            self._server = await asyncio.start_server(
+                self._accept, config.listen, config.port, reuse_address=True
+            )
+        except OSError as err:
+            # asyncio words its own message around the errno's; the errno's is the news.
+            reason = os.strerror(err.errno) if err.errno else str(err)
+            raise GatewayError(
+                f"config error: gateway.port: cannot listen on {config.listen}:{config.port}: "
+                f"{reason[:1].lower()}{reason[1:]}"
+            ) from err
+        self.port = self._server.sockets[0].getsockname()[1]
+
     async def run(self) -> None:
+        await self.listen()
+        assert self._server is not None
+        server = self._server
         async with asyncio.TaskGroup() as tasks:
             self._tasks = tasks
-            server = await asyncio.start_server(
-                self._accept, self.config.listen, self.config.port, reuse_address=True
-            )
             try:
-                self.port = server.sockets[0].getsockname()[1]
                 logger.info(
                     "gateway listening on %s:%d for %d devices",
                     self.config.listen,
@@ -167,6 +190,7 @@ class Gateway:
                 await asyncio.Event().wait()  # until cancelled
             finally:
                 server.close()
+                self._server = None
                 self._tasks = None
                 logger.info("gateway stopped: %s", self.stats, extra={"stats": str(self.stats)})
 

@@ -13,6 +13,7 @@ import itertools
 import json
 import logging
 import re
+import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,7 +25,7 @@ from pymodbus.pdu import ModbusPDU
 from sunspec2.modbus.client import SunSpecModbusClientDeviceTCP
 
 from drivers.registers import RegisterType
-from edge.agent import Agent
+from edge.agent import Agent, AgentError
 from edge.config import parse_config
 from edge.gateway_cache import CacheKey
 from edge.health import DeviceState
@@ -423,3 +424,21 @@ async def test_an_address_that_keeps_sending_garbage_is_refused_at_accept(
         async with client(agent) as modbus:
             answer = await modbus.read_holding_registers(MODEL_103, count=2, device_id=1)
             assert not answer.isError()
+
+
+async def test_a_gateway_port_in_use_stops_the_start_in_one_line(
+    tmp_path: Path, served: DeviceServer
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        text = site_config(tmp_path, f"ws://127.0.0.1:{free_port()}", served.tcp_port, "gw")
+        config = parse_config(text + f"\n[gateway]\nport = {port}\n", base_dir=tmp_path)
+        agent = Agent(config, token="unused", options=OPTIONS)
+        with pytest.raises(AgentError) as caught:
+            async with asyncio.timeout(15):
+                await agent.run()
+    assert str(caught.value) == (
+        f"config error: gateway.port: cannot listen on 127.0.0.1:{port}: address already in use"
+    )
