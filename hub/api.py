@@ -20,10 +20,22 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import Metric
 
 from hub.limits import Closure, Refusal
-from hub.metrics import CONTENT_TYPE, Door, DropReason, Family, MetricType, render
+from hub.metrics import (
+    CONTENT_TYPE,
+    Door,
+    DropReason,
+    MetricType,
+    hub_registry,
+    labelled,
+    multi_labelled,
+    render,
+    single,
+)
 from hub.query import (
     READINGS_PARAMETERS,
     Order,
@@ -165,16 +177,22 @@ def storage_unavailable(what: str, err: StorageError) -> HTTPException:
 
 
 @router.get("/metrics")
-async def metrics(request: Request) -> PlainTextResponse:
-    return PlainTextResponse(render(collect(hub_of(request))), media_type=CONTENT_TYPE)
+async def metrics(request: Request) -> Response:
+    registry: CollectorRegistry = request.app.state.metrics
+    return Response(render(registry), media_type=CONTENT_TYPE)
 
 
-def collect(hub: Hub) -> list[Family]:
+def metrics_registry(hub: Hub) -> CollectorRegistry:
+    """The hub's registry (hub/metrics.py): :func:`collect` at every scrape."""
+    return hub_registry(lambda: collect(hub))
+
+
+def collect(hub: Hub) -> list[Metric]:
     """Every metric family of the hub, from a snapshot of its counters."""
     c = hub.counters
     gauge, counter = MetricType.GAUGE, MetricType.COUNTER
     families = [
-        Family.labelled(
+        labelled(
             "ems_connections",
             "Open WebSocket connections per door.",
             gauge,
@@ -184,21 +202,21 @@ def collect(hub: Hub) -> list[Family]:
                 Door.DASHBOARD: hub.manager.dashboard_count(),
             },
         ),
-        Family.labelled(
+        labelled(
             "ems_readings_in_total",
             "Valid readings received, per path (live or batch).",
             counter,
             "path",
             {"live": c.readings_in["live"], "batch": c.readings_in["batch"]},
         ),
-        Family.labelled(
+        labelled(
             "ems_invalid_total",
             "Device frames or readings dropped as invalid, per reason.",
             counter,
             "reason",
             {problem.value: hub.gatekeeper.counts[problem] for problem in FrameProblem},
         ),
-        Family.labelled(
+        labelled(
             "ems_dropped_total",
             "Valid readings or live frames dropped, per reason.",
             counter,
@@ -209,74 +227,75 @@ def collect(hub: Hub) -> list[Family]:
                 "dashboard_slow": hub.feed_counters.dropped,
             },
         ),
-        Family(
+        multi_labelled(
             "ems_refused_total",
             "Handshakes refused, per door and reason.",
             counter,
-            tuple(
-                ({"door": door.value, "reason": str(reason)}, value)
+            ("door", "reason"),
+            (
+                ((door.value, str(reason)), value)
                 for (door, reason), value in sorted(c.refused.items())
             ),
         ),
-        Family.single(
+        single(
             "ems_viewer_tokens_wrong_total",
             "Wrong viewer tokens offered (sign-in, API, dashboard door).",
             counter,
             hub.viewer_guesses.wrong,
         ),
-        Family.single(
+        single(
             "ems_viewer_tokens_throttled_total",
             "Viewer tokens refused unread: their address had offered too many wrong ones.",
             counter,
             hub.viewer_guesses.throttled,
         ),
-        Family.single(
+        single(
             "ems_viewer_guess_addresses",
             "Client addresses with wrong viewer tokens in their current minute.",
             MetricType.GAUGE,
             hub.viewer_guesses.addresses,
         ),
-        Family.single(
+        single(
             "ems_replaced_total",
             "Device sockets replaced by a newer one (ghost protocol).",
             counter,
             hub.manager.replaced_count,
         ),
-        Family.single(
+        single(
             "ems_revoked_closed_total",
             "Device sockets closed because their token was revoked.",
             counter,
             c.revoked_closed,
         ),
-        Family.single("ems_acks_sent_total", "Ack frames sent to devices.", counter, c.acks_sent),
-        Family.single("ems_acked_seqs_total", "Seqs acked to devices.", counter, c.seqs_acked),
-        Family.single("ems_errors_sent_total", "Error frames sent.", counter, c.errors_sent),
-        Family.labelled(
+        single("ems_acks_sent_total", "Ack frames sent to devices.", counter, c.acks_sent),
+        single("ems_acked_seqs_total", "Seqs acked to devices.", counter, c.seqs_acked),
+        single("ems_errors_sent_total", "Error frames sent.", counter, c.errors_sent),
+        labelled(
             "ems_internal_errors_total",
             "Connections closed with 1011 after an unexpected error in the hub, per door.",
             counter,
             "door",
             {door: c.internal_errors[door] for door in Door},
         ),
-        Family.single(
+        single(
             "ems_dashboard_frames_sent_total",
             "Frames sent to dashboards.",
             counter,
             hub.feed_counters.sent,
         ),
-        Family.single(
+        single(
             "ems_dashboards_closed_slow_total",
             "Dashboards closed with 1013 for staying behind.",
             counter,
             hub.feed_counters.closed_too_slow,
         ),
-        Family.single(
+        single(
             "ems_dashboard_queue_depth",
             "Frames waiting in all dashboard queues.",
             gauge,
             sum(feed.pending for feed in hub.manager.feeds()),
         ),
-        Family.single(
+        single(
             "ems_dashboard_queue_depth_max",
             "Frames waiting in the fullest dashboard queue.",
             gauge,
@@ -290,7 +309,7 @@ def collect(hub: Hub) -> list[Family]:
     return families
 
 
-def _edge_device_families(hub: Hub) -> list[Family]:
+def _edge_device_families(hub: Hub) -> list[Metric]:
     """The devices behind connected agents, from their health frames.
 
     Counts only: /metrics is open (docs/security.md), so no device id or name
@@ -304,14 +323,14 @@ def _edge_device_families(hub: Hub) -> list[Family]:
             by_state[device.state] += 1
         failing_sites += bool(health is not None and health.failing)
     return [
-        Family.labelled(
+        labelled(
             "ems_edge_devices",
             "Devices behind connected agents, per health state.",
             MetricType.GAUGE,
             "state",
             {state.value: count for state, count in by_state.items()},
         ),
-        Family.single(
+        single(
             "ems_edge_sites_failing",
             "Connected agents with at least one device failing.",
             MetricType.GAUGE,
@@ -320,7 +339,7 @@ def _edge_device_families(hub: Hub) -> list[Family]:
     ]
 
 
-def _cluster_families(hub: Hub) -> list[Family]:
+def _cluster_families(hub: Hub) -> list[Metric]:
     """Several hubs (hub/cluster/link.py); nothing for a hub alone."""
     link = hub.cluster
     if link is None:
@@ -369,20 +388,17 @@ def _cluster_families(hub: Hub) -> list[Family]:
         ),
     }
     families = [
-        Family.single(name, help_text, counter, value)
-        for name, (help_text, value) in counts.items()
+        single(name, help_text, counter, value) for name, (help_text, value) in counts.items()
     ]
     families += [
-        Family.single(
-            "ems_cluster_up", "1 when Redis is reachable (0: degraded).", gauge, float(link.up)
-        ),
-        Family.single(
+        single("ems_cluster_up", "1 when Redis is reachable (0: degraded).", gauge, float(link.up)),
+        single(
             "ems_cluster_watched_devices",
             "Devices this hub's dashboards follow through Redis.",
             gauge,
             link.watching(),
         ),
-        Family.single(
+        single(
             "ems_cluster_forwarded_devices",
             "Devices whose frames other hubs asked for.",
             gauge,
@@ -392,24 +408,24 @@ def _cluster_families(hub: Hub) -> list[Family]:
     return families
 
 
-def _limit_families(hub: Hub) -> list[Family]:
+def _limit_families(hub: Hub) -> list[Metric]:
     """The connection limits (hub/limits.py): pending sockets, refusals, closures."""
     counters = hub.gate.counters
     return [
-        Family.single(
+        single(
             "ems_pending_connections",
             "TCP connections that are not a WebSocket (yet): waiting, or being answered.",
             MetricType.GAUGE,
             hub.gate.pending,
         ),
-        Family.labelled(
+        labelled(
             "ems_connections_refused_total",
             "Connections refused at a cap (503 on connect, or 1013), per reason.",
             MetricType.COUNTER,
             "reason",
             {refusal.value: counters.refused[refusal] for refusal in Refusal},
         ),
-        Family.labelled(
+        labelled(
             "ems_connections_closed_total",
             "Connections the hub closed for idling, per reason.",
             MetricType.COUNTER,
@@ -419,19 +435,19 @@ def _limit_families(hub: Hub) -> list[Family]:
     ]
 
 
-def _writer_families(hub: Hub) -> list[Family]:
+def _writer_families(hub: Hub) -> list[Metric]:
     health = hub.writer.health()
     families = [
-        Family.single(
+        single(
             "ems_writer_ready", "1 when the writer keeps up.", MetricType.GAUGE, float(health.ready)
         ),
-        Family.single(
+        single(
             "ems_writer_queue_depth",
             "Readings waiting for the writer.",
             MetricType.GAUGE,
             health.queue_depth,
         ),
-        Family.single(
+        single(
             "ems_writer_lag_seconds",
             "Age of the oldest uncommitted reading.",
             MetricType.GAUGE,
@@ -445,7 +461,5 @@ def _writer_families(hub: Hub) -> list[Family]:
             continue  # already above, from health()
         if isinstance(value, int | float) and not isinstance(value, bool):
             kind = MetricType.COUNTER if name.endswith("_total") else MetricType.GAUGE
-            families.append(
-                Family.single(f"ems_writer_{name}", f"Batch writer: {name}.", kind, value)
-            )
+            families.append(single(f"ems_writer_{name}", f"Batch writer: {name}.", kind, value))
     return families

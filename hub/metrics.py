@@ -1,19 +1,33 @@
-"""The hub's counters and their Prometheus text rendering (GET /metrics).
+"""The hub's counters and their Prometheus exposition (GET /metrics).
 
-Counters live in plain objects the hot path bumps without awaiting; this
-module only turns a snapshot of them into the Prometheus text exposition
-format (version 0.0.4): ``# HELP``, ``# TYPE``, then one line per sample.
+Counters live in plain objects the hot path bumps without awaiting: a plain
+``int`` or ``collections.Counter`` bump costs tens of nanoseconds where a
+prometheus_client ``Counter.inc()`` takes its lock and costs about twenty
+times more (docs/benchmarks.md, "Metrics"). prometheus_client renders them
+only at scrape time: :class:`SnapshotCollector` is a custom collector that
+turns a snapshot of the counters into metric families, and
+:func:`hub_registry` is one hub's own ``CollectorRegistry`` (never the
+process-wide default, so several hubs in one process stay apart) carrying it
+beside the process and garbage-collector collectors operators expect
+(``process_resident_memory_bytes``, ``process_open_fds``,
+``process_cpu_seconds_total``, ``python_gc_*``).
+
+The exposition is the Prometheus text format, version 0.0.4.
 """
 
 from __future__ import annotations
 
 import enum
-import math
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Final
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+from prometheus_client import CollectorRegistry, GCCollector, ProcessCollector
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+CONTENT_TYPE: Final = CONTENT_TYPE_PLAIN_0_0_4
 
 
 class Door(enum.StrEnum):
@@ -50,60 +64,68 @@ class HubCounters:
     internal_errors: Counter[Door] = field(default_factory=Counter)
 
 
-@dataclass(frozen=True, slots=True)
-class Family:
-    """One metric family and its samples: label sets -> value."""
-
-    name: str
-    help: str
-    type: MetricType
-    samples: tuple[tuple[Mapping[str, str], float], ...]
-
-    @classmethod
-    def single(cls, name: str, help_text: str, kind: MetricType, value: float) -> Family:
-        return cls(name, help_text, kind, (({}, value),))
-
-    @classmethod
-    def labelled(
-        cls,
-        name: str,
-        help_text: str,
-        kind: MetricType,
-        label: str,
-        values: Mapping[str, float],
-    ) -> Family:
-        return cls(
-            name,
-            help_text,
-            kind,
-            tuple(({label: key}, value) for key, value in sorted(values.items())),
-        )
+def _family(
+    name: str, help_text: str, kind: MetricType, labels: Iterable[str]
+) -> CounterMetricFamily | GaugeMetricFamily:
+    if kind is MetricType.COUNTER:
+        # Every counter's name ends in _total: prometheus_client strips it from the
+        # family and writes it back on the samples and the TYPE line.
+        if not name.endswith("_total"):
+            raise ValueError(f"counter {name!r}: a counter's name ends in _total")
+        return CounterMetricFamily(name, help_text, labels=list(labels))
+    return GaugeMetricFamily(name, help_text, labels=list(labels))
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+def single(name: str, help_text: str, kind: MetricType, value: float) -> Metric:
+    """A family of one unlabelled sample."""
+    family = _family(name, help_text, kind, ())
+    family.add_metric([], value)
+    return family
 
 
-def _number(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if float(value).is_integer():
-        return str(int(value))
-    return repr(float(value))
+def labelled(
+    name: str, help_text: str, kind: MetricType, label: str, values: Mapping[str, float]
+) -> Metric:
+    """A family with one label, a sample per value of it, sorted by that value."""
+    family = _family(name, help_text, kind, (label,))
+    for key, value in sorted(values.items()):
+        family.add_metric([str(key)], value)
+    return family
 
 
-def render(families: Iterable[Family]) -> str:
-    """The Prometheus text format of the families, in the given order."""
-    lines: list[str] = []
-    for family in families:
-        lines.append(f"# HELP {family.name} {family.help}")
-        lines.append(f"# TYPE {family.name} {family.type.value}")
-        for labels, value in family.samples:
-            if labels:
-                inside = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()))
-                lines.append(f"{family.name}{{{inside}}} {_number(value)}")
-            else:
-                lines.append(f"{family.name} {_number(value)}")
-    return "\n".join(lines) + "\n"
+def multi_labelled(
+    name: str,
+    help_text: str,
+    kind: MetricType,
+    labels: tuple[str, ...],
+    samples: Iterable[tuple[tuple[str, ...], float]],
+) -> Metric:
+    """A family with several labels: ``samples`` are (label values, value) pairs."""
+    family = _family(name, help_text, kind, labels)
+    for values, value in samples:
+        family.add_metric(list(values), value)
+    return family
+
+
+class SnapshotCollector:
+    """A prometheus_client collector: the families ``snapshot`` builds at each scrape."""
+
+    def __init__(self, snapshot: Callable[[], Iterable[Metric]]) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterable[Metric]:
+        return list(self._snapshot())
+
+
+def hub_registry(snapshot: Callable[[], Iterable[Metric]]) -> CollectorRegistry:
+    """One hub's registry: its own families first, then the process and GC collectors."""
+    registry = CollectorRegistry()
+    registry.register(SnapshotCollector(snapshot))
+    ProcessCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    """The registry in the Prometheus text format (version 0.0.4)."""
+    return generate_latest(registry)

@@ -1,36 +1,73 @@
 from __future__ import annotations
 
-from hub.metrics import Family, MetricType, render
+import pytest
+from prometheus_client.metrics_core import Metric
+
+from hub.metrics import MetricType, hub_registry, labelled, multi_labelled, render, single
+from tests.support.hub import parse_metrics
+
+
+def families() -> list[Metric]:
+    return [
+        single("ems_up", "Up.", MetricType.GAUGE, 1),
+        labelled(
+            "ems_invalid_total",
+            "Invalid frames.",
+            MetricType.COUNTER,
+            "reason",
+            {"not_json": 3, "binary": 1},
+        ),
+        single("ems_lag_seconds", "Lag.", MetricType.GAUGE, 0.25),
+        multi_labelled(
+            "ems_odd", "Odd labels.", MetricType.GAUGE, ("k", "door"), [(('a"b\\c', "x"), 2.0)]
+        ),
+    ]
 
 
 def test_render_prometheus_text() -> None:
-    text = render(
-        [
-            Family.single("ems_up", "Up.", MetricType.GAUGE, 1),
-            Family.labelled(
-                "ems_invalid_total",
-                "Invalid frames.",
-                MetricType.COUNTER,
-                "reason",
-                {"not_json": 3, "binary": 1},
-            ),
-            Family.single("ems_lag_seconds", "Lag.", MetricType.GAUGE, 0.25),
-            Family("ems_odd", "Odd labels.", MetricType.GAUGE, (({"k": 'a"b\\c'}, 2.0),)),
-        ]
-    )
-    assert text.splitlines() == [
+    registry = hub_registry(families)
+    text = render(registry).decode()
+    ours = [line for line in text.splitlines() if "ems_" in line]
+    assert ours == [
         "# HELP ems_up Up.",
         "# TYPE ems_up gauge",
-        "ems_up 1",
+        "ems_up 1.0",
         "# HELP ems_invalid_total Invalid frames.",
         "# TYPE ems_invalid_total counter",
-        'ems_invalid_total{reason="binary"} 1',
-        'ems_invalid_total{reason="not_json"} 3',
+        'ems_invalid_total{reason="binary"} 1.0',
+        'ems_invalid_total{reason="not_json"} 3.0',
         "# HELP ems_lag_seconds Lag.",
         "# TYPE ems_lag_seconds gauge",
         "ems_lag_seconds 0.25",
         "# HELP ems_odd Odd labels.",
         "# TYPE ems_odd gauge",
-        'ems_odd{k="a\\"b\\\\c"} 2',
+        'ems_odd{door="x",k="a\\"b\\\\c"} 2.0',
     ]
+    assert text.startswith("# HELP ems_up Up.\n")  # ours first, then the process's
     assert text.endswith("\n")
+
+
+def test_the_registry_carries_the_process_and_gc_collectors() -> None:
+    samples = parse_metrics(render(hub_registry(list)).decode())
+    assert samples["process_resident_memory_bytes"] > 0
+    assert samples["process_open_fds"] > 0
+    assert samples["process_cpu_seconds_total"] > 0
+    assert 'python_gc_collections_total{generation="0"}' in samples
+
+
+def test_each_scrape_takes_a_fresh_snapshot() -> None:
+    count = {"n": 0}
+
+    def snapshot() -> list[Metric]:
+        count["n"] += 1
+        return [single("ems_scrapes_total", "Scrapes.", MetricType.COUNTER, count["n"])]
+
+    registry = hub_registry(snapshot)
+    assert parse_metrics(render(registry).decode())["ems_scrapes_total"] == 1
+    assert parse_metrics(render(registry).decode())["ems_scrapes_total"] == 2
+
+
+def test_a_counter_must_end_in_total() -> None:
+    # prometheus_client would add _total to the samples: a renamed metric.
+    with pytest.raises(ValueError, match="_total"):
+        single("ems_acks_sent", "Acks.", MetricType.COUNTER, 1)
