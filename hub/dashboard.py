@@ -11,17 +11,23 @@ API call and socket; the token is never put in a URL.
 
 Routes: ``GET /`` (the fleet), ``GET /devices/{device_id}`` (one device) and
 ``GET /static/{path}`` (the scripts and styles under ``hub/static/``, shipped
-in the package: no build step).
+in the package: no build step), served by Starlette's ``StaticFiles``: nothing
+outside that directory, an ETag and Last-Modified on every file and a 304 to a
+browser that revalidates one it has.
 """
 
 from __future__ import annotations
 
 import html
+import os
 from pathlib import Path
 from typing import Final
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse
+from starlette.responses import Response
+from starlette.staticfiles import PathLike, StaticFiles
+from starlette.types import Scope
 
 from hub.runtime import Hub
 from hub.storage.base import StorageError
@@ -94,12 +100,19 @@ def _not_found(device_id: str) -> HTMLResponse:
     return HTMLResponse(body, status_code=404, headers=_CACHE_HEADERS)
 
 
-@router.get("/static/{path:path}")
-async def static_file(path: str) -> FileResponse:
-    """A file under ``hub/static/``; nothing outside it, whatever the path says."""
-    if "\x00" in path:  # the file system cannot name it: no such file
-        raise HTTPException(status_code=404, detail="not found")
-    candidate = (STATIC_DIR / path).resolve()
-    if not candidate.is_relative_to(STATIC_DIR) or not candidate.is_file():
-        raise HTTPException(status_code=404, detail="not found")
-    return FileResponse(candidate, headers=_CACHE_HEADERS)
+class _StaticFiles(StaticFiles):
+    """``StaticFiles`` with :data:`_CACHE_HEADERS` on every file and every 304."""
+
+    def file_response(
+        self,
+        full_path: PathLike,
+        stat_result: os.stat_result,
+        scope: Scope,
+        status_code: int = 200,
+    ) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        response.headers.update(_CACHE_HEADERS)
+        return response
+
+
+router.mount("/static", _StaticFiles(directory=STATIC_DIR), name="static")
