@@ -8,7 +8,7 @@ from typing import Final
 
 import pytest
 
-from drivers.bus import Backend, BusConfig, BusType
+from drivers.bus import BusConfig, BusType
 from drivers.device import Device
 from drivers.planner import ReadRequest
 from drivers.profile import RegisterImage, decode_map, encode_map
@@ -21,6 +21,7 @@ from simulation.modbus_server import DeviceServer, DeviceSpec
 from simulation.plant import Plant
 from simulation.site import SERVED_MAPS, Unit, encode_site
 from tests.drivers.precision import mismatches
+from tests.support.modbus import served_bus
 
 H = RegisterType.HOLDING
 NOON = datetime(2026, 6, 21, 11, tzinfo=UTC)
@@ -101,20 +102,6 @@ def _plant_grid() -> dict[str, dict[str, object]]:
     return {"grid": dict(sections["grid"]), "extra": dict(sections["extra"])}
 
 
-def _bus(kind: str, server: DeviceServer) -> BusConfig:
-    if kind == "tcp":
-        return BusConfig("lan", BusType.TCP, host="127.0.0.1", port=server.tcp_port, timeout_s=2.0)
-    backend = Backend.MINIMALMODBUS if kind.endswith("minimalmodbus") else Backend.PYMODBUS
-    return BusConfig(
-        "rs485",
-        BusType.RTU,
-        device=server.rtu_path,
-        baudrate=115200,
-        timeout_s=2.0,
-        backend=backend,
-    )
-
-
 @pytest.mark.parametrize("kind", ["tcp", "rtu-pymodbus", "rtu-minimalmodbus"])
 async def test_dtsu666_round_trip_through_a_served_meter(kind: str) -> None:
     plant = _plant_grid()
@@ -123,7 +110,7 @@ async def test_dtsu666_round_trip_through_a_served_meter(kind: str) -> None:
         DeviceServer(
             [DeviceSpec.for_map(1, image, DTSU666)], tcp=("127.0.0.1", 0), rtu=True
         ) as server,
-        open_transport(_bus(kind, server)) as transport,
+        open_transport(served_bus(kind, server)) as transport,
     ):
         reading = await Device(transport, unit=1, profile="chint_dtsu666").read()
     assert reading.transactions == len(DTSU666.plan) == 3

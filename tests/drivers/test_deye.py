@@ -9,18 +9,13 @@ encoder: a wrong address, word order, offset or sign cannot pass both ways.
 from __future__ import annotations
 
 from drivers.planner import ReadRequest
-from drivers.profile import RegisterImage, decode_map
+from drivers.profile import decode_map
 from drivers.profiles import get_profile
 from drivers.profiles.deye import DEYE_SG01LP1, DEYE_SG04LP3
 from drivers.registers import RegisterType
+from tests.support.modbus import zero_image
 
 H = RegisterType.HOLDING
-
-
-def _image(words: dict[int, int], last: int) -> RegisterImage:
-    table = dict.fromkeys(range(last + 1), 0)
-    table.update(words)
-    return {H: table}
 
 
 # SUN-5K-SG01LP1 at noon, charging its battery and exporting.
@@ -67,7 +62,7 @@ _LP1_WORDS = {
 
 
 def test_single_phase_image() -> None:
-    sections = decode_map(DEYE_SG01LP1, _image(_LP1_WORDS, 200))
+    sections = decode_map(DEYE_SG01LP1, zero_image(H, _LP1_WORDS, [(0, 200)]))
     assert sections["inverter"] == {
         "state": "normal",
         "temperature_c": 43.1,
@@ -126,7 +121,7 @@ def test_discharging_at_night_and_a_cold_battery() -> None:
             191: 0x07A3,  # +19.55 A
         }
     )
-    sections = decode_map(DEYE_SG01LP1, _image(words, 200))
+    sections = decode_map(DEYE_SG01LP1, zero_image(H, words, [(0, 200)]))
     assert sections["inverter"]["state"] == "standby"
     assert sections["grid"]["power_w"] == 400.0
     assert sections["solar"]["pv_power_w"] == 0.0
@@ -175,7 +170,7 @@ _LP3_WORDS = {
 
 
 def test_three_phase_image() -> None:
-    sections = decode_map(DEYE_SG04LP3, _image(_LP3_WORDS, 709))
+    sections = decode_map(DEYE_SG04LP3, zero_image(H, _LP3_WORDS, [(0, 709)]))
     grid = sections["grid"]
     assert grid["phase_voltage_v"] == [231.2, 231.5, 229.9]
     assert grid["phase_power_w"] == [-300.0, -250.0, -300.0]

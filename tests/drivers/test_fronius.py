@@ -8,8 +8,6 @@ our encoder.
 
 from __future__ import annotations
 
-import struct
-
 import pytest
 
 from drivers.bus import BusConfig, BusType
@@ -18,18 +16,9 @@ from drivers.profiles.identify import identify
 from drivers.registers import RegisterType
 from drivers.transports import open_transport
 from simulation.modbus_server import DeviceServer, DeviceSpec
+from tests.support.modbus import float_words, text_words
 
 H = RegisterType.HOLDING
-
-
-def _text(text: str, registers: int = 16) -> list[int]:
-    raw = text.encode().ljust(2 * registers, b"\0")
-    return [int.from_bytes(raw[i : i + 2], "big") for i in range(0, len(raw), 2)]
-
-
-def _float(value: float) -> list[int]:
-    raw = struct.pack(">f", value)
-    return [int.from_bytes(raw[:2], "big"), int.from_bytes(raw[2:], "big")]
 
 
 def _gen24(float_models: bool) -> dict[int, int]:
@@ -39,11 +28,19 @@ def _gen24(float_models: bool) -> dict[int, int]:
         for i, value in enumerate(values):
             words[address + i] = value
 
-    put(40000, 0x5375, 0x6E53, 1, 65, *_text("Fronius"), *_text("Symo GEN24 10.0 Plus"))
+    put(
+        40000,
+        0x5375,
+        0x6E53,
+        1,
+        65,
+        *text_words("Fronius", 16),
+        *text_words("Symo GEN24 10.0 Plus", 16),
+    )
     shift = 10 if float_models else 0
     if float_models:
         put(40069, 113, 60)
-        put(40091, *_float(2160.5))  # W (offset 22)
+        put(40091, *float_words(2160.5))  # W (offset 22)
     else:
         put(40069, 103, 50)
         put(40083, 21605, 0xFFFF)  # W 21605, W_SF -1: 2160.5 W
@@ -72,11 +69,11 @@ def _gen24(float_models: bool) -> dict[int, int]:
 
 
 def _meter(float_models: bool) -> dict[int, int]:
-    words = dict(enumerate([0x5375, 0x6E53, 1, 65, *_text("Fronius")], start=40000))
+    words = dict(enumerate([0x5375, 0x6E53, 1, 65, *text_words("Fronius", 16)], start=40000))
     if float_models:
         words |= {40069: 213, 40070: 124, 40195: 0xFFFF, 40196: 0}
-        words |= dict(enumerate(_float(-1500.0), start=40097))  # W (offset 28)
-        words |= dict(enumerate(_float(1_234_567.0), start=40137))  # TotWhImp (offset 68)
+        words |= dict(enumerate(float_words(-1500.0), start=40097))  # W (offset 28)
+        words |= dict(enumerate(float_words(1_234_567.0), start=40137))  # TotWhImp (offset 68)
     else:
         words |= {40069: 203, 40070: 105, 40176: 0xFFFF, 40177: 0}
         words |= {40087: 0xFA24, 40091: 0}  # W -1500 (exporting), W_SF 0

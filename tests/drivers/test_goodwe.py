@@ -12,11 +12,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from drivers.bus import Backend, BusConfig, BusType
 from drivers.device import Device
 from drivers.errors import ExceptionCode, ExceptionResponse
 from drivers.planner import ReadRequest
-from drivers.profile import RegisterImage, decode_map
+from drivers.profile import decode_map
 from drivers.profiles import get_profile
 from drivers.profiles.goodwe import ET, ET_SERVED
 from drivers.profiles.identify import identify
@@ -26,28 +25,22 @@ from simulation.goodwe_site import LAYOUT
 from simulation.modbus_server import DeviceServer, DeviceSpec
 from simulation.plant import Plant
 from tests.drivers.precision import mismatches
+from tests.support.modbus import s16, served_bus, zero_image
 
 HOLDING = RegisterType.HOLDING
 NOON = datetime(2026, 6, 21, 11, tzinfo=UTC)
 UNIT = 247
 
 
-def _image(words: dict[int, int]) -> RegisterImage:
-    table: dict[int, int] = {}
-    for first, last in ((35100, 35224), (36000, 36044), (37000, 37023)):
-        table.update(dict.fromkeys(range(first, last + 1), 0))
-    table.update(words)
-    return {HOLDING: table}
-
-
-def _s16(value: int) -> int:
-    return value & 0xFFFF
+# The blocks the ET map reads (running data, meter, BMS); zero where not typed.
+ET_TABLES = ((35100, 35224), (36000, 36044), (37000, 37023))
 
 
 def test_a_hand_typed_et_image_decodes_with_protocol_signs() -> None:
     sections = decode_map(
         ET,
-        _image(
+        zero_image(
+            HOLDING,
             {
                 35103: 3521,  # Vpv1 352.1 V
                 35104: 62,  # Ipv1 6.2 A
@@ -58,12 +51,12 @@ def test_a_hand_typed_et_image_decodes_with_protocol_signs() -> None:
                 35121: 2334,  # Vgrid L1 233.4 V
                 35122: 71,  # 7.1 A
                 35123: 4999,  # 49.99 Hz
-                35138: _s16(-1200),  # Total Power: the inverter draws 1200 W
+                35138: s16(-1200),  # Total Power: the inverter draws 1200 W
                 35176: 387,  # radiator 38.7 degC
                 35180: 4982,  # Vbattery1 498.2 V (an HV battery)
-                35181: _s16(-95),  # Ibattery1 -9.5 A: charging
+                35181: s16(-95),  # Ibattery1 -9.5 A: charging
                 35182: 0xFFFF,
-                35183: _s16(-4733),  # Pbattery1 -4733 W: charging
+                35183: s16(-4733),  # Pbattery1 -4733 W: charging
                 35184: 3,  # Battery Mode "Charge"
                 35187: 1,  # Work Mode "Normal (On-Grid)"
                 35191: 0x0001,
@@ -74,19 +67,20 @@ def test_a_hand_typed_et_image_decodes_with_protocol_signs() -> None:
                 35201: 250,  # E_Total_Imp 25.0 kWh
                 36014: 5001,  # meter 50.01 Hz
                 36019: 0xFFFF,
-                36020: _s16(-800),  # L1 -800 W: importing 800 W
+                36020: s16(-800),  # L1 -800 W: importing 800 W
                 36021: 0x0000,
                 36022: 100,  # L2 exporting 100 W
                 36023: 0x0000,
                 36024: 0,
                 36025: 0xFFFF,
-                36026: _s16(-700),  # total -700 W: importing 700 W
+                36026: s16(-700),  # total -700 W: importing 700 W
                 37003: 215,  # 21.5 degC
                 37007: 76,  # SOC
                 37008: 99,  # SOH
                 37022: 3412,  # 3.412 V
                 37023: 3398,
-            }
+            },
+            ET_TABLES,
         ),
     )
     assert sections["inverter"] == {
@@ -127,20 +121,6 @@ def test_a_poll_is_the_running_meter_and_bms_blocks() -> None:
     assert get_profile("goodwe_et").default_unit == UNIT
 
 
-def _bus(kind: str, server: DeviceServer) -> BusConfig:
-    if kind == "tcp":
-        return BusConfig("lan", BusType.TCP, host="127.0.0.1", port=server.tcp_port, timeout_s=2.0)
-    backend = Backend.MINIMALMODBUS if kind.endswith("minimalmodbus") else Backend.PYMODBUS
-    return BusConfig(
-        "rs485",
-        BusType.RTU,
-        device=server.rtu_path,
-        baudrate=115200,
-        timeout_s=2.0,
-        backend=backend,
-    )
-
-
 def _served() -> tuple[DeviceSpec, dict[str, dict[str, object]]]:
     plant = Plant("sunny", seed=6, start=NOON).state.sections()
     (device,) = LAYOUT.devices
@@ -152,7 +132,7 @@ async def test_the_et_reads_over_the_wire_at_unit_247(kind: str) -> None:
     spec, shown = _served()
     async with (
         DeviceServer([spec], tcp=("127.0.0.1", 0), rtu=True) as server,
-        open_transport(_bus(kind, server)) as transport,
+        open_transport(served_bus(kind, server)) as transport,
     ):
         reading = await Device(transport, unit=UNIT, profile="goodwe_et").read()
         model = await transport.read(HOLDING, 35011, 5, unit=UNIT)
@@ -171,7 +151,7 @@ async def test_longer_meter_reads_are_refused_as_by_older_firmware(kind: str) ->
     spec, _ = _served()
     async with (
         DeviceServer([spec], tcp=("127.0.0.1", 0), rtu=True) as server,
-        open_transport(_bus(kind, server)) as transport,
+        open_transport(served_bus(kind, server)) as transport,
     ):
         assert len(await transport.read(HOLDING, 36000, 45, unit=UNIT)) == 45
         assert len(await transport.read(HOLDING, 35100, 125, unit=UNIT)) == 125
@@ -184,7 +164,7 @@ async def test_the_et_is_told_by_its_model_name() -> None:
     spec, _ = _served()
     async with (
         DeviceServer([spec], tcp=("127.0.0.1", 0)) as server,
-        open_transport(_bus("tcp", server)) as transport,
+        open_transport(served_bus("tcp", server)) as transport,
     ):
         identity = await identify(transport, UNIT)
     assert identity.profile == "goodwe_et"

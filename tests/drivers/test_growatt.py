@@ -13,11 +13,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from drivers.bus import Backend, BusConfig, BusType
 from drivers.device import Device
 from drivers.errors import ExceptionCode, ExceptionResponse
 from drivers.planner import ReadRequest
-from drivers.profile import RegisterImage, decode_map, encode_map
+from drivers.profile import decode_map, encode_map
 from drivers.profiles.growatt import SPH, TL3X, TLX
 from drivers.profiles.identify import identify
 from drivers.registers import RegisterType
@@ -26,20 +25,16 @@ from simulation.growatt_site import LAYOUT, TL3X_RANGES, documented, inverter_si
 from simulation.modbus_server import DeviceServer, DeviceSpec
 from simulation.plant import Plant
 from tests.drivers.precision import mismatches
+from tests.support.modbus import served_bus, zero_image
 
 INPUT = RegisterType.INPUT
 NOON = datetime(2026, 6, 21, 11, tzinfo=UTC)
 TL3X_UNIT = 3
 
 
-def _image(words: dict[int, int], first: int, last: int) -> RegisterImage:
-    table = dict.fromkeys(range(first, last + 1), 0)
-    table.update(words)
-    return {INPUT: table}
-
-
 def test_a_hand_typed_mod_tl3_xh_image_decodes_with_protocol_signs() -> None:
-    image = _image(
+    image = zero_image(
+        INPUT,
         {
             3000: 0x0501,  # high byte mode 5 "PVBATOnline", low byte 1 "NormalStatus"
             3001: 0x0000,
@@ -68,8 +63,7 @@ def test_a_hand_typed_mod_tl3_xh_image_decodes_with_protocol_signs() -> None:
             3180: 0x0000,
             3181: 0x0000,  # Pchr 0
         },
-        3000,
-        3190,
+        [(3000, 3190)],
     )
     sections = decode_map(TLX, image)
     assert sections["inverter"] == {
@@ -117,9 +111,7 @@ def test_a_hand_typed_sph_image_decodes_battery_and_meter() -> None:
         1108: 3342,
         1109: 3318,
     }
-    image: RegisterImage = {
-        INPUT: {**_image(words, 0, 124)[INPUT], **_image(words, 1000, 1124)[INPUT]}
-    }
+    image = zero_image(INPUT, words, [(0, 124), (1000, 1124)])
     sections = decode_map(SPH, image)
     assert sections["inverter"]["state"] == "normal"
     assert sections["inverter"]["ac_power_w"] == 800.0
@@ -158,20 +150,6 @@ def test_each_poll_is_two_reads_of_at_most_125_registers() -> None:
         assert all(r.count <= 125 for r in reg_map.plan)
 
 
-def _bus(kind: str, server: DeviceServer) -> BusConfig:
-    if kind == "tcp":
-        return BusConfig("lan", BusType.TCP, host="127.0.0.1", port=server.tcp_port, timeout_s=2.0)
-    backend = Backend.MINIMALMODBUS if kind.endswith("minimalmodbus") else Backend.PYMODBUS
-    return BusConfig(
-        "rs485",
-        BusType.RTU,
-        device=server.rtu_path,
-        baudrate=115200,
-        timeout_s=2.0,
-        backend=backend,
-    )
-
-
 def _specs() -> tuple[list[DeviceSpec], dict[int, dict[str, dict[str, object]]]]:
     """The growatt site's two devices and a MID TL3-X, encoded from one plant state."""
     plant = Plant("sunny", seed=4, start=NOON).state.sections()
@@ -198,7 +176,7 @@ async def test_growatt_inverters_read_over_the_wire(kind: str) -> None:
     specs, shown = _specs()
     async with (
         DeviceServer(specs, tcp=("127.0.0.1", 0), rtu=True) as server,
-        open_transport(_bus(kind, server)) as transport,
+        open_transport(served_bus(kind, server)) as transport,
     ):
         readings = {
             unit: await Device(transport, unit=unit, profile=name).read()
@@ -224,7 +202,7 @@ async def test_reads_outside_the_documented_ranges_are_refused(kind: str) -> Non
     specs, _ = _specs()
     async with (
         DeviceServer(specs, tcp=("127.0.0.1", 0), rtu=True) as server,
-        open_transport(_bus(kind, server)) as transport,
+        open_transport(served_bus(kind, server)) as transport,
     ):
         assert len(await transport.read(INPUT, 0, 125, unit=1)) == 125
         assert len(await transport.read(INPUT, 3000, 125, unit=2)) == 125
@@ -244,7 +222,7 @@ async def test_each_growatt_family_is_told_by_its_own_registers() -> None:
     specs, _ = _specs()
     async with (
         DeviceServer(specs, tcp=("127.0.0.1", 0)) as server,
-        open_transport(_bus("tcp", server)) as transport,
+        open_transport(served_bus("tcp", server)) as transport,
     ):
         found = {unit: (await identify(transport, unit)).profile for unit in (1, 2, 3)}
     assert found == {1: "growatt_sph", 2: "growatt_tlx", 3: "growatt_tl3x"}
@@ -255,7 +233,7 @@ async def test_requests_to_a_growatt_are_850_ms_apart() -> None:
     specs, _ = _specs()
     async with (
         DeviceServer(specs, tcp=("127.0.0.1", 0)) as server,
-        open_transport(_bus("tcp", server)) as transport,
+        open_transport(served_bus("tcp", server)) as transport,
     ):
         sph = Device(transport, unit=1, profile="growatt_sph")
         started = time.monotonic()

@@ -15,13 +15,9 @@ from drivers.profiles import get_profile
 from drivers.profiles.device_profile import Check
 from drivers.profiles.huawei import HOLES, L1, L1_LUNA, M_LUNA, SETTLE_S, M
 from drivers.registers import DataType, RegisterType
+from tests.support.modbus import words32
 
 H = RegisterType.HOLDING
-
-
-def _i32(value: int) -> tuple[int, int]:
-    raw = value & 0xFFFF_FFFF
-    return raw >> 16, raw & 0xFFFF  # high word first ("Quantity 2")
 
 
 def _image(words: dict[int, int | tuple[int, int]]) -> RegisterImage:
@@ -43,38 +39,38 @@ NOON: dict[int, int | tuple[int, int]] = {
     32017: 912,  # PV1 current, A x 100: 9.12 A
     32018: 3580,
     32019: 455,
-    32064: _i32(4950),  # Input power, kW x 1000: 4.950 kW
+    32064: words32(4950),  # Input power, kW x 1000: 4.950 kW
     32066: 2312,  # Power grid voltage, V x 10
-    32072: _i32(11_250),  # Power grid current, A x 1000: 11.25 A
-    32080: _i32(2590),  # Active power: 2.590 kW delivered
+    32072: words32(11_250),  # Power grid current, A x 1000: 11.25 A
+    32080: words32(2590),  # Active power: 2.590 kW delivered
     32085: 5002,  # Grid frequency, Hz x 100
     32087: 421,  # Internal temperature, degC x 10
     32089: 0x0200,  # Device status: On-grid
-    32106: _i32(1_234_567),  # Accumulated energy yield, kWh x 100: 12345.67 kWh
-    32114: _i32(1_875),  # Daily energy yield: 18.75 kWh
-    37101: _i32(2309),  # Meter phase A voltage, V x 10
-    37103: _i32(2315),
-    37105: _i32(2301),
-    37107: _i32(520),  # Meter phase A current, A x 100
-    37109: _i32(110),
-    37111: _i32(95),
-    37113: _i32(1500),  # "> 0: feed-in to the power grid"
+    32106: words32(1_234_567),  # Accumulated energy yield, kWh x 100: 12345.67 kWh
+    32114: words32(1_875),  # Daily energy yield: 18.75 kWh
+    37101: words32(2309),  # Meter phase A voltage, V x 10
+    37103: words32(2315),
+    37105: words32(2301),
+    37107: words32(520),  # Meter phase A current, A x 100
+    37109: words32(110),
+    37111: words32(95),
+    37113: words32(1500),  # "> 0: feed-in to the power grid"
     37117: 987,  # Power factor x 1000
     37118: 5001,
-    37119: _i32(456_789),  # Positive active electricity (to the grid), kWh x 100
-    37121: _i32(123_456),  # Reverse active power (from the grid)
-    37132: _i32(1100),
-    37134: _i32(250),
-    37136: _i32(150),
+    37119: words32(456_789),  # Positive active electricity (to the grid), kWh x 100
+    37121: words32(123_456),  # Reverse active power (from the grid)
+    37132: words32(1100),
+    37134: words32(250),
+    37136: words32(150),
     37760: 653,  # SOC, % x 10
     37762: 2,  # Running status: running
     37763: 4521,  # Bus voltage, V x 10
     37764: 44,  # Bus current, A x 10, charging
-    37765: _i32(2000),  # "> 0: charging"
-    37780: _i32(98_765),  # Total charge, kWh x 100
-    37782: _i32(87_654),
-    37784: _i32(1_200),
-    37786: _i32(300),
+    37765: words32(2000),  # "> 0: charging"
+    37780: words32(98_765),  # Total charge, kWh x 100
+    37782: words32(87_654),
+    37784: words32(1_200),
+    37786: words32(300),
 }
 
 
@@ -118,10 +114,10 @@ def test_an_l1_with_luna_decodes_with_the_protocol_s_signs() -> None:
 def test_importing_and_discharging_read_positive() -> None:
     night = {
         **NOON,
-        32064: _i32(-3),  # a few watts drawn at night
+        32064: words32(-3),  # a few watts drawn at night
         32089: 0xA000,
-        37113: _i32(-820),  # "< 0: supply from the power grid"
-        37765: _i32(-1250),  # "< 0: discharging"
+        37113: words32(-820),  # "< 0: supply from the power grid"
+        37765: words32(-1250),  # "< 0: discharging"
         37764: -26 & 0xFFFF,
     }
     sections = decode_map(L1_LUNA, _image(night))
@@ -142,9 +138,9 @@ def test_a_three_phase_m_reads_its_phases_and_adds_the_currents() -> None:
             32069: 2312,
             32070: 2308,
             32071: 2299,
-            32072: _i32(3_750),
-            32074: _i32(3_760),
-            32076: _i32(3_740),
+            32072: words32(3_750),
+            32074: words32(3_760),
+            32076: words32(3_740),
         }
     )
     sections = decode_map(M, image)

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from drivers.bus import Backend, BusConfig, BusType
 from drivers.device import Device
 from drivers.profile import encode_map
 from drivers.profiles.eastron import SDM120
@@ -21,6 +20,7 @@ from drivers.transports import open_transport
 from simulation.modbus_server import DeviceServer, DeviceSpec
 from tests.drivers.precision import mismatches
 from tests.drivers.test_vendor_images import _SUNSPEC
+from tests.support.modbus import served_bus
 
 BUSES = ["tcp", "rtu-pymodbus", "rtu-minimalmodbus"]
 
@@ -69,20 +69,6 @@ target = "grid.import_energy_wh"
 """
 
 
-def _bus(kind: str, server: DeviceServer) -> BusConfig:
-    if kind == "tcp":
-        return BusConfig("lan", BusType.TCP, host="127.0.0.1", port=server.tcp_port, timeout_s=2.0)
-    backend = Backend.MINIMALMODBUS if kind.endswith("minimalmodbus") else Backend.PYMODBUS
-    return BusConfig(
-        "rs485",
-        BusType.RTU,
-        device=server.rtu_path,
-        baudrate=115200,
-        timeout_s=2.0,
-        backend=backend,
-    )
-
-
 @pytest.mark.parametrize("kind", BUSES)
 async def test_sdm120_and_generic_maps_over_the_wire(kind: str, tmp_path: Path) -> None:
     path = tmp_path / "acme.toml"
@@ -93,7 +79,7 @@ async def test_sdm120_and_generic_maps_over_the_wire(kind: str, tmp_path: Path) 
         DeviceSpec(6, encode_map(generic, GRID), generic.max_count),
     ]
     async with DeviceServer(specs, tcp=("127.0.0.1", 0), rtu=True) as server:
-        transport = open_transport(_bus(kind, server))
+        transport = open_transport(served_bus(kind, server))
         async with transport:
             meter = Device(transport, unit=5, profile="eastron_sdm120")
             reading = await meter.read()
@@ -109,7 +95,7 @@ async def test_sdm120_and_generic_maps_over_the_wire(kind: str, tmp_path: Path) 
 async def test_hand_typed_sunspec_device_at_base_0(kind: str) -> None:
     image = {RegisterType.HOLDING: dict(enumerate(_SUNSPEC))}
     async with DeviceServer([DeviceSpec(1, image)], tcp=("127.0.0.1", 0), rtu=True) as server:
-        transport = open_transport(_bus(kind, server))
+        transport = open_transport(served_bus(kind, server))
         async with transport:
             inverter = Device(transport, unit=1, profile="sunspec")
             reading = await inverter.read()

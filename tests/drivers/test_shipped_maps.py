@@ -12,7 +12,7 @@ from typing import Final
 
 import pytest
 
-from drivers.bus import Backend, BusConfig, BusType
+from drivers.bus import BusType
 from drivers.device import Device
 from drivers.errors import ExceptionCode, ExceptionResponse
 from drivers.planner import ReadRequest
@@ -24,6 +24,7 @@ from drivers.transports import open_transport
 from simulation.modbus_server import DeviceServer, DeviceSpec
 from telemetry.roles import Role
 from tests.drivers.precision import mismatches
+from tests.support.modbus import served_bus
 
 IR = RegisterType.INPUT
 SHIPPED: Final = ("carlo_gavazzi_em24", "carlo_gavazzi_em340", "eastron_sdm72")
@@ -195,20 +196,6 @@ SUB_METER: Final = {
 }
 
 
-def _bus(kind: str, server: DeviceServer) -> BusConfig:
-    if kind == "tcp":
-        return BusConfig("lan", BusType.TCP, host="127.0.0.1", port=server.tcp_port, timeout_s=2.0)
-    backend = Backend.MINIMALMODBUS if kind.endswith("minimalmodbus") else Backend.PYMODBUS
-    return BusConfig(
-        "rs485",
-        BusType.RTU,
-        device=server.rtu_path,
-        baudrate=115200,
-        timeout_s=2.0,
-        backend=backend,
-    )
-
-
 @pytest.mark.parametrize("kind", ["tcp", "rtu-pymodbus", "rtu-minimalmodbus"])
 async def test_shipped_maps_round_trip_through_served_meters(kind: str) -> None:
     units = {name: unit for unit, name in enumerate(SHIPPED, start=11)}
@@ -218,7 +205,7 @@ async def test_shipped_maps_round_trip_through_served_meters(kind: str) -> None:
     ]
     async with (
         DeviceServer(specs, tcp=("127.0.0.1", 0), rtu=True) as server,
-        open_transport(_bus(kind, server)) as transport,
+        open_transport(served_bus(kind, server)) as transport,
     ):
         for name, unit in units.items():
             reading = await Device(transport, unit=unit, profile=name).read()
@@ -243,7 +230,7 @@ async def test_a_read_longer_than_fifty_words_is_refused_by_a_served_em24() -> N
     spec = DeviceSpec.for_map(1, encode_map(em24, SUB_METER), em24)
     async with (
         DeviceServer([spec], tcp=("127.0.0.1", 0)) as server,
-        open_transport(_bus("tcp", server)) as transport,
+        open_transport(served_bus("tcp", server)) as transport,
     ):
         assert len(await transport.read(IR, 0, 50, unit=1)) == 50
         with pytest.raises(ExceptionResponse) as refused:

@@ -13,15 +13,11 @@ from drivers.profile import RegisterImage, RegisterMap, decode_map
 from drivers.profiles import get_profile
 from drivers.profiles.sma import SMA_INVERTER, SMA_STORAGE
 from drivers.registers import DataType, RegisterType
+from tests.support.modbus import words32
 
 NAN_S32 = (0x8000, 0x0000)
 NAN_U32 = (0xFFFF, 0xFFFF)
 NAN_STATUS = (0x00FF, 0xFFFD)
-
-
-def _u32(value: int) -> tuple[int, int]:
-    value &= 0xFFFF_FFFF
-    return value >> 16, value & 0xFFFF
 
 
 def _image(words: dict[int, tuple[int, int]], reg_map: RegisterMap) -> RegisterImage:
@@ -38,28 +34,28 @@ def test_a_tripower_at_noon() -> None:
     # 50.01 Hz, 41.3 degC inside, two DC inputs, 12.345678 MWh total, 21.5 kWh today;
     # the Energy Meter sees 2,000 W fed in, 0 drawn.
     words = {
-        30201: _u32(307),
-        30529: _u32(12_345_678),
-        30535: _u32(21_500),
-        30581: _u32(1_200_000),
-        30583: _u32(9_800_000),
-        30769: _u32(10_512),  # FIX3: 10.512 A
-        30771: _u32(41_250),  # FIX2: 412.50 V
-        30773: _u32(4_336),
-        30775: _u32(7_250),
-        30777: _u32(2_417),
-        30779: _u32(2_416),
-        30781: _u32(2_417),
-        30783: _u32(23_012),
-        30785: _u32(23_105),
-        30787: _u32(22_987),
-        30803: _u32(5_001),
-        30865: _u32(0),
-        30867: _u32(2_000),
-        30953: _u32(413),  # TEMP: 41.3 degC
-        30957: _u32(8_004),
-        30959: _u32(38_790),
-        30961: _u32(3_105),
+        30201: words32(307),
+        30529: words32(12_345_678),
+        30535: words32(21_500),
+        30581: words32(1_200_000),
+        30583: words32(9_800_000),
+        30769: words32(10_512),  # FIX3: 10.512 A
+        30771: words32(41_250),  # FIX2: 412.50 V
+        30773: words32(4_336),
+        30775: words32(7_250),
+        30777: words32(2_417),
+        30779: words32(2_416),
+        30781: words32(2_417),
+        30783: words32(23_012),
+        30785: words32(23_105),
+        30787: words32(22_987),
+        30803: words32(5_001),
+        30865: words32(0),
+        30867: words32(2_000),
+        30953: words32(413),  # TEMP: 41.3 degC
+        30957: words32(8_004),
+        30959: words32(38_790),
+        30961: words32(3_105),
     }
     sections = decode_map(SMA_INVERTER, _image(words, SMA_INVERTER))
     assert sections["inverter"] == {
@@ -90,8 +86,8 @@ def test_a_tripower_at_noon() -> None:
 def test_an_inverter_at_night_gives_nan_and_reads_off_with_no_power() -> None:
     # Condition 303 "Off"; power, DC inputs, the missing meter and the rest NaN (TI 3.5.7).
     words = {
-        30201: _u32(303),
-        30529: _u32(12_345_678),
+        30201: words32(303),
+        30529: words32(12_345_678),
     }
     sections = decode_map(SMA_INVERTER, _image(words, SMA_INVERTER))
     assert sections["inverter"] == {
@@ -114,25 +110,25 @@ def test_a_sunny_island_discharging() -> None:
     # negative), SoC 67 %, 25.3 degC, status 2293 "Discharge battery"; the AC side
     # delivers 1,430 W, the meter sees 250 W drawn.
     words = {
-        30201: _u32(307),
-        30581: _u32(3_000_000),
-        30583: _u32(4_000_000),
-        30595: _u32(2_500_000),
-        30597: _u32(2_100_000),
-        30775: _u32(1_430),
-        30783: _u32(23_140),
-        30785: _u32(23_140),
-        30787: _u32(23_140),
-        30803: _u32(4_998),
-        30843: _u32(-29_297),
-        30845: _u32(67),
-        30849: _u32(253),
-        30851: _u32(5_120),
-        30865: _u32(250),
-        30867: _u32(0),
-        30955: _u32(2293),
-        31393: _u32(0),
-        31395: _u32(1_500),
+        30201: words32(307),
+        30581: words32(3_000_000),
+        30583: words32(4_000_000),
+        30595: words32(2_500_000),
+        30597: words32(2_100_000),
+        30775: words32(1_430),
+        30783: words32(23_140),
+        30785: words32(23_140),
+        30787: words32(23_140),
+        30803: words32(4_998),
+        30843: words32(-29_297),
+        30845: words32(67),
+        30849: words32(253),
+        30851: words32(5_120),
+        30865: words32(250),
+        30867: words32(0),
+        30955: words32(2293),
+        31393: words32(0),
+        31395: words32(1_500),
     }
     sections = decode_map(SMA_STORAGE, _image(words, SMA_STORAGE))
     assert sections["battery"] == {
@@ -155,12 +151,12 @@ def test_a_sunny_island_discharging() -> None:
 
 def test_a_sunny_island_charging_and_an_unknown_status() -> None:
     words = {
-        30201: _u32(307),
-        30843: _u32(12_000),
-        30845: _u32(40),
+        30201: words32(307),
+        30843: words32(12_000),
+        30845: words32(40),
         30955: NAN_STATUS,
-        31393: _u32(600),
-        31395: _u32(0),
+        31393: words32(600),
+        31395: words32(0),
     }
     battery = decode_map(SMA_STORAGE, _image(words, SMA_STORAGE))["battery"]
     assert battery == {"soc_pct": 40.0, "power_w": -600.0, "current_a": -12.0}

@@ -13,6 +13,7 @@ from drivers.profile import RegisterImage, decode_map
 from drivers.profiles import get_profile
 from drivers.profiles.solaredge import SOLAREDGE
 from drivers.registers import RegisterType
+from tests.support.modbus import text_words
 
 H = RegisterType.HOLDING
 
@@ -26,7 +27,7 @@ def _image() -> RegisterImage:
 
     put(40000, 0x5375, 0x6E53)  # "SunS"
     put(40002, 1, 65)  # common model, 65 registers
-    put(40004, *_text("SolarEdge"))
+    put(40004, *text_words("SolarEdge", 16))
     put(40069, 103, 50)  # three phase inverter, 50 registers
     put(40071, 2071, 690, 690, 691, 0xFFFE)  # I_AC_Current 2071, SF -2: 20.71 A
     put(40079, 2312, 2305, 2320, 0xFFFF)  # I_AC_VoltageAN 231.2 V (SF -1)
@@ -67,11 +68,6 @@ def _image() -> RegisterImage:
         for i in range(point.count):
             words.setdefault(point.address + i, 0)
     return image
-
-
-def _text(text: str) -> tuple[int, ...]:
-    raw = text.encode().ljust(32, b"\0")
-    return tuple(int.from_bytes(raw[i : i + 2], "big") for i in range(0, 32, 2))
 
 
 def test_the_notes_values_decode_to_protocol_signs() -> None:

@@ -8,12 +8,11 @@ word order, and its InverterSN example), not produced by our encoder.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import pytest
 
-from drivers.bus import Backend, BusConfig, BusType
+from drivers.bus import Backend
 from drivers.device import Device
 from drivers.planner import ReadRequest
 from drivers.profile import RegisterImage, decode_map
@@ -29,6 +28,7 @@ from simulation.plant import Plant
 from simulation.site import DEFAULT_LAYOUT
 from simulation.solax_site import INVERTER_UNIT, LAYOUT
 from simulation.sungrow_site import LAYOUT as SUNGROW_LAYOUT
+from tests.support.modbus import plant_specs, served_bus, within_step
 
 IR, H = RegisterType.INPUT, RegisterType.HOLDING
 NOON = datetime(2026, 6, 21, 11, tzinfo=UTC)
@@ -132,55 +132,34 @@ def test_plan_is_two_requests_the_minimum() -> None:
     assert len(SOLAX_X3.plan) == len(SOLAX_X3.minimal_plan) == 2
 
 
-def _bus(kind: str, server: DeviceServer) -> BusConfig:
-    if kind == "tcp":
-        return BusConfig("lan", BusType.TCP, host="127.0.0.1", port=server.tcp_port, timeout_s=2.0)
-    return BusConfig(
-        "rs485",
-        BusType.RTU,
-        device=server.rtu_path,
-        baudrate=115200,
-        timeout_s=2.0,
-        backend=Backend.MINIMALMODBUS,
-    )
-
-
-def _specs(start: datetime) -> tuple[list[DeviceSpec], Mapping[str, Mapping[str, object]]]:
-    sections = Plant("sunny", seed=2, start=start).state.sections()
-    images = encode_layout(LAYOUT, sections)
-    specs = [DeviceSpec.for_map(d.unit, images[d.unit], d.served) for d in LAYOUT.devices]
-    return specs, sections
-
-
-def _close(got: object, want: object, step: float) -> bool:
-    return isinstance(got, float) and isinstance(want, float) and abs(got - want) <= step / 2
-
-
 @pytest.mark.parametrize("kind", ["tcp", "rtu"])
 @pytest.mark.parametrize("start", [NOON, EVENING])
 async def test_simulated_x1_reads_the_plant(kind: str, start: datetime) -> None:
-    specs, plant = _specs(start)
+    specs, plant = plant_specs(LAYOUT, start)
     server = DeviceServer(specs, tcp=("127.0.0.1", 0), rtu=kind == "rtu")
-    async with server, open_transport(_bus(kind, server)) as transport:
+    async with (
+        server,
+        open_transport(served_bus(kind, server, rtu_backend=Backend.MINIMALMODBUS)) as transport,
+    ):
         reading = await Device(transport, unit=INVERTER_UNIT, profile="solax_x1_hybrid").read()
     assert reading.transactions == 2
     got = reading.sections
     battery, grid, inverter = plant["battery"], plant["grid"], plant["inverter"]
-    assert _close(got["battery"]["power_w"], battery["power_w"], 1.0)
-    assert _close(got["battery"]["current_a"], battery["current_a"], 0.1)
-    assert _close(got["battery"]["soc_pct"], battery["soc_pct"], 1.0)
-    assert _close(got["battery"]["cell_voltage_min_v"], battery["cell_voltage_min_v"], 0.001)
+    assert within_step(got["battery"]["power_w"], battery["power_w"], 1.0)
+    assert within_step(got["battery"]["current_a"], battery["current_a"], 0.1)
+    assert within_step(got["battery"]["soc_pct"], battery["soc_pct"], 1.0)
+    assert within_step(got["battery"]["cell_voltage_min_v"], battery["cell_voltage_min_v"], 0.001)
     assert got["battery"]["state"] == battery["state"]
-    assert _close(got["grid"]["power_w"], grid["power_w"], 1.0)
-    assert _close(got["grid"]["frequency_hz"], grid["frequency_hz"], 0.01)
-    assert _close(got["inverter"]["ac_power_w"], inverter["ac_power_w"], 1.0)
-    assert _close(got["solar"]["pv_power_w"], plant["solar"]["pv_power_w"], 1.0)
+    assert within_step(got["grid"]["power_w"], grid["power_w"], 1.0)
+    assert within_step(got["grid"]["frequency_hz"], grid["frequency_hz"], 0.01)
+    assert within_step(got["inverter"]["ac_power_w"], inverter["ac_power_w"], 1.0)
+    assert within_step(got["solar"]["pv_power_w"], plant["solar"]["pv_power_w"], 1.0)
 
 
 async def test_requests_are_a_second_apart_as_the_document_asks() -> None:
-    specs, _ = _specs(NOON)
+    specs, _ = plant_specs(LAYOUT, NOON)
     server = DeviceServer(specs, tcp=("127.0.0.1", 0))
-    async with server, open_transport(_bus("tcp", server)) as transport:
+    async with server, open_transport(served_bus("tcp", server)) as transport:
         inverter = Device(transport, unit=INVERTER_UNIT, profile="solax_x1_hybrid")
         first = await inverter.read()
         started = time.monotonic()
@@ -193,9 +172,9 @@ async def test_requests_are_a_second_apart_as_the_document_asks() -> None:
 
 
 async def test_identity_and_refusals() -> None:
-    specs, _ = _specs(NOON)
+    specs, _ = plant_specs(LAYOUT, NOON)
     server = DeviceServer(specs, tcp=("127.0.0.1", 0))
-    async with server, open_transport(_bus("tcp", server)) as transport:
+    async with server, open_transport(served_bus("tcp", server)) as transport:
         serial = await transport.read(H, 0x0000, 7, unit=1)
         assert bytes(b for w in serial for b in w.to_bytes(2, "big")) == b"H4502AEMS00001"
         # Reserved words inside the table read 0 (wills106 reads across them).
@@ -218,7 +197,7 @@ async def test_no_other_simulated_device_looks_like_a_solax() -> None:
         images = encode_layout(layout, sections)
         specs = [DeviceSpec.for_map(d.unit, images[d.unit], d.served) for d in layout.devices]
         server = DeviceServer(specs, tcp=("127.0.0.1", 0))
-        async with server, open_transport(_bus("tcp", server)) as transport:
+        async with server, open_transport(served_bus("tcp", server)) as transport:
             for device in layout.devices:
                 found = await identify(transport, device.unit, solax_only)
                 assert found.profile in {None, "sunspec"}, (layout.name, device.name)

@@ -6,12 +6,10 @@ Inverter" V1.1.11, chapter 4 "Examples" and Table 3, not produced by our encoder
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import pytest
 
-from drivers.bus import Backend, BusConfig, BusType
 from drivers.device import Device
 from drivers.errors import ExceptionCode, ExceptionResponse
 from drivers.planner import ReadRequest
@@ -25,6 +23,7 @@ from simulation.modbus_server import DeviceServer, DeviceSpec
 from simulation.plant import Plant
 from simulation.site import DEFAULT_LAYOUT
 from simulation.sungrow_site import INVERTER_UNIT, LAYOUT
+from tests.support.modbus import plant_specs, served_bus, within_step
 
 IR, H = RegisterType.INPUT, RegisterType.HOLDING
 NOON = datetime(2026, 6, 21, 11, tzinfo=UTC)
@@ -134,59 +133,35 @@ def test_plan_is_three_requests_the_minimum() -> None:
     assert all(request.register_type is IR for request in SUNGROW_SH.plan)
 
 
-def _bus(kind: str, server: DeviceServer) -> BusConfig:
-    if kind == "tcp":
-        return BusConfig("lan", BusType.TCP, host="127.0.0.1", port=server.tcp_port, timeout_s=2.0)
-    return BusConfig(
-        "rs485",
-        BusType.RTU,
-        device=server.rtu_path,
-        baudrate=115200,
-        timeout_s=2.0,
-        backend=Backend.PYMODBUS,
-    )
-
-
-def _specs(start: datetime) -> tuple[list[DeviceSpec], Mapping[str, Mapping[str, object]]]:
-    sections = Plant("sunny", seed=2, start=start).state.sections()
-    images = encode_layout(LAYOUT, sections)
-    specs = [DeviceSpec.for_map(d.unit, images[d.unit], d.served) for d in LAYOUT.devices]
-    return specs, sections
-
-
-def _close(got: object, want: object, step: float) -> bool:
-    return isinstance(got, float) and isinstance(want, float) and abs(got - want) <= step / 2
-
-
 @pytest.mark.parametrize("kind", ["tcp", "rtu"])
 @pytest.mark.parametrize("start", [NOON, EVENING])
 async def test_simulated_sh_reads_the_plant(kind: str, start: datetime) -> None:
-    specs, plant = _specs(start)
+    specs, plant = plant_specs(LAYOUT, start)
     server = DeviceServer(specs, tcp=("127.0.0.1", 0), rtu=kind == "rtu")
-    async with server, open_transport(_bus(kind, server)) as transport:
+    async with server, open_transport(served_bus(kind, server)) as transport:
         reading = await Device(transport, unit=INVERTER_UNIT, profile="sungrow_sh").read()
     assert reading.transactions == 3
     got = reading.sections
     battery, grid, inverter = plant["battery"], plant["grid"], plant["inverter"]
-    assert _close(got["battery"]["power_w"], battery["power_w"], 1.0)
-    assert _close(got["battery"]["current_a"], battery["current_a"], 0.1)
-    assert _close(got["battery"]["soc_pct"], battery["soc_pct"], 0.1)
-    assert _close(got["battery"]["voltage_v"], battery["voltage_v"], 0.1)
+    assert within_step(got["battery"]["power_w"], battery["power_w"], 1.0)
+    assert within_step(got["battery"]["current_a"], battery["current_a"], 0.1)
+    assert within_step(got["battery"]["soc_pct"], battery["soc_pct"], 0.1)
+    assert within_step(got["battery"]["voltage_v"], battery["voltage_v"], 0.1)
     assert got["battery"]["state"] == battery["state"]
-    assert _close(got["grid"]["power_w"], grid["power_w"], 1.0)
-    assert _close(got["grid"]["frequency_hz"], grid["frequency_hz"], 0.01)
-    assert _close(got["inverter"]["ac_power_w"], inverter["ac_power_w"], 1.0)
-    assert _close(got["solar"]["pv_power_w"], plant["solar"]["pv_power_w"], 1.0)
-    assert _close(got["extra"]["house_power_w"], plant["extra"]["house_power_w"], 1.0)
+    assert within_step(got["grid"]["power_w"], grid["power_w"], 1.0)
+    assert within_step(got["grid"]["frequency_hz"], grid["frequency_hz"], 0.01)
+    assert within_step(got["inverter"]["ac_power_w"], inverter["ac_power_w"], 1.0)
+    assert within_step(got["solar"]["pv_power_w"], plant["solar"]["pv_power_w"], 1.0)
+    assert within_step(got["extra"]["house_power_w"], plant["extra"]["house_power_w"], 1.0)
     assert got["inverter"]["state"] in {"running", "standby", "stop"}
 
 
 async def test_evening_discharge_and_noon_charge_have_the_protocol_sign() -> None:
     for start, sign in ((NOON, -1.0), (EVENING, 1.0)):
-        specs, plant = _specs(start)
+        specs, plant = plant_specs(LAYOUT, start)
         assert plant["battery"]["power_w"] * sign > 0  # the scenario charges, then discharges
         server = DeviceServer(specs, tcp=("127.0.0.1", 0))
-        async with server, open_transport(_bus("tcp", server)) as transport:
+        async with server, open_transport(served_bus("tcp", server)) as transport:
             reading = await Device(transport, unit=INVERTER_UNIT, profile="sungrow_sh").read()
         power = reading.section("battery")["power_w"]
         assert isinstance(power, float)
@@ -194,9 +169,9 @@ async def test_evening_discharge_and_noon_charge_have_the_protocol_sign() -> Non
 
 
 async def test_input_and_holding_tables_and_refusals() -> None:
-    specs, _ = _specs(NOON)
+    specs, _ = plant_specs(LAYOUT, NOON)
     server = DeviceServer(specs, tcp=("127.0.0.1", 0))
-    async with server, open_transport(_bus("tcp", server)) as transport:
+    async with server, open_transport(served_bus("tcp", server)) as transport:
         # The same PDU address 4999 is "Device type code" in the input table
         # (SH5K-20: 0x0D09) and "System clock: Year" in the holding table.
         assert await transport.read(IR, 4999, 3, unit=1) == (0x0D09, 50, 0)
@@ -218,7 +193,7 @@ async def test_no_other_simulated_device_looks_like_an_sh() -> None:
     specs = [DeviceSpec.for_map(d.unit, images[d.unit], d.served) for d in DEFAULT_LAYOUT.devices]
     sungrow_only = [(n, s) for n, s in SIGNATURES if n == "sungrow_sh"]
     server = DeviceServer(specs, tcp=("127.0.0.1", 0))
-    async with server, open_transport(_bus("tcp", server)) as transport:
+    async with server, open_transport(served_bus("tcp", server)) as transport:
         for device in DEFAULT_LAYOUT.devices:
             found = await identify(transport, device.unit, sungrow_only)
             assert found.profile in {None, "sunspec"}, device.name

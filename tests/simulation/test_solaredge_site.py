@@ -16,15 +16,10 @@ from drivers.transports import open_transport
 from simulation.runner import SimulatedSite
 from simulation.solaredge_site import LAYOUT, inverter_sees
 from tests.drivers.precision import mismatches
+from tests.support.modbus import served_bus
 
 NOON = datetime(2026, 6, 21, 11, tzinfo=UTC)
 H = RegisterType.HOLDING
-
-
-def _bus(kind: str, site: SimulatedSite) -> BusConfig:
-    if kind == "tcp":
-        return BusConfig("lan", BusType.TCP, host="127.0.0.1", port=site.tcp_port, timeout_s=2.0)
-    return BusConfig("rs485", BusType.RTU, device=site.rtu_path, baudrate=115200, timeout_s=2.0)
 
 
 @pytest.mark.parametrize("kind", ["tcp", "rtu"])
@@ -35,7 +30,7 @@ async def test_the_inverter_shows_the_plant_with_its_meter_and_battery(kind: str
         for _ in range(4):
             site.step(900.0)  # an hour: every lifetime counter has counted something
         sections = site.state.sections()
-        async with open_transport(_bus(kind, site)) as transport:
+        async with open_transport(served_bus(kind, site)) as transport:
             reading = await Device(transport, unit=1, profile="solaredge").read()
     assert reading.transactions == 3  # inverter, meter 1, battery 1
     shown = inverter_sees(sections)
