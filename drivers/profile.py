@@ -115,6 +115,60 @@ class Point:
 
 
 @dataclass(frozen=True)
+class PointBuilder:
+    """How one vendor family writes its points: every family's map builds them with one.
+
+    A family fixes what all its points share: the table they are read from, the
+    word order of its multi-register values (a single register reads alike in
+    ABCD and CDAB), the scale most of them have, how its document numbers the
+    registers (``locate``: the number printed -> the wire address, e.g. Eastron's
+    30001-based numbers) and whether the document gives a divisor rather than a
+    factor (Victron's "scalefactor": value = raw / scalefactor). Each point then
+    says only what is its own, in one order: name, address, data type, the
+    protocol field it feeds (None: encoded as ``constant``, or read and unused),
+    scale.
+    """
+
+    register_type: RegisterType
+    word_order: WordOrder = WordOrder.ABCD
+    scale: float = 1.0
+    locate: Callable[[int], int] | None = field(default=None, compare=False)
+    divisor: bool = False
+
+    def __call__(
+        self,
+        name: str,
+        address: int,
+        data_type: DataType,
+        path: str | None,
+        scale: float | None = None,
+        *,
+        offset: float = 0.0,
+        states: tuple[tuple[int, str], ...] = (),
+        constant: int | float | str | None = None,
+        shift: int = 0,
+        mask: int | None = None,
+        length: int = 0,
+    ) -> Point:
+        given = self.scale if scale is None else scale
+        return Point(
+            name=name,
+            address=address if self.locate is None else self.locate(address),
+            register_type=self.register_type,
+            data_type=data_type,
+            target=None if path is None else target(path),
+            word_order=self.word_order,
+            scale=1.0 / given if self.divisor else given,
+            offset=offset,
+            length=length,
+            states=states,
+            constant=constant,
+            shift=shift,
+            mask=mask,
+        )
+
+
+@dataclass(frozen=True)
 class RegisterMap:
     """A device's points, its read limits and its source document.
 

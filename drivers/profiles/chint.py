@@ -38,7 +38,7 @@ import statistics
 from typing import Final
 
 from drivers.bus import BusType
-from drivers.profile import Point, RegisterMap, Sections, target
+from drivers.profile import PointBuilder, RegisterMap, Sections
 from drivers.profiles.device_profile import Check, DeviceProfile, Signature
 from drivers.registers import DataType, RegisterType
 from telemetry.roles import Role
@@ -63,15 +63,7 @@ CENTIHERTZ: Final = 0.01
 KWH: Final = 1000.0  # kWh registers -> Wh
 
 
-def _float(name: str, address: int, path: str | None, scale: float = 1.0) -> Point:
-    return Point(
-        name=name,
-        address=address,
-        register_type=RegisterType.HOLDING,
-        data_type=DataType.FLOAT32,
-        target=None if path is None else target(path),
-        scale=scale,
-    )
+_reg: Final = PointBuilder(RegisterType.HOLDING)
 
 
 _PHASE_CURRENTS: Final = tuple(f"grid_phase_current_l{n}_a" for n in (1, 2, 3))
@@ -98,27 +90,27 @@ DTSU666: Final = RegisterMap(
     max_gap=DTSU666_MAX_GAP,
     points=(
         # 101EH ImpEp "(current) positive total active energy", 1028H ExpEp negative, kWh.
-        _float("ImpEp", 0x101E, "grid.import_energy_wh", KWH),
-        _float("ExpEp", 0x1028, "grid.export_energy_wh", KWH),
+        _reg("ImpEp", 0x101E, DataType.FLOAT32, "grid.import_energy_wh", KWH),
+        _reg("ExpEp", 0x1028, DataType.FLOAT32, "grid.export_energy_wh", KWH),
         # 2006H-200AH Ua, Ub, Uc: phase voltages, x0.1 V.
-        _float("Ua", 0x2006, "grid.phase_voltage_v[0]", DECIVOLT),
-        _float("Ub", 0x2008, "grid.phase_voltage_v[1]", DECIVOLT),
-        _float("Uc", 0x200A, "grid.phase_voltage_v[2]", DECIVOLT),
+        _reg("Ua", 0x2006, DataType.FLOAT32, "grid.phase_voltage_v[0]", DECIVOLT),
+        _reg("Ub", 0x2008, DataType.FLOAT32, "grid.phase_voltage_v[1]", DECIVOLT),
+        _reg("Uc", 0x200A, DataType.FLOAT32, "grid.phase_voltage_v[2]", DECIVOLT),
         # 200CH-2010H Ia, Ib, Ic: phase currents, x0.001 A.
-        _float("Ia", 0x200C, "extra.grid_phase_current_l1_a", MILLIAMP),
-        _float("Ib", 0x200E, "extra.grid_phase_current_l2_a", MILLIAMP),
-        _float("Ic", 0x2010, "extra.grid_phase_current_l3_a", MILLIAMP),
+        _reg("Ia", 0x200C, DataType.FLOAT32, "extra.grid_phase_current_l1_a", MILLIAMP),
+        _reg("Ib", 0x200E, DataType.FLOAT32, "extra.grid_phase_current_l2_a", MILLIAMP),
+        _reg("Ic", 0x2010, DataType.FLOAT32, "extra.grid_phase_current_l3_a", MILLIAMP),
         # 2012H Pt combined active power, 2014H-2018H Pa-Pc, x0.1 W, > 0 forward (import).
-        _float("Pt", 0x2012, "grid.power_w", DECIWATT),
-        _float("Pa", 0x2014, "grid.phase_power_w[0]", DECIWATT),
-        _float("Pb", 0x2016, "grid.phase_power_w[1]", DECIWATT),
-        _float("Pc", 0x2018, "grid.phase_power_w[2]", DECIWATT),
+        _reg("Pt", 0x2012, DataType.FLOAT32, "grid.power_w", DECIWATT),
+        _reg("Pa", 0x2014, DataType.FLOAT32, "grid.phase_power_w[0]", DECIWATT),
+        _reg("Pb", 0x2016, DataType.FLOAT32, "grid.phase_power_w[1]", DECIWATT),
+        _reg("Pc", 0x2018, DataType.FLOAT32, "grid.phase_power_w[2]", DECIWATT),
         # 201AH Qt combined reactive power, x0.1 var.
-        _float("Qt", 0x201A, "extra.grid_reactive_power_var", DECIWATT),
+        _reg("Qt", 0x201A, DataType.FLOAT32, "extra.grid_reactive_power_var", DECIWATT),
         # 202AH PFt combined power factor, x0.001.
-        _float("PFt", 0x202A, "grid.power_factor", PF_UNIT),
+        _reg("PFt", 0x202A, DataType.FLOAT32, "grid.power_factor", PF_UNIT),
         # 2044H Freq, x0.01 Hz.
-        _float("Freq", 0x2044, "grid.frequency_hz", CENTIHERTZ),
+        _reg("Freq", 0x2044, DataType.FLOAT32, "grid.frequency_hz", CENTIHERTZ),
     ),
     derive=_totals,
 )

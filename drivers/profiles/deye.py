@@ -47,7 +47,7 @@ from collections.abc import Mapping
 from typing import Final
 
 from drivers.bus import BusType
-from drivers.profile import Point, RegisterMap, Sections, target
+from drivers.profile import Point, PointBuilder, RegisterMap, Sections
 from drivers.profiles.device_profile import Check, DeviceProfile, Signature
 from drivers.registers import DataType, RegisterType, WordOrder
 from telemetry.roles import Role
@@ -87,43 +87,26 @@ H = RegisterType.HOLDING
 U16, S16, U32 = DataType.UINT16, DataType.INT16, DataType.UINT32
 
 
-def _reg(
-    name: str,
-    address: int,
-    path: str,
-    scale: float = 1.0,
-    data_type: DataType = U16,
-    offset: float = 0.0,
-) -> Point:
-    return Point(
-        name=name,
-        address=address,
-        register_type=H,
-        data_type=data_type,
-        target=target(path),
-        # Only the 32-bit counters span two registers: low word first.
-        word_order=WordOrder.CDAB if data_type is U32 else WordOrder.ABCD,
-        scale=scale,
-        offset=offset,
-    )
+# Only the 32-bit counters span two registers: low word first.
+_reg: Final = PointBuilder(H, WordOrder.CDAB)
 
 
 def _energy(name: str, address: int, path: str) -> Point:
     """A 0.1 kWh counter: 32-bit (low word first) when ``address`` is a pair, in Wh."""
-    return _reg(name, address, path, KWH_TENTHS, U32)
+    return _reg(name, address, U32, path, KWH_TENTHS)
 
 
 def _day(name: str, address: int, path: str) -> Point:
     """A 16-bit day counter in 0.1 kWh, in Wh."""
-    return _reg(name, address, path, KWH_TENTHS)
+    return _reg(name, address, U16, path, KWH_TENTHS)
 
 
 def _temperature(name: str, address: int, path: str) -> Point:
-    return _reg(name, address, path, 0.1, U16, TEMPERATURE_OFFSET)
+    return _reg(name, address, U16, path, 0.1, offset=TEMPERATURE_OFFSET)
 
 
 def _state(name: str, address: int) -> Point:
-    return Point(name, address, H, DataType.ENUM16, target("inverter.state"), states=RUNNING_STATES)
+    return _reg(name, address, DataType.ENUM16, "inverter.state", states=RUNNING_STATES)
 
 
 def _number(values: Mapping[str, object], name: str) -> float | None:
@@ -169,7 +152,7 @@ def _derive_lp1(sections: Sections) -> None:
 # Single-phase LV hybrid (SUN-xK-SG01LP1), V105 table.
 _LP1: Final = (
     # 16 (low) / 17 (high): "rated power", 0.1 W.
-    _reg("Rated power", 16, "extra.inverter_rated_power_w", 0.1, U32),
+    _reg("Rated power", 16, U32, "extra.inverter_rated_power_w", 0.1),
     _state("Running state", 59),
     _day("Day battery charge", 70, "extra.battery_charge_today_wh"),
     _day("Day battery discharge", 71, "extra.battery_discharge_today_wh"),
@@ -178,9 +161,9 @@ _LP1: Final = (
     _day("Day grid buy", 76, "extra.grid_import_today_wh"),
     _day("Day grid sell", 77, "extra.grid_export_today_wh"),
     # 78 "Total grid buy" low word; its high word is 80 (79 is the frequency).
-    _reg("Total grid buy low word", 78, f"extra.{IMPORT_LOW}"),
-    _reg("Grid frequency", 79, "grid.frequency_hz", 0.01),
-    _reg("Total grid buy high word", 80, f"extra.{IMPORT_HIGH}"),
+    _reg("Total grid buy low word", 78, U16, f"extra.{IMPORT_LOW}"),
+    _reg("Grid frequency", 79, U16, "grid.frequency_hz", 0.01),
+    _reg("Total grid buy high word", 80, U16, f"extra.{IMPORT_HIGH}"),
     _energy("Total grid sell", 81, "grid.export_energy_wh"),
     _day("Day load", 84, "extra.load_energy_today_wh"),
     _energy("Total load", 85, "extra.load_energy_total_wh"),
@@ -189,30 +172,30 @@ _LP1: Final = (
     _energy("Total PV", 96, "solar.energy_total_wh"),
     _day("Day PV", 108, "solar.energy_today_wh"),
     # 109-112: PV1 voltage, PV1 current, PV2 voltage, PV2 current; 0.1 V and 0.1 A.
-    _reg("PV1 voltage", 109, "extra.pv1_voltage_v", 0.1),
-    _reg("PV1 current", 110, "extra.pv1_current_a", 0.1),
-    _reg("PV2 voltage", 111, "extra.pv2_voltage_v", 0.1),
-    _reg("PV2 current", 112, "extra.pv2_current_a", 0.1),
+    _reg("PV1 voltage", 109, U16, "extra.pv1_voltage_v", 0.1),
+    _reg("PV1 current", 110, U16, "extra.pv1_current_a", 0.1),
+    _reg("PV2 voltage", 111, U16, "extra.pv2_voltage_v", 0.1),
+    _reg("PV2 current", 112, U16, "extra.pv2_current_a", 0.1),
     # 150 grid voltage L1 (151 L2 on split-phase models), 0.1 V; 154 inverter output voltage.
-    _reg("Grid voltage L1", 150, "grid.voltage_v", 0.1),
-    _reg("Inverter voltage", 154, "inverter.ac_voltage_v", 0.1),
-    _reg("Grid current L1", 160, "grid.current_a", 0.01),
-    _reg("Inverter current", 164, "inverter.ac_current_a", 0.01, S16),
+    _reg("Grid voltage L1", 150, U16, "grid.voltage_v", 0.1),
+    _reg("Inverter voltage", 154, U16, "inverter.ac_voltage_v", 0.1),
+    _reg("Grid current L1", 160, U16, "grid.current_a", 0.01),
+    _reg("Inverter current", 164, S16, "inverter.ac_current_a", 0.01),
     # 169 "total grid power" (inverter side, L1 + L2); 172 the external CT's total.
-    _reg("Grid power", 169, "grid.power_w", 1.0, S16),
-    _reg("Grid CT power", 172, "extra.grid_ct_power_w", 1.0, S16),
-    _reg("Inverter power", 175, "inverter.ac_power_w", 1.0, S16),
-    _reg("Load power", 178, "extra.load_power_w", 1.0, S16),
+    _reg("Grid power", 169, S16, "grid.power_w", 1.0),
+    _reg("Grid CT power", 172, S16, "extra.grid_ct_power_w", 1.0),
+    _reg("Inverter power", 175, S16, "inverter.ac_power_w", 1.0),
+    _reg("Load power", 178, S16, "extra.load_power_w", 1.0),
     _temperature("Battery temperature", 182, "battery.temperature_c"),
-    _reg("Battery voltage", 183, "battery.voltage_v", 0.01),
-    _reg("Battery SOC", 184, "battery.soc_pct"),
-    _reg("PV1 power", 186, "extra.pv1_power_w"),
-    _reg("PV2 power", 187, "extra.pv2_power_w"),
-    _reg("Battery power", 190, "battery.power_w", 1.0, S16),
-    _reg("Battery current", 191, "battery.current_a", 0.01, S16),
-    _reg("Inverter frequency", 193, "inverter.ac_frequency_hz", 0.01),
+    _reg("Battery voltage", 183, U16, "battery.voltage_v", 0.01),
+    _reg("Battery SOC", 184, U16, "battery.soc_pct"),
+    _reg("PV1 power", 186, U16, "extra.pv1_power_w"),
+    _reg("PV2 power", 187, U16, "extra.pv2_power_w"),
+    _reg("Battery power", 190, S16, "battery.power_w", 1.0),
+    _reg("Battery current", 191, S16, "battery.current_a", 0.01),
+    _reg("Inverter frequency", 193, U16, "inverter.ac_frequency_hz", 0.01),
     # 194 "grid relay": 1 connected.
-    _reg("Grid connected", 194, "extra.grid_connected"),
+    _reg("Grid connected", 194, U16, "extra.grid_connected"),
 )
 
 DEYE_SG01LP1: Final = RegisterMap(
@@ -252,7 +235,7 @@ def _derive_lp3(sections: Sections) -> None:
 # registers read as INT16: they hold a 12 kW (or 50 kW HV) inverter's values whole;
 # the upper words (687-709) only matter above 32767 W.
 _LP3: Final = (
-    _reg("Rated power", 20, "extra.inverter_rated_power_w", 0.1, U32),
+    _reg("Rated power", 20, U32, "extra.inverter_rated_power_w", 0.1),
     _state("Running state", 500),
     _day("Day battery charge", 514, "extra.battery_charge_today_wh"),
     _day("Day battery discharge", 515, "extra.battery_discharge_today_wh"),
@@ -269,29 +252,32 @@ _LP3: Final = (
     _temperature("DC transformer temperature", 540, "extra.inverter_dc_temperature_c"),
     _temperature("Radiator temperature", 541, "inverter.temperature_c"),
     _temperature("Battery temperature", 586, "battery.temperature_c"),
-    _reg("Battery voltage", 587, "battery.voltage_v", 0.01),
-    _reg("Battery SOC", 588, "battery.soc_pct"),
-    _reg("Battery power", 590, "battery.power_w", 1.0, S16),
-    _reg("Battery current", 591, "battery.current_a", 0.01, S16),
-    *(_reg(f"Grid voltage L{n + 1}", 598 + n, f"grid.phase_voltage_v[{n}]", 0.1) for n in range(3)),
-    _reg("Grid frequency", 609, "grid.frequency_hz", 0.01),
-    _reg("Grid CT power", 619, "extra.grid_ct_power_w", 1.0, S16),
+    _reg("Battery voltage", 587, U16, "battery.voltage_v", 0.01),
+    _reg("Battery SOC", 588, U16, "battery.soc_pct"),
+    _reg("Battery power", 590, S16, "battery.power_w", 1.0),
+    _reg("Battery current", 591, S16, "battery.current_a", 0.01),
     *(
-        _reg(f"Grid power L{n + 1}", 622 + n, f"grid.phase_power_w[{n}]", 1.0, S16)
+        _reg(f"Grid voltage L{n + 1}", 598 + n, U16, f"grid.phase_voltage_v[{n}]", 0.1)
         for n in range(3)
     ),
-    _reg("Grid power", 625, "grid.power_w", 1.0, S16),
-    _reg("Inverter voltage L1", 627, "inverter.ac_voltage_v", 0.1),
-    _reg("Inverter power", 636, "inverter.ac_power_w", 1.0, S16),
-    _reg("Inverter frequency", 638, "inverter.ac_frequency_hz", 0.01),
-    _reg("Load power", 653, "extra.load_power_w", 1.0, S16),
-    _reg("PV1 power", 672, "extra.pv1_power_w"),
-    _reg("PV2 power", 673, "extra.pv2_power_w"),
+    _reg("Grid frequency", 609, U16, "grid.frequency_hz", 0.01),
+    _reg("Grid CT power", 619, S16, "extra.grid_ct_power_w", 1.0),
+    *(
+        _reg(f"Grid power L{n + 1}", 622 + n, S16, f"grid.phase_power_w[{n}]", 1.0)
+        for n in range(3)
+    ),
+    _reg("Grid power", 625, S16, "grid.power_w", 1.0),
+    _reg("Inverter voltage L1", 627, U16, "inverter.ac_voltage_v", 0.1),
+    _reg("Inverter power", 636, S16, "inverter.ac_power_w", 1.0),
+    _reg("Inverter frequency", 638, U16, "inverter.ac_frequency_hz", 0.01),
+    _reg("Load power", 653, S16, "extra.load_power_w", 1.0),
+    _reg("PV1 power", 672, U16, "extra.pv1_power_w"),
+    _reg("PV2 power", 673, U16, "extra.pv2_power_w"),
     # 676-679: PV1 voltage, PV1 current, PV2 voltage, PV2 current; 0.1 V and 0.1 A.
-    _reg("PV1 voltage", 676, "extra.pv1_voltage_v", 0.1),
-    _reg("PV1 current", 677, "extra.pv1_current_a", 0.1),
-    _reg("PV2 voltage", 678, "extra.pv2_voltage_v", 0.1),
-    _reg("PV2 current", 679, "extra.pv2_current_a", 0.1),
+    _reg("PV1 voltage", 676, U16, "extra.pv1_voltage_v", 0.1),
+    _reg("PV1 current", 677, U16, "extra.pv1_current_a", 0.1),
+    _reg("PV2 voltage", 678, U16, "extra.pv2_voltage_v", 0.1),
+    _reg("PV2 current", 679, U16, "extra.pv2_current_a", 0.1),
 )
 
 DEYE_SG04LP3: Final = RegisterMap(

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from drivers.profile import Point, RegisterMap, target
+from drivers.profile import PointBuilder, RegisterMap
 from drivers.profiles.device_profile import Check, DeviceProfile, Signature
 from drivers.registers import DataType, RegisterType
 from telemetry.roles import Role
@@ -43,15 +43,8 @@ EASTRON_MAX_REGISTERS: Final = 80
 EASTRON_MAX_GAP: Final = EASTRON_MAX_REGISTERS
 
 
-def _float(name: str, register_number: int, path: str | None, scale: float = 1.0) -> Point:
-    return Point(
-        name=name,
-        address=register_number - 30001,
-        register_type=RegisterType.INPUT,
-        data_type=DataType.FLOAT32,
-        target=None if path is None else target(path),
-        scale=scale,
-    )
+# The tables number the registers from 30001 (input register 1).
+_reg: Final = PointBuilder(RegisterType.INPUT, locate=lambda number: number - 30001)
 
 
 SDM630: Final = RegisterMap(
@@ -60,22 +53,22 @@ SDM630: Final = RegisterMap(
     max_count=EASTRON_MAX_REGISTERS,
     max_gap=EASTRON_MAX_GAP,
     points=(
-        _float("Phase 1 line to neutral volts", 30001, "grid.phase_voltage_v[0]"),
-        _float("Phase 2 line to neutral volts", 30003, "grid.phase_voltage_v[1]"),
-        _float("Phase 3 line to neutral volts", 30005, "grid.phase_voltage_v[2]"),
-        _float("Phase 1 current", 30007, "extra.grid_phase_current_l1_a"),
-        _float("Phase 2 current", 30009, "extra.grid_phase_current_l2_a"),
-        _float("Phase 3 current", 30011, "extra.grid_phase_current_l3_a"),
-        _float("Phase 1 power", 30013, "grid.phase_power_w[0]"),
-        _float("Phase 2 power", 30015, "grid.phase_power_w[1]"),
-        _float("Phase 3 power", 30017, "grid.phase_power_w[2]"),
-        _float("Average line to neutral volts", 30043, "grid.voltage_v"),
-        _float("Sum of line currents", 30049, "grid.current_a"),
-        _float("Total system power", 30053, "grid.power_w"),
-        _float("Total system power factor", 30063, "grid.power_factor"),
-        _float("Frequency of supply voltages", 30071, "grid.frequency_hz"),
-        _float("Import active energy", 30073, "grid.import_energy_wh", scale=1000.0),
-        _float("Export active energy", 30075, "grid.export_energy_wh", scale=1000.0),
+        _reg("Phase 1 line to neutral volts", 30001, DataType.FLOAT32, "grid.phase_voltage_v[0]"),
+        _reg("Phase 2 line to neutral volts", 30003, DataType.FLOAT32, "grid.phase_voltage_v[1]"),
+        _reg("Phase 3 line to neutral volts", 30005, DataType.FLOAT32, "grid.phase_voltage_v[2]"),
+        _reg("Phase 1 current", 30007, DataType.FLOAT32, "extra.grid_phase_current_l1_a"),
+        _reg("Phase 2 current", 30009, DataType.FLOAT32, "extra.grid_phase_current_l2_a"),
+        _reg("Phase 3 current", 30011, DataType.FLOAT32, "extra.grid_phase_current_l3_a"),
+        _reg("Phase 1 power", 30013, DataType.FLOAT32, "grid.phase_power_w[0]"),
+        _reg("Phase 2 power", 30015, DataType.FLOAT32, "grid.phase_power_w[1]"),
+        _reg("Phase 3 power", 30017, DataType.FLOAT32, "grid.phase_power_w[2]"),
+        _reg("Average line to neutral volts", 30043, DataType.FLOAT32, "grid.voltage_v"),
+        _reg("Sum of line currents", 30049, DataType.FLOAT32, "grid.current_a"),
+        _reg("Total system power", 30053, DataType.FLOAT32, "grid.power_w"),
+        _reg("Total system power factor", 30063, DataType.FLOAT32, "grid.power_factor"),
+        _reg("Frequency of supply voltages", 30071, DataType.FLOAT32, "grid.frequency_hz"),
+        _reg("Import active energy", 30073, DataType.FLOAT32, "grid.import_energy_wh", 1000.0),
+        _reg("Export active energy", 30075, DataType.FLOAT32, "grid.export_energy_wh", 1000.0),
     ),
 )
 
@@ -85,13 +78,13 @@ SDM120: Final = RegisterMap(
     max_count=EASTRON_MAX_REGISTERS,
     max_gap=EASTRON_MAX_GAP,
     points=(
-        _float("Voltage", 30001, "grid.voltage_v"),
-        _float("Current", 30007, "grid.current_a"),
-        _float("Active power", 30013, "grid.power_w"),
-        _float("Power factor", 30031, "grid.power_factor"),
-        _float("Frequency", 30071, "grid.frequency_hz"),
-        _float("Import active energy", 30073, "grid.import_energy_wh", scale=1000.0),
-        _float("Export active energy", 30075, "grid.export_energy_wh", scale=1000.0),
+        _reg("Voltage", 30001, DataType.FLOAT32, "grid.voltage_v"),
+        _reg("Current", 30007, DataType.FLOAT32, "grid.current_a"),
+        _reg("Active power", 30013, DataType.FLOAT32, "grid.power_w"),
+        _reg("Power factor", 30031, DataType.FLOAT32, "grid.power_factor"),
+        _reg("Frequency", 30071, DataType.FLOAT32, "grid.frequency_hz"),
+        _reg("Import active energy", 30073, DataType.FLOAT32, "grid.import_energy_wh", 1000.0),
+        _reg("Export active energy", 30075, DataType.FLOAT32, "grid.export_energy_wh", 1000.0),
     ),
 )
 

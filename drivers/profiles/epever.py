@@ -37,7 +37,7 @@ from typing import Final
 
 from drivers.bus import BusType
 from drivers.planner import Hole
-from drivers.profile import Point, RegisterMap, target
+from drivers.profile import Point, PointBuilder, RegisterMap, target
 from drivers.profiles.device_profile import Check, DeviceProfile, Signature
 from drivers.registers import DataType, RegisterType, WordOrder
 from telemetry.roles import Role
@@ -71,22 +71,8 @@ TRACER_HOLES: Final = (
 )
 
 
-def _reg(
-    name: str,
-    address: int,
-    data_type: DataType,
-    path: str,
-    scale: float = 0.01,
-) -> Point:
-    return Point(
-        name=name,
-        address=address,
-        register_type=RegisterType.INPUT,
-        data_type=data_type,
-        target=target(path),
-        word_order=WordOrder.CDAB,  # V2.5 note 5: 32-bit values are "L" then "H"
-        scale=scale,
-    )
+# V2.5 note 5: 32-bit values are "L" then "H"; most values are in 0.01 units.
+_reg: Final = PointBuilder(RegisterType.INPUT, WordOrder.CDAB, scale=0.01)
 
 
 U16, S16, U32, S32 = DataType.UINT16, DataType.INT16, DataType.UINT32, DataType.INT32
@@ -117,7 +103,7 @@ TRACER: Final = RegisterMap(
         # V2.5 311A: "Battery SOC", %, times 1. The older LS-B protocol V1.1 lists
         # times 100 here (as copied in kasbert/epsolar-tracer); V2.5 and the raw
         # dumps of a Tracer 3210A (peterxxl/dbus-epever-tracer) say 1: we follow V2.5.
-        _reg("Battery SOC", 0x311A, U16, "extra.charger_battery_soc_pct", scale=1.0),
+        _reg("Battery SOC", 0x311A, U16, "extra.charger_battery_soc_pct", 1.0),
         # V2.5 3201 "Charging equipment status", D3-D2: 00 no charging, 01 float,
         # 02 boost, 03 equalization (D0: 1 running, D1: 1 fault).
         Point(
@@ -131,8 +117,8 @@ TRACER: Final = RegisterMap(
         ),
         # V2.5 330C (L) / 330D (H) "Generated energy today" and 3312 (L) / 3313 (H)
         # "Total generated energy": kWh, times 100 -> Wh is x 10.
-        _reg("Generated energy today", 0x330C, U32, "solar.energy_today_wh", scale=10.0),
-        _reg("Total generated energy", 0x3312, U32, "solar.energy_total_wh", scale=10.0),
+        _reg("Generated energy today", 0x330C, U32, "solar.energy_today_wh", 10.0),
+        _reg("Total generated energy", 0x3312, U32, "solar.energy_total_wh", 10.0),
     ),
 )
 
@@ -146,7 +132,7 @@ TRACER_UNPOLLED: Final = (
     _reg("Rated battery voltage", 0x3004, U16, "extra.charger_rated_battery_voltage_v"),
     _reg("Rated charging current", 0x3005, U16, "extra.charger_rated_charge_current_a"),
     _reg("Rated charging power", 0x3006, U32, "extra.charger_rated_charge_power_w"),
-    _reg("Charging mode", 0x3008, U16, "extra.charger_charging_mode", scale=1.0),
+    _reg("Charging mode", 0x3008, U16, "extra.charger_charging_mode", 1.0),
     _reg("Rated load current", 0x300E, U16, "extra.charger_rated_load_current_a"),
     _reg("Statistical battery voltage", 0x331A, U16, "extra.charger_stat_battery_voltage_v"),
     _reg("Statistical battery current", 0x331B, S32, "extra.charger_stat_battery_current_a"),

@@ -43,7 +43,7 @@ from __future__ import annotations
 from typing import Final
 
 from drivers.planner import Hole
-from drivers.profile import Point, RegisterMap, Sections, target
+from drivers.profile import Point, PointBuilder, RegisterMap, Sections
 from drivers.profiles.device_profile import Check, DeviceProfile, Signature
 from drivers.registers import DataType, RegisterType
 from telemetry.roles import Role
@@ -80,28 +80,11 @@ PV_STRINGS: Final = 4
 MODEL_PREFIX: Final = 0x4757
 
 
-def _reg(
-    name: str, address: int, data_type: DataType, path: str | None, scale: float = 1.0
-) -> Point:
-    return Point(
-        name=name,
-        address=address,
-        register_type=HOLDING,
-        data_type=data_type,
-        target=None if path is None else target(path),
-        scale=scale,
-    )
+_reg: Final = PointBuilder(HOLDING)
 
 
 def _state(name: str, address: int, path: str, states: tuple[tuple[int, str], ...]) -> Point:
-    return Point(
-        name=name,
-        address=address,
-        register_type=HOLDING,
-        data_type=U16,
-        target=target(path),
-        states=states,
-    )
+    return _reg(name, address, U16, path, states=states)
 
 
 def _derive(sections: Sections) -> None:

@@ -50,7 +50,7 @@ from __future__ import annotations
 from typing import Final
 
 from drivers.planner import Hole
-from drivers.profile import Point, RegisterMap, Sections, target
+from drivers.profile import Point, PointBuilder, RegisterMap, Sections
 from drivers.profiles.device_profile import Check, DeviceProfile, Signature
 from drivers.registers import DataType, RegisterType
 from telemetry.roles import Role
@@ -76,36 +76,13 @@ TLX_STATES: Final = ((0, "standby"), (1, "normal"), (3, "fault"), (4, "flash"))
 BDC_MODES: Final = ((0, "idle"), (1, "charging"), (2, "discharging"))
 
 
-def _reg(
-    name: str,
-    address: int,
-    data_type: DataType,
-    path: str,
-    scale: float = 0.1,
-) -> Point:
-    return Point(
-        name=name,
-        address=address,
-        register_type=RegisterType.INPUT,
-        data_type=data_type,
-        target=target(path),
-        scale=scale,
-    )
+_reg: Final = PointBuilder(RegisterType.INPUT, scale=0.1)
 
 
 def _state(
     name: str, address: int, path: str, states: tuple[tuple[int, str], ...], shift: int
 ) -> Point:
-    return Point(
-        name=name,
-        address=address,
-        register_type=RegisterType.INPUT,
-        data_type=U16,
-        target=target(path),
-        states=states,
-        shift=shift,
-        mask=0xFF,
-    )
+    return _reg(name, address, U16, path, 1.0, states=states, shift=shift, mask=0xFF)
 
 
 def _difference(plus: object, minus: object) -> float | None:
@@ -145,7 +122,7 @@ _TLX_POINTS: Final = (
     _reg("Vpv2", 3007, U16, "extra.pv2_voltage_v"),
     _reg("Ipv2", 3008, U16, "extra.pv2_current_a"),
     _reg("Pac", 3023, U32, "inverter.ac_power_w"),  # "Output power", 0.1 W
-    _reg("Fac", 3025, U16, "inverter.ac_frequency_hz", scale=0.01),
+    _reg("Fac", 3025, U16, "inverter.ac_frequency_hz", 0.01),
     _reg("Vac1", 3026, U16, "inverter.ac_voltage_v"),
     _reg("Iac1", 3027, U16, "inverter.ac_current_a"),
     # 3041 "Ptousertotal: Total forward power", 3043 "Ptogridtotal: Total reverse
@@ -154,22 +131,22 @@ _TLX_POINTS: Final = (
     _reg("Ptogridtotal", 3043, U32, "extra.grid_export_power_w"),
     _reg("Ptoloadtotal", 3045, U32, "extra.load_power_w"),
     # 0.1 kWh -> Wh x 100.
-    _reg("Eactoday", 3049, U32, "extra.ac_energy_today_wh", scale=100.0),
-    _reg("Eactotal", 3051, U32, "inverter.energy_total_wh", scale=100.0),
-    _reg("Epv_total", 3053, U32, "solar.energy_total_wh", scale=100.0),
-    _reg("Etouser_total", 3069, U32, "grid.import_energy_wh", scale=100.0),
-    _reg("Etogrid_total", 3073, U32, "grid.export_energy_wh", scale=100.0),
-    _reg("Epv_today", 3083, U32, "solar.energy_today_wh", scale=100.0),
+    _reg("Eactoday", 3049, U32, "extra.ac_energy_today_wh", 100.0),
+    _reg("Eactotal", 3051, U32, "inverter.energy_total_wh", 100.0),
+    _reg("Epv_total", 3053, U32, "solar.energy_total_wh", 100.0),
+    _reg("Etouser_total", 3069, U32, "grid.import_energy_wh", 100.0),
+    _reg("Etogrid_total", 3073, U32, "grid.export_energy_wh", 100.0),
+    _reg("Epv_today", 3083, U32, "solar.energy_today_wh", 100.0),
     _reg("Temp1", 3093, S16, "inverter.temperature_c"),  # "Inverter temperature", 0.1 degC
     # BDC1 (TL-XH and MOD TL3-XH battery; zeros on an inverter without one).
     _state("SysState_Mode", 3166, "battery.state", BDC_MODES, shift=8),
-    _reg("Vbat", 3169, U16, "battery.voltage_v", scale=0.01),  # 0.01 V here, not 0.1
+    _reg("Vbat", 3169, U16, "battery.voltage_v", 0.01),  # 0.01 V here, not 0.1
     # 3170 Ibat (0.1 A) is left out: V1.24 gives no sign for it.
-    _reg("SOC", 3171, U16, "battery.soc_pct", scale=1.0),
+    _reg("SOC", 3171, U16, "battery.soc_pct", 1.0),
     _reg("Pdischr", 3178, U32, "extra.battery_discharge_power_w"),
     _reg("Pchr", 3180, U32, "extra.battery_charge_power_w"),
-    _reg("Edischr_total", 3182, U32, "extra.battery_discharged_energy_wh", scale=100.0),
-    _reg("Echr_total", 3184, U32, "extra.battery_charged_energy_wh", scale=100.0),
+    _reg("Edischr_total", 3182, U32, "extra.battery_discharged_energy_wh", 100.0),
+    _reg("Echr_total", 3184, U32, "extra.battery_charged_energy_wh", 100.0),
 )
 
 TLX_HOLES: Final = (
@@ -198,12 +175,12 @@ _FIRST_GROUP: Final = (
     _reg("Vpv2", 7, U16, "extra.pv2_voltage_v"),
     _reg("PV2Curr", 8, U16, "extra.pv2_current_a"),
     _reg("Pac", 35, U32, "inverter.ac_power_w"),  # "Output power", 0.1 W
-    _reg("Fac", 37, U16, "inverter.ac_frequency_hz", scale=0.01),
+    _reg("Fac", 37, U16, "inverter.ac_frequency_hz", 0.01),
     _reg("Vac1", 38, U16, "inverter.ac_voltage_v"),
     _reg("Iac1", 39, U16, "inverter.ac_current_a"),
-    _reg("Eactoday", 53, U32, "extra.ac_energy_today_wh", scale=100.0),
-    _reg("Eactotal", 55, U32, "inverter.energy_total_wh", scale=100.0),
-    _reg("Epv_total", 91, U32, "solar.energy_total_wh", scale=100.0),
+    _reg("Eactoday", 53, U32, "extra.ac_energy_today_wh", 100.0),
+    _reg("Eactotal", 55, U32, "inverter.energy_total_wh", 100.0),
+    _reg("Epv_total", 91, U32, "solar.energy_total_wh", 100.0),
     _reg("Temp1", 93, S16, "inverter.temperature_c"),
 )
 
@@ -211,24 +188,24 @@ _FIRST_GROUP: Final = (
 _STORAGE_GROUP: Final = (
     # 1000 uwSysWorkMode: 0 waiting, 1 self-test, 3 SysFault, 4 flash, 5 PV+battery
     # online, 6 battery online, 7 PV offline, 8 battery offline (kept as the code).
-    _reg("uwSysWorkMode", 1000, U16, "extra.system_work_mode", scale=1.0),
+    _reg("uwSysWorkMode", 1000, U16, "extra.system_work_mode", 1.0),
     _reg("Pdischarge1", 1009, U32, "extra.battery_discharge_power_w"),
     _reg("Pcharge1", 1011, U32, "extra.battery_charge_power_w"),
     _reg("Vbat", 1013, U16, "battery.voltage_v"),
-    _reg("SOC", 1014, U16, "battery.soc_pct", scale=1.0),
+    _reg("SOC", 1014, U16, "battery.soc_pct", 1.0),
     # 1021 "PactouserTotal: AC power to user total" and 1029 "Pactogrid total:
     # AC power to grid total": import and export at the meter, 0.1 W.
     _reg("PactouserTotal", 1021, U32, "extra.grid_import_power_w"),
     _reg("PactogridTotal", 1029, U32, "extra.grid_export_power_w"),
     _reg("PLocalLoadTotal", 1037, U32, "extra.load_power_w"),
     _reg("Battery Temperature", 1040, S16, "battery.temperature_c"),
-    _reg("Etouser_total", 1046, U32, "grid.import_energy_wh", scale=100.0),
-    _reg("Etogrid_total", 1050, U32, "grid.export_energy_wh", scale=100.0),
-    _reg("Edischarge1_total", 1054, U32, "extra.battery_discharged_energy_wh", scale=100.0),
-    _reg("Echarge1_total", 1058, U32, "extra.battery_charged_energy_wh", scale=100.0),
+    _reg("Etouser_total", 1046, U32, "grid.import_energy_wh", 100.0),
+    _reg("Etogrid_total", 1050, U32, "grid.export_energy_wh", 100.0),
+    _reg("Edischarge1_total", 1054, U32, "extra.battery_discharged_energy_wh", 100.0),
+    _reg("Echarge1_total", 1058, U32, "extra.battery_charged_energy_wh", 100.0),
     # 1108 uwMaxCellVolt / 1109 uwMinCellVolt, 0.001 V.
-    _reg("uwMaxCellVolt", 1108, U16, "battery.cell_voltage_max_v", scale=0.001),
-    _reg("uwMinCellVolt", 1109, U16, "battery.cell_voltage_min_v", scale=0.001),
+    _reg("uwMaxCellVolt", 1108, U16, "battery.cell_voltage_max_v", 0.001),
+    _reg("uwMinCellVolt", 1109, U16, "battery.cell_voltage_min_v", 0.001),
 )
 
 SPH_HOLES: Final = (

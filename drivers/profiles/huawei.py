@@ -57,7 +57,7 @@ from typing import Final
 
 from drivers.bus import BusType
 from drivers.planner import Hole
-from drivers.profile import Point, RegisterMap, Sections, target
+from drivers.profile import Point, PointBuilder, RegisterMap, Sections
 from drivers.profiles.device_profile import Check, DeviceProfile, Signature
 from drivers.registers import DataType, RegisterType
 from telemetry.roles import Role
@@ -135,23 +135,7 @@ BATTERY_STATES: Final = (
 )
 
 
-def _reg(
-    name: str,
-    address: int,
-    data_type: DataType,
-    path: str | None,
-    scale: float = 1.0,
-    states: tuple[tuple[int, str], ...] = (),
-) -> Point:
-    return Point(
-        name=name,
-        address=address,
-        register_type=_H,
-        data_type=data_type,
-        target=None if path is None else target(path),
-        scale=scale,
-        states=states,
-    )
+_reg: Final = PointBuilder(_H)
 
 
 # Inverter block, both families. 32016-32019: PV1/PV2 V x 10 and A x 100 (signed).

@@ -59,7 +59,7 @@ from collections.abc import Mapping
 from typing import Final
 
 from drivers.bus import BusType
-from drivers.profile import Point, RegisterMap, Sections, target
+from drivers.profile import Point, PointBuilder, RegisterMap, Sections
 from drivers.profiles.device_profile import Check, DeviceProfile, Signature
 from drivers.registers import DataType, RegisterType
 from telemetry.roles import Role
@@ -91,26 +91,8 @@ def register(field: int, offset: int) -> int:
     return field + offset // 2
 
 
-def _reg(
-    name: str,
-    offset: int,
-    path: str,
-    scale: float = 1.0,
-    data_type: DataType = U16,
-    *,
-    shift: int = 0,
-    mask: int | None = None,
-) -> Point:
-    return Point(
-        name=name,
-        address=register(RUNNING, offset),
-        register_type=H,
-        data_type=data_type,
-        target=target(path),
-        scale=scale,
-        shift=shift,
-        mask=mask,
-    )
+# Addresses are byte offsets into the running-data field (``register``).
+_reg: Final = PointBuilder(H, locate=lambda offset: register(RUNNING, offset))
 
 
 def _number(values: Mapping[str, object], name: str) -> float | None:
@@ -146,30 +128,30 @@ def _derive(sections: Sections) -> None:
 
 _RUNNING_POINTS: Final = (
     *(
-        _reg(f"Cell {n + 1} voltage", 2 * n, f"extra.bms_cell_voltage_{n + 1:02d}_v", 0.001)
+        _reg(f"Cell {n + 1} voltage", 2 * n, U16, f"extra.bms_cell_voltage_{n + 1:02d}_v", 0.001)
         for n in range(CELLS)
     ),
-    _reg("Average cell voltage", 0x44, "extra.bms_cell_voltage_avg_v", 0.001),
-    _reg("Largest cell difference", 0x46, "extra.bms_cell_voltage_delta_v", 0.001),
-    _reg("MOSFET temperature", 0x8A, "extra.bms_mosfet_temperature_c", 0.1, S16),
-    _reg("Pack voltage", 0x90, "battery.voltage_v", 0.001, U32),
-    _reg("Pack power", 0x94, f"extra.{POWER_SIZE}", 0.001, U32),
+    _reg("Average cell voltage", 0x44, U16, "extra.bms_cell_voltage_avg_v", 0.001),
+    _reg("Largest cell difference", 0x46, U16, "extra.bms_cell_voltage_delta_v", 0.001),
+    _reg("MOSFET temperature", 0x8A, S16, "extra.bms_mosfet_temperature_c", 0.1),
+    _reg("Pack voltage", 0x90, U32, "battery.voltage_v", 0.001),
+    _reg("Pack power", 0x94, U32, f"extra.{POWER_SIZE}", 0.001),
     # > 0 charging on the BMS; the protocol counts discharge positive.
-    _reg("Pack current", 0x98, "battery.current_a", -0.001, S32),
+    _reg("Pack current", 0x98, S32, "battery.current_a", -0.001),
     *(
-        _reg(f"Temperature {n + 1}", offset, f"extra.bms_cell_temperature_{n + 1}_c", 0.1, S16)
+        _reg(f"Temperature {n + 1}", offset, S16, f"extra.bms_cell_temperature_{n + 1}_c", 0.1)
         for n, offset in enumerate(TEMPERATURE_OFFSETS)
     ),
-    _reg("Alarms", 0xA0, "extra.bms_alarm_flags", 1.0, U32),
-    _reg("Balancing current", 0xA4, "extra.bms_balance_current_a", 0.001, S16),
+    _reg("Alarms", 0xA0, U32, "extra.bms_alarm_flags", 1.0),
+    _reg("Balancing current", 0xA4, S16, "extra.bms_balance_current_a", 0.001),
     # 0xA6 balancing state (high byte), 0xA7 SOC (low byte).
-    _reg("SOC", 0xA6, "battery.soc_pct", mask=0xFF),
-    _reg("Remaining capacity", 0xA8, "extra.bms_remaining_capacity_ah", 0.001, S32),
-    _reg("Full charge capacity", 0xAC, "extra.bms_full_capacity_ah", 0.001, U32),
-    _reg("Cycle count", 0xB0, "extra.bms_cycle_count", 1.0, U32),
-    _reg("Cycled capacity", 0xB4, "extra.bms_cycled_capacity_ah", 0.001, U32),
+    _reg("SOC", 0xA6, U16, "battery.soc_pct", mask=0xFF),
+    _reg("Remaining capacity", 0xA8, S32, "extra.bms_remaining_capacity_ah", 0.001),
+    _reg("Full charge capacity", 0xAC, U32, "extra.bms_full_capacity_ah", 0.001),
+    _reg("Cycle count", 0xB0, U32, "extra.bms_cycle_count", 1.0),
+    _reg("Cycled capacity", 0xB4, U32, "extra.bms_cycled_capacity_ah", 0.001),
     # 0xB8 SOH (high byte), 0xB9 precharge (low byte).
-    _reg("SOH", 0xB8, "battery.soh_pct", shift=8, mask=0xFF),
+    _reg("SOH", 0xB8, U16, "battery.soh_pct", shift=8, mask=0xFF),
 )
 
 JK_PB: Final = RegisterMap(

@@ -30,7 +30,7 @@ from __future__ import annotations
 from typing import Final
 
 from drivers.bus import BusType
-from drivers.profile import Point, RegisterMap, Sections, target
+from drivers.profile import PointBuilder, RegisterMap, Sections
 from drivers.profiles.device_profile import Check, DeviceProfile, Signature
 from drivers.registers import DataType, RegisterType
 from telemetry.roles import Role
@@ -45,23 +45,7 @@ CELL_TEMPERATURES: Final = 4
 IDLE_CURRENT_A: Final = 0.05
 
 
-def _reg(
-    name: str,
-    address: int,
-    path: str,
-    scale: float,
-    data_type: DataType = DataType.UINT16,
-    offset: float = 0.0,
-) -> Point:
-    return Point(
-        name=name,
-        address=address,
-        register_type=RegisterType.INPUT,
-        data_type=data_type,
-        target=target(path),
-        scale=scale,
-        offset=offset,
-    )
+_reg: Final = PointBuilder(RegisterType.INPUT)
 
 
 def _derive(sections: Sections) -> None:
@@ -80,21 +64,29 @@ def _derive(sections: Sections) -> None:
 
 # V0.3 PIA, 0x1000-0x1010 (0x100E reserved): UINT16 except the INT16 current.
 _PIA: Final = (
-    _reg("Pack voltage", 0x1000, "battery.voltage_v", 0.01),
-    _reg("Current", 0x1001, "battery.current_a", -0.01, DataType.INT16),
-    _reg("Remaining capacity", 0x1002, "extra.bms_remaining_capacity_ah", 0.01),
-    _reg("Total capacity", 0x1003, "extra.bms_full_capacity_ah", 0.01),
-    _reg("Total discharge capacity", 0x1004, "extra.bms_total_discharge_ah", 10.0),
-    _reg("SOC", 0x1005, "battery.soc_pct", 0.1),
-    _reg("SOH", 0x1006, "battery.soh_pct", 0.1),
-    _reg("Cycle", 0x1007, "extra.bms_cycle_count", 1.0),
-    _reg("Average cell voltage", 0x1008, "extra.bms_cell_voltage_avg_v", 0.001),
-    _reg("Average cell temperature", 0x1009, "battery.temperature_c", 0.1, offset=KELVIN_OFFSET),
-    _reg("Max cell voltage", 0x100A, "battery.cell_voltage_max_v", 0.001),
-    _reg("Min cell voltage", 0x100B, "battery.cell_voltage_min_v", 0.001),
+    _reg("Pack voltage", 0x1000, DataType.UINT16, "battery.voltage_v", 0.01),
+    _reg("Current", 0x1001, DataType.INT16, "battery.current_a", -0.01),
+    _reg("Remaining capacity", 0x1002, DataType.UINT16, "extra.bms_remaining_capacity_ah", 0.01),
+    _reg("Total capacity", 0x1003, DataType.UINT16, "extra.bms_full_capacity_ah", 0.01),
+    _reg("Total discharge capacity", 0x1004, DataType.UINT16, "extra.bms_total_discharge_ah", 10.0),
+    _reg("SOC", 0x1005, DataType.UINT16, "battery.soc_pct", 0.1),
+    _reg("SOH", 0x1006, DataType.UINT16, "battery.soh_pct", 0.1),
+    _reg("Cycle", 0x1007, DataType.UINT16, "extra.bms_cycle_count", 1.0),
+    _reg("Average cell voltage", 0x1008, DataType.UINT16, "extra.bms_cell_voltage_avg_v", 0.001),
+    _reg(
+        "Average cell temperature",
+        0x1009,
+        DataType.UINT16,
+        "battery.temperature_c",
+        0.1,
+        offset=KELVIN_OFFSET,
+    ),
+    _reg("Max cell voltage", 0x100A, DataType.UINT16, "battery.cell_voltage_max_v", 0.001),
+    _reg("Min cell voltage", 0x100B, DataType.UINT16, "battery.cell_voltage_min_v", 0.001),
     _reg(
         "Max cell temperature",
         0x100C,
+        DataType.UINT16,
         "extra.bms_cell_temperature_max_c",
         0.1,
         offset=KELVIN_OFFSET,
@@ -102,25 +94,35 @@ _PIA: Final = (
     _reg(
         "Min cell temperature",
         0x100D,
+        DataType.UINT16,
         "extra.bms_cell_temperature_min_c",
         0.1,
         offset=KELVIN_OFFSET,
     ),
-    _reg("Max discharge current", 0x100F, "extra.bms_max_discharge_current_a", 1.0),
-    _reg("Max charge current", 0x1010, "extra.bms_max_charge_current_a", 1.0),
+    _reg(
+        "Max discharge current", 0x100F, DataType.UINT16, "extra.bms_max_discharge_current_a", 1.0
+    ),
+    _reg("Max charge current", 0x1010, DataType.UINT16, "extra.bms_max_charge_current_a", 1.0),
 )
 
 # V0.3 PIB: cells 0x1100-0x110F, cell temperatures 0x1110-0x1113 (0x1114-0x1117
 # reserved), ambient 0x1118, power (MOSFET) 0x1119.
 _PIB: Final = (
     *(
-        _reg(f"Cell {i + 1} voltage", 0x1100 + i, f"extra.bms_cell_voltage_{i + 1:02d}_v", 0.001)
+        _reg(
+            f"Cell {i + 1} voltage",
+            0x1100 + i,
+            DataType.UINT16,
+            f"extra.bms_cell_voltage_{i + 1:02d}_v",
+            0.001,
+        )
         for i in range(CELLS)
     ),
     *(
         _reg(
             f"Cell temperature {i + 1}",
             0x1110 + i,
+            DataType.UINT16,
             f"extra.bms_cell_temperature_{i + 1}_c",
             0.1,
             offset=KELVIN_OFFSET,
@@ -130,11 +132,19 @@ _PIB: Final = (
     _reg(
         "Environment temperature",
         0x1118,
+        DataType.UINT16,
         "extra.bms_ambient_temperature_c",
         0.1,
         offset=KELVIN_OFFSET,
     ),
-    _reg("Power temperature", 0x1119, "extra.bms_power_temperature_c", 0.1, offset=KELVIN_OFFSET),
+    _reg(
+        "Power temperature",
+        0x1119,
+        DataType.UINT16,
+        "extra.bms_power_temperature_c",
+        0.1,
+        offset=KELVIN_OFFSET,
+    ),
 )
 
 SEPLOS_V3: Final = RegisterMap(

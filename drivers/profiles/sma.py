@@ -49,7 +49,7 @@ from collections.abc import Mapping
 from typing import Final
 
 from drivers.bus import BusType
-from drivers.profile import Point, RegisterImage, RegisterMap, Sections, target
+from drivers.profile import PointBuilder, RegisterImage, RegisterMap, Sections
 from drivers.profiles.device_profile import Check, DeviceProfile, Signature
 from drivers.registers import DataType, RegisterType
 from telemetry.roles import Role
@@ -86,25 +86,8 @@ BATTERY_STATES: Final = ((2292, "charging"), (2293, "discharging"))
 U32, S32 = DataType.UINT32, DataType.INT32
 
 
-def _reg(
-    name: str,
-    address: int,
-    data_type: DataType,
-    path: str | None,
-    scale: float = 1.0,
-    states: tuple[tuple[int, str], ...] = (),
-    constant: int | None = None,
-) -> Point:
-    return Point(
-        name=name,
-        address=address,
-        register_type=RegisterType.INPUT,  # 0x04; the devices answer 0x03 alike
-        data_type=data_type,
-        target=None if path is None else target(path),
-        scale=scale,
-        states=states,
-        constant=constant,
-    )
+# Read with 0x04; the devices answer 0x03 alike.
+_reg: Final = PointBuilder(RegisterType.INPUT)
 
 
 # FIX2 -> x 0.01, FIX3 -> x 0.001, TEMP -> x 0.1 (TI 3.5.8).

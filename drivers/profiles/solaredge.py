@@ -54,7 +54,7 @@ import dataclasses
 from typing import Final
 
 from drivers.planner import Hole
-from drivers.profile import Point, RegisterMap, Sections, Target, target
+from drivers.profile import Point, PointBuilder, RegisterMap, Sections, Target
 from drivers.profiles import sunspec
 from drivers.profiles.device_profile import DeviceProfile
 from drivers.registers import DataType, RegisterType, WordOrder
@@ -120,6 +120,12 @@ def _meter() -> sunspec.ModelDef:
     return sunspec.ModelDef(203, METER_LENGTH, rows)
 
 
+# "StorEdge Battery 1 ...": offsets from 0xE100; Appendix A: little-endian word order.
+_battery1: Final = PointBuilder(
+    RegisterType.HOLDING, WordOrder.CDAB, locate=lambda offset: BATTERY1 + offset
+)
+
+
 def _battery_point(
     offset: int,
     name: str,
@@ -131,14 +137,12 @@ def _battery_point(
     constant: int | float | str | None = None,
     states: tuple[tuple[int, str], ...] = (),
 ) -> Point:
-    return Point(
-        name=f"battery1.{name}",
-        address=BATTERY1 + offset,
-        register_type=RegisterType.HOLDING,
-        data_type=data_type,
-        target=None if path is None else target(path),
-        word_order=WordOrder.CDAB,  # Appendix A: little-endian word order
-        scale=scale,
+    return _battery1(
+        f"battery1.{name}",
+        offset,
+        data_type,
+        path,
+        scale,
         length=length,
         constant=constant,
         states=states,

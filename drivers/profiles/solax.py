@@ -40,7 +40,7 @@ from __future__ import annotations
 from typing import Final
 
 from drivers.bus import BusType
-from drivers.profile import Point, RegisterMap, Sections, target
+from drivers.profile import Point, PointBuilder, RegisterMap, Sections
 from drivers.profiles.device_profile import Check, DeviceProfile, Signature
 from drivers.registers import DataType, RegisterType, WordOrder
 from telemetry.roles import Role
@@ -81,24 +81,9 @@ SN_FIRST_WORD_LOW: Final = 0x4830  # "H0"
 SN_FIRST_WORD_HIGH: Final = 0x4839  # "H9"
 
 
-def _input(
-    address: int,
-    name: str,
-    data_type: DataType,
-    path: str,
-    scale: float = 1.0,
-    states: tuple[tuple[int, str], ...] = (),
-) -> Point:
-    return Point(
-        name=name,
-        address=address,
-        register_type=RegisterType.INPUT,
-        data_type=data_type,
-        target=target(path),
-        word_order=WordOrder.CDAB,  # "(LSB, MSB)": the low word first
-        scale=scale,
-        states=states,
-    )
+# "(LSB, MSB)": the low word first.
+_input: Final = PointBuilder(RegisterType.INPUT, WordOrder.CDAB)
+_holding: Final = PointBuilder(RegisterType.HOLDING)
 
 
 def _derive(sections: Sections) -> None:
@@ -123,62 +108,62 @@ def _derive(sections: Sections) -> None:
 
 # Registers both X1 and X3 hybrids answer at the same addresses.
 _COMMON: Final = (
-    _input(0x0003, "PvVoltage1", U16, "extra.pv1_voltage_v", 0.1),
-    _input(0x0004, "PvVoltage2", U16, "extra.pv2_voltage_v", 0.1),
-    _input(0x0005, "PvCurrent1", U16, "extra.pv1_current_a", 0.1),
-    _input(0x0006, "PvCurrent2", U16, "extra.pv2_current_a", 0.1),
-    _input(0x0008, "Temperature", S16, "inverter.temperature_c"),  # radiator, 1 degC
-    _input(0x0009, "RunMode", U16, "inverter.state", states=RUN_MODES),
-    _input(0x000A, "Powerdc1", U16, "extra.pv1_power_w"),
-    _input(0x000B, "Powerdc2", U16, "extra.pv2_power_w"),
-    _input(0x0014, "BatVoltage_Charge1", S16, "battery.voltage_v", 0.1),
+    _input("PvVoltage1", 0x0003, U16, "extra.pv1_voltage_v", 0.1),
+    _input("PvVoltage2", 0x0004, U16, "extra.pv2_voltage_v", 0.1),
+    _input("PvCurrent1", 0x0005, U16, "extra.pv1_current_a", 0.1),
+    _input("PvCurrent2", 0x0006, U16, "extra.pv2_current_a", 0.1),
+    _input("Temperature", 0x0008, S16, "inverter.temperature_c"),  # radiator, 1 degC
+    _input("RunMode", 0x0009, U16, "inverter.state", states=RUN_MODES),
+    _input("Powerdc1", 0x000A, U16, "extra.pv1_power_w"),
+    _input("Powerdc2", 0x000B, U16, "extra.pv2_power_w"),
+    _input("BatVoltage_Charge1", 0x0014, S16, "battery.voltage_v", 0.1),
     # 0x0015/0x0016: > 0 charging in the document; negated (> 0 discharging).
-    _input(0x0015, "BatCurrent_Charge1", S16, "battery.current_a", -0.1),
-    _input(0x0016, "Batpower_Charge1", S16, "battery.power_w", -1.0),
-    _input(0x0018, "TemperatureBat", S16, "battery.temperature_c"),  # 1 degC
-    _input(0x0019, "BDCStatus", U16, "battery.state", states=BDC_STATES),
-    _input(0x001C, "Battery Capacity", U16, "battery.soc_pct"),  # 1 %
+    _input("BatCurrent_Charge1", 0x0015, S16, "battery.current_a", -0.1),
+    _input("Batpower_Charge1", 0x0016, S16, "battery.power_w", -1.0),
+    _input("TemperatureBat", 0x0018, S16, "battery.temperature_c"),  # 1 degC
+    _input("BDCStatus", 0x0019, U16, "battery.state", states=BDC_STATES),
+    _input("Battery Capacity", 0x001C, U16, "battery.soc_pct"),  # 1 %
     # 0x001D (LSB) / 0x001E (MSB) "OutputEnergy_Charge": energy out of the battery.
-    _input(0x001D, "OutputEnergy_Charge", U32, "extra.battery_discharge_wh", 100.0),
+    _input("OutputEnergy_Charge", 0x001D, U32, "extra.battery_discharge_wh", 100.0),
     # 0x0021 (LSB) / 0x0022 (MSB) "InputEnergy_Charge": energy into the battery.
-    _input(0x0021, "InputEnergy_Charge", U32, "extra.battery_charge_wh", 100.0),
+    _input("InputEnergy_Charge", 0x0021, U32, "extra.battery_charge_wh", 100.0),
     # 0x0046/0x0047 "feedin_power", > 0 to the grid: negated (> 0 importing).
-    _input(0x0046, "feedin_power", S32, "grid.power_w", -1.0),
+    _input("feedin_power", 0x0046, S32, "grid.power_w", -1.0),
     # 0x0048/0x0049 and 0x004A/0x004B: the meter's counters, 0.01 kWh.
-    _input(0x0048, "feedin_energy_total", U32, "grid.export_energy_wh", 10.0),
-    _input(0x004A, "consum_energy_total", U32, "grid.import_energy_wh", 10.0),
+    _input("feedin_energy_total", 0x0048, U32, "grid.export_energy_wh", 10.0),
+    _input("consum_energy_total", 0x004A, U32, "grid.import_energy_wh", 10.0),
     # 0x0052/0x0053 "Etotal_togrid": total energy at the inverter's AC port, 0.1 kWh.
-    _input(0x0052, "Etotal_togrid", U32, "inverter.energy_total_wh", 100.0),
-    _input(0x0094, "SolarEnergyTotal", U32, "solar.energy_total_wh", 100.0),
-    _input(0x0096, "SolarEnergyToday", U16, "solar.energy_today_wh", 100.0),
+    _input("Etotal_togrid", 0x0052, U32, "inverter.energy_total_wh", 100.0),
+    _input("SolarEnergyTotal", 0x0094, U32, "solar.energy_total_wh", 100.0),
+    _input("SolarEnergyToday", 0x0096, U16, "solar.energy_today_wh", 100.0),
     # 0x00BC/0x00BD "Cell_Voltage_High/Low", 0.001 V; 0x00BF "BMS_UserSOH", 1 %.
-    _input(0x00BC, "Cell_Voltage_High", U16, "battery.cell_voltage_max_v", 0.001),
-    _input(0x00BD, "Cell_Voltage_Low", U16, "battery.cell_voltage_min_v", 0.001),
-    _input(0x00BF, "BMS_UserSOH", U16, "battery.soh_pct"),
+    _input("Cell_Voltage_High", 0x00BC, U16, "battery.cell_voltage_max_v", 0.001),
+    _input("Cell_Voltage_Low", 0x00BD, U16, "battery.cell_voltage_min_v", 0.001),
+    _input("BMS_UserSOH", 0x00BF, U16, "battery.soh_pct"),
 )
 
 # X1: the inverter's AC port, 0x0000-0x0002 and 0x0007.
 _X1: Final = (
-    _input(0x0000, "GridVoltage", U16, "inverter.ac_voltage_v", 0.1),
-    _input(0x0001, "GridCurrent", S16, "inverter.ac_current_a", 0.1),
-    _input(0x0002, "GridPower", S16, "inverter.ac_power_w"),
-    _input(0x0007, "GridFrequency", U16, "grid.frequency_hz", 0.01),
+    _input("GridVoltage", 0x0000, U16, "inverter.ac_voltage_v", 0.1),
+    _input("GridCurrent", 0x0001, S16, "inverter.ac_current_a", 0.1),
+    _input("GridPower", 0x0002, S16, "inverter.ac_power_w"),
+    _input("GridFrequency", 0x0007, U16, "grid.frequency_hz", 0.01),
 )
 
 # X3: per phase R/S/T at 0x006A-0x0075 (voltage, current, power, frequency each),
 # and the meter's feed-in per phase at 0x0082-0x0087 (S32, > 0 exporting).
 _X3: Final = (
     *(
-        _input(0x006A + 4 * i, f"GridVoltage_{p}", U16, f"grid.phase_voltage_v[{i}]", 0.1)
+        _input(f"GridVoltage_{p}", 0x006A + 4 * i, U16, f"grid.phase_voltage_v[{i}]", 0.1)
         for i, p in enumerate("RST")
     ),
     *(
-        _input(0x006C + 4 * i, f"GridPower_{p}", S16, f"extra.inverter_phase_{i + 1}_power_w")
+        _input(f"GridPower_{p}", 0x006C + 4 * i, S16, f"extra.inverter_phase_{i + 1}_power_w")
         for i, p in enumerate("RST")
     ),
-    _input(0x006D, "GridFrequency_R", U16, "grid.frequency_hz", 0.01),
+    _input("GridFrequency_R", 0x006D, U16, "grid.frequency_hz", 0.01),
     *(
-        _input(0x0082 + 2 * i, f"FeedinPower_{p}phase", S32, f"grid.phase_power_w[{i}]", -1.0)
+        _input(f"FeedinPower_{p}phase", 0x0082 + 2 * i, S32, f"grid.phase_power_w[{i}]", -1.0)
         for i, p in enumerate("RST")
     ),
 )
@@ -219,13 +204,8 @@ SN_POINT_ADDRESS: Final = 0x0000
 
 def serial_point(serial: str) -> Point:
     """The serial number as the simulator serves it (holding 0x0000, 14 characters)."""
-    return Point(
-        name="InverterSN",
-        address=SN_POINT_ADDRESS,
-        register_type=RegisterType.HOLDING,
-        data_type=DataType.STRING,
-        length=SN_REGISTERS,
-        constant=serial,
+    return _holding(
+        "InverterSN", SN_POINT_ADDRESS, DataType.STRING, None, length=SN_REGISTERS, constant=serial
     )
 
 

@@ -52,7 +52,7 @@ from __future__ import annotations
 from typing import Final
 
 from drivers.bus import BusType
-from drivers.profile import Point, RegisterMap, Sections, target
+from drivers.profile import Point, PointBuilder, RegisterMap, Sections
 from drivers.profiles.device_profile import Check, DeviceProfile, Signature
 from drivers.registers import DataType, RegisterType, WordOrder
 from telemetry.roles import Role
@@ -125,39 +125,18 @@ DEVICE_TYPE_HIGH: Final = 0x0E2F
 SH5K_20: Final = 0x0D09  # V1.0.23: SH5K-20, the 5 kW single-phase 48 V model
 
 
-def _input(
-    register: int,
-    name: str,
-    data_type: DataType,
-    path: str | None,
-    scale: float = 1.0,
-    *,
-    states: tuple[tuple[int, str], ...] = (),
-    constant: int | None = None,
-) -> Point:
-    """A read-only register, given by the document's register number."""
-    return Point(
-        name=name,
-        address=register - ADDRESS_OFFSET,
-        register_type=RegisterType.INPUT,
-        data_type=data_type,
-        target=None if path is None else target(path),
-        word_order=WordOrder.CDAB,  # U32/S32: low word first (Table 1)
-        scale=scale,
-        states=states,
-        constant=constant,
-    )
+# Read-only registers, by the document's register number; U32/S32: low word first (Table 1).
+_input: Final = PointBuilder(
+    RegisterType.INPUT, WordOrder.CDAB, locate=lambda register: register - ADDRESS_OFFSET
+)
+_setting: Final = PointBuilder(
+    RegisterType.HOLDING, locate=lambda register: register - ADDRESS_OFFSET
+)
 
 
 def _holding(register: int, name: str, constant: int) -> Point:
     """A setting (holding register), served by the simulator with its value."""
-    return Point(
-        name=name,
-        address=register - ADDRESS_OFFSET,
-        register_type=RegisterType.HOLDING,
-        data_type=U16,
-        constant=constant,
-    )
+    return _setting(name, register, U16, None, constant=constant)
 
 
 def _derive(sections: Sections) -> None:
@@ -196,41 +175,41 @@ def _derive(sections: Sections) -> None:
 # What the edge polls: three requests (5004-5019, 5242, 13000-13047).
 _POLLED: Final = (
     # 5004-5005 "Total Output Energy", U32 0.1 kWh: PV generation and battery discharge.
-    _input(5004, "Total output energy", U32, "inverter.energy_total_wh", 100.0),
-    _input(5008, "Inside temperature", S16, "inverter.temperature_c", 0.1),
-    _input(5011, "MPPT 1 voltage", U16, "extra.pv1_voltage_v", 0.1),
-    _input(5012, "MPPT 1 current", U16, "extra.pv1_current_a", 0.1),
-    _input(5013, "MPPT 2 voltage", U16, "extra.pv2_voltage_v", 0.1),
-    _input(5014, "MPPT 2 current", U16, "extra.pv2_current_a", 0.1),
+    _input("Total output energy", 5004, U32, "inverter.energy_total_wh", 100.0),
+    _input("Inside temperature", 5008, S16, "inverter.temperature_c", 0.1),
+    _input("MPPT 1 voltage", 5011, U16, "extra.pv1_voltage_v", 0.1),
+    _input("MPPT 1 current", 5012, U16, "extra.pv1_current_a", 0.1),
+    _input("MPPT 2 voltage", 5013, U16, "extra.pv2_voltage_v", 0.1),
+    _input("MPPT 2 current", 5014, U16, "extra.pv2_current_a", 0.1),
     # 5017-5018 "Total DC power", U32 1 W: "Total PV power".
-    _input(5017, "Total DC power", U32, "solar.pv_power_w"),
+    _input("Total DC power", 5017, U32, "solar.pv_power_w"),
     # 5019: phase A voltage (output type 0 or 1), A-B line voltage on a 3P3L unit.
-    _input(5019, "Phase A voltage", U16, "inverter.ac_voltage_v", 0.1),
+    _input("Phase A voltage", 5019, U16, "inverter.ac_voltage_v", 0.1),
     # 5242 "Grid Frequency", 0.01 Hz, "recommended ... instead of 5036" (0.1 Hz).
-    _input(5242, "Grid frequency", U16, "grid.frequency_hz", 0.01),
-    _input(13000, "Running state", U16, "inverter.state", states=RUNNING_STATES),
-    _input(13001, "Power flow status", U16, "extra.power_flow_status"),
-    _input(13002, "Daily PV generation", U16, "solar.energy_today_wh", 100.0),
-    _input(13003, "Total PV generation", U32, "solar.energy_total_wh", 100.0),
+    _input("Grid frequency", 5242, U16, "grid.frequency_hz", 0.01),
+    _input("Running state", 13000, U16, "inverter.state", states=RUNNING_STATES),
+    _input("Power flow status", 13001, U16, "extra.power_flow_status"),
+    _input("Daily PV generation", 13002, U16, "solar.energy_today_wh", 100.0),
+    _input("Total PV generation", 13003, U32, "solar.energy_total_wh", 100.0),
     # 13008-13009 "Load power", S32 W (S32 since V1.0.15): the house's consumption.
-    _input(13008, "Load power", S32, "extra.house_power_w"),
+    _input("Load power", 13008, S32, "extra.house_power_w"),
     # 13010-13011 "Export power", S32 W, > 0 to the grid: negated (> 0 importing).
-    _input(13010, "Export power", S32, "grid.power_w", -1.0),
-    _input(13020, "Battery voltage", U16, "battery.voltage_v", 0.1),
+    _input("Export power", 13010, S32, "grid.power_w", -1.0),
+    _input("Battery voltage", 13020, U16, "battery.voltage_v", 0.1),
     # 13021/13022: magnitudes; the sign comes from 13001 (module docstring).
-    _input(13021, "Battery current", S16, "battery.current_a", 0.1),
-    _input(13022, "Battery power", S16, "battery.power_w"),
-    _input(13023, "Battery SOC", U16, "battery.soc_pct", 0.1),
-    _input(13024, "Battery SOH", U16, "battery.soh_pct", 0.1),
-    _input(13025, "Battery temperature", S16, "battery.temperature_c", 0.1),
-    _input(13027, "Total battery discharge energy", U32, "extra.battery_discharge_wh", 100.0),
+    _input("Battery current", 13021, S16, "battery.current_a", 0.1),
+    _input("Battery power", 13022, S16, "battery.power_w"),
+    _input("Battery SOC", 13023, U16, "battery.soc_pct", 0.1),
+    _input("Battery SOH", 13024, U16, "battery.soh_pct", 0.1),
+    _input("Battery temperature", 13025, S16, "battery.temperature_c", 0.1),
+    _input("Total battery discharge energy", 13027, U32, "extra.battery_discharge_wh", 100.0),
     # 13031: phase A output current (the only one uploaded on a single-phase unit).
-    _input(13031, "Phase A current", S16, "inverter.ac_current_a", 0.1),
+    _input("Phase A current", 13031, S16, "inverter.ac_current_a", 0.1),
     # 13034-13035 "Total active power", S32 W: the inverter's AC output.
-    _input(13034, "Total active power", S32, "inverter.ac_power_w"),
-    _input(13037, "Total import energy", U32, "grid.import_energy_wh", 100.0),
-    _input(13041, "Total charge energy", U32, "extra.battery_charge_wh", 100.0),
-    _input(13046, "Total export energy", U32, "grid.export_energy_wh", 100.0),
+    _input("Total active power", 13034, S32, "inverter.ac_power_w"),
+    _input("Total import energy", 13037, U32, "grid.import_energy_wh", 100.0),
+    _input("Total charge energy", 13041, U32, "extra.battery_charge_wh", 100.0),
+    _input("Total export energy", 13046, U32, "grid.export_energy_wh", 100.0),
 )
 
 _UNAVAILABLE: Final = (
@@ -253,9 +232,9 @@ SUNGROW_SH: Final = RegisterMap(
 # identity block (5000-5002) never changes and the holding registers are
 # settings the document asks not to poll through WiNet-S.
 SH_UNPOLLED: Final = (
-    _input(5000, "Device type code", U16, None, constant=SH5K_20),
-    _input(5001, "Nominal output power", U16, "extra.inverter_rated_power_w", 100.0),
-    _input(5002, "Output type", U16, None, constant=0),  # 0 single phase, 1 3P4L, 2 3P3L
+    _input("Device type code", 5000, U16, None, constant=SH5K_20),
+    _input("Nominal output power", 5001, U16, "extra.inverter_rated_power_w", 100.0),
+    _input("Output type", 5002, U16, None, constant=0),  # 0 single phase, 1 3P4L, 2 3P3L
     # Table 4: 5000-5005 "System clock" (year .. second), 13050 "EMS mode selection"
     # (0 self-consumption), 13058 "Max. SOC" and 13059 "Min. SOC" (0.1 %).
     _holding(5000, "System clock: year", 2026),

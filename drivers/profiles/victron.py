@@ -43,7 +43,7 @@ from typing import Final
 
 from drivers.bus import BusType
 from drivers.planner import Hole
-from drivers.profile import Point, RegisterMap, Sections, target
+from drivers.profile import PointBuilder, RegisterMap, Sections
 from drivers.profiles.device_profile import Check, DeviceProfile, Signature
 from drivers.registers import DataType, RegisterType
 from telemetry.roles import Role
@@ -86,24 +86,9 @@ VEBUS_STATES: Final = (
 )
 
 
-def _reg(
-    name: str,
-    address: int,
-    data_type: DataType,
-    path: str,
-    scalefactor: float = 1.0,
-    states: tuple[tuple[int, str], ...] = (),
-) -> Point:
-    """A point as the list gives it: value = raw / scalefactor (negative: sign flipped)."""
-    return Point(
-        name=name,
-        address=address,
-        register_type=HOLDING,  # 0x03; the GX answers 0x04 alike
-        data_type=data_type,
-        target=target(path),
-        scale=1.0 / scalefactor,
-        states=states,
-    )
+# Points as the list gives them: value = raw / scalefactor (negative: sign flipped);
+# read with 0x03, the GX answers 0x04 alike.
+_reg: Final = PointBuilder(HOLDING, divisor=True)
 
 
 def _numbers(values: Mapping[str, object], names: list[str]) -> list[float]:
