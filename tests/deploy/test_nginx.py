@@ -153,3 +153,63 @@ def test_plain_http_is_sent_to_https(proxy: Proxy) -> None:
     answer = httpx.get(f"http://127.0.0.1:{proxy.http_port}/", follow_redirects=False)
     assert answer.status_code == 301
     assert answer.headers["location"].startswith("https://127.0.0.1")
+
+
+VIEWER = "viewer-token-behind-nginx"
+
+
+@pytest.fixture(scope="module")
+def signed_in_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
+    hub = HubProcess(tmp_path_factory.mktemp("viewer-hub"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("EMS_VIEWER_TOKEN", VIEWER)
+        hub.start()
+    try:
+        yield hub
+    finally:
+        hub.stop()
+
+
+async def test_a_browser_signs_in_through_nginx_with_a_secure_cookie(
+    signed_in_hub: HubProcess, tmp_path: Path
+) -> None:
+    """The built-in dashboard's sign-in through the proxy: nginx says the page was reached
+    over https (X-Forwarded-Proto), so the session cookie is Secure; the dashboard socket
+    then opens with that cookie alone, from the proxy's origin."""
+    with nginx_proxy(tmp_path / "nginx", [signed_in_hub.port]) as proxy:
+        async with httpx.AsyncClient(verify=proxy.trust()) as http:
+            signed_in = await http.post(
+                f"{proxy.origin}/api/session",
+                json={"token": VIEWER},
+                headers={"Origin": proxy.origin},
+            )
+        assert signed_in.status_code == 204, signed_in.text
+        cookie = signed_in.headers["set-cookie"]
+        assert "; Secure" in cookie, cookie
+        assert "HttpOnly" in cookie, cookie
+        # The same sign-in straight to the hub over plain HTTP: no Secure flag.
+        async with httpx.AsyncClient() as http:
+            plain = await http.post(
+                f"{signed_in_hub.http}/api/session",
+                json={"token": VIEWER},
+                headers={"Origin": signed_in_hub.http},
+            )
+        assert plain.status_code == 204, plain.text
+        assert "Secure" not in plain.headers["set-cookie"]
+        session = cookie.split(";", 1)[0]
+        async with connect(
+            proxy.wss("/ws/dashboard/ems_001"),
+            ssl=proxy.trust(),
+            additional_headers={"Origin": proxy.origin, "Cookie": session},
+        ) as dashboard:
+            status = json.loads(await asyncio.wait_for(dashboard.recv(), 30))
+        assert (status["type"], status["device_id"]) == ("status", "ems_001"), status
+        # Without the cookie the same socket is refused.
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(
+                proxy.wss("/ws/dashboard/ems_001"),
+                ssl=proxy.trust(),
+                additional_headers={"Origin": proxy.origin},
+            ):
+                pass
+        assert refused.value.response.status_code in {401, 403}
