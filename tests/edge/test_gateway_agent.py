@@ -29,7 +29,7 @@ from edge.agent import Agent, AgentError
 from edge.config import parse_config
 from edge.gateway_cache import CacheKey
 from edge.health import DeviceState
-from simulation.modbus_server import DeviceServer, DeviceSpec
+from simulation.modbus_server import DeviceServer, DeviceSpec, Fault, FaultKind
 from simulation.plant import Plant
 from simulation.site import INVERTER_CHAIN, REGISTER_MAPS, Unit, encode_site
 from tests.edge.site import OPTIONS, START, site_config
@@ -442,3 +442,28 @@ async def test_a_gateway_port_in_use_stops_the_start_in_one_line(
     assert str(caught.value) == (
         f"config error: gateway.port: cannot listen on 127.0.0.1:{port}: address already in use"
     )
+
+
+async def test_a_failing_device_is_answered_0b_without_asking_the_bus(
+    tmp_path: Path, served: DeviceServer
+) -> None:
+    async with agent_with_gateway(tmp_path, served, "max_age_s = 0.5\n") as agent:
+        assert agent.gateway is not None
+        served.set_fault(int(Unit.GRID_METER), Fault(FaultKind.SILENT))  # unplugged
+        await until(lambda: agent.health["meter"].state is DeviceState.FAILING)
+        await asyncio.sleep(0.6)  # its last values are older than max_age_s now
+        guest_before = bus(agent)[1]
+        async with client(agent) as modbus:
+            stale = await modbus.read_input_registers(0, count=6, device_id=2)
+            assert exception_code(stale) == 0x0B
+            other = await modbus.read_input_registers(100, count=2, device_id=2)
+            assert exception_code(other) == 0x0B
+            # The other devices of the bus are served as before.
+            inverter = await modbus.read_holding_registers(POLLED[0], count=50, device_id=1)
+            assert not inverter.isError()
+        assert bus(agent)[1] == guest_before  # the silent meter cost the bus nothing
+        served.set_fault(int(Unit.GRID_METER), Fault(FaultKind.NONE))
+        await until(lambda: agent.health["meter"].state is DeviceState.OK)
+        async with client(agent) as modbus:
+            back = await modbus.read_input_registers(0, count=6, device_id=2)
+            assert not back.isError()

@@ -1,4 +1,5 @@
-"""The bus arbiter on a real event loop: the poller's cycles first, guests between them."""
+"""The shared bus on a real event loop: the poller's cycles first, guests between them,
+a device's pause between requests kept; over a real loopback Modbus server."""
 
 from __future__ import annotations
 
@@ -7,7 +8,12 @@ import time
 
 import pytest
 
-from edge.gateway_bus import BusArbiter
+from drivers.bus import BusConfig, BusType
+from drivers.registers import RegisterType
+from edge.gateway_bus import BusArbiter, SharedBus
+from edge.gateway_cache import CacheKey, RegisterCache
+from edge.settings import DeviceConfig, Role
+from simulation.modbus_server import DeviceServer, DeviceSpec
 
 
 async def test_a_guest_waits_for_the_cycle_under_way_and_runs_in_the_gap() -> None:
@@ -102,3 +108,37 @@ async def test_a_guest_gives_up_when_the_bus_stays_busy() -> None:
                 ran = True
     assert not ran
     assert 0.1 <= time.monotonic() - began < 2.0
+
+
+async def test_guests_keep_a_devices_pause_between_requests_on_a_real_bus() -> None:
+    """A Growatt asks for 850 ms between two requests (drivers/profiles/growatt.py):
+    a gateway request right after the agent's poll waits it out; another unit does not."""
+    image = {RegisterType.HOLDING: dict.fromkeys(range(10), 7)}
+    devices = [DeviceSpec(1, image), DeviceSpec(2, image)]
+    async with DeviceServer(devices, tcp=("127.0.0.1", 0)) as served:
+        bus = BusConfig(name="lan", type=BusType.TCP, host="127.0.0.1", port=served.tcp_port)
+        configs = [
+            DeviceConfig(
+                name="growatt", role=Role.INVERTER, profile="growatt_tlx", bus="lan", unit=1
+            ),
+            DeviceConfig(name="meter", role=Role.GRID, profile="eastron_sdm630", bus="lan", unit=2),
+        ]
+        cache = RegisterCache()
+        shared = SharedBus(bus, configs, cache)
+        async with shared.open() as transport:
+            async with shared.arbiter.poll():
+                assert await transport.read(RegisterType.HOLDING, 0, 2, unit=1) == (7, 7)
+                polled_at = time.monotonic()
+            shared.arbiter.next_poll_at = time.monotonic() + 10.0
+            other = await shared.guest_read(RegisterType.HOLDING, 4, 1, unit=2, wait_s=5.0)
+            assert other == (7,)
+            assert time.monotonic() - polled_at < 0.5  # no pause asked for unit 2
+            values = await shared.guest_read(RegisterType.HOLDING, 4, 2, unit=1, wait_s=5.0)
+            assert values == (7, 7)
+            assert time.monotonic() - polled_at >= 0.85
+        assert (shared.poll_transactions, shared.guest_transactions) == (1, 2)
+        # Every answer is in the cache, under its bus and unit.
+        assert cache.lookup(
+            CacheKey("lan", 1, RegisterType.HOLDING), 0, 2, now=time.monotonic(), max_age_s=5.0
+        ) == (7, 7)
+        assert not shared.is_open
