@@ -143,7 +143,7 @@ class EnergyTracker:
             return None, state
         self._log(increments)
         energy = increments.wire()
-        if increments.span_s is None:
+        if increments.span_s is None and since_us is not None:
             # Filled in when the outbox stamps this reading (edge/outbox.py, restamp).
             energy["since_us"] = since_us
         return energy, state

@@ -321,9 +321,9 @@ class EnergyIntegrator:
         wh: dict[Quantity, float] = {}
         for quantity, energy in raw.items():
             exact = energy + carry.get(quantity.value, 0.0)
-            sent = round(exact, _DECIMALS)
+            sent = max(0.0, round(exact, _DECIMALS))  # never below 0, nor -0.0
             carry[quantity.value] = exact - sent
-            wh[quantity] = max(0.0, sent)
+            wh[quantity] = sent
         house, house_left = self._house(wh, accounted, t, state.house)
         negative_since = state.house_negative_since
         if house is not None and house < 0:
@@ -338,6 +338,7 @@ class EnergyIntegrator:
                 house_left = house
             house = 0.0
         elif house is not None:
+            house += 0.0  # -0.0 reads as 0.0
             negative_since = None
         for event in events:
             self.counts[event] += 1
