@@ -120,7 +120,8 @@ class GatewayStats:
 
 @dataclass(slots=True)
 class _Client:
-    peer: str
+    host: str  # its address, as gateway.allow sees it
+    peer: str  # address and port, for the log
     bucket: TokenBucket
     refusals_logged_at: float = -REFUSAL_LOG_EVERY_S
     refusals_unlogged: int = 0
@@ -160,8 +161,9 @@ class Gateway:
             return
         config = self.config
         try:
+            # Bound now, accepting once run() can take the connections.
             self._server = await asyncio.start_server(
-                self._accept, config.listen, config.port, reuse_address=True
+                self._accept, config.listen, config.port, reuse_address=True, start_serving=False
             )
         except OSError as err:
             # asyncio words its own message around the errno's; the errno's is the news.
@@ -179,6 +181,7 @@ class Gateway:
         async with asyncio.TaskGroup() as tasks:
             self._tasks = tasks
             try:
+                await server.start_serving()
                 logger.info(
                     "gateway listening on %s:%d for %d devices",
                     self.config.listen,
@@ -199,6 +202,8 @@ class Gateway:
         writer.close()
         now = self._clock()
         if now - self._refused_logged.get(host, -REFUSAL_LOG_EVERY_S) >= REFUSAL_LOG_EVERY_S:
+            if len(self._refused_logged) >= MAX_BUCKETS:
+                self._refused_logged.clear()  # at worst a line again for an address
             self._refused_logged[host] = now
             logger.warning(
                 "gateway: connection from %s refused: %s (logged once a minute per address)",
@@ -224,7 +229,7 @@ class Gateway:
             return
         self.stats.connections += 1
         name = f"{host}:{peer[1]}" if isinstance(peer, tuple) else host
-        client = _Client(name, self._bucket(host))
+        client = _Client(host, name, self._bucket(host))
         key = id(client)
         self._clients[key] = client
         task = self._tasks.create_task(
@@ -257,7 +262,7 @@ class Gateway:
         if bucket is None:
             if len(self._buckets) >= MAX_BUCKETS:
                 # Keep the addresses connected now; the others start afresh when they return.
-                connected = {client.peer.rsplit(":", 1)[0] for client in self._clients.values()}
+                connected = {client.host for client in self._clients.values()}
                 self._buckets = {h: b for h, b in self._buckets.items() if h in connected}
             rate = self.config.requests_per_s
             bucket = self._buckets[host] = TokenBucket(rate, max(1.0, rate), self._clock())
@@ -286,7 +291,7 @@ class Gateway:
                     await writer.drain()
         except FrameError as err:
             self.stats.closed_bad_frames += 1
-            self._bad_frame(client.peer.rsplit(":", 1)[0])
+            self._bad_frame(client.host)
             why = f"not Modbus TCP: {err}"
         except asyncio.IncompleteReadError as err:
             why = "closed by the client" if not err.partial else "closed inside a frame"
@@ -296,7 +301,7 @@ class Gateway:
             why = f"connection error: {err}"
         finally:
             writer.close()
-        logger.info("gateway: client %s gone: %s", client.peer, why, extra={"client": client.peer})
+        logger.debug("gateway: client %s gone: %s", client.peer, why, extra={"client": client.peer})
 
     # -- requests ---------------------------------------------------------------
     def _exception(self, header: Header, function: int, code: ExceptionCode) -> bytes:
