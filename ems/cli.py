@@ -265,6 +265,16 @@ def _hub_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="mqtts:// only: trust this CA for the broker (default: $EMS_MQTT_CA_FILE, "
         "else the system's)",
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N hub processes sharing the port (SO_REUSEPORT) as one cluster; "
+        "needs --cluster (default 1)",
+    )
+    # A worker of --workers: bind with SO_REUSEPORT (hub/cluster/workers.py).
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     _serve_limit_arguments(serve)
     serve.set_defaults(handler=_hub_serve)
 

@@ -162,6 +162,9 @@ def serve(args: argparse.Namespace) -> int:
     storage_settings = settings_of(args)
     cluster = cluster_of(args, storage_settings)
     mqtt = mqtt_of(args)
+    workers: int = getattr(args, "workers", 1)
+    if workers != 1:
+        return _serve_workers(args, workers, cluster)
     # Redacted as literal values wherever they might show up in a log line or error.
     register_secret(viewer_token)
     if storage_settings.database_url:
@@ -207,8 +210,20 @@ def serve(args: argparse.Namespace) -> int:
         trusted_proxies=trusted_proxies,
     )
     server = HubServer(config, app)
+    sockets = None
+    if getattr(args, "reuse_port", False):
+        # A worker of --workers: its own socket on the shared port (hub/cluster/workers.py).
+        from hub.cluster.workers import reuse_port_socket
+
+        sockets = [reuse_port_socket(args.host, args.port)]
+        logging.getLogger(__name__).info(
+            "hub worker %s listening on %s:%d",
+            os.environ.get("EMS_WORKER", "?"),
+            args.host,
+            args.port,
+        )
     try:
-        uvloop.run(server.serve())
+        uvloop.run(server.serve(sockets))
     except SystemExit as err:  # uvicorn's way out when it cannot bind, logged above
         raise Failed("the hub did not start (see the log above)") from err
     if not server.started:
@@ -232,6 +247,25 @@ def mqtt_of(args: argparse.Namespace) -> HubMqttSettings | None:
         link = settings.link
         logger.info("Home Assistant over MQTT: %s:%d as %s", link.host, link.port, link.client_id)
     return settings
+
+
+def _serve_workers(args: argparse.Namespace, workers: int, cluster: ClusterSettings | None) -> int:
+    """``--workers N``: a supervisor of N hub processes (hub/cluster/workers.py)."""
+    from hub.cluster.workers import Supervisor
+
+    if workers < 1:
+        raise Failed(f"--workers: expected 1 or more, got {workers}", Exit.USAGE)
+    if cluster is None:
+        raise Failed(
+            "--workers needs --cluster (or EMS_CLUSTER_URL): the workers share devices "
+            "and dashboards through Redis",
+            Exit.USAGE,
+        )
+    try:
+        supervisor = Supervisor(sys.argv[1:], workers, args.host, args.port)
+    except OSError as err:
+        raise Failed(f"cannot bind {args.host}:{args.port}: {err}") from err
+    return supervisor.run()
 
 
 def cluster_of(args: argparse.Namespace, storage: HubSettings) -> ClusterSettings | None:

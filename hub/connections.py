@@ -270,14 +270,22 @@ class ConnectionManager:
         async with self.lock:
             if self.closing:
                 feed.request_close(CloseCode.GOING_AWAY)
+            following = self._watch_counts.get(device_id, 0) > 0
             if relay is not None and relay.up and device_id not in self._publishers:
-                # Registered elsewhere, or nowhere: its snapshot comes from the other hubs.
-                self._pending.setdefault(device_id, set()).add(feed)
+                # Registered elsewhere, or nowhere: its snapshot comes from the other hubs,
+                # or from what this hub follows of it already.
+                known = relay.current(device_id) if following else None
+                if known is None or self._pending.get(device_id):
+                    self._pending.setdefault(device_id, set()).add(feed)
+                else:
+                    self._subscribers.setdefault(device_id, set()).add(feed)
+                    for frame in known:
+                        feed.offer(frame)
             else:
                 self._subscribers.setdefault(device_id, set()).add(feed)
                 for frame in self.local_snapshot(device_id).frames():
                     feed.offer(frame)
-            first = self._watch_counts.get(device_id, 0) == 0
+            first = not following
             self._watch_counts[device_id] = self._watch_counts.get(device_id, 0) + 1
         try:
             if relay is not None and first:

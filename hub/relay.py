@@ -12,6 +12,7 @@ Everything here is synchronous and never awaits, except ``watch`` and
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -46,6 +47,9 @@ class Relay(Protocol):
 
     def fence_of(self, device_id: str) -> int:
         """The highest epoch claimed for the device that this hub has heard of."""
+
+    def current(self, device_id: str) -> Sequence[str] | None:
+        """The snapshot of a device this hub follows already; None when it has none yet."""
 
     def wants(self, device_id: str) -> bool:
         """Whether another hub has a dashboard for this device (forward its frames)."""

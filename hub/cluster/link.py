@@ -380,6 +380,10 @@ class ClusterLink:
 
     # -- Relay: the registry's calls -----------------------------------------------------
 
+    def current(self, device_id: str) -> tuple[str, ...] | None:
+        view = self.mirror.view(device_id)
+        return view.snapshot() if view is not None and view.status is not None else None
+
     def wants(self, device_id: str) -> bool:
         return self.state is LinkState.UP and self.book.wanted(device_id)
 

@@ -64,8 +64,13 @@ async def test_a_dashboard_on_one_hub_gets_a_device_on_another_in_order(
     assert status == online_local
     last = await recv_json(late)
     assert last == got_local[-1]
+    # A second dashboard at a hub that follows the device already: the same start.
+    again = await b.dashboard(device)
+    assert await recv_json(again) == online_local
+    assert await recv_json(again) == got_local[-1]
     await agent.send(json.dumps(reading(201)))
     assert (await recv_json(late))["seq"] == 201
+    assert (await recv_json(again))["seq"] == 201
     assert (await recv_json(remote))["seq"] == 201
     assert (await recv_json(local))["seq"] == 201
 

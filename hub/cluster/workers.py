@@ -1,0 +1,149 @@
+"""``ems hub serve --workers N``: N hub processes on one machine, one port, one cluster.
+
+Each worker is a whole hub (``ems hub serve`` with the same arguments) in its
+own process, so N of them use N cores. They share the port with
+``SO_REUSEPORT`` (Linux, socket(7)): each worker binds its own listening socket
+to the same address and the kernel spreads new connections over them by a hash
+of the client's address and port. One worker's death then costs only its own
+connections; its devices reconnect, land on the others, and claim their
+devices there (hub/cluster/lease.py). They share devices and dashboards
+through Redis like any hubs of a cluster, so ``--workers`` needs ``--cluster``.
+
+This process, the supervisor, only starts the workers, restarts one that died
+(with backoff, telemetry/backoff.py), and passes SIGTERM/SIGINT on to all of
+them; it exits 0 once they have stopped. With ``--port 0`` it picks the port
+first and keeps it reserved (bound with ``SO_REUSEPORT``, never listening) so
+every worker binds the same one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import FrameType
+
+from telemetry.backoff import Backoff, BackoffPolicy
+
+logger = logging.getLogger(__name__)
+
+STOP_TIMEOUT_S = 20.0  # a worker that does not stop within this after SIGTERM is killed
+
+
+def reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` with ``SO_REUSEPORT`` (not listening yet)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+def worker_argv(argv: Sequence[str], port: int) -> list[str]:
+    """The supervisor's own arguments, less ``--workers``, bound to ``port`` with SO_REUSEPORT.
+
+    Pure. argparse takes the last ``--port``, so the one added here wins.
+    """
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg == "--workers":
+            skip = True
+            continue
+        if arg.startswith("--workers="):
+            continue
+        out.append(arg)
+    return [*out, "--port", str(port), "--reuse-port"]
+
+
+@dataclass
+class _Worker:
+    number: int
+    process: subprocess.Popen[bytes]
+    restarts: Backoff
+
+
+class Supervisor:
+    """Runs the workers until a signal (see module docstring)."""
+
+    def __init__(self, argv: Sequence[str], count: int, host: str, port: int) -> None:
+        self.count = count
+        self.host = host
+        self._reserved = reuse_port_socket(host, port)
+        self.port = int(self._reserved.getsockname()[1])
+        self._argv = worker_argv(argv, self.port)
+        self._stopping = False
+        self._workers: list[_Worker] = []
+
+    def _start(self, number: int) -> subprocess.Popen[bytes]:
+        command = [sys.executable, "-m", "ems", *self._argv]
+        return subprocess.Popen(command, env={**os.environ, "EMS_WORKER": str(number)})
+
+    def _signalled(self, sig: int, frame: FrameType | None) -> None:
+        logger.info("received %s: stopping %d workers", signal.Signals(sig).name, self.count)
+        self._stopping = True
+        for worker in self._workers:
+            if worker.process.poll() is None:
+                worker.process.send_signal(signal.SIGTERM)
+
+    def run(self) -> int:
+        previous = {s: signal.signal(s, self._signalled) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            self._workers = [
+                _Worker(n, self._start(n), Backoff(BackoffPolicy(0.5, 10.0)))
+                for n in range(self.count)
+            ]
+            self._announce_when_listening()
+            while not self._stopping:
+                for worker in self._workers:
+                    code = worker.process.poll()
+                    if code is not None and not self._stopping:
+                        delay = worker.restarts.next_delay()
+                        logger.warning(
+                            "worker %d exited with %d: restarting it in %.1f s",
+                            worker.number,
+                            code,
+                            delay,
+                        )
+                        time.sleep(delay)
+                        worker.process = self._start(worker.number)
+                time.sleep(0.2)
+            return self._wait_stopped()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self._reserved.close()
+
+    def _announce_when_listening(self) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not self._stopping:
+            try:
+                with socket.create_connection((self.host, self.port), timeout=1.0):
+                    logger.info(
+                        "hub workers (%d) running on http://%s:%d", self.count, self.host, self.port
+                    )
+                    return
+            except OSError:
+                time.sleep(0.1)
+
+    def _wait_stopped(self) -> int:
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for worker in self._workers:
+            remaining = max(0.1, deadline - time.monotonic())
+            try:
+                worker.process.wait(remaining)
+            except subprocess.TimeoutExpired:
+                logger.warning("worker %d did not stop: killing it", worker.number)
+                worker.process.kill()
+                worker.process.wait()
+        return 0
