@@ -215,3 +215,15 @@ def test_an_empty_host_is_refused_not_every_interface(tmp_path: Path) -> None:
     )
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith("ems: --host: empty"), done.stderr
+
+
+def test_the_environment_file_names_only_what_the_hub_reads() -> None:
+    """Every variable the shipped file sets or shows is one of the hub's section of
+    docs/configuration.md (a renamed variable would be silently ignored), but for
+    EMS_HOST and EMS_PORT, which the unit passes as --host and --port."""
+    text = (REPO / "docs/configuration.md").read_text()
+    section = text[text.index("## The hub: flags and environment") :]
+    section = section[: section.index("\n## ", 1)]
+    documented = set(re.findall(r"\bEMS_[A-Z_]+\b", section))
+    shipped = set(re.findall(r"^#? ?(EMS_[A-Z_]+)=", ENV_FILE.read_text(), re.MULTILINE))
+    assert shipped - documented == {"EMS_HOST", "EMS_PORT"}
