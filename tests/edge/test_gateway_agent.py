@@ -12,8 +12,10 @@ import asyncio
 import itertools
 import json
 import logging
+import random
 import re
 import socket
+import struct
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -467,3 +469,38 @@ async def test_a_failing_device_is_answered_0b_without_asking_the_bus(
         async with client(agent) as modbus:
             back = await modbus.read_input_registers(0, count=6, device_id=2)
             assert not back.isError()
+
+
+async def test_random_requests_get_a_well_formed_answer_each(
+    tmp_path: Path, served: DeviceServer
+) -> None:
+    """Valid headers around random PDUs, for random units: one answer per request, with
+    its transaction id and unit, the function echoed or an exception (its bit set)."""
+    rng = random.Random(20261203)
+    async with agent_with_gateway(tmp_path, served, "requests_per_s = 5000\n") as agent:
+        assert agent.gateway is not None
+        reader, writer = await asyncio.open_connection("127.0.0.1", agent.gateway.port)
+        try:
+            for transaction in range(400):
+                function = rng.choice([1, 2, 3, 4, 5, 6, 15, 16, 17, 43, 0x80, rng.randrange(256)])
+                pdu = bytes([function]) + rng.randbytes(rng.randrange(0, 12))
+                if rng.random() < 0.3 and function in (3, 4):  # a well-formed read, too
+                    pdu = struct.pack(">BHH", function, rng.choice([0, 40070, 65535]), 1)
+                unit = rng.choice([1, 2, 3, 4, 9, 0, 255])
+                header = struct.pack(">HHHB", transaction, 0, len(pdu) + 1, unit)
+                writer.write(header + pdu)
+                async with asyncio.timeout(10):
+                    head = await reader.readexactly(7)
+                    tid, protocol, length, answered_unit = struct.unpack(">HHHB", head)
+                    body = await reader.readexactly(length - 1)
+                assert (tid, protocol, answered_unit) == (transaction, 0, unit)
+                assert body[0] & 0x7F == function & 0x7F
+                if body[0] & 0x80:
+                    assert len(body) == 2
+                    assert body[1] in (1, 2, 3, 4, 0x0A, 0x0B)
+        finally:
+            writer.close()
+        assert agent.gateway.stats.requests == 400
+        async with client(agent) as modbus:  # and it serves as before
+            answer = await modbus.read_holding_registers(POLLED[0], count=50, device_id=1)
+            assert not answer.isError()
