@@ -29,7 +29,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import asyncpg
@@ -77,6 +77,7 @@ from hub.storage.energy import (
     rollup_deltas,
     upsert_assignments,
 )
+from hub.storage.late_rollup import RefreshRange, late_ranges, policy_reach
 from hub.storage.loop_thread import LoopThread
 from hub.storage.migrate import ExtensionStatus, SchemaState, migrate
 from hub.storage.schema import (
@@ -87,6 +88,7 @@ from hub.storage.schema import (
     TOKENS,
     TimescaleOptions,
 )
+from telemetry.backoff import Backoff, BackoffPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +101,15 @@ _CLOSE_TIMEOUT_S: Final = 5.0
 # After a batch failed to COPY straight into the table (it held a re-sent
 # reading), batches go through the stage for this long.
 DIRECT_COPY_PAUSE_S: Final = 10.0
+_REFRESH_ROLLUP: Final = (
+    f"CALL refresh_continuous_aggregate('{ROLLUP}', $1::timestamptz, $2::timestamptz)"
+)
+# A refresh of late readings: its range holds at most a batch's time span of every
+# device, but may have to read compressed chunks.
+REFRESH_TIMEOUT_S: Final = 300.0
+# The policy's run over an overlapping window: 50 ms doubling to 1 s, for up to 30 s.
+REFRESH_RETRY: Final = BackoffPolicy(0.05, 1.0)
+REFRESH_CONFLICT_WAIT_S: Final = 30.0
 
 
 class WriteMethod(enum.Enum):
@@ -375,6 +386,7 @@ class PostgresStorage:
         self._write_pool: asyncpg.Pool | None = None
         self._direct_copy_after = 0.0  # time.monotonic() from which batches try a direct COPY
         self._state: SchemaState | None = None
+        self._refresh_lock: asyncio.Lock | None = None
 
     @property
     def timescale(self) -> ExtensionStatus:
@@ -435,6 +447,7 @@ class PostgresStorage:
         )
 
     async def close(self) -> None:
+        self._refresh_lock = None  # bound to the loop that wrote; a reopen may write on another
         writes, write_pool = self._writes, self._write_pool
         self._writes = self._write_pool = None
         if writes is not None:
@@ -508,20 +521,63 @@ class PostgresStorage:
         # Rollup work only for batches that carry energy: others cost what they always did.
         rollup = self._writer_rollup and any(r[ENERGY_COMPLETE_INDEX] is not None for r in flat)
         async with self._connection(f"writing {len(flat)} readings", writer=writer) as conn:
-            if self._options.write_method is WriteMethod.COPY:
-                if time.monotonic() >= self._direct_copy_after and await self._copy_direct(
-                    conn, flat, rollup=rollup
-                ):
-                    return
-                async with conn.transaction():
-                    await _copy_slices(conn, STAGE, flat)
-                    await conn.execute(_INSERT_FROM_STAGE_ROLLUP if rollup else _INSERT_FROM_STAGE)
-            else:
-                async with conn.transaction():
-                    await conn.execute(
-                        _INSERT_UNNEST_ROLLUP if rollup else _INSERT_UNNEST,
-                        *self._unnest_args(flat),
-                    )
+            await self._insert(conn, flat, rollup=rollup)
+        if self.timescale.present:
+            reach = policy_reach(self._options.timescale, datetime.now(UTC))
+            ranges = late_ranges((row[1] for row in flat), reach)
+            if ranges:
+                await self._refresh_rollup(ranges, writer=writer)
+
+    async def _insert(
+        self, conn: PoolConnectionProxy[Record], flat: Sequence[Row], *, rollup: bool
+    ) -> None:
+        if self._options.write_method is WriteMethod.COPY:
+            if time.monotonic() >= self._direct_copy_after and await self._copy_direct(
+                conn, flat, rollup=rollup
+            ):
+                return
+            async with conn.transaction():
+                await _copy_slices(conn, STAGE, flat)
+                await conn.execute(_INSERT_FROM_STAGE_ROLLUP if rollup else _INSERT_FROM_STAGE)
+        else:
+            async with conn.transaction():
+                await conn.execute(
+                    _INSERT_UNNEST_ROLLUP if rollup else _INSERT_UNNEST,
+                    *self._unnest_args(flat),
+                )
+
+    async def _refresh_rollup(self, ranges: Sequence[RefreshRange], *, writer: bool) -> None:
+        """Compute the rollup's minutes of late readings again (hub/storage/late_rollup.py).
+
+        After the commit, outside any transaction (TimescaleDB refuses a refresh inside
+        one). Batches in flight take turns, since TimescaleDB refuses a refresh while
+        another one over an overlapping window runs; the policy's own run may still
+        overlap, and then the refresh is tried again for a while, after which the batch
+        counts as unavailable and the writer retries it whole (its rows are stored
+        already; the retry stores nothing twice and refreshes again).
+        """
+        what = f"refreshing {ROLLUP} for late readings"
+        if self._refresh_lock is None:
+            self._refresh_lock = asyncio.Lock()  # made on the loop that writes
+        async with self._refresh_lock, self._connection(what, writer=writer) as conn:
+            for refresh in ranges:
+                retry = Backoff(REFRESH_RETRY)
+                deadline = time.monotonic() + REFRESH_CONFLICT_WAIT_S
+                while True:
+                    try:
+                        await conn.execute(
+                            _REFRESH_ROLLUP,
+                            refresh.start,
+                            refresh.end,
+                            timeout=REFRESH_TIMEOUT_S,
+                        )
+                    except asyncpg.LockNotAvailableError as err:
+                        if time.monotonic() >= deadline:
+                            raise StorageUnavailable(f"{what}: {err}") from err
+                        await asyncio.sleep(retry.next_delay())
+                        continue
+                    break
+                logger.debug("refreshed %s over [%s, %s)", ROLLUP, refresh.start, refresh.end)
 
     async def _copy_direct(
         self, conn: PoolConnectionProxy[Record], flat: Sequence[Row], *, rollup: bool

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +25,7 @@ from telemetry import SECTION_MODELS, Reading
 BACKENDS = ("sqlite", "postgres-unnest", "postgres-copy", "timescaledb")
 TIMESCALE_BACKEND = "timescaledb"
 BASE_TS = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+POLICY_CONFLICT_WAIT_S = 60.0
 
 
 def stored(device_id: str, reading: Reading | dict[str, Any]) -> StoredReading:
@@ -135,6 +138,33 @@ async def opened(storage: Storage) -> AsyncIterator[Storage]:
         yield storage
     finally:
         await storage.close()
+
+
+async def run_policy(conn: asyncpg.Connection, proc_name: str, table: str) -> None:
+    """Run one TimescaleDB policy now (``CALL run_job``), as its scheduler would.
+
+    The server's own job scheduler may be running the same policy at that moment
+    (TimescaleDB refuses two refreshes of one aggregate over overlapping windows):
+    then this waits for it and runs the policy again, so what was written before
+    the call is covered when it returns.
+    """
+    job = await conn.fetchval(
+        "SELECT job_id FROM timescaledb_information.jobs "
+        "WHERE proc_name = $1 AND hypertable_name = $2",
+        proc_name,
+        table,
+    )
+    assert job is not None, (proc_name, table)
+    deadline = time.monotonic() + POLICY_CONFLICT_WAIT_S
+    while True:
+        try:
+            await conn.execute(f"CALL run_job({int(job)})")
+        except asyncpg.LockNotAvailableError:
+            if time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(0.1)
+            continue
+        return
 
 
 def minutes(n: float) -> timedelta:

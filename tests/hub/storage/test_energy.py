@@ -8,7 +8,6 @@ would (``CALL run_job``): background jobs do not run by themselves here.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -21,7 +20,7 @@ from hub.energy_query import parse_energy_query
 from hub.storage.base import Storage, StoredReading
 from hub.storage.energy import ENERGY_CAGG, EnergySums
 from telemetry import Reading
-from tests.hub.storage.helpers import TIMESCALE_BACKEND
+from tests.hub.storage.helpers import TIMESCALE_BACKEND, run_policy
 
 BERLIN = "Europe/Berlin"
 FAR_FUTURE = datetime(2100, 1, 1, tzinfo=UTC)
@@ -64,21 +63,7 @@ async def settle(backend: str, storage_factory: tuple[str, Path]) -> None:
         return
     conn = await asyncpg.connect(storage_factory[0])
     try:
-        job = await conn.fetchval(
-            "SELECT job_id FROM timescaledb_information.jobs "
-            "WHERE proc_name = 'policy_refresh_continuous_aggregate' AND hypertable_name = $1",
-            ENERGY_CAGG,
-        )
-        assert job is not None
-        # The server's scheduler may be running the same policy right now: then wait
-        # for it and run ours after, so the refresh has seen every row written.
-        for attempt in range(50):
-            try:
-                await conn.execute(f"CALL run_job({int(job)})")
-                break
-            except asyncpg.LockNotAvailableError:
-                assert attempt < 49, "the policy stayed locked by a concurrent refresh"
-                await asyncio.sleep(0.2)
+        await run_policy(conn, "policy_refresh_continuous_aggregate", ENERGY_CAGG)
     finally:
         await conn.close()
 

@@ -1,0 +1,64 @@
+"""Which minutes of the 1-minute rollup a batch of late readings needs refreshed.
+
+The continuous aggregate ``readings_1m`` (hub/storage/schema.py) is kept by a
+refresh policy over a window, by default the last 7 days up to a minute ago.
+TimescaleDB logs a row written below the aggregate's materialised edge as an
+invalidation, but only a refresh whose window covers that row computes its
+minute again, and the policy's window never reaches a row already older than
+the window when it arrives: a backlog an edge sends after an outage longer than
+the window (or a hub down that long) would never show in bucketed history,
+which reads the rollup for whole-minute windows (hub/storage/postgres.py).
+
+So after committing a batch, the writer refreshes the minutes of its rows that
+the policy will not reach: those older than the window's start at the policy's
+next run, with a margin for a late run. Rows inside the window are left to the
+policy (one refresh per run for all of them, within ``rollup_refresh_every``).
+The minutes are merged into few ranges, because each refresh call costs about
+as much as committing a batch of a thousand rows (docs/benchmarks.md, "Late
+backlog on TimescaleDB"), whatever its length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final
+
+from hub.storage.columns import BUCKET_ORIGIN
+from hub.storage.schema import ROLLUP_WIDTH, TimescaleOptions
+
+# How late a policy run may start after its schedule (a busy job scheduler).
+POLICY_SLACK: Final = timedelta(hours=1)
+# Late minutes closer than this are refreshed as one range: a refresh recomputes
+# every device's rows in its range, cheap next to a call's own cost for an hour.
+MERGE_GAP: Final = timedelta(hours=1)
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshRange:
+    """``[start, end)``, both on minute edges: the rollup buckets to compute again."""
+
+    start: datetime
+    end: datetime
+
+
+def policy_reach(options: TimescaleOptions, now: datetime) -> datetime:
+    """The oldest instant the refresh policy still covers at its next run (with slack)."""
+    return now - options.rollup_refresh_start + options.rollup_refresh_every + POLICY_SLACK
+
+
+def _minute(ts: datetime) -> datetime:
+    return BUCKET_ORIGIN + ((ts - BUCKET_ORIGIN) // ROLLUP_WIDTH) * ROLLUP_WIDTH
+
+
+def late_ranges(times: Iterable[datetime], reach: datetime) -> list[RefreshRange]:
+    """The merged minute ranges holding every time older than ``reach``, in order."""
+    minutes = sorted({_minute(ts) for ts in times if ts < reach})
+    ranges: list[RefreshRange] = []
+    for minute in minutes:
+        if ranges and minute - ranges[-1].end <= MERGE_GAP:
+            ranges[-1] = RefreshRange(ranges[-1].start, minute + ROLLUP_WIDTH)
+        else:
+            ranges.append(RefreshRange(minute, minute + ROLLUP_WIDTH))
+    return ranges

@@ -1,0 +1,58 @@
+"""Which rollup minutes a batch of late readings needs refreshed (hub/storage/late_rollup.py)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from hub.storage.late_rollup import (
+    MERGE_GAP,
+    POLICY_SLACK,
+    RefreshRange,
+    late_ranges,
+    policy_reach,
+)
+from hub.storage.schema import TimescaleOptions
+
+NOW = datetime(2026, 12, 3, 12, 0, 30, tzinfo=UTC)
+
+
+def test_the_policy_reaches_back_its_window_less_one_run_and_slack() -> None:
+    options = TimescaleOptions()
+    assert policy_reach(options, NOW) == (
+        NOW - timedelta(days=7) + timedelta(minutes=1) + POLICY_SLACK
+    )
+    wider = TimescaleOptions(rollup_refresh_start=timedelta(days=30))
+    assert policy_reach(wider, NOW) < policy_reach(options, NOW)
+
+
+def test_readings_the_policy_will_reach_need_no_refresh() -> None:
+    reach = policy_reach(TimescaleOptions(), NOW)
+    recent = [NOW, NOW - timedelta(minutes=5), NOW - timedelta(days=3), reach]
+    assert late_ranges(recent, reach) == []
+
+
+def test_late_minutes_become_whole_minute_ranges() -> None:
+    reach = NOW - timedelta(days=7)
+    old = datetime(2026, 11, 20, 8, 15, 42, 123456, tzinfo=UTC)
+    assert late_ranges([old], reach) == [
+        RefreshRange(
+            datetime(2026, 11, 20, 8, 15, tzinfo=UTC), datetime(2026, 11, 20, 8, 16, tzinfo=UTC)
+        )
+    ]
+    # The minute's first instant counts in it; its end is the next minute's.
+    edge = datetime(2026, 11, 20, 8, 16, tzinfo=UTC)
+    assert late_ranges([edge], reach) == [RefreshRange(edge, edge + timedelta(minutes=1))]
+
+
+def test_near_minutes_merge_and_far_ones_stay_apart_in_time_order() -> None:
+    reach = NOW - timedelta(days=7)
+    start = datetime(2026, 11, 10, 0, 0, tzinfo=UTC)
+    times = [start + timedelta(seconds=s) for s in range(0, 3600, 10)]  # an hour, 1 every 10 s
+    times.append(start + timedelta(hours=1) + MERGE_GAP)  # at the gap: still one range
+    far = start + timedelta(days=2)
+    times += [far + timedelta(seconds=30), NOW]  # another range; now needs none
+    ranges = late_ranges(reversed(times), reach)
+    assert ranges == [
+        RefreshRange(start, start + timedelta(hours=1) + MERGE_GAP + timedelta(minutes=1)),
+        RefreshRange(far, far + timedelta(minutes=1)),
+    ]

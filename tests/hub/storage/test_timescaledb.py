@@ -1,0 +1,231 @@
+"""TimescaleDB itself: the hypertable, its compression, the minute rollup and its refreshes.
+
+Each test has its own database on the run's TimescaleDB server (tests/conftest.py).
+Background jobs may not run by themselves on a test server: a policy runs here when
+the test says so, with ``CALL run_job(id)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import statistics
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+
+from hub.storage.columns import BUCKET_ORIGIN
+from hub.storage.postgres import PostgresStorage
+from hub.storage.schema import ROLLUP
+from tests.hub.storage.helpers import BASE_TS, opened, postgres_options, run_policy, simple
+
+pytestmark = pytest.mark.timescaledb
+
+MINUTE = timedelta(minutes=1)
+
+
+@contextlib.asynccontextmanager
+async def connected(url: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+def timescale(url: str, **options: Any) -> PostgresStorage:
+    return PostgresStorage(url, postgres_options("timescaledb", **options))
+
+
+async def jobs(conn: asyncpg.Connection) -> dict[str, tuple[int, dict[str, Any]]]:
+    """``{policy name and its table: (job id, config)}`` of this database's policies."""
+    rows = await conn.fetch(
+        "SELECT job_id, proc_name, hypertable_name, config FROM timescaledb_information.jobs "
+        "WHERE hypertable_name IS NOT NULL"
+    )
+    return {
+        f"{r['proc_name']}:{r['hypertable_name']}": (r["job_id"], json.loads(r["config"]))
+        for r in rows
+    }
+
+
+COMPRESSION = ("policy_compression", "readings")
+ROLLUP_REFRESH = ("policy_refresh_continuous_aggregate", ROLLUP)
+
+
+async def pause_jobs(conn: asyncpg.Connection) -> None:
+    """Only the test runs this database's policies (the scheduler would at any time)."""
+    await conn.execute(
+        "SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs "
+        "WHERE hypertable_name IS NOT NULL"
+    )
+
+
+async def test_readings_are_a_compressed_hypertable_with_a_minute_rollup(
+    timescaledb_url: str,
+) -> None:
+    async with opened(timescale(timescaledb_url)) as storage:
+        assert isinstance(storage, PostgresStorage)
+        assert storage.timescale.present
+        assert storage.description.startswith("PostgreSQL with TimescaleDB 2.")
+    async with connected(timescaledb_url) as conn:
+        table = await conn.fetchrow(
+            "SELECT compression_enabled FROM timescaledb_information.hypertables "
+            "WHERE hypertable_name = 'readings'"
+        )
+        assert table is not None
+        assert table["compression_enabled"]
+        chunk = await conn.fetchval(
+            "SELECT time_interval FROM timescaledb_information.dimensions "
+            "WHERE hypertable_name = 'readings' AND column_name = 'ts'"
+        )
+        assert chunk == timedelta(days=1)
+        segment = await conn.fetch(
+            "SELECT attname, segmentby_column_index, orderby_column_index, orderby_asc "
+            "FROM timescaledb_information.compression_settings "
+            "WHERE hypertable_name = 'readings'"
+        )
+        assert {(r["attname"], r["segmentby_column_index"]) for r in segment} >= {("device_id", 1)}
+        assert [(r["attname"], r["orderby_asc"]) for r in segment if r["orderby_column_index"]] == [
+            ("ts", False)
+        ]
+        view = await conn.fetchrow(
+            "SELECT materialized_only FROM timescaledb_information.continuous_aggregates "
+            "WHERE view_name = $1",
+            ROLLUP,
+        )
+        assert view is not None
+        assert view["materialized_only"] is False  # real time
+        policies = await jobs(conn)
+        assert policies[":".join(COMPRESSION)][1]["compress_after"] == "7 days"
+        refresh = policies[":".join(ROLLUP_REFRESH)][1]
+        assert (refresh["start_offset"], refresh["end_offset"]) == ("7 days", "00:01:00")
+
+
+async def test_a_restart_replaces_each_policy_with_the_configured_one(
+    timescaledb_url: str,
+) -> None:
+    async with opened(timescale(timescaledb_url)):
+        pass
+    async with opened(
+        timescale(
+            timescaledb_url,
+            compress_after=timedelta(days=3),
+            rollup_refresh_start=timedelta(days=2),
+            retention=timedelta(days=400),
+        )
+    ):
+        pass
+    async with connected(timescaledb_url) as conn:
+        policies = await jobs(conn)
+    names = sorted(policies)
+    assert names.count(":".join(COMPRESSION)) == names.count(":".join(ROLLUP_REFRESH)) == 1
+    assert policies[":".join(COMPRESSION)][1]["compress_after"] == "3 days"
+    assert policies[":".join(ROLLUP_REFRESH)][1]["start_offset"] == "2 days"
+    assert policies["policy_retention:readings"][1]["drop_after"] == "400 days"
+
+
+async def test_compressed_chunks_keep_every_reading_once(timescaledb_url: str) -> None:
+    # BASE_TS is weeks before today: past the week after which chunks are compressed.
+    first = [simple("dev-1", BASE_TS + timedelta(seconds=s), seq=s) for s in range(0, 600, 5)]
+    async with opened(timescale(timescaledb_url)) as storage:
+        await storage.write_readings(first)
+        async with connected(timescaledb_url) as conn:
+            await run_policy(conn, *COMPRESSION)
+            compressed = await conn.fetchval(
+                "SELECT count(*) FROM timescaledb_information.chunks "
+                "WHERE hypertable_name = 'readings' AND is_compressed"
+            )
+        assert compressed >= 1
+        window = (BASE_TS - timedelta(hours=1), BASE_TS + timedelta(hours=1))
+        assert await storage.readings("dev-1", *window, limit=1000) == [
+            s.reading.to_wire() for s in first
+        ]
+        # Re-sent into the compressed chunk, with new readings among them: stored once.
+        again = first[-3:] + [
+            simple("dev-1", BASE_TS + timedelta(seconds=s), seq=s) for s in range(600, 630, 5)
+        ]
+        await storage.write_readings(again)
+        await storage.write_readings(again)
+        rows = await storage.readings("dev-1", *window, limit=1000)
+        assert [r["seq"] for r in rows] == list(range(0, 630, 5))
+        buckets = await storage.buckets("dev-1", BASE_TS, BASE_TS + timedelta(minutes=11), MINUTE)
+        assert [b["grid"]["power_w"] for b in buckets] == [100.0] * 11
+
+
+def _instant(wire: str) -> datetime:
+    return datetime.fromisoformat(wire.replace("Z", "+00:00"))
+
+
+def _backlog(device_id: str, start: datetime, minutes: int) -> list[Any]:
+    """Two readings a minute for ``minutes`` minutes; each minute's mean is its index."""
+    return [
+        simple(device_id, start + timedelta(minutes=m, seconds=s), power_w=m + (s - 15) / 15)
+        for m in range(minutes)
+        for s in (0, 30)
+    ]
+
+
+async def test_a_backlog_days_late_shows_every_minute_in_bucketed_history(
+    timescaledb_url: str,
+) -> None:
+    quarter = timedelta(minutes=15)
+    now = BUCKET_ORIGIN + (datetime.now(UTC) - BUCKET_ORIGIN) // quarter * quarter
+    async with opened(timescale(timescaledb_url)) as storage:
+        # A live device, and the refresh policy run: the rollup is materialised up
+        # to a minute ago, so rows older than that are read from it, not raw.
+        await storage.write_readings([simple("live", now - timedelta(minutes=m)) for m in range(5)])
+        async with connected(timescaledb_url) as conn:
+            await run_policy(conn, *ROLLUP_REFRESH)
+            for days in (10, 3):
+                start = now - timedelta(days=days, hours=6)
+                await storage.write_readings(_backlog("site", start, 360))
+                if days == 3:
+                    # Inside the policy's window: its next run computes these minutes.
+                    await run_policy(conn, *ROLLUP_REFRESH)
+                end = start + timedelta(hours=6)
+                buckets = await storage.buckets("site", start, end, MINUTE)
+                assert [_instant(b["ts"]) for b in buckets] == [
+                    start + m * MINUTE for m in range(360)
+                ]
+                assert [b["grid"]["power_w"] for b in buckets] == [float(m) for m in range(360)]
+                # Wider buckets re-aggregate the minutes by their counts.
+                quarters = await storage.buckets("site", start, end, quarter)
+                assert [b["grid"]["power_w"] for b in quarters] == [
+                    statistics.fmean(range(q * 15, q * 15 + 15)) for q in range(24)
+                ]
+            # Computed and stored in the rollup, not merely read through from raw rows.
+            await conn.execute(
+                f"ALTER MATERIALIZED VIEW {ROLLUP} SET (timescaledb.materialized_only = true)"
+            )
+            for days in (10, 3):
+                start = now - timedelta(days=days, hours=6)
+                stored_minutes = await conn.fetchval(
+                    f"SELECT count(*) FROM {ROLLUP} WHERE device_id = 'site' "
+                    "AND bucket >= $1 AND bucket < $2",
+                    start,
+                    start + timedelta(hours=6),
+                )
+                assert stored_minutes == 360, days
+
+
+async def test_recent_readings_need_no_refresh_and_read_through(timescaledb_url: str) -> None:
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    async with opened(timescale(timescaledb_url)) as storage, connected(timescaledb_url) as conn:
+        await pause_jobs(conn)
+        await storage.write_readings([simple("live", now - timedelta(hours=1))])
+        await run_policy(conn, *ROLLUP_REFRESH)
+        before = await conn.fetchval(f"SELECT count(*) FROM {ROLLUP}")
+        assert before == 1
+        # Newer than the policy's last run: real-time aggregation reads them raw, and
+        # the writer refreshes nothing (the rollup holds what it held).
+        await storage.write_readings(_backlog("live", now - timedelta(minutes=30), 20))
+        buckets = await storage.buckets("live", now - timedelta(minutes=30), now, MINUTE)
+        assert [b["grid"]["power_w"] for b in buckets] == [float(m) for m in range(20)]
+        await conn.execute(
+            f"ALTER MATERIALIZED VIEW {ROLLUP} SET (timescaledb.materialized_only = true)"
+        )
+        assert await conn.fetchval(f"SELECT count(*) FROM {ROLLUP}") == before
