@@ -64,13 +64,13 @@ async def streaming(hub: HubProcess, token: str) -> AsyncIterator[Stream]:
         task = asyncio.create_task(stream.run(), name="test.stream")
         try:
             # The backup is taken mid-stream: readings before, during and after it.
-            async with asyncio.timeout(30):
+            async with asyncio.timeout(90):
                 while len(stream.acked) < 200:  # noqa: ASYNC110
                     await asyncio.sleep(0.01)
             yield stream
             assert not task.done(), task
             before = len(stream.acked)
-            async with asyncio.timeout(30):
+            async with asyncio.timeout(90):
                 while len(stream.acked) < before + 100:  # noqa: ASYNC110
                     await asyncio.sleep(0.01)
         finally:
