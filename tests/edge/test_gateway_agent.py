@@ -19,10 +19,12 @@ import struct
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.exceptions import ModbusException
 from pymodbus.pdu import ModbusPDU
 from sunspec2.modbus.client import SunSpecModbusClientDeviceTCP
 
@@ -31,8 +33,10 @@ from edge.agent import Agent, AgentError
 from edge.config import parse_config
 from edge.gateway_cache import CacheKey
 from edge.health import DeviceState
+from simulation import solaredge_site
 from simulation.modbus_server import DeviceServer, DeviceSpec, Fault, FaultKind
 from simulation.plant import Plant
+from simulation.runner import SimulatedSite
 from simulation.site import INVERTER_CHAIN, REGISTER_MAPS, Unit, encode_site
 from tests.edge.site import OPTIONS, START, site_config
 from tests.support.polling import until
@@ -504,3 +508,53 @@ async def test_random_requests_get_a_well_formed_answer_each(
         async with client(agent) as modbus:  # and it serves as before
             answer = await modbus.read_holding_registers(POLLED[0], count=50, device_id=1)
             assert not answer.isError()
+
+
+async def test_a_single_client_inverter_is_read_by_others_through_the_agent(
+    tmp_path: Path,
+) -> None:
+    """A SolarEdge inverter takes one Modbus TCP client (simulation/solaredge_site.py):
+    with the agent connected, another tool is refused there, but reads it through the
+    gateway, a third-party SunSpec scan included."""
+    noon = datetime(2026, 6, 21, 11, tzinfo=UTC)
+    async with SimulatedSite(
+        layout=solaredge_site.LAYOUT, tcp=("127.0.0.1", 0), start=noon, seed=4
+    ) as site:
+        site.step(1.0)
+        text = (
+            f'device_id = "gw_se"\n[hub]\nurl = "ws://127.0.0.1:{free_port()}"\n'
+            f'[buffer]\npath = "{tmp_path / "buffer.db"}"\n[sampling]\ninterval_s = 0.2\n'
+            "[clock]\nrequire_sync = false\n"
+            f'[[bus]]\nname = "lan"\ntype = "tcp"\nhost = "127.0.0.1"\nport = {site.tcp_port}\n'
+            '[[device]]\nname = "solaredge"\nrole = "inverter"\nprofile = "solaredge"\n'
+            'bus = "lan"\nunit = 1\n'
+            "[gateway]\nport = 0\n"
+        )
+        async with running(tmp_path, text) as agent:
+            assert agent.gateway is not None
+            other = AsyncModbusTcpClient("127.0.0.1", port=site.tcp_port, timeout=1, retries=0)
+            await other.connect()
+            with pytest.raises(ModbusException):  # closed by the inverter: one client only
+                await other.read_holding_registers(40000, count=2, device_id=1)
+            other.close()
+            assert site.server.refused_clients >= 1
+            device = SunSpecModbusClientDeviceTCP(
+                slave_id=1, ipaddr="127.0.0.1", ipport=agent.gateway.port, timeout=5
+            )
+            await asyncio.to_thread(device.scan)
+            assert device.models[1][0].Mn.value == "SolarEdge"
+            snapshot = agent.health["solaredge"].snapshot
+            assert snapshot is not None
+            inverter = next(
+                m for key, ms in device.models.items() if key in (101, 102, 103) for m in ms
+            )
+            polled = snapshot.sections["inverter"]["ac_power_w"]
+            assert isinstance(polled, float)
+            assert inverter.W.cvalue == pytest.approx(polled, abs=1.0)
+            stats = agent.gateway.stats
+            # It reads whole models, wider than the agent's plan for this profile reads:
+            # each went to the inverter, between polls, over the agent's connection.
+            assert stats.exceptions == 0
+            assert stats.requests == stats.bus_reads == agent.shared_buses["lan"].guest_transactions
+            assert site.server.tcp_clients == 1  # still only the agent
+            assert agent.health["solaredge"].state is DeviceState.OK
