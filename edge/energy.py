@@ -176,14 +176,13 @@ class EnergyTracker:
 
     def _log(self, increments: Increments) -> None:
         counts = self.integrator.counts
-        for event, quantity in increments.counter_events:
+        for event, counter in increments.counter_events:
             logger.warning(
-                "energy: the %s counter (%s): %s (%d such so far)",
-                quantity.value,
-                ".".join(COUNTERS[quantity]),
+                "energy: the counter %s %s (%d such so far)",
+                counter,
                 _COUNTER_EVENTS[event],
                 counts[event],
-                extra={"event": event.value, "quantity": quantity.value, "count": counts[event]},
+                extra={"event": event.value, "counter": counter, "count": counts[event]},
             )
         if EnergyEvent.HOUSE_CLAMPED in increments.events:
             logger.warning(

@@ -9,10 +9,14 @@ The hub's rollups then only add them up (exactly once, by the reading's key).
 Sources, per quantity, in this order:
 
 - **a counter** of the device: ``solar.energy_total_wh`` (PV yield),
-  ``grid.import_energy_wh``, ``grid.export_energy_wh``. Not
-  ``inverter.energy_total_wh``: a hybrid inverter's AC counter adds what the
-  battery discharged and leaves out the PV that charged it, so it is no PV
-  yield. A counter's delta is used when the counter was also read at the
+  ``grid.import_energy_wh``, ``grid.export_energy_wh``. A site whose PV is
+  measured only by a PV inverter (no ``solar`` values, no battery ever seen)
+  has its AC output taken as PV yield: ``inverter.energy_total_wh``, else
+  ``inverter.ac_power_w`` (its inverter losses left out). Never on a site with
+  a battery: a hybrid inverter's AC counter adds what the battery discharged
+  and leaves out the PV that charged it, so it is no PV yield; such a site's
+  PV is unknown unless it has ``solar`` values. Each source keeps its own
+  baseline. A counter's delta is used when the counter was also read at the
   moment the quantity was last accounted (contiguous). A counter going
   backwards is a reset or a replaced device (a new baseline, never negative
   energy) unless adding the register's wrap (a u32 rolling over, where the map
@@ -37,8 +41,9 @@ gap is real energy and goes, whole, to the reading that closes the gap.
 
 House consumption is the energy balance ``pv + import - export + discharge -
 charge`` (conversion losses between the measuring points are in it). It is
-given when a grid meter is known (import and export) and every quantity the
-site has is accounted up to this reading (one silent for over 15 minutes no
+given when a grid meter is known (import and export), PV too on a site with
+an inverter or ``solar`` values, and every quantity the site has is accounted
+up to this reading (one silent for over 15 minutes no
 longer counts); otherwise the balance waits for the next reading where that
 holds. House is never negative: a negative balance (a counter that moves in
 steps, 10 Wh for some, beside a finely integrated power; devices read at
@@ -100,6 +105,10 @@ POWERS: Final[Mapping[Quantity, tuple[str, str, int]]] = {
     Quantity.DISCHARGE: ("battery", "power_w", +1),
     Quantity.CHARGE: ("battery", "power_w", -1),
 }
+# A PV inverter's AC output, the PV yield of a site that measures no DC side and has
+# no battery (module docstring).
+PV_AC_COUNTER: Final = ("inverter", "energy_total_wh")
+PV_AC_POWER: Final = ("inverter", "ac_power_w", +1)
 _DECIMALS: Final = 3  # mWh on the wire
 # A quantity not accounted for this long (its device gone quiet) stops holding
 # house back; its energy joins the balance when it comes back. A negative house
@@ -152,8 +161,8 @@ class Increments:
     wh: Mapping[Quantity, float]
     house_wh: float | None = None
     events: tuple[EnergyEvent, ...] = ()
-    # The counter events, with the quantity whose counter it was (for the log).
-    counter_events: tuple[tuple[EnergyEvent, Quantity], ...] = ()
+    # The counter events, with the counter (``"grid.import_energy_wh"``), for the log.
+    counter_events: tuple[tuple[EnergyEvent, str], ...] = ()
 
     def wire(self) -> dict[str, Any]:
         """The reading's ``energy`` object (docs/protocol.md, "Energy")."""
@@ -175,9 +184,9 @@ class IntegratorState:
 
     Times are on the caller's axis. ``accounted``: up to when each known
     quantity was accounted; ``counters``/``powers``: the last sample of each
-    (time, value); ``carry``: the rounding not yet sent; ``house``: balance
-    waiting for a reading where house can be given, or negative and carried
-    since ``house_negative_since``.
+    source (``"grid.power_w"``: time, value); ``carry``: the rounding not yet
+    sent; ``house``: balance waiting for a reading where house can be given,
+    or negative and carried since ``house_negative_since``.
     """
 
     last_t: float | None = None
@@ -246,6 +255,46 @@ def _number(sections: Sections, section: str, name: str) -> float | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """A source's value in one reading: ``key`` names it (``"grid.power_w"``)."""
+
+    key: str
+    value: float
+    sign: int = +1  # for a power: the quantity is its part of this sign
+
+
+def _sample(sections: Sections, section: str, name: str, sign: int = +1) -> Sample | None:
+    value = _number(sections, section, name)
+    return None if value is None else Sample(f"{section}.{name}", value, sign)
+
+
+def _sources(
+    quantity: Quantity,
+    sections: Sections,
+    accounted: Mapping[str, float],
+    counters: Mapping[str, tuple[float, float]],
+    powers: Mapping[str, tuple[float, float]],
+) -> tuple[Sample | None, Sample | None]:
+    """(counter, power) of ``quantity`` in this reading (see the module docstring)."""
+    counter_where = COUNTERS.get(quantity)
+    counter = None if counter_where is None else _sample(sections, *counter_where)
+    power = _sample(sections, *POWERS[quantity])
+    if quantity is not Quantity.PV or counter is not None or power is not None:
+        return counter, power
+    # No solar values now: a PV inverter's AC output, on a site that never had solar
+    # values nor a battery (a hybrid's AC side carries the battery's energy too).
+    seen = (*counters, *powers)
+    has_battery = (
+        "battery" in sections
+        or Quantity.CHARGE.value in accounted
+        or Quantity.DISCHARGE.value in accounted
+    )
+    if has_battery or any(key.startswith("solar.") for key in seen):
+        return None, None
+    return _sample(sections, *PV_AC_COUNTER), _sample(sections, *PV_AC_POWER)
+
+
 def signed_parts(p_a: float, p_b: float, seconds: float) -> tuple[float, float]:
     """Wh of the positive and of the negative part of a line from ``p_a`` to ``p_b`` W.
 
@@ -293,38 +342,40 @@ class EnergyIntegrator:
         carry = dict(state.carry)
         raw: dict[Quantity, float] = {}
         events: list[EnergyEvent] = []
-        counter_events: list[tuple[EnergyEvent, Quantity]] = []
+        counter_events: list[tuple[EnergyEvent, str]] = []
         complete = True
         for quantity in Quantity:
             key = quantity.value
-            counter = self._counter_of(quantity, sections)
-            power = self._power_of(quantity, sections)
+            # Sources are read as the previous readings left them (grid.power_w serves
+            # import and export), and updated for the next reading.
+            counter, power = _sources(quantity, sections, accounted, state.counters, state.powers)
             if counter is None and power is None:
                 continue  # not in this reading: a later one accounts for its time
             since = accounted.get(key)
             if since is not None:
                 energy, measured, event = self._measure(
-                    quantity, t, since, counter, power, counters, powers, unknown
+                    quantity, t, since, counter, power, state.counters, state.powers, unknown
                 )
-                if event is not None:
+                if event is not None and counter is not None:
                     events.append(event)
-                    counter_events.append((event, quantity))
+                    counter_events.append((event, counter.key))
                 if not measured:
                     complete = False
                     events.append(EnergyEvent.UNMEASURED)
                 raw[quantity] = energy
             accounted[key] = t
             if counter is not None:
-                counters[key] = (t, counter)
+                counters[counter.key] = (t, counter.value)
             if power is not None:
-                powers[key] = (t, power)
+                powers[power.key] = (t, power.value)
         wh: dict[Quantity, float] = {}
         for quantity, energy in raw.items():
             exact = energy + carry.get(quantity.value, 0.0)
             sent = max(0.0, round(exact, _DECIMALS))  # never below 0, nor -0.0
             carry[quantity.value] = exact - sent
             wh[quantity] = sent
-        house, house_left = self._house(wh, accounted, t, state.house)
+        has_pv = "solar" in sections or "inverter" in sections or Quantity.PV.value in accounted
+        house, house_left = self._house(wh, accounted, t, state.house, needs_pv=has_pv)
         negative_since = state.house_negative_since
         if house is not None and house < 0:
             # Carried: a counter's next step makes up for it (module docstring).
@@ -357,7 +408,13 @@ class EnergyIntegrator:
         return Increments(span, complete, wh, house, tuple(events), tuple(counter_events))
 
     def _house(
-        self, wh: Mapping[Quantity, float], accounted: Mapping[str, float], t: float, held: float
+        self,
+        wh: Mapping[Quantity, float],
+        accounted: Mapping[str, float],
+        t: float,
+        held: float,
+        *,
+        needs_pv: bool,
     ) -> tuple[float | None, float]:
         """(house Wh now or None, balance left waiting): see the module docstring."""
         balance = held + (
@@ -368,39 +425,35 @@ class EnergyIntegrator:
             - wh.get(Quantity.CHARGE, 0.0)
         )
         has_meter = Quantity.IMPORT.value in accounted and Quantity.EXPORT.value in accounted
+        if not has_meter or (needs_pv and Quantity.PV.value not in accounted):
+            return None, 0.0  # no house for this site (yet): nothing to carry
         caught_up = all(when == t or t - when > HOUSE_WAIT_S for when in accounted.values())
-        if not wh or not has_meter or not caught_up:
+        if not wh or not caught_up:
             return None, balance
         return round(balance, _DECIMALS), 0.0
-
-    @staticmethod
-    def _counter_of(quantity: Quantity, sections: Sections) -> float | None:
-        where = COUNTERS.get(quantity)
-        return None if where is None else _number(sections, *where)
-
-    @staticmethod
-    def _power_of(quantity: Quantity, sections: Sections) -> float | None:
-        section, name, _ = POWERS[quantity]
-        return _number(sections, section, name)
 
     def _measure(
         self,
         quantity: Quantity,
         t: float,
         since: float,
-        counter: float | None,
-        power: float | None,
+        counter: Sample | None,
+        power: Sample | None,
         counters: Mapping[str, tuple[float, float]],
         powers: Mapping[str, tuple[float, float]],
         unknown: bool,
     ) -> tuple[float, bool, EnergyEvent | None]:
         """(Wh over (since, t], whether all of it was measured, what happened to the counter)."""
-        key = quantity.value
         event: EnergyEvent | None = None
-        last = counters.get(key)
+        last = counters.get(counter.key) if counter is not None else None
         if counter is not None and last is not None and last[0] == since:
-            spec = self.settings.counter(quantity)
-            delta = counter - last[1]
+            # The width and step of the counter a map describes (the solar or grid one).
+            spec = (
+                self.settings.counter(quantity)
+                if counter.key == ".".join(COUNTERS[quantity])
+                else CounterSpec()
+            )
+            delta = counter.value - last[1]
             limit = MAX_INCREMENT_WH if unknown else self._most(t - since, spec)
             if 0 <= delta <= limit:
                 return delta, True, None
@@ -408,7 +461,7 @@ class EnergyIntegrator:
                 return delta + spec.wrap_wh, True, EnergyEvent.COUNTER_ROLLOVER
             event = EnergyEvent.COUNTER_RESET if delta < 0 else EnergyEvent.COUNTER_REJECTED
         # The power: the line between the last sample and this one, over (since, t].
-        previous = powers.get(key)
+        previous = powers.get(power.key) if power is not None else None
         if (
             unknown
             or power is None
@@ -418,9 +471,10 @@ class EnergyIntegrator:
             return 0.0, False, event
         t0, p0 = previous
         start = max(since, t0)
-        p_start = p0 + (power - p0) * (start - t0) / (t - t0) if t > t0 else power
-        positive, negative = signed_parts(p_start, power, t - start)
-        energy = positive if POWERS[quantity][2] > 0 else negative
+        p = power.value
+        p_start = p0 + (p - p0) * (start - t0) / (t - t0) if t > t0 else p
+        positive, negative = signed_parts(p_start, p, t - start)
+        energy = positive if power.sign > 0 else negative
         return energy, start <= since, event
 
     def _most(self, seconds: float, spec: CounterSpec) -> float:

@@ -347,7 +347,7 @@ def test_a_counter_event_is_logged_naming_the_counter(caplog: pytest.LogCaptureF
     tracker.measure(2.0, T0_US + 10**6, {"grid": {**meter, "import_energy_wh": 4.0}})
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert warnings == [
-        "energy: the import counter (grid.import_energy_wh): went backwards "
+        "energy: the counter grid.import_energy_wh went backwards "
         "(reset or replaced device): new baseline (1 such so far)"
     ]
     assert "could not be measured" in caplog.text  # no power to bridge the reset

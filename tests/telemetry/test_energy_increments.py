@@ -296,16 +296,50 @@ def test_no_grid_meter_no_house() -> None:
     assert results[0].wire() == {"span_s": 1.0, "complete": True, "pv_wh": 0.028}
 
 
-def test_the_inverter_counter_is_not_pv_yield() -> None:
+def test_a_pv_inverters_ac_output_is_the_pv_yield_of_a_site_without_a_battery() -> None:
+    integrator = EnergyIntegrator(EnergySettings())
+    meter = {"power_w": -300.0, "import_energy_wh": 50.0}
+    results = run(
+        integrator,
+        [
+            (0.0, {"inverter": {"ac_power_w": 1800.0, "energy_total_wh": 10.0}, "grid": meter}),
+            (1.0, {"inverter": {"ac_power_w": 1800.0, "energy_total_wh": 10.5}, "grid": meter}),
+            (2.0, {"inverter": {"ac_power_w": 1800.0}, "grid": meter}),  # counter not read
+        ],
+    )
+    assert [r.wh[Quantity.PV] for r in results] == [0.5, 0.5]  # counter, then power
+    # Export integrated from the grid's power: 300 W is 1/12 Wh a second, sent as 0.083
+    # then 0.084 (the rounding carried), so house is 0.5 - 0.083, then 0.5 - 0.084.
+    assert [r.house_wh for r in results] == [0.417, 0.416]
+
+
+def test_a_hybrid_inverters_ac_counter_is_never_pv_yield() -> None:
+    # A battery on the site: the inverter's AC side carries its energy too. No PV, no house.
+    integrator = EnergyIntegrator(EnergySettings())
+    site = {
+        "inverter": {"ac_power_w": 500.0, "energy_total_wh": 10.0},
+        "grid": {"power_w": 100.0},
+        "battery": {"power_w": 400.0},
+    }
+    later = {**site, "inverter": {"ac_power_w": 500.0, "energy_total_wh": 20.0}}
+    results = run(integrator, [(0.0, site), (1.0, later), (2.0, later)])
+    assert all(Quantity.PV not in r.wh for r in results)
+    assert all(r.house_wh is None for r in results)
+    assert integrator.state.house == 0.0  # nothing carried for a house that cannot be known
+
+
+def test_a_site_with_solar_values_never_falls_back_to_the_inverter() -> None:
     integrator = EnergyIntegrator(EnergySettings())
     results = run(
         integrator,
         [
-            (0.0, {"inverter": {"ac_power_w": 500.0, "energy_total_wh": 10.0}}),
-            (1.0, {"inverter": {"ac_power_w": 500.0, "energy_total_wh": 20.0}}),
+            (0.0, {"solar": {"pv_power_w": 3600.0}, "inverter": {"ac_power_w": 3400.0}}),
+            (1.0, {"solar": {"pv_power_w": 3600.0}, "inverter": {"ac_power_w": 3400.0}}),
+            (2.0, {"inverter": {"ac_power_w": 3400.0}}),  # the charge controller missed a tick
+            (3.0, {"solar": {"pv_power_w": 3600.0}, "inverter": {"ac_power_w": 3400.0}}),
         ],
     )
-    assert results == []
+    assert [r.wh.get(Quantity.PV) for r in results] == [1.0, 2.0]
 
 
 def test_the_state_survives_a_restart_as_json() -> None:
