@@ -30,7 +30,14 @@ from edge.compose import Member, compose_site
 from edge.health import DeviceHealth
 from edge.mqtt_config import MqttConfig
 from edge.settings import DeviceConfig
-from telemetry.homeassistant import HaDevice, discovery_config, flatten, object_id, state_text
+from telemetry.homeassistant import (
+    ChangeGate,
+    HaDevice,
+    discovery_config,
+    flatten,
+    object_id,
+    state_text,
+)
 from telemetry.mqtt_link import LinkSettings, MqttLink
 
 __all__ = ["EdgeMqtt", "ha_device"]
@@ -86,10 +93,13 @@ class EdgeMqtt:
         self._sw_version = sw_version
         self._ha_devices = {device.name: ha_device(site, device) for device in devices}
         topics = config.topics
+        # An unchanged value is repeated only often enough to keep it from expiring.
+        self.gate = ChangeGate(max(interval_s, config.stale_after_s / 3))
         self.link = MqttLink(
             link,
             availability_topic=topics.edge_status(site),
             birth_topics=(topics.ha_status,) if config.ha_discovery else (),
+            on_connected=self.gate.forget,
         )
         self._announced: set[tuple[str, str]] = set()
         self.ticks = 0
@@ -109,7 +119,8 @@ class EdgeMqtt:
             self.tick(self._monotonic())
 
     def tick(self, now: float) -> int:
-        """Queue every fresh value of every device; the number of values queued."""
+        """Queue every fresh value of every device that changed or is due for a
+        refresh (:class:`~telemetry.homeassistant.ChangeGate`); the number queued."""
         self.ticks += 1
         members = []
         for device in self.devices:
@@ -140,6 +151,8 @@ class EdgeMqtt:
                             sw_version=self._sw_version,
                         ),
                     )
-                self.link.offer(state_topic, state_text(value))
-                queued += 1
+                payload = state_text(value)
+                if self.gate.should_send(state_topic, payload, now):
+                    self.link.offer(state_topic, payload)
+                    queued += 1
         return queued

@@ -27,6 +27,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ from telemetry import Reading
 from telemetry.homeassistant import (
     AVAILABLE,
     NOT_AVAILABLE,
+    ChangeGate,
     HaDevice,
     Topics,
     ValueFilter,
@@ -127,10 +129,13 @@ class HubMqtt:
         self.settings = settings
         topics = settings.topics
         self.availability = topics.hub_status(settings.link.client_id)
+        # An unchanged value is repeated only often enough to keep it from expiring.
+        self.gate = ChangeGate(settings.stale_after_s / 3)
         self.link = MqttLink(
             settings.link,
             availability_topic=self.availability,
             birth_topics=(topics.ha_status,) if settings.ha_discovery else (),
+            on_connected=self.gate.forget,
         )
         self._announced: set[tuple[str, str]] = set()
 
@@ -150,8 +155,9 @@ class HubMqtt:
         )
 
     def reading(self, site: str, reading: Reading) -> int:
-        """Queue a live reading's values; the number queued."""
+        """Queue a live reading's values that changed or are due for a refresh."""
         settings, topics = self.settings, self.settings.topics
+        now = time.monotonic()
         sections: dict[str, Any] = {}
         for name in SECTIONS:
             part = getattr(reading, name)
@@ -183,6 +189,8 @@ class HubMqtt:
                         expire_after_s=settings.stale_after_s,
                     ),
                 )
-            self.link.offer(state_topic, state_text(value))
-            queued += 1
+            payload = state_text(value)
+            if self.gate.should_send(state_topic, payload, now):
+                self.link.offer(state_topic, payload)
+                queued += 1
         return queued

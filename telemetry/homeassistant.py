@@ -37,6 +37,7 @@ from typing import Any, Final
 __all__ = [
     "AVAILABLE",
     "NOT_AVAILABLE",
+    "ChangeGate",
     "HaDevice",
     "Kind",
     "StateClass",
@@ -306,3 +307,29 @@ def discovery_config(
     if kind.state_class is not None:
         config["state_class"] = kind.state_class.value
     return json.dumps(config, separators=(",", ":"), ensure_ascii=False)
+
+
+class ChangeGate:
+    """Whether a state is worth sending: it changed, or it is due for a refresh.
+
+    Home Assistant records no new state for an unchanged value (without
+    ``force_update``), so sending the same payload every second only costs CPU on
+    both sides; but a value must be repeated before ``expire_after`` runs out, or
+    it would be shown unavailable while fresh. ``refresh_s`` is that repetition
+    (a third of the expiry, so one lost message is not enough to expire it).
+    """
+
+    def __init__(self, refresh_s: float) -> None:
+        self.refresh_s = refresh_s
+        self._sent: dict[object, tuple[str, float]] = {}
+
+    def should_send(self, key: object, payload: str, now: float) -> bool:
+        last = self._sent.get(key)
+        if last is not None and last[0] == payload and now - last[1] < self.refresh_s:
+            return False
+        self._sent[key] = (payload, now)
+        return True
+
+    def forget(self) -> None:
+        """Send everything at the next chance (a new connection: the broker knows nothing)."""
+        self._sent.clear()

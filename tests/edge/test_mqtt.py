@@ -180,7 +180,14 @@ async def test_a_value_left_out_is_never_published_nor_announced(
     async with subscribed(broker.port, "homeassistant/#", "ems/#") as subscriber:
         task = asyncio.create_task(agent.run(), name="test.agent")
         try:
-            await until(lambda: subscriber.count("ems/agent_filter/device/") >= 40)
+            # The meter's grid values and energy counters, the charger's two counters.
+            await until(lambda: len(subscriber.discovery()) >= 9)
+
+            def every_announced_value_published() -> bool:
+                states = {p["state_topic"] for p in subscriber.discovery().values()}
+                return states <= set(subscriber.by_topic)
+
+            await until(every_announced_value_published)
         finally:
             agent.stop()
             async with asyncio.timeout(15):

@@ -8,6 +8,7 @@ import pytest
 
 from telemetry import SECTION_MODELS
 from telemetry.homeassistant import (
+    ChangeGate,
     HaDevice,
     StateClass,
     Topics,
@@ -170,3 +171,15 @@ def test_broker_urls(url: str, host: str, port: int, tls: bool, user: str | None
 def test_bad_broker_urls_say_why(url: str, reason: str) -> None:
     with pytest.raises(ValueError, match=reason):
         parse_broker_url(url)
+
+
+def test_an_unchanged_value_is_repeated_only_before_it_would_expire() -> None:
+    gate = ChangeGate(refresh_s=10.0)
+    assert gate.should_send("t", "1.0", 0.0)
+    assert not gate.should_send("t", "1.0", 1.0)
+    assert gate.should_send("t", "2.0", 2.0)  # changed
+    assert not gate.should_send("t", "2.0", 11.9)
+    assert gate.should_send("t", "2.0", 12.0)  # due: 10 s since it was last sent
+    assert gate.should_send("u", "2.0", 12.0)  # each topic on its own
+    gate.forget()
+    assert gate.should_send("t", "2.0", 12.5)  # a new connection: everything again
