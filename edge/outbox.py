@@ -59,6 +59,7 @@ from typing import Final
 import aiosqlite
 
 from telemetry import seq_ranges
+from telemetry.energy_increments import MAX_SPAN_S
 
 __all__ = [
     "DeviceRecord",
@@ -453,14 +454,16 @@ class Outbox:
         )
         count = cursor.rowcount
         # A reading whose energy interval began before a reboot learns its span
-        # now (edge/energy.py): from the earlier reading's time to its own.
+        # now (edge/energy.py): from the earlier reading's time to its own; over a
+        # year (what a reading may carry, docs/protocol.md "Energy") it stays unknown.
         await db.execute(
             "UPDATE outbox SET body = json_remove(json_set(body, '$.energy.span_s',"
-            " round(max(0, ts_us - json_extract(body, '$.energy.since_us')) / 1e6, 3)),"
+            " (SELECT CASE WHEN span > ? THEN NULL ELSE round(span / 1e6, 3) END FROM"
+            "  (SELECT max(0, ts_us - json_extract(body, '$.energy.since_us')) AS span))),"
             " '$.energy.since_us')"
             " WHERE boot = ? AND json_extract(body, '$.energy.since_us') IS NOT NULL"
             " AND ts_us IS NOT NULL",
-            (boot,),
+            (round(MAX_SPAN_S * 1e6), boot),
         )
         await db.execute(
             "UPDATE energy_state SET ts_us = CAST(round((mono + ?) * 1e6) AS INTEGER)"

@@ -351,3 +351,19 @@ def test_a_counter_event_is_logged_naming_the_counter(caplog: pytest.LogCaptureF
         "(reset or replaced device): new baseline (1 such so far)"
     ]
     assert "could not be measured" in caplog.text  # no power to bridge the reset
+
+
+async def test_a_span_over_a_year_stays_unknown_when_stamped(tmp_path: Path) -> None:
+    # What the hub takes is a span up to a year (docs/protocol.md, "Energy").
+    since = T0_US - 400 * 86_400 * 10**6
+    body = {**GRID, "energy": {"span_s": None, "complete": True, "import_wh": 1.0}}
+    body["energy"]["since_us"] = since  # type: ignore[index]
+    async with Outbox.open(tmp_path / "buffer.db", max_bytes=2**24) as outbox:
+        await outbox.append([NewReading(3.0, json.dumps(body), None, None)], boot="b2")
+        await outbox.restamp(boot="b2", offset=T0_US / 1e6 - 3.0)
+        (stored,) = await outbox.page(after_seq=-1, limit=10)
+    assert json.loads(stored.wire())["energy"] == {
+        "span_s": None,
+        "complete": True,
+        "import_wh": 1.0,
+    }
