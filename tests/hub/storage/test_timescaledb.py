@@ -7,16 +7,19 @@ the test says so, with ``CALL run_job(id)``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import statistics
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import pytest
 
+from hub.storage import postgres as pg
+from hub.storage.base import StorageUnavailable
 from hub.storage.columns import BUCKET_ORIGIN
 from hub.storage.postgres import PostgresStorage
 from hub.storage.schema import ROLLUP
@@ -229,3 +232,83 @@ async def test_recent_readings_need_no_refresh_and_read_through(timescaledb_url:
             f"ALTER MATERIALIZED VIEW {ROLLUP} SET (timescaledb.materialized_only = true)"
         )
         assert await conn.fetchval(f"SELECT count(*) FROM {ROLLUP}") == before
+
+
+@contextlib.asynccontextmanager
+async def refresh_elsewhere(url: str, start: datetime) -> AsyncIterator[Callable[[], Any]]:
+    """Another session's refresh of the rollup around ``start``, held half-way until the
+    yielded function is awaited: its window stays taken meanwhile."""
+    async with connected(url) as holder, connected(url) as other:
+        await pause_jobs(holder)
+        schema, table = await holder.fetchrow(
+            "SELECT materialization_hypertable_schema, materialization_hypertable_name "
+            "FROM timescaledb_information.continuous_aggregates WHERE view_name = $1",
+            ROLLUP,
+        )
+        held = holder.transaction()
+        await held.start()
+        # Reads pass, the other refresh's materialisation waits.
+        await holder.execute(f'LOCK TABLE "{schema}"."{table}" IN EXCLUSIVE MODE')
+        elsewhere = asyncio.create_task(
+            other.execute(
+                f"CALL refresh_continuous_aggregate('{ROLLUP}', $1::timestamptz, $2::timestamptz)",
+                start - timedelta(hours=1),
+                start + timedelta(hours=1),
+            )
+        )
+        waiting = False
+        for _ in range(500):
+            waiting = await holder.fetchval(
+                "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1",
+                other.get_server_pid(),
+            )
+            if waiting:
+                break
+            await asyncio.sleep(0.02)
+        assert waiting, "the other refresh never reached the held lock"
+
+        async def release() -> None:
+            await held.rollback()
+            await elsewhere
+
+        try:
+            yield release
+        finally:
+            if not elsewhere.done():
+                await release()
+
+
+async def test_a_late_batch_waits_for_a_refresh_running_elsewhere(timescaledb_url: str) -> None:
+    # TimescaleDB refuses a refresh while another session refreshes an overlapping
+    # window (the policy's run, say): the writer tries again until that one is done.
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(days=20)
+    async with (
+        opened(timescale(timescaledb_url)) as storage,
+        refresh_elsewhere(timescaledb_url, start) as release,
+    ):
+        write = asyncio.create_task(storage.write_readings(_backlog("site", start, 30)))
+        await asyncio.sleep(1.0)
+        assert not write.done()  # committed, and waiting to refresh its minutes
+        await release()
+        await asyncio.wait_for(write, 30.0)
+        buckets = await storage.buckets("site", start, start + 30 * MINUTE, MINUTE)
+        assert [b["grid"]["power_w"] for b in buckets] == [float(m) for m in range(30)]
+
+
+async def test_a_refresh_kept_waiting_too_long_makes_the_batch_unavailable(
+    timescaledb_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The writer then retries the batch whole: stored once, refreshed that time.
+    monkeypatch.setattr(pg, "REFRESH_CONFLICT_WAIT_S", 0.3)
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(days=20)
+    batch = _backlog("site", start, 30)
+    async with opened(timescale(timescaledb_url)) as storage:
+        async with refresh_elsewhere(timescaledb_url, start):
+            with pytest.raises(StorageUnavailable, match=f"refreshing {ROLLUP}"):
+                await storage.write_readings(batch)
+        rows = await storage.readings("site", start, start + 30 * MINUTE, limit=100)
+        assert len(rows) == 60  # committed before the refresh was tried
+        await storage.write_readings(batch)
+        assert len(await storage.readings("site", start, start + 30 * MINUTE, limit=100)) == 60
+        buckets = await storage.buckets("site", start, start + 30 * MINUTE, MINUTE)
+        assert [b["grid"]["power_w"] for b in buckets] == [float(m) for m in range(30)]
