@@ -35,7 +35,7 @@ import asyncpg
 
 from hub.energy_query import parse_energy_query
 from hub.storage.base import Storage, StoredReading
-from hub.storage.columns import READING_COLUMNS, micros_from_utc
+from hub.storage.columns import ENERGY_COMPLETE_INDEX, READING_COLUMNS, micros_from_utc
 from hub.storage.energy import ENERGY_CAGG, ENERGY_ROLLUP
 from hub.storage.postgres import PostgresOptions, PostgresStorage
 from hub.storage.schema import TimescaleMode, TimescaleOptions
@@ -156,14 +156,18 @@ async def queries(args: argparse.Namespace) -> None:
             start = datetime(2025, 1, 1, tzinfo=UTC) - timedelta(hours=1)  # Berlin's midnight
             seconds = args.days * 86_400
             began = time.perf_counter()
-            if args.backend == "sqlite":
+            if args.no_load:
+                if args.backend == "sqlite":
+                    raise SystemExit("--no-load: PostgreSQL only (the SQLite file is temporary)")
+            elif args.backend == "sqlite":
                 await storage.close()
                 await load_sqlite(Path(scratch) / "hub.db", start, seconds)
                 await storage.open()
             else:
                 await load_postgres(args, start, seconds)
             load_s = time.perf_counter() - began
-            print(f"loaded {seconds:,} readings and their rollup in {load_s:.0f} s")
+            if not args.no_load:
+                print(f"loaded {seconds:,} readings and their rollup in {load_s:.0f} s")
             last = (start + timedelta(seconds=seconds - 1)).date()
             days = edges_of("2025-01-01", last.isoformat(), "day")
             month_start = (last - timedelta(days=29)).isoformat()
@@ -191,35 +195,68 @@ def reading(ts: datetime, seq: int, energy: bool) -> StoredReading:
     return StoredReading(DEVICE, Reading.model_validate(body, context={"now": FAR_FUTURE}), ts)
 
 
+# What a batch carries: readings as before, readings with energy whose rollup is
+# skipped (their rows' `energy_complete` cleared: the cost of the columns alone),
+# readings with energy and their rollup (the writer as it is).
+KINDS = ("no energy", "energy columns only", "energy and rollup")
+
+
+def _batches(storage: Storage, kind: str, count: int) -> list[list[Any]]:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    energy = kind != KINDS[0]
+    batches = []
+    for b in range(count):
+        rows = [
+            storage.prepare(reading(start + timedelta(seconds=b * 1000 + i), b * 1000 + i, energy))
+            for i in range(1000)
+        ]
+        if kind == KINDS[1]:
+            cut = ENERGY_COMPLETE_INDEX
+            rows = [(*row[:cut], None, *row[cut + 1 :]) for row in rows]
+        batches.append(rows)
+    return batches
+
+
+async def _drop(url: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(
+            f"DROP TABLE IF EXISTS readings, {ENERGY_ROLLUP}, device_timezones, "
+            "device_tokens, token_generation, ems_schema_version CASCADE"
+        )
+    finally:
+        await conn.close()
+
+
 async def ingest(args: argparse.Namespace) -> None:
-    for energy in (False, True, False, True):
+    """Readings per second of wall time, and of this process's CPU time (the writer's
+    own work, less disturbed by other load; the database server's is not in it)."""
+    wall: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    cpu: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    for kind in KINDS * args.rounds:
         with tempfile.TemporaryDirectory() as scratch:
             storage = storage_for(args, Path(scratch))
             await storage.open()
             try:
-                start = datetime(2026, 1, 1, tzinfo=UTC)
-                batches = [
-                    [reading(start + timedelta(seconds=b * 1000 + i), b * 1000 + i, energy)
-                     for i in range(1000)]
-                    for b in range(args.batches)
-                ]  # fmt: skip
-                prepared = [[storage.prepare(r) for r in batch] for batch in batches]
-                began = time.perf_counter()
-                for batch in prepared:
+                batches = _batches(storage, kind, args.batches)
+                began, began_cpu = time.perf_counter(), time.process_time()
+                for batch in batches:
                     await storage.write_prepared(batch)
-                rate = args.batches * 1000 / (time.perf_counter() - began)
-                print(f"{args.backend}: energy={energy}: {rate:,.0f} readings/s")
+                count = args.batches * 1000
+                wall[kind].append(count / (time.perf_counter() - began))
+                cpu[kind].append(count / (time.process_time() - began_cpu))
             finally:
                 await storage.close()
             if args.backend != "sqlite":
-                conn = await asyncpg.connect(args.url)
-                try:
-                    await conn.execute(
-                        f"DROP TABLE IF EXISTS readings, {ENERGY_ROLLUP}, device_timezones, "
-                        "device_tokens, token_generation, ems_schema_version CASCADE"
-                    )
-                finally:
-                    await conn.close()
+                await _drop(args.url)
+    base_wall, base_cpu = statistics.median(wall[KINDS[0]]), statistics.median(cpu[KINDS[0]])
+    for kind in KINDS:
+        w, c = statistics.median(wall[kind]), statistics.median(cpu[kind])
+        print(
+            f"{args.backend}: {kind}: {w:,.0f} readings/s ({w / base_wall - 1:+.1%}), "
+            f"per CPU second of the hub process {c:,.0f} ({c / base_cpu - 1:+.1%}); "
+            f"median of {args.rounds}"
+        )
 
 
 def main() -> None:
@@ -229,6 +266,10 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--ingest", action="store_true")
     parser.add_argument("--batches", type=int, default=60)
+    parser.add_argument("--rounds", type=int, default=5, help="--ingest: runs of each kind")
+    parser.add_argument(
+        "--no-load", action="store_true", help="time the queries on the database as loaded"
+    )
     args = parser.parse_args()
     assert len(READING_COLUMNS) > len(LOAD_COLUMNS)
     asyncio.run(ingest(args) if args.ingest else queries(args))

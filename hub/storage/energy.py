@@ -157,22 +157,41 @@ def rollup_deltas(
     maps a ts to its bucket's start (:func:`bucket_of` for datetimes,
     :func:`bucket_of_micros` for SQLite's).
     """
-    deltas: dict[tuple[str, T], EnergySums] = {}
-    for device_id, ts, energy in rows:
-        complete, span = energy[1], float(energy[0] or 0.0)
+    # Plain lists, no object per row: this runs on the writer's path, per reading.
+    totals: dict[tuple[str, T], list[Any]] = {}
+    width = len(ENERGY_QUANTITIES)
+    for device_id, ts, values in rows:
+        energy: Sequence[Any] = values
+        complete = energy[1]
         if complete is None:
             continue
-        sums = EnergySums(
-            1,
-            0 if complete else 1,
-            span,
-            span,
-            tuple(None if v is None else float(v) for v in energy[2:]),
-        )
+        span = energy[0] or 0.0
         key = (device_id, bucket(ts))
-        current = deltas.get(key)
-        deltas[key] = sums if current is None else current.plus(sums)
-    return deltas
+        acc = totals.get(key)
+        if acc is None:
+            totals[key] = [1, 0 if complete else 1, span, span, *energy[2:]]
+            continue
+        acc[0] += 1
+        if not complete:
+            acc[1] += 1
+        acc[2] += span
+        if span > acc[3]:
+            acc[3] = span
+        for index in range(4, 4 + width):
+            value = energy[index - 2]
+            if value is not None:
+                held = acc[index]
+                acc[index] = value if held is None else held + value
+    return {
+        key: EnergySums(
+            acc[0],
+            acc[1],
+            float(acc[2]),
+            float(acc[3]),
+            tuple(None if v is None else float(v) for v in acc[4:]),
+        )
+        for key, acc in totals.items()
+    }
 
 
 def upsert_assignments(existing: str = ENERGY_ROLLUP, new: str = "excluded") -> str:

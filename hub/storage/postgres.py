@@ -48,7 +48,6 @@ from hub.storage.columns import (
     DEVICES_INDEX,
     ENERGY_COLUMNS,
     ENERGY_COMPLETE_INDEX,
-    ENERGY_OFFSET,
     EXTRA_INDEX,
     FIELD_COLUMNS,
     FIELDS_OFFSET,
@@ -72,9 +71,7 @@ from hub.storage.energy import (
     ENERGY_ROLLUP,
     SUM_COLUMNS,
     EnergySums,
-    bucket_of,
     check_edges,
-    rollup_deltas,
     upsert_assignments,
 )
 from hub.storage.late_rollup import RefreshRange, late_ranges, policy_reach
@@ -222,18 +219,20 @@ _ROLLUP_COLUMNS: Final = ", ".join(("device_id", "bucket", *SUM_COLUMNS))
 _UPSERT_ROLLUP: Final = f"ON CONFLICT (device_id, bucket) DO UPDATE SET {upsert_assignments()}"
 
 
-def _with_rollup(insert: str) -> str:
-    """``insert`` (ON CONFLICT DO NOTHING), adding what it really inserted to the rollup.
+def _with_rollup(source: str, *, inserting: bool = True) -> str:
+    """The rollup upsert of the rows ``source`` yields (device_id, ts, the energy columns).
 
-    RETURNING yields only the rows inserted, never one skipped as a conflict, so a
-    re-sent reading adds nothing (hub/storage/energy.py); one statement, one
-    transaction. Buckets are upserted in key order, as the readings are inserted,
-    so two batches in flight lock them in the same order.
+    ``inserting``: ``source`` is an insert of readings (ON CONFLICT DO NOTHING),
+    whose RETURNING yields only the rows inserted, never one skipped as a
+    conflict, so a re-sent reading adds nothing (hub/storage/energy.py); one
+    statement, one transaction. Buckets are upserted in key order, so two
+    batches in flight lock them in the same order.
     """
     returning = ", ".join(("device_id", "ts", *ENERGY_COLUMNS))
     sums = ", ".join(f"sum(energy_{name})" for name in _ENERGY_QUANTITY_COLUMNS)
+    rows = f"{source} RETURNING {returning}" if inserting else source
     return (
-        f"WITH inserted AS ({insert} RETURNING {returning}) "
+        f"WITH inserted AS ({rows}) "
         f"INSERT INTO {ENERGY_ROLLUP} ({_ROLLUP_COLUMNS}) "
         "SELECT device_id, date_bin('15 minutes', ts, TIMESTAMPTZ '1970-01-01 00:00:00+00'), "
         "count(*), count(CASE WHEN energy_complete = false THEN 1 END), "
@@ -245,14 +244,16 @@ def _with_rollup(insert: str) -> str:
 
 _INSERT_UNNEST_ROLLUP: Final = _with_rollup(_INSERT_UNNEST)
 _INSERT_FROM_STAGE_ROLLUP: Final = _with_rollup(_INSERT_FROM_STAGE)
-# A batch COPYed straight into the table was inserted whole: its sums come from Python.
-_UPSERT_DELTAS: Final = (
-    f"INSERT INTO {ENERGY_ROLLUP} ({_ROLLUP_COLUMNS}) "
-    "SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::int8[], $4::int8[], "
-    "$5::float8[], $6::float8[], "
-    + ", ".join(f"${i}::float8[]" for i in range(7, 7 + len(_ENERGY_QUANTITY_COLUMNS)))
-    + ") ORDER BY 1, 2 "
-    + _UPSERT_ROLLUP
+# A batch COPYed straight into the table was inserted whole (a key stored before
+# fails the COPY). Its rows are found again as the rows of its devices and time
+# span that this very transaction inserted (their xmin is its xid: rows another
+# batch committed in the same span are not), and summed by the server: nothing is
+# sent twice, nothing is summed row by row in Python.
+_ROLLUP_COPIED: Final = _with_rollup(
+    f"SELECT device_id, ts, {', '.join(ENERGY_COLUMNS)} FROM {READINGS} "
+    "WHERE device_id = ANY($1::text[]) AND ts >= $2 AND ts <= $3 "
+    "AND xmin::text::bigint = pg_current_xact_id()::text::numeric % 4294967296",
+    inserting=False,
 )
 
 
@@ -353,14 +354,10 @@ async def _close_pool(pool: asyncpg.Pool) -> None:
         pool.terminate()
 
 
-def _delta_columns(flat: Sequence[Row]) -> list[list[Any]]:
-    """The rollup's delta rows of a batch inserted whole, one list per column."""
-    deltas = rollup_deltas(((r[0], r[1], r[ENERGY_OFFSET:]) for r in flat), bucket_of)
-    columns: list[list[Any]] = [[] for _ in range(2 + len(SUM_COLUMNS))]
-    for (device_id, bucket), sums in sorted(deltas.items()):
-        for column, value in zip(columns, (device_id, bucket, *sums.values()), strict=True):
-            column.append(value)
-    return columns
+def _copied_span(flat: Sequence[Row]) -> tuple[list[str], datetime, datetime]:
+    """The devices and the time span of a batch's rows that carry energy."""
+    rows = [r for r in flat if r[ENERGY_COMPLETE_INDEX] is not None]
+    return sorted({r[0] for r in rows}), min(r[1] for r in rows), max(r[1] for r in rows)
 
 
 def _minute_aligned(value: datetime) -> bool:
@@ -598,7 +595,7 @@ class PostgresStorage:
                 await _copy_slices(conn, READINGS, flat)
                 if rollup:
                     # The COPY went through, so every row was inserted, once.
-                    await conn.execute(_UPSERT_DELTAS, *_delta_columns(flat))
+                    await conn.execute(_ROLLUP_COPIED, *_copied_span(flat))
         except asyncpg.PostgresError as err:
             if is_unavailable(err) and not isinstance(err, asyncpg.DeadlockDetectedError):
                 raise

@@ -70,6 +70,7 @@ from hub.storage.columns import (
 )
 from hub.storage.energy import (
     DEVICE_TIMEZONES,
+    ENERGY_BUCKET_US,
     ENERGY_ROLLUP,
     SUM_COLUMNS,
     EnergySums,
@@ -116,6 +117,18 @@ _UPSERT_ROLLUP: Final = (
     f"ON CONFLICT (device_id, bucket) DO UPDATE SET {upsert_assignments()}"
 )
 _STORED_KEYS: Final = f"SELECT ts FROM {READINGS} WHERE device_id = ? AND ts >= ? AND ts <= ?"
+_ROLLUP_FROM_READINGS: Final = (
+    f"INSERT INTO {ENERGY_ROLLUP} ({', '.join(_ROLLUP_COLUMNS)}) "
+    f"SELECT device_id, ts - ts % {ENERGY_BUCKET_US}, count(*), "
+    "count(CASE WHEN energy_complete = 0 THEN 1 END), coalesce(sum(energy_span_s), 0), "
+    "coalesce(max(energy_span_s), 0), "
+    + ", ".join(f"sum(energy_{name})" for name in SUM_COLUMNS[4:])
+    + f" FROM {READINGS} WHERE device_id = ? AND ts >= ? AND ts <= ? "
+    # The SELECT has its WHERE, so SQLite's parser does not read ON CONFLICT as a
+    # join's ON (https://sqlite.org/lang_upsert.html, "Parsing Ambiguity").
+    "AND energy_complete IS NOT NULL GROUP BY 2 ORDER BY 2 "
+    f"ON CONFLICT (device_id, bucket) DO UPDATE SET {upsert_assignments()}"
+)
 # Intervals from a JSON array of edges (microseconds), each an index range scan of
 # the rollup's primary key: a month of hours is 720 short seeks, not a scan.
 _SELECT_ENERGY: Final = (
@@ -220,12 +233,25 @@ def is_unavailable(err: Exception) -> bool:
     return False
 
 
-async def _stored_keys(conn: aiosqlite.Connection, rows: Sequence[Row]) -> set[tuple[str, int]]:
-    """The keys among ``rows``' time span that are stored already: one range per device."""
+def _device_spans(rows: Sequence[Row]) -> dict[str, tuple[int, int]]:
+    """Per device, the first and last ts of ``rows``."""
     spans: dict[str, tuple[int, int]] = {}
     for row in rows:
-        low, high = spans.get(row[0], (row[1], row[1]))
-        spans[row[0]] = (min(low, row[1]), max(high, row[1]))
+        device_id, ts = row[0], row[1]
+        span = spans.get(device_id)
+        if span is None:
+            spans[device_id] = (ts, ts)
+        elif ts < span[0]:
+            spans[device_id] = (ts, span[1])
+        elif ts > span[1]:
+            spans[device_id] = (span[0], ts)
+    return spans
+
+
+async def _stored_keys(
+    conn: aiosqlite.Connection, spans: dict[str, tuple[int, int]]
+) -> set[tuple[str, int]]:
+    """The keys stored already within each device's span: one range per device."""
     keys: set[tuple[str, int]] = set()
     for device_id, (low, high) in spans.items():
         found = await conn.execute_fetchall(_STORED_KEYS, (device_id, low, high))
@@ -416,8 +442,15 @@ class SqliteStorage:
                 return
             # The write lock is held from BEGIN IMMEDIATE: what is stored now is
             # what the insert will find, so the rows it really inserts are known.
-            stored = await _stored_keys(conn, rows)
+            spans = _device_spans(rows)
+            stored = await _stored_keys(conn, spans)
             await conn.executemany(_INSERT, rows)
+            if not stored:
+                # Nothing of the batch's time spans was stored before: every row in
+                # them now is the batch's own, summed by SQLite itself.
+                for device_id, (low, high) in spans.items():
+                    await conn.execute(_ROLLUP_FROM_READINGS, (device_id, low, high))
+                return
             deltas = rollup_deltas(_inserted(rows, stored), bucket_of_micros)
             await conn.executemany(
                 _UPSERT_ROLLUP,
