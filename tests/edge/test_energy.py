@@ -14,10 +14,11 @@ import httpx
 import pytest
 
 from edge.agent import Agent
+from edge.clock import ClockSample, SyncState, SystemClock
 from edge.config import parse_config
 from edge.demo import simulated_site_config
 from edge.energy import EnergyTracker, counter_specs
-from edge.outbox import NewReading, Outbox, ts_us_of
+from edge.outbox import NewReading, Outbox, read_status, ts_us_of
 from simulation.runner import SimulatedSite
 from telemetry import format_ts
 from telemetry.energy_increments import CounterSpec, EnergySettings, Quantity
@@ -367,3 +368,88 @@ async def test_a_span_over_a_year_stays_unknown_when_stamped(tmp_path: Path) -> 
         "complete": True,
         "import_wh": 1.0,
     }
+
+
+@dataclasses.dataclass
+class RebootedClock:
+    """This machine's clocks as a Pi sees them after a reboot: its monotonic clock
+    started again (``mono_shift``), its wall clock wrong until NTP syncs."""
+
+    mono_shift: float = 0.0
+    wall_shift: float = 0.0
+    sync: SyncState = SyncState.SYNCED
+    real: SystemClock = dataclasses.field(default_factory=SystemClock)
+
+    def sample(self) -> ClockSample:
+        sample = self.real.sample()
+        return ClockSample(sample.wall + self.wall_shift, sample.mono + self.mono_shift, self.sync)
+
+
+async def test_a_reboot_before_ntp_bridges_the_counters_and_learns_its_span(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real agent, then the same agent "rebooted" (another boot id, its monotonic
+    clock started again, a 1970 wall clock until NTP syncs), on the moving site, the real
+    hub: the first reading after the reboot is held, then stamped with its span; the
+    counters' energy across the reboot is all there."""
+    with running_hub(tmp_path / "hub") as hub:
+        token = await asyncio.to_thread(hub.token_add, "energy_reboot")
+        began = datetime.now(UTC)
+        async with SimulatedSite(tcp=("127.0.0.1", 0), speed=10.0) as site:
+            text = site_config(tmp_path, hub.url, site.tcp_port, "energy_reboot")
+            config = parse_config(text, base_dir=tmp_path)
+            config = dataclasses.replace(
+                config,
+                clock=dataclasses.replace(config.clock, require_sync=True, hub_fallback=False),
+            )
+            monkeypatch.setattr("edge.agent.boot_id", lambda: "boot-before")
+            first = Agent(config, token=token, options=OPTIONS, clock=RebootedClock())
+            task = asyncio.create_task(first.run(), name="test.agent")
+            await until(lambda: first.sampler is not None and first.sampler.readings >= 10)
+            first.stop()
+            async with asyncio.timeout(15):
+                await task
+            assert first.sampler is not None
+            before = first.sampler.readings
+            await asyncio.sleep(2.0)
+            monkeypatch.setattr("edge.agent.boot_id", lambda: "boot-after")
+            now = SystemClock().sample()
+            clock = RebootedClock(
+                mono_shift=30.0 - now.mono,  # booted 30 s ago
+                wall_shift=1000.0 - now.wall,  # no battery clock: 1970
+                sync=SyncState.UNSYNCED,
+            )
+            second = Agent(config, token=token, options=OPTIONS, clock=clock)
+            task = asyncio.create_task(second.run(), name="test.agent")
+            # The first readings after the reboot are held: their time is not known yet.
+            await until(lambda: read_status(config.buffer.path).held >= 5)
+            clock.wall_shift, clock.sync = 0.0, SyncState.SYNCED  # NTP synced
+            await until(lambda: second.sampler is not None and second.sampler.readings >= 40)
+            second.stop()
+            async with asyncio.timeout(15):
+                await task
+            assert second.sampler is not None
+            produced = before + second.sampler.readings
+        rows = await stored(hub, "energy_reboot", began)
+    assert [row["seq"] for row in rows] == list(range(produced))
+    ts = [datetime.fromisoformat(row["ts"]).timestamp() for row in rows]
+    across = rows[before]["energy"]
+    # Held at first, its span filled in when stamped: from the last reading before.
+    assert across["span_s"] == pytest.approx(ts[before] - ts[before - 1], abs=0.01)
+    assert across["span_s"] > 2.0
+    assert "since_us" not in across
+    # Only counters bridge a reboot: the battery's power was not integrated across it.
+    assert across["complete"] is False
+    assert across["charge_wh"] == 0.0
+    assert across["discharge_wh"] == 0.0
+
+    def rise(section: str, name: str) -> float:
+        return float(rows[-1][section][name]) - float(rows[0][section][name])
+
+    def summed(key: str) -> float:
+        return sum(row["energy"][key] for row in rows[1:])
+
+    assert rise("solar", "energy_total_wh") > 0
+    assert summed("pv_wh") == pytest.approx(rise("solar", "energy_total_wh"), abs=0.002)
+    assert summed("import_wh") == pytest.approx(rise("grid", "import_energy_wh"), abs=0.002)
+    assert summed("export_wh") == pytest.approx(rise("grid", "export_energy_wh"), abs=0.002)
