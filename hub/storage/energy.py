@@ -241,6 +241,27 @@ CREATE TABLE IF NOT EXISTS {DEVICE_TIMEZONES} (
 )"""
 
 
+def rebuild_rollup_sql(readings: str) -> tuple[str, ...]:
+    """``energy_rollup`` computed again from ``readings`` (PostgreSQL), in one transaction.
+
+    For a database that ran on TimescaleDB and now runs without it: the writer did
+    not keep the table meanwhile (the continuous aggregate did), so it is stale.
+    """
+    sums = ", ".join(f"sum(energy_{name})" for name in ENERGY_QUANTITIES)
+    columns = ", ".join(("device_id", "bucket", *SUM_COLUMNS))
+    return (
+        f"DELETE FROM {ENERGY_ROLLUP}",
+        f"INSERT INTO {ENERGY_ROLLUP} ({columns}) "
+        "SELECT device_id, date_bin('15 minutes', ts, TIMESTAMPTZ '1970-01-01 00:00:00+00'), "
+        "count(*), count(CASE WHEN energy_complete = false THEN 1 END), "
+        f"coalesce(sum(energy_span_s), 0), coalesce(max(energy_span_s), 0), {sums} "
+        f"FROM {readings} WHERE energy_complete IS NOT NULL GROUP BY 1, 2",
+        # Gone, so the next start without TimescaleDB does not rebuild again; a start
+        # with it creates the aggregate anew, from every reading.
+        f"DROP MATERIALIZED VIEW IF EXISTS {ENERGY_CAGG}",
+    )
+
+
 def cagg_sql(readings: str) -> str:
     """TimescaleDB's continuous aggregate over ``readings``; must run outside a transaction."""
     sums = ",\n    ".join(f"sum(energy_{name}) AS {name}" for name in ENERGY_QUANTITIES)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from hub.storage.base import StorageConfigError
+from hub.storage.energy import ENERGY_CAGG, ENERGY_ROLLUP, rebuild_rollup_sql
 from hub.storage.history import Dialect, Migration, run_migrations
 from hub.storage.schema import (
     ADVISORY_LOCK_SQL,
@@ -200,6 +201,31 @@ async def _timescale(
     return status
 
 
+async def _rebuild_energy_rollup(conn: asyncpg.Connection, schema: str) -> None:
+    """Without TimescaleDB, but its energy aggregate is there: it kept the sums until now.
+
+    Only with the extension still usable (turned off by configuration): the
+    writer's table missed what was written meanwhile, so it is computed again
+    from the readings and the aggregate dropped (hub/storage/energy.py).
+    """
+    kind = await conn.fetchval(
+        "SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = $1 AND c.relname = $2",
+        schema,
+        ENERGY_CAGG,
+    )
+    if kind is None:
+        return
+    logger.warning(
+        "%s is here but TimescaleDB is not in use: computing %s again from the readings",
+        ENERGY_CAGG,
+        ENERGY_ROLLUP,
+    )
+    async with conn.transaction():
+        for sql in rebuild_rollup_sql(READINGS):
+            await conn.execute(sql, timeout=TIMESCALE_STEP_TIMEOUT_S)
+
+
 async def migrate(conn: asyncpg.Connection, options: TimescaleOptions) -> SchemaState:
     """Bring the schema of ``conn``'s current schema up to date; safe to run any number of times."""
     server_major = conn.get_server_version().major
@@ -240,6 +266,7 @@ async def migrate(conn: asyncpg.Connection, options: TimescaleOptions) -> Schema
         else:
             for sql in PLAIN_STATEMENTS:
                 await conn.execute(sql)
+            await _rebuild_energy_rollup(conn, schema)
             logger.info("plain PostgreSQL storage (%s)", timescale.reason)
         return SchemaState(schema, version, timescale, rollup_usable)
     finally:

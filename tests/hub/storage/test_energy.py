@@ -19,8 +19,10 @@ import asyncpg
 from hub.energy_query import parse_energy_query
 from hub.storage.base import Storage, StoredReading
 from hub.storage.energy import ENERGY_CAGG, EnergySums
+from hub.storage.postgres import PostgresStorage
+from hub.storage.schema import TimescaleMode
 from telemetry import Reading
-from tests.hub.storage.helpers import TIMESCALE_BACKEND, run_policy
+from tests.hub.storage.helpers import TIMESCALE_BACKEND, opened, postgres_options, run_policy
 
 BERLIN = "Europe/Berlin"
 FAR_FUTURE = datetime(2100, 1, 1, tzinfo=UTC)
@@ -274,3 +276,24 @@ async def test_time_zones_are_kept_per_device(storage: Storage) -> None:
     await storage.set_device_timezone("site", "America/St_Johns", datetime.now(UTC))
     assert await storage.device_timezone("site") == "America/St_Johns"
     assert await storage.device_timezone("other") == "Asia/Kolkata"
+
+
+async def test_switching_timescaledb_off_and_on_keeps_every_sum(timescaledb_url: str) -> None:
+    # TimescaleDB keeps the sums in its aggregate, the writer's table only without
+    # it: each switch must find every reading stored so far, counted once.
+    start = datetime(2026, 6, 16, 8, tzinfo=UTC)
+    rows = steady(start, 360, 10.0, pv_wh=360.0)
+    hour = (start, start + timedelta(hours=1))
+    settings = {"on": TimescaleMode.REQUIRED, "off": TimescaleMode.OFF}
+    for step, (mode, part, expected) in enumerate(
+        [("off", rows[:90], 90.0), ("on", rows[90:180], 180.0), ("off", rows[180:270], 270.0),
+         ("off", rows[270:], 360.0), ("on", [], 360.0)]
+    ):  # fmt: skip
+        options = postgres_options("timescaledb", mode=settings[mode])
+        async with opened(PostgresStorage(timescaledb_url, options)) as storage:
+            await write(storage, part)
+            await write(storage, part[:10])  # a re-send adds nothing
+            if mode == "on":
+                await settle(TIMESCALE_BACKEND, (timescaledb_url, Path()))
+            (found,) = await storage.energy("site", hour)
+            assert wh(found) == expected, (step, mode)
