@@ -45,6 +45,19 @@ __all__ = ["BrokerUrl", "LinkSettings", "MqttLink", "parse_broker_url"]
 
 logger = logging.getLogger(__name__)
 
+
+class _Demote(logging.Filter):
+    """The MQTT client's own lines at debug level: a lost connection is already our one
+    warning per outage, and paho adds an error line per lost socket on top of it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logger.isEnabledFor(logging.DEBUG)
+
+
+client_logger = logging.getLogger(f"{__name__}.client")
+client_logger.addFilter(_Demote())
+
 RECONNECT_BACKOFF: Final = BackoffPolicy(1.0, 30.0)
 DEFAULT_PORTS: Final = {"mqtt": 1883, "mqtts": 8883}
 
@@ -197,6 +210,7 @@ class MqttLink:
             timeout=settings.timeout_s,
             keepalive=settings.keepalive_s,
             tls_context=settings.tls_context(),
+            logger=client_logger,
         )
         async with client:
             self.connected = True

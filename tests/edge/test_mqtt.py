@@ -31,6 +31,7 @@ from tests.support.mqtt import (
     subscribed,
 )
 from tests.support.polling import until
+from tests.tcp_proxy import CutMode, TcpProxy
 
 PASSWORD = "mqtt-pw-never-logged"
 
@@ -239,3 +240,51 @@ async def test_an_unreadable_password_file_stops_the_start_with_its_key(tmp_path
     agent = Agent(config, token="unused", options=OPTIONS)
     with pytest.raises(AgentError, match=r"config error: mqtt\.password_file: cannot read"):
         await agent.run()
+
+
+async def test_a_broker_that_never_answers_holds_up_nothing(
+    hub: HubProcess,
+    site: tuple[DeviceServer, dict[str, dict[str, object]]],
+    broker: Mosquitto,
+    tmp_path: Path,
+) -> None:
+    """Connections accepted and never answered (no CONNACK): the agent's pace stays its own."""
+    served, _ = site
+    token = await asyncio.to_thread(hub.token_add, "agent_slow")
+    async with TcpProxy("127.0.0.1", broker.port) as proxy:
+        config = mqtt_config(
+            tmp_path,
+            hub,
+            served.tcp_port,
+            "agent_slow",
+            f'url = "mqtt://127.0.0.1:{proxy.port}"\nmax_queued = 100\n',
+        )
+        agent = Agent(config, token=token, options=OPTIONS)
+        began = datetime.now(UTC)
+        task = asyncio.create_task(agent.run(), name="test.agent")
+        try:
+            await until(lambda: agent.mqtt is not None and agent.mqtt.link.counters.sent > 50)
+            assert agent.mqtt is not None
+            assert agent.sampler is not None
+            link = agent.mqtt.link
+            await proxy.cut(CutMode.HOLD)  # a broker that accepts and says nothing
+            await until(lambda: not link.connected)
+            loop = asyncio.get_running_loop()
+            start, readings = loop.time(), agent.sampler.readings
+            # Connects that time out (5 s each) and back off, for longer than one of them.
+            await until(lambda: link.counters.failures >= 2 and link.counters.dropped > 0, 90)
+            elapsed = loop.time() - start
+            taken = agent.sampler.readings - readings
+            # One reading every 0.2 s all along, within a loaded machine's slack.
+            assert taken >= 0.6 * elapsed / config.interval_s, (taken, elapsed)
+            assert link.queued <= 100
+            await proxy.restore()
+            sent = link.counters.sent
+            await until(lambda: link.connected, within=60)
+            await until(lambda: link.counters.sent > sent + 20)
+        finally:
+            agent.stop()
+            async with asyncio.timeout(15):
+                await task
+    rows = await stored(hub, "agent_slow", began)
+    assert [row["seq"] for row in rows] == list(range(agent.sampler.readings))
