@@ -3,6 +3,7 @@ TimescaleDB server per run (tests/support/timescaledb.py), and no skips."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -68,13 +69,17 @@ def timescaledb_admin_url() -> Iterator[str]:
     ``EMS_TEST_TIMESCALEDB_URL``, else a throw-away cluster started and stopped here
     (tests/support/timescaledb.py). Neither: every test that needs it fails, saying why.
     """
-    try:
-        with timescaledb_server(CHECKOUT, os.environ) as url:
+    with contextlib.ExitStack() as stack:
+        try:
+            url = stack.enter_context(timescaledb_server(CHECKOUT, os.environ))
+        except TimescaleUnavailable as err:
+            reason = str(err)  # failed below, outside the handler: no chained traceback
+        else:
             if _admin_fetchval(TIMESCALE_PRELOADED_SQL, url) is not True:
                 pytest.fail(f"{url} does not preload TimescaleDB", pytrace=False)
             yield url
-    except TimescaleUnavailable as err:
-        pytest.fail(str(err), pytrace=False)
+            return
+    pytest.fail(reason, pytrace=False)
 
 
 @pytest.fixture
