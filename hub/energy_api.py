@@ -12,6 +12,7 @@ import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
@@ -32,6 +33,7 @@ from hub.energy_query import (
     energy_answer,
     intervals,
     parse_energy_query,
+    parse_range,
 )
 from hub.query import QueryError, check_parameters
 from hub.runtime import Hub
@@ -106,8 +108,12 @@ async def energy(
     return energy_answer(device_id, query, await _energy(hub, device_id, query))
 
 
+def _local_text(instant: datetime, zone: ZoneInfo) -> str:
+    return instant.astimezone(zone).strftime("%Y%m%dT%H%M")
+
+
 def _day_text(query: EnergyQuery, index: int) -> str:
-    return query.edges[index].astimezone(query.zone).strftime("%Y%m%dT%H%M")
+    return _local_text(query.edges[index], query.zone)
 
 
 @router.get("/devices/{device_id}/energy.csv")
@@ -144,22 +150,27 @@ async def readings_csv(
     """Stored readings with ``start <= ts < end`` (the same forms as the energy route's)."""
     _check_device(device_id)
     hub = hub_of(request)
-    query = await _query(
-        hub, request, device_id, READINGS_CSV_PARAMETERS, start=start, end=end, period=None, tz=tz
-    )
-    # The hours' edges: the range itself is what was asked, widened to whole hours.
-    begin, finish = query.edges[0], query.edges[-1]
-    if finish - begin > MAX_CSV_SPAN:
+    try:
+        check_parameters(request.query_params.keys(), READINGS_CSV_PARAMETERS)
+        stored_zone = await hub.storage.device_timezone(device_id) if tz is None else None
+        asked = parse_range(
+            start=start, end=end, tz=tz, stored_zone=stored_zone, now=datetime.now(UTC)
+        )
+    except QueryError as err:
+        raise HTTPException(status_code=422, detail=str(err)) from err
+    except StorageError as err:
+        raise storage_unavailable("reading a device's time zone", err) from err
+    if asked.end - asked.start > MAX_CSV_SPAN:
         raise HTTPException(status_code=422, detail="end: at most 366 days of readings per file")
     try:
-        first = await hub.storage.readings(device_id, begin, finish, CSV_PAGE)
+        first = await hub.storage.readings(device_id, asked.start, asked.end, CSV_PAGE)
     except StorageError as err:
         raise storage_unavailable("reading readings", err) from err
-    name = f"{device_id}-readings-{_day_text(query, 0)}-{_day_text(query, -1)}.csv"
+    span = f"{_local_text(asked.start, asked.zone)}-{_local_text(asked.end, asked.zone)}"
     return StreamingResponse(
-        _reading_pages(hub, device_id, first, finish),
+        _reading_pages(hub, device_id, first, asked.end),
         media_type=MEDIA_TYPE,
-        headers={"Content-Disposition": attachment(name)},
+        headers={"Content-Disposition": attachment(f"{device_id}-readings-{span}.csv")},
     )
 
 

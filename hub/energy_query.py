@@ -169,6 +169,15 @@ def parse_period(text: str | None) -> Period:
         raise QueryError("period", f"hour, day, month or year, not {text[:40]!r}") from err
 
 
+@dataclass(frozen=True, slots=True)
+class TimeRange:
+    """``[start, end)`` as asked, in UTC, and the zone its dates were read in."""
+
+    zone: zoneinfo.ZoneInfo
+    start: datetime
+    end: datetime
+
+
 def parse_energy_query(
     *,
     start: str | None,
@@ -178,8 +187,16 @@ def parse_energy_query(
     stored_zone: str | None,
     now: datetime,
 ) -> EnergyQuery:
-    zone = parse_zone(tz, stored_zone)
     kind = parse_period(period)
+    asked = parse_range(start=start, end=end, tz=tz, stored_zone=stored_zone, now=now)
+    return EnergyQuery(asked.zone, kind, tuple(_edges(asked.start, asked.end, kind, asked.zone)))
+
+
+def parse_range(
+    *, start: str | None, end: str | None, tz: str | None, stored_zone: str | None, now: datetime
+) -> TimeRange:
+    """The range ``start``/``end`` name (module docstring), not widened to any period."""
+    zone = parse_zone(tz, stored_zone)
     first = _bound("start", start, zone)
     last = _bound("end", end, zone)
     if first is None and last is None:
@@ -192,7 +209,7 @@ def parse_energy_query(
     begin, finish = first[0], last[1]
     if begin >= finish:
         raise QueryError("start", "must be before end")
-    return EnergyQuery(zone, kind, tuple(_edges(begin, finish, kind, zone)))
+    return TimeRange(zone, begin, finish)
 
 
 def _edges(

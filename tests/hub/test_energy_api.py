@@ -241,3 +241,24 @@ async def test_a_viewer_token_guards_the_energy_routes(tmp_path: Path) -> None:
             assert refused.status_code == 401, refused.text
             allowed = await get(hub, f"/api/devices/{me}/{route}", token="v" * 32)
             assert allowed.status_code == 200, allowed.text
+
+
+async def test_readings_csv_takes_the_range_as_asked(sqlite_hub: RunningHub) -> None:
+    me = device_id()
+    start = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+    await sqlite_hub.storage.write_readings(energy_rows(me, start, 600, 1.0))
+    answer = await get(
+        sqlite_hub,
+        f"/api/devices/{me}/readings.csv",
+        start="2026-11-30T10:02:00Z",
+        end="2026-11-30T10:03:00Z",
+    )
+    rows = list(csv.DictReader(io.StringIO(answer.text, newline="")))
+    assert [r["ts"] for r in rows[:1] + rows[-1:]] == [
+        "2026-11-30T10:02:00Z",
+        "2026-11-30T10:02:59Z",
+    ]
+    assert len(rows) == 60
+    too_long = await get(sqlite_hub, f"/api/devices/{me}/readings.csv", start="2025", end="2026")
+    assert too_long.status_code == 422
+    assert too_long.json()["detail"].startswith("end: ")
