@@ -145,8 +145,13 @@ def energy_dashboard_ready(payload: dict[str, Any]) -> bool:
 class Mosquitto:
     """Debian's mosquitto on 127.0.0.1 at a free port, stoppable and restartable on it."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(
+        self, workdir: Path, port: int | None = None, *, tls: tuple[Path, Path] | None = None
+    ) -> None:
         self.port = port or free_port()
+        # (certificate chain, key): a second listener speaking TLS on tls_port.
+        self.tls = tls
+        self.tls_port = free_port() if tls else None
         self.workdir = workdir
         self.process: subprocess.Popen[bytes] | None = None
         self.config = workdir / "mosquitto.conf"
@@ -158,13 +163,19 @@ class Mosquitto:
 
     def start(self, within: float = 20.0) -> None:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        self.config.write_text(
-            f"listener {self.port} 127.0.0.1\n"
+        text = (
+            # Run as root here, mosquitto would switch to its own user and could not
+            # read the test's key files.
+            "user root\n"
             "allow_anonymous true\n"
             "persistence false\n"
-            "log_dest stderr\n",
-            encoding="utf-8",
+            "log_dest stderr\n"
+            f"listener {self.port} 127.0.0.1\n"
         )
+        if self.tls is not None:
+            cert, key = self.tls
+            text += f"listener {self.tls_port} 127.0.0.1\ncertfile {cert}\nkeyfile {key}\n"
+        self.config.write_text(text, encoding="utf-8")
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [binary, "-c", str(self.config)], stdout=log, stderr=subprocess.STDOUT
