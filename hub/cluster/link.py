@@ -16,7 +16,9 @@ Tasks, in the link's own TaskGroup:
 - ``cluster.read``: the pub/sub connection: control messages (kick, watch,
   unwatch) and the channels of the devices this hub's dashboards watch.
 - ``cluster.flush``: frames queued on the hot path, published in batches (one
-  message per device per flush, one pipeline per flush).
+  message per device per flush) on a connection of their own that is written
+  without waiting for replies (``_Wire``: Redis answers in order, ``cluster.replies``
+  reads the answers), so a reading never waits for the previous batch's round trip.
 - ``cluster.renew``: the leases of the devices registered here.
 - ``cluster.announce``: this hub's watches, re-announced before they expire.
 """
@@ -30,7 +32,7 @@ import logging
 import time
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import PubSub
@@ -119,6 +121,7 @@ class ClusterLink:
         # Devices that left while Redis was down: their offline status, published on return.
         self._left_while_down: dict[str, tuple[int, Snapshot]] = {}
         self._client: Redis | None = None
+        self._wire: _Wire | None = None
         self._pubsub: PubSub | None = None
         self._shas: dict[str, str] = {}
         self._confirmations: dict[str, asyncio.Future[None]] = {}
@@ -156,10 +159,11 @@ class ClusterLink:
 
     async def flush_now(self, within: float = 2.0) -> None:
         """Publish what is queued (offline statuses at shutdown), bounded."""
-        if self.state is LinkState.UP and len(self.batcher):
+        if self.state is LinkState.UP and self._wire is not None:
             with contextlib.suppress(RedisError, OSError, TimeoutError):
                 async with asyncio.timeout(within):
                     await self._publish(self.batcher.take())
+                    await self._wire.drain()
 
     @property
     def up(self) -> bool:
@@ -213,11 +217,14 @@ class ClusterLink:
                 )
             }
             self._client, self._pubsub = client, pubsub
+            wire = _Wire(await pool.get_connection())  # type: ignore[no-untyped-call]
+            self._wire = wire
             channels = [CONTROL_CHANNEL, *(device_channel(d) for d in self._watching)]
             waiting = [self._expect_subscription(c) for c in channels]
             await pubsub.subscribe(*channels)
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._read(pubsub), name="cluster.read")
+                tasks.create_task(wire.read_replies(), name="cluster.replies")
                 async with asyncio.timeout(self.settings.command_timeout_s):
                     await asyncio.gather(*waiting)
                 await self._resync()
@@ -234,6 +241,11 @@ class ClusterLink:
             pass
         finally:
             self._client = self._pubsub = None
+            if self._wire is not None:
+                with contextlib.suppress(RedisError, OSError, TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        await self._wire.connection.disconnect()
+                self._wire = None
             for future in self._confirmations.values():
                 future.cancel()
             self._confirmations.clear()
@@ -511,26 +523,34 @@ class ClusterLink:
     async def _publish(self, out: list[Outgoing]) -> None:
         if not out:
             return
-        pipe = self._redis().pipeline(transaction=False)
+        wire = self._wire
+        if wire is None:
+            raise RedisError("not connected")
+        commands: list[tuple[str | int | bytes, ...]] = []
         for item in out:
             data = item.message.encode()
             channel = device_channel(item.device_id)
             if item.stored:
-                pipe.evalsha(
-                    self._shas["status"],
-                    1,
-                    snap_key(item.device_id),
-                    item.version,
-                    data,
-                    channel,
-                    STATUS_TTL_MS,
+                commands.append(
+                    (
+                        "EVALSHA",
+                        self._shas["status"],
+                        1,
+                        snap_key(item.device_id),
+                        item.version,
+                        data,
+                        channel,
+                        STATUS_TTL_MS,
+                    )
                 )
                 if item.version % 2 == 1:  # offline: the device left us
                     mine = f"{self.hub_id} {item.message.epoch}"
-                    pipe.evalsha(self._shas["release"], 1, own_key(item.device_id), mine)
+                    commands.append(
+                        ("EVALSHA", self._shas["release"], 1, own_key(item.device_id), mine)
+                    )
             else:
-                pipe.publish(channel, data)
-        await pipe.execute()
+                commands.append(("PUBLISH", channel, data))
+        await wire.send(commands)
         self.counters.messages_published += len(out)
 
     # -- reading -----------------------------------------------------------------------------
@@ -614,6 +634,45 @@ class ClusterLink:
 
     def forwarding(self) -> int:
         return len(self.book.devices())
+
+
+class _Wire:
+    """One Redis connection written without waiting for its replies (see module docstring).
+
+    Redis answers commands on a connection in the order they came, so order is
+    kept; a reply that is an error (a script Redis lost) raises in ``read_replies``
+    and takes the link down, to reconnect and load the scripts again.
+    """
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+        self._sent = 0
+        self._replied = 0
+        self._outstanding = asyncio.Event()
+        self._caught_up = asyncio.Event()
+        self._caught_up.set()
+
+    async def send(self, commands: list[tuple[str | int | bytes, ...]]) -> None:
+        if not commands:
+            return
+        packed = self.connection.pack_commands(commands)
+        await self.connection.send_packed_command(packed, check_health=False)
+        self._sent += len(commands)
+        self._caught_up.clear()
+        self._outstanding.set()
+
+    async def read_replies(self) -> None:
+        while True:
+            await self._outstanding.wait()
+            while self._replied < self._sent:
+                await self.connection.read_response()  # a slow answer: socket_timeout
+                self._replied += 1
+            self._outstanding.clear()
+            self._caught_up.set()
+
+    async def drain(self) -> None:
+        """Until Redis answered everything sent so far."""
+        await self._caught_up.wait()
 
 
 class SessionFence:

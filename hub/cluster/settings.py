@@ -26,7 +26,10 @@ class ClusterSettings:
     hub_id: str
     lease_s: float = DEFAULT_LEASE_S
     watch_ttl_s: float = 30.0  # a hub re-announces its watches every third of this
-    flush_delay_s: float = 0.002  # frames for other hubs wait this long to share a message
+    # Frames for other hubs are published once the loop has run what is ready (0: one
+    # turn), and while a publish is in flight the next ones gather: batches grow with
+    # the load, and a quiet hub adds no timer wake-up to a reading's way.
+    flush_delay_s: float = 0.0
     command_timeout_s: float = 2.0  # a Redis command slower than this: Redis is down
     snapshot_wait_s: float = 2.0  # a new dashboard waits this long for the owner's snapshot
 
