@@ -1,4 +1,5 @@
-"""PostgreSQL specifics: concurrent migrations, TimescaleDB fallback, outages."""
+"""PostgreSQL specifics: concurrent migrations, upgrades, TimescaleDB fallback, outages; each
+that is not about TimescaleDB's absence runs on TimescaleDB too (`any_url`)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,33 @@ async def schema_url(postgres_url: str) -> AsyncIterator[str]:
         yield url
 
 
+@pytest.fixture(params=["postgres", pytest.param("timescaledb", marks=pytest.mark.timescaledb)])
+def server_url(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """(kind, url): the run's PostgreSQL database, or a new one on the TimescaleDB server
+    (sync: those fixtures use asyncio.run, which cannot run inside the test's loop)."""
+    if request.param == "timescaledb":
+        return "timescaledb", str(request.getfixturevalue("timescaledb_url"))
+    return "postgres", str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+async def any_url(server_url: tuple[str, str]) -> AsyncIterator[str]:
+    """A fresh schema on plain PostgreSQL, or a fresh database with TimescaleDB: what
+    is not about TimescaleDB's absence holds on both."""
+    kind, url = server_url
+    if kind == "timescaledb":
+        yield url
+        return
+    async with fresh_schema(url) as fresh:
+        yield fresh
+
+
+def with_query(url: str, **params: str) -> str:
+    parts = urlsplit(url)
+    query = "&".join([*filter(None, [parts.query]), *(f"{k}={v}" for k, v in params.items())])
+    return parts._replace(query=query).geturl()
+
+
 def _options(**kwargs: object) -> PostgresOptions:
     timescale = kwargs.pop("timescale", TimescaleOptions())
     assert isinstance(timescale, TimescaleOptions)
@@ -45,11 +73,11 @@ async def _fetch(url: str, sql: str) -> list[asyncpg.Record]:
         await conn.close()
 
 
-async def test_hubs_starting_together_migrate_once(schema_url: str) -> None:
-    storages = [PostgresStorage(schema_url, _options()) for _ in range(4)]
+async def test_hubs_starting_together_migrate_once(any_url: str) -> None:
+    storages = [PostgresStorage(any_url, _options()) for _ in range(4)]
     await asyncio.gather(*(s.open() for s in storages))
     try:
-        rows = await _fetch(schema_url, "SELECT version FROM ems_schema_version ORDER BY version")
+        rows = await _fetch(any_url, "SELECT version FROM ems_schema_version ORDER BY version")
         assert [r["version"] for r in rows] == [m.version for m in MIGRATIONS]
         await storages[0].write_readings([simple("dev-1", BASE_TS, seq=1)])
         assert len(await storages[3].readings("dev-1", *WIDE, limit=10)) == 1
@@ -128,10 +156,10 @@ async def test_a_placeholder_setting_does_not_pass_for_a_preloaded_timescaledb(
         await conn.close()
 
 
-async def test_a_schema_newer_than_the_hub_is_refused(schema_url: str) -> None:
-    async with opened(PostgresStorage(schema_url, _options())):
+async def test_a_schema_newer_than_the_hub_is_refused(any_url: str) -> None:
+    async with opened(PostgresStorage(any_url, _options())):
         pass
-    conn = await asyncpg.connect(schema_url)
+    conn = await asyncpg.connect(any_url)
     try:
         await conn.execute(
             "INSERT INTO ems_schema_version (version, description) VALUES (999, 'x')"
@@ -139,18 +167,18 @@ async def test_a_schema_newer_than_the_hub_is_refused(schema_url: str) -> None:
     finally:
         await conn.close()
     with pytest.raises(StorageConfigError, match="version 999, newer than this hub"):
-        await PostgresStorage(schema_url, _options()).open()
+        await PostgresStorage(any_url, _options()).open()
 
 
-async def test_a_column_missing_for_a_newer_field_is_added(schema_url: str) -> None:
-    async with opened(PostgresStorage(schema_url, _options())):
+async def test_a_column_missing_for_a_newer_field_is_added(any_url: str) -> None:
+    async with opened(PostgresStorage(any_url, _options())):
         pass
-    conn = await asyncpg.connect(schema_url)
+    conn = await asyncpg.connect(any_url)
     try:
         await conn.execute("ALTER TABLE readings DROP COLUMN battery_state")
     finally:
         await conn.close()
-    async with opened(PostgresStorage(schema_url, _options())) as storage:
+    async with opened(PostgresStorage(any_url, _options())) as storage:
         reading = simple("dev-1", BASE_TS)
         body = reading.reading.to_wire() | {"battery": {"state": "idle"}}
         from tests.hub.storage.helpers import stored
@@ -160,8 +188,10 @@ async def test_a_column_missing_for_a_newer_field_is_added(schema_url: str) -> N
         assert rows[0]["battery"] == {"state": "idle"}
 
 
-async def test_a_schema_of_version_1_upgrades_and_keeps_its_tokens(schema_url: str) -> None:
-    conn = await asyncpg.connect(schema_url)
+async def test_a_schema_of_version_1_upgrades_and_keeps_its_tokens_and_readings(
+    any_url: str,
+) -> None:
+    conn = await asyncpg.connect(any_url)
     try:  # as the previous hub left it
         await conn.execute(version_table_sql(Dialect.POSTGRES))
         assert MIGRATIONS[0].version == 1
@@ -172,14 +202,29 @@ async def test_a_schema_of_version_1_upgrades_and_keeps_its_tokens(schema_url: s
             MIGRATIONS[0].description,
         )
         await conn.execute("INSERT INTO device_tokens VALUES ('h1', 'dev-1', now())")
+        await conn.execute(
+            "INSERT INTO readings (device_id, ts, seq, received_at, sections, grid_power_w) "
+            "VALUES ('dev-1', $1, 1, now(), 2, 100.0)",
+            BASE_TS,
+        )
     finally:
         await conn.close()
-    async with opened(PostgresStorage(schema_url, _options())) as storage:
+    async with opened(PostgresStorage(any_url, _options())) as storage:
+        # With TimescaleDB, the stored reading moved into the new hypertable's chunks.
+        (old,) = await storage.readings("dev-1", *WIDE, limit=10)
+        assert (old["seq"], old["grid"]) == (1, {"power_w": 100.0})
+        if storage.timescale.present:
+            chunks = await _fetch(
+                any_url,
+                "SELECT count(*) AS n FROM timescaledb_information.chunks "
+                "WHERE hypertable_name = 'readings'",
+            )
+            assert chunks[0]["n"] == 1
         assert [t.token_hash for t in await storage.tokens()] == ["h1"]
         before = await storage.token_generation()
         assert await storage.revoke_tokens("dev-1") == 1
         assert await storage.token_generation() != before
-    rows = await _fetch(schema_url, "SELECT version FROM ems_schema_version ORDER BY version")
+    rows = await _fetch(any_url, "SELECT version FROM ems_schema_version ORDER BY version")
     assert [r["version"] for r in rows] == [m.version for m in MIGRATIONS]
 
 
@@ -224,16 +269,16 @@ async def test_an_unreachable_database_is_unavailable(postgres_url: str) -> None
 
 @pytest.mark.parametrize("write_thread", [True, False], ids=["writer-thread", "caller-loop"])
 async def test_batches_commit_on_the_writer_thread_or_the_callers_loop(
-    schema_url: str, write_thread: bool
+    any_url: str, write_thread: bool
 ) -> None:
     # Its own application_name: other tests' closing connections may still be listed.
     name = f"ems_test_{secrets.token_hex(4)}"
     storage = PostgresStorage(
-        f"{schema_url}&application_name={name}", _options(write_thread=write_thread)
+        with_query(any_url, application_name=name), _options(write_thread=write_thread)
     )
     async with opened(storage):
         backends = await _fetch(
-            schema_url,
+            any_url,
             f"SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = '{name}'",
         )
         # The writer's own pool holds a connection beside the query pool's.
@@ -246,9 +291,9 @@ async def test_batches_commit_on_the_writer_thread_or_the_callers_loop(
 
 
 async def test_copy_goes_straight_to_the_table_until_a_batch_holds_a_stored_reading(
-    schema_url: str, monkeypatch: pytest.MonkeyPatch
+    any_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    storage = PostgresStorage(schema_url, _options())
+    storage = PostgresStorage(any_url, _options())
     async with opened(storage):
         fresh = [simple("dev-1", BASE_TS + timedelta(seconds=i), seq=i) for i in range(3)]
         await storage.write_readings(fresh)
@@ -268,10 +313,10 @@ async def test_copy_goes_straight_to_the_table_until_a_batch_holds_a_stored_read
         assert [r["seq"] for r in rows] == [0, 1, 2, 3, 4, 5]
 
 
-async def test_a_cut_connection_is_unavailable_then_recovers(schema_url: str) -> None:
-    parts = urlsplit(schema_url)
+async def test_a_cut_connection_is_unavailable_then_recovers(any_url: str) -> None:
+    parts = urlsplit(any_url)
     async with TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432) as proxy:
-        storage = PostgresStorage(proxy.rewrite_url(schema_url), _options())
+        storage = PostgresStorage(proxy.rewrite_url(any_url), _options())
         async with opened(storage):
             await storage.write_readings([simple("dev-1", BASE_TS, seq=1)])
             await proxy.cut()
@@ -293,13 +338,13 @@ async def test_a_cut_connection_is_unavailable_then_recovers(schema_url: str) ->
             await storage.check()
 
 
-async def test_terminated_backends_are_unavailable_then_recover(schema_url: str) -> None:
+async def test_terminated_backends_are_unavailable_then_recover(any_url: str) -> None:
     name = "ems-terminated-test"
     async with opened(
-        PostgresStorage(f"{schema_url}&application_name={name}", _options())
+        PostgresStorage(with_query(any_url, application_name=name), _options())
     ) as storage:
         await storage.write_readings([simple("dev-1", BASE_TS, seq=1)])
-        conn = await asyncpg.connect(schema_url)
+        conn = await asyncpg.connect(any_url)
         try:
             # What a database restart does to the pool's connections.
             killed = await conn.fetchval(
@@ -320,9 +365,9 @@ async def test_terminated_backends_are_unavailable_then_recover(schema_url: str)
         assert len(await storage.readings("dev-1", *WIDE, limit=10)) == 2
 
 
-async def test_other_database_errors_are_storage_errors_not_outages(schema_url: str) -> None:
-    async with opened(PostgresStorage(schema_url, _options())) as storage:
-        conn = await asyncpg.connect(schema_url)
+async def test_other_database_errors_are_storage_errors_not_outages(any_url: str) -> None:
+    async with opened(PostgresStorage(any_url, _options())) as storage:
+        conn = await asyncpg.connect(any_url)
         try:
             await conn.execute(
                 "ALTER TABLE readings ADD CONSTRAINT no_dev_x CHECK (device_id <> 'x')"
