@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs on a Debian machine: Debian packages
-# (browser, debootstrap, nginx, socat, sqlite3, pg_dump, systemd, systemd-container) when
+# (browser, debootstrap, nginx, socat, sqlite3, pg_dump, systemd, systemd-container,
+# mosquitto) when
 # missing, which takes root, then the
 # project with its dev extra in .venv (scripts/install.sh: pip only when
 # pyproject.toml changed). Safe to run again. The demo alone needs none of the
@@ -20,6 +21,10 @@ command -v pg_dump >/dev/null || need_apt+=(postgresql-client)
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 # tests/deploy/test_systemd_boot.py boots a Debian root to run the hub's unit.
 command -v systemd-nspawn >/dev/null || need_apt+=(systemd-container)
+# The MQTT tests start a private broker of their own (tests/support/mqtt.py);
+# bench/edge_mqtt_resources.py counts messages with mosquitto_sub.
+[ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null || need_apt+=(mosquitto)
+command -v mosquitto_sub >/dev/null || need_apt+=(mosquitto-clients)
 if ((${#need_apt[@]})); then
     if [ "$(id -u)" != 0 ]; then
         echo "setup: the tests need these Debian packages; install them as root: ${need_apt[*]}" >&2
