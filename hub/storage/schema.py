@@ -128,6 +128,12 @@ GROUP BY device_id, bucket
 WITH DATA"""
 
 
+def energy_refresh_start(options: TimescaleOptions) -> timedelta | None:
+    """How far back the energy aggregate's policy refreshes: everything (None), or with
+    retention a day less than it (retention is longer than a week, see TimescaleOptions)."""
+    return None if options.retention is None else options.retention - timedelta(days=1)
+
+
 def timescale_steps(
     options: TimescaleOptions, *, by_range_api: bool, compression_enabled: bool
 ) -> list[Statement]:
@@ -203,16 +209,19 @@ def timescale_steps(
     # The whole history (start_offset NULL), not a recent window: a backlog sent days
     # late invalidates old buckets, and only a refresh over them computes them again
     # (hub/storage/energy.py). A refresh redoes only invalidated buckets, so an idle one
-    # is cheap whatever the history's length.
+    # is cheap whatever the history's length. With retention, the window stops a day
+    # short of it: a refresh over chunks retention dropped would compute their buckets
+    # from no readings and erase them, and the energy of readings dropped from the
+    # hypertable is kept in the aggregate.
     steps.append(
         (f"SELECT remove_continuous_aggregate_policy('{ENERGY_CAGG}', if_exists => TRUE)", ())
     )
     steps.append(
         (
-            f"SELECT add_continuous_aggregate_policy('{ENERGY_CAGG}', start_offset => NULL, "
-            "end_offset => $1::interval, schedule_interval => $2::interval, "
-            "if_not_exists => TRUE)",
-            (ENERGY_BUCKET, options.rollup_refresh_every),
+            f"SELECT add_continuous_aggregate_policy('{ENERGY_CAGG}', "
+            "start_offset => $1::interval, end_offset => $2::interval, "
+            "schedule_interval => $3::interval, if_not_exists => TRUE)",
+            (energy_refresh_start(options), ENERGY_BUCKET, options.rollup_refresh_every),
         )
     )
     if options.retention is not None:

@@ -297,3 +297,24 @@ async def test_switching_timescaledb_off_and_on_keeps_every_sum(timescaledb_url:
                 await settle(TIMESCALE_BACKEND, (timescaledb_url, Path()))
             (found,) = await storage.energy("site", hour)
             assert wh(found) == expected, (step, mode)
+
+
+async def test_retention_keeps_the_energy_of_dropped_readings(timescaledb_url: str) -> None:
+    # Readings older than the retention are dropped; the aggregate keeps their energy,
+    # and its refresh policy never reaches back into what retention dropped.
+    options = postgres_options("timescaledb", retention=timedelta(days=30))
+    old = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=40)
+    hour = (old, old + timedelta(hours=1))
+    async with opened(PostgresStorage(timescaledb_url, options)) as storage:
+        await write(storage, steady(old, 360, 10.0, pv_wh=100.0))
+        conn = await asyncpg.connect(timescaledb_url)
+        try:
+            # Materialised as it would have been while the readings were new.
+            await conn.execute(f"CALL refresh_continuous_aggregate('{ENERGY_CAGG}', NULL, NULL)")
+            await run_policy(conn, "policy_retention", "readings")
+            assert await conn.fetchval("SELECT count(*) FROM readings") == 0
+            await run_policy(conn, "policy_refresh_continuous_aggregate", ENERGY_CAGG)
+        finally:
+            await conn.close()
+        (found,) = await storage.energy("site", hour)
+        assert wh(found) == 100.0
