@@ -16,6 +16,12 @@ policy (one refresh per run for all of them, within ``rollup_refresh_every``).
 The minutes are merged into few ranges, because each refresh call costs about
 as much as committing a batch of a thousand rows (docs/benchmarks.md, "Late
 backlog on TimescaleDB"), whatever its length.
+
+With a retention policy, nothing older than the retention horizon (less a day) is
+refreshed: a refresh computes its minutes again from the raw rows, and where
+retention has dropped them it would erase the rollup rows kept from before (the
+rollup outlives the raw rows, the reason retention must be longer than the refresh
+window). Such a reading is stored, and dropped with its chunk at the next run.
 """
 
 from __future__ import annotations
@@ -33,6 +39,11 @@ POLICY_SLACK: Final = timedelta(hours=1)
 # Late minutes closer than this are refreshed as one range: a refresh recomputes
 # every device's rows in its range, cheap next to a call's own cost for an hour.
 MERGE_GAP: Final = timedelta(hours=1)
+# Retention drops a chunk once its end is past the horizon: rows a day inside it
+# are in a chunk that is still whole (chunks are a day by default, and the
+# refresh runs within seconds of this check).
+RETENTION_MARGIN: Final = timedelta(days=1)
+MICROSECOND: Final = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,13 +59,27 @@ def policy_reach(options: TimescaleOptions, now: datetime) -> datetime:
     return now - options.rollup_refresh_start + options.rollup_refresh_every + POLICY_SLACK
 
 
+def retention_floor(options: TimescaleOptions, now: datetime) -> datetime | None:
+    """The oldest instant whose raw rows retention surely keeps; None without retention."""
+    if options.retention is None:
+        return None
+    return now - options.retention + max(RETENTION_MARGIN, options.chunk_interval)
+
+
 def _minute(ts: datetime) -> datetime:
     return BUCKET_ORIGIN + ((ts - BUCKET_ORIGIN) // ROLLUP_WIDTH) * ROLLUP_WIDTH
 
 
-def late_ranges(times: Iterable[datetime], reach: datetime) -> list[RefreshRange]:
-    """The merged minute ranges holding every time older than ``reach``, in order."""
-    minutes = sorted({_minute(ts) for ts in times if ts < reach})
+def late_ranges(
+    times: Iterable[datetime], reach: datetime, floor: datetime | None = None
+) -> list[RefreshRange]:
+    """The merged minute ranges holding every time older than ``reach`` (and, with a
+    ``floor``, from the first whole minute at or after it), in order."""
+    # A minute counts only whole at or after the floor: no range reaches below it.
+    lowest = None if floor is None else _minute(floor - MICROSECOND) + ROLLUP_WIDTH
+    minutes = sorted(
+        {_minute(ts) for ts in times if ts < reach and (lowest is None or ts >= lowest)}
+    )
     ranges: list[RefreshRange] = []
     for minute in minutes:
         if ranges and minute - ranges[-1].end <= MERGE_GAP:

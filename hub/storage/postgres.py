@@ -74,7 +74,12 @@ from hub.storage.energy import (
     check_edges,
     upsert_assignments,
 )
-from hub.storage.late_rollup import RefreshRange, late_ranges, policy_reach
+from hub.storage.late_rollup import (
+    RefreshRange,
+    late_ranges,
+    policy_reach,
+    retention_floor,
+)
 from hub.storage.loop_thread import LoopThread
 from hub.storage.migrate import ExtensionStatus, SchemaState, migrate
 from hub.storage.schema import (
@@ -520,8 +525,13 @@ class PostgresStorage:
         async with self._connection(f"writing {len(flat)} readings", writer=writer) as conn:
             await self._insert(conn, flat, rollup=rollup)
         if self.timescale.present:
-            reach = policy_reach(self._options.timescale, datetime.now(UTC))
-            ranges = late_ranges((row[1] for row in flat), reach)
+            now = datetime.now(UTC)
+            options = self._options.timescale
+            ranges = late_ranges(
+                (row[1] for row in flat),
+                policy_reach(options, now),
+                retention_floor(options, now),
+            )
             if ranges:
                 await self._refresh_rollup(ranges, writer=writer)
 

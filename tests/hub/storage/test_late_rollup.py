@@ -7,9 +7,11 @@ from datetime import UTC, datetime, timedelta
 from hub.storage.late_rollup import (
     MERGE_GAP,
     POLICY_SLACK,
+    RETENTION_MARGIN,
     RefreshRange,
     late_ranges,
     policy_reach,
+    retention_floor,
 )
 from hub.storage.schema import TimescaleOptions
 
@@ -56,3 +58,28 @@ def test_near_minutes_merge_and_far_ones_stay_apart_in_time_order() -> None:
         RefreshRange(start, start + timedelta(hours=1) + MERGE_GAP + timedelta(minutes=1)),
         RefreshRange(far, far + timedelta(minutes=1)),
     ]
+
+
+def test_without_retention_there_is_no_floor() -> None:
+    assert retention_floor(TimescaleOptions(), NOW) is None
+
+
+def test_nothing_is_refreshed_where_retention_may_have_dropped_the_raw_rows() -> None:
+    # A refresh there would compute the kept rollup minutes again from nothing.
+    options = TimescaleOptions(retention=timedelta(days=90))
+    floor = retention_floor(options, NOW)
+    assert floor == NOW - timedelta(days=90) + RETENTION_MARGIN
+    reach = policy_reach(options, NOW)
+    kept = floor + timedelta(minutes=5)
+    times = [floor - timedelta(days=3), floor - timedelta(seconds=1), floor, kept]
+    # The floor's own minute is not whole after it (NOW is 30 s past a minute).
+    assert late_ranges(times, reach, floor) == [
+        RefreshRange(kept.replace(second=0), kept.replace(second=0) + timedelta(minutes=1))
+    ]
+    on_the_minute = floor.replace(second=0) + timedelta(minutes=1)
+    assert late_ranges([on_the_minute], reach, on_the_minute) == [
+        RefreshRange(on_the_minute, on_the_minute + timedelta(minutes=1))
+    ]
+    # Longer chunks than the margin: the floor is a chunk inside the horizon.
+    wide = TimescaleOptions(retention=timedelta(days=90), chunk_interval=timedelta(days=7))
+    assert retention_floor(wide, NOW) == NOW - timedelta(days=83)

@@ -312,3 +312,32 @@ async def test_a_refresh_kept_waiting_too_long_makes_the_batch_unavailable(
         assert len(await storage.readings("site", start, start + 30 * MINUTE, limit=100)) == 60
         buckets = await storage.buckets("site", start, start + 30 * MINUTE, MINUTE)
         assert [b["grid"]["power_w"] for b in buckets] == [float(m) for m in range(30)]
+
+
+async def test_a_reading_past_retention_leaves_the_kept_rollup_as_it_was(
+    timescaledb_url: str,
+) -> None:
+    # The rollup outlives the raw rows retention drops; a reading that arrives for
+    # such a minute must not make a refresh compute that minute again from nothing.
+    minute = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(days=40)
+    async with opened(timescale(timescaledb_url)) as storage:
+        await storage.write_readings(
+            [
+                simple("site", minute + timedelta(seconds=s), power_w=p)
+                for s, p in ((0, 100.0), (30, 300.0))
+            ]
+        )
+    async with (
+        opened(timescale(timescaledb_url, retention=timedelta(days=30))) as storage,
+        connected(timescaledb_url) as conn,
+    ):
+        await pause_jobs(conn)
+        await run_policy(conn, "policy_retention", "readings")
+        assert await storage.readings("site", minute, minute + MINUTE, limit=10) == []
+        late = simple("site", minute + timedelta(seconds=10), power_w=5000.0)
+        await storage.write_readings([late])
+        assert await storage.readings("site", minute, minute + MINUTE, limit=10) == [
+            late.reading.to_wire()
+        ]
+        (kept,) = await storage.buckets("site", minute, minute + MINUTE, MINUTE)
+        assert kept["grid"]["power_w"] == 200.0
