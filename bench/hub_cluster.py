@@ -41,6 +41,7 @@ import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,7 @@ class Result:
     latencies: list[float] = field(default_factory=list)
     back_after_kill: list[float] = field(default_factory=list)  # first ack (wall) after the kill
     back: set[str] = field(default_factory=set)  # devices acked again after the kill
+    ingress: list[float] = field(default_factory=list)  # device -> its hub (received_at)
 
 
 def _ts(seq: int) -> str:
@@ -152,8 +154,12 @@ async def _dashboard(plan: Plan, device: str, hub: int, result: Result) -> None:
                     continue
                 now = time.time()
                 if plan.latency_start + 1 <= now < plan.latency_end and '"t_send"' in message:
-                    t_send = json.loads(message)["extra"]["t_send"]
+                    frame = json.loads(message)
+                    t_send = frame["extra"]["t_send"]
                     result.latencies.append(now - t_send)
+                    # The part up to the device's hub (its clock: the same machine's).
+                    received = datetime.fromisoformat(frame["received_at"].replace("Z", "+00:00"))
+                    result.ingress.append(received.timestamp() - t_send)
     except Exception:  # noqa: BLE001 - its hub was killed: the figure is the devices'
         return
 
@@ -170,7 +176,7 @@ def _load(plan: Plan, killed: Any, out: Any) -> None:
         return result
 
     result = uvloop.run(run())
-    out.put((result.latencies, result.back_after_kill))
+    out.put((result.latencies, result.back_after_kill, result.ingress))
 
 
 def _committed(port: int) -> float:
@@ -303,10 +309,12 @@ def run_size(
         hubs[0][0].send_signal(signal.SIGKILL)
     latencies: list[float] = []
     back: list[float] = []
+    ingress: list[float] = []
     for _ in workers:
-        got_latencies, got_back = out.get(timeout=args.seconds * 4 + 120)
+        got_latencies, got_back, got_ingress = out.get(timeout=args.seconds * 4 + 120)
         latencies += got_latencies
         back += got_back
+        ingress += got_ingress
     for process in workers:
         process.join(30)
     for process, _ in hubs:
@@ -333,6 +341,7 @@ def run_size(
         "latency_samples": len(latencies),
         "p50_ms": pct(0.50) if latencies else float("nan"),
         "p99_ms": pct(0.99) if latencies else float("nan"),
+        "device_to_hub_p50_ms": statistics.median(ingress) * 1000 if ingress else float("nan"),
         "stored_per_s": (committed1 - committed0) / (thr1[0] - thr0[0]),
         "redis_cpu_latency_pct": 100 * (lat1[1] - lat0[1]) / (lat1[0] - lat0[0]),
         "redis_cpu_throughput_pct": 100 * (thr1[1] - thr0[1]) / (thr1[0] - thr0[0]),
