@@ -123,6 +123,7 @@ class _Client:
     host: str  # its address, as gateway.allow sees it
     peer: str  # address and port, for the log
     bucket: TokenBucket
+    writer: asyncio.StreamWriter
     refusals_logged_at: float = -REFUSAL_LOG_EVERY_S
     refusals_unlogged: int = 0
 
@@ -193,6 +194,10 @@ class Gateway:
                 await asyncio.Event().wait()  # until cancelled
             finally:
                 server.close()
+                # A session whose cancellation pymodbus swallowed (CPython gh-86296,
+                # edge/agent.py) ends at its next read instead of its idle timeout.
+                for client in self._clients.values():
+                    client.writer.close()
                 self._server = None
                 self._tasks = None
                 logger.info("gateway stopped: %s", self.stats, extra={"stats": str(self.stats)})
@@ -229,7 +234,7 @@ class Gateway:
             return
         self.stats.connections += 1
         name = f"{host}:{peer[1]}" if isinstance(peer, tuple) else host
-        client = _Client(host, name, self._bucket(host))
+        client = _Client(host, name, self._bucket(host), writer)
         key = id(client)
         self._clients[key] = client
         task = self._tasks.create_task(

@@ -49,7 +49,12 @@ async def polling(poller: BusPoller) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        task.cancel()
+        # Cancelled until it ends: Python 3.11's asyncio.wait_for (inside pymodbus) can
+        # swallow a cancellation that lands as its read completes (CPython gh-86296), and
+        # the poller would go on polling (the agent does the same: edge/agent.py).
+        while not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.2)
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
