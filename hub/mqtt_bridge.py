@@ -7,9 +7,11 @@ site (its device id), one sensor per value. Topics and payloads are built by the
 same pure module as the agent's (telemetry/homeassistant.py; docs/home-assistant.md).
 
 Availability: every sensor lists the hub's own status topic (its last will) and
-the site's (``online`` while its agent is connected to this hub, ``offline`` when
-it goes), so Home Assistant shows a site unavailable when either is gone; a value
-not updated for ``stale_after_s`` expires.
+the site's at this hub (``online`` while its agent is connected to this hub,
+``offline`` when it goes), so Home Assistant shows a site unavailable when either
+is gone; a value not updated for ``stale_after_s`` expires. A site that connects
+has its discovery configs sent again: in a cluster it may have been at another
+hub, whose configs (naming that hub's topics) replaced this one's.
 
 Only live readings are relayed: a catch-up batch after an outage is history, and
 showing it as the current state would be wrong. Nothing here awaits the broker:
@@ -150,9 +152,15 @@ class HubMqtt:
 
     def presence(self, site: str, online: bool) -> None:
         """The site's agent connected to this hub (True) or went away (False)."""
+        client_id = self.settings.link.client_id
         self.link.retain(
-            self.settings.topics.site_status(site), AVAILABLE if online else NOT_AVAILABLE
+            self.settings.topics.site_status(client_id, site),
+            AVAILABLE if online else NOT_AVAILABLE,
         )
+        if online:
+            # Announce the site's sensors again with this hub's topics: in a cluster the
+            # site may have been at another hub since, whose configs replaced ours.
+            self._announced = {(s, key) for s, key in self._announced if s != site}
 
     def reading(self, site: str, reading: Reading) -> int:
         """Queue a live reading's values that changed or are due for a refresh."""
@@ -185,9 +193,13 @@ class HubMqtt:
                             manufacturer="EMS Switchboard",
                             model="edge site",
                         ),
-                        availability=(self.availability, topics.site_status(site)),
+                        availability=(
+                            self.availability,
+                            topics.site_status(settings.link.client_id, site),
+                        ),
                         expire_after_s=settings.stale_after_s,
                     ),
+                    again=True,  # the site has (re)connected: ours may have been replaced
                 )
             payload = state_text(value)
             if self.gate.should_send(state_topic, payload, now):

@@ -234,8 +234,9 @@ class Topics:
     ``{base}/{site}/device/{device}/{section}/{field}`` an edge device's value,
     ``{base}/{site}/site/{section}/{field}`` a site's value relayed by the hub,
     ``{base}/{site}/edge/status`` and ``{base}/hub/{client}/status`` the
-    publishers' availability, ``{base}/{site}/site/status`` whether the hub hears
-    the site; discovery configs under ``{discovery_prefix}/sensor/{unique_id}/config``.
+    publishers' availability, ``{base}/hub/{client}/site/{site}/status`` whether
+    that hub hears the site; discovery configs under
+    ``{discovery_prefix}/sensor/{unique_id}/config``.
     """
 
     base: str = "ems"
@@ -251,8 +252,11 @@ class Topics:
     def hub_status(self, client_id: str) -> str:
         return f"{self.base}/hub/{topic_level(client_id)}/status"
 
-    def site_status(self, site: str) -> str:
-        return f"{self.base}/{topic_level(site)}/site/status"
+    def site_status(self, client_id: str, site: str) -> str:
+        """Whether the hub ``client_id`` hears the site: per hub, since a device that
+        moves between the hubs of a cluster is left by one and joined by the other in
+        no set order."""
+        return f"{self.base}/hub/{topic_level(client_id)}/site/{topic_level(site)}/status"
 
     def device_state(self, site: str, device: str, key: str) -> str:
         return f"{self.base}/{topic_level(site)}/device/{topic_level(device)}/{_key_levels(key)}"

@@ -158,9 +158,13 @@ class MqttLink:
         queue.append(_Message(topic, payload))
         self._wake.set()
 
-    def retain(self, topic: str, payload: str) -> None:
-        """Publish ``payload`` retained on ``topic`` now and on every (re)connect."""
-        if self._retained.get(topic) == payload:
+    def retain(self, topic: str, payload: str, *, again: bool = False) -> None:
+        """Publish ``payload`` retained on ``topic`` now and on every (re)connect.
+
+        The same payload twice is sent once, unless ``again``: another publisher
+        may have replaced it on the broker meanwhile (another hub of a cluster).
+        """
+        if self._retained.get(topic) == payload and not again:
             return
         self._retained[topic] = payload
         self._unsent_retained[topic] = payload

@@ -84,11 +84,11 @@ async def test_sites_reach_home_assistant_through_a_broker_restart(
             }
             assert [a["topic"] for a in power["availability"]] == [
                 "ems/hub/hub-a/status",
-                "ems/site_a/site/status",
+                "ems/hub/hub-a/site/site_a/status",
             ]
             assert power["availability_mode"] == "all"
             assert subscriber.last("ems/hub/hub-a/status") == "online"
-            await until(lambda: subscriber.last("ems/site_a/site/status") == "online")
+            await until(lambda: subscriber.last("ems/hub/hub-a/site/site_a/status") == "online")
 
             # The broker dies: the hub goes on acking and storing; MQTT drops the oldest, counted.
             await asyncio.to_thread(broker.kill)
@@ -106,12 +106,19 @@ async def test_sites_reach_home_assistant_through_a_broker_restart(
             await until(lambda: link.connected, within=60)
             async with subscribed(broker.port, "homeassistant/#", "ems/#") as fresh:
                 await until(lambda: len(fresh.discovery()) >= len(configs), within=30)
-                await until(lambda: fresh.last("ems/site_a/site/status") == "online")
+                await until(lambda: fresh.last("ems/hub/hub-a/site/site_a/status") == "online")
                 await device.send(live(40))
                 await until(lambda: fresh.last("ems/site_a/site/grid/power_w") == "140.0")
                 # The site goes away: Home Assistant hears it at once.
                 await device.close()
-                await until(lambda: fresh.last("ems/site_a/site/status") == "offline")
+                await until(lambda: fresh.last("ems/hub/hub-a/site/site_a/status") == "offline")
+                # It comes back: its sensors are announced again with this hub's topics
+                # (in a cluster it may have been at another hub meanwhile).
+                announced = link.counters.announced
+                device = await running.device("site_a", token)
+                await device.send(live(41))
+                await until(lambda: fresh.last("ems/hub/hub-a/site/site_a/status") == "online")
+                await until(lambda: link.counters.announced >= announced + len(configs) + 1)
         # The hub stopped cleanly: it said offline itself.
         await until(lambda: subscriber.last("ems/hub/hub-a/status") == "offline")
 

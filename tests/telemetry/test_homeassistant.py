@@ -124,6 +124,7 @@ def test_topics_and_ids_hold_no_wildcards_nor_foreign_characters() -> None:
     assert topics.site_state("s", "extra.x") == "home/ems/s/site/extra/x"
     assert topics.discovery("ems_site.1_a/b") == "ha/sensor/ems_site_1_a_b/config"
     assert topics.ha_status == "ha/status"
+    assert topics.site_status("hub-1", "s/1") == "home/ems/hub/hub-1/site/s_1/status"
     assert object_id("ems", "site.1", "grid.power_w") == "ems_site_1_grid_power_w"
 
 
