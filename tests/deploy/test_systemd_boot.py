@@ -17,7 +17,7 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -30,6 +30,7 @@ from websockets.exceptions import InvalidStatus
 from tests.support.ansible import bookworm_tarball, build_wheel, mounts_under, run
 from tests.support.hub import BASE_TS, reading, recv_ack_seqs
 from tests.support.ports import free_port
+from tests.support.redis import redis_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_root, pytest.mark.timeout(900)]
 
@@ -72,11 +73,12 @@ class Booted:
         return self.run("journalctl", "-u", "ems-hub", "--no-pager", check=False).stdout
 
 
-def _until(condition: object, within: float, what: str) -> None:
-    assert callable(condition)
+def _until(condition: Callable[[], bool], within: float, what: Callable[[], str]) -> None:
+    """Until ``condition``; else fail with ``what()`` (a log, read when it failed)."""
     deadline = time.monotonic() + within
     while not condition():
-        assert time.monotonic() < deadline, what
+        if time.monotonic() > deadline:
+            pytest.fail(what(), pytrace=False)
         time.sleep(0.2)
 
 
@@ -179,7 +181,7 @@ def booted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Booted]:
                 assert time.monotonic() < deadline, log.read_text(errors="replace")
                 time.sleep(0.2)
         booted = Booted(root, leader, port)
-        _until(booted.healthy, 120, f"the hub did not answer:\n{log.read_text(errors='replace')}")
+        _until(booted.healthy, 120, lambda: log.read_text(errors="replace"))
         yield booted
     finally:
         if nspawn.poll() is None and leader is not None:
@@ -252,7 +254,7 @@ async def test_a_device_streams_through_a_restart_with_a_documented_token(
         await device.wait_closed()
         assert device.close_code == 1001  # going away: the unit's SIGTERM
         await restarted
-    await asyncio.to_thread(_until, booted.healthy, 60, booted.journal())
+    await asyncio.to_thread(_until, booted.healthy, 60, booted.journal)
     async with connect(url, additional_headers=headers) as device:
         for seq in range(20, 40):
             await device.send(json.dumps(reading(seq)))
@@ -289,3 +291,79 @@ def test_the_documented_backup_runs_as_the_service_user(booted: Booted) -> None:
     assert integrity == "ok", checked.stdout
     assert int(tokens) >= 0  # the tables came along
     assert booted.run("systemctl", "is-active", "ems-hub").stdout.strip() == "active"
+
+
+def _settings(booted: Booted, **changes: str) -> None:
+    """Edit /etc/ems-hub/hub.env as an operator does: each VARIABLE=value replaced or added."""
+    path = booted.root / "etc/ems-hub/hub.env"
+    lines = path.read_text().splitlines()
+    for name, value in changes.items():
+        lines = [line for line in lines if not line.startswith(f"{name}=")]
+        lines.append(f"{name}={value}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _show(booted: Booted, prop: str) -> str:
+    return booted.run("systemctl", "show", "-p", prop, "--value", "ems-hub").stdout.strip()
+
+
+def test_a_config_error_stops_the_unit_without_a_restart_loop(booted: Booted) -> None:
+    """Exit 2 (a bad setting) is not retried: the unit fails once, with the reason."""
+    _settings(booted, EMS_TRUSTED_PROXIES="proxy.example")
+    try:
+        booted.run("systemctl", "restart", "ems-hub", check=False)
+        _until(lambda: _show(booted, "ActiveState") == "failed", 60, booted.journal)
+        time.sleep(3)  # past RestartSec=: no restart came
+        assert _show(booted, "ActiveState") == "failed"
+        assert _show(booted, "NRestarts") == "0"
+        assert _show(booted, "ExecMainStatus") == "2"
+        assert "ems: $EMS_TRUSTED_PROXIES: 'proxy.example'" in booted.journal()
+    finally:
+        _settings(booted, EMS_TRUSTED_PROXIES="127.0.0.1,::1")
+    booted.run("systemctl", "restart", "ems-hub")
+    _until(booted.healthy, 120, booted.journal)
+
+
+def test_workers_of_a_cluster_run_under_the_unit(
+    booted: Booted, postgres_url: str, tmp_path: Path
+) -> None:
+    """`--workers 2` from one unit (docs/operations.md): the supervisor and its workers
+    under the same protections, on PostgreSQL and a Redis on this machine. Runs last:
+    it changes the unit with a drop-in."""
+    with redis_server(tmp_path) as redis:
+        _settings(booted, EMS_DATABASE_URL=postgres_url, EMS_CLUSTER_URL=redis.url)
+        dropin = booted.root / "etc/systemd/system/ems-hub.service.d"
+        dropin.mkdir(exist_ok=True)
+        (dropin / "workers.conf").write_text(
+            "[Service]\n"
+            "ExecStart=\n"
+            "ExecStart=/opt/ems-hub/venv/bin/ems hub serve --host ${EMS_HOST} --port ${EMS_PORT}"
+            " --workers 2\n"
+        )
+        booted.run("systemctl", "daemon-reload")
+        booted.run("systemctl", "restart", "ems-hub")
+        _until(booted.healthy, 120, booted.journal)
+        main = _main_pid(booted)
+        # The unit's processes, by their command line (the root has no procps).
+        listed = booted.run(
+            *("python3", "-c"),
+            "import os\n"
+            "for pid in filter(str.isdigit, os.listdir('/proc')):\n"
+            "    try: argv = open(f'/proc/{pid}/cmdline', 'rb').read().split(b'\\0')\n"
+            "    except OSError: continue\n"
+            "    if b'hub' in argv and b'serve' in argv: print(pid)\n",
+        )
+        pids = listed.stdout.split()
+        assert len(pids) == 3, pids  # the supervisor and two workers
+        for pid in pids:
+            status = _status(booted, int(pid))
+            assert status["Seccomp"].strip() == "2"
+            assert int(status["CapEff"], 16) == 0
+        ready = httpx.get(f"{booted.http}/readyz", timeout=5)
+        assert ready.status_code == 200, ready.text
+        booted.run("systemctl", "stop", "ems-hub")
+        result = booted.run("systemctl", "show", "-p", "Result", "--value", "ems-hub").stdout
+        assert result.strip() == "success", booted.journal()
+        assert main > 0
+        journal = booted.journal()
+        assert "Traceback" not in journal, journal
