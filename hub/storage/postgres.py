@@ -17,6 +17,11 @@ table and one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` from it
 
 With ``PostgresOptions.write_thread`` (the default) batches are committed from
 a thread of their own, through a pool of their own (hub/storage/loop_thread.py).
+
+With TimescaleDB, a batch holding readings older than the rollup policy's window
+has their minutes of ``readings_1m`` refreshed right after its commit, before the
+batch counts as written (:meth:`PostgresStorage._refresh_rollup`,
+hub/storage/late_rollup.py): the policy would never reach them.
 """
 
 from __future__ import annotations
