@@ -72,6 +72,7 @@ logger = logging.getLogger(__name__)
 
 STATUS_TTL_MS = 30 * 86_400 * 1000  # a device's last status is kept 30 days
 RENEW_BATCH = 500  # devices per renewal script call
+STOP_TIMEOUT_S = 5.0  # the link's tasks get this long to stop when the hub stops
 
 
 class LinkState(enum.Enum):
@@ -155,7 +156,19 @@ class ClusterLink:
     ) -> None:
         await self.flush_now()
         self._stopping.set()
-        await self._stack.aclose()
+        try:
+            # Bounded: SIGTERM must end the process within seconds (hub/server.py).
+            async with asyncio.timeout(STOP_TIMEOUT_S):
+                await self._stack.aclose()
+        except TimeoutError:
+            left = sorted(
+                t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith("cluster.")
+            )
+            logger.warning(
+                "cluster: link tasks did not stop within %.0f s (%s): left behind",
+                STOP_TIMEOUT_S,
+                ", ".join(left) or "none named",
+            )
 
     async def flush_now(self, within: float = 2.0) -> None:
         """Publish what is queued (offline statuses at shutdown), bounded."""
