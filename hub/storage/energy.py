@@ -17,7 +17,9 @@ Where the sums live:
 - TimescaleDB: the continuous aggregate ``energy_15m`` over ``readings``
   (real time, so the open quarter hour is read raw), refreshed over the whole
   history: a backlog sent days late invalidates its buckets, and the next
-  refresh computes them again from the stored readings.
+  refresh computes them again from the stored readings. The writer does not wait
+  for that policy run: it refreshes the quarter hours of a batch's readings older
+  than the aggregate's watermark itself (hub/storage/late_rollup.py).
 - plain PostgreSQL and SQLite: the table ``energy_rollup``, which the writer
   updates in the transaction that inserts the readings, with only the rows that
   were really inserted (a re-sent reading adds nothing).

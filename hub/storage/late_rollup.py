@@ -17,6 +17,15 @@ The minutes are merged into few ranges, because each refresh call costs about
 as much as committing a batch of a thousand rows (docs/benchmarks.md, "Late
 backlog on TimescaleDB"), whatever its length.
 
+The energy aggregate ``energy_15m`` (hub/storage/energy.py) is refreshed the same
+way, by quarter hours: its policy's window reaches over the whole history, but that
+policy is a background job, and until it runs (it may not run by itself at all on a
+server whose job scheduler is off) a late reading below the aggregate's watermark
+is invisible: real-time aggregation reads raw only the rows newer than the
+watermark. So the writer refreshes the quarter hours of a batch's energy readings
+older than the watermark (:func:`late_ranges` with ``width=ENERGY_BUCKET``); readings
+newer than it are read through, and a live device's batch refreshes nothing.
+
 With a retention policy, nothing older than the retention horizon (less a day) is
 refreshed: a refresh computes its minutes again from the raw rows, and where
 retention has dropped them it would erase the rollup rows kept from before (the
@@ -66,24 +75,30 @@ def retention_floor(options: TimescaleOptions, now: datetime) -> datetime | None
     return now - options.retention + max(RETENTION_MARGIN, options.chunk_interval)
 
 
-def _minute(ts: datetime) -> datetime:
-    return BUCKET_ORIGIN + ((ts - BUCKET_ORIGIN) // ROLLUP_WIDTH) * ROLLUP_WIDTH
+def bucket_start(ts: datetime, width: timedelta = ROLLUP_WIDTH) -> datetime:
+    """The start of the bucket ``width`` wide holding ``ts`` (edges as time_bucket's)."""
+    return BUCKET_ORIGIN + ((ts - BUCKET_ORIGIN) // width) * width
 
 
 def late_ranges(
-    times: Iterable[datetime], reach: datetime, floor: datetime | None = None
+    times: Iterable[datetime],
+    reach: datetime,
+    floor: datetime | None = None,
+    *,
+    width: timedelta = ROLLUP_WIDTH,
 ) -> list[RefreshRange]:
-    """The merged minute ranges holding every time older than ``reach`` (and, with a
-    ``floor``, from the first whole minute at or after it), in order."""
-    # A minute counts only whole at or after the floor: no range reaches below it.
-    lowest = None if floor is None else _minute(floor - MICROSECOND) + ROLLUP_WIDTH
-    minutes = sorted(
-        {_minute(ts) for ts in times if ts < reach and (lowest is None or ts >= lowest)}
+    """The merged bucket ranges (buckets ``width`` wide: minutes by default) holding
+    every time older than ``reach`` (and, with a ``floor``, from the first whole bucket
+    at or after it), in order."""
+    # A bucket counts only whole at or after the floor: no range reaches below it.
+    lowest = None if floor is None else bucket_start(floor - MICROSECOND, width) + width
+    buckets = sorted(
+        {bucket_start(ts, width) for ts in times if ts < reach and (lowest is None or ts >= lowest)}
     )
     ranges: list[RefreshRange] = []
-    for minute in minutes:
-        if ranges and minute - ranges[-1].end <= MERGE_GAP:
-            ranges[-1] = RefreshRange(ranges[-1].start, minute + ROLLUP_WIDTH)
+    for bucket in buckets:
+        if ranges and bucket - ranges[-1].end <= MERGE_GAP:
+            ranges[-1] = RefreshRange(ranges[-1].start, bucket + width)
         else:
-            ranges.append(RefreshRange(minute, minute + ROLLUP_WIDTH))
+            ranges.append(RefreshRange(bucket, bucket + width))
     return ranges

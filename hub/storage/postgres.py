@@ -72,6 +72,7 @@ from hub.storage.columns import (
 )
 from hub.storage.energy import (
     DEVICE_TIMEZONES,
+    ENERGY_BUCKET,
     ENERGY_CAGG,
     ENERGY_ROLLUP,
     SUM_COLUMNS,
@@ -81,6 +82,7 @@ from hub.storage.energy import (
 )
 from hub.storage.late_rollup import (
     RefreshRange,
+    bucket_start,
     late_ranges,
     policy_reach,
     retention_floor,
@@ -111,6 +113,21 @@ DIRECT_COPY_PAUSE_S: Final = 10.0
 _REFRESH_ROLLUP: Final = (
     f"CALL refresh_continuous_aggregate('{ROLLUP}', $1::timestamptz, $2::timestamptz)"
 )
+_REFRESH_ENERGY: Final = (
+    f"CALL refresh_continuous_aggregate('{ENERGY_CAGG}', $1::timestamptz, $2::timestamptz)"
+)
+# The energy aggregate's watermark (microseconds since the epoch): real-time
+# aggregation reads raw only the rows at or after it. None when there is no aggregate.
+_ENERGY_WATERMARK: Final = (
+    "SELECT _timescaledb_functions.cagg_watermark(mat_hypertable_id) "
+    "FROM _timescaledb_catalog.continuous_agg "
+    "WHERE user_view_name = $1 AND user_view_schema = current_schema()"
+)
+_OLDEST: Final = datetime.min.replace(tzinfo=UTC)
+_OLDEST_MICROS: Final = (_OLDEST - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+_NEWEST_MICROS: Final = (datetime.max.replace(tzinfo=UTC) - _OLDEST) // timedelta(
+    microseconds=1
+) + _OLDEST_MICROS
 # A refresh of late readings: its range holds at most a batch's time span of every
 # device, but may have to read compressed chunks.
 REFRESH_TIMEOUT_S: Final = 300.0
@@ -538,7 +555,30 @@ class PostgresStorage:
                 retention_floor(options, now),
             )
             if ranges:
-                await self._refresh_rollup(ranges, writer=writer)
+                await self._refresh_rollup(ROLLUP, ranges, writer=writer)
+            energy_times = [row[1] for row in flat if row[ENERGY_COMPLETE_INDEX] is not None]
+            # Readings in the open quarter hour are never below the watermark (a
+            # refresh stops at the last whole bucket): a live batch asks nothing.
+            if energy_times and min(energy_times) < bucket_start(now, ENERGY_BUCKET):
+                watermark = await self._energy_watermark(writer=writer)
+                energy_ranges = late_ranges(
+                    energy_times,
+                    watermark,
+                    retention_floor(options, now),
+                    width=ENERGY_BUCKET,
+                )
+                if energy_ranges:
+                    await self._refresh_rollup(ENERGY_CAGG, energy_ranges, writer=writer)
+
+    async def _energy_watermark(self, *, writer: bool) -> datetime:
+        """Where ``energy_15m``'s real-time reading starts; the oldest instant if unknown."""
+        async with self._connection(f"reading {ENERGY_CAGG}'s watermark", writer=writer) as conn:
+            micros = await conn.fetchval(_ENERGY_WATERMARK, ENERGY_CAGG)
+        if micros is None:
+            return _OLDEST
+        # An empty aggregate's watermark is the type's minimum, far before datetime.min.
+        clamped = min(max(int(micros), _OLDEST_MICROS), _NEWEST_MICROS)
+        return _OLDEST + timedelta(microseconds=clamped - _OLDEST_MICROS)
 
     async def _insert(
         self, conn: PoolConnectionProxy[Record], flat: Sequence[Row], *, rollup: bool
@@ -558,8 +598,12 @@ class PostgresStorage:
                     *self._unnest_args(flat),
                 )
 
-    async def _refresh_rollup(self, ranges: Sequence[RefreshRange], *, writer: bool) -> None:
-        """Compute the rollup's minutes of late readings again (hub/storage/late_rollup.py).
+    async def _refresh_rollup(
+        self, view: str, ranges: Sequence[RefreshRange], *, writer: bool
+    ) -> None:
+        """Compute a continuous aggregate's buckets of late readings again
+        (hub/storage/late_rollup.py): ``readings_1m``'s minutes or ``energy_15m``'s
+        quarter hours.
 
         After the commit, outside any transaction (TimescaleDB refuses a refresh inside
         one). Batches in flight take turns, since TimescaleDB refuses a refresh while
@@ -568,7 +612,8 @@ class PostgresStorage:
         counts as unavailable and the writer retries it whole (its rows are stored
         already; the retry stores nothing twice and refreshes again).
         """
-        what = f"refreshing {ROLLUP} for late readings"
+        what = f"refreshing {view} for late readings"
+        sql = _REFRESH_ROLLUP if view == ROLLUP else _REFRESH_ENERGY
         if self._refresh_lock is None:
             self._refresh_lock = asyncio.Lock()  # made on the loop that writes
         async with self._refresh_lock, self._connection(what, writer=writer) as conn:
@@ -578,7 +623,7 @@ class PostgresStorage:
                 while True:
                     try:
                         await conn.execute(
-                            _REFRESH_ROLLUP,
+                            sql,
                             refresh.start,
                             refresh.end,
                             timeout=REFRESH_TIMEOUT_S,
@@ -589,7 +634,7 @@ class PostgresStorage:
                         await asyncio.sleep(retry.next_delay())
                         continue
                     break
-                logger.debug("refreshed %s over [%s, %s)", ROLLUP, refresh.start, refresh.end)
+                logger.debug("refreshed %s over [%s, %s)", view, refresh.start, refresh.end)
 
     async def _copy_direct(
         self, conn: PoolConnectionProxy[Record], flat: Sequence[Row], *, rollup: bool

@@ -318,3 +318,54 @@ async def test_retention_keeps_the_energy_of_dropped_readings(timescaledb_url: s
             await conn.close()
         (found,) = await storage.energy("site", hour)
         assert wh(found) == 100.0
+
+
+async def test_a_backlog_below_the_watermark_shows_without_a_policy_run(
+    timescaledb_url: str,
+) -> None:
+    # The aggregate materialised up to the live hour (as a policy run would leave it);
+    # the policy's job never runs again here. Backlogs older than the watermark must
+    # show at once: the writer refreshes their quarter hours itself.
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    options = postgres_options("timescaledb")
+    async with opened(PostgresStorage(timescaledb_url, options)) as storage:
+        conn = await asyncpg.connect(timescaledb_url)
+        try:
+            await conn.execute(
+                "SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs "
+                "WHERE hypertable_name IS NOT NULL"
+            )
+            await write(storage, steady(now, 360, 10.0, first_seq=100_000, import_wh=360.0))
+            await conn.execute(
+                f"CALL refresh_continuous_aggregate('{ENERGY_CAGG}', NULL, $1::timestamptz)",
+                now + timedelta(hours=1),
+            )
+            backlogs = {
+                3: steady(now - timedelta(days=3), 360, 10.0, first_seq=10_000, import_wh=720.0),
+                10: steady(now - timedelta(days=10), 360, 10.0, first_seq=20_000, import_wh=90.0),
+            }
+            for days, rows in backlogs.items():
+                await write(storage, rows, batch=250)
+                start = now - timedelta(days=days)
+                (hour,) = await storage.energy("site", (start, start + timedelta(hours=1)))
+                assert wh(hour, 1) == {3: 720.0, 10: 90.0}[days]
+                assert hour is not None and hour.readings == 360
+            # Materialised, not read through: the view without its real-time part holds them.
+            await conn.execute(
+                f"ALTER MATERIALIZED VIEW {ENERGY_CAGG} SET (timescaledb.materialized_only = true)"
+            )
+            for days in backlogs:
+                start = now - timedelta(days=days)
+                total = await conn.fetchval(
+                    f"SELECT sum(readings) FROM {ENERGY_CAGG} WHERE device_id = 'site' "
+                    "AND bucket >= $1 AND bucket < $2",
+                    start,
+                    start + timedelta(hours=1),
+                )
+                assert total == 360, days
+            # The live hour's quarter hours were materialised by the explicit refresh,
+            # and nothing made the writer refresh more than the backlogs' hours.
+            buckets = await conn.fetchval(f"SELECT count(*) FROM {ENERGY_CAGG}")
+            assert buckets == 3 * 4
+        finally:
+            await conn.close()

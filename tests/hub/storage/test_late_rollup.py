@@ -83,3 +83,26 @@ def test_nothing_is_refreshed_where_retention_may_have_dropped_the_raw_rows() ->
     # Longer chunks than the margin: the floor is a chunk inside the horizon.
     wide = TimescaleOptions(retention=timedelta(days=90), chunk_interval=timedelta(days=7))
     assert retention_floor(wide, NOW) == NOW - timedelta(days=83)
+
+
+def test_quarter_hour_ranges_for_the_energy_aggregate() -> None:
+    quarter = timedelta(minutes=15)
+    watermark = datetime(2026, 12, 3, 11, 0, tzinfo=UTC)
+    times = [
+        datetime(2026, 12, 3, 9, 7, 5, tzinfo=UTC),
+        datetime(2026, 12, 3, 9, 44, 59, tzinfo=UTC),
+        datetime(2026, 12, 3, 10, 59, 59, tzinfo=UTC),
+        watermark,  # at the watermark: read through, not refreshed
+        datetime(2026, 12, 1, 3, 30, tzinfo=UTC),  # more than MERGE_GAP away: its own range
+    ]
+    assert late_ranges(times, watermark, width=quarter) == [
+        RefreshRange(
+            datetime(2026, 12, 1, 3, 30, tzinfo=UTC), datetime(2026, 12, 1, 3, 45, tzinfo=UTC)
+        ),
+        RefreshRange(datetime(2026, 12, 3, 9, 0, tzinfo=UTC), watermark),
+    ]
+    # A floor inside a quarter hour: only whole quarter hours after it.
+    floor = datetime(2026, 12, 3, 9, 10, tzinfo=UTC)
+    assert late_ranges(times, watermark, floor, width=quarter) == [
+        RefreshRange(datetime(2026, 12, 3, 9, 30, tzinfo=UTC), watermark)
+    ]
