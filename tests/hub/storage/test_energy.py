@@ -349,7 +349,8 @@ async def test_a_backlog_below_the_watermark_shows_without_a_policy_run(
                 start = now - timedelta(days=days)
                 (hour,) = await storage.energy("site", (start, start + timedelta(hours=1)))
                 assert wh(hour, 1) == {3: 720.0, 10: 90.0}[days]
-                assert hour is not None and hour.readings == 360
+                assert hour is not None
+                assert hour.readings == 360
             # Materialised, not read through: the view without its real-time part holds them.
             await conn.execute(
                 f"ALTER MATERIALIZED VIEW {ENERGY_CAGG} SET (timescaledb.materialized_only = true)"
