@@ -21,6 +21,7 @@ import {
   powersOf,
 } from "./common.js";
 import { deviceTables } from "./devices.js";
+import { EnergyPanel } from "./energypanel.js";
 import { describeField, displayValue, formatQuantity, groupExtra } from "./display.js";
 import { deviceLine, failingSections, failingText, siteCondition, staleAfterMs } from "./health.js";
 
@@ -459,6 +460,26 @@ new DashboardSocket(deviceId, {
 }).start();
 
 setInterval(renderCondition, 1000); // ages grow, values go stale
+
+// --- Energy per hour, day and month -------------------------------------------------
+
+const energy = new EnergyPanel(deviceId, {
+  section: byId("energy"),
+  bars: byId("energy-bars"),
+  totals: byId("energy-totals"),
+  flow: byId("energy-flow"),
+  flowRange: byId("energy-flow-range"),
+  range: byId("energy-range"),
+  zone: byId("energy-zone"),
+  prev: byId("energy-prev"),
+  next: byId("energy-next"),
+  today: byId("energy-today"),
+  views: [...byId("energy").querySelectorAll(".segmented button")],
+  energyCsv: byId("energy-csv"),
+  readingsCsv: byId("readings-csv"),
+  notice: byId("energy-notice"),
+});
+energy.load();
 
 // For tests and the curious: what the chart holds, read-only.
 window.emsDashboard = Object.freeze({

@@ -1,0 +1,342 @@
+"""The dashboard's energy in a real browser, against a real hub holding known readings.
+
+One ``ems hub serve`` process with a viewer token on PostgreSQL; a device that
+connects over the device door, names its time zone in a health frame
+(Asia/Kolkata, +05:30, so local hours are not UTC's) and sends a batch of
+readings whose ``energy`` increments are chosen by hand (docs/protocol.md,
+"Energy"). The pages run in Debian's chromium; every number checked below is
+worked out by hand from those increments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+from websockets.asyncio.client import connect
+
+from tests.hub.dashboard_support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    ConsoleWatch,
+    HubProcess,
+    site_reading,
+)
+from tests.support.ports import free_port
+
+pytestmark = pytest.mark.slow
+
+DEVICE_ID = "energy_site"
+VIEWER_TOKEN = "show-me-energy"
+ZONE = ZoneInfo("Asia/Kolkata")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
+QUANTITIES = ("pv_wh", "import_wh", "export_wh", "charge_wh", "discharge_wh", "house_wh")
+
+
+def energy(span_s: float, *values: float, complete: bool = True) -> dict[str, Any]:
+    """An ``energy`` object: span, then the quantities in the order of QUANTITIES."""
+    return {"span_s": span_s, "complete": complete, **dict(zip(QUANTITIES, values, strict=True))}
+
+
+def wait_js(page: Page, expression: str, *, timeout: float = 30_000) -> None:
+    """``page.wait_for_function`` without its in-page ``eval``, which the hub's CSP forbids."""
+    deadline = time.monotonic() + timeout / 1000
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout / 1000} s waiting for {expression}")
+        page.wait_for_timeout(100)
+
+
+@dataclass
+class Site:
+    hub: HubProcess
+    browser: Browser
+    day: datetime  # local midnight of the day with the hand-made readings (two days ago)
+    today: datetime  # local midnight of today
+
+    def open(self, path: str) -> tuple[Page, ConsoleWatch]:
+        context = self.browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        watch = ConsoleWatch()
+        page.on("console", lambda m: watch.errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda error: watch.errors.append(f"uncaught: {error}"))
+        page.goto(f"{self.hub.http_url}{path}")
+        page.locator("#sign-in").wait_for(timeout=15_000)
+        page.fill("#viewer-token", VIEWER_TOKEN)
+        with page.expect_navigation():
+            page.click("#sign-in button[type=submit]")
+        watch.errors.clear()  # the signed-out phase
+        return page, watch
+
+
+def readings_of(day: datetime, today: datetime, now: datetime) -> list[dict[str, Any]]:
+    """The hand-made readings: two hours of ``day`` and two readings of today so far."""
+    elapsed = now - today
+    made = [
+        # Hour 10 of the day, measured whole: 1800 s + 1740 s, plus the longest span.
+        (day + timedelta(hours=10, minutes=30), energy(1800, 1200, 0, 500, 300, 0, 400)),
+        (day + timedelta(hours=10, minutes=59), energy(1740, 800, 0, 200, 100, 0, 500)),
+        # Hour 19: one reading of 600 s, so the hour is incomplete.
+        (day + timedelta(hours=19, minutes=30), energy(600, 0, 300, 0, 0, 250, 550)),
+        # Today, before now.
+        (today + elapsed / 3, energy(60, 1500, 100, 900, 100, 0, 600)),
+        (today + elapsed * 2 / 3, energy(60, 500, 0, 100, 0, 0, 400)),
+    ]
+    readings = []
+    for seq, (ts, increments) in enumerate(made, start=1):
+        reading = site_reading(ts, seq=seq)
+        reading["energy"] = increments
+        readings.append(reading)
+    return readings
+
+
+async def _deliver(url: str, token: str, readings: list[dict[str, Any]]) -> None:
+    """Name the site's zone in a health frame, then send the readings as a batch; wait for acks."""
+    health = {
+        "type": "health",
+        "interval_s": 1.0,
+        "timezone": "Asia/Kolkata",
+        "devices": [
+            {"name": "meter", "role": "grid", "state": "ok", "for_s": 5.0, "error": ""},
+        ],
+    }
+    wanted = {int(r["seq"]) for r in readings}
+    async with connect(url, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+        await ws.send(json.dumps(health))
+        await ws.send(json.dumps({"type": "batch", "items": readings}))
+        async with asyncio.timeout(30):
+            while wanted:
+                frame = json.loads(await ws.recv())
+                assert frame.get("type") != "error", frame
+                if frame.get("type") == "ack":
+                    for first, last in frame["ranges"]:
+                        wanted -= set(range(first, last + 1))
+
+
+def deliver(url: str, token: str, readings: list[dict[str, Any]]) -> None:
+    """On a thread of its own: Playwright's sync API holds this thread's event loop."""
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(_deliver(url, token, readings))
+        except BaseException as err:
+            failure.append(err)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+
+
+@pytest.fixture(scope="module")
+def site(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    work = tmp_path_factory.mktemp("dashboard-energy")
+    hub = HubProcess(
+        port=free_port(),
+        database=postgres_url,
+        data_dir=work / "ems-data",
+        viewer_token=VIEWER_TOKEN,
+        log_path=work / "hub.log",
+    )
+    token = hub.add_token(DEVICE_ID)
+    hub.start()
+    now = datetime.now(ZONE)
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    day = (today - timedelta(days=2)).replace(tzinfo=None).replace(tzinfo=ZONE)
+    deliver(f"{hub.ws_url}/ws/device/{DEVICE_ID}", token, readings_of(day, today, now))
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield Site(hub, browser, day, today)
+        finally:
+            browser.close()
+            hub.stop()
+
+
+def loaded(page: Page, anchor: str, view: str) -> None:
+    """Wait until the energy panel shows ``view`` around the local date ``anchor``."""
+    wait_js(
+        page,
+        "(() => { const s = document.getElementById('energy');"
+        f" return s.dataset.state === 'ready' && s.dataset.anchor === {json.dumps(anchor)}"
+        f" && s.dataset.view === {json.dumps(view)}; }})()",
+    )
+
+
+def column(page: Page, start_prefix: str) -> dict[str, Any]:
+    """The bars of the interval whose local start begins with ``start_prefix``."""
+    found: dict[str, Any] = page.evaluate(
+        """prefix => {
+            const col = [...document.querySelectorAll('#energy-bars .energy-column')]
+                .find(c => c.dataset.start.startsWith(prefix));
+            if (!col) return null;
+            const bars = {};
+            for (const bar of col.querySelectorAll('.energy-bar')) {
+                bars[bar.dataset.quantity] = bar.dataset.wh === '' ? null : Number(bar.dataset.wh);
+            }
+            return {complete: col.dataset.complete, bars};
+        }""",
+        start_prefix,
+    )
+    assert found is not None, f"no column starting {start_prefix}"
+    return found
+
+
+def totals(page: Page) -> dict[str, str]:
+    shown: dict[str, str] = page.evaluate(
+        "Object.fromEntries([...document.querySelectorAll('#energy-totals .energy-total')]"
+        ".map(row => [row.dataset.total, row.querySelector('dd').textContent]))"
+    )
+    return shown
+
+
+def test_the_day_bars_totals_and_flow_match_the_readings(site: Site) -> None:
+    page, watch = site.open(f"/devices/{DEVICE_ID}")
+    today = site.today.date().isoformat()
+    day = site.day.date().isoformat()
+    loaded(page, today, "day")
+    assert page.locator("#energy").get_attribute("data-zone") == "Asia/Kolkata"
+    assert page.locator("#energy-zone").inner_text() == "Asia/Kolkata"
+    # Nothing measured tomorrow: no way forward from today.
+    assert page.locator("#energy-next").is_disabled()
+
+    page.click("#energy-prev")
+    page.click("#energy-prev")
+    loaded(page, day, "day")
+    assert page.locator("#energy").get_attribute("data-start") == f"{day}T00:00:00+05:30"
+    assert page.locator("#energy-bars .energy-column").count() == 24
+    ten = column(page, f"{day}T10:")
+    assert ten == {
+        "complete": "true",
+        "bars": {
+            "pv_wh": 2000.0,
+            "import_wh": 0.0,
+            "discharge_wh": 0.0,
+            "house_wh": 900.0,
+            "export_wh": 700.0,
+            "charge_wh": 400.0,
+        },
+    }
+    nineteen = column(page, f"{day}T19:")
+    assert nineteen["complete"] == "false"  # 600 s of a 3600 s hour measured
+    assert nineteen["bars"]["discharge_wh"] == 250.0
+    assert nineteen["bars"]["import_wh"] == 300.0
+    # An hour without readings: unknown, and marked incomplete.
+    assert column(page, f"{day}T03:") == {
+        "complete": "false",
+        "bars": {q: None for q in QUANTITIES},
+    }
+    assert page.locator("#energy-bars .energy-incomplete").count() == 23
+
+    assert totals(page) == {
+        "pv_wh": "2.00 kWh",
+        "house_wh": "1.45 kWh",
+        "import_wh": "0.30 kWh",
+        "export_wh": "0.70 kWh",
+        "charge_wh": "0.40 kWh",
+        "discharge_wh": "0.25 kWh",
+        "self_consumption_pct": "65.0%",  # (2000 - 700) / 2000
+        "autarky_pct": "79.3%",  # (1450 - 300) / 1450
+    }
+    # Where the PV went and where the house's energy came from, hour by hour:
+    # hour 10: PV 2000 = battery 400 + grid 700 + house 900; hour 19: the house's
+    # 550 = battery 250 + grid 300.
+    flow = page.evaluate(
+        "Object.fromEntries([...document.querySelectorAll('#energy-flow .share-row')].map(row =>"
+        " [row.dataset.share, Object.fromEntries([...row.querySelectorAll('.share-legend li')]"
+        ".map(li => [li.dataset.part, li.querySelector('strong').textContent]))]))"
+    )
+    assert flow == {
+        "pv": {"house": "0.90 kWh", "battery": "0.40 kWh", "grid": "0.70 kWh"},
+        "house": {"pv": "0.90 kWh", "battery": "0.25 kWh", "grid": "0.30 kWh"},
+    }
+    assert not page.locator("#energy-next").is_disabled()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.locator("#energy").screenshot(path=str(ARTIFACTS / "energy.png"))
+
+    page.click("#energy-today")
+    loaded(page, today, "day")
+    assert totals(page)["pv_wh"] == "2.00 kWh"  # 1500 + 500 today
+    assert watch.problems() == []
+    page.context.close()
+
+
+def test_week_month_and_year_sum_the_days(site: Site) -> None:
+    page, watch = site.open(f"/devices/{DEVICE_ID}")
+    today = site.today.date()
+    day = site.day.date()
+    loaded(page, today.isoformat(), "day")
+    page.click("#energy-prev")
+    page.click("#energy-prev")
+    loaded(page, day.isoformat(), "day")
+
+    page.click('#energy .segmented button[data-view="week"]')
+    loaded(page, day.isoformat(), "week")
+    monday = day - timedelta(days=day.weekday())
+    assert page.locator("#energy").get_attribute("data-start") == f"{monday}T00:00:00+05:30"
+    assert page.locator("#energy-bars .energy-column").count() == 7
+    bars = column(page, day.isoformat())["bars"]
+    assert (bars["pv_wh"], bars["house_wh"], bars["export_wh"]) == (2000.0, 1450.0, 700.0)
+
+    page.click('#energy .segmented button[data-view="month"]')
+    loaded(page, day.isoformat(), "month")
+    assert page.locator("#energy").get_attribute("data-start") == (
+        f"{day.replace(day=1)}T00:00:00+05:30"
+    )
+    assert column(page, day.isoformat())["bars"]["pv_wh"] == 2000.0
+
+    page.click('#energy .segmented button[data-view="year"]')
+    loaded(page, day.isoformat(), "year")
+    assert page.locator("#energy-bars .energy-column").count() == 12
+    same_month = (today.year, today.month) == (day.year, day.month)
+    month_pv = column(page, day.strftime("%Y-%m"))["bars"]["pv_wh"]
+    assert month_pv == (4000.0 if same_month else 2000.0)
+    page.click("#energy-prev")
+    loaded(page, f"{day.year - 1}-01-01", "year")
+    assert page.locator("#energy-range").inner_text() == str(day.year - 1)
+    assert watch.problems() == []
+    page.context.close()
+
+
+def test_the_csv_links_download_the_range_shown(site: Site) -> None:
+    page, watch = site.open(f"/devices/{DEVICE_ID}")
+    today = site.today.date().isoformat()
+    day = site.day.date().isoformat()
+    loaded(page, today, "day")
+    page.click("#energy-prev")
+    page.click("#energy-prev")
+    loaded(page, day, "day")
+
+    with page.expect_download() as download:
+        page.click("#energy-csv")
+    path = download.value.path()
+    rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
+    assert len(rows) == 24
+    ten = next(row for row in rows if row["start"].startswith(f"{day}T10:"))
+    assert (ten["pv_wh"], ten["house_wh"], ten["complete"]) == ("2000.0", "900.0", "true")
+
+    with page.expect_download() as download:
+        page.click("#readings-csv")
+    rows = list(csv.DictReader(io.StringIO(download.value.path().read_text(encoding="utf-8"))))
+    # The day's three readings, oldest first, with their increments.
+    assert [row["energy.pv_wh"] for row in rows] == ["1200.0", "800.0", "0.0"]
+    assert [row["seq"] for row in rows] == ["1", "2", "3"]
+    # The links carry no token: the session cookie goes along by itself.
+    for link in ("#energy-csv", "#readings-csv"):
+        assert VIEWER_TOKEN not in (page.locator(link).get_attribute("href") or "")
+    assert watch.problems() == []
+    page.context.close()
