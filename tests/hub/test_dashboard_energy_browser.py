@@ -340,3 +340,30 @@ def test_the_csv_links_download_the_range_shown(site: Site) -> None:
         assert VIEWER_TOKEN not in (page.locator(link).get_attribute("href") or "")
     assert watch.problems() == []
     page.context.close()
+
+
+def test_the_fleet_card_shows_todays_energy(site: Site) -> None:
+    page, watch = site.open("/")
+    card = f'.device-card[data-device-id="{DEVICE_ID}"]'
+    wait_js(
+        page,
+        f"document.querySelector({card + ' .today-energy'!r})?.dataset.state === 'ready'",
+    )
+    shown = page.evaluate(
+        f"Object.fromEntries([...document.querySelectorAll({card + ' .today-value'!r})]"
+        ".map(row => [row.dataset.energy, row.querySelector('dd').textContent]))"
+    )
+    # Today's two readings: PV 1500 + 500, house 600 + 400, import 100, export 900 + 100.
+    assert shown == {
+        "pv_wh": "2.00 kWh",
+        "house_wh": "1.00 kWh",
+        "import_wh": "0.10 kWh",
+        "export_wh": "1.00 kWh",
+        "self_consumption_pct": "50%",  # (2000 - 1000) / 2000
+        "autarky_pct": "90%",  # (1000 - 100) / 1000
+    }
+    assert page.locator(f"{card} .today-energy").get_attribute("data-zone") == "Asia/Kolkata"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.locator(card).screenshot(path=str(ARTIFACTS / "energy-card.png"))
+    assert watch.problems() == []
+    page.context.close()

@@ -14,10 +14,12 @@ import {
   parseTs,
   powersOf,
 } from "./common.js";
+import { fetchEnergy, formatKwh } from "./energy.js";
 import { failingText, siteCondition } from "./health.js";
 
 const POLL_MS = 5000;
 const LIVE_SOCKETS = 24; // a big fleet is polled only: one socket per card would not scale
+const ENERGY_MS = 60_000; // today's energy per card: a minute's readings barely move it
 
 const devices = new Map(); // device_id -> state
 const list = document.getElementById("fleet");
@@ -38,6 +40,18 @@ function newDevice(deviceId) {
   const pill = el("span", { class: "pill", text: "…" });
   const seen = el("time", { class: "seen", text: "never" });
   const problem = el("p", { class: "card-problem", hidden: "" });
+  // Today's energy in the site's zone (docs/protocol.md, "Energy over HTTP").
+  const today = (name, label) => el("div", { class: "today-value", "data-energy": name }, el("dt", { text: label }), el("dd", { text: "—" }));
+  const energy = el(
+    "dl",
+    { class: "today-energy", "data-state": "loading", title: "today so far, in the site's time zone" },
+    today("pv_wh", "PV today"),
+    today("house_wh", "House"),
+    today("import_wh", "Import"),
+    today("export_wh", "Export"),
+    today("self_consumption_pct", "Self-use"),
+    today("autarky_pct", "Autarky"),
+  );
   const card = el(
     "li",
     { class: "device-card", "data-device-id": deviceId },
@@ -47,6 +61,7 @@ function newDevice(deviceId) {
       el("div", { class: "card-head" }, el("span", { class: "device-name", text: deviceId }), pill),
       problem,
       el("dl", { class: "headline" }, solar.box, soc.box, grid.box, house.box),
+      energy,
       el("div", { class: "card-foot" }, "last seen ", seen),
     ),
   );
@@ -56,6 +71,8 @@ function newDevice(deviceId) {
     pill,
     seen,
     problem,
+    energy,
+    energyTimer: 0,
     health: null, // the agent's latest health frame (docs/protocol.md, "Device health")
     cells: { solar: solar.value, soc: soc.value, grid: grid.value, house: house.value },
     online: null,
@@ -129,6 +146,28 @@ function renderSeen(state) {
   }
 }
 
+async function loadEnergy(state) {
+  clearTimeout(state.energyTimer);
+  try {
+    const answer = await fetchEnergy(state.deviceId, { period: "day" }); // today, in its zone
+    const total = answer.total;
+    for (const row of state.energy.querySelectorAll("[data-energy]")) {
+      const key = row.dataset.energy;
+      const v = total[key];
+      const text = key.endsWith("_pct") ? (v === null ? "—" : `${Math.round(v)}%`) : formatKwh(v);
+      row.querySelector("dd").textContent = text;
+      row.dataset.value = v ?? "";
+    }
+    state.energy.dataset.state = "ready";
+    state.energy.dataset.zone = answer.timezone;
+    state.energy.title = `today so far (${answer.timezone})`;
+  } catch (err) {
+    if (err.status === 401) return; // the sign-in form says what is missing (common.js)
+    state.energy.dataset.state = "error";
+  }
+  if (devices.get(state.deviceId) === state) state.energyTimer = setTimeout(() => loadEnergy(state), ENERGY_MS);
+}
+
 function follow(state) {
   state.socket = new DashboardSocket(state.deviceId, {
     onStatus: (frame) => setOnline(state, frame.online),
@@ -168,6 +207,7 @@ async function poll() {
     let state = devices.get(entry.device_id);
     if (!state) {
       state = newDevice(entry.device_id);
+      loadEnergy(state);
       if (devices.size <= LIVE_SOCKETS) follow(state);
     }
     if (entry.health !== undefined && (state.health === null || state.socket === null)) {
@@ -186,6 +226,7 @@ async function poll() {
   for (const [id, state] of devices) {
     if (known.has(id)) continue;
     if (state.socket) state.socket.stop();
+    clearTimeout(state.energyTimer);
     state.card.remove();
     devices.delete(id);
   }
