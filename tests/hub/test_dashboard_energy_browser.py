@@ -65,6 +65,7 @@ class Site:
     browser: Browser
     day: datetime  # local midnight of the day with the hand-made readings (two days ago)
     today: datetime  # local midnight of today
+    readings: list[dict[str, Any]]  # as sent
 
     def open(self, path: str) -> tuple[Page, ConsoleWatch]:
         context = self.browser.new_context(viewport={"width": 1280, "height": 900})
@@ -157,11 +158,12 @@ def site(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     now = datetime.now(ZONE)
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     day = (today - timedelta(days=2)).replace(tzinfo=None).replace(tzinfo=ZONE)
-    deliver(f"{hub.ws_url}/ws/device/{DEVICE_ID}", token, readings_of(day, today, now))
+    readings = readings_of(day, today, now)
+    deliver(f"{hub.ws_url}/ws/device/{DEVICE_ID}", token, readings)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            yield Site(hub, browser, day, today)
+            yield Site(hub, browser, day, today, readings)
         finally:
             browser.close()
             hub.stop()
@@ -365,5 +367,69 @@ def test_the_fleet_card_shows_todays_energy(site: Site) -> None:
     assert page.locator(f"{card} .today-energy").get_attribute("data-zone") == "Asia/Kolkata"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.locator(card).screenshot(path=str(ARTIFACTS / "energy-card.png"))
+    assert watch.problems() == []
+    page.context.close()
+
+
+def chart_state(page: Page) -> dict[str, Any]:
+    state: dict[str, Any] = page.evaluate(
+        "({range: emsDashboard.range(), windowMs: emsDashboard.windowMs(),"
+        " fills: emsDashboard.fills(), ts: emsDashboard.points().map(p => p.ts)})"
+    )
+    return state
+
+
+def pick_range(page: Page, name: str) -> dict[str, Any]:
+    """Click a range of the power chart; its state once its fetch is drawn."""
+    before = chart_state(page)["fills"]
+    page.click(f'#chart-range button[data-range="{name}"]')
+    wait_js(page, f"emsDashboard.range() === {name!r} && emsDashboard.fills() > {before}")
+    return chart_state(page)
+
+
+def ms(instant: datetime) -> int:
+    return int(instant.timestamp() * 1000)
+
+
+def test_the_range_picker_changes_the_power_charts_span(site: Site) -> None:
+    page, watch = site.open(f"/devices/{DEVICE_ID}")
+    wait_js(page, "window.emsDashboard && emsDashboard.fills() > 0")
+    assert chart_state(page)["windowMs"] == 3_600_000
+    now = datetime.now(ZONE)
+
+    week = pick_range(page, "week")
+    assert week["windowMs"] == 7 * 86_400_000
+    assert page.locator("#chart-heading").inner_text() == "Power, last 7 days"
+    # 30-minute buckets (aligned on a Monday's 00:00 UTC; Kolkata is +05:30, so on
+    # its half hours): the day's readings at 10:30 and 10:59 share one, 19:30 has its own.
+    day_buckets = {
+        ms(site.day + timedelta(hours=10, minutes=30)),
+        ms(site.day + timedelta(hours=19, minutes=30)),
+    }
+    assert day_buckets <= set(week["ts"]), week["ts"]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.locator("#chart-panel").screenshot(path=str(ARTIFACTS / "power-week.png"))
+
+    day = pick_range(page, "day")
+    assert day["windowMs"] == 86_400_000
+    assert page.locator("#chart-heading").inner_text() == "Power, last 24 hours"
+    assert not day_buckets & set(day["ts"])  # more than 24 hours ago: out of the span
+    oldest = ms(now - timedelta(hours=24, minutes=5))
+    assert min(day["ts"]) >= oldest
+    # Today's readings, each in its 5-minute bucket (aligned on UTC's five minutes).
+    today_ts = [ms(datetime.fromisoformat(r["ts"])) for r in site.readings[3:]]
+    assert {ts - ts % 300_000 for ts in today_ts} <= set(day["ts"]), day["ts"]
+
+    hour = pick_range(page, "hour")
+    assert hour["windowMs"] == 3_600_000
+    assert all(ts >= ms(now - timedelta(hours=1, minutes=1)) for ts in hour["ts"])
+
+    # The chart's CSV is the readings of its span: a week holds all five.
+    pick_range(page, "week")
+    with page.expect_download() as download:
+        page.click("#chart-csv")
+    rows = list(csv.DictReader(io.StringIO(download.value.path().read_text(encoding="utf-8"))))
+    assert [row["seq"] for row in rows] == ["1", "2", "3", "4", "5"]
+    assert [row["energy.house_wh"] for row in rows] == ["400.0", "500.0", "550.0", "600.0", "400.0"]
     assert watch.problems() == []
     page.context.close()

@@ -6,7 +6,9 @@ import { formatPower } from "./common.js";
 
 // A line is broken where two neighbours are further apart than this: an outage
 // shows as a gap, not as a straight line across it.
+// Longer ranges, with bigger buckets, join further (see `maxJoinMs`).
 const MAX_JOIN_MS = 150_000;
+const DAY_MINUTES = 1440;
 
 function niceStep(span, count) {
   const raw = span / Math.max(1, count);
@@ -21,9 +23,10 @@ export class PowerChart {
   /**
    * series: [{key, label, color}]; each point is {ts, [key]: watts | null}.
    */
-  constructor(canvas, { windowMs, series }) {
+  constructor(canvas, { windowMs, series, maxJoinMs = MAX_JOIN_MS }) {
     this.canvas = canvas;
     this.windowMs = windowMs;
+    this.maxJoinMs = maxJoinMs;
     this.series = series;
     this.points = [];
     this.frame = 0;
@@ -38,6 +41,14 @@ export class PowerChart {
     });
     new ResizeObserver(() => this.requestDraw()).observe(canvas);
     setInterval(() => this.requestDraw(), 1000); // the window rolls with the clock
+  }
+
+  /** Show another span (a range picked): the points of the old one are dropped. */
+  setWindow(windowMs, maxJoinMs) {
+    this.windowMs = windowMs;
+    this.maxJoinMs = maxJoinMs;
+    this.points = [];
+    this.requestDraw();
   }
 
   get newestTs() {
@@ -68,7 +79,7 @@ export class PowerChart {
   prune() {
     const newest = this.newestTs;
     if (newest === null) return;
-    const oldest = Math.max(newest, Date.now()) - this.windowMs - MAX_JOIN_MS;
+    const oldest = Math.max(newest, Date.now()) - this.windowMs - this.maxJoinMs;
     let drop = 0;
     while (drop < this.points.length && this.points[drop].ts < oldest) drop += 1;
     if (drop) this.points.splice(0, drop);
@@ -101,7 +112,7 @@ export class PowerChart {
 
     const end = Math.max(Date.now(), this.newestTs ?? 0);
     const start = end - this.windowMs;
-    const visible = this.points.filter((p) => p.ts >= start - MAX_JOIN_MS);
+    const visible = this.points.filter((p) => p.ts >= start - this.maxJoinMs);
 
     let low = 0;
     let high = 0;
@@ -146,10 +157,17 @@ export class PowerChart {
     ctx.textAlign = "center";
     ctx.textBaseline = "top";
     const most = Math.max(2, Math.floor(plotWidth / 70));
-    const minutes = [1, 2, 5, 10, 15, 30, 60, 120].find((m) => this.windowMs / (m * 60_000) <= most);
-    const tick = (minutes ?? 240) * 60_000;
-    for (let ts = Math.ceil(start / tick) * tick; ts <= end; ts += tick) {
-      const label = new Date(ts).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    const steps = [1, 2, 5, 10, 15, 30, 60, 120, 180, 240, 360, 720, DAY_MINUTES];
+    const minutes = steps.find((m) => this.windowMs / (m * 60_000) <= most) ?? 2 * DAY_MINUTES;
+    const tick = minutes * 60_000;
+    // Ticks on this browser's wall clock (whole hours, midnights), not on UTC's.
+    const offset = (ts) => -new Date(ts).getTimezoneOffset() * 60_000;
+    const first = Math.ceil((start + offset(start)) / tick) * tick - offset(start);
+    for (let ts = first; ts <= end; ts += tick) {
+      const label =
+        minutes >= DAY_MINUTES
+          ? new Date(ts).toLocaleDateString([], { weekday: "short", day: "numeric" })
+          : new Date(ts).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
       const half = ctx.measureText(label).width / 2;
       if (x(ts) - half < left - 20 || x(ts) + half > width - 2) continue; // would be cut off
       ctx.fillText(label, x(ts), height - bottom + 6);
@@ -174,7 +192,7 @@ export class PowerChart {
         }
         const px = x(point.ts);
         const py = y(value);
-        if (previous === null || point.ts - previous > MAX_JOIN_MS) ctx.moveTo(px, py);
+        if (previous === null || point.ts - previous > this.maxJoinMs) ctx.moveTo(px, py);
         else ctx.lineTo(px, py);
         previous = point.ts;
       }
@@ -199,7 +217,7 @@ export class PowerChart {
     ctx.lineTo(Math.round(px) + 0.5, top + plotHeight);
     ctx.stroke();
     const lines = [
-      [null, new Date(nearest.ts).toLocaleTimeString()],
+      [null, this.windowMs > 86_400_000 ? new Date(nearest.ts).toLocaleString() : new Date(nearest.ts).toLocaleTimeString()],
       ...this.series.map(({ label, key, color }) => [color, `${label} ${formatPower(nearest[key])}`]),
     ];
     ctx.font = "12px system-ui, sans-serif";

@@ -25,8 +25,15 @@ import { EnergyPanel } from "./energypanel.js";
 import { describeField, displayValue, formatQuantity, groupExtra } from "./display.js";
 import { deviceLine, failingSections, failingText, siteCondition, staleAfterMs } from "./health.js";
 
-const WINDOW_MS = 60 * 60 * 1000;
-const BUCKET = "60s";
+// The power chart's ranges: bucket sizes keep each a few hundred points (a week
+// of 30-minute averages is 336), so a long range stays light for hub and page.
+// Only the hour follows live readings; longer ranges are fetched again each
+// `refreshMs` (a new bucket's worth).
+const RANGES = {
+  hour: { windowMs: 3_600_000, bucket: "60s", joinMs: 150_000, title: "last hour", foot: "Minute averages from storage, then every reading as it arrives" },
+  day: { windowMs: 86_400_000, bucket: "5m", joinMs: 750_000, refreshMs: 300_000, title: "last 24 hours", foot: "5-minute averages from storage, refreshed every 5 minutes" },
+  week: { windowMs: 604_800_000, bucket: "30m", joinMs: 4_500_000, refreshMs: 1_800_000, title: "last 7 days", foot: "30-minute averages from storage, refreshed every 30 minutes" },
+};
 const MAX_CATCH_UP = 5000; // raw readings fetched after a reconnect; longer gaps use buckets
 const SECTIONS = ["inverter", "grid", "solar", "battery", "extra"];
 
@@ -39,7 +46,8 @@ byId("device-name").textContent = deviceId;
 const css = getComputedStyle(document.documentElement);
 const color = (name) => css.getPropertyValue(name).trim();
 const chart = new PowerChart(byId("chart"), {
-  windowMs: WINDOW_MS,
+  windowMs: RANGES.hour.windowMs,
+  maxJoinMs: RANGES.hour.joinMs,
   series: [
     { key: "solar", label: "Solar", color: color("--solar") },
     { key: "battery", label: "Battery", color: color("--battery") },
@@ -49,6 +57,9 @@ const chart = new PowerChart(byId("chart"), {
 });
 
 const state = {
+  range: "hour", // of the power chart: a key of RANGES
+  fills: 0, // back-fills done (the page's tests wait for one after picking a range)
+  refresh: 0, // timer of a long range's next fetch
   seamTs: null, // ts of the history's last point: live points must be newer
   held: null, // live readings held back while a back-fill runs
   fill: 0, // generation of the running back-fill
@@ -87,13 +98,15 @@ async function backfill() {
   // allows 5 minutes against the hub's), so the range reaches past now.
   const end = new Date(now + 6 * 60_000).toISOString();
   const newest = chart.newestTs;
+  const range = RANGES[state.range];
+  clearTimeout(state.refresh);
   try {
     let records;
     let source = "history";
-    if (newest === null || now - newest > WINDOW_MS / 4) {
-      const start = new Date(now - WINDOW_MS).toISOString();
+    if (state.range !== "hour" || newest === null || now - newest > range.windowMs / 4) {
+      const start = new Date(now - range.windowMs).toISOString();
       const path = `/api/devices/${encodeURIComponent(deviceId)}/readings`;
-      const answer = await getJSON(path, { start, end, bucket: BUCKET });
+      const answer = await getJSON(path, { start, end, bucket: range.bucket });
       records = answer.buckets ?? [];
     } else {
       // Back after a short outage: what was stored meanwhile, reading by reading.
@@ -104,6 +117,7 @@ async function backfill() {
       source = "catch-up";
     }
     if (generation !== state.fill) return; // a newer connection took over
+    if (state.range !== "hour") chart.setWindow(range.windowMs, range.joinMs); // whole again
     for (const record of records) {
       if (chart.insert(pointOf(record, source))) state.historyPoints += 1;
     }
@@ -120,6 +134,8 @@ async function backfill() {
       state.held = null;
       for (const frame of held) addLive(frame);
       countPoints();
+      state.fills += 1;
+      if (range.refreshMs) state.refresh = setTimeout(backfill, range.refreshMs);
     }
   }
 }
@@ -128,7 +144,8 @@ async function backfill() {
 // chart has no hole where the outage was (docs/protocol.md, "history" frames).
 async function fillHistory(frame) {
   const endMs = parseTs(frame.end);
-  if (!Number.isFinite(endMs) || endMs < Date.now() - WINDOW_MS) return;
+  if (state.range !== "hour") return; // a long range gets it at its next refresh
+  if (!Number.isFinite(endMs) || endMs < Date.now() - RANGES.hour.windowMs) return;
   const path = `/api/devices/${encodeURIComponent(deviceId)}/readings`;
   const end = new Date(endMs + 1).toISOString(); // end is exclusive in the API, inclusive here
   try {
@@ -143,6 +160,7 @@ async function fillHistory(frame) {
 }
 
 function addLive(frame) {
+  if (state.range !== "hour") return; // averages only: a week of readings would be heavy
   const point = pointOf(frame, "live");
   if (Number.isNaN(point.ts)) return;
   if (state.seamTs !== null && point.ts <= state.seamTs) return; // already in the history
@@ -152,6 +170,43 @@ function addLive(frame) {
   }
   countPoints();
 }
+
+// The range picker: another span, fetched whole; back on the hour, live again.
+function pickRange(name) {
+  if (!(name in RANGES) || name === state.range) return;
+  state.range = name;
+  const range = RANGES[name];
+  chart.setWindow(range.windowMs, range.joinMs);
+  state.seamTs = null;
+  for (const button of document.querySelectorAll("#chart-range button")) {
+    button.setAttribute("aria-pressed", String(button.dataset.range === name));
+  }
+  byId("chart-heading").textContent = `Power, ${range.title}`;
+  byId("chart").setAttribute("aria-label", `power chart of the ${range.title}`);
+  byId("chart-foot-text").textContent = range.foot;
+  byId("chart-panel").dataset.range = name;
+  byId("chart-csv").href = chartCsvUrl();
+  backfill();
+}
+
+/** readings.csv of the chart's span (the hub takes RFC 3339 instants). */
+function chartCsvUrl() {
+  const now = Date.now();
+  const params = new URLSearchParams({
+    start: new Date(now - RANGES[state.range].windowMs).toISOString(),
+    end: new Date(now + 6 * 60_000).toISOString(),
+  });
+  return `/api/devices/${encodeURIComponent(deviceId)}/readings.csv?${params}`;
+}
+
+for (const button of document.querySelectorAll("#chart-range button")) {
+  button.addEventListener("click", () => pickRange(button.dataset.range));
+}
+// The link's span is taken when it is followed, so it is never a stale one.
+byId("chart-csv").href = chartCsvUrl();
+byId("chart-csv").addEventListener("click", (event) => {
+  event.currentTarget.href = chartCsvUrl();
+});
 
 // --- Energy flow ---------------------------------------------------------------
 
@@ -488,4 +543,7 @@ window.emsDashboard = Object.freeze({
   seamTs: () => state.seamTs,
   latestTs: () => state.latestTs,
   historyBeforeFirstLive: () => state.historyBeforeFirstLive,
+  range: () => state.range,
+  windowMs: () => chart.windowMs,
+  fills: () => state.fills,
 });
