@@ -1,0 +1,170 @@
+"""Bytes per stored reading on SQLite, where they go, and the ingest rate.
+
+Stores ``--rows`` full readings of the simulated plant (every section filled, the
+BMS's cells and the like in ``extra``, and energy increments as the edge sends them)
+at 1 Hz for one device into a fresh SQLite file, through ``SqliteStorage`` in
+batches of ``--batch`` readings (the writer's path), then checkpoints the WAL and
+prints, as JSON: the file's size per reading, before and after ``VACUUM``, the bytes
+per table and index (SQLite's ``dbstat``), and the readings per second of the
+writes (conversion included, as the writer does it).
+
+    .venv/bin/python bench/storage_size.py --rows 20000
+
+``--keep PATH`` writes the file there and keeps it (for a look with ``sqlite3``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import sqlite3
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from edge.compose import compose
+from edge.config import Role
+from hub.storage.base import StoredReading
+from hub.storage.sqlite import SqliteStorage
+from simulation.plant import Plant
+from simulation.site import Unit, device_sections
+from telemetry import Reading
+
+ROLES = {
+    Unit.INVERTER: Role.INVERTER,
+    Unit.GRID_METER: Role.GRID,
+    Unit.CHARGER: Role.SOLAR,
+    Unit.BMS: Role.BATTERY,
+}
+
+
+def energy_of(sections: dict[str, Any]) -> dict[str, Any]:
+    """One second's energy increments from the reading's powers (as the edge sends them)."""
+    grid = sections.get("grid", {}).get("power_w", 0.0)
+    battery = sections.get("battery", {}).get("power_w", 0.0)
+    pv = max(0.0, sections.get("solar", {}).get("pv_power_w", 0.0))
+    to_wh = 1.0 / 3600.0
+    return {
+        "span_s": 1.0,
+        "complete": True,
+        "pv_wh": round(pv * to_wh, 3),
+        "import_wh": round(max(grid, 0.0) * to_wh, 3),
+        "export_wh": round(max(-grid, 0.0) * to_wh, 3),
+        "charge_wh": round(max(-battery, 0.0) * to_wh, 3),
+        "discharge_wh": round(max(battery, 0.0) * to_wh, 3),
+        "house_wh": round(max(0.0, pv + grid + battery) * to_wh, 3),
+    }
+
+
+def readings(
+    count: int, start: datetime, device_id: str = "site-1", *, first_seq: int = 0
+) -> list[StoredReading]:
+    """``count`` readings of the simulated plant, one per simulated second from ``start``."""
+    plant = Plant("sunny", seed=1, start=start)
+    out = []
+    for n in range(count):
+        sections = plant.step(1.0).sections()
+        values = {ROLES[u]: device_sections(u, sections) for u in Unit}
+        body: dict[str, Any] = json.loads(compose(values).body())
+        body["seq"] = first_seq + n
+        body["ts"] = start + timedelta(seconds=n)
+        body["energy"] = energy_of(body)
+        ts = start + timedelta(seconds=n)
+        out.append(StoredReading(device_id, Reading.model_validate(body), ts))
+    return out
+
+
+async def store(path: Path, rows: list[StoredReading], batch: int, page_size: int | None) -> float:
+    """Readings per second of writing ``rows`` in batches (into a new file)."""
+    if page_size is not None:
+        # An empty database takes the page size before its first table.
+        conn = sqlite3.connect(path)
+        conn.execute(f"PRAGMA page_size = {page_size}")
+        conn.execute("VACUUM")
+        conn.close()
+    storage = SqliteStorage(path)
+    await storage.open()
+    try:
+        began = time.perf_counter()
+        for first in range(0, len(rows), batch):
+            await storage.write_readings(rows[first : first + batch])
+        took = time.perf_counter() - began
+    finally:
+        await storage.close()
+    return len(rows) / took
+
+
+def sizes(path: Path) -> dict[str, Any]:
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        file_bytes = path.stat().st_size
+        per_table: dict[str, int] = {}
+        try:
+            for name, used in conn.execute(
+                "SELECT name, sum(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC"
+            ):
+                per_table[name] = int(used)
+        except sqlite3.OperationalError:  # SQLite built without dbstat
+            per_table = {}
+        return {"file_bytes": file_bytes, "per_table_bytes": per_table}
+    finally:
+        conn.close()
+
+
+def vacuum(path: Path) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("VACUUM")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+    return path.stat().st_size
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=20_000)
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--keep", type=Path, default=None)
+    parser.add_argument(
+        "--page-size", type=int, default=None, help="a new file's page size (SQLite's: 4096)"
+    )
+    args = parser.parse_args()
+    rows = readings(args.rows, datetime(2026, 6, 21, 4, tzinfo=UTC))
+    wire = sum(len(r.reading.model_dump_json(exclude_none=True)) for r in rows) / len(rows)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = args.keep or Path(tmp) / "hub.db"
+        if path.exists():
+            path.unlink()
+        rate = await store(path, rows, args.batch, args.page_size)
+        before = sizes(path)
+        after = vacuum(path)
+        print(
+            json.dumps(
+                {
+                    "rows": args.rows,
+                    "batch": args.batch,
+                    "page_size": args.page_size or 4096,
+                    "wire_json_bytes_per_reading": round(wire),
+                    "readings_per_s": round(rate),
+                    "bytes_per_reading": round(before["file_bytes"] / args.rows),
+                    "bytes_per_reading_after_vacuum": round(after / args.rows),
+                    "per_table_bytes_per_reading": {
+                        name: round(used / args.rows)
+                        for name, used in before["per_table_bytes"].items()
+                    },
+                    "sqlite": sqlite3.sqlite_version,
+                    "python": platform.python_version(),
+                },
+                indent=2,
+            )
+        )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
