@@ -270,6 +270,18 @@ def test_the_day_bars_totals_and_flow_match_the_readings(site: Site) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.locator("#energy").screenshot(path=str(ARTIFACTS / "energy.png"))
 
+    # The day before has no readings: unknown, never 0 kWh.
+    page.click("#energy-prev")
+    before = (site.day - timedelta(days=1)).date().isoformat()
+    loaded(page, before, "day")
+    assert set(totals(page).values()) == {"—"}
+    assert page.locator("#energy-bars .energy-incomplete").count() == 24
+    known = page.evaluate(
+        "[...document.querySelectorAll('#energy-flow .share-row')].map(r => r.dataset.known)"
+    )
+    assert known == ["false", "false"]
+    assert set(page.locator("#energy-flow strong").all_inner_texts()) == {"—"}
+
     page.click("#energy-today")
     loaded(page, today, "day")
     assert totals(page)["pv_wh"] == "2.00 kWh"  # 1500 + 500 today

@@ -184,19 +184,30 @@ export class PowerChart {
       ctx.fillStyle = color;
       ctx.beginPath();
       let previous = null;
-      for (const point of visible) {
+      const alone = []; // points joined to neither neighbour: a line would not show them
+      visible.forEach((point, index) => {
         const value = point[key];
         if (value === null || value === undefined) {
           previous = null;
-          continue;
+          return;
         }
         const px = x(point.ts);
         const py = y(value);
-        if (previous === null || point.ts - previous > this.maxJoinMs) ctx.moveTo(px, py);
-        else ctx.lineTo(px, py);
+        const joinedBefore = previous !== null && point.ts - previous <= this.maxJoinMs;
+        if (joinedBefore) ctx.lineTo(px, py);
+        else ctx.moveTo(px, py);
+        const next = visible[index + 1];
+        const joinedAfter =
+          next !== undefined && next[key] !== null && next[key] !== undefined && next.ts - point.ts <= this.maxJoinMs;
+        if (!joinedBefore && !joinedAfter) alone.push([px, py]);
         previous = point.ts;
-      }
+      });
       ctx.stroke();
+      for (const [px, py] of alone) {
+        ctx.beginPath();
+        ctx.arc(px, py, 2.5, 0, 2 * Math.PI);
+        ctx.fill();
+      }
     }
     ctx.restore();
     if (this.hoverX !== null) this.drawReadout(ctx, visible, { x, start, end, left, top, plotWidth, plotHeight, ink });

@@ -112,10 +112,13 @@ const value = (wh) => (typeof wh === "number" && Number.isFinite(wh) ? wh : 0);
  */
 export function energyFlow(intervals) {
   const flow = {
-    pv: { house: 0, battery: 0, grid: 0, total: 0 },
-    house: { pv: 0, battery: 0, grid: 0, total: 0 },
+    pv: { house: 0, battery: 0, grid: 0, total: 0, known: false },
+    house: { pv: 0, battery: 0, grid: 0, total: 0, known: false },
   };
   for (const interval of intervals) {
+    // Unknown (no reading gave it) is not zero: said as "—", not as 0 kWh.
+    if (typeof interval.pv_wh === "number") flow.pv.known = true;
+    if (typeof interval.house_wh === "number") flow.house.known = true;
     const pv = value(interval.pv_wh);
     const house = value(interval.house_wh);
     const toBattery = Math.min(value(interval.charge_wh), pv);
@@ -241,7 +244,7 @@ export function drawBars(target, answer) {
 }
 
 /** One labelled stacked bar of the flow: parts of a total, each with its kWh. */
-function flowBar(name, title, total, parts) {
+function flowBar(name, title, total, parts, known) {
   const bar = el("div", { class: "share-bar" });
   for (const part of parts) {
     const segment = el("span", {
@@ -258,13 +261,23 @@ function flowBar(name, title, total, parts) {
     "ul",
     { class: "share-legend" },
     ...parts.map((part) =>
-      el("li", { "data-part": part.key }, `${part.label} `, el("strong", { "data-wh": part.wh.toFixed(1), text: formatKwh(part.wh) })),
+      el(
+        "li",
+        { "data-part": part.key },
+        `${part.label} `,
+        el("strong", { "data-wh": known ? part.wh.toFixed(1) : "", text: formatKwh(known ? part.wh : null) }),
+      ),
     ),
   );
   return el(
     "div",
-    { class: "share-row", "data-share": name },
-    el("h3", {}, `${title} `, el("span", { class: "share-total", "data-wh": total.toFixed(1), text: formatKwh(total) })),
+    { class: "share-row", "data-share": name, "data-known": String(known) },
+    el(
+      "h3",
+      {},
+      `${title} `,
+      el("span", { class: "share-total", "data-wh": known ? total.toFixed(1) : "", text: formatKwh(known ? total : null) }),
+    ),
     bar,
     legend,
   );
@@ -277,12 +290,12 @@ export function drawFlow(target, flow) {
       { key: "house", label: "House", wh: flow.pv.house },
       { key: "battery", label: "Battery", wh: flow.pv.battery },
       { key: "grid", label: "Grid", wh: flow.pv.grid },
-    ]),
+    ], flow.pv.known),
     flowBar("house", "The house got its energy from", flow.house.total, [
       { key: "pv", label: "PV", wh: flow.house.pv },
       { key: "battery", label: "Battery", wh: flow.house.battery },
       { key: "grid", label: "Grid", wh: flow.house.grid },
-    ]),
+    ], flow.house.known),
   );
 }
 
