@@ -62,6 +62,7 @@ CLIENT_ID_ENV: Final = "EMS_MQTT_CLIENT_ID"
 SECTIONS: Final = ("inverter", "grid", "solar", "battery", "extra")
 # Every unique_id of the hub's sensors starts with this; the agent's start with "ems_".
 ID_PREFIX: Final = "ems-hub"
+STOP_TRIES: Final = 15  # 0.2 s each: 3 s for the link to say offline and stop
 
 
 class MqttSettingsError(Exception):
@@ -147,8 +148,15 @@ class HubMqtt:
         try:
             await stopping.wait()
         finally:
-            link.cancel()
-            await asyncio.gather(link, return_exceptions=True)
+            # Cancelled again while it runs: the MQTT client can swallow one cancel
+            # (telemetry/mqtt_link.py, _raise_if_cancelled); bounded, so SIGTERM exits.
+            for _ in range(STOP_TRIES):
+                link.cancel()
+                done, _ = await asyncio.wait({link}, timeout=0.2)
+                if done:
+                    break
+            else:
+                logger.error("the MQTT link did not stop in time")
 
     def presence(self, site: str, online: bool) -> None:
         """The site's agent connected to this hub (True) or went away (False)."""

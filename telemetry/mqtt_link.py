@@ -62,6 +62,20 @@ RECONNECT_BACKOFF: Final = BackoffPolicy(1.0, 30.0)
 DEFAULT_PORTS: Final = {"mqtt": 1883, "mqtts": 8883}
 
 
+def _raise_if_cancelled() -> None:
+    """Raise the cancellation the MQTT client swallowed, if there was one.
+
+    aiomqtt waits with ``asyncio.wait_for``, which on Python 3.11 can swallow a
+    cancellation that lands as its inner future completes (CPython gh-86296): the
+    task is still marked as being cancelled, but goes on. Without this check a
+    link told to stop would go on reconnecting for ever, and the agent's or the
+    hub's shutdown would wait on it.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 @dataclass(frozen=True, slots=True)
 class BrokerUrl:
     host: str
@@ -198,6 +212,7 @@ class MqttLink:
                 delay,
                 extra={"broker": self.settings.host, "error": reason},
             )
+            _raise_if_cancelled()
             await asyncio.sleep(delay)
 
     async def _session(self, backoff: Backoff) -> None:
@@ -217,6 +232,7 @@ class MqttLink:
             logger=client_logger,
         )
         async with client:
+            _raise_if_cancelled()
             self.connected = True
             self.counters.connects += 1
             backoff.reset()
@@ -227,6 +243,7 @@ class MqttLink:
                 extra={"broker": settings.host},
             )
             try:
+                _raise_if_cancelled()
                 await self._connected(client)
             except asyncio.CancelledError:
                 await self._say_offline(client)
@@ -243,15 +260,24 @@ class MqttLink:
         self._wake.set()
         if self.on_connected is not None:
             self.on_connected()
+        # Two tasks, the first to end ends the connection. Not a TaskGroup: on 3.11 one
+        # that aborts on a child's error can leave its parent marked as being cancelled,
+        # which _raise_if_cancelled would take for a stop.
+        tasks = {
+            asyncio.create_task(self._send(client), name="mqtt.send"),
+            asyncio.create_task(self._listen(client), name="mqtt.listen"),
+        }
         try:
-            async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self._send(client), name="mqtt.send")
-                tasks.create_task(self._listen(client), name="mqtt.listen")
-        except BaseExceptionGroup as group:
-            errors = [e for e in group.exceptions if isinstance(e, aiomqtt.MqttError)]
-            if errors and len(errors) == len(group.exceptions):
-                raise errors[0] from None
-            raise
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks)
+        for task in done:
+            error = task.exception()
+            if error is not None:
+                raise error
+        raise aiomqtt.MqttError("the connection ended")
 
     async def _say_offline(self, client: aiomqtt.Client) -> None:
         # A clean stop: the will is not released by a normal disconnect.
@@ -275,6 +301,7 @@ class MqttLink:
             while queue and not self._unsent_retained:
                 message = queue[0]
                 await client.publish(message.topic, message.payload, qos=0)
+                _raise_if_cancelled()
                 # Sent: it leaves the queue only now, so a lost connection keeps it.
                 if queue and queue[0] is message:
                     queue.popleft()
