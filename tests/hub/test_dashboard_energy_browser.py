@@ -445,3 +445,52 @@ def test_the_range_picker_changes_the_power_charts_span(site: Site) -> None:
     assert [row["energy.house_wh"] for row in rows] == ["400.0", "500.0", "550.0", "600.0", "400.0"]
     assert watch.problems() == []
     page.context.close()
+
+
+def test_the_ranges_and_the_flow_rules_on_plain_values(site: Site) -> None:
+    """energy.js's pure helpers, in the page's own browser (ES modules, the CSP's 'self')."""
+    page, watch = site.open(f"/devices/{DEVICE_ID}")
+    results = page.evaluate(
+        """async () => {
+          const e = await import("/static/js/energy.js");
+          const flow = e.energyFlow([
+            // PV short of export + charge: the export is PV first, then the charge.
+            {pv_wh: 1000, export_wh: 700, charge_wh: 500, house_wh: 300, import_wh: 300,
+             discharge_wh: 0},
+            // Unknown quantities count as nothing.
+            {pv_wh: null, export_wh: null, charge_wh: null, house_wh: 200, import_wh: null,
+             discharge_wh: 150},
+          ]);
+          return {
+            week: e.rangeParams("week", "2026-12-03"),
+            weekOfSunday: e.rangeParams("week", "2026-12-06"),
+            month: e.rangeParams("month", "2026-12-31"),
+            year: e.rangeParams("year", "2026-03-29"),
+            day: e.rangeParams("day", "2026-03-29"),
+            nextMonth: e.stepAnchor("month", "2026-01-31", 1),
+            previousDay: e.stepAnchor("day", "2026-03-01", -1),
+            nextWeek: e.stepAnchor("week", "2026-12-28", 1),
+            previousYear: e.stepAnchor("year", "2026-12-03", -1),
+            today: e.todayIn("Pacific/Kiritimati", new Date("2026-12-03T23:00:00Z")),
+            kwh: [e.formatKwh(1234.5), e.formatKwh(null), e.formatKwh(0)],
+            flow,
+          };
+        }"""
+    )
+    assert results["week"] == {"start": "2026-11-30", "end": "2026-12-06", "period": "day"}
+    assert results["weekOfSunday"] == results["week"]
+    assert results["month"] == {"start": "2026-12", "period": "day"}
+    assert results["year"] == {"start": "2026", "period": "month"}
+    assert results["day"] == {"start": "2026-03-29", "period": "hour"}
+    assert results["nextMonth"] == "2026-02-01"
+    assert results["previousDay"] == "2026-02-28"
+    assert results["nextWeek"] == "2027-01-04"
+    assert results["previousYear"] == "2025-01-01"
+    assert results["today"] == "2026-12-04"  # UTC+14
+    assert results["kwh"] == ["1.23 kWh", "—", "0.00 kWh"]
+    assert results["flow"] == {
+        "pv": {"house": 0, "battery": 300, "grid": 700, "total": 1000, "known": True},
+        "house": {"pv": 0, "battery": 150, "grid": 300, "total": 500, "known": True},
+    }
+    assert watch.problems() == []
+    page.context.close()

@@ -103,12 +103,13 @@ const value = (wh) => (typeof wh === "number" && Number.isFinite(wh) ? wh : 0);
 
 /**
  * Where the PV went and where the house's energy came from, in Wh, summed over
- * intervals (hours, for a day): within an interval PV charges the battery first,
- * then goes to the house, and only what is left is exported; the house takes PV
- * first, then the battery, then the grid. What does not fit (conversion losses,
- * a battery charged from the grid) is left out, so each side adds up to at most
- * its total. Per interval rather than over the whole day: the noon's export
- * cannot feed the evening's house.
+ * intervals (hours, for a day). Within an interval the export is PV first (the
+ * meter only exports a surplus; a battery rarely discharges into the grid),
+ * then the battery's charge, and the rest of the PV went to the house; the
+ * house takes that PV first, then the battery's discharge, then the grid. What
+ * does not fit (conversion losses, a battery charged from the grid) is left
+ * out, so each side adds up to at most its total. Per interval rather than over
+ * the whole day: the noon's export cannot feed the evening's house.
  */
 export function energyFlow(intervals) {
   const flow = {
@@ -121,8 +122,8 @@ export function energyFlow(intervals) {
     if (typeof interval.house_wh === "number") flow.house.known = true;
     const pv = value(interval.pv_wh);
     const house = value(interval.house_wh);
-    const toBattery = Math.min(value(interval.charge_wh), pv);
-    const toGrid = Math.min(value(interval.export_wh), pv - toBattery);
+    const toGrid = Math.min(value(interval.export_wh), pv);
+    const toBattery = Math.min(value(interval.charge_wh), pv - toGrid);
     const pvForHouse = Math.min(pv - toBattery - toGrid, house);
     const fromBattery = Math.min(value(interval.discharge_wh), house - pvForHouse);
     const fromGrid = Math.min(value(interval.import_wh), house - pvForHouse - fromBattery);

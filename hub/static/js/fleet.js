@@ -41,7 +41,8 @@ function newDevice(deviceId) {
   const seen = el("time", { class: "seen", text: "never" });
   const problem = el("p", { class: "card-problem", hidden: "" });
   // Today's energy in the site's zone (docs/protocol.md, "Energy over HTTP").
-  const today = (name, label) => el("div", { class: "today-value", "data-energy": name }, el("dt", { text: label }), el("dd", { text: "—" }));
+  const today = (name, label, title) =>
+    el("div", { class: "today-value", "data-energy": name, title }, el("dt", { text: label }), el("dd", { text: "—" }));
   const energy = el(
     "dl",
     { class: "today-energy", "data-state": "loading", title: "today so far, in the site's time zone" },
@@ -49,8 +50,8 @@ function newDevice(deviceId) {
     today("house_wh", "House"),
     today("import_wh", "Import"),
     today("export_wh", "Export"),
-    today("self_consumption_pct", "Self-use"),
-    today("autarky_pct", "Autarky"),
+    today("self_consumption_pct", "Self-use", "self-consumption: the PV not exported, (PV - export) / PV"),
+    today("autarky_pct", "Autarky", "the house's energy not imported, (house - import) / house"),
   );
   const card = el(
     "li",
