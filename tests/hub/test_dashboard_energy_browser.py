@@ -349,9 +349,18 @@ def test_the_csv_links_download_the_range_shown(site: Site) -> None:
     # The day's three readings, oldest first, with their increments.
     assert [row["energy.pv_wh"] for row in rows] == ["1200.0", "800.0", "0.0"]
     assert [row["seq"] for row in rows] == ["1", "2", "3"]
-    # The links carry no token: the session cookie goes along by itself.
+    # The links carry no token: the session cookie goes along by itself, and
+    # without it (another browser) the same links are refused.
+    stranger = site.browser.new_context()
     for link in ("#energy-csv", "#readings-csv"):
-        assert VIEWER_TOKEN not in (page.locator(link).get_attribute("href") or "")
+        href = page.locator(link).get_attribute("href") or ""
+        assert VIEWER_TOKEN not in href
+        assert stranger.request.get(f"{site.hub.http_url}{href}").status == 401
+        with_token = stranger.request.get(
+            f"{site.hub.http_url}{href}", headers={"Authorization": f"Bearer {VIEWER_TOKEN}"}
+        )
+        assert with_token.status == 200
+    stranger.close()
     assert watch.problems() == []
     page.context.close()
 
