@@ -99,7 +99,13 @@ export class EnergyPanel {
     ui.next.disabled = next > today; // nothing is measured in the future
     const { start, end } = this.params();
     const holdsToday = start <= today && (end ?? start) >= today.slice(0, (end ?? start).length);
-    if (holdsToday) this.timer = setTimeout(() => this.load(), REFRESH_MS);
+    if (holdsToday) {
+      // Following today: past the site's midnight the range moves on to the new day.
+      this.timer = setTimeout(() => {
+        this.anchor = todayIn(this.zone);
+        this.load();
+      }, REFRESH_MS);
+    }
   }
 
   render(answer) {
