@@ -3,6 +3,8 @@
 # (scripts/timescaledb.sh), then runs the whole test suite: ruff, mypy, pytest.
 # No test may be skipped here: a skip fails the run (EMS_NO_SKIP=1), and a missing
 # TimescaleDB fails it too.
+# The run ends with the line coverage of our packages ([tool.coverage.run] in
+# pyproject.toml); it is printed, not a gate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -13,4 +15,4 @@ fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
-EMS_NO_SKIP=1 .venv/bin/pytest "$@"
+EMS_NO_SKIP=1 .venv/bin/pytest --cov --cov-report=term "$@"
