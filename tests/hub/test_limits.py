@@ -162,6 +162,11 @@ def test_the_caps_fit_in_the_descriptor_limit(
 # -- through a real server -----------------------------------------------------------------
 
 
+# The raw connections each limited hub's test opened (open_from), closed when it stops:
+# one the hub closed first is still ours to close (else a ResourceWarning).
+_raw_writers: dict[int, list[asyncio.StreamWriter]] = {}
+
+
 @contextlib.asynccontextmanager
 async def limited_hub(tmp_path: Path, **limits: object) -> AsyncIterator[RunningHub]:
     async with running_hub(
@@ -169,13 +174,22 @@ async def limited_hub(tmp_path: Path, **limits: object) -> AsyncIterator[Running
         tmp_path / "data",
         limits=ConnectionLimits(**limits),  # type: ignore[arg-type]
     ) as hub:
-        yield hub
+        _raw_writers[id(hub)] = []
+        try:
+            yield hub
+        finally:
+            for writer in _raw_writers.pop(id(hub)):
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
 
 
 async def open_from(
     hub: RunningHub, source: str = "127.0.0.1"
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    return await asyncio.open_connection("127.0.0.1", hub.port, local_addr=(source, 0))
+    reader, writer = await asyncio.open_connection("127.0.0.1", hub.port, local_addr=(source, 0))
+    _raw_writers[id(hub)].append(writer)
+    return reader, writer
 
 
 async def closed_within(reader: asyncio.StreamReader, within: float) -> bytes:
@@ -363,10 +377,12 @@ async def hold_idle_connections(port: int, source: str, count: int, opened: list
                 await asyncio.sleep(0.05)
                 continue
             opened[0] += 1
-            with contextlib.suppress(OSError):
-                while await reader.read(4096):
-                    pass
-            writer.close()
+            try:
+                with contextlib.suppress(OSError):
+                    while await reader.read(4096):
+                        pass
+            finally:  # cancelled at the end of the test too: closed either way
+                writer.close()
             await asyncio.sleep(0.01)
 
     async with asyncio.TaskGroup() as tasks:
