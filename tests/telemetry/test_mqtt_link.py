@@ -8,6 +8,8 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
+
 from telemetry.backoff import BackoffPolicy
 from telemetry.mqtt_link import LinkSettings, MqttLink
 from tests.support.mqtt import Mosquitto, subscribed
@@ -28,6 +30,12 @@ async def running(link: MqttLink) -> AsyncIterator[MqttLink]:
             await task
 
 
+# paho-mqtt 2.2.0 (Client._ssl_wrap_socket) leaves the socket open when the TLS
+# handshake fails, as it must here for the untrusted link: the SSLSocket is reported
+# unclosed when dropped. Not ours to close (the socket never reaches aiomqtt or us).
+@pytest.mark.filterwarnings(
+    "ignore:Exception ignored in. <ssl.SSLSocket:pytest.PytestUnraisableExceptionWarning"
+)
 async def test_mqtts_verifies_the_broker_with_the_given_ca(tmp_path: Path) -> None:
     certs = make_ca(tmp_path)
     broker = Mosquitto(tmp_path, tls=(certs.cert, certs.key))
