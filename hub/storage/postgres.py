@@ -88,7 +88,7 @@ from hub.storage.late_rollup import (
     retention_floor,
 )
 from hub.storage.loop_thread import LoopThread
-from hub.storage.migrate import ExtensionStatus, SchemaState, migrate
+from hub.storage.migrate import ExtensionStatus, SchemaState, migrate, parse_version
 from hub.storage.schema import (
     READINGS,
     ROLLUP,
@@ -116,13 +116,27 @@ _REFRESH_ROLLUP: Final = (
 _REFRESH_ENERGY: Final = (
     f"CALL refresh_continuous_aggregate('{ENERGY_CAGG}', $1::timestamptz, $2::timestamptz)"
 )
-# The energy aggregate's watermark (microseconds since the epoch): real-time
-# aggregation reads raw only the rows at or after it. None when there is no aggregate.
-_ENERGY_WATERMARK: Final = (
-    "SELECT _timescaledb_functions.cagg_watermark(mat_hypertable_id) "
-    "FROM _timescaledb_catalog.continuous_agg "
-    "WHERE user_view_name = $1 AND user_view_schema = current_schema()"
-)
+
+
+def energy_watermark_sql(timescale_version: str) -> str:
+    """The energy aggregate's watermark (microseconds since the epoch): real-time
+    aggregation reads raw only the rows at or after it; no row without the aggregate.
+
+    TimescaleDB 2.12 moved its internal functions to ``_timescaledb_functions`` (and
+    later releases drop the old ``_timescaledb_internal`` names).
+    """
+    functions = (
+        "_timescaledb_functions"
+        if parse_version(timescale_version) >= (2, 12)
+        else "_timescaledb_internal"
+    )
+    return (
+        f"SELECT {functions}.cagg_watermark(mat_hypertable_id) "
+        "FROM _timescaledb_catalog.continuous_agg "
+        "WHERE user_view_name = $1 AND user_view_schema = current_schema()"
+    )
+
+
 _OLDEST: Final = datetime.min.replace(tzinfo=UTC)
 _OLDEST_MICROS: Final = (_OLDEST - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
 _NEWEST_MICROS: Final = (datetime.max.replace(tzinfo=UTC) - _OLDEST) // timedelta(
@@ -573,7 +587,7 @@ class PostgresStorage:
     async def _energy_watermark(self, *, writer: bool) -> datetime:
         """Where ``energy_15m``'s real-time reading starts; the oldest instant if unknown."""
         async with self._connection(f"reading {ENERGY_CAGG}'s watermark", writer=writer) as conn:
-            micros = await conn.fetchval(_ENERGY_WATERMARK, ENERGY_CAGG)
+            micros = await conn.fetchval(energy_watermark_sql(self.timescale.version), ENERGY_CAGG)
         if micros is None:
             return _OLDEST
         # An empty aggregate's watermark is the type's minimum, far before datetime.min.

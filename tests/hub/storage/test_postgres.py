@@ -443,3 +443,9 @@ async def test_devices_never_scans_the_table(any_url: str) -> None:
         assert any(kind.startswith("Index") and rel in row_tables for kind, rel in scanned)
         devices = await storage.devices()
         assert [d.last_seen for d in devices] == [recent] * 5
+
+
+def test_the_energy_watermark_is_read_from_the_extension_versions_function_schema() -> None:
+    assert "_timescaledb_functions.cagg_watermark" in pg.energy_watermark_sql("2.28.3")
+    assert "_timescaledb_functions.cagg_watermark" in pg.energy_watermark_sql("2.12.0-dev")
+    assert "_timescaledb_internal.cagg_watermark" in pg.energy_watermark_sql("2.11.2")
