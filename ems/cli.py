@@ -221,6 +221,18 @@ def _hub_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     _storage_options(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
+    serve.add_argument(
+        "--retain-readings",
+        metavar="DURATION",
+        help="keep raw readings this long: 90d, 12w, 2y, or off (default: "
+        "$EMS_RETAIN_READINGS, else 400d)",
+    )
+    serve.add_argument(
+        "--retain-rollups",
+        metavar="DURATION",
+        help="keep the minute and energy rollups this long, at least --retain-readings "
+        "(default: $EMS_RETAIN_ROLLUPS, else 10y; off with --retain-readings off)",
+    )
     viewer = serve.add_mutually_exclusive_group()
     viewer.add_argument(
         "--viewer-token-file",

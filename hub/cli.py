@@ -30,6 +30,7 @@ from hub.proxies import DEFAULT_TRUSTED_PROXIES, exempt_with_proxies, parse_trus
 from hub.runtime import HubSettings
 from hub.storage import describe_storage, open_storage, storage_from_url
 from hub.storage.base import Storage, StorageConfigError, StorageError, TokenRecord
+from hub.storage.retention import DEFAULT_READINGS, DEFAULT_ROLLUPS, Retention, parse_duration
 from telemetry import format_ts, is_valid_device_id
 from telemetry.redaction import redact, register_secret
 
@@ -50,9 +51,32 @@ class Exit(enum.IntEnum):
 
 
 def settings_of(args: argparse.Namespace) -> HubSettings:
-    """The storage settings of a token command, from its flags and the environment."""
+    """The storage settings of a command, from its flags and the environment."""
     database: str | None = getattr(args, "database", None)
-    return HubSettings.resolve(os.environ, database_url=database)
+    return HubSettings.resolve(os.environ, database_url=database, retention=retention_of(args))
+
+
+def retention_of(args: argparse.Namespace) -> Retention:
+    """``--retain-readings`` / ``--retain-rollups``, else their variables, else the defaults.
+
+    Every command opening the storage resolves it the same way: on TimescaleDB the
+    retention policies are set at each start (hub/storage/schema.py), so a token
+    command run without them would otherwise drop the hub's policies.
+    """
+    readings = _given(getattr(args, "retain_readings", None), "EMS_RETAIN_READINGS")
+    rollups = _given(getattr(args, "retain_rollups", None), "EMS_RETAIN_ROLLUPS")
+    try:
+        kept_readings = (
+            DEFAULT_READINGS if readings is None else parse_duration(readings, "--retain-readings")
+        )
+        if rollups is not None:
+            kept_rollups = parse_duration(rollups, "--retain-rollups")
+        else:
+            # Off for readings means off for rollups too (they may not be shorter).
+            kept_rollups = None if kept_readings is None else DEFAULT_ROLLUPS
+        return Retention(readings=kept_readings, rollups=kept_rollups)
+    except StorageConfigError as err:
+        raise Failed(str(err), Exit.USAGE) from err
 
 
 class Failed(Exception):
@@ -89,7 +113,9 @@ def _quiet_storage(args: argparse.Namespace) -> None:
 
 
 async def _check_storage(settings: HubSettings) -> None:
-    storage = await open_storage(settings.database_url, settings.data_dir)
+    storage = await open_storage(
+        settings.database_url, settings.data_dir, retention=settings.retention
+    )
     await storage.close()
 
 
@@ -176,7 +202,11 @@ def serve(args: argparse.Namespace) -> int:
     _quiet_storage(args)
     try:
         asyncio.run(_check_storage(storage_settings))
-        storage = create_storage(storage_settings.database_url, storage_settings.data_dir)
+        storage = create_storage(
+            storage_settings.database_url,
+            storage_settings.data_dir,
+            retention=storage_settings.retention,
+        )
     except StorageError as err:
         raise _storage_failure(f"cannot open storage ({where})", err) from err
     logging.getLogger("hub.storage").setLevel(level)
@@ -184,6 +214,7 @@ def serve(args: argparse.Namespace) -> int:
     settings = HubSettings.resolve(
         os.environ,
         database_url=storage_settings.database_url,
+        retention=storage_settings.retention,
         viewer_token=viewer_token,
         allowed_origins=allowed_origins,
         limits=_fitted(asked_limits, fd_limit.soft),
@@ -417,7 +448,9 @@ def _with_storage(
     )
 
     async def run() -> T:
-        async with storage_from_url(settings.database_url, settings.data_dir) as storage:
+        async with storage_from_url(
+            settings.database_url, settings.data_dir, retention=settings.retention
+        ) as storage:
             return await work(storage)
 
     try:

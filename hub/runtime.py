@@ -16,6 +16,7 @@ import logging
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Final, Self
@@ -30,6 +31,7 @@ from hub.metrics import HubCounters
 from hub.site_zones import SiteZones
 from hub.storage import DEFAULT_DATA_DIR, create_storage, data_dir_from
 from hub.storage.base import Storage, StorageError
+from hub.storage.retention import KEEP_ALL, PRUNE_BATCH, Retention
 from hub.writer import BatchWriter
 from telemetry import CloseCode
 from telemetry.backoff import Backoff, BackoffPolicy
@@ -43,6 +45,8 @@ logger = logging.getLogger(__name__)
 
 # Token reloads while storage is down back off to at most this.
 TOKEN_RETRY_CAP_S: Final = 30.0
+# Between two retention batches the writer gets the database to itself for a while.
+RETENTION_PAUSE_S: Final = 0.2
 
 # How long a handshake with a token the hub does not know waits for storage.
 LOOKUP_TIMEOUT_S = 2.0
@@ -70,6 +74,12 @@ class HubSettings:
     cluster: ClusterSettings | None = None
     # Every site's live readings to Home Assistant over MQTT (hub/mqtt_bridge.py); None: off.
     mqtt: HubMqttSettings | None = None
+    # How long readings and rollups are kept (hub/storage/retention.py), and when the
+    # retention task runs: first a minute after the start (not in the rush of devices
+    # reconnecting), then hourly.
+    retention: Retention = field(default_factory=Retention)
+    retention_first_s: float = 60.0
+    retention_every_s: float = 3600.0
 
     @classmethod
     def resolve(
@@ -82,6 +92,7 @@ class HubSettings:
         limits: ConnectionLimits | None = None,
         cluster: ClusterSettings | None = None,
         mqtt: HubMqttSettings | None = None,
+        retention: Retention | None = None,
     ) -> HubSettings:
         """The settings of a command: a flag given wins over its environment variable.
 
@@ -95,6 +106,7 @@ class HubSettings:
             limits=limits or ConnectionLimits(),
             cluster=cluster,
             mqtt=mqtt,
+            retention=retention or Retention(),
         )
 
 
@@ -115,7 +127,9 @@ class Hub:
         self.dashboards = AddressCounts(
             limits.max_dashboards, limits.max_dashboards_per_address, limits
         )
-        self.storage: Storage = storage or create_storage(settings.database_url, settings.data_dir)
+        self.storage: Storage = storage or create_storage(
+            settings.database_url, settings.data_dir, retention=settings.retention
+        )
         self.manager = ConnectionManager()
         self.site_zones = SiteZones()
         self.counters = HubCounters()
@@ -166,6 +180,8 @@ class Hub:
 
                 self.mqtt = HubMqtt(self.settings.mqtt)
                 self._tasks.create_task(self.mqtt.run(self._stopping), name="hub.mqtt")
+            if self.settings.retention != KEEP_ALL:
+                self._tasks.create_task(self._apply_retention(), name="hub.retention")
             if idle_s := self.settings.limits.device_idle_timeout_s:
                 self._tasks.create_task(self._close_idle(idle_s), name="hub.close_idle")
             self._stack = stack.pop_all()
@@ -253,6 +269,43 @@ class Hub:
                 count = await self.manager.kick(idle, CloseCode.NORMAL, reason="idle")
                 self.gate.counters.closed[Closure.DEVICE_IDLE] += count
                 logger.info("closed %d device socket(s) silent for %.0f s or more", count, idle_s)
+
+    async def _apply_retention(self) -> None:
+        """Delete readings and rollups past retention, a batch at a time (hub/storage/retention.py).
+
+        First ``retention_first_s`` after the start, then every ``retention_every_s``
+        (:class:`HubSettings`). Each batch is one short transaction, with a pause
+        after it, so the writer's commits are never held for longer than a batch. On
+        TimescaleDB the storage's retention policies do the work and this finds nothing.
+        """
+        retention = self.settings.retention
+        delay = self.settings.retention_first_s
+        while not await self._stopped_within(delay):
+            delay = self.settings.retention_every_s
+            now = datetime.now(UTC)
+            total = 0
+            try:
+                while not self._stopping.is_set():
+                    deleted = await self.storage.prune(
+                        retention.readings_before(now), retention.rollups_before(now), PRUNE_BATCH
+                    )
+                    total += deleted
+                    if deleted < PRUNE_BATCH:
+                        break
+                    await asyncio.sleep(RETENTION_PAUSE_S)
+            except StorageError as err:
+                logger.warning("retention: %s; trying again in %.0f s", err, delay)
+            if total:
+                logger.info("retention: deleted %d reading(s) past %s", total, retention.readings)
+
+    async def _stopped_within(self, seconds: float) -> bool:
+        """Wait up to ``seconds``; whether the hub began stopping meanwhile."""
+        try:
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
+        except TimeoutError:
+            return False
+        return True
 
     async def online(self, device_ids: list[str]) -> set[str]:
         """Which of these devices are connected: at any hub of the cluster, or here.

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
@@ -32,6 +33,7 @@ from hub.storage.base import (
 
 if TYPE_CHECKING:
     from hub.storage.postgres import PostgresOptions
+    from hub.storage.retention import Retention
     from hub.storage.sqlite import SqliteOptions
 
 POSTGRES_SCHEMES = frozenset({"postgresql", "postgres"})
@@ -83,11 +85,14 @@ def create_storage(
     *,
     postgres: PostgresOptions | None = None,
     sqlite: SqliteOptions | None = None,
+    retention: Retention | None = None,
 ) -> Storage:
     """The backend for ``database_url``, not yet opened.
 
     ``postgres`` / ``sqlite``: the options of the backend that is chosen (the
-    other is ignored). Raises ``StorageConfigError`` for any other URL scheme.
+    other is ignored). ``retention``: on TimescaleDB, its retention policies
+    (elsewhere the hub's retention task deletes, hub/storage/retention.py).
+    Raises ``StorageConfigError`` for any other URL scheme.
     """
     if database_url:
         scheme = urlsplit(database_url).scheme.lower()
@@ -96,8 +101,14 @@ def create_storage(
                 f"unsupported database URL scheme {scheme + '://' if scheme else database_url!r}: "
                 "use postgresql://user@host:port/dbname, or no URL for the embedded SQLite file"
             )
-        from hub.storage.postgres import PostgresStorage
+        from hub.storage.postgres import PostgresOptions, PostgresStorage
 
+        if retention is not None:
+            options = postgres or PostgresOptions()
+            timescale = replace(
+                options.timescale, retention=retention.readings, rollup_retention=retention.rollups
+            )
+            postgres = replace(options, timescale=timescale)
         return PostgresStorage(database_url, postgres)
     from hub.storage.sqlite import SqliteStorage
 
@@ -110,13 +121,16 @@ async def open_storage(
     *,
     postgres: PostgresOptions | None = None,
     sqlite: SqliteOptions | None = None,
+    retention: Retention | None = None,
 ) -> Storage:
     """Choose, open and migrate the storage; the caller must ``await storage.close()``.
 
     Raises ``StorageUnavailable`` when the database cannot be reached and
     ``StorageConfigError`` when it can never work as configured.
     """
-    storage = create_storage(database_url, data_dir, postgres=postgres, sqlite=sqlite)
+    storage = create_storage(
+        database_url, data_dir, postgres=postgres, sqlite=sqlite, retention=retention
+    )
     await storage.open()
     return storage
 
@@ -128,9 +142,12 @@ async def storage_from_url(
     *,
     postgres: PostgresOptions | None = None,
     sqlite: SqliteOptions | None = None,
+    retention: Retention | None = None,
 ) -> AsyncIterator[Storage]:
     """:func:`open_storage` as an async context manager that closes on exit."""
-    storage = await open_storage(database_url, data_dir, postgres=postgres, sqlite=sqlite)
+    storage = await open_storage(
+        database_url, data_dir, postgres=postgres, sqlite=sqlite, retention=retention
+    )
     try:
         yield storage
     finally:

@@ -156,5 +156,17 @@ class Storage(Protocol):
         a change committed between the two is seen again at the next read.
         """
 
+    async def prune(
+        self, readings_before: datetime | None, rollups_before: datetime | None, limit: int
+    ) -> int:
+        """Delete up to ``limit`` readings older than ``readings_before``, and the energy
+        rollup's buckets older than ``rollups_before``, in one short transaction.
+
+        Returns how many readings were deleted: fewer than ``limit`` means none older
+        is left. None deletes nothing of its kind. On TimescaleDB its retention
+        policies drop whole chunks instead, and this deletes nothing
+        (hub/storage/retention.py).
+        """
+
     async def revoke_tokens(self, device_id: str) -> int:
         """Delete every token of a device; returns how many there were."""

@@ -380,6 +380,27 @@ FROM known LEFT JOIN LATERAL (
 ORDER BY known.device_id"""
 
 
+def _device_ids_sql(table: str) -> str:
+    """Distinct device ids of ``table`` by a loose index scan of its primary key."""
+    return f"""
+WITH RECURSIVE ids AS (
+    (SELECT device_id FROM {table} ORDER BY device_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT t.device_id FROM {table} t WHERE t.device_id > ids.device_id
+            ORDER BY t.device_id LIMIT 1)
+    FROM ids WHERE ids.device_id IS NOT NULL
+) SELECT device_id FROM ids WHERE device_id IS NOT NULL"""
+
+
+# Up to $3 of a device's oldest readings before $2, as one range of the primary key:
+# everything before the ($3 + 1)-th oldest.
+_DELETE_OLDEST: Final = (
+    f"DELETE FROM {READINGS} WHERE device_id = $1 AND ts < coalesce("
+    f"(SELECT ts FROM {READINGS} WHERE device_id = $1 AND ts < $2 ORDER BY ts "
+    "OFFSET $3 LIMIT 1), $2)"
+)
+
+
 async def _copy_slices(conn: PoolConnectionProxy[Record], table: str, flat: Sequence[Row]) -> None:
     for start in range(0, len(flat), COPY_SLICE):
         await conn.copy_records_to_table(
@@ -800,6 +821,33 @@ class PostgresStorage:
                 f"SELECT coalesce(max(generation), 0) FROM {TOKEN_GENERATION}"
             )
         return int(generation)
+
+    async def prune(
+        self, readings_before: datetime | None, rollups_before: datetime | None, limit: int
+    ) -> int:
+        if self.timescale.present:
+            return 0  # its retention policies drop whole chunks (hub/storage/schema.py)
+        deleted = 0
+        async with (
+            self._connection("deleting readings past retention") as conn,
+            conn.transaction(),
+        ):
+            if readings_before is not None:
+                for device_id in await conn.fetch(_device_ids_sql(READINGS)):
+                    if deleted >= limit:
+                        break
+                    status = await conn.execute(
+                        _DELETE_OLDEST, device_id[0], readings_before, limit - deleted
+                    )
+                    deleted += int(status.split()[-1])
+            if rollups_before is not None:
+                await conn.execute(
+                    f"DELETE FROM {ENERGY_ROLLUP} WHERE device_id = ANY($1::text[]) "
+                    "AND bucket < $2",
+                    [r[0] for r in await conn.fetch(_device_ids_sql(ENERGY_ROLLUP))],
+                    rollups_before,
+                )
+        return deleted
 
     async def revoke_tokens(self, device_id: str) -> int:
         async with self._connection("revoking tokens") as conn:

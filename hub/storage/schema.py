@@ -89,6 +89,9 @@ class TimescaleOptions:
     chunk_interval: timedelta = timedelta(days=1)
     compress_after: timedelta | None = timedelta(days=7)
     retention: timedelta | None = None  # off by default: keep every reading
+    # The continuous aggregates' own retention (readings_1m, energy_15m): at least the
+    # readings', since a bucket dropped here is never computed again.
+    rollup_retention: timedelta | None = None
     # The refresh window reaches back a week so a backlog an edge re-sends after
     # a days-long outage still lands in the rollup (its buckets are invalidated
     # and re-materialised by the next run inside this window).
@@ -108,6 +111,10 @@ class TimescaleOptions:
         if self.retention is not None and self.retention <= self.rollup_refresh_start:
             # Dropping raw chunks inside the refresh window would erase rollup rows.
             raise ValueError("retention must be longer than rollup_refresh_start")
+        if self.rollup_retention is not None and (
+            self.retention is None or self.rollup_retention < self.retention
+        ):
+            raise ValueError("rollup_retention must be at least retention")
 
 
 def rollup_sql() -> str:
@@ -224,6 +231,15 @@ def timescale_steps(
             (energy_refresh_start(options), ENERGY_BUCKET, options.rollup_refresh_every),
         )
     )
+    for view in (ROLLUP, ENERGY_CAGG):
+        steps.append((f"SELECT remove_retention_policy('{view}', if_exists => TRUE)", ()))
+        if options.rollup_retention is not None:
+            steps.append(
+                (
+                    f"SELECT add_retention_policy('{view}', drop_after => $1::interval)",
+                    (options.rollup_retention,),
+                )
+            )
     if options.retention is not None:
         steps.append(
             (

@@ -274,6 +274,33 @@ def _inserted(
     return inserted
 
 
+async def _device_ids(conn: aiosqlite.Connection, table: str) -> list[str]:
+    """The distinct device ids of ``table``, by one primary-key seek each (no scan)."""
+    rows = await conn.execute_fetchall(
+        f"WITH RECURSIVE ids(id) AS (SELECT min(device_id) FROM {table} UNION ALL "
+        f"SELECT (SELECT min(device_id) FROM {table} WHERE device_id > ids.id) FROM ids "
+        "WHERE ids.id IS NOT NULL) SELECT id FROM ids WHERE id IS NOT NULL"
+    )
+    return [row[0] for row in rows]
+
+
+async def _delete_oldest(
+    conn: aiosqlite.Connection, device_id: str, cutoff: int, limit: int
+) -> int:
+    """Delete up to ``limit`` of a device's oldest readings before ``cutoff``; how many."""
+    # The ts of the limit-th oldest: everything up to it goes, as one key range.
+    rows = await conn.execute_fetchall(
+        f"SELECT ts FROM {READINGS} WHERE device_id = ? AND ts < ? ORDER BY ts LIMIT 1 OFFSET ?",
+        (device_id, cutoff, limit - 1),
+    )
+    found = list(rows)
+    upper = cutoff if not found else found[0][0] + 1
+    cursor = await conn.execute(
+        f"DELETE FROM {READINGS} WHERE device_id = ? AND ts < ?", (device_id, upper)
+    )
+    return int(cursor.rowcount)
+
+
 class _SqliteTarget:
     """:class:`hub.storage.history.SchemaTarget` on a connection inside ``BEGIN IMMEDIATE``."""
 
@@ -557,6 +584,28 @@ class SqliteStorage:
             f"SELECT coalesce(max(generation), 0) FROM {TOKEN_GENERATION}",
         )
         return int(records[0][0])
+
+    async def prune(
+        self, readings_before: datetime | None, rollups_before: datetime | None, limit: int
+    ) -> int:
+        # Device by device, each a range of the primary key: there is no index on ts
+        # alone, and a scan by ts would read every kept row of each device first.
+        deleted = 0
+        async with self._transaction("deleting readings past retention") as conn:
+            if readings_before is not None:
+                cutoff = micros_from_utc(readings_before)
+                for device_id in await _device_ids(conn, READINGS):
+                    if deleted >= limit:
+                        break
+                    deleted += await _delete_oldest(conn, device_id, cutoff, limit - deleted)
+            if rollups_before is not None:
+                bucket = micros_from_utc(rollups_before)
+                for device_id in await _device_ids(conn, ENERGY_ROLLUP):
+                    await conn.execute(
+                        f"DELETE FROM {ENERGY_ROLLUP} WHERE device_id = ? AND bucket < ?",
+                        (device_id, bucket),
+                    )
+        return deleted
 
     async def revoke_tokens(self, device_id: str) -> int:
         async with self._transaction("revoking tokens") as conn:

@@ -97,13 +97,14 @@ def test_compression_and_retention_are_optional() -> None:
 def test_every_policy_is_replaced_so_changed_intervals_apply(compression_enabled: bool) -> None:
     # add_*_policy(if_not_exists => TRUE) keeps an existing policy with other
     # arguments (a WARNING only), so each policy is removed first.
-    options = TimescaleOptions(retention=timedelta(days=30))
+    options = TimescaleOptions(retention=timedelta(days=30), rollup_retention=timedelta(days=3650))
     sql = _sql(timescale_steps(options, by_range_api=True, compression_enabled=compression_enabled))
     verbs = [s.split("(", 1)[0].removeprefix("SELECT ") for s in sql if s.startswith("SELECT")]
     for policy in ("compression", "continuous_aggregate", "retention"):
         add, remove = f"add_{policy}_policy", f"remove_{policy}_policy"
-        # Two continuous aggregates: readings_1m and energy_15m.
-        count = 2 if policy == "continuous_aggregate" else 1
+        # Two continuous aggregates: readings_1m and energy_15m (each with its
+        # own retention besides the readings').
+        count = {"compression": 1, "continuous_aggregate": 2, "retention": 3}[policy]
         assert verbs.count(add) == verbs.count(remove) == count, verbs
         assert verbs.index(remove) < verbs.index(add), verbs
     for view in ("readings_1m", "energy_15m"):
@@ -120,6 +121,11 @@ def test_every_policy_is_replaced_so_changed_intervals_apply(compression_enabled
     assert removal == (
         "SELECT remove_continuous_aggregate_policy('readings_1m', if_exists => TRUE)"
     )
+    for view in ("readings_1m", "energy_15m"):
+        assert sql.index(
+            f"SELECT remove_retention_policy('{view}', if_exists => TRUE)"
+        ) > sql.index(f"SELECT remove_continuous_aggregate_policy('{view}', if_exists => TRUE)")
+        assert f"SELECT add_retention_policy('{view}', drop_after => $1::interval)" in sql
     # No old retention alongside the new refresh window: retention is removed
     # before the refresh policy is replaced and added back after it.
     assert verbs.index("remove_retention_policy") < verbs.index("add_continuous_aggregate_policy")
