@@ -5,8 +5,9 @@ BMS's cells and the like in ``extra``, and energy increments as the edge sends t
 at 1 Hz for one device into a fresh SQLite file, through ``SqliteStorage`` in
 batches of ``--batch`` readings (the writer's path), then checkpoints the WAL and
 prints, as JSON: the file's size per reading, before and after ``VACUUM``, the bytes
-per table and index (SQLite's ``dbstat``), and the readings per second of the
-writes (conversion included, as the writer does it).
+per table and index (SQLite's ``dbstat``), the readings per second of the
+writes (conversion included, as the writer does it), and how long each batch of
+the retention task takes to delete them all again (``SqliteStorage.prune``).
 
     .venv/bin/python bench/storage_size.py --rows 20000
 
@@ -29,6 +30,7 @@ from typing import Any
 from edge.compose import compose
 from edge.config import Role
 from hub.storage.base import StoredReading
+from hub.storage.retention import PRUNE_BATCH
 from hub.storage.sqlite import SqliteStorage
 from simulation.plant import Plant
 from simulation.site import Unit, device_sections
@@ -98,6 +100,22 @@ async def store(path: Path, rows: list[StoredReading], batch: int, page_size: in
     return len(rows) / took
 
 
+async def prune_ms(path: Path) -> list[float]:
+    """Milliseconds of each retention batch deleting every reading (hub/storage/retention.py)."""
+    storage = SqliteStorage(path)
+    await storage.open()
+    took = []
+    try:
+        while True:
+            began = time.perf_counter()
+            deleted = await storage.prune(datetime.now(UTC), None, PRUNE_BATCH)
+            took.append((time.perf_counter() - began) * 1000)
+            if deleted < PRUNE_BATCH:
+                return took
+    finally:
+        await storage.close()
+
+
 def sizes(path: Path) -> dict[str, Any]:
     conn = sqlite3.connect(path)
     try:
@@ -144,6 +162,7 @@ async def main() -> None:
         rate = await store(path, rows, args.batch, args.page_size)
         before = sizes(path)
         after = vacuum(path)
+        pruned = await prune_ms(path)
         print(
             json.dumps(
                 {
@@ -158,6 +177,8 @@ async def main() -> None:
                         name: round(used / args.rows)
                         for name, used in before["per_table_bytes"].items()
                     },
+                    "prune_batch": PRUNE_BATCH,
+                    "prune_ms_per_full_batch": sorted(round(ms, 1) for ms in pruned[:-1]),
                     "sqlite": sqlite3.sqlite_version,
                     "python": platform.python_version(),
                 },

@@ -32,8 +32,9 @@ DEFAULT_ROLLUPS: Final = timedelta(days=3650)
 # TimescaleDB's retention must be longer than the minute rollup's refresh window
 # (hub/storage/schema.py, TimescaleOptions): the same floor on every backend.
 MIN_READINGS: Final = timedelta(days=8)
-# Rows deleted per transaction: on SQLite a few tens of milliseconds of the write lock.
-PRUNE_BATCH: Final = 5000
+# Rows deleted per transaction: on SQLite 28-56 ms of the write lock for full readings
+# (docs/benchmarks.md, "Storage size"), the longest a writer's commit waits for it.
+PRUNE_BATCH: Final = 1000
 OFF: Final = frozenset({"off", "forever", "never"})
 _UNITS: Final = {
     "m": timedelta(minutes=1),
