@@ -248,6 +248,8 @@ def rebuild_rollup_sql(readings: str) -> tuple[str, ...]:
 
     For a database that ran on TimescaleDB and now runs without it: the writer did
     not keep the table meanwhile (the continuous aggregate did), so it is stale.
+    Buckets whose readings retention dropped are taken from the aggregate, which
+    kept their sums (hub/storage/retention.py: rollups outlive readings).
     """
     sums = ", ".join(f"sum(energy_{name})" for name in ENERGY_QUANTITIES)
     columns = ", ".join(("device_id", "bucket", *SUM_COLUMNS))
@@ -258,6 +260,9 @@ def rebuild_rollup_sql(readings: str) -> tuple[str, ...]:
         "count(*), count(CASE WHEN energy_complete = false THEN 1 END), "
         f"coalesce(sum(energy_span_s), 0), coalesce(max(energy_span_s), 0), {sums} "
         f"FROM {readings} WHERE energy_complete IS NOT NULL GROUP BY 1, 2",
+        f"INSERT INTO {ENERGY_ROLLUP} ({columns}) SELECT {columns} FROM {ENERGY_CAGG} a "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {ENERGY_ROLLUP} r "
+        "WHERE r.device_id = a.device_id AND r.bucket = a.bucket)",
         # Gone, so the next start without TimescaleDB does not rebuild again; a start
         # with it creates the aggregate anew, from every reading.
         f"DROP MATERIALIZED VIEW IF EXISTS {ENERGY_CAGG}",

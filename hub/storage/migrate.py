@@ -206,7 +206,8 @@ async def _rebuild_energy_rollup(conn: asyncpg.Connection, schema: str) -> None:
 
     Only with the extension still usable (turned off by configuration): the
     writer's table missed what was written meanwhile, so it is computed again
-    from the readings and the aggregate dropped (hub/storage/energy.py).
+    from the readings (and, for readings retention dropped, from the aggregate)
+    and the aggregate dropped (hub/storage/energy.py).
     """
     kind = await conn.fetchval(
         "SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "

@@ -370,3 +370,30 @@ async def test_a_backlog_below_the_watermark_shows_without_a_policy_run(
             assert buckets == 3 * 4
         finally:
             await conn.close()
+
+
+async def test_switching_timescaledb_off_keeps_the_energy_retention_dropped(
+    timescaledb_url: str,
+) -> None:
+    # The writer's table is computed again from the readings when TimescaleDB is
+    # turned off; readings retention dropped count from the aggregate that kept them.
+    old = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=40)
+    recent = old + timedelta(days=35)
+    retention = {"retention": timedelta(days=30)}
+    async with opened(
+        PostgresStorage(timescaledb_url, postgres_options("timescaledb", **retention))
+    ) as storage:
+        await write(storage, steady(old, 360, 10.0, pv_wh=100.0))
+        await write(storage, steady(recent, 360, 10.0, pv_wh=200.0))
+        conn = await asyncpg.connect(timescaledb_url)
+        try:
+            await conn.execute(f"CALL refresh_continuous_aggregate('{ENERGY_CAGG}', NULL, NULL)")
+            await run_policy(conn, "policy_retention", "readings")
+        finally:
+            await conn.close()
+    off = postgres_options("timescaledb", mode=TimescaleMode.OFF)
+    async with opened(PostgresStorage(timescaledb_url, off)) as storage:
+        assert await storage.readings("site", old, old + timedelta(hours=1), limit=10) == []
+        (dropped,) = await storage.energy("site", (old, old + timedelta(hours=1)))
+        (kept,) = await storage.energy("site", (recent, recent + timedelta(hours=1)))
+        assert (wh(dropped), wh(kept)) == (100.0, 200.0)
