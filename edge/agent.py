@@ -208,7 +208,10 @@ class Agent:
         config, options = self.config, self.options
         # Energy goes on from the last reading kept (docs/protocol.md, "Energy").
         energy = EnergyTracker(
-            energy_settings(config), boot=boot, record=await outbox.energy_record()
+            energy_settings(config),
+            boot=boot,
+            record=await outbox.energy_record(),
+            time_scale=config.energy.time_scale,
         )
         hub_clock = HubClock() if config.clock.hub_fallback else None
         uplink = Uplink(

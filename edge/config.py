@@ -130,6 +130,7 @@ class _Clock(_Model):
 class _Energy(_Model):
     max_gap_s: Annotated[float, Field(gt=0, strict=False)] | None = None
     max_power_w: Annotated[float, Field(gt=0, le=1e7, strict=False)] = 100_000.0
+    time_scale: Annotated[float, Field(gt=0, le=1e6, strict=False)] = 1.0
 
 
 # Which keys belong to which bus type: an rtu key on a tcp bus is refused.
@@ -414,7 +415,11 @@ def _build(file: _File, base: Path) -> EdgeConfig:
         if file.gateway is None
         else build_gateway(file.gateway, (GatewayDevice(d.name, d.bus, d.unit) for d in devices)),
         timezone=file.timezone if file.timezone is not None else system_timezone(),
-        energy=EnergyConfig(max_gap_s=file.energy.max_gap_s, max_power_w=file.energy.max_power_w),
+        energy=EnergyConfig(
+            max_gap_s=file.energy.max_gap_s,
+            max_power_w=file.energy.max_power_w,
+            time_scale=file.energy.time_scale,
+        ),
         mqtt=(
             build_mqtt(file.mqtt, base=base, device_id=file.device_id)
             if file.mqtt is not None

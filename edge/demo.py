@@ -71,13 +71,17 @@ def simulated_site_config(
     max_mb: int = 64,
     interval_s: float = 1.0,
     timeout_s: float | None = None,
+    time_scale: float = 1.0,
 ) -> str:
     """The agent's config file (docs/configuration.md) for the simulated site on ``modbus_port``.
 
     One text for the demo, the edge tests and the benchmarks, so they poll the
-    same devices under the same names.
+    same devices under the same names. ``time_scale``: the simulator's
+    ``--speed``, so the agent's energy counts plant time as the simulated
+    counters do (``[energy] time_scale``, edge/energy.py).
     """
     timeout = f"timeout_s = {timeout_s}\n" if timeout_s is not None else ""
+    energy = f"[energy]\ntime_scale = {time_scale!r}\n\n" if time_scale != 1.0 else ""
     devices = "".join(
         f'\n[[device]]\nname = "{name}"\nrole = "{role}"\nprofile = "{profile}"\n'
         f'bus = "sim"\nunit = {unit}\n'
@@ -91,6 +95,7 @@ def simulated_site_config(
         # A laptop, a container or a CI machine may run without an NTP client the
         # kernel knows of: trust the wall clock after 2020 (jumps are still caught).
         "[clock]\nrequire_sync = false\n\n"
+        f"{energy}"
         f'[[bus]]\nname = "sim"\ntype = "tcp"\nhost = "127.0.0.1"\nport = {modbus_port}\n'
         f"{timeout}{devices}"
     )
@@ -367,6 +372,7 @@ def _demo(args: argparse.Namespace, root: Path, hub_port: int) -> None:
                     hub_url=f"ws://127.0.0.1:{hub_port}",
                     modbus_port=site.modbus_port,
                     buffer_path="buffer.db",
+                    time_scale=args.speed,
                 )
             )
         _say(

@@ -20,11 +20,21 @@ is dropped, edge/outbox.py) and the integrator starts afresh.
 
 :func:`counter_specs` reads the counters' widths and steps from the register
 maps, for the rollover and plausibility checks.
+
+A demo's simulated site may run sped up (``ems demo --speed``): its plant's
+counters then move ``time_scale`` times faster than the wall clock, and power
+integrated over wall time would not match them (nor would the counters pass
+the ``max_power_w`` check). With ``[energy] time_scale`` (demo only,
+docs/configuration.md) the integrator's axis is the monotonic clock times that
+scale, the plant's time, and ``max_gap_s`` is scaled with it; the ``span_s``
+sent and every time stored stay wall seconds (the stored state unscaled, so a
+run at another speed goes on from it).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -113,8 +123,9 @@ def counter_specs(config: EdgeConfig) -> dict[Quantity, CounterSpec]:
 
 
 def energy_settings(config: EdgeConfig) -> EnergySettings:
+    """The integrator's settings, on the axis of ``[energy] time_scale`` (module docstring)."""
     return EnergySettings(
-        max_gap_s=config.max_gap_s,
+        max_gap_s=config.max_gap_s * config.energy.time_scale,
         max_power_w=config.energy.max_power_w,
         counters=counter_specs(config),
     )
@@ -124,10 +135,19 @@ class EnergyTracker:
     """Each reading's ``energy`` and the state to store with it (see the module docstring)."""
 
     def __init__(
-        self, settings: EnergySettings, *, boot: str, record: EnergyRecord | None = None
+        self,
+        settings: EnergySettings,
+        *,
+        boot: str,
+        record: EnergyRecord | None = None,
+        time_scale: float = 1.0,
     ) -> None:
+        if not 0 < time_scale < math.inf:
+            raise ValueError(f"time_scale must be a number > 0, not {time_scale!r}")
         self.integrator = EnergyIntegrator(settings)
         self.boot = boot
+        # Integrator time per monotonic second (module docstring); settings on that axis.
+        self.time_scale = time_scale
         self._record = record
         self._complete = True
 
@@ -137,12 +157,15 @@ class EnergyTracker:
         """(the reading's ``energy`` or None, the state after it) for a reading taken at
         ``mono``, stamped ``ts_us`` (None: held)."""
         since_us = self._seed(mono, ts_us) if self._record is not None else None
-        increments = self.integrator.step(mono, sections)
-        state = self.integrator.state.to_json()
+        scale = self.time_scale
+        increments = self.integrator.step(mono * scale, sections)
+        state = self.integrator.state.scaled(1 / scale).to_json()
         if increments is None:
             return None, state
         self._log(increments)
         energy = increments.wire()
+        if increments.span_s is not None:
+            energy["span_s"] = round(increments.span_s / scale, 3)  # wall seconds
         if increments.span_s is None and since_us is not None:
             # Filled in when the outbox stamps this reading (edge/outbox.py, restamp).
             energy["since_us"] = since_us
@@ -158,8 +181,10 @@ class EnergyTracker:
         except ValueError as err:
             logger.warning("energy state not usable, starting afresh: %s", err)
             return None
+        # Stored in monotonic seconds; the integrator's axis is scaled (module docstring).
+        scale = self.time_scale
         if record.boot == self.boot:
-            self.integrator.state = state
+            self.integrator.state = state.scaled(scale)
             return None
         if record.ts_us is None:
             logger.info("the energy state's reading was never stamped: starting afresh")
@@ -168,9 +193,9 @@ class EnergyTracker:
             # The stored reading's instant on this boot's axis: its wall time less this
             # boot's offset between wall and monotonic time.
             then = record.ts_us / 1e6 - (ts_us / 1e6 - mono)
-            self.integrator.state = state.shifted(then - record.mono)
+            self.integrator.state = state.shifted(then - record.mono).scaled(scale)
             return None
-        self.integrator.state = state.shifted(mono - _LONG_AGO_S - record.mono)
+        self.integrator.state = state.shifted(mono - _LONG_AGO_S - record.mono).scaled(scale)
         self.integrator.lose_time()
         return record.ts_us
 

@@ -82,6 +82,9 @@ class EnergyConfig:
     max_gap_s: float | None = None
     # A counter rising faster than this is a replaced device or a glitch.
     max_power_w: float = 100_000.0
+    # Demo only: plant seconds per wall second of a simulated site run sped up
+    # (``ems demo --speed``), whose counters move that much faster (edge/energy.py).
+    time_scale: float = 1.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -210,6 +210,19 @@ class IntegratorState:
             powers={k: (t + by, v) for k, (t, v) in self.powers.items()},
         )
 
+    def scaled(self, by: float) -> IntegratorState:
+        """The same state with every time multiplied by ``by`` (onto a faster or slower axis)."""
+        return replace(
+            self,
+            last_t=None if self.last_t is None else self.last_t * by,
+            house_negative_since=(
+                None if self.house_negative_since is None else self.house_negative_since * by
+            ),
+            accounted={k: t * by for k, t in self.accounted.items()},
+            counters={k: (t * by, v) for k, (t, v) in self.counters.items()},
+            powers={k: (t * by, v) for k, (t, v) in self.powers.items()},
+        )
+
     def to_json(self) -> str:
         return json.dumps(
             {

@@ -16,6 +16,7 @@ from edge.config import (
     resolve_token,
     system_timezone,
 )
+from edge.energy import energy_settings
 
 # A config with both bus types (docs/configuration.md), with a second device on the tcp bus.
 GOOD = """
@@ -346,3 +347,13 @@ def test_the_energy_section() -> None:
         parse_config(GOOD + "\n[energy]\nmax_gap_s = 0\n", base_dir=Path("/"))
     with pytest.raises(ConfigError, match=r"energy\.max_powr_w: unknown key"):
         parse_config(GOOD + "\n[energy]\nmax_powr_w = 5\n", base_dir=Path("/"))
+
+
+def test_the_demo_s_energy_time_scale() -> None:
+    config = parse_config(GOOD + "\n[energy]\ntime_scale = 60\n", base_dir=Path("/"))
+    assert config.energy == EnergyConfig(time_scale=60.0)
+    assert energy_settings(config).max_gap_s == 600.0  # 10 s of wall time, on plant time
+    assert energy_settings(parse_config(GOOD, base_dir=Path("/"))).max_gap_s == 10.0
+    for bad in ("0", "-1", "1e7", "inf", "nan", '"fast"'):
+        with pytest.raises(ConfigError, match=r"energy\.time_scale: "):
+            parse_config(GOOD + f"\n[energy]\ntime_scale = {bad}\n", base_dir=Path("/"))

@@ -453,3 +453,31 @@ async def test_a_reboot_before_ntp_bridges_the_counters_and_learns_its_span(
     assert summed("pv_wh") == pytest.approx(rise("solar", "energy_total_wh"), abs=0.002)
     assert summed("import_wh") == pytest.approx(rise("grid", "import_energy_wh"), abs=0.002)
     assert summed("export_wh") == pytest.approx(rise("grid", "export_energy_wh"), abs=0.002)
+
+
+async def test_a_time_scale_counts_plant_time_and_keeps_wall_spans(tmp_path: Path) -> None:
+    # A demo at --speed 60: a second of wall time is a minute of the plant's, whose
+    # counters move that fast; power is integrated over the same minute.
+    battery = {"battery": {"power_w": -1200.0}}  # charging: 20 Wh per plant minute
+    path = tmp_path / "buffer.db"
+    tracker = EnergyTracker(EnergySettings(max_gap_s=600.0), boot="b1", time_scale=60.0)
+    sent = [tracker.measure(100.0 + second, None, battery) for second in range(3)]
+    assert sent[0][0] is None
+    assert [(e["charge_wh"], e["span_s"]) for e, _ in sent[1:] if e is not None] == [
+        (20.0, 1.0),
+        (20.0, 1.0),
+    ]
+    # The stored state is in monotonic seconds: a restart goes on at any scale.
+    state = json.loads(sent[-1][1])
+    assert state["last_t"] == 102.0
+    async with Outbox.open(path, max_bytes=2**24) as outbox:
+        await outbox.append(
+            [NewReading(mono=102.0, body="{}", ts_us=T0_US, energy_state=sent[-1][1])],
+            boot="b1",
+        )
+        record = await outbox.energy_record()
+    again = EnergyTracker(EnergySettings(max_gap_s=60.0), boot="b1", record=record, time_scale=6.0)
+    energy, _ = again.measure(104.0, None, battery)
+    assert energy == {"span_s": 2.0, "complete": True, "charge_wh": 4.0, "discharge_wh": 0.0}
+    with pytest.raises(ValueError, match="time_scale must be a number > 0"):
+        EnergyTracker(EnergySettings(), boot="b1", time_scale=0.0)
