@@ -120,10 +120,17 @@ async def test_a_rolling_restart_behind_nginx_loses_no_reading(
             # Its hub went away under it at least once, and it came back through nginx.
             assert "the hub is going away (1001)" in log, log
             assert log.count("edge.uplink: connected to") >= 2, log
+            # A hub that stops may reset its side of the device's socket (the process
+            # exits with the agent's last frames unread), which nginx logs as an error
+            # while proxying: part of a restart, like a refused connect, not a fault.
+            expected = ("connect() failed", "(104: Connection reset by peer) while proxying")
+            unexpected = [
+                line
+                for line in proxy.error_log().splitlines()
+                if not any(text in line for text in expected)
+            ]
             for level in ("[error]", "[crit]", "[alert]", "[emerg]"):
-                assert level not in proxy.error_log().replace("connect() failed", ""), (
-                    proxy.error_log()
-                )
+                assert not [line for line in unexpected if level in line], proxy.error_log()
     finally:
         for hub in hubs:
             hub.stop()
