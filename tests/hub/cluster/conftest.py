@@ -7,12 +7,14 @@ processes (tests/hub/cluster/test_cluster_processes.py).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from hub.cluster.settings import ClusterSettings
 from tests.support.hub import RunningHub, running_hub
@@ -69,3 +71,15 @@ async def token_everywhere(hubs: list[RunningHub], device_id: str) -> str:
     for running in hubs[1:]:
         await until(lambda r=running: r.hub.tokens.holds(device_id, hash_token(token)))
     return token
+
+
+async def close_code(client: Any, within: float) -> int | None:
+    """The close code the hub sent; None when still open after ``within`` s."""
+    try:
+        async with asyncio.timeout(within):
+            while True:
+                await client.recv()
+    except ConnectionClosed as closed:
+        return closed.rcvd.code if closed.rcvd is not None else -1
+    except TimeoutError:
+        return None

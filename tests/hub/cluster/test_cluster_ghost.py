@@ -11,23 +11,10 @@ import random
 from typing import Any
 
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
 
-from tests.hub.cluster.conftest import token_everywhere
+from tests.hub.cluster.conftest import close_code, token_everywhere
 from tests.support.hub import RunningHub, device_id, reading, recv_ack_seqs
 from tests.support.polling import until
-
-
-async def _close_code(client: Any, within: float) -> int | None:
-    """The close code the hub sent; None when still open after ``within`` s."""
-    try:
-        async with asyncio.timeout(within):
-            while True:
-                await client.recv()
-    except ConnectionClosed as closed:
-        return closed.rcvd.code if closed.rcvd is not None else -1
-    except TimeoutError:
-        return None
 
 
 async def test_connecting_at_another_hub_closes_the_old_socket_with_1008_within_a_second(
@@ -42,7 +29,7 @@ async def test_connecting_at_another_hub_closes_the_old_socket_with_1008_within_
     loop = asyncio.get_running_loop()
     started = loop.time()
     new = await b.device(device, token)
-    assert await _close_code(old, within=5.0) == 1008
+    assert await close_code(old, within=5.0) == 1008
     assert loop.time() - started < 1.0
     await until(lambda: not a.hub.manager.is_online(device))
     assert b.hub.manager.is_online(device)
@@ -71,7 +58,7 @@ async def test_200_concurrent_connects_over_3_hubs_leave_exactly_one(
             return sum(r.hub.manager.is_online(device) for r in hubs)
 
         # Every socket but one is closed with 1008; the one left stays registered.
-        codes = await asyncio.gather(*(_close_code(c, within=10.0) for c in clients))
+        codes = await asyncio.gather(*(close_code(c, within=10.0) for c in clients))
         assert codes.count(None) == 1, sorted(codes, key=str)
         assert codes.count(1008) == 199
         await until(lambda: registered() == 1)

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from tests.hub.cluster.conftest import token_everywhere
+from tests.hub.cluster.conftest import close_code, token_everywhere
 from tests.support.hub import RunningHub, device_id, reading, recv_ack_seqs, recv_json
 from tests.support.polling import until
 from tests.support.redis import RedisServer
@@ -22,19 +22,6 @@ async def _ready(running: RunningHub) -> tuple[int, dict[str, Any]]:
     async with httpx.AsyncClient() as http:
         answer = await http.get(f"{running.http}/readyz")
     return answer.status_code, answer.json()
-
-
-async def _close_code(client: Any, within: float) -> int | None:
-    from websockets.exceptions import ConnectionClosed
-
-    try:
-        async with asyncio.timeout(within):
-            while True:
-                await client.recv()
-    except ConnectionClosed as closed:
-        return closed.rcvd.code if closed.rcvd is not None else -1
-    except TimeoutError:
-        return None
 
 
 async def test_without_redis_each_hub_serves_its_own_and_the_cluster_converges_after(
@@ -65,7 +52,7 @@ async def test_without_redis_each_hub_serves_its_own_and_the_cluster_converges_a
     assert [(await recv_json(dashboard))["seq"] for _ in range(10)] == list(range(1, 11))
     assert await recv_ack_seqs(agent, set(range(1, 11))) >= set(range(1, 11))
     replacement = await a.device(here, tokens[here])
-    assert await _close_code(agent, within=5.0) == 1008
+    assert await close_code(agent, within=5.0) == 1008
     # The same device at two hubs while they cannot tell each other.
     first = await a.device(twice, tokens[twice])
     second = await b.device(twice, tokens[twice])
@@ -75,7 +62,7 @@ async def test_without_redis_each_hub_serves_its_own_and_the_cluster_converges_a
     await until(lambda: all(r.hub.cluster is not None and r.hub.cluster.up for r in hubs))
     assert await _ready(a) == (200, {"status": "ready"})
     # Converged: one socket per device in the whole cluster, the others closed with 1008.
-    codes = await asyncio.gather(_close_code(first, 10.0), _close_code(second, 10.0))
+    codes = await asyncio.gather(close_code(first, 10.0), close_code(second, 10.0))
     assert sorted(codes, key=str) == [1008, None]
 
     def registered(device: str) -> int:
