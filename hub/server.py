@@ -151,6 +151,7 @@ class HubServer(uvicorn.Server):
         self._handle_signals = handle_signals
         # Before the hub exists (start-up), uvicorn's complaints share this budget.
         self._startup_refusal_log = LogLimiter(burst=20, window_s=60.0)
+        self._stop_signal: signal.Signals | None = None
 
     def _refusal_log(self) -> LogLimiter:
         hub = getattr(self.app.state, "hub", None)
@@ -181,10 +182,17 @@ class HubServer(uvicorn.Server):
         tune_gc()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        logger.info("received %s: stopping", signal.Signals(sig).name)
+        # No logging here: under `--workers` a worker gets SIGTERM from its supervisor
+        # and from systemd at once, and a handler that logs while the first one is
+        # still inside a log call re-enters the stream ("reentrant call", a
+        # "--- Logging error ---" traceback in the journal). shutdown() reports it.
+        if self._stop_signal is None:
+            self._stop_signal = signal.Signals(sig)
         super().handle_exit(sig, frame)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self._stop_signal is not None:
+            logger.info("received %s: stopping", self._stop_signal.name)
         for server in getattr(self, "servers", []):
             server.close()  # stop accepting before anything else
         hub = getattr(self.app.state, "hub", None)

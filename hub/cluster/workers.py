@@ -83,6 +83,7 @@ class Supervisor:
         self.port = int(self._reserved.getsockname()[1])
         self._argv = worker_argv(argv, self.port)
         self._stopping = False
+        self._stop_signal: signal.Signals | None = None
         self._workers: list[_Worker] = []
 
     def _start(self, number: int) -> subprocess.Popen[bytes]:
@@ -90,7 +91,11 @@ class Supervisor:
         return subprocess.Popen(command, env={**os.environ, "EMS_WORKER": str(number)})
 
     def _signalled(self, sig: int, frame: FrameType | None) -> None:
-        logger.info("received %s: stopping %d workers", signal.Signals(sig).name, self.count)
+        # No logging here: a signal that lands while this thread is inside a log
+        # call would re-enter the handler's stream ("reentrant call"); the loop
+        # below reports it.
+        if self._stop_signal is None:
+            self._stop_signal = signal.Signals(sig)
         self._stopping = True
         for worker in self._workers:
             if worker.process.poll() is None:
@@ -118,6 +123,8 @@ class Supervisor:
                         time.sleep(delay)
                         worker.process = self._start(worker.number)
                 time.sleep(0.2)
+            if self._stop_signal is not None:
+                logger.info("received %s: stopping %d workers", self._stop_signal.name, self.count)
             return self._wait_stopped()
         finally:
             for sig, handler in previous.items():
