@@ -1,7 +1,9 @@
 """Bytes per stored reading on SQLite, where they go, and the ingest rate.
 
-Stores ``--rows`` full readings of the simulated plant (every section filled, the
-BMS's cells and the like in ``extra``, and energy increments as the edge sends them)
+Stores ``--rows`` full readings of the simulated site as the edge sends them
+(bench/site_readings.py: the plant encoded into the devices' registers and decoded
+with their maps, every section filled, the BMS's cells and the like in ``extra``,
+and energy increments; ``--values plant``: the plant's own full-precision floats)
 at 1 Hz for one device into a fresh SQLite file, through ``SqliteStorage`` in
 batches of ``--batch`` readings (the writer's path), then checkpoints the WAL and
 prints, as JSON: the file's size per reading, before and after ``VACUUM``, the bytes
@@ -23,61 +25,15 @@ import platform
 import sqlite3
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from edge.compose import compose
-from edge.config import Role
+from site_readings import Values, readings
+
 from hub.storage.base import StoredReading
 from hub.storage.retention import PRUNE_BATCH
 from hub.storage.sqlite import SqliteStorage
-from simulation.plant import Plant
-from simulation.site import Unit, device_sections
-from telemetry import Reading
-
-ROLES = {
-    Unit.INVERTER: Role.INVERTER,
-    Unit.GRID_METER: Role.GRID,
-    Unit.CHARGER: Role.SOLAR,
-    Unit.BMS: Role.BATTERY,
-}
-
-
-def energy_of(sections: dict[str, Any]) -> dict[str, Any]:
-    """One second's energy increments from the reading's powers (as the edge sends them)."""
-    grid = sections.get("grid", {}).get("power_w", 0.0)
-    battery = sections.get("battery", {}).get("power_w", 0.0)
-    pv = max(0.0, sections.get("solar", {}).get("pv_power_w", 0.0))
-    to_wh = 1.0 / 3600.0
-    return {
-        "span_s": 1.0,
-        "complete": True,
-        "pv_wh": round(pv * to_wh, 3),
-        "import_wh": round(max(grid, 0.0) * to_wh, 3),
-        "export_wh": round(max(-grid, 0.0) * to_wh, 3),
-        "charge_wh": round(max(-battery, 0.0) * to_wh, 3),
-        "discharge_wh": round(max(battery, 0.0) * to_wh, 3),
-        "house_wh": round(max(0.0, pv + grid + battery) * to_wh, 3),
-    }
-
-
-def readings(
-    count: int, start: datetime, device_id: str = "site-1", *, first_seq: int = 0
-) -> list[StoredReading]:
-    """``count`` readings of the simulated plant, one per simulated second from ``start``."""
-    plant = Plant("sunny", seed=1, start=start)
-    out = []
-    for n in range(count):
-        sections = plant.step(1.0).sections()
-        values = {ROLES[u]: device_sections(u, sections) for u in Unit}
-        body: dict[str, Any] = json.loads(compose(values).body())
-        body["seq"] = first_seq + n
-        body["ts"] = start + timedelta(seconds=n)
-        body["energy"] = energy_of(body)
-        ts = start + timedelta(seconds=n)
-        out.append(StoredReading(device_id, Reading.model_validate(body), ts))
-    return out
 
 
 async def store(path: Path, rows: list[StoredReading], batch: int, page_size: int | None) -> float:
@@ -150,10 +106,17 @@ async def main() -> None:
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--keep", type=Path, default=None)
     parser.add_argument(
+        "--values",
+        type=Values,
+        choices=list(Values),
+        default=Values.REGISTERS,
+        help="registers: as the edge decodes them (default); plant: the plant's own floats",
+    )
+    parser.add_argument(
         "--page-size", type=int, default=None, help="a new file's page size (SQLite's: 4096)"
     )
     args = parser.parse_args()
-    rows = readings(args.rows, datetime(2026, 6, 21, 4, tzinfo=UTC))
+    rows = readings(args.rows, datetime(2026, 6, 21, 4, tzinfo=UTC), values=args.values)
     wire = sum(len(r.reading.model_dump_json(exclude_none=True)) for r in rows) / len(rows)
     with tempfile.TemporaryDirectory() as tmp:
         path = args.keep or Path(tmp) / "hub.db"
@@ -167,6 +130,7 @@ async def main() -> None:
             json.dumps(
                 {
                     "rows": args.rows,
+                    "values": args.values.value,
                     "batch": args.batch,
                     "page_size": args.page_size or 4096,
                     "wire_json_bytes_per_reading": round(wire),

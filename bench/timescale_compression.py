@@ -1,11 +1,13 @@
 """TimescaleDB's compression ratio on simulated 1 Hz readings of one device.
 
-Writes ``--days`` days of full readings of the simulated plant (bench/storage_size.py's,
-with energy), one per second, old enough for the compression policy (they end
-``compress_after`` plus a day before now), through ``PostgresStorage`` on TimescaleDB
-into a database created for the run, then runs the compression policy once
-(``CALL run_job``) and prints, as JSON, the hypertable's size before and after
-(``hypertable_compression_stats``, ``hypertable_detailed_size``) and the ratio.
+Writes ``--days`` days of full readings of the simulated site as the edge sends them
+(bench/site_readings.py, with energy; ``--values plant``: the plant's own
+full-precision floats), one continuous plant, one reading per second, old enough
+for the compression policy (they end ``compress_after`` plus a day before now),
+through ``PostgresStorage`` on TimescaleDB into a database created for the run,
+then runs the compression policy once (``CALL run_job``) and prints, as JSON, the
+hypertable's size before and after (``hypertable_compression_stats``,
+``hypertable_detailed_size``) and the ratio.
 
     .venv/bin/python bench/timescale_compression.py --database postgresql://postgres@127.0.0.1:PORT/postgres
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import platform
 import secrets
@@ -25,7 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
-from storage_size import readings
+from site_readings import Values, stream
 
 from hub.storage.postgres import PostgresOptions, PostgresStorage
 from hub.storage.schema import TimescaleMode, TimescaleOptions
@@ -33,16 +36,17 @@ from hub.storage.schema import TimescaleMode, TimescaleOptions
 CHUNK = 3600  # readings generated and written at a time (an hour)
 
 
-async def fill(url: str, days: int, batch: int) -> float:
+async def fill(url: str, days: int, batch: int, values: Values) -> float:
     """Store ``days`` days of 1 Hz readings; returns the seconds it took."""
     options = PostgresOptions(timescale=TimescaleOptions(mode=TimescaleMode.REQUIRED))
     storage = PostgresStorage(url, options)
     await storage.open()
     start = (datetime.now(UTC) - timedelta(days=days + 8)).replace(microsecond=0)
+    source = stream(start, values=values)
     began = time.perf_counter()
     try:
-        for hour in range(days * 24):
-            rows = readings(CHUNK, start + timedelta(hours=hour), first_seq=hour * CHUNK)
+        for _ in range(days * 24):
+            rows = list(itertools.islice(source, CHUNK))
             for first in range(0, len(rows), batch):
                 await storage.write_readings(rows[first : first + batch])
     finally:
@@ -122,16 +126,18 @@ async def main() -> None:
     parser.add_argument("--database", required=True)
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--values", type=Values, choices=list(Values), default=Values.REGISTERS)
     args = parser.parse_args()
     name = f"ems_bench_{secrets.token_hex(4)}"
     admin = await asyncpg.connect(args.database)
     await admin.execute(f"CREATE DATABASE {name}")
     url = urlsplit(args.database)._replace(path=f"/{name}").geturl()
     try:
-        filled = await fill(url, args.days, args.batch)
+        filled = await fill(url, args.days, args.batch, args.values)
         result = await measure(url)
         result.update(
             days=args.days,
+            values=args.values.value,
             fill_s=round(filled, 1),
             python=platform.python_version(),
             postgres=admin.get_server_version().major,
