@@ -35,8 +35,8 @@ from edge.compose import compose
 from edge.config import Role
 from edge.outbox import NewReading, Outbox, ts_us_of
 from edge.uplink import Uplink
+from simulation.default_site import Unit, device_sections
 from simulation.plant import Plant
-from simulation.site import Unit, device_sections
 
 REPO = Path(__file__).resolve().parents[1]
 ROLES = {Unit.INVERTER: Role.INVERTER, Unit.GRID_METER: Role.GRID, Unit.CHARGER: Role.SOLAR}

@@ -49,7 +49,7 @@ from edge.demo import simulated_site_config
 from edge.gateway_cache import CacheKey
 from edge.gateway_config import GatewayFile
 from edge.health import DeviceState
-from simulation.site import INVERTER_CHAIN
+from simulation.default_site import INVERTER_CHAIN
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = {model.model_id: model for model in INVERTER_CHAIN.models}

@@ -28,9 +28,9 @@ from drivers.device import Device
 from drivers.planner import ReadRequest
 from drivers.profile import RegisterMap
 from drivers.transports import open_transport
+from simulation.default_site import REGISTER_MAPS, Unit, encode_site
 from simulation.modbus_server import DeviceServer, DeviceSpec
 from simulation.plant import Plant
-from simulation.site import REGISTER_MAPS, Unit, encode_site
 
 PROFILES = {
     Unit.INVERTER: "sunspec",

@@ -1,7 +1,7 @@
 """Readings of the simulated site as the edge sends them, for the storage benchmarks.
 
 The kit never stores the plant's own numbers: the simulated site
-(simulation/site.py) encodes the plant into each device's register image with
+(simulation/default_site.py) encodes the plant into each device's register image with
 the vendor's register map, the edge decodes those registers with the same maps
 (drivers/profile.py, ``decode_map``), composes the four devices' sections into
 one reading (edge/compose.py) and adds the energy since the previous reading
@@ -37,9 +37,15 @@ from edge.compose import compose
 from edge.config import Role, parse_config
 from edge.energy import energy_settings
 from hub.storage.base import StoredReading
+from simulation.default_site import (
+    DEFAULT_LAYOUT,
+    REGISTER_MAPS,
+    Unit,
+    device_sections,
+    encode_site,
+)
 from simulation.layout import config_lines
 from simulation.plant import Plant
-from simulation.site import DEFAULT_LAYOUT, REGISTER_MAPS, Unit, device_sections, encode_site
 from telemetry import Reading
 from telemetry.energy_increments import EnergyIntegrator, EnergySettings
 

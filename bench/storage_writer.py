@@ -31,12 +31,12 @@ from typing import Any
 
 import asyncpg
 
+from hub.batch_writer import BatchWriter
 from hub.server import tune_gc
 from hub.storage.base import StoredReading
 from hub.storage.columns import READING_COLUMNS, to_row
 from hub.storage.postgres import PostgresOptions, PostgresStorage, WriteMethod
 from hub.storage.schema import TimescaleMode, TimescaleOptions
-from hub.writer import BatchWriter
 from telemetry import Reading
 
 DEFAULT_DATABASE = "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -14,7 +14,7 @@ bounded by ``shutdown_deadline_s``, whatever state the agent is in (a poll
 waiting on a silent device, a handshake with a hub that never answers, a
 write in progress): each step gets what remains of that budget, a task that
 ignores cancellation is cancelled again (CPython gh-86296) until the deadline,
-and the writer's last write is never cut in half (edge/writer.py). ``ems edge
+and the writer's last write is never cut in half (edge/outbox_writer.py). ``ems edge
 run`` adds a hard stop behind it (edge/cli.py). Under systemd the
 agent reports ``READY=1`` once running and ``WATCHDOG=1`` while the sampler
 ticks (edge/sdnotify.py).
@@ -48,11 +48,11 @@ from edge.memory import trim_periodically
 from edge.mqtt_config import MqttPasswordError, link_settings
 from edge.mqtt_publish import EdgeMqtt
 from edge.outbox import Outbox, OutboxError
+from edge.outbox_writer import OutboxWriter
 from edge.poller import BUS_REOPEN_BACKOFF, DEVICE_BACKOFF, BusPoller, PolledDevice
 from edge.sampler import Sampler, SiteDevice
 from edge.sdnotify import Notifier
 from edge.uplink import Uplink, UplinkSettings
-from edge.writer import OutboxWriter
 from telemetry.backoff import BackoffPolicy
 from telemetry.mqtt_link import LinkSettings
 

@@ -53,7 +53,7 @@ DATABASE_FILE: Final = "hub.db"  # hub.storage.sqlite.DATABASE_FILE, without imp
 START_TIMEOUT_S: Final = 60.0
 MAX_SITES: Final = 50
 
-# The four devices of the simulated site (simulation/site.py): unit, name, role, profile.
+# The four devices of the simulated site (simulation/default_site.py): unit, name, role, profile.
 _SIMULATED_DEVICES: Final = (
     (1, "inverter", "inverter", "sunspec"),
     (2, "meter", "grid", "eastron_sdm630"),

@@ -320,7 +320,7 @@ class Outbox:
         in aiosqlite's thread, so it is rolled back), in the body (rolled back),
         or during COMMIT (awaited to its end, then the cancellation goes on: a
         caller cancelled there cannot tell whether it committed, so the writer
-        never cancels a write, edge/writer.py). ROLLBACK outside a transaction
+        never cancels a write, edge/outbox_writer.py). ROLLBACK outside a transaction
         is a no-op in Python's sqlite3, so it is always safe here.
         """
         db = self._db

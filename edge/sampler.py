@@ -7,7 +7,7 @@ there is no reading for that tick.
 Each reading is timed by the monotonic clock at the tick and stamped through
 the :class:`~edge.clock.ClockGuard`: with the wall time if the clock is
 trusted, else held (no ``ts``) and re-stamped later. When trust returns, a
-:class:`~edge.writer.Restamp` follows the held readings into the writer.
+:class:`~edge.outbox_writer.Restamp` follows the held readings into the writer.
 Each reading's body names the clock that stamped it (``clock``: ``ntp``,
 ``hub`` or ``unsynced``, docs/protocol.md); a held one gets it when re-stamped.
 With an :class:`~edge.energy.EnergyTracker`, each reading carries its site's
@@ -47,7 +47,7 @@ from edge.energy import EnergyTracker
 from edge.health import DeviceHealth, DeviceState, Values
 from edge.hubtime import HubClock
 from edge.outbox import NewReading
-from edge.writer import Restamp
+from edge.outbox_writer import Restamp
 
 __all__ = ["Sampler", "SiteDevice"]
 

@@ -12,9 +12,9 @@ Where things are:
   the HTTP routes (``query`` parses their parameters; ``metrics`` renders
   Prometheus text);
 - ``connections`` is the registry (ghost protocol, hot-path fan-out);
-  ``fanout`` a dashboard's bounded queue and sender; ``device_outbox`` a
+  ``fanout`` a dashboard's bounded queue and sender; ``device_replies`` a
   device's acks and errors; ``gatekeeper`` counts and logs bad frames;
   ``auth`` tokens; ``sockets`` the thin layer over Starlette's WebSocket;
-- ``storage`` and ``writer``: the cold path's database side;
+- ``storage`` and ``batch_writer``: the cold path's database side;
 - ``cli``: ``ems hub serve`` and ``ems hub token ...``.
 """

@@ -5,12 +5,12 @@ Follows docs/protocol.md ("Doors": the ghost protocol):
 - one ``asyncio.Lock`` serialises connect and disconnect, so "is an old socket
   registered? replace it" is a single atomic step;
 - a new authenticated publisher for a device id marks the old session
-  ``replaced``, closes its outbox and takes its place under the lock; the old
+  ``replaced``, closes its replies and takes its place under the lock; the old
   socket is then closed with 1008, which ends its pending ``receive()`` at once,
   and its loop drops anything it still reads (``PublisherSession.replaced``);
 - disconnect is identity-checked: a kicked socket's late disconnect never
   removes its successor;
-- publishers are never sent data (only acks and errors, by their own outbox).
+- publishers are never sent data (only acks and errors, by their own DeviceReplies).
 
 ``publish`` is the hot path: synchronous, one JSON encoding per reading, then
 ``DashboardFeed.offer`` per dashboard, which never awaits a socket. Agents'
@@ -40,7 +40,7 @@ from datetime import UTC, datetime
 from hub.cluster.lease import superseded
 from hub.cluster.mirror import Event, EventKind
 from hub.device_health import SiteHealth, health_frame, history_frame
-from hub.device_outbox import DeviceOutbox
+from hub.device_replies import DeviceReplies
 from hub.fanout import DashboardFeed
 from hub.relay import FrameKind, Relay, Snapshot
 from hub.sockets import SocketLike, close_quietly
@@ -94,7 +94,7 @@ class PublisherSession:
     device_id: str
     socket: SocketLike
     token_hash: str
-    outbox: DeviceOutbox
+    replies: DeviceReplies
     connected_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     # Event-loop time of the last frame received: the idle sweep (hub/runtime.py)
     # closes a socket silent for the idle timeout (docs/security.md, "Limits").
@@ -173,7 +173,7 @@ class ConnectionManager:
     async def disconnect_publisher(self, session: PublisherSession) -> bool:
         """Unregister ``session`` if (and only if) it is still the registered one."""
         async with self.lock:
-            session.outbox.close()
+            session.replies.close()
             if self._publishers.get(session.device_id) is not session:
                 return False  # a kicked socket's late disconnect: its successor stays
             del self._publishers[session.device_id]
@@ -229,7 +229,7 @@ class ConnectionManager:
     def _end(session: PublisherSession, code: CloseCode) -> None:
         session.ended = True
         session.close_code = code
-        session.outbox.close()
+        session.replies.close()
 
     def publisher(self, device_id: str) -> PublisherSession | None:
         return self._publishers.get(device_id)

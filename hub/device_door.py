@@ -7,14 +7,14 @@ Order of a connection's life:
    (counted and logged within budget by hub/refusals.py);
 2. accept, then register under the ghost protocol (hub/connections.py);
 3. two tasks until either ends: the receive loop (gatekeeper, hot path, cold
-   path) and the outbox's sender (acks and errors);
+   path) and the replies' sender (acks and errors);
 4. identity-checked unregistration.
 
 Per frame: ``parse_device_frame`` splits it into valid readings and
 rejections. Rejections are counted and logged by the gatekeeper; one with a
 seq gets an error frame and is acked. A valid live reading is pushed to the
 device's dashboards at once (never awaited), then offered to the writer with
-the connection's outbox as its AckSink when it has a seq (docs/protocol.md: no
+the connection's replies as its AckSink when it has a seq (docs/protocol.md: no
 seq, no ack). Batch items are stored only: they are history; when a dashboard
 watches the device, it is told once they are stored (hub/device_health.py).
 A ``health`` frame (docs/protocol.md, "Device health") is recognised by its
@@ -33,15 +33,15 @@ from fastapi import APIRouter, WebSocket
 from pydantic import ValidationError
 
 from hub.auth import AuthError, AuthFailure, bearer_token
+from hub.batch_writer import AckSink
 from hub.connections import PublisherSession, Registration
 from hub.device_health import HistoryNotice, site_health
-from hub.device_outbox import DeviceOutbox
+from hub.device_replies import DeviceReplies
 from hub.metrics import Door, DropReason
 from hub.refusals import refuse_handshake, shown
 from hub.runtime import Hub
 from hub.sockets import PeerGone, close_quietly, send_text_or_raise
 from hub.storage.base import StoredReading
-from hub.writer import AckSink
 from telemetry import (
     CloseCode,
     FrameProblem,
@@ -93,7 +93,7 @@ async def device_door(websocket: WebSocket, device_id: str) -> None:
         device_id=device_id,
         socket=websocket,
         token_hash=token_hash,
-        outbox=DeviceOutbox(websocket, device_id, hub.counters),
+        replies=DeviceReplies(websocket, device_id, hub.counters),
     )
     if hub.cluster is not None:
         # Several hubs: the next epoch of the device, which closes older sockets
@@ -104,7 +104,7 @@ async def device_door(websocket: WebSocket, device_id: str) -> None:
             claim.lease_until,
             claim.claimed,
         )
-        session.outbox.fence = hub.cluster.fence_for(session)
+        session.replies.fence = hub.cluster.fence_for(session)
     registration = await hub.manager.connect_publisher(session)
     if registration is not Registration.REGISTERED:
         code = (
@@ -118,7 +118,7 @@ async def device_door(websocket: WebSocket, device_id: str) -> None:
     if hub.mqtt is not None:
         hub.mqtt.presence(device_id, True)
     receiver = asyncio.create_task(_receive_loop(hub, session), name=f"device[{device_id}].receive")
-    sender = asyncio.create_task(session.outbox.run(), name=f"device[{device_id}].acks")
+    sender = asyncio.create_task(session.replies.run(), name=f"device[{device_id}].acks")
     # 1000 only for an orderly end; an unexpected error in the hub is 1011 (docs/protocol.md).
     close_code = CloseCode.NORMAL
     try:
@@ -220,13 +220,13 @@ def handle_frame(hub: Hub, session: PublisherSession, frame: ParsedFrame, now: d
             hub.gatekeeper.reject(device_id, rejected, clock)
             if rejected.seq is not None:
                 # docs/protocol.md: an ack means committed *or rejected as invalid*.
-                session.outbox.rejected(rejected.seq, rejected.reason)
+                session.replies.rejected(rejected.seq, rejected.reason)
     path = "batch" if frame.is_batch else "live"
-    batch_sink: AckSink = session.outbox
+    batch_sink: AckSink = session.replies
     if frame.is_batch and frame.readings and hub.manager.watched(device_id):
         # Open dashboards hear when the batch is stored, so their charts fill in.
         batch_sink = HistoryNotice(
-            session.outbox,
+            session.replies,
             ((r.seq, r.ts) for r in frame.readings if r.seq is not None),
             lambda start, end: hub.manager.history_stored(device_id, start, end),
         )

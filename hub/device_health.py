@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from hub.writer import AckSink, is_fenced
+from hub.batch_writer import AckSink, is_fenced
 from telemetry import format_ts
 from telemetry.health import HealthFrame, HealthState
 
@@ -123,7 +123,7 @@ class HistoryNotice:
         self._notify = notify
 
     def fenced(self) -> bool:
-        """As its connection's outbox (hub/writer.py, ``Fenceable``)."""
+        """As its connection's replies (hub/batch_writer.py, ``Fenceable``)."""
         return is_fenced(self._inner)
 
     def committed(self, seqs: list[int]) -> None:

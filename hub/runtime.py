@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Final, Self
 
 from hub.auth import BadToken, LookupBudget, RecentMisses, TokenBook, ViewerGate, hash_token
+from hub.batch_writer import BatchWriter
 from hub.connections import ConnectionManager
 from hub.fanout import FeedCounters, FeedPolicy
 from hub.gatekeeper import Gatekeeper, LogLimiter
@@ -32,7 +33,6 @@ from hub.site_zones import SiteZones
 from hub.storage import DEFAULT_DATA_DIR, create_storage, data_dir_from
 from hub.storage.base import Storage, StorageError
 from hub.storage.retention import KEEP_ALL, PRUNE_BATCH, Retention
-from hub.writer import BatchWriter
 from telemetry import CloseCode
 from telemetry.backoff import Backoff, BackoffPolicy
 

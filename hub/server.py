@@ -68,7 +68,7 @@ HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # objects: 14 of them took 3.7 s of a 40 s run with 1000 devices, up to 0.5 s
 # each, stalling every live reading. At 50,000 allocations a reading's models
 # are usually freed by reference counting (once fanned out and turned into a
-# storage row, hub/writer.py) before a young collection sees them, young
+# storage row, hub/batch_writer.py) before a young collection sees them, young
 # collections stay at a few ms, and full ones become rare. Cyclic garbage is
 # still collected, just in larger, rarer steps.
 GC_THRESHOLDS = (50_000, 20, 100)

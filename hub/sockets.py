@@ -18,7 +18,7 @@ degrade to what the server's own flow control gives. (Verified with uvicorn
 Exceptions::
 
     PeerGone    the peer left, or the socket was closed, while we were sending;
-                the sender loops (fan-out, device outbox) end on it quietly
+                the sender loops (fan-out, device replies) end on it quietly
 """
 
 from __future__ import annotations

@@ -41,8 +41,8 @@ from typing import Final
 
 from drivers.profiles import sunspec
 from drivers.profiles.eastron import SDM120
+from simulation.default_site import SERVED_MAPS, Unit, _sdm630_documented, device_sections
 from simulation.layout import DeviceSections, PlantSections, SimulatedDevice, SiteLayout
-from simulation.site import SERVED_MAPS, Unit, _sdm630_documented, device_sections
 from telemetry.roles import Role
 
 PV_INVERTER_MODELS: Final = (1, 103)

@@ -21,11 +21,11 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Final, Self
 
+from simulation.default_site import DEFAULT_LAYOUT
 from simulation.layout import SiteLayout, encode_layout
 from simulation.modbus_server import ClientPolicy, DeviceServer, DeviceSpec, Fault
 from simulation.plant import DEFAULT_LONGITUDE_DEG, Plant, PlantState
 from simulation.plant.scenarios import scenario_start
-from simulation.site import DEFAULT_LAYOUT
 
 logger = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ from simulation import (
     sungrow_site,
     victron_site,
 )
+from simulation.default_site import DEFAULT_LAYOUT
 from simulation.layout import SiteLayout
-from simulation.site import DEFAULT_LAYOUT
 
 __all__ = ["DEFAULT_SITE", "SITES", "site_layout"]
 

@@ -12,7 +12,7 @@ hub has heard of (``fence``) and its lease is still running on this hub's
 clock: the lease is renewed every third of its length, counted from when the
 renewal was *sent*, so this hub's idea of it ends before Redis's. A hub that
 was paused or partitioned past its lease neither acks nor commits for the
-device (hub/writer.py asks the session's outbox, hub/device_outbox.py) until
+device (hub/batch_writer.py asks the session's replies, hub/device_replies.py) until
 a renewal confirms it still owns it, and a renewal that finds another owner
 ends the session. While Redis itself is unreachable, hubs act on their own
 authority (docs/architecture.md, "Several hubs"): availability first, the

@@ -341,7 +341,7 @@ class ClusterLink:
         return self._fence.get(device_id, 0)
 
     def fence_for(self, session: PublisherSession) -> SessionFence:
-        """The session's outbox's fence (hub/device_outbox.py)."""
+        """The fence of the session's replies (hub/device_replies.py)."""
         return SessionFence(self, session)
 
     def _kicked(self, kick: Kick) -> None:
@@ -689,7 +689,7 @@ class _Wire:
 
 
 class SessionFence:
-    """hub/device_outbox.py's ``Fence`` for one session."""
+    """hub/device_replies.py's ``Fence`` for one session."""
 
     __slots__ = ("_link", "_session")
 

@@ -165,7 +165,7 @@ class PostgresOptions:
     # HTTP queries, token commands, and the writer's probe.
     max_connections: int = 4
     # Batches are committed from their own thread and event loop (hub/storage/loop_thread.py),
-    # through a pool of their own: one connection per batch in flight (hub/writer.py).
+    # through a pool of their own: one connection per batch in flight (hub/batch_writer.py).
     write_thread: bool = True
     write_connections: int = 2
     connect_timeout_s: float = 10.0

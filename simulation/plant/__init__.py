@@ -13,6 +13,7 @@ with a grid meter at the connection point. One concept per module:
 - ``dispatch``: the self-consumption power flow
 - ``scenarios``: named weather and starting points
 - ``state``: ``PlantState`` and ``sections()`` in the wire protocol's terms
+- ``equipment``: ``SiteSpec``, the site's equipment as one bundle of specs
 - ``model``: ``Plant``, which wires them together and steps time
 
 Usage::
@@ -26,12 +27,12 @@ Usage::
 from simulation.plant.battery import BatterySpec, BatteryState, BatteryStatus
 from simulation.plant.converters import ChargerSpec, InverterSpec, LossModel
 from simulation.plant.dispatch import PowerFlow
+from simulation.plant.equipment import SiteSpec
 from simulation.plant.grid import GridSpec
 from simulation.plant.load import HouseSpec
 from simulation.plant.model import DEFAULT_LATITUDE_DEG, DEFAULT_LONGITUDE_DEG, Plant
 from simulation.plant.pv import PvArraySpec
 from simulation.plant.scenarios import SCENARIOS, Scenario, ScenarioSpec
-from simulation.plant.site import SiteSpec
 from simulation.plant.state import (
     ChargerState,
     ChargeStatus,

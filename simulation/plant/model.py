@@ -22,11 +22,11 @@ from typing import Final
 
 from simulation.plant.battery import BatteryMemory, BatteryPack
 from simulation.plant.dispatch import PowerFlow, dispatch
+from simulation.plant.equipment import SiteSpec
 from simulation.plant.grid import GridModel
 from simulation.plant.load import DAY_S, HouseModel, scripted_runs
 from simulation.plant.pv import maximum_power_point, operating_point
 from simulation.plant.scenarios import Scenario, scenario_spec
-from simulation.plant.site import SiteSpec
 from simulation.plant.state import (
     ChargerState,
     ChargeStatus,

@@ -19,8 +19,8 @@ from websockets.exceptions import InvalidStatus
 
 from simulation.runner import SimulatedSite
 from tests.deploy.nginx_proxy import Proxy, nginx_proxy
+from tests.edge.agent_site import site_config
 from tests.edge.hubproc import HubProcess
-from tests.edge.site import site_config
 from tests.edge.test_cli import AgentProcess, wait_stored
 
 pytestmark = pytest.mark.slow

@@ -20,8 +20,8 @@ import pytest
 
 from simulation.runner import SimulatedSite
 from tests.deploy.nginx_proxy import nginx_proxy
+from tests.edge.agent_site import site_config
 from tests.edge.hubproc import HubProcess
-from tests.edge.site import site_config
 from tests.edge.test_cli import AgentProcess, stored_seqs, wait_stored
 from tests.support.redis import RedisServer, redis_server
 

@@ -17,9 +17,9 @@ from drivers.profiles.chint import DTSU666
 from drivers.profiles.identify import identify, signatures
 from drivers.registers import RegisterType
 from drivers.transports import open_transport
+from simulation.default_site import SERVED_MAPS, Unit, encode_site
 from simulation.modbus_server import DeviceServer, DeviceSpec
 from simulation.plant import Plant
-from simulation.site import SERVED_MAPS, Unit, encode_site
 from tests.drivers.precision import mismatches
 from tests.support.modbus import served_bus
 

@@ -10,9 +10,9 @@ from drivers.profiles.eastron import SDM120
 from drivers.profiles.identify import identify
 from drivers.registers import RegisterType
 from drivers.transports import open_transport
+from simulation.default_site import REGISTER_MAPS, Unit, encode_site
 from simulation.modbus_server import DeviceServer, DeviceSpec
 from simulation.plant import Plant
-from simulation.site import REGISTER_MAPS, Unit, encode_site
 
 NOON = datetime(2026, 6, 21, 11, tzinfo=UTC)
 

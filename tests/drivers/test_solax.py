@@ -22,10 +22,10 @@ from drivers.profiles.identify import SIGNATURES, identify
 from drivers.profiles.solax import SOLAX_X1, SOLAX_X3
 from drivers.registers import RegisterType
 from drivers.transports import open_transport
+from simulation.default_site import DEFAULT_LAYOUT
 from simulation.layout import encode_layout
 from simulation.modbus_server import DeviceServer, DeviceSpec
 from simulation.plant import Plant
-from simulation.site import DEFAULT_LAYOUT
 from simulation.solax_site import INVERTER_UNIT, LAYOUT
 from simulation.sungrow_site import LAYOUT as SUNGROW_LAYOUT
 from tests.support.modbus import plant_specs, served_bus, within_step

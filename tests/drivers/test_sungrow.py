@@ -18,10 +18,10 @@ from drivers.profiles.identify import SIGNATURES, identify
 from drivers.profiles.sungrow import SUNGROW_SH
 from drivers.registers import DataType, RegisterType
 from drivers.transports import open_transport
+from simulation.default_site import DEFAULT_LAYOUT
 from simulation.layout import encode_layout
 from simulation.modbus_server import DeviceServer, DeviceSpec
 from simulation.plant import Plant
-from simulation.site import DEFAULT_LAYOUT
 from simulation.sungrow_site import INVERTER_UNIT, LAYOUT
 from tests.support.modbus import plant_specs, served_bus, within_step
 

@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from simulation.default_site import REGISTER_MAPS, Unit, encode_site
 from simulation.modbus_server import DeviceServer, DeviceSpec
 from simulation.plant import Plant
-from simulation.site import REGISTER_MAPS, Unit, encode_site
-from tests.edge.site import START
+from tests.edge.agent_site import START
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ from edge.agent import Agent
 from edge.clock import ClockSample, SyncState, SystemClock, TimeSource
 from edge.outbox import OutboxError, read_status
 from simulation.modbus_server import DeviceServer, Fault, FaultKind
+from tests.edge.agent_site import OPTIONS, make_config, stored
 from tests.edge.hubproc import HubProcess, running_hub
-from tests.edge.site import OPTIONS, make_config, stored
 from tests.support.polling import until
 from tests.tcp_proxy import CutMode, TcpProxy
 

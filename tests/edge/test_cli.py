@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 
 from edge.config import load_config
+from simulation.default_site import REGISTER_MAPS, Unit, encode_site
 from simulation.modbus_server import DeviceServer, DeviceSpec
 from simulation.plant import Plant
-from simulation.site import REGISTER_MAPS, Unit, encode_site
+from tests.edge.agent_site import START, site_config
 from tests.edge.hubproc import REPO, HubProcess, running_hub
-from tests.edge.site import START, site_config
 from tests.support.ports import free_port
 
 EMS = [sys.executable, "-m", "ems"]

@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 
 from simulation.runner import SimulatedSite
+from tests.edge.agent_site import START, site_config
 from tests.edge.hubproc import HubProcess, running_hub
-from tests.edge.site import START, site_config
 from tests.edge.test_cli import AgentProcess, stored_seqs, wait_stored
 
 SPEED = 60.0  # one simulated minute per second

@@ -22,8 +22,8 @@ from edge.outbox import NewReading, Outbox, read_status, ts_us_of
 from simulation.runner import SimulatedSite
 from telemetry import format_ts
 from telemetry.energy_increments import CounterSpec, EnergySettings, Quantity
+from tests.edge.agent_site import OPTIONS, site_config, stored
 from tests.edge.hubproc import running_hub
-from tests.edge.site import OPTIONS, site_config, stored
 from tests.edge.test_cli import AgentProcess, wait_stored, write_config
 from tests.edge.wshub import WsHub, running
 from tests.support.polling import until

@@ -10,8 +10,8 @@ from pathlib import Path
 from edge.agent import Agent
 from edge.outbox import read_status
 from simulation.modbus_server import DeviceServer
+from tests.edge.agent_site import OPTIONS, make_config, stored
 from tests.edge.hubproc import HubProcess
-from tests.edge.site import OPTIONS, make_config, stored
 from tests.support.polling import until
 from tests.tcp_proxy import CutMode, TcpProxy
 

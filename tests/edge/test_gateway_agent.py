@@ -34,11 +34,11 @@ from edge.config import parse_config
 from edge.gateway_cache import CacheKey
 from edge.health import DeviceState
 from simulation import solaredge_site
+from simulation.default_site import INVERTER_CHAIN, REGISTER_MAPS, Unit, encode_site
 from simulation.modbus_server import DeviceServer, DeviceSpec, Fault, FaultKind
 from simulation.plant import Plant
 from simulation.runner import SimulatedSite
-from simulation.site import INVERTER_CHAIN, REGISTER_MAPS, Unit, encode_site
-from tests.edge.site import OPTIONS, START, site_config
+from tests.edge.agent_site import OPTIONS, START, site_config
 from tests.support.polling import until
 from tests.support.ports import free_port
 

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from simulation.modbus_server import DeviceServer, Fault, FaultKind
+from tests.edge.agent_site import site_config
 from tests.edge.hubproc import EMS, REPO, HubProcess, running_hub
-from tests.edge.site import site_config
 from tests.edge.test_cli import wait_stored
 
 

@@ -21,8 +21,8 @@ from edge.agent import Agent, AgentError
 from edge.config import ConfigError, EdgeConfig, parse_config
 from simulation.modbus_server import DeviceServer
 from telemetry.redaction import redact
+from tests.edge.agent_site import OPTIONS, site_config, stored
 from tests.edge.hubproc import HubProcess, running_hub
-from tests.edge.site import OPTIONS, site_config, stored
 from tests.support.mqtt import (
     Mosquitto,
     Subscriber,

@@ -23,8 +23,8 @@ from websockets.asyncio.client import connect
 from simulation.layout import config_lines
 from simulation.multi_site import EV_SHARE, HEAT_PUMP_SHARE, LAYOUT
 from simulation.runner import SimulatedSite
+from tests.edge.agent_site import START
 from tests.edge.hubproc import HubProcess, running_hub
-from tests.edge.site import START
 from tests.edge.test_cli import AgentProcess, wait_stored
 
 DEVICE_ID = "e2e_multi"

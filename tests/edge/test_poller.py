@@ -14,9 +14,9 @@ from drivers.bus import Backend, BusConfig, BusType
 from edge.config import DeviceConfig, Role
 from edge.health import DeviceHealth, DeviceState, Transition
 from edge.poller import DEVICE_BACKOFF, BusPoller, PolledDevice
+from simulation.default_site import REGISTER_MAPS, Unit, encode_site
 from simulation.modbus_server import DeviceServer, DeviceSpec, Fault, FaultKind
 from simulation.plant import Plant
-from simulation.site import REGISTER_MAPS, Unit, encode_site
 from telemetry.backoff import BackoffPolicy
 from tests.support.polling import until
 from tests.tcp_proxy import CutMode, TcpProxy

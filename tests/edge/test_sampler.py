@@ -10,8 +10,8 @@ from edge.config import Role
 from edge.health import DeviceHealth
 from edge.hubtime import HubClock
 from edge.outbox import NewReading
+from edge.outbox_writer import Restamp
 from edge.sampler import Sampler, SiteDevice
-from edge.writer import Restamp
 from telemetry.backoff import BackoffPolicy
 
 NOW = 1_800_000_000.0

@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 
 from edge.outbox import OutboxError, OutboxStatus, read_status
+from simulation.default_site import Unit
 from simulation.modbus_server import Fault, FaultKind
 from simulation.runner import SimulatedSite
-from simulation.site import Unit
+from tests.edge.agent_site import START, site_config
 from tests.edge.hubproc import HubProcess, running_hub
-from tests.edge.site import START, site_config
 from tests.edge.test_cli import AgentProcess, stored_seqs, wait_stored
 
 # "exits 0 within seconds" (docs/architecture.md, "Guarantees": clean shutdown); the agent's own

@@ -22,7 +22,7 @@ from edge.config import ConfigError, EdgeConfig, parse_config, tls_context
 from edge.outbox import read_status
 from simulation.modbus_server import DeviceServer
 from telemetry import format_ts
-from tests.edge.site import OPTIONS, site_config
+from tests.edge.agent_site import OPTIONS, site_config
 from tests.hub.served_hub import ServedHub, add_token, served_hub
 from tests.support.polling import until
 from tests.tls_ca import HubCertificates, make_ca

@@ -14,8 +14,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import InvalidStatus
 
+from hub.batch_writer import AckSink
 from hub.storage.base import StoredReading
-from hub.writer import AckSink
 from tests.support.hub import RunningHub, device_id, reading, running_hub
 from tests.support.polling import until
 

@@ -25,10 +25,10 @@ from drivers.device import Device
 from drivers.errors import ExceptionCode, ExceptionResponse, NoResponse
 from drivers.registers import RegisterType
 from drivers.transports import open_transport
+from simulation.default_site import REGISTER_MAPS, Unit, device_sections, encode_site
 from simulation.modbus_server import DeviceServer, DeviceSpec
 from simulation.plant import Plant, Sections
 from simulation.runner import SimulatedSite
-from simulation.site import REGISTER_MAPS, Unit, device_sections, encode_site
 from tests.drivers.precision import mismatches
 from tests.support.ports import free_port
 

@@ -17,10 +17,10 @@ from drivers.errors import ModbusError, NoResponse
 from drivers.registers import RegisterType
 from drivers.transports import open_transport
 from drivers.transports.base import Transport
+from simulation.default_site import DEFAULT_LAYOUT
 from simulation.layout import SiteLayout
 from simulation.modbus_server import ClientPolicy, DeviceServer, DeviceSpec
 from simulation.runner import SimulatedSite, client_policy
-from simulation.site import DEFAULT_LAYOUT
 
 HOLDING = RegisterType.HOLDING
 IMAGE = {HOLDING: {0: 1234, 1: 5678}}

@@ -9,9 +9,9 @@ from drivers.bus import BusConfig, BusType, frame_silence_s
 from drivers.device import Device
 from drivers.profiles.eastron import SDM630
 from drivers.transports import open_transport
+from simulation.default_site import Unit, encode_site
 from simulation.modbus_server import DeviceServer, DeviceSpec
 from simulation.plant import Plant
-from simulation.site import Unit, encode_site
 
 NOON = datetime(2026, 6, 21, 11, tzinfo=UTC)
 

@@ -291,7 +291,7 @@ def site_vars(*, hub_url: str, sim_port: int) -> dict[str, Any]:
         "ems_edge_buses": [
             {"name": "site", "type": "tcp", "host": "127.0.0.1", "port": sim_port, "timeout_s": 1.0}
         ],
-        # The simulator's default unit ids (simulation/site.py, ``Unit``).
+        # The simulator's default unit ids (simulation/default_site.py, ``Unit``).
         "ems_edge_devices": [
             {"name": name, "role": role, "profile": profile, "bus": "site", "unit": unit}
             for name, role, profile, unit in (

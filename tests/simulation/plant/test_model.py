@@ -13,8 +13,8 @@ import pytest
 import simulation.plant.state as state_module
 from simulation.plant import Plant, PlantState, Scenario
 from simulation.plant.battery import BatterySpec
+from simulation.plant.equipment import SiteSpec
 from simulation.plant.scenarios import scenario_start
-from simulation.plant.site import SiteSpec
 from telemetry import SECTION_MODELS, Reading
 
 # Local midnight (UTC+1 by the default longitude) at midsummer.

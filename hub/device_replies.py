@@ -1,8 +1,8 @@
 """What the hub sends back to one device: acks and errors (docs/protocol.md, "Hub -> device").
 
-``DeviceOutbox`` is the ``AckSink`` the device door hands to
+``DeviceReplies`` is the ``AckSink`` the device door hands to
 ``BatchWriter.offer`` with each seq-carrying reading. The writer calls
-``committed(seqs)`` on the event loop after each commit; the outbox merges those
+``committed(seqs)`` on the event loop after each commit; ``DeviceReplies`` merges those
 seqs with the seqs of readings rejected as invalid (an ack means "committed or
 rejected as invalid") and its own sender task sends them as few
 ``{"type": "ack", "ranges": [[a, b], ...]}`` frames as it can. Nothing is ever
@@ -10,9 +10,9 @@ acked before ``committed`` names it, so nothing is acked before its commit.
 
 Several hubs: with a ``fence`` (hub/cluster/link.py), commits are not acked
 once the connection lost its device to another hub (hub/cluster/lease.py),
-nor are they committed at all (hub/writer.py asks ``fenced`` first).
+nor are they committed at all (hub/batch_writer.py asks ``fenced`` first).
 
-A closed outbox (its socket ended, or was replaced by the ghost protocol)
+A closed replies object (its socket ended, or was replaced by the ghost protocol)
 drops whatever is committed later, silently: the edge re-sends what stays
 unacked and storage is idempotent, so a lost ack costs a duplicate send, never
 a reading.
@@ -84,7 +84,7 @@ class Fence(Protocol):
     def acks_dropped(self, count: int) -> None: ...
 
 
-class DeviceOutbox:
+class DeviceReplies:
     """One device connection's AckSink and sender."""
 
     def __init__(self, socket: SocketLike, device_id: str, counters: HubCounters) -> None:
@@ -97,10 +97,10 @@ class DeviceOutbox:
         self.fence: Fence | None = None
 
     def fenced(self) -> bool:
-        """hub/writer.py's ``Fenceable``: never, for a single hub."""
+        """hub/batch_writer.py's ``Fenceable``: never, for a single hub."""
         return self.fence is not None and self.fence.fenced()
 
-    # AckSink (hub/writer.py): called on the loop after each commit.
+    # AckSink (hub/batch_writer.py): called on the loop after each commit.
     def committed(self, seqs: list[int]) -> None:
         if self._closed or not seqs:
             return

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 
-from hub.device_outbox import MAX_PENDING_ERRORS, AckBook
+from hub.device_replies import MAX_PENDING_ERRORS, AckBook
 
 
 def test_committed_seqs_coalesce_into_ranges() -> None:

@@ -13,10 +13,10 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
+from hub.batch_writer import BatchWriter
 from hub.storage.base import Storage, StoredReading
 from hub.storage.postgres import PostgresOptions, PostgresStorage
 from hub.storage.sqlite import SqliteOptions, SqliteStorage
-from hub.writer import BatchWriter
 from tests.hub.storage.helpers import BASE_TS, fresh_schema, opened, simple
 from tests.support.polling import until
 from tests.tcp_proxy import TcpProxy

@@ -34,7 +34,7 @@ Fencing (several hubs, hub/cluster/lease.py): a writer made with
 ``fencing=True`` asks each batch's sinks, just before the commit, whether
 their connection still holds its device (``Fenceable.fenced``); rows of a
 fenced one are neither committed nor acked (the device sends them again to its
-new hub), and the outbox asks again before it acks.
+new hub), and the device's replies ask again before they ack.
 
 A batch that storage rejects for any other reason (a ``StorageError`` that is not
 ``StorageUnavailable``: a bug, not an outage) is logged and dropped unacked, so
@@ -79,7 +79,7 @@ DEFAULT_MAX_QUEUE: Final = 50_000
 
 
 class AckSink(Protocol):
-    """Who hears about committed seqs: one device connection (its outbox)."""
+    """Who hears about committed seqs: one device connection (its DeviceReplies)."""
 
     def committed(self, seqs: list[int]) -> None:
         """Called on the event loop after a commit, once per batch, with this sink's seqs.
@@ -155,7 +155,7 @@ class BatchWriter:
         ready_max_lag_s: float = 5.0,
         probe_interval_s: float = 5.0,
         max_concurrent_batches: int = 2,
-        name: str = "hub.writer",
+        name: str = "hub.batch_writer",
         rng: random.Random | None = None,
         fencing: bool = False,
     ) -> None:

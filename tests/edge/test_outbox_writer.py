@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edge.outbox import NewReading, Outbox, Stored
-from edge.writer import OutboxWriter, Restamp
+from edge.outbox_writer import OutboxWriter, Restamp
 
 T0_US = 1_800_000_000_000_000
 
