@@ -3,7 +3,10 @@
 Nothing here is a stand-in: the hub is ``ems hub serve`` in its own process
 (so a restart is a real SIGTERM and a new process on the same port and
 database), the device speaks the protocol over a real WebSocket, and the pages
-run in Debian's chromium driven by Playwright.
+run in Debian's chromium driven by Playwright. The page scaffolding every
+browser test shares is here too: launching chromium, opening a page that
+records its console errors, signing in through the page's own form, waiting
+on the page's state, screenshots, and the WCAG contrast of what it shows.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,8 +29,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from playwright.sync_api import Browser, Page, Playwright, ViewportSize
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
@@ -34,6 +39,13 @@ from telemetry import format_ts
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+DESKTOP: ViewportSize = {"width": 1280, "height": 900}
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts" / "dashboard"
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+# The README's pictures of ``ems demo`` (scripts/screenshots.py), never a test's made-up site.
+README_SHOTS = frozenset({"fleet", "device", "energy", "energy-dark"})
+ColorScheme = Literal["light", "dark"]
 
 
 def _ems(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -357,3 +369,138 @@ def hub_stopped(hub: HubProcess) -> Iterator[None]:
         yield
     finally:
         hub.start()
+
+
+def launch_chromium(playwright: Playwright) -> Browser:
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+def watch_console(page: Page) -> ConsoleWatch:
+    """Record the page's console errors and uncaught exceptions from now on."""
+    watch = ConsoleWatch()
+    page.on(
+        "console",
+        lambda message: watch.errors.append(message.text) if message.type == "error" else None,
+    )
+    page.on("pageerror", lambda error: watch.errors.append(f"uncaught: {error}"))
+    return watch
+
+
+def sign_in(page: Page, token: str) -> None:
+    """Give the viewer token to the page's own sign-in form; returns once the page reloaded."""
+    page.locator("#sign-in").wait_for(timeout=15_000)
+    page.fill("#viewer-token", token)
+    with page.expect_navigation():
+        page.click("#sign-in button[type=submit]")
+
+
+def open_signed_in(
+    browser: Browser,
+    url: str,
+    token: str,
+    *,
+    viewport: ViewportSize = DESKTOP,
+    color_scheme: ColorScheme | None = None,
+) -> tuple[Page, ConsoleWatch]:
+    """A page in a fresh browser context, signed in; its watch starts after the sign-in."""
+    context = browser.new_context(viewport=viewport, color_scheme=color_scheme)
+    page = context.new_page()
+    watch = watch_console(page)
+    page.goto(url)
+    sign_in(page, token)
+    watch.errors.clear()  # the signed-out phase
+    return page, watch
+
+
+def wait_js(page: Page, expression: str, *, timeout: float = 30_000) -> None:
+    """``page.wait_for_function`` without its in-page ``eval``, which the hub's CSP forbids
+    (as it should); ``page.evaluate`` goes through the DevTools protocol instead."""
+    deadline = time.monotonic() + timeout / 1000
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout / 1000} s waiting for {expression}")
+        page.wait_for_timeout(100)
+
+
+def screenshot(page: Page, name: str) -> None:
+    """The whole page to ``test-artifacts/dashboard/``; with ``EMS_UPDATE_SCREENSHOTS=1``
+    also to ``docs/screenshots/``, except the README's pictures of ``ems demo``."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    if os.environ.get("EMS_UPDATE_SCREENSHOTS") == "1" and name not in README_SHOTS:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, SCREENSHOTS / path.name)
+
+
+# --- Contrast (WCAG 2.x, "contrast ratio" and "relative luminance") ----------------
+
+RGB = tuple[float, float, float]
+_CSS_RGB = re.compile(
+    r"^rgba?\(\s*([\d.]+)[,\s]+([\d.]+)[,\s]+([\d.]+)(?:\s*[,/]\s*([\d.]+%?))?\s*\)$"
+)
+
+
+def css_rgb(text: str) -> tuple[RGB, float]:
+    """A computed colour, ``rgb(r, g, b)`` or ``rgba(r, g, b, a)``: 0-255 channels, alpha."""
+    match = _CSS_RGB.match(text.strip())
+    if match is None:
+        raise ValueError(f"not a computed rgb() colour: {text!r}")
+    r, g, b, alpha = match.groups()
+    if alpha is None:
+        opacity = 1.0
+    elif alpha.endswith("%"):
+        opacity = float(alpha[:-1]) / 100
+    else:
+        opacity = float(alpha)
+    return (float(r), float(g), float(b)), opacity
+
+
+def relative_luminance(rgb: RGB) -> float:
+    def linear(channel: float) -> float:
+        c = channel / 255
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (linear(c) for c in rgb)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast_ratio(a: RGB, b: RGB) -> float:
+    la, lb = relative_luminance(a), relative_luminance(b)
+    return (max(la, lb) + 0.05) / (min(la, lb) + 0.05)
+
+
+# An element's computed colour (``color`` for text, ``fill`` or ``stroke`` for
+# SVG shapes and text, ``background-color`` for a box) and the background it is drawn on: the
+# nearest opaque background colour, the element's own for its text (a pill).
+_COLOURS_JS = r"""(el, property) => {
+  const style = getComputedStyle(el);
+  const own = property === "background" ? style.backgroundColor : style[property];
+  let node = property === "color" ? el : el.parentElement;
+  let background = null;
+  while (node) {
+    const colour = getComputedStyle(node).backgroundColor;
+    const alpha = colour.match(/^rgba\(.*,\s*([\d.]+)\)$/);
+    if (!alpha || Number(alpha[1]) === 1) { background = colour; break; }
+    node = node.parentElement;
+  }
+  return [own, background ?? "rgb(255, 255, 255)"];
+}"""
+
+Paint = Literal["color", "fill", "stroke", "background"]
+
+
+def colours(page: Page, selector: str, paint: Paint = "color") -> tuple[str, str]:
+    """The computed colour of the first element matching ``selector`` and its background's."""
+    element = page.locator(selector).first
+    own, background = element.evaluate(_COLOURS_JS, paint)
+    return str(own), str(background)
+
+
+def contrast(page: Page, selector: str, paint: Paint = "color") -> float:
+    """The contrast ratio of an element (its text, fill, stroke or box) against its background."""
+    own, background = colours(page, selector, paint)
+    rgb, alpha = css_rgb(own)
+    if alpha != 1:
+        raise AssertionError(f"{selector}: a translucent {paint} ({own}) has no fixed contrast")
+    return contrast_ratio(rgb, css_rgb(background)[0])

@@ -8,8 +8,9 @@ device streaming.
 
 Screenshots go to ``test-artifacts/dashboard/``; with
 ``EMS_UPDATE_SCREENSHOTS=1`` they are also copied to ``docs/screenshots/``,
-except the README's ``fleet.png`` and ``device.png``: those show ``ems demo``
-(``scripts/screenshots.py``), not this test's made-up site.
+except the README's pictures (``fleet.png``, ``device.png``, ``energy.png``,
+``energy-dark.png``): those show ``ems demo`` (``scripts/screenshots.py``), not
+this test's made-up site.
 """
 
 from __future__ import annotations
@@ -17,60 +18,46 @@ from __future__ import annotations
 import http.client
 import json
 import math
-import os
 import re
-import shutil
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, ViewportSize, sync_playwright
 
 from tests.hub.dashboard_support import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
+    DESKTOP,
     NETWORK_FAILURE,
     ConsoleWatch,
     HubProcess,
     Publisher,
     history_readings,
     hub_stopped,
+    launch_chromium,
+    screenshot,
     send_history,
+    sign_in,
+    wait_js,
+    watch_console,
 )
 from tests.support.polling import wait_until
 from tests.support.ports import free_port
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts" / "dashboard"
-SCREENSHOTS = ROOT / "docs" / "screenshots"
 DEVICE_ID = "ems_001"
 VIEWER_TOKEN = "let-me-look"
 HISTORY_COUNT = 90  # readings over the last 45 minutes, one every 30 s
 HISTORY_STEP = timedelta(seconds=30)
 
-DESKTOP: ViewportSize = {"width": 1280, "height": 900}
 PHONE: ViewportSize = {"width": 390, "height": 844}
 
 
 # What the browser reports while a page is signed out: the refused API call or
 # socket, and the page's question to /api/session. Nothing else may go wrong.
 SIGNED_OUT = re.compile(r"status of 401|WebSocket connection to '[^']+' failed")
-
-
-def wait_js(page: Page, expression: str, *, timeout: float = 30_000) -> None:
-    """``page.wait_for_function`` without its in-page ``eval``, which the hub's CSP forbids
-    (as it should); ``page.evaluate`` goes through the DevTools protocol instead."""
-    deadline = time.monotonic() + timeout / 1000
-    while not page.evaluate(expression):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout / 1000} s waiting for {expression}")
-        page.wait_for_timeout(100)
 
 
 @dataclass
@@ -89,12 +76,7 @@ class Site:
         """A page in a fresh browser context; signed in through the page's own form."""
         context = self.browser.new_context(viewport=viewport)
         page = context.new_page()
-        watch = ConsoleWatch()
-        page.on(
-            "console",
-            lambda message: watch.errors.append(message.text) if message.type == "error" else None,
-        )
-        page.on("pageerror", lambda error: watch.errors.append(f"uncaught: {error}"))
+        watch = watch_console(page)
         urls: list[str] = []
         page.on("request", lambda request: urls.append(request.url))
         page.on("websocket", lambda socket: urls.append(socket.url))
@@ -108,10 +90,7 @@ class Site:
         return page
 
     def sign_in(self, page: Page, token: str = VIEWER_TOKEN) -> None:
-        page.locator("#sign-in").wait_for(timeout=15_000)
-        page.fill("#viewer-token", token)
-        with page.expect_navigation():
-            page.click("#sign-in button[type=submit]")
+        sign_in(page, token)
         watch = self.watches[id(page)]
         assert watch.problems(allow=SIGNED_OUT) == [], watch.errors
         watch.errors.clear()  # the signed-out phase, as expected
@@ -130,15 +109,6 @@ class Site:
         assert problems == [], f"console errors: {problems}"
         assert urls, "no request was seen"
         assert not [url for url in urls if VIEWER_TOKEN in url]
-
-
-def screenshot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    if os.environ.get("EMS_UPDATE_SCREENSHOTS") == "1" and name not in {"fleet", "device"}:
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, SCREENSHOTS / path.name)
 
 
 def points(page: Page) -> list[dict[str, Any]]:
@@ -171,7 +141,7 @@ def site(
     send_history(device_url, token, history)
     device = Publisher(device_url, token)
     device.start()
-    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    browser = launch_chromium(playwright)
     try:
         wait_until(device.connected.is_set, 10, "the device to connect")
         yield Site(hub, device, history, browser, {}, {})

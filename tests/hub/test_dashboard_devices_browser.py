@@ -23,14 +23,15 @@ from playwright.sync_api import Page, sync_playwright
 from edge.compose import Member, compose_site
 from telemetry.roles import Role
 from tests.hub.dashboard_support import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     ConsoleWatch,
     HubProcess,
     Publisher,
+    launch_chromium,
+    open_signed_in,
+    screenshot,
     site_reading,
+    wait_js,
 )
-from tests.hub.test_dashboard_browser import screenshot, wait_js
 from tests.support.polling import wait_until
 from tests.support.ports import free_port
 
@@ -106,17 +107,8 @@ def hub(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 def open_page(hub: HubProcess, path: str) -> tuple[Page, ConsoleWatch, Any]:
     playwright = sync_playwright().start()
-    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-    watch = ConsoleWatch()
-    page.on("console", lambda m: watch.errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda error: watch.errors.append(f"uncaught: {error}"))
-    page.goto(f"{hub.http_url}{path}")
-    page.locator("#sign-in").wait_for(timeout=15_000)
-    page.fill("#viewer-token", VIEWER_TOKEN)
-    with page.expect_navigation():
-        page.click("#sign-in button[type=submit]")
-    watch.errors.clear()  # the signed-out phase
+    browser = launch_chromium(playwright)
+    page, watch = open_signed_in(browser, f"{hub.http_url}{path}", VIEWER_TOKEN)
     return page, watch, (playwright, browser)
 
 

@@ -15,11 +15,9 @@ import csv
 import io
 import json
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -28,11 +26,18 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from websockets.asyncio.client import connect
 
 from tests.hub.dashboard_support import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
+    ARTIFACTS,
+    ColorScheme,
     ConsoleWatch,
     HubProcess,
+    colours,
+    contrast,
+    css_rgb,
+    launch_chromium,
+    open_signed_in,
+    relative_luminance,
     site_reading,
+    wait_js,
 )
 from tests.support.ports import free_port
 
@@ -41,22 +46,12 @@ pytestmark = pytest.mark.slow
 DEVICE_ID = "energy_site"
 VIEWER_TOKEN = "show-me-energy"
 ZONE = ZoneInfo("Asia/Kolkata")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
 QUANTITIES = ("pv_wh", "import_wh", "export_wh", "charge_wh", "discharge_wh", "house_wh")
 
 
 def energy(span_s: float, *values: float, complete: bool = True) -> dict[str, Any]:
     """An ``energy`` object: span, then the quantities in the order of QUANTITIES."""
     return {"span_s": span_s, "complete": complete, **dict(zip(QUANTITIES, values, strict=True))}
-
-
-def wait_js(page: Page, expression: str, *, timeout: float = 30_000) -> None:
-    """``page.wait_for_function`` without its in-page ``eval``, which the hub's CSP forbids."""
-    deadline = time.monotonic() + timeout / 1000
-    while not page.evaluate(expression):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout / 1000} s waiting for {expression}")
-        page.wait_for_timeout(100)
 
 
 @dataclass
@@ -67,19 +62,11 @@ class Site:
     today: datetime  # local midnight of today
     readings: list[dict[str, Any]]  # as sent
 
-    def open(self, path: str) -> tuple[Page, ConsoleWatch]:
-        context = self.browser.new_context(viewport={"width": 1280, "height": 900})
-        page = context.new_page()
-        watch = ConsoleWatch()
-        page.on("console", lambda m: watch.errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda error: watch.errors.append(f"uncaught: {error}"))
-        page.goto(f"{self.hub.http_url}{path}")
-        page.locator("#sign-in").wait_for(timeout=15_000)
-        page.fill("#viewer-token", VIEWER_TOKEN)
-        with page.expect_navigation():
-            page.click("#sign-in button[type=submit]")
-        watch.errors.clear()  # the signed-out phase
-        return page, watch
+    def open(
+        self, path: str, *, color_scheme: ColorScheme | None = None
+    ) -> tuple[Page, ConsoleWatch]:
+        url = f"{self.hub.http_url}{path}"
+        return open_signed_in(self.browser, url, VIEWER_TOKEN, color_scheme=color_scheme)
 
 
 def readings_of(day: datetime, today: datetime, now: datetime) -> list[dict[str, Any]]:
@@ -161,7 +148,7 @@ def site(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     readings = readings_of(day, today, now)
     deliver(f"{hub.ws_url}/ws/device/{DEVICE_ID}", token, readings)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch_chromium(playwright)
         try:
             yield Site(hub, browser, day, today, readings)
         finally:
@@ -503,3 +490,98 @@ def test_the_ranges_and_the_flow_rules_on_plain_values(site: Site) -> None:
     }
     assert watch.problems() == []
     page.context.close()
+
+
+# What the energy panel draws, each checked against the background it is drawn
+# on (WCAG 2.x): text 4.5:1 (1.4.3), bars, flow parts and the axis 3:1 (1.4.11).
+PANEL_TEXT = (
+    ("#energy-heading", "color"),
+    ("#energy-range", "color"),
+    ('#energy .segmented button[aria-pressed="true"]', "color"),
+    ('#energy .segmented button[aria-pressed="false"]', "color"),
+    ("#energy-today", "color"),
+    ("#energy .energy-legend li", "color"),
+    ("#energy .energy-foot", "color"),
+    ("#energy-zone", "color"),
+    ("#energy-bars .energy-tick", "fill"),
+    ("#energy-bars .energy-incomplete", "fill"),
+    ("#energy-totals .energy-total dt", "color"),
+    ("#energy-totals .energy-total dd", "color"),
+    ("#energy-flow .share-total", "color"),
+    ("#energy-flow .share-legend li", "color"),
+    ("#energy-flow .share-legend strong", "color"),
+    ("#energy-csv", "color"),
+)
+PANEL_GRAPHICS = (
+    *((f'#energy-bars .energy-bar[data-quantity="{q}"]', "fill") for q in QUANTITIES),
+    *(
+        (f'#energy-flow [data-share="{row}"] .share[data-part="{part}"]', "background")
+        for row, parts in (
+            ("pv", ("house", "battery", "grid")),
+            ("house", ("pv", "battery", "grid")),
+        )
+        for part in parts
+    ),
+    ("#energy-bars .energy-axis", "stroke"),
+    ('#energy .segmented button[aria-pressed="true"]', "background"),  # the chosen view
+)
+CARD_TEXT = (
+    ".today-energy dt",
+    ".today-energy dd",
+)
+
+
+def test_the_energy_panel_follows_the_colour_scheme_with_readable_contrast(site: Site) -> None:
+    """In chromium emulating a dark and a light colour scheme: the computed colours of
+    the panel's real elements, each ratio worked out here from those colours."""
+    day = site.day.date().isoformat()
+    seen: dict[str, dict[str, str]] = {}
+    for scheme in ("light", "dark"):
+        page, watch = site.open(f"/devices/{DEVICE_ID}", color_scheme=scheme)
+        loaded(page, site.today.date().isoformat(), "day")
+        page.click("#energy-prev")
+        page.click("#energy-prev")
+        loaded(page, day, "day")  # hour 10 complete, hour 19 incomplete: every quantity drawn
+        dark = page.evaluate("matchMedia('(prefers-color-scheme: dark)').matches")
+        assert dark is (scheme == "dark")
+        panel = css_rgb(colours(page, "#energy-heading")[1])[0]
+        # The panel itself turned: near black in the dark, white in the light.
+        assert (relative_luminance(panel) < 0.05) if dark else (relative_luminance(panel) > 0.9)
+        ratios = {
+            selector: round(contrast(page, selector, paint), 2) for selector, paint in PANEL_TEXT
+        }
+        low = {selector: ratio for selector, ratio in ratios.items() if ratio < 4.5}
+        assert low == {}, f"{scheme}: text under 4.5:1: {low}"
+        ratios = {
+            selector: round(contrast(page, selector, paint), 2)
+            for selector, paint in PANEL_GRAPHICS
+        }
+        low = {selector: ratio for selector, ratio in ratios.items() if ratio < 3}
+        assert low == {}, f"{scheme}: bars under 3:1: {low}"
+        # Each quantity keeps a colour of its own.
+        fills = [colours(page, selector, paint)[0] for selector, paint in PANEL_GRAPHICS[:6]]
+        assert len(set(fills)) == len(QUANTITIES), fills
+        seen[scheme] = {
+            selector: colours(page, selector, paint)[0] for selector, paint in PANEL_GRAPHICS
+        }
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.locator("#energy").screenshot(path=str(ARTIFACTS / f"energy-{scheme}.png"))
+        assert watch.problems() == []
+        page.context.close()
+
+        fleet, watch = site.open("/", color_scheme=scheme)
+        card = f'.device-card[data-device-id="{DEVICE_ID}"]'
+        wait_js(
+            fleet, f"document.querySelector({card + ' .today-energy'!r})?.dataset.state === 'ready'"
+        )
+        ratios = {
+            selector: round(contrast(fleet, f"{card} {selector}"), 2) for selector in CARD_TEXT
+        }
+        assert all(ratio >= 4.5 for ratio in ratios.values()), (scheme, ratios)
+        assert watch.problems() == []
+        fleet.context.close()
+    # The bars and the flow follow the theme: none keeps its light colour in the dark.
+    same = [
+        selector for selector in seen["dark"] if seen["dark"][selector] == seen["light"][selector]
+    ]
+    assert same == [], same

@@ -23,7 +23,14 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from edge.demo import simulated_site_config
 from tests.edge.hubproc import EMS, REPO, HubProcess, running_hub
-from tests.hub.dashboard_support import CHROMIUM, CHROMIUM_ARGS, ConsoleWatch
+from tests.hub.dashboard_support import (
+    DESKTOP,
+    ConsoleWatch,
+    contrast,
+    launch_chromium,
+    wait_js,
+    watch_console,
+)
 from tests.support.polling import wait_until
 from tests.support.ports import free_port
 from tests.tcp_proxy import ThreadedTcpProxy
@@ -33,16 +40,6 @@ pytestmark = pytest.mark.slow
 DEVICE_ID = "site_health"
 INTERVAL_S = 1.0  # the agent's sampling interval
 CARD = f'.device-card[data-device-id="{DEVICE_ID}"]'
-
-
-def wait_js(page: Page, expression: str, *, timeout: float = 30_000) -> None:
-    """``page.wait_for_function`` without its in-page ``eval``, which the hub's CSP forbids;
-    ``page.evaluate`` goes through the DevTools protocol instead."""
-    deadline = time.monotonic() + timeout / 1000
-    while not page.evaluate(expression):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout / 1000} s waiting for {expression}")
-        page.wait_for_timeout(100)
 
 
 @dataclass
@@ -90,10 +87,8 @@ class Site:
     agent_log: Path
 
     def open(self, path: str) -> tuple[Page, ConsoleWatch]:
-        page = self.browser.new_page(viewport={"width": 1280, "height": 900})
-        watch = ConsoleWatch()
-        page.on("console", lambda m: watch.errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda error: watch.errors.append(f"uncaught: {error}"))
+        page = self.browser.new_page(viewport=DESKTOP)
+        watch = watch_console(page)
         page.goto(f"{self.hub.http}{path}")
         return page, watch
 
@@ -129,7 +124,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch_chromium(playwright)
         try:
             yield Site(hub, sim, proxy, browser, agent_log)
         finally:
@@ -240,32 +235,6 @@ def test_an_unknown_device_page_is_404(site: Site) -> None:
     assert response.status == 404
     assert "nobody_here" in page.locator("body").inner_text()
     page.close()
-
-
-# The WCAG 2.x contrast ratio of an element's text against the background it
-# is drawn on (the nearest ancestor with an opaque background colour).
-CONTRAST_JS = """el => {
-  const rgb = (text) => text.match(/[\\d.]+/g).map(Number);
-  const luminance = ([r, g, b]) => {
-    const f = (c) => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
-    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
-  };
-  let node = el;
-  let background = null;
-  while (node) {
-    const parts = rgb(getComputedStyle(node).backgroundColor);
-    if (parts.length === 3 || parts[3] === 1) { background = parts.slice(0, 3); break; }
-    node = node.parentElement;
-  }
-  background = background ?? [255, 255, 255];
-  const [a, b] = [luminance(rgb(getComputedStyle(el).color)), luminance(background)];
-  return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
-}"""
-
-
-def contrast(page: Page, selector: str) -> float:
-    ratio: float = page.eval_on_selector(selector, CONTRAST_JS)
-    return ratio
 
 
 METRICS = ("solar", "soc", "grid", "house")
