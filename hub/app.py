@@ -53,7 +53,7 @@ def create_app(settings: HubSettings, *, storage: Storage | None = None) -> Fast
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with Hub(settings, storage=storage, gate=gate) as hub:
             app.state.hub = hub
-            app.state.metrics = api.metrics_registry(hub)
+            app.state.metrics = hub.metrics
             yield
 
     # Every TCP connection passes it (hub/guard.py, via hub/server.py's uvicorn config).

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 from starlette.websockets import WebSocketDisconnect
 
+from hub.metrics import FeedCounters
 from hub.sockets import PeerGone, SocketLike, close_quietly, send_text_or_raise
 from telemetry import CloseCode
 
@@ -98,15 +99,6 @@ class FeedQueue:
 
     def __len__(self) -> int:
         return len(self.frames)
-
-
-@dataclass(slots=True)
-class FeedCounters:
-    """Shared by every feed, read by /metrics."""
-
-    sent: int = 0
-    dropped: int = 0
-    closed_too_slow: int = 0
 
 
 class DashboardFeed:

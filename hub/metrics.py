@@ -1,33 +1,41 @@
-"""The hub's counters and their Prometheus exposition (GET /metrics).
+"""The hub's counters and the one object that owns and exposes them (GET /metrics).
 
-Counters live in plain objects the hot path bumps without awaiting: a plain
+:class:`HubMetrics` is the one owner: it holds the counters the doors, the
+gatekeeper and the dashboard feeds bump (handed to them when the hub starts);
+the parts that keep counts of their own (the connection gate, the viewer-token
+guess budget, the registry of sockets, the writer, the cluster link) are
+registered with it; and it is the one collector in the hub's registry
+(hub/exposition.py) that turns all of them into metric families at each scrape.
+No route collects counters itself.
+
+Counters are plain objects the hot path bumps without awaiting: a plain
 ``int`` or ``collections.Counter`` bump costs tens of nanoseconds where a
 prometheus_client ``Counter.inc()`` takes its lock and costs about twenty
-times more (docs/benchmarks.md, "Metrics"). prometheus_client renders them
-only at scrape time: :class:`SnapshotCollector` is a custom collector that
-turns a snapshot of the counters into metric families, and
-:func:`hub_registry` is one hub's own ``CollectorRegistry`` (never the
-process-wide default, so several hubs in one process stay apart) carrying it
-beside the process and garbage-collector collectors operators expect
-(``process_resident_memory_bytes``, ``process_open_fds``,
-``process_cpu_seconds_total``, ``python_gc_*``).
-
-The exposition is the Prometheus text format, version 0.0.4.
+times more (docs/benchmarks.md, "Metrics").
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import TYPE_CHECKING, Protocol
 
-from prometheus_client import CollectorRegistry, GCCollector, ProcessCollector
-from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import Metric
 
-CONTENT_TYPE: Final = CONTENT_TYPE_PLAIN_0_0_4
+from hub.exposition import MetricType, hub_registry, labelled, multi_labelled, render, single
+from hub.guess_budget import GuessBudget
+from hub.limits import Closure, ConnectionGate, Refusal
+from telemetry import FrameProblem
+from telemetry.health import HealthState
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+    from hub.cluster.link import ClusterLink
+    from hub.device_health import SiteHealth
 
 
 class Door(enum.StrEnum):
@@ -43,19 +51,13 @@ class DropReason(enum.StrEnum):
     DASHBOARD_SLOW = "dashboard_slow"  # a dashboard's oldest pending frame, dropped
 
 
-class MetricType(enum.StrEnum):
-    COUNTER = "counter"
-    GAUGE = "gauge"
-
-
 @dataclass(slots=True)
 class HubCounters:
-    """Counters the doors bump (the writer and the feeds keep their own)."""
+    """Counters the doors bump, and the hub's sweep of revoked tokens (hub/runtime.py)."""
 
     readings_in: Counter[str] = field(default_factory=Counter)  # label: live | batch
     dropped: Counter[DropReason] = field(default_factory=Counter)
     refused: Counter[tuple[Door, str]] = field(default_factory=Counter)
-    replaced: int = 0
     revoked_closed: int = 0
     acks_sent: int = 0  # ack frames
     seqs_acked: int = 0  # seqs inside them
@@ -64,68 +66,371 @@ class HubCounters:
     internal_errors: Counter[Door] = field(default_factory=Counter)
 
 
-def _family(
-    name: str, help_text: str, kind: MetricType, labels: Iterable[str]
-) -> CounterMetricFamily | GaugeMetricFamily:
-    if kind is MetricType.COUNTER:
-        # Every counter's name ends in _total: prometheus_client strips it from the
-        # family and writes it back on the samples and the TYPE line.
-        if not name.endswith("_total"):
-            raise ValueError(f"counter {name!r}: a counter's name ends in _total")
-        return CounterMetricFamily(name, help_text, labels=list(labels))
-    return GaugeMetricFamily(name, help_text, labels=list(labels))
+@dataclass(slots=True)
+class FeedCounters:
+    """Shared by every dashboard feed (hub/fanout.py)."""
+
+    sent: int = 0
+    dropped: int = 0
+    closed_too_slow: int = 0
 
 
-def single(name: str, help_text: str, kind: MetricType, value: float) -> Metric:
-    """A family of one unlabelled sample."""
-    family = _family(name, help_text, kind, ())
-    family.add_metric([], value)
-    return family
+class _Queued(Protocol):
+    @property
+    def pending(self) -> int: ...
 
 
-def labelled(
-    name: str, help_text: str, kind: MetricType, label: str, values: Mapping[str, float]
-) -> Metric:
-    """A family with one label, a sample per value of it, sorted by that value."""
-    family = _family(name, help_text, kind, (label,))
-    for key, value in sorted(values.items()):
-        family.add_metric([str(key)], value)
-    return family
+class _Connected(Protocol):
+    @property
+    def device_id(self) -> str: ...
 
 
-def multi_labelled(
-    name: str,
-    help_text: str,
-    kind: MetricType,
-    labels: tuple[str, ...],
-    samples: Iterable[tuple[tuple[str, ...], float]],
-) -> Metric:
-    """A family with several labels: ``samples`` are (label values, value) pairs."""
-    family = _family(name, help_text, kind, labels)
-    for values, value in samples:
-        family.add_metric(list(values), value)
-    return family
+class RegistryCounts(Protocol):
+    """What the metrics read of the registry of sockets (hub/connections.py)."""
+
+    replaced_count: int
+
+    def publishers(self) -> Sequence[_Connected]: ...
+
+    def dashboard_count(self) -> int: ...
+
+    def feeds(self) -> Sequence[_Queued]: ...
+
+    def health(self, device_id: str) -> SiteHealth | None: ...
 
 
-class SnapshotCollector:
-    """A prometheus_client collector: the families ``snapshot`` builds at each scrape."""
+class _WriterHealth(Protocol):
+    @property
+    def ready(self) -> bool: ...
 
-    def __init__(self, snapshot: Callable[[], Iterable[Metric]]) -> None:
-        self._snapshot = snapshot
+    @property
+    def queue_depth(self) -> int: ...
 
-    def collect(self) -> Iterable[Metric]:
-        return list(self._snapshot())
-
-
-def hub_registry(snapshot: Callable[[], Iterable[Metric]]) -> CollectorRegistry:
-    """One hub's registry: its own families first, then the process and GC collectors."""
-    registry = CollectorRegistry()
-    registry.register(SnapshotCollector(snapshot))
-    ProcessCollector(registry=registry)
-    GCCollector(registry=registry)
-    return registry
+    @property
+    def lag_s(self) -> float: ...
 
 
-def render(registry: CollectorRegistry) -> bytes:
-    """The registry in the Prometheus text format (version 0.0.4)."""
-    return generate_latest(registry)
+class WriterCounts(Protocol):
+    """What the metrics read of the batch writer: its health and its ``*_total`` stats."""
+
+    def health(self) -> _WriterHealth: ...
+
+    def stats(self) -> DataclassInstance: ...
+
+
+class HubMetrics:
+    """The one owner of a hub's counters and of their exposition (module docstring).
+
+    ``doors``, ``feeds`` and ``invalid`` are created here and handed to what
+    bumps them; the parts with counts of their own are registered (``gate``,
+    ``guesses``, ``connections`` at construction, :meth:`attach_writer` and
+    :meth:`attach_cluster` once they run). :attr:`registry` collects them all
+    at each scrape, and nowhere else does.
+    """
+
+    def __init__(
+        self, *, gate: ConnectionGate, guesses: GuessBudget, connections: RegistryCounts
+    ) -> None:
+        self.doors = HubCounters()
+        self.feeds = FeedCounters()
+        self.invalid: Counter[FrameProblem] = Counter()  # bumped by the gatekeeper
+        self._gate = gate
+        self._guesses = guesses
+        self._connections = connections
+        self._writer: WriterCounts | None = None
+        self._cluster: ClusterLink | None = None
+        self.registry = hub_registry(self.collect)
+
+    def attach_writer(self, writer: WriterCounts) -> None:
+        self._writer = writer
+
+    def attach_cluster(self, link: ClusterLink) -> None:
+        self._cluster = link
+
+    def render(self) -> bytes:
+        """GET /metrics: the registry in the Prometheus text format."""
+        return render(self.registry)
+
+    def collect(self) -> list[Metric]:
+        """Every metric family of the hub, from a snapshot of its counters."""
+        c, connections = self.doors, self._connections
+        gauge, counter = MetricType.GAUGE, MetricType.COUNTER
+        feeds = connections.feeds()
+        families = [
+            labelled(
+                "ems_connections",
+                "Open WebSocket connections per door.",
+                gauge,
+                "door",
+                {
+                    Door.DEVICE: len(connections.publishers()),
+                    Door.DASHBOARD: connections.dashboard_count(),
+                },
+            ),
+            labelled(
+                "ems_readings_in_total",
+                "Valid readings received, per path (live or batch).",
+                counter,
+                "path",
+                {"live": c.readings_in["live"], "batch": c.readings_in["batch"]},
+            ),
+            labelled(
+                "ems_invalid_total",
+                "Device frames or readings dropped as invalid, per reason.",
+                counter,
+                "reason",
+                {problem.value: self.invalid[problem] for problem in FrameProblem},
+            ),
+            labelled(
+                "ems_dropped_total",
+                "Valid readings or live frames dropped, per reason.",
+                counter,
+                "reason",
+                {
+                    DropReason.QUEUE_FULL.value: c.dropped[DropReason.QUEUE_FULL],
+                    DropReason.REPLACED.value: c.dropped[DropReason.REPLACED],
+                    DropReason.DASHBOARD_SLOW.value: self.feeds.dropped,
+                },
+            ),
+            multi_labelled(
+                "ems_refused_total",
+                "Handshakes refused, per door and reason.",
+                counter,
+                ("door", "reason"),
+                (
+                    ((door.value, str(reason)), value)
+                    for (door, reason), value in sorted(c.refused.items())
+                ),
+            ),
+            single(
+                "ems_viewer_tokens_wrong_total",
+                "Wrong viewer tokens offered (sign-in, API, dashboard door).",
+                counter,
+                self._guesses.wrong,
+            ),
+            single(
+                "ems_viewer_tokens_throttled_total",
+                "Viewer tokens refused unread: their address had offered too many wrong ones.",
+                counter,
+                self._guesses.throttled,
+            ),
+            single(
+                "ems_viewer_guess_addresses",
+                "Client addresses with wrong viewer tokens in their current minute.",
+                gauge,
+                self._guesses.addresses,
+            ),
+            single(
+                "ems_replaced_total",
+                "Device sockets replaced by a newer one (ghost protocol).",
+                counter,
+                connections.replaced_count,
+            ),
+            single(
+                "ems_revoked_closed_total",
+                "Device sockets closed because their token was revoked.",
+                counter,
+                c.revoked_closed,
+            ),
+            single("ems_acks_sent_total", "Ack frames sent to devices.", counter, c.acks_sent),
+            single("ems_acked_seqs_total", "Seqs acked to devices.", counter, c.seqs_acked),
+            single("ems_errors_sent_total", "Error frames sent.", counter, c.errors_sent),
+            labelled(
+                "ems_internal_errors_total",
+                "Connections closed with 1011 after an unexpected error in the hub, per door.",
+                counter,
+                "door",
+                {door: c.internal_errors[door] for door in Door},
+            ),
+            single(
+                "ems_dashboard_frames_sent_total",
+                "Frames sent to dashboards.",
+                counter,
+                self.feeds.sent,
+            ),
+            single(
+                "ems_dashboards_closed_slow_total",
+                "Dashboards closed with 1013 for staying behind.",
+                counter,
+                self.feeds.closed_too_slow,
+            ),
+            single(
+                "ems_dashboard_queue_depth",
+                "Frames waiting in all dashboard queues.",
+                gauge,
+                sum(feed.pending for feed in feeds),
+            ),
+            single(
+                "ems_dashboard_queue_depth_max",
+                "Frames waiting in the fullest dashboard queue.",
+                gauge,
+                max((feed.pending for feed in feeds), default=0),
+            ),
+        ]
+        families.extend(self._cluster_families())
+        families.extend(self._limit_families())
+        families.extend(self._writer_families())
+        families.extend(self._edge_device_families())
+        return families
+
+    def _edge_device_families(self) -> list[Metric]:
+        """The devices behind connected agents, from their health frames.
+
+        Counts only: /metrics is open (docs/security.md), so no device id or name
+        is in it; which site fails is on /api/devices.
+        """
+        by_state = dict.fromkeys(HealthState, 0)
+        failing_sites = 0
+        for session in self._connections.publishers():
+            health = self._connections.health(session.device_id)
+            for device in health.devices if health is not None else ():
+                by_state[device.state] += 1
+            failing_sites += bool(health is not None and health.failing)
+        return [
+            labelled(
+                "ems_edge_devices",
+                "Devices behind connected agents, per health state.",
+                MetricType.GAUGE,
+                "state",
+                {state.value: count for state, count in by_state.items()},
+            ),
+            single(
+                "ems_edge_sites_failing",
+                "Connected agents with at least one device failing.",
+                MetricType.GAUGE,
+                failing_sites,
+            ),
+        ]
+
+    def _cluster_families(self) -> list[Metric]:
+        """Several hubs (hub/cluster/link.py); nothing for a hub alone."""
+        link = self._cluster
+        if link is None:
+            return []
+        c = link.counters
+        gauge, counter = MetricType.GAUGE, MetricType.COUNTER
+        counts = {
+            "ems_cluster_redis_errors_total": ("Times the link to Redis was lost.", c.redis_errors),
+            "ems_cluster_messages_published_total": (
+                "Device messages published for other hubs (each a batch of frames).",
+                c.messages_published,
+            ),
+            "ems_cluster_frames_forwarded_total": (
+                "Dashboard frames queued for other hubs.",
+                c.frames_forwarded,
+            ),
+            "ems_cluster_frames_dropped_total": (
+                "Frames for other hubs dropped: the publish queue was full.",
+                link.batcher.dropped,
+            ),
+            "ems_cluster_messages_received_total": (
+                "Pub/sub messages received from Redis.",
+                c.messages_received,
+            ),
+            "ems_cluster_bad_messages_total": (
+                "Pub/sub messages dropped as invalid.",
+                c.bad_messages,
+            ),
+            "ems_cluster_stale_messages_total": (
+                "Device messages of a hub that had lost the device, dropped.",
+                link.mirror.stale_dropped,
+            ),
+            "ems_cluster_claims_total": ("Devices claimed in Redis.", c.claims),
+            "ems_cluster_local_claims_total": (
+                "Devices registered while Redis was unreachable.",
+                c.claims_local,
+            ),
+            "ems_cluster_superseded_total": (
+                "Device sockets closed (1008): their device was claimed at another hub.",
+                c.kicked_by_claim,
+            ),
+            "ems_cluster_leases_lost_total": (
+                "Leases found taken by another hub at renewal.",
+                c.leases_lost,
+            ),
+            "ems_cluster_acks_fenced_total": (
+                "Seqs committed but not acked: their connection had lost its device.",
+                c.acks_fenced,
+            ),
+        }
+        families = [
+            single(name, help_text, counter, value) for name, (help_text, value) in counts.items()
+        ]
+        families += [
+            single(
+                "ems_cluster_up", "1 when Redis is reachable (0: degraded).", gauge, float(link.up)
+            ),
+            single(
+                "ems_cluster_watched_devices",
+                "Devices this hub's dashboards follow through Redis.",
+                gauge,
+                link.watching(),
+            ),
+            single(
+                "ems_cluster_forwarded_devices",
+                "Devices whose frames other hubs asked for.",
+                gauge,
+                link.forwarding(),
+            ),
+        ]
+        return families
+
+    def _limit_families(self) -> list[Metric]:
+        """The connection limits (hub/limits.py): pending sockets, refusals, closures."""
+        counters = self._gate.counters
+        return [
+            single(
+                "ems_pending_connections",
+                "TCP connections that are not a WebSocket (yet): waiting, or being answered.",
+                MetricType.GAUGE,
+                self._gate.pending,
+            ),
+            labelled(
+                "ems_connections_refused_total",
+                "Connections refused at a cap (503 on connect, or 1013), per reason.",
+                MetricType.COUNTER,
+                "reason",
+                {refusal.value: counters.refused[refusal] for refusal in Refusal},
+            ),
+            labelled(
+                "ems_connections_closed_total",
+                "Connections the hub closed for idling, per reason.",
+                MetricType.COUNTER,
+                "reason",
+                {closure.value: counters.closed[closure] for closure in Closure},
+            ),
+        ]
+
+    def _writer_families(self) -> list[Metric]:
+        """The batch writer's health and stats; nothing before it runs."""
+        writer = self._writer
+        if writer is None:
+            return []
+        health = writer.health()
+        families = [
+            single(
+                "ems_writer_ready",
+                "1 when the writer keeps up.",
+                MetricType.GAUGE,
+                float(health.ready),
+            ),
+            single(
+                "ems_writer_queue_depth",
+                "Readings waiting for the writer.",
+                MetricType.GAUGE,
+                health.queue_depth,
+            ),
+            single(
+                "ems_writer_lag_seconds",
+                "Age of the oldest uncommitted reading.",
+                MetricType.GAUGE,
+                health.lag_s,
+            ),
+        ]
+        for name, value in sorted(dataclasses.asdict(writer.stats()).items()):
+            if name == "queue_depth":
+                continue  # already above, from health()
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                kind = MetricType.COUNTER if name.endswith("_total") else MetricType.GAUGE
+                families.append(single(f"ems_writer_{name}", f"Batch writer: {name}.", kind, value))
+        return families

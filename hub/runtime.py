@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Final, Self
 from hub.auth import BadToken, LookupBudget, RecentMisses, TokenBook, ViewerGate, hash_token
 from hub.batch_writer import BatchWriter
 from hub.connections import ConnectionManager
-from hub.fanout import FeedCounters, FeedPolicy
+from hub.fanout import FeedPolicy
 from hub.gatekeeper import Gatekeeper, LogLimiter
 from hub.guess_budget import GuessBudget
 from hub.limits import AddressCounts, Closure, ConnectionGate, ConnectionLimits
-from hub.metrics import HubCounters
+from hub.metrics import HubMetrics
 from hub.site_zones import SiteZones
 from hub.storage import DEFAULT_DATA_DIR, create_storage, data_dir_from
 from hub.storage.base import Storage, StorageError
@@ -132,12 +132,16 @@ class Hub:
         )
         self.manager = ConnectionManager()
         self.site_zones = SiteZones()
-        self.counters = HubCounters()
-        self.feed_counters = FeedCounters()
-        self.gatekeeper = Gatekeeper()
         self.refusal_log = LogLimiter(burst=20, window_s=60.0)
         self.viewer = ViewerGate(settings.viewer_token)
         self.viewer_guesses = GuessBudget(failures=limits.viewer_guesses)
+        # Every counter of the hub is owned by, or registered with, this one object.
+        self.metrics = HubMetrics(
+            gate=self.gate, guesses=self.viewer_guesses, connections=self.manager
+        )
+        self.counters = self.metrics.doors
+        self.feed_counters = self.metrics.feeds
+        self.gatekeeper = Gatekeeper(counts=self.metrics.invalid)
         self.tokens = TokenBook.empty()
         # storage.token_generation() when self.tokens was loaded; None: load at the next tick
         self._token_generation: int | None = None
@@ -166,6 +170,7 @@ class Hub:
                     self.storage, flush_timeout_s=2.0, fencing=self.settings.cluster is not None
                 )
             )
+            self.metrics.attach_writer(self.writer)
             if self.settings.cluster is not None:
                 from hub.cluster.link import ClusterLink  # imports redis: cluster mode only
 
@@ -173,6 +178,7 @@ class Hub:
                     ClusterLink(self.settings.cluster, self.manager)
                 )
                 self.manager.relay = self.cluster
+                self.metrics.attach_cluster(self.cluster)
             self._tasks = await stack.enter_async_context(asyncio.TaskGroup())
             self._tasks.create_task(self._refresh_tokens(), name="hub.refresh_tokens")
             if self.settings.mqtt is not None:

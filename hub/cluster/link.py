@@ -82,7 +82,7 @@ class LinkState(enum.Enum):
 
 @dataclass(slots=True)
 class ClusterCounters:
-    """For ``/metrics`` (hub/api.py): ``ems_cluster_*``."""
+    """For ``/metrics`` (registered with ``HubMetrics``, hub/metrics.py): ``ems_cluster_*``."""
 
     redis_errors: int = 0  # times the link went down
     messages_published: int = 0

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client.metrics_core import Metric
 
-from hub.metrics import MetricType, hub_registry, labelled, multi_labelled, render, single
+from hub.exposition import MetricType, hub_registry, labelled, multi_labelled, render, single
 from tests.support.hub import parse_metrics
 
 
