@@ -31,6 +31,7 @@ from types import MappingProxyType
 from typing import Final
 
 from drivers.errors import ExceptionCode, ExceptionResponse, ModbusError, NoResponse
+from drivers.identity import DeviceIdentity, decode_identity
 from drivers.profile import RegisterImage, RegisterMap, Sections, Value, decode_map
 from drivers.profiles import DeviceProfile, get_profile, sunspec
 from drivers.registers import RegisterType
@@ -116,13 +117,21 @@ class Device:
             self._sunspec_map: Callable[[sunspec.Chain], RegisterMap] = sunspec.register_map
             self.settle_s = 0.0
             self.command_gap_s = 0.0
+            self._identity: RegisterMap | None = None
+            self._vendor = ""
         else:
             self._map = profile.register_map
             self._discover = profile.register_map is None
             self._sunspec_map = profile.sunspec_map or sunspec.register_map
             self.settle_s = profile.settle_s
             self.command_gap_s = profile.command_gap_s
+            self._identity = profile.identity
+            # The generic SunSpec profile's vendor is the alliance, not a maker.
+            generic_sunspec = self._discover and not profile.sunspec_manufacturer
+            self._vendor = "" if generic_sunspec else profile.vendor
         self._settled = self.settle_s == 0.0
+        # Whether read_identity has been tried on this driver (one per connection).
+        self.identity_tried = False
         # Kept across reads: the gap also holds from one poll to the next.
         self._pacer = Pacer(self.command_gap_s) if self.command_gap_s else None
 
@@ -144,6 +153,8 @@ class Device:
                 [m.model_id for m in chain.models],
             )
             self._map = self._sunspec_map(chain)
+            if self._discover:
+                self._identity = sunspec.chain_identity(chain)
         return self._map
 
     async def read(self) -> DeviceReading:
@@ -167,6 +178,23 @@ class Device:
             duration_s=time.monotonic() - started,
             transactions=self.transport.transactions - before,
         )
+
+    async def read_identity(self) -> DeviceIdentity:
+        """The device's maker, model, serial number and firmware (drivers/identity.py).
+
+        Read with the device's pacing, after :meth:`read` (a SunSpec device's common
+        model is known once its chain is discovered); raises what :meth:`read`
+        raises. A device whose profile names no identity registers gives only the
+        catalogue's vendor (none for a SunSpec or generic one: its maker varies).
+        """
+        self.identity_tried = True
+        if self._discover and self._map is None:
+            await self._resolve()
+        identity = DeviceIdentity()
+        if self._identity is not None:
+            image = await run_plan(self.transport, self._identity, self.unit, self._pacer)
+            identity = decode_identity(self._identity, image)
+        return identity.with_manufacturer(self._vendor)
 
 
 # A gateway's answers for a unit id behind which there is no device.

@@ -12,7 +12,8 @@ Pure: times are monotonic seconds passed in, so tests drive it on plain values.
   fresh when stale.
 - :func:`health_frame` tells the hub how every device is doing
   (docs/protocol.md, "Device health"): its state, for how long, and the age
-  of its last good read.
+  of its last good read, and what the device says it is (its identity, when
+  it reported one).
 """
 
 from __future__ import annotations
@@ -22,8 +23,15 @@ import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from drivers.identity import DeviceIdentity
 from telemetry.backoff import Backoff, BackoffPolicy
-from telemetry.health import MAX_ERROR_CHARS, DeviceHealthReport, HealthFrame, HealthState
+from telemetry.health import (
+    MAX_ERROR_CHARS,
+    DeviceHealthReport,
+    DeviceIdentityReport,
+    HealthFrame,
+    HealthState,
+)
 
 __all__ = ["DeviceHealth", "DeviceState", "Snapshot", "Transition", "health_frame"]
 
@@ -62,6 +70,8 @@ class DeviceHealth:
         self.snapshot: Snapshot | None = None
         self.next_attempt_mono = 0.0
         self.changed_mono: float | None = None  # when it entered its state
+        # What the device says it is, read once per connection (edge/poller.py).
+        self.identity = DeviceIdentity()
         self._backoff = Backoff(policy, rng or random.Random())
 
     @property
@@ -106,6 +116,11 @@ class DeviceHealth:
                 else None
             ),
             error=self.last_error[:MAX_ERROR_CHARS] if self.state is DeviceState.FAILING else "",
+            identity=(
+                DeviceIdentityReport.model_validate(self.identity.as_dict())
+                if self.identity.known
+                else None
+            ),
         )
 
     def _become(self, state: DeviceState, error: str, now: float) -> Transition | None:

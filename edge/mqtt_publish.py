@@ -9,9 +9,12 @@ stops publishing, and Home Assistant shows each of its values unavailable once
 of them unavailable when the agent itself goes away.
 
 Each configured device is one device in Home Assistant, named ``<device_id>
-<name>``, with the manufacturer and model of its catalogue profile
-(drivers/profiles). A value's discovery config is sent (retained) the first
-time the value is seen, before its state.
+<name>``, with the manufacturer, model, serial number and firmware the device
+reports (its identity, read once per connection: drivers/identity.py), or else
+the vendor and models of its catalogue profile (drivers/profiles). A value's
+discovery config is sent (retained) the first time the value is seen, before its
+state, and again when the device's identity changes (first read, or another
+device answering after a reconnect).
 
 Nothing here awaits the broker: :meth:`EdgeMqtt.tick` only queues, so polling,
 buffering and the uplink go on whatever the broker does.
@@ -25,6 +28,7 @@ from collections.abc import Callable, Mapping
 from typing import Final
 
 from drivers.errors import ProfileError
+from drivers.identity import DeviceIdentity
 from drivers.profiles import GENERIC, get_profile
 from edge.compose import Member, compose_site
 from edge.health import DeviceHealth
@@ -47,8 +51,9 @@ logger = logging.getLogger(__name__)
 MANUFACTURER_GENERIC: Final = "generic register map"
 
 
-def ha_device(site: str, device: DeviceConfig) -> HaDevice:
-    """The Home Assistant device of a configured device: its catalogue vendor and models."""
+def ha_device(site: str, device: DeviceConfig, identity: DeviceIdentity | None = None) -> HaDevice:
+    """The Home Assistant device of a configured device: what it reports of itself
+    (``identity``), else its catalogue vendor and models."""
     manufacturer: str | None = None
     model: str | None = None
     if device.profile == GENERIC:
@@ -61,11 +66,14 @@ def ha_device(site: str, device: DeviceConfig) -> HaDevice:
             profile = None
         if profile is not None:
             manufacturer, model = profile.vendor, profile.models
+    identity = identity or DeviceIdentity()
     return HaDevice(
         identifier=object_id("ems", site, device.name),
         name=f"{site} {device.name}",
-        manufacturer=manufacturer,
-        model=model,
+        manufacturer=identity.manufacturer or manufacturer,
+        model=identity.model or model,
+        serial_number=identity.serial_number or None,
+        sw_version=identity.firmware_version or None,
     )
 
 
@@ -91,7 +99,9 @@ class EdgeMqtt:
         self.max_age_s = max_age_s
         self._monotonic = monotonic
         self._sw_version = sw_version
-        self._ha_devices = {device.name: ha_device(site, device) for device in devices}
+        # The device block each device's configs were last sent with (its identity may
+        # come later than its first values, or change after a reconnect).
+        self._ha_devices: dict[str, HaDevice] = {}
         topics = config.topics
         # An unchanged value is repeated only often enough to keep it from expiring.
         self.gate = ChangeGate(max(interval_s, config.stale_after_s / 3))
@@ -129,8 +139,13 @@ class EdgeMqtt:
             members.append(Member(device.name, device.role, device.total, sections))
         composed = compose_site(members)
         config, topics, filter_ = self.config, self.config.topics, self.config.values
+        by_name = {device.name: device for device in self.devices}
         queued = 0
         for name, entry in composed.devices.items():
+            ha = ha_device(self.site, by_name[name], self.health[name].identity)
+            if self._ha_devices.get(name) != ha:
+                self._ha_devices[name] = ha
+                self._announced = {(n, key) for n, key in self._announced if n != name}
             for key, value in flatten(entry):
                 if not filter_.allows(key):
                     continue
@@ -145,7 +160,7 @@ class EdgeMqtt:
                             value=value,
                             unique_id=unique_id,
                             state_topic=state_topic,
-                            device=self._ha_devices[name],
+                            device=ha,
                             availability=(topics.edge_status(self.site),),
                             expire_after_s=config.stale_after_s,
                             sw_version=self._sw_version,

@@ -12,6 +12,12 @@ and a device that comes back is read again within a few seconds instead of
 after a backoff grown through the outage. Once the bus opens, its devices are
 read at once: their failures were the bus's, not theirs.
 
+Once per connection, after its first good read, a device's identity (maker,
+model, serial number, firmware: drivers/identity.py) is read at the end of the
+cycle, still holding the bus (the gateway's arbiter) and with the device's own
+pacing, so no reading of that cycle waits for it. A device that refuses it or
+answers garbage just has no identity; its polling goes on.
+
 A device whose read fails is marked failing and skipped until its backoff
 (capped, jittered: edge/health.py) has passed; the other devices of the bus
 keep their cadence. Each read is also bounded in time, so a device that hangs
@@ -170,6 +176,34 @@ class BusPoller:
         for device, driver in zip(self.devices, drivers, strict=True):
             if device.health.due(self._clock()):
                 await self._read(device, driver)
+        for device, driver in zip(self.devices, drivers, strict=True):
+            if not driver.identity_tried and device.health.state is DeviceState.OK:
+                await self._identify(device, driver)
+
+    async def _identify(self, device: PolledDevice, driver: Device) -> None:
+        """Read the device's identity; a failure leaves what was known before."""
+        fields = {"device": device.config.name, "bus": self.bus.name}
+        try:
+            async with asyncio.timeout(self.read_timeout_s):
+                identity = await driver.read_identity()
+        except NotConnected:
+            raise
+        except (DriverError, TimeoutError) as err:
+            reason = str(err) or "no answer in time"
+            logger.info(
+                "device %s: identity not read: %s",
+                device.config.name,
+                reason,
+                extra={**fields, "error": reason},
+            )
+            return
+        device.health.identity = identity
+        logger.info(
+            "device %s: %s",
+            device.config.name,
+            ", ".join(f"{k} {v}" for k, v in identity.as_dict().items()) or "no identity",
+            extra={**fields, **identity.as_dict()},
+        )
 
     async def _read(self, device: PolledDevice, driver: Device) -> None:
         try:

@@ -3,7 +3,8 @@
 Health (docs/protocol.md, "Device health"): an agent's ``health`` frame gives
 ages in seconds; :func:`site_health` turns them into instants with the hub's
 clock when the frame arrives, so an edge with an unsynced clock still reports
-"failing since 05:30:12". The hub keeps the latest per device id (in
+"failing since 05:30:12". A device's identity (maker, model, serial number,
+firmware), when its agent sends one, is kept with it. The hub keeps the latest per device id (in
 hub/connections.py), shows it on ``/api/devices`` and ``/metrics``, and
 pushes it to dashboards as a ``health`` frame.
 
@@ -36,6 +37,9 @@ class DeviceHealthEntry:
     since: datetime | None  # when it entered its state (None: not tried yet)
     last_ok: datetime | None  # its last good read
     error: str
+    # What the device says it is: manufacturer, model, serial_number, firmware_version,
+    # those it reported (empty: none, or an agent that does not send them).
+    identity: tuple[tuple[str, str], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -45,6 +49,7 @@ class DeviceHealthEntry:
             "since": format_ts(self.since) if self.since is not None else None,
             "last_ok": format_ts(self.last_ok) if self.last_ok is not None else None,
             "error": self.error,
+            "identity": dict(self.identity) if self.identity else None,
         }
 
 
@@ -87,6 +92,11 @@ def site_health(frame: HealthFrame, now: datetime) -> SiteHealth:
                 else None
             ),
             error=report.error,
+            identity=(
+                tuple(report.identity.model_dump(exclude_none=True).items())
+                if report.identity is not None
+                else ()
+            ),
         )
         for report in frame.devices
     )

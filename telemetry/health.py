@@ -11,6 +11,13 @@ quiet site from a broken one:
 "role": "inverter", "state": "failing", "for_s": 12.5, "last_ok_age_s": 13.4,
 "error": "connection refused"}]}``
 
+A device that reports who it is (its maker, model, serial number, firmware: read
+once per connection from the registers its vendor documents) has an ``identity``
+object, each of its four texts optional: ``"identity": {"manufacturer": "Fronius",
+"model": "Symo GEN24 10.0 Plus", "serial_number": "12345678", "firmware_version":
+"1.34.6-1"}``. It is an extension of the frame: a hub that does not know it ignores
+it (unknown keys are ignored), and a frame without it (an older agent) is valid.
+
 Times are ages in seconds at the moment the frame is sent (``for_s``: how
 long the device has been in its state; ``last_ok_age_s``: since its last good
 read), so the edge's wall clock, which may be unsynced, plays no part: the hub
@@ -55,6 +62,23 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False, frozen=True)
 
 
+# Printable ASCII only: what a device's registers may hold once trimmed (drivers/identity.py).
+IDENTITY_TEXT_PATTERN: Final = r"^[\x20-\x7e]+$"
+MAX_IDENTITY_CHARS: Final = 64
+IdentityText = Annotated[
+    str, Field(min_length=1, max_length=MAX_IDENTITY_CHARS, pattern=IDENTITY_TEXT_PATTERN)
+]
+
+
+class DeviceIdentityReport(_Model):
+    """What a device says it is (docs/protocol.md, "Device health"); each text optional."""
+
+    manufacturer: IdentityText | None = None
+    model: IdentityText | None = None
+    serial_number: IdentityText | None = None
+    firmware_version: IdentityText | None = None
+
+
 class DeviceHealthReport(_Model):
     """One device of the agent, as the edge sees it when it sends the frame."""
 
@@ -64,6 +88,7 @@ class DeviceHealthReport(_Model):
     for_s: Annotated[float, Field(ge=0.0, le=1e9)] = 0.0
     last_ok_age_s: Annotated[float, Field(ge=0.0, le=1e9)] | None = None
     error: Annotated[str, Field(max_length=MAX_ERROR_CHARS)] = ""
+    identity: DeviceIdentityReport | None = None
 
 
 class HealthFrame(_Model):

@@ -213,6 +213,7 @@ class HaDevice:
     model: str | None = None
     serial_number: str | None = None
     via_device: str | None = None
+    sw_version: str | None = None  # the device's firmware (not ours: that is ``origin``)
 
     def payload(self) -> dict[str, Any]:
         device: dict[str, Any] = {"identifiers": [self.identifier], "name": self.name}
@@ -222,6 +223,8 @@ class HaDevice:
             device["model"] = self.model
         if self.serial_number:
             device["serial_number"] = self.serial_number
+        if self.sw_version:
+            device["sw_version"] = self.sw_version
         if self.via_device:
             device["via_device"] = self.via_device
         return device

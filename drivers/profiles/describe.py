@@ -101,6 +101,28 @@ def _quirks(profile: DeviceProfile) -> list[str]:
     return lines
 
 
+def identity_line(profile: DeviceProfile) -> str:
+    """What the device reports of itself (drivers/identity.py), and where."""
+    if profile.identity is not None:
+        reg_map = profile.identity
+        parts = [
+            f"{(point.target.field if point.target else point.name).replace('_', ' ')} at "
+            f"{point.register_type.value} {reg_map.wire_address(point.address)}"
+            f" ({point.count} registers)"
+            for point in reg_map.points
+        ]
+        return "identity: " + ", ".join(parts) + ", read once per connection"
+    if profile.register_map is None:
+        return (
+            "identity: manufacturer, model, firmware version and serial number from the "
+            "common model 1 (Mn, Md, Vr, SN), read once per connection"
+        )
+    return (
+        "identity: none read (no identity register in this profile); "
+        "the catalogue's vendor is shown"
+    )
+
+
 def profile_details(name: str) -> str:
     """``ems devices NAME``: everything the catalogue knows of one profile, every point."""
     profile = get_profile(name)
@@ -110,6 +132,7 @@ def profile_details(name: str) -> str:
         f"  role {profile.role.value}; buses {_transports(profile)}",
         f"  source: {profile.source}",
         *(f"  {quirk}" for quirk in _quirks(profile)),
+        f"  {identity_line(profile)}",
         f"  a poll: {_requests(len(reg_map.plan))} (floor {len(reg_map.minimal_plan)}), "
         f"at most {reg_map.max_count} registers each",
     ]
@@ -147,6 +170,8 @@ def _markdown_profile(profile: DeviceProfile) -> list[str]:
         f"{len(reg_map.minimal_plan)} at least), at most {reg_map.max_count} registers each.",
     ]
     out += [f"- {quirk[0].upper()}{quirk[1:].rstrip('.')}." for quirk in _quirks(profile)]
+    identity = identity_line(profile)
+    out.append(f"- {identity[0].upper()}{identity[1:]}.")
     if profile.signature is not None:
         out.append(f"- `ems edge scan` recognises it by: {profile.signature.description}.")
     out.append("")
@@ -171,6 +196,13 @@ def devices_markdown() -> str:
         "`ems sim --site list` lists the simulated sites that serve these devices.",
         'A device that is not here is read with `profile = "generic"` and a register',
         'map in TOML (docs/configuration.md, "Generic register maps").',
+        "",
+        "Device identity: once per connection the agent reads what a device says it is",
+        "(manufacturer, model, serial number, firmware version) from the registers its",
+        "document gives, each profile's line below says which; a device that refuses",
+        "that read or answers garbage has none, and is polled as before. The identity",
+        "goes into Home Assistant's device registry (docs/home-assistant.md) and the",
+        'health frame to the hub (docs/protocol.md, "Device health").',
         "",
         "| profile | vendor | models | role | buses | requests per poll |",
         "| --- | --- | --- | --- | --- | --- |",

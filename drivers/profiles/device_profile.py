@@ -117,6 +117,9 @@ class DeviceProfile:
     sunspec_map: Callable[[Chain], RegisterMap] | None = None
     # The chain its vendor's map documents, shown by the catalogue (None: a typical one).
     sunspec_example: Chain | None = None
+    # Where the device reports its model, serial number, firmware (drivers/identity.py);
+    # None: it reports none, or (a discovered SunSpec device) its common model does.
+    identity: RegisterMap | None = None
     config_name: str = "device"  # the name ``ems edge scan`` gives it in config lines
     notes: tuple[str, ...] = ()  # quirks and advice, for the catalogue
 

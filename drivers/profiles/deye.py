@@ -47,6 +47,7 @@ from collections.abc import Mapping
 from typing import Final
 
 from drivers.bus import BusType
+from drivers.identity import IdentityField, identity_map, text_point
 from drivers.profile import Point, PointBuilder, RegisterMap, Sections
 from drivers.profiles.device_profile import Check, DeviceProfile, Signature
 from drivers.registers import DataType, RegisterType, WordOrder
@@ -214,6 +215,16 @@ def _identity(device_type: int) -> tuple[Point, ...]:
     )
 
 
+def _identity_map(name: str, source: str) -> RegisterMap:
+    """Read once per connection (drivers/identity.py): the serial number, registers
+    3-7; register 0's device type is a code, not a model name, and is left out."""
+    return identity_map(
+        name,
+        f"{source}: registers 3-7 serial number",
+        (text_point(IdentityField.SERIAL_NUMBER, H, 3, 5),),
+    )
+
+
 # What the simulated single-phase inverter answers besides the poll: its identity.
 DEYE_SG01LP1_SERVED: Final = RegisterMap(
     name="deye_sg01lp1",
@@ -322,6 +333,7 @@ PROFILES: Final = (
         models="SUN-3.6/5/6/8K-SG01LP1 single-phase LV hybrids (also sold as Sunsynk)",
         role=Role.INVERTER,
         register_map=DEYE_SG01LP1,
+        identity=_identity_map("deye_sg01lp1", SOURCE_LP1),
         source=SOURCE_LP1,
         transports=frozenset({BusType.RTU}),
         config_name="inverter",
@@ -342,6 +354,7 @@ PROFILES: Final = (
         models="SUN-5..12K-SG04LP3 three-phase LV hybrids (also sold as Sunsynk)",
         role=Role.INVERTER,
         register_map=DEYE_SG04LP3,
+        identity=_identity_map("deye_sg04lp3", SOURCE_LP3),
         source=SOURCE_LP3,
         transports=frozenset({BusType.RTU}),
         config_name="inverter",

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from drivers.identity import IdentityField, identity_map, text_point
 from drivers.planner import Hole
 from drivers.profile import Point, PointBuilder, RegisterMap, Sections
 from drivers.profiles.device_profile import Check, DeviceProfile, Signature
@@ -175,6 +176,19 @@ DEVICE_INFO: Final = (
     Point("Model Name", 35011, HOLDING, DataType.STRING, length=5, constant="GW5K-ET"),
 )
 
+# Read once per connection (drivers/identity.py): 4.1's serial number and model
+# name, one request of 13 registers.
+IDENTITY_MAP: Final = identity_map(
+    "goodwe_et",
+    f"{SOURCE}: 4.1 device information, 35003 serial number, 35011 model name",
+    (
+        text_point(IdentityField.SERIAL_NUMBER, HOLDING, 35003, 8),
+        text_point(IdentityField.MODEL, HOLDING, 35011, 5),
+    ),
+    max_count=GOODWE_MAX_REGISTERS,
+    holes=GOODWE_HOLES,
+)
+
 ET_SERVED: Final = RegisterMap(
     name="goodwe_et",
     source=SOURCE,
@@ -195,6 +209,7 @@ PROFILES: Final = (
         source=SOURCE,
         default_unit=GOODWE_UNIT,
         config_name="inverter",
+        identity=IDENTITY_MAP,
         signature=Signature(
             "GoodWe hybrid (model name 'GW...' at 35011, grid frequency 35123)",
             (

@@ -56,6 +56,7 @@ from collections.abc import Callable
 from typing import Final
 
 from drivers.bus import BusType
+from drivers.identity import IdentityField, identity_map, text_point
 from drivers.planner import Hole
 from drivers.profile import Point, PointBuilder, RegisterMap, Sections
 from drivers.profiles.device_profile import Check, DeviceProfile, Signature
@@ -277,6 +278,21 @@ SERVED_L1_LUNA: Final = RegisterMap(
     holes=HOLES,
 )
 
+# The identity read once per connection (drivers/identity.py): the inverter
+# equipment table's 30000 "Model" (STR, quantity 15) and 30015 "SN" (STR, quantity
+# 10), one request of 25 registers. The table's firmware and software versions are
+# not read: the simulated inverter serves neither.
+IDENTITY_MAP: Final = identity_map(
+    "huawei_sun2000",
+    f"{SOURCE}: 30000 Model, 30015 SN",
+    (
+        text_point(IdentityField.MODEL, _H, 30000, 15),
+        text_point(IdentityField.SERIAL_NUMBER, _H, 30015, 10),
+    ),
+    max_count=HUAWEI_MAX_REGISTERS,
+    holes=HOLES,
+)
+
 # ``ems edge scan``: the model name at 30000 (15 registers, "SUN2000-5KTL-L1"),
 # the model ID at 30070 (L1: 343-351; MA family M0-M3: 400-469) and, for the
 # battery profiles, the storage SOC at 37760 (refused without a LUNA2000).
@@ -316,6 +332,7 @@ def _profile(
         single_client=True,
         config_name="inverter",
         signature=Signature(what, checks),
+        identity=IDENTITY_MAP,
         notes=_NOTES,
     )
 

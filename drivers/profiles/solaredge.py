@@ -282,6 +282,9 @@ PROFILES: Final = (
         config_name="inverter",
         sunspec_manufacturer=MANUFACTURER,
         sunspec_models=(101, 102, 103),
+        # The inverter's common block (C_Manufacturer, C_Model, C_Version,
+        # C_SerialNumber at 40004, 40020, 40044, 40052), read once per connection.
+        identity=sunspec.common_identity(COMMON_ADDRESS, name="solaredge"),
         notes=(
             "Modbus TCP is off by default: SetApp > Site Communication > Modbus TCP > "
             "Enable; port 1502 by default on SetApp inverters, 502 on LCD inverters.",

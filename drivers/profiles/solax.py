@@ -40,6 +40,7 @@ from __future__ import annotations
 from typing import Final
 
 from drivers.bus import BusType
+from drivers.identity import IdentityField, identity_map, text_point
 from drivers.profile import Point, PointBuilder, RegisterMap, Sections
 from drivers.profiles.device_profile import Check, DeviceProfile, Signature
 from drivers.registers import DataType, RegisterType, WordOrder
@@ -209,6 +210,19 @@ def serial_point(serial: str) -> Point:
     )
 
 
+# Read once per connection (drivers/identity.py): the serial number, holding
+# 0x0000-0x0006 "InverterSN". The model is not a register of the protocol.
+IDENTITY_MAP: Final = identity_map(
+    "solax_hybrid",
+    f"{SOURCE}: holding 0x0000-0x0006 InverterSN",
+    (
+        text_point(
+            IdentityField.SERIAL_NUMBER, RegisterType.HOLDING, SN_POINT_ADDRESS, SN_REGISTERS
+        ),
+    ),
+)
+
+
 def _signature(series: str) -> Signature:
     # Holding 0x0000: "H" and the series digit; input 0x0007 grid frequency (0.01 Hz,
     # on an X3 the word stays 0 but 0x006D carries it) and 0x0009 run mode 0..10.
@@ -247,6 +261,7 @@ PROFILES: Final = (
         command_gap_s=COMMAND_GAP_S,
         config_name="inverter",
         signature=_signature("X1"),
+        identity=IDENTITY_MAP,
         notes=_NOTES,
     ),
     DeviceProfile(
@@ -260,6 +275,7 @@ PROFILES: Final = (
         command_gap_s=COMMAND_GAP_S,
         config_name="inverter",
         signature=_signature("X3"),
+        identity=IDENTITY_MAP,
         notes=_NOTES,
     ),
 )

@@ -52,6 +52,7 @@ from __future__ import annotations
 from typing import Final
 
 from drivers.bus import BusType
+from drivers.identity import IdentityField, identity_map, text_point
 from drivers.profile import Point, PointBuilder, RegisterMap, Sections
 from drivers.profiles.device_profile import Check, DeviceProfile, Signature
 from drivers.registers import DataType, RegisterType, WordOrder
@@ -63,6 +64,8 @@ SOURCE: Final = (
 )
 # V1.1.11, 1.2 item 4, point 1: PDU address = register number - 1.
 ADDRESS_OFFSET: Final = 1
+SERIAL_REGISTER: Final = 4990  # Table 3 "Serial number", 10 registers of UTF-8
+SERIAL_REGISTERS: Final = 10
 MAX_REGISTERS: Final = 100
 
 U16, S16, U32, S32 = DataType.UINT16, DataType.INT16, DataType.UINT32, DataType.INT32
@@ -232,6 +235,15 @@ SUNGROW_SH: Final = RegisterMap(
 # identity block (5000-5002) never changes and the holding registers are
 # settings the document asks not to poll through WiNet-S.
 SH_UNPOLLED: Final = (
+    # Table 3: 4990-4999 "Serial number", UTF-8, 10 registers (the identity below).
+    Point(
+        "Serial number",
+        SERIAL_REGISTER - ADDRESS_OFFSET,
+        RegisterType.INPUT,
+        DataType.STRING,
+        length=SERIAL_REGISTERS,
+        constant="A2312345678",
+    ),
     _input("Device type code", 5000, U16, None, constant=SH5K_20),
     _input("Nominal output power", 5001, U16, "extra.inverter_rated_power_w", 100.0),
     _input("Output type", 5002, U16, None, constant=0),  # 0 single phase, 1 3P4L, 2 3P3L
@@ -241,6 +253,24 @@ SH_UNPOLLED: Final = (
     _holding(13050, "EMS mode selection", 0),
     _holding(13058, "Max. SOC", 1000),
     _holding(13059, "Min. SOC", 100),
+)
+
+# Read once per connection (drivers/identity.py): Table 3's 4990-4999 "Serial
+# number" (UTF-8, 10 registers; the transcriptions read it at PDU address 4989,
+# count 10). The model is 5000's device type code (Appendix 1), a code
+# rather than a text: not read as an identity.
+IDENTITY_MAP: Final = identity_map(
+    "sungrow_sh",
+    f"{SOURCE}: Table 3, 4990-4999 serial number",
+    (
+        text_point(
+            IdentityField.SERIAL_NUMBER,
+            RegisterType.INPUT,
+            SERIAL_REGISTER - ADDRESS_OFFSET,
+            SERIAL_REGISTERS,
+        ),
+    ),
+    max_count=MAX_REGISTERS,
 )
 
 SUNGROW_SH_SERVED: Final = RegisterMap(
@@ -267,6 +297,7 @@ PROFILES: Final = (
         transports=frozenset({BusType.RTU, BusType.TCP}),
         default_unit=1,
         config_name="inverter",
+        identity=IDENTITY_MAP,
         # 5000 device type code (Appendix 1), 5001 nominal output power (0.1 kW,
         # 3.0-25.0 kW for the SH range), 5002 output type (0..2).
         signature=Signature(

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from drivers.errors import DiscoveryError, ExceptionResponse
+from drivers.identity import IdentityField, identity_map, text_point
 from drivers.profile import Point, RegisterMap, Sections, Target, target
 from drivers.profiles.device_profile import DeviceProfile
 from drivers.registers import DataType, RegisterType
@@ -593,6 +594,39 @@ def register_map(chain: Chain) -> RegisterMap:
         na_markers=True,
         derive=derive_solar,
     )
+
+
+def common_identity(address: int, *, name: str = "sunspec") -> RegisterMap:
+    """The identity in a common model 1 whose ID register is at ``address``.
+
+    json/model_1.json: Mn (manufacturer) at offset 2, Md (model) at 18, both 16
+    registers; Vr (version) at 42, 8 registers; SN (serial number) at 50, 16
+    registers. Opt (34, 8 registers) lies between and is read across: the four
+    take one request of 64 registers, offsets 2-65.
+    """
+    rows = {row.name: row for row in COMMON.rows}
+    fields = (
+        (IdentityField.MANUFACTURER, "Mn"),
+        (IdentityField.MODEL, "Md"),
+        (IdentityField.FIRMWARE_VERSION, "Vr"),
+        (IdentityField.SERIAL_NUMBER, "SN"),
+    )
+    return identity_map(
+        name,
+        f"{SOURCE}: model_1.json Mn, Md, Vr, SN",
+        (
+            text_point(field, RegisterType.HOLDING, address + rows[row].offset, rows[row].length)
+            for field, row in fields
+        ),
+    )
+
+
+def chain_identity(chain: Chain) -> RegisterMap | None:
+    """The identity of a discovered chain: its first model, when that is the common
+    model 1 (the SunSpec Information Model Specification puts it first)."""
+    if not chain.models or chain.models[0].model_id != 1:
+        return None
+    return common_identity(chain.models[0].address)
 
 
 ReadHolding = Callable[[int, int], Awaitable[Sequence[int]]]

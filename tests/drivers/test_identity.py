@@ -1,0 +1,205 @@
+"""Device identity: decoding typed register words, and reading every simulated site over TCP."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+
+from drivers.bus import BusConfig, BusType
+from drivers.device import Device
+from drivers.errors import ExceptionResponse
+from drivers.identity import (
+    DeviceIdentity,
+    IdentityField,
+    decode_identity,
+    identity_map,
+    identity_number,
+    identity_text,
+    number_point,
+    text_point,
+)
+from drivers.profile import encode_map, target
+from drivers.profiles import get_profile, goodwe, sunspec
+from drivers.registers import DataType, RegisterType, WordOrder
+from drivers.transports import open_transport
+from simulation import goodwe_site
+from simulation.modbus_server import DeviceServer, DeviceSpec
+from simulation.plant import Plant
+from simulation.runner import SimulatedSite
+from simulation.sites import SITES
+from tests.support.modbus import served_bus, text_words, words32
+
+H = RegisterType.HOLDING
+NOON = datetime(2026, 6, 21, 11, tzinfo=UTC)
+
+
+def test_a_text_is_trimmed_of_nuls_and_spaces_at_both_ends() -> None:
+    assert identity_text(text_words("SIM-0001", 16)) == "SIM-0001"
+    # Space padded (some devices), and a leading NUL.
+    assert identity_text((0x2020, *text_words("AB12 ", 4))) == "AB12"
+    assert identity_text((0x0041, 0x4200)) == "AB"
+    # An odd length: the last register's low byte is the padding.
+    assert identity_text((0x4142, 0x4300)) == "ABC"
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        (0, 0, 0, 0),  # unset: SunSpec's "not implemented" string
+        (0x2020, 0x2020),  # spaces only
+        (0xFFFF,) * 8,  # an erased flash
+        (0x4142, 0x0043),  # a NUL between characters
+        (0x41C3, 0xA900),  # a byte above 0x7E
+        (0x4109, 0x4200),  # a control character
+    ],
+)
+def test_garbage_gives_no_text(words: tuple[int, ...]) -> None:
+    assert identity_text(words) is None
+
+
+def test_a_number_is_shown_in_decimal_and_unset_gives_none() -> None:
+    assert identity_number(DataType.UINT32, words32(20_123_456), WordOrder.ABCD) == "20123456"
+    assert identity_number(DataType.UINT32, (0xFFFF, 0xFFFF), WordOrder.ABCD) is None
+    assert identity_number(DataType.UINT32, (0, 0), WordOrder.ABCD) is None
+
+
+def test_the_sunspec_common_model_decodes_from_typed_words() -> None:
+    """model_1.json: Mn at offset 2, Md 18, Vr 42, SN 50 from the model's ID register."""
+    reg_map = sunspec.common_identity(40002)
+    assert [(p.address, p.count) for p in reg_map.points] == [
+        (40004, 16),
+        (40020, 16),
+        (40044, 8),
+        (40052, 16),
+    ]
+    table = dict.fromkeys(range(40004, 40068), 0)
+    for address, text, length in (
+        (40004, "Fronius", 16),
+        (40020, "Symo GEN24 10.0 Plus", 16),
+        (40036, "opt-ignored", 8),
+        (40044, "1.34.6-1", 8),
+        (40052, "28123456", 16),
+    ):
+        table.update(zip(range(address, address + length), text_words(text, length), strict=True))
+    identity = decode_identity(reg_map, {H: table})
+    assert identity == DeviceIdentity("Fronius", "Symo GEN24 10.0 Plus", "28123456", "1.34.6-1")
+    # One request for the four: offsets 2-65.
+    assert [(r.address, r.count) for r in reg_map.plan] == [(40004, 64)]
+
+
+def test_an_image_with_gaps_and_garbage_gives_what_is_readable() -> None:
+    reg_map = identity_map(
+        "test",
+        "typed here",
+        (
+            text_point(IdentityField.MODEL, H, 100, 4),
+            text_point(IdentityField.SERIAL_NUMBER, H, 104, 4),
+            number_point(IdentityField.FIRMWARE_VERSION, H, 110, DataType.UINT16),
+        ),
+    )
+    image = {H: {100: 0xFFFF, 101: 0xFFFF, 102: 0xFFFF, 103: 0xFFFF}}
+    image[H].update(zip(range(104, 108), text_words("SN42", 4), strict=True))
+    # 110 was not read: no firmware, no error.
+    assert decode_identity(reg_map, image) == DeviceIdentity(serial_number="SN42")
+    assert decode_identity(reg_map, {}) == DeviceIdentity()
+    assert not DeviceIdentity().known
+    assert DeviceIdentity(serial_number="x").with_manufacturer("Acme").as_dict() == {
+        "manufacturer": "Acme",
+        "serial_number": "x",
+    }
+
+
+def test_an_identity_map_feeds_only_identity_fields() -> None:
+    colour = dataclasses.replace(
+        text_point(IdentityField.MODEL, H, 0, 1), target=target("extra.colour")
+    )
+    with pytest.raises(ValueError, match="colour"):
+        identity_map("x", "y", (colour,))
+
+
+# What each simulated device serves as its identity (its served map's constants).
+EXPECTED = {
+    ("default", "inverter"): DeviceIdentity("EMS Switchboard", "SimInverter", "SIM-0001", "1.0"),
+    ("huawei", "inverter"): DeviceIdentity("Huawei", "SUN2000-5KTL-L1", "EMSSIM0001"),
+    ("goodwe", "inverter"): DeviceIdentity("GoodWe", "GW5K-ET", "95000ETU000SIM01"),
+    ("deye", "inverter"): DeviceIdentity("Deye", serial_number="SIM0000001"),
+    ("deye3", "inverter"): DeviceIdentity("Deye", serial_number="SIM0000001"),
+    ("solax", "inverter"): DeviceIdentity("SolaX", serial_number="H4502AEMS00001"),
+    ("sungrow", "inverter"): DeviceIdentity("Sungrow", serial_number="A2312345678"),
+    ("solaredge", "inverter"): DeviceIdentity(
+        "SolarEdge", "SE10K-RWS", "7E0123456", "0004.0020.0036"
+    ),
+    ("fronius", "inverter"): DeviceIdentity(
+        "Fronius", "Symo GEN24 10.0 Plus", "SIM-GEN24-01", "1.34.6-1"
+    ),
+    ("fronius", "meter"): DeviceIdentity("Fronius", "Smart Meter TS 65A-3", "SIM-TS65A-01"),
+}
+
+
+@pytest.mark.parametrize("site_name", sorted(SITES))
+async def test_every_simulated_device_reports_its_identity_over_tcp(site_name: str) -> None:
+    layout = SITES[site_name]
+    async with (
+        SimulatedSite(
+            layout=layout, tcp=("127.0.0.1", 0), start=NOON, seed=5, tick_s=3600.0
+        ) as site,
+        open_transport(served_bus("tcp", site)) as transport,
+    ):
+        for served in layout.devices:
+            device = Device(transport, unit=served.unit, profile=served.profile)
+            await device.read()
+            before = transport.transactions
+            identity = await device.read_identity()
+            profile = get_profile(served.profile)
+            want = EXPECTED.get((site_name, served.name))
+            if want is None:
+                # No identity registers: the catalogue's vendor only, no request.
+                assert profile.identity is None or profile.register_map is None
+                if profile.register_map is not None:
+                    assert identity == DeviceIdentity(manufacturer=profile.vendor)
+                    assert transport.transactions == before
+                else:  # a generic SunSpec device (the multi site's inverters)
+                    assert identity.serial_number
+            else:
+                assert identity == want, (site_name, served.name)
+                assert device.identity_tried
+
+
+async def test_an_identity_reads_over_a_pty_too() -> None:
+    layout = SITES["deye"]
+    async with (
+        SimulatedSite(
+            layout=layout, tcp=("127.0.0.1", 0), rtu=True, start=NOON, seed=5, tick_s=3600.0
+        ) as site,
+        open_transport(served_bus("rtu", site)) as transport,
+    ):
+        device = Device(transport, unit=layout.devices[0].unit, profile="deye_sg01lp1")
+        await device.read()
+        assert (await device.read_identity()).serial_number == "SIM0000001"
+
+
+@pytest.fixture
+async def goodwe_without_device_info() -> AsyncIterator[DeviceServer]:
+    """A GoodWe that answers its running data but refuses 35003 (no 4.1 block)."""
+    sections = Plant("sunny", seed=1, start=NOON).state.sections()
+    image = encode_map(goodwe.ET, goodwe_site.LAYOUT.devices[0].measures(sections))
+    spec = DeviceSpec.for_map(goodwe.GOODWE_UNIT, image, goodwe.ET, undefined=0xFFFF)
+    async with DeviceServer([spec], tcp=("127.0.0.1", 0)) as served:
+        yield served
+
+
+async def test_a_refused_identity_read_raises_and_polling_still_reads(
+    goodwe_without_device_info: DeviceServer,
+) -> None:
+    bus = BusConfig("lan", BusType.TCP, host="127.0.0.1", port=goodwe_without_device_info.tcp_port)
+    async with open_transport(bus) as transport:
+        device = Device(transport, unit=goodwe.GOODWE_UNIT, profile="goodwe_et")
+        await device.read()
+        with pytest.raises(ExceptionResponse):
+            await device.read_identity()
+        assert device.identity_tried
+        reading = await device.read()
+        assert reading.section("grid")
