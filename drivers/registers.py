@@ -209,7 +209,34 @@ def decode_value(data_type: DataType, words: Sequence[int], order: WordOrder) ->
     else:
         raw = _to_big_endian(words, order)
     value: int | float = struct.unpack(_STRUCT[data_type], raw)[0]
+    if data_type is DataType.FLOAT32:
+        return float32_decimal(float(value))
     return value
+
+
+# Nine significant digits tell any two float32 values apart (IEEE 754-2008, 5.12.2).
+_FLOAT32_DIGITS: Final = 9
+
+
+def float32_decimal(value: float) -> float:
+    """The shortest decimal that is the same float32 as ``value`` (229.6284027 -> 229.6284).
+
+    A float32 register holds about seven significant digits; widened to a double
+    it shows binary noise beyond them (230.1999969482422 for 230.2). The shortest
+    decimal rounding to the same float32 carries exactly the register's content,
+    and is what the device meant. NaN and infinities are returned as they are.
+    """
+    if not math.isfinite(value):
+        return value
+    (target,) = struct.unpack(">f", struct.pack(">f", value))
+    for digits in range(1, _FLOAT32_DIGITS):
+        shorter = float(f"{value:.{digits}g}")
+        try:
+            if struct.unpack(">f", struct.pack(">f", shorter))[0] == target:
+                return shorter
+        except OverflowError:  # rounded up past the largest float32 (3.4028235e38)
+            continue
+    return float(f"{value:.{_FLOAT32_DIGITS}g}")
 
 
 def encode_value(

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import math
+import struct
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from drivers.profile import Point, RegisterMap, decode_point
 from drivers.registers import (
     DataType,
     EncodingError,
@@ -13,6 +17,7 @@ from drivers.registers import (
     WordOrder,
     decode_value,
     encode_value,
+    float32_decimal,
     is_not_implemented,
     not_implemented_words,
     register_count,
@@ -40,6 +45,69 @@ def test_decode_high_word_first(
     data_type: DataType, words: tuple[int, ...], expected: object
 ) -> None:
     assert decode_value(data_type, words, WordOrder.ABCD) == expected
+
+
+@pytest.mark.parametrize(
+    ("words", "expected"),
+    [
+        # IEEE 754 binary32: 0x43663333 is 230.1999969482422, the float32 nearest 230.2.
+        ((0x4366, 0x3333), "230.2"),
+        ((0x4365, 0xA0DF), "229.6284"),  # 229.62840270996094
+        ((0xC485, 0xA99A), "-1069.3"),  # -1069.300048828125
+        ((0x3F7A, 0xE148), "0.98"),  # 0.9800000190734863
+        ((0x4247, 0xF5C3), "49.99"),  # 49.9900016784668
+        ((0x4B80, 0x0001), "16777218.0"),  # 2**24 + 2: no shorter decimal is that float32
+        ((0x0000, 0x0001), "1e-45"),  # the smallest subnormal, 1.401298464324817e-45
+        ((0x7F7F, 0xFFFF), "3.4028235e+38"),  # the largest finite float32
+        ((0x8000, 0x0000), "-0.0"),
+    ],
+)
+def test_float32_decodes_to_its_shortest_decimal(words: tuple[int, int], expected: str) -> None:
+    decoded = decode_value(DataType.FLOAT32, words, WordOrder.ABCD)
+    assert repr(decoded) == expected
+    assert encode_value(DataType.FLOAT32, decoded, WordOrder.ABCD) == words
+
+
+@given(st.integers(min_value=0, max_value=0xFFFF_FFFF))
+def test_every_float32_decodes_to_the_shortest_decimal_of_the_same_bits(bits: int) -> None:
+    words = (bits >> 16, bits & 0xFFFF)
+    decoded = decode_value(DataType.FLOAT32, words, WordOrder.ABCD)
+    assert isinstance(decoded, float)
+    (exact,) = struct.unpack(">f", bits.to_bytes(4, "big"))
+    if math.isnan(exact):
+        assert math.isnan(decoded)
+        return
+    assert struct.pack(">f", decoded) == bits.to_bytes(4, "big")
+    digits = len(repr(abs(decoded)).split("e")[0].replace(".", "").strip("0"))
+    shorter = f"{decoded:.{max(digits - 1, 1)}g}"
+    if digits > 1:
+        assert struct.pack(">f", float(shorter)) != bits.to_bytes(4, "big")
+
+
+def test_float32_decimal_keeps_what_is_not_a_number() -> None:
+    assert math.isnan(float32_decimal(math.nan))
+    assert float32_decimal(math.inf) == math.inf
+    assert float32_decimal(-math.inf) == -math.inf
+
+
+@pytest.mark.parametrize(
+    ("data_type", "scale", "words", "expected"),
+    [
+        (DataType.UINT16, 0.1, (2301,), "230.1"),  # 2301 * 0.1 is 230.10000000000002
+        (DataType.INT16, 0.01, (0xFFF9,), "-0.07"),  # -7 * 0.01 is -0.07 exactly as printed
+        (DataType.UINT32, 0.001, (0xFFFF, 0xFFFF), "4294967.295"),
+        (DataType.UINT16, 0.1, (3,), "0.3"),  # 3 * 0.1 is 0.30000000000000004
+        (DataType.FLOAT32, 1000.0, (0x4145, 0x851F), "12345.0"),  # 12.345 kWh in Wh
+        (DataType.FLOAT32, -1.0, (0x4366, 0x3333), "-230.2"),
+    ],
+)
+def test_a_scaled_register_decodes_to_the_shortest_decimal_of_its_step(
+    data_type: DataType, scale: float, words: tuple[int, ...], expected: str
+) -> None:
+    point = Point("p", 0, RegisterType.HOLDING, data_type, scale=scale)
+    reg_map = RegisterMap("test", "test", (point,))
+    image = {RegisterType.HOLDING: dict(enumerate(words))}
+    assert repr(decode_point(reg_map, point, image)) == expected
 
 
 @pytest.mark.parametrize(
