@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import stat
 import tomllib
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from tests.support.ansible import (
     group,
     group_members,
     in_root,
+    owner_mode,
     passwd,
     project_version,
     require_root_and_debootstrap,
@@ -71,13 +71,6 @@ ALLOWED_EXPOSURES = {
 @pytest.fixture(scope="module", autouse=True)
 def _root_and_debootstrap() -> None:
     require_root_and_debootstrap()
-
-
-def _owner_mode(root: Path, relative: str) -> tuple[str, str, str]:
-    info = (root / relative).stat()
-    users = {entry["uid"]: name for name, entry in passwd(root).items()}
-    groups = {gid: name for name, gid in group(root).items()}
-    return users[info.st_uid], groups[info.st_gid], oct(stat.S_IMODE(info.st_mode))
 
 
 def test_first_run_installs(converged: Converged) -> None:
@@ -142,7 +135,7 @@ def test_agent_runs_as_a_system_user_without_login(converged: Converged) -> None
 def test_owners_and_modes(
     converged: Converged, path: str, owner: str, group_name: str, mode: str
 ) -> None:
-    assert _owner_mode(converged.site.root, path) == (owner, group_name, mode)
+    assert owner_mode(converged.site.root, path) == (owner, group_name, mode)
 
 
 def test_token_is_root_only_and_nowhere_else(converged: Converged) -> None:

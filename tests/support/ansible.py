@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import tomllib
@@ -333,6 +334,14 @@ def in_root(root: Path, *cmd: str, user: str | None = None) -> subprocess.Comple
         env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "HOME": "/"},
         timeout=120,
     )
+
+
+def owner_mode(root: Path, relative: str) -> tuple[str, str, str]:
+    """A file's owner, group (names in the root) and mode (``"0o640"``)."""
+    info = (root / relative).stat()
+    users = {entry["uid"]: name for name, entry in passwd(root).items()}
+    groups = {gid: name for name, gid in group(root).items()}
+    return users[info.st_uid], groups[info.st_gid], oct(stat.S_IMODE(info.st_mode))
 
 
 def passwd(root: Path) -> dict[str, dict[str, Any]]:
