@@ -206,7 +206,10 @@ async def handle_health(hub: Hub, session: PublisherSession, text: str, now: dat
         )
         hub.gatekeeper.reject(session.device_id, rejected, asyncio.get_running_loop().time())
         return
-    hub.manager.set_health(session.device_id, site_health(frame, now))
+    health = site_health(frame, now)
+    hub.manager.set_health(session.device_id, health)
+    if hub.mqtt is not None:  # queues only (hub/mqtt_bridge.py)
+        hub.mqtt.health(session.device_id, health)
     if frame.timezone is not None:
         await hub.site_zones.remember(hub.storage, session.device_id, frame.timezone, now)
 

@@ -13,6 +13,12 @@ is gone; a value not updated for ``stale_after_s`` expires. A site that connects
 has its discovery configs sent again: in a cluster it may have been at another
 hub, whose configs (naming that hub's topics) replaced this one's.
 
+Each device behind a site's agent (its health frame, docs/protocol.md, "Device
+health") is a Home Assistant device of its own, ``via_device`` the site's, with
+the manufacturer, model, serial number and firmware it reports (its
+``identity``), and one sensor: its state (``ok``, ``failing``, ``unknown``),
+retained and sent when the frame comes, so it does not expire between frames.
+
 Only live readings are relayed: a catch-up batch after an outage is history, and
 showing it as the current state would be wrong. Nothing here awaits the broker:
 :meth:`HubMqtt.reading` queues (telemetry/mqtt_link.py), so the device door's hot
@@ -35,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from hub.device_health import SiteHealth
 from telemetry import Reading
 from telemetry.homeassistant import (
     AVAILABLE,
@@ -141,6 +148,8 @@ class HubMqtt:
             on_connected=self.gate.forget,
         )
         self._announced: set[tuple[str, str]] = set()
+        # The device block each (site, device)'s state sensor was announced with.
+        self._device_blocks: dict[tuple[str, str], HaDevice] = {}
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Keep the link up until ``stopping``; then say offline and close."""
@@ -169,6 +178,43 @@ class HubMqtt:
             # Announce the site's sensors again with this hub's topics: in a cluster the
             # site may have been at another hub since, whose configs replaced ours.
             self._announced = {(s, key) for s, key in self._announced if s != site}
+            self._device_blocks = {k: v for k, v in self._device_blocks.items() if k[0] != site}
+
+    def health(self, site: str, health: SiteHealth) -> None:
+        """Each device of the site's health frame: its state, announced with its identity."""
+        settings, topics = self.settings, self.settings.topics
+        for device in health.devices:
+            identity = dict(device.identity)
+            block = HaDevice(
+                identifier=object_id(ID_PREFIX, site, "device", device.name),
+                name=f"{site} {device.name}",
+                manufacturer=identity.get("manufacturer"),
+                model=identity.get("model"),
+                serial_number=identity.get("serial_number"),
+                sw_version=identity.get("firmware_version"),
+                via_device=object_id(ID_PREFIX, site),
+            )
+            state_topic = topics.site_device_state(site, device.name)
+            if settings.ha_discovery and self._device_blocks.get((site, device.name)) != block:
+                self._device_blocks[(site, device.name)] = block
+                unique_id = object_id(ID_PREFIX, site, "device", device.name, "state")
+                self.link.retain(
+                    topics.discovery(unique_id),
+                    discovery_config(
+                        key="state",
+                        value=device.state.value,
+                        unique_id=unique_id,
+                        state_topic=state_topic,
+                        device=block,
+                        availability=(
+                            self.availability,
+                            topics.site_status(settings.link.client_id, site),
+                        ),
+                        expire_after_s=None,  # sent on change only, retained
+                    ),
+                    again=True,
+                )
+            self.link.retain(state_topic, device.state.value)
 
     def reading(self, site: str, reading: Reading) -> int:
         """Queue a live reading's values that changed or are due for a refresh."""

@@ -236,6 +236,7 @@ class Topics:
 
     ``{base}/{site}/device/{device}/{section}/{field}`` an edge device's value,
     ``{base}/{site}/site/{section}/{field}`` a site's value relayed by the hub,
+    ``{base}/{site}/site/devices/{device}/state`` a device's health state there,
     ``{base}/{site}/edge/status`` and ``{base}/hub/{client}/status`` the
     publishers' availability, ``{base}/hub/{client}/site/{site}/status`` whether
     that hub hears the site; discovery configs under
@@ -267,6 +268,10 @@ class Topics:
     def site_state(self, site: str, key: str) -> str:
         return f"{self.base}/{topic_level(site)}/site/{_key_levels(key)}"
 
+    def site_device_state(self, site: str, device: str) -> str:
+        """A device of the site as the hub hears of it (its health state)."""
+        return f"{self.base}/{topic_level(site)}/site/devices/{topic_level(device)}/state"
+
     def discovery(self, unique_id: str) -> str:
         return f"{self.discovery_prefix}/sensor/{object_id(unique_id)}/config"
 
@@ -284,14 +289,15 @@ def discovery_config(
     state_topic: str,
     device: HaDevice,
     availability: Iterable[str],
-    expire_after_s: int,
+    expire_after_s: int | None,
     sw_version: str = "",
 ) -> str:
     """The retained discovery config (JSON) of the sensor for the value ``key``.
 
     ``availability``: topics that say ``online``/``offline``; all must say ``online``
     (``availability_mode`` ``all``). ``expire_after_s``: a value not updated for that
-    long is shown unavailable (a stale value; sensor.mqtt, ``expire_after``).
+    long is shown unavailable (a stale value; sensor.mqtt, ``expire_after``); None: never
+    (a retained state sent only when it changes).
     """
     kind = kind_of(key, value)
     config: dict[str, Any] = {
@@ -303,10 +309,11 @@ def discovery_config(
             for topic in availability
         ],
         "availability_mode": "all",
-        "expire_after": expire_after_s,
         "device": device.payload(),
         "origin": {"name": ORIGIN, **({"sw_version": sw_version} if sw_version else {})},
     }
+    if expire_after_s is not None:
+        config["expire_after"] = expire_after_s
     if kind.device_class is not None:
         config["device_class"] = kind.device_class
     if kind.unit is not None:
