@@ -160,3 +160,21 @@ async def test_a_stalled_dashboard_does_not_delay_others_and_is_closed_with_1013
         assert metrics["ems_dashboards_closed_slow_total"] == 1
         assert metrics['ems_dropped_total{reason="dashboard_slow"}'] > 0
         assert metrics['ems_connections{door="dashboard"}'] == 2
+
+
+async def test_a_dashboard_left_unread_is_released_when_its_hub_stops(
+    tmp_path: Path, no_errors_logged: Any
+) -> None:
+    # tests/support/hub.py closes every client a test opened. One the test stopped
+    # reading has its reading paused (websockets' max_queue), never reads the close
+    # frame, and its socket was left open for the garbage collector (ResourceWarning).
+    async with running_hub(None, tmp_path) as hub:
+        me = device_id()
+        device = await hub.device(me, await hub.add_token(me))
+        watcher = await hub.dashboard(me)
+        for seq in range(100):
+            await device.send(json.dumps(reading(seq)))
+        await until(lambda: not watcher.transport.is_reading(), within=60)
+    assert watcher.transport.is_closing()
+    await asyncio.sleep(0)  # the transport's connection_lost runs on the next loop pass
+    assert watcher.transport.get_extra_info("socket").fileno() == -1, "socket still open"
