@@ -59,6 +59,7 @@ from collections.abc import Mapping
 from typing import Final
 
 from drivers.bus import BusType
+from drivers.identity import IdentityField, identity_map, text_point
 from drivers.profile import Point, PointBuilder, RegisterMap, Sections
 from drivers.profiles.device_profile import Check, DeviceProfile, Signature
 from drivers.registers import DataType, RegisterType
@@ -185,6 +186,20 @@ _SERVED_ONLY: Final = (
     Point("MOSFETs", register(RUNNING, 0xC0), H, U16, constant=MOSFETS_ON),
 )
 
+# Read once per connection (drivers/identity.py): the device information block's
+# "ManufacturerDeviceID" (0x1400 + 0x00, 16 ASCII bytes: the model, "JK_PB2A16S20P")
+# and software version (0x1400 + 0x18, 8 bytes). No serial number is read: the
+# fields above are the ones of the block this map cites.
+IDENTITY_MAP: Final = identity_map(
+    "jk_pb",
+    f"{SOURCE}: 0x1400 + 0x00 ManufacturerDeviceID, + 0x18 software version",
+    (
+        text_point(IdentityField.MODEL, H, register(INFO, 0x00), 8),
+        text_point(IdentityField.FIRMWARE_VERSION, H, register(INFO, 0x18), 4),
+    ),
+    byte_tables=BYTE_TABLES,
+)
+
 JK_PB_SERVED: Final = RegisterMap(
     name="jk_pb",
     source=SOURCE,
@@ -204,6 +219,7 @@ PROFILES: Final = (
         source=SOURCE,
         transports=frozenset({BusType.RTU}),
         config_name="bms",
+        identity=IDENTITY_MAP,
         # Checks read at the wire's byte addresses: the cell count setting
         # (0x1000 + 0x6C, UINT32), the pack voltage (0x1200 + 0x90, mV) and cell 1 (mV).
         signature=Signature(

@@ -49,6 +49,7 @@ from collections.abc import Mapping
 from typing import Final
 
 from drivers.bus import BusType
+from drivers.identity import IdentityField, identity_map, number_point
 from drivers.profile import PointBuilder, RegisterImage, RegisterMap, Sections
 from drivers.profiles.device_profile import Check, DeviceProfile, Signature
 from drivers.registers import DataType, RegisterType
@@ -108,14 +109,27 @@ _METER: Final = (
     _reg("Power drawn", 30865, S32, "extra.grid_power_drawn_w"),
     _reg("Power grid feed-in", 30867, S32, "extra.grid_power_fed_w"),
 )
+# "Serial number" 30057 (Nameplate.SerNum, U32, RAW, RO), in both lists; read once
+# per connection as the device's identity (drivers/identity.py). The lists' 30053
+# "Device type" is a TAGLIST code and 30059 "Software package" an SMA FW word: neither
+# is a text, and neither is read as one.
+SERIAL_NUMBER: Final = 30057
 # Nameplate values a scan reads (30051, signature) and the simulator serves.
 _NAMEPLATE_PV: Final = (
     _reg("Device class", 30051, U32, None, constant=DEVICE_CLASS_PV),
     _reg("Device type", 30053, U32, None, constant=DEVICE_TYPE_STP8),
+    _reg("Serial number", SERIAL_NUMBER, U32, None, constant=3_012_345_678),
 )
 _NAMEPLATE_BATTERY: Final = (
     _reg("Device class", 30051, U32, None, constant=DEVICE_CLASS_BATTERY),
     _reg("Device type", 30053, U32, None, constant=DEVICE_TYPE_SI44M),
+    _reg("Serial number", SERIAL_NUMBER, U32, None, constant=3_012_345_679),
+)
+IDENTITY_MAP: Final = identity_map(
+    "sma",
+    f"{SOURCE}: 30057 Serial number (U32, RAW)",
+    (number_point(IdentityField.SERIAL_NUMBER, RegisterType.INPUT, SERIAL_NUMBER, U32),),
+    max_count=SMA_MAX_REGISTERS,
 )
 
 
@@ -292,6 +306,7 @@ PROFILES: Final = (
         source=SOURCE,
         transports=frozenset({BusType.TCP}),
         default_unit=SMA_DEFAULT_UNIT,
+        identity=IDENTITY_MAP,
         # Other SMA devices of a plant are set to the next ids (the range is 3-123).
         units=(4, 5, 6),
         config_name="inverter",
@@ -310,6 +325,7 @@ PROFILES: Final = (
         source=SOURCE,
         transports=frozenset({BusType.TCP}),
         default_unit=SMA_DEFAULT_UNIT,
+        identity=IDENTITY_MAP,
         units=(4, 5, 6),
         config_name="battery",
         signature=Signature(
