@@ -212,6 +212,7 @@ class Agent:
             boot=boot,
             record=await outbox.energy_record(),
             time_scale=config.energy.time_scale,
+            totals=outbox.committed_totals,
         )
         hub_clock = HubClock() if config.clock.hub_fallback else None
         uplink = Uplink(
@@ -263,6 +264,8 @@ class Agent:
                 interval_s=config.interval_s,
                 max_age_s=sampler.max_age_s,
                 monotonic=lambda: self.clock.sample().mono,
+                # Committed totals only: a total published never goes down (edge/outbox.py).
+                site_energy=lambda: outbox.committed_totals,
             )
         pollers = [
             BusPoller(

@@ -4,7 +4,9 @@
 are taken, to the integrator (telemetry/energy_increments.py) and gives each
 reading its ``energy`` and the integrator's state after it; the state is
 stored in the transaction that stores the reading (edge/outbox.py), so a
-restarted agent goes on from the last reading it kept.
+restarted agent goes on from the last reading it kept. It also keeps the
+site's running totals (:attr:`EnergyTracker.totals`, edge/energy_totals.py),
+stored the same way, from which Home Assistant's "site" device is published.
 
 Time is the monotonic clock (``CLOCK_BOOTTIME``, edge/clock.py): a step of
 the wall clock changes no span. An agent restarted in the same boot goes on
@@ -43,6 +45,7 @@ from drivers.profile import Point
 from drivers.profiles import fixed_map
 from drivers.registers import DataType
 from edge.compose import ROLE_ORDER
+from edge.energy_totals import EnergyTotals
 from edge.outbox import EnergyRecord
 from edge.settings import EdgeConfig, Role
 from telemetry.energy_increments import (
@@ -141,6 +144,7 @@ class EnergyTracker:
         boot: str,
         record: EnergyRecord | None = None,
         time_scale: float = 1.0,
+        totals: EnergyTotals | None = None,
     ) -> None:
         if not 0 < time_scale < math.inf:
             raise ValueError(f"time_scale must be a number > 0, not {time_scale!r}")
@@ -150,6 +154,8 @@ class EnergyTracker:
         self.time_scale = time_scale
         self._record = record
         self._complete = True
+        # Every reading's energy added up, from the stored totals (the outbox's).
+        self.totals = totals if totals is not None else EnergyTotals()
 
     def measure(
         self, mono: float, ts_us: int | None, sections: Mapping[str, Mapping[str, object]]
@@ -164,6 +170,7 @@ class EnergyTracker:
             return None, state
         self._log(increments)
         energy = increments.wire()
+        self.totals = self.totals.added(energy)
         if increments.span_s is not None:
             energy["span_s"] = round(increments.span_s / scale, 3)  # wall seconds
         if increments.span_s is None and since_us is not None:

@@ -16,6 +16,12 @@ discovery config is sent (retained) the first time the value is seen, before its
 state, and again when the device's identity changes (first read, or another
 device answering after a reconnect).
 
+The site itself is one more device, ``<device_id>``: the running totals of the
+energy in its readings (edge/energy_totals.py; PV, grid import and export,
+battery charge and discharge, house), so the Energy dashboard works for a
+site whose devices have no energy counters. Only totals the outbox has
+committed are published, so none ever goes down, across restarts too.
+
 Nothing here awaits the broker: :meth:`EdgeMqtt.tick` only queues, so polling,
 buffering and the uplink go on whatever the broker does.
 """
@@ -31,6 +37,7 @@ from drivers.errors import ProfileError
 from drivers.identity import DeviceIdentity
 from drivers.profiles import GENERIC, get_profile
 from edge.compose import Member, compose_site
+from edge.energy_totals import QUANTITIES, EnergyTotals
 from edge.health import DeviceHealth
 from edge.mqtt_config import MqttConfig
 from edge.settings import DeviceConfig
@@ -44,11 +51,20 @@ from telemetry.homeassistant import (
 )
 from telemetry.mqtt_link import LinkSettings, MqttLink
 
-__all__ = ["EdgeMqtt", "ha_device"]
+__all__ = ["SITE_ENERGY_NAMES", "EdgeMqtt", "ha_device", "site_ha_device"]
 
 logger = logging.getLogger(__name__)
 
 MANUFACTURER_GENERIC: Final = "generic register map"
+# The entity names of the site's energy totals (docs/protocol.md, "Energy").
+SITE_ENERGY_NAMES: Final = {
+    "pv_wh": "PV energy",
+    "import_wh": "Grid import energy",
+    "export_wh": "Grid export energy",
+    "charge_wh": "Battery charge energy",
+    "discharge_wh": "Battery discharge energy",
+    "house_wh": "House energy",
+}
 
 
 def ha_device(site: str, device: DeviceConfig, identity: DeviceIdentity | None = None) -> HaDevice:
@@ -77,6 +93,16 @@ def ha_device(site: str, device: DeviceConfig, identity: DeviceIdentity | None =
     )
 
 
+def site_ha_device(site: str) -> HaDevice:
+    """The Home Assistant device of the site's energy totals."""
+    return HaDevice(
+        identifier=object_id("ems", site),
+        name=site,
+        manufacturer="EMS Switchboard",
+        model="site energy totals",
+    )
+
+
 class EdgeMqtt:
     def __init__(
         self,
@@ -90,6 +116,7 @@ class EdgeMqtt:
         max_age_s: float,
         monotonic: Callable[[], float],
         sw_version: str = "",
+        site_energy: Callable[[], EnergyTotals | None] = lambda: None,
     ) -> None:
         self.site = site
         self.config = config
@@ -102,6 +129,7 @@ class EdgeMqtt:
         # The device block each device's configs were last sent with (its identity may
         # come later than its first values, or change after a reconnect).
         self._ha_devices: dict[str, HaDevice] = {}
+        self._site_energy = site_energy
         topics = config.topics
         # An unchanged value is repeated only often enough to keep it from expiring.
         self.gate = ChangeGate(max(interval_s, config.stale_after_s / 3))
@@ -170,4 +198,41 @@ class EdgeMqtt:
                 if self.gate.should_send(state_topic, payload, now):
                     self.link.offer(state_topic, payload)
                     queued += 1
+        return queued + self._tick_site_energy(now)
+
+    def _tick_site_energy(self, now: float) -> int:
+        """Queue the site's committed energy totals (``energy.<quantity>`` for the filter)."""
+        totals = self._site_energy()
+        if totals is None:
+            return 0
+        config, topics = self.config, self.config.topics
+        queued = 0
+        for quantity in QUANTITIES:
+            key = f"energy.{quantity}"
+            if quantity not in totals.wh or not config.values.allows(key):
+                continue
+            # Rounded to the mWh: a rounded non-decreasing sum is non-decreasing.
+            value = round(totals.wh[quantity], 3)
+            state_topic = topics.site_energy(self.site, quantity)
+            if config.ha_discovery and ("", key) not in self._announced:
+                self._announced.add(("", key))
+                unique_id = object_id("ems", self.site, "energy", quantity)
+                self.link.retain(
+                    topics.discovery(unique_id),
+                    discovery_config(
+                        key=key,
+                        value=value,
+                        unique_id=unique_id,
+                        state_topic=state_topic,
+                        device=site_ha_device(self.site),
+                        availability=(topics.edge_status(self.site),),
+                        expire_after_s=config.stale_after_s,
+                        sw_version=self._sw_version,
+                        name=SITE_ENERGY_NAMES[quantity],
+                    ),
+                )
+            payload = state_text(value)
+            if self.gate.should_send(state_topic, payload, now):
+                self.link.offer(state_topic, payload)
+                queued += 1
         return queued

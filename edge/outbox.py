@@ -28,7 +28,10 @@ One SQLite file in WAL mode, reached through aiosqlite:
 - The energy integrator's state (docs/protocol.md, "Energy") after the last
   stored reading is written in the transaction that stores it (one row,
   ``energy_state``), so a restarted agent goes on from exactly the readings
-  it kept: :meth:`Outbox.energy_record`.
+  it kept: :meth:`Outbox.energy_record`. So are the site's running energy
+  totals after it (edge/energy_totals.py, one row, ``energy_totals``): what
+  :attr:`Outbox.committed_totals` says has been committed, so a total published
+  from it never goes down, across restarts too.
 - Every transaction ends, committed or rolled back, even when the task running
   it is cancelled (:meth:`Outbox._transaction`). aiosqlite runs each statement
   in its own thread: cancelling an ``await`` stops the wait, not the statement,
@@ -58,6 +61,7 @@ from typing import Final
 
 import aiosqlite
 
+from edge.energy_totals import EnergyTotals
 from telemetry import seq_ranges
 from telemetry.energy_increments import MAX_SPAN_S
 
@@ -111,6 +115,13 @@ _SCHEMA: Final = (
         boot  TEXT NOT NULL,
         state TEXT NOT NULL          -- telemetry.energy_increments.IntegratorState JSON
     )""",
+    # The site's running energy totals after the last stored reading that had
+    # energy (edge/energy_totals.py); written with it, like energy_state.
+    """CREATE TABLE IF NOT EXISTS energy_totals (
+        id     INTEGER PRIMARY KEY CHECK (id = 1),
+        seq    INTEGER NOT NULL,     -- the reading they follow
+        totals TEXT NOT NULL         -- edge.energy_totals.EnergyTotals JSON
+    )""",
     # Per-device health for `ems edge status`; written on state changes only.
     """CREATE TABLE IF NOT EXISTS device_health (
         device   TEXT PRIMARY KEY,
@@ -146,6 +157,8 @@ class NewReading:
     ts_us: int | None = None
     # The energy integrator's state after this reading (edge/energy.py); None: none.
     energy_state: str | None = None
+    # The site's running energy totals after this reading (edge/energy_totals.py); None: none.
+    energy_totals: EnergyTotals | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,10 +269,19 @@ def _ts(ts_us: int | None) -> datetime | None:
 class Outbox:
     """The open buffer. Use :meth:`open`; one instance per file and process."""
 
-    def __init__(self, db: aiosqlite.Connection, path: Path, max_bytes: int) -> None:
+    def __init__(
+        self,
+        db: aiosqlite.Connection,
+        path: Path,
+        max_bytes: int,
+        totals: EnergyTotals | None = None,
+    ) -> None:
         self._db = db
         self.path = path
         self.max_bytes = max_bytes
+        # The energy totals of the last committed reading that had some (None: none
+        # yet): set only once their transaction has committed.
+        self.committed_totals = totals
         # One connection serves every task of the agent: a transaction must not
         # interleave with another task's statements, so each method holds the lock.
         self._lock = asyncio.Lock()
@@ -293,9 +315,10 @@ class Outbox:
                 await db.execute("PRAGMA cache_size=-512")
                 for statement in _SCHEMA:
                     await db.execute(statement)
+                totals = await _stored_totals(db)
             except sqlite3.Error as err:
                 raise OutboxError(path, str(err)) from err
-            yield cls(db, path, max_bytes)
+            yield cls(db, path, max_bytes, totals)
         finally:
             await db.close()
 
@@ -357,9 +380,12 @@ class Outbox:
                         (first + len(rows) - 1,),
                     )
                     await self._save_energy(readings, rows)
+                    totals = await self._save_totals(readings, rows)
                     dropped = await self._drop_if_full()
             except sqlite3.Error as err:
                 raise OutboxError(self.path, str(err)) from err
+            if totals is not None:
+                self.committed_totals = totals
             if dropped:
                 logger.warning(
                     "buffer full (max %.1f MB): dropped the %d oldest readings, up to seq %d",
@@ -388,6 +414,22 @@ class Outbox:
                     (seq, ts_us, mono, boot, reading.energy_state),
                 )
                 return
+
+    async def _save_totals(
+        self,
+        readings: Sequence[NewReading],
+        rows: Sequence[tuple[int, int | None, float, str, str]],
+    ) -> EnergyTotals | None:
+        """Keep the energy totals of the batch's last reading that has some (same
+        transaction); those totals, or None when no reading had any."""
+        for reading, (seq, *_) in zip(reversed(readings), reversed(rows), strict=True):
+            if reading.energy_totals is not None:
+                await self._db.execute(
+                    "INSERT OR REPLACE INTO energy_totals (id, seq, totals) VALUES (1, ?, ?)",
+                    (seq, reading.energy_totals.to_json()),
+                )
+                return reading.energy_totals
+        return None
 
     async def energy_record(self) -> EnergyRecord | None:
         """The energy state stored with the last reading that had one; None: never."""
@@ -620,6 +662,23 @@ class Outbox:
             int(meta["last_seq"]),
             await self._used_bytes(),
         )
+
+
+async def _stored_totals(db: aiosqlite.Connection) -> EnergyTotals | None:
+    """The energy totals stored with the last reading that had some; None: never.
+
+    Unreadable totals (a file edited by hand) are logged and the totals start
+    afresh: Home Assistant takes a total that went down as a new meter.
+    """
+    async with db.execute("SELECT totals FROM energy_totals WHERE id = 1") as cursor:
+        row = await cursor.fetchone()
+    if row is None:
+        return None
+    try:
+        return EnergyTotals.from_json(str(row[0]))
+    except ValueError as err:
+        logger.warning("stored energy totals not usable, starting afresh: %s", err)
+        return None
 
 
 def _status_from(row: tuple[int, int, int | None, int | None, int, int, int]) -> OutboxStatus:

@@ -12,7 +12,8 @@ Each reading's body names the clock that stamped it (``clock``: ``ntp``,
 ``hub`` or ``unsynced``, docs/protocol.md); a held one gets it when re-stamped.
 With an :class:`~edge.energy.EnergyTracker`, each reading carries its site's
 energy since the previous reading (``energy``, docs/protocol.md, "Energy"),
-and the integrator's state goes with it into the outbox.
+and the integrator's state and the site's running energy totals
+(edge/energy_totals.py) go with it into the outbox.
 While the local clock waits for sync, the sampler asks the uplink for the
 hub's time (:class:`~edge.hubtime.HubClock`) and stamps with it once trusted.
 
@@ -44,6 +45,7 @@ from edge.clock import (
 from edge.compose import Composed, Member, compose, compose_site
 from edge.config import Role
 from edge.energy import EnergyTracker
+from edge.energy_totals import EnergyTotals
 from edge.health import DeviceHealth, DeviceState, Values
 from edge.hubtime import HubClock
 from edge.outbox import NewReading
@@ -135,16 +137,24 @@ class Sampler:
         if not isinstance(verdict, Untrusted):
             ts_us = round((sample.mono + verdict.offset) * 1e6)
         energy_state: str | None = None
+        energy_totals: EnergyTotals | None = None
         if self.energy is not None:
             energy, energy_state = self.energy.measure(sample.mono, ts_us, composed.sections)
             if energy is not None:
                 body = with_energy(body, energy)
+                energy_totals = self.energy.totals
         if isinstance(verdict, Untrusted):
             self._held = True
         else:
             body = with_clock(body, verdict.source)
             self.stamped_by[verdict.source] += 1
-        reading = NewReading(mono=sample.mono, body=body, ts_us=ts_us, energy_state=energy_state)
+        reading = NewReading(
+            mono=sample.mono,
+            body=body,
+            ts_us=ts_us,
+            energy_state=energy_state,
+            energy_totals=energy_totals,
+        )
         self._sink(reading)
         self.readings += 1
         return reading

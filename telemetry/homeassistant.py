@@ -237,6 +237,7 @@ class Topics:
     ``{base}/{site}/device/{device}/{section}/{field}`` an edge device's value,
     ``{base}/{site}/site/{section}/{field}`` a site's value relayed by the hub,
     ``{base}/{site}/site/devices/{device}/state`` a device's health state there,
+    ``{base}/{site}/energy/{quantity}`` the agent's running energy total of its site,
     ``{base}/{site}/edge/status`` and ``{base}/hub/{client}/status`` the
     publishers' availability, ``{base}/hub/{client}/site/{site}/status`` whether
     that hub hears the site; discovery configs under
@@ -272,6 +273,9 @@ class Topics:
         """A device of the site as the hub hears of it (its health state)."""
         return f"{self.base}/{topic_level(site)}/site/devices/{topic_level(device)}/state"
 
+    def site_energy(self, site: str, quantity: str) -> str:
+        return f"{self.base}/{topic_level(site)}/energy/{topic_level(quantity)}"
+
     def discovery(self, unique_id: str) -> str:
         return f"{self.discovery_prefix}/sensor/{object_id(unique_id)}/config"
 
@@ -291,6 +295,7 @@ def discovery_config(
     availability: Iterable[str],
     expire_after_s: int | None,
     sw_version: str = "",
+    name: str | None = None,
 ) -> str:
     """The retained discovery config (JSON) of the sensor for the value ``key``.
 
@@ -298,10 +303,12 @@ def discovery_config(
     (``availability_mode`` ``all``). ``expire_after_s``: a value not updated for that
     long is shown unavailable (a stale value; sensor.mqtt, ``expire_after``); None: never
     (a retained state sent only when it changes).
+    ``name``: the entity's name, when the one made from ``key`` (:func:`entity_name`)
+    would not read well.
     """
     kind = kind_of(key, value)
     config: dict[str, Any] = {
-        "name": entity_name(key),
+        "name": name or entity_name(key),
         "unique_id": object_id(unique_id),
         "state_topic": state_topic,
         "availability": [
