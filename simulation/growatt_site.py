@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Final
 
 from drivers.profile import RegisterImage
-from drivers.profiles.growatt import SPH, TLX
+from drivers.profiles.growatt import SPH, TLX_SERVED
 from drivers.registers import RegisterType
 from simulation.layout import DeviceSections, PlantSections, SimulatedDevice, SiteLayout
 from telemetry.roles import Role
@@ -149,7 +149,7 @@ LAYOUT: Final = SiteLayout(
             profile="growatt_tlx",
             role=Role.SOLAR,
             name="pv_inverter",
-            served=TLX,
+            served=TLX_SERVED,
             measures=tlx_sections,
             fill=documented(TLX_RANGES),
             description="MOD TL3-X string inverter (growatt_tlx, input 3000-3249)",

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from drivers.identity import IdentityField, identity_map, text_point
 from drivers.planner import Hole
 from drivers.profile import Point, PointBuilder, RegisterMap, Sections
 from drivers.profiles.device_profile import Check, DeviceProfile, Signature
@@ -166,6 +167,54 @@ TLX: Final = RegisterMap(
 )
 
 
+# The identity, read once per connection (drivers/identity.py), from V1.24's holding
+# registers (4.1 "Holding Reg", as transcribed in the same repository's
+# doc/growatt_registers_spec.md): 9-11 the inverter's firmware version (ASCII, two
+# characters a register) and 23-27 "Serial NO" (10 ASCII characters), which the
+# transcription gives for the TL-X and TL3-X families; for the SPH it places the
+# serial number elsewhere (3001-3015), which is not read here. One request, 9 x 19.
+FIRMWARE_ADDRESS: Final = 9
+SERIAL_ADDRESS: Final = 23
+IDENTITY_MAP: Final = identity_map(
+    "growatt",
+    "Growatt Inverter Modbus RTU Protocol V1.24 (2020), 4.1 Holding Reg: "
+    "9-11 firmware version, 23-27 serial number",
+    (
+        text_point(IdentityField.FIRMWARE_VERSION, RegisterType.HOLDING, FIRMWARE_ADDRESS, 3),
+        text_point(IdentityField.SERIAL_NUMBER, RegisterType.HOLDING, SERIAL_ADDRESS, 5),
+    ),
+    max_count=GROWATT_MAX_REGISTERS,
+)
+# What the simulated TL-X answers there besides its input registers.
+TLX_SERVED: Final = RegisterMap(
+    name="growatt_tlx",
+    source=SOURCE,
+    points=(
+        Point(
+            "Firmware version",
+            FIRMWARE_ADDRESS,
+            RegisterType.HOLDING,
+            DataType.STRING,
+            length=3,
+            constant="TJ1.0",
+        ),
+        Point(
+            "Serial NO",
+            SERIAL_ADDRESS,
+            RegisterType.HOLDING,
+            DataType.STRING,
+            length=5,
+            constant="GRT0SIM001",
+        ),
+        *TLX.points,
+    ),
+    max_count=GROWATT_MAX_REGISTERS,
+    max_gap=GROWATT_MAX_GAP,
+    holes=TLX_HOLES,
+    derive=_derive,
+)
+
+
 # V1.24 "First group" 0-124: TL3-X (MAX/MID/MAC) and the SPH's inverter side.
 _FIRST_GROUP: Final = (
     _state("Inverter Status", 0, "inverter.state", FIRST_GROUP_STATES, shift=0),
@@ -263,6 +312,7 @@ PROFILES: Final = (
         models="MIN TL-X and TL-XH, MOD TL3-X and TL3-XH (protocol V1.24, input 3000+)",
         role=Role.INVERTER,
         register_map=TLX,
+        identity=IDENTITY_MAP,
         source=SOURCE,
         config_name="inverter",
         command_gap_s=GROWATT_COMMAND_GAP_S,
@@ -303,6 +353,7 @@ PROFILES: Final = (
         models="MAX/MID/MAC TL3-X three-phase inverters (protocol V1.24, input 0-249)",
         role=Role.INVERTER,
         register_map=TL3X,
+        identity=IDENTITY_MAP,
         source=SOURCE,
         config_name="inverter",
         command_gap_s=GROWATT_COMMAND_GAP_S,

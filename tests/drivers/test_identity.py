@@ -129,6 +129,9 @@ EXPECTED = {
     ("deye3", "inverter"): DeviceIdentity("Deye", serial_number="SIM0000001"),
     ("solax", "inverter"): DeviceIdentity("SolaX", serial_number="H4502AEMS00001"),
     ("sungrow", "inverter"): DeviceIdentity("Sungrow", serial_number="A2312345678"),
+    ("growatt", "pv_inverter"): DeviceIdentity(
+        "Growatt", serial_number="GRT0SIM001", firmware_version="TJ1.0"
+    ),
     ("sma", "inverter"): DeviceIdentity("SMA", serial_number="3012345678"),
     ("sma", "battery"): DeviceIdentity("SMA", serial_number="3012345679"),
     ("jkbms", "bms"): DeviceIdentity("JK (JiKong)", "JK_PB2A16S20P", firmware_version="19.05"),
