@@ -31,9 +31,10 @@ from collections.abc import Callable, Mapping
 from typing import Final
 
 from drivers.planner import Hole
-from drivers.profile import RegisterImage, RegisterMap
+from drivers.profile import Point, RegisterImage, RegisterMap
+from drivers.profiles import victron
 from drivers.profiles.victron import BATTERY, SOLARCHARGER, SYSTEM, VEBUS
-from drivers.registers import RegisterType
+from drivers.registers import DataType, RegisterType
 from simulation.layout import DeviceSections, PlantSections, SimulatedDevice, SiteLayout
 from telemetry.roles import Role
 
@@ -164,15 +165,27 @@ def bms(sections: PlantSections) -> DeviceSections:
     return out
 
 
+# The GX's serial number (victron.SYSTEM_SERIAL): its VRM portal id, 12 hex digits.
+_SYSTEM_SERIAL: Final = Point(
+    "Serial (System)",
+    victron.SYSTEM_SERIAL,
+    RegisterType.HOLDING,
+    DataType.STRING,
+    length=victron.SYSTEM_SERIAL_REGISTERS,
+    constant="c0619ab0e5e5",
+)
+
+
 def _served(reg_map: RegisterMap) -> RegisterMap:
     """The map as the GX serves it: its holes refused on function 0x04 too."""
     holes = reg_map.holes + tuple(
         Hole(RegisterType.INPUT, hole.first, hole.last) for hole in reg_map.holes
     )
+    extra = (_SYSTEM_SERIAL,) if reg_map is SYSTEM else ()
     return RegisterMap(
         name=reg_map.name,
         source=reg_map.source,
-        points=reg_map.points,
+        points=extra + reg_map.points,
         max_count=reg_map.max_count,
         holes=holes,
     )

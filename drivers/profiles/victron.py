@@ -42,6 +42,7 @@ from collections.abc import Mapping
 from typing import Final
 
 from drivers.bus import BusType
+from drivers.identity import IdentityField, identity_map, text_point
 from drivers.planner import Hole
 from drivers.profile import PointBuilder, RegisterMap, Sections
 from drivers.profiles.device_profile import Check, DeviceProfile, Signature
@@ -120,6 +121,20 @@ def _derive_vebus(sections: Sections) -> None:
         # What the Multi adds to the AC side: its loads less what mains gives it.
         sections.setdefault("inverter", {})["ac_power_w"] = sum(out) - sum(into)
 
+
+# The GX's identity (drivers/identity.py): "Serial (System)" 800, string[6] (dbus
+# /Serial; dbus_modbustcp attributes.csv "com.victronenergy.system,/Serial,s,,800,
+# string[6]"), two Latin-1 characters a register, high byte first, NUL padded
+# (mappings.cpp). The other services' maps (vebus, battery, solarcharger) have no
+# serial-number register in the list, so their identity is the vendor only.
+SYSTEM_SERIAL: Final = 800
+SYSTEM_SERIAL_REGISTERS: Final = 6
+SYSTEM_IDENTITY: Final = identity_map(
+    "victron_system",
+    f"{SOURCE}: com.victronenergy.system 800 Serial (System), string[6]",
+    (text_point(IdentityField.SERIAL_NUMBER, HOLDING, SYSTEM_SERIAL, SYSTEM_SERIAL_REGISTERS),),
+    max_count=GX_MAX_REGISTERS,
+)
 
 SYSTEM: Final = RegisterMap(
     name="victron_system",
@@ -281,6 +296,7 @@ PROFILES: Final = (
         models="GX device (Cerbo GX, CCGX, Venus GX): com.victronenergy.system",
         role=Role.GRID,
         register_map=SYSTEM,
+        identity=SYSTEM_IDENTITY,
         source=SOURCE,
         transports=frozenset({BusType.TCP}),
         default_unit=SYSTEM_UNIT,

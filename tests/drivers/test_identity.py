@@ -132,6 +132,7 @@ EXPECTED = {
     ("growatt", "pv_inverter"): DeviceIdentity(
         "Growatt", serial_number="GRT0SIM001", firmware_version="TJ1.0"
     ),
+    ("victron", "gx"): DeviceIdentity("Victron Energy", serial_number="c0619ab0e5e5"),
     ("sma", "inverter"): DeviceIdentity("SMA", serial_number="3012345678"),
     ("sma", "battery"): DeviceIdentity("SMA", serial_number="3012345679"),
     ("jkbms", "bms"): DeviceIdentity("JK (JiKong)", "JK_PB2A16S20P", firmware_version="19.05"),
