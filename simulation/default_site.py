@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from drivers.profile import RegisterImage, RegisterMap
-from drivers.profiles import sunspec
+from drivers.profiles import eastron, sunspec
 from drivers.profiles.eastron import SDM630
 from drivers.profiles.epever import CHARGING_MODE_MPPT, TRACER, TRACER_SERVED
 from drivers.profiles.seplos import SEPLOS_V3
@@ -61,7 +61,12 @@ REGISTER_MAPS: Final[Mapping[Unit, RegisterMap]] = {
 
 # What each device serves: the map the edge polls, and for the Tracer also the
 # registers it answers but the edge does not read (rated data, battery statistics).
-SERVED_MAPS: Final[Mapping[Unit, RegisterMap]] = {**REGISTER_MAPS, Unit.CHARGER: TRACER_SERVED}
+# The meter answers its serial number too (drivers/profiles/eastron.py, FC00).
+SERVED_MAPS: Final[Mapping[Unit, RegisterMap]] = {
+    **REGISTER_MAPS,
+    Unit.GRID_METER: eastron.served(SDM630, 20_123_456),
+    Unit.CHARGER: TRACER_SERVED,
+}
 
 
 def _tracer_rated(spec: ChargerSpec) -> dict[str, object]:

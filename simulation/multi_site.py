@@ -39,7 +39,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Final
 
-from drivers.profiles import sunspec
+from drivers.profiles import eastron, sunspec
 from drivers.profiles.eastron import SDM120
 from simulation.default_site import SERVED_MAPS, Unit, _sdm630_documented, device_sections
 from simulation.layout import DeviceSections, PlantSections, SimulatedDevice, SiteLayout
@@ -178,7 +178,7 @@ LAYOUT: Final = SiteLayout(
             profile="eastron_sdm120",
             role=Role.GRID,
             name="heat_pump",
-            served=SDM120,
+            served=eastron.served(SDM120, 21_000_001),
             measures=sub_meter(HEAT_PUMP_SHARE, 0, HEAT_PUMP_POWER_FACTOR),
             description="heat pump sub-meter (eastron_sdm120, total = false)",
             total=False,
@@ -188,7 +188,7 @@ LAYOUT: Final = SiteLayout(
             profile="eastron_sdm120",
             role=Role.GRID,
             name="ev_charger",
-            served=SDM120,
+            served=eastron.served(SDM120, 21_000_002),
             measures=sub_meter(EV_SHARE, 1, EV_POWER_FACTOR),
             description="EV charger sub-meter (eastron_sdm120, total = false)",
             total=False,

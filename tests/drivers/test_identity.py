@@ -123,6 +123,10 @@ def test_an_identity_map_feeds_only_identity_fields() -> None:
 # What each simulated device serves as its identity (its served map's constants).
 EXPECTED = {
     ("default", "inverter"): DeviceIdentity("EMS Switchboard", "SimInverter", "SIM-0001", "1.0"),
+    ("default", "meter"): DeviceIdentity("Eastron", serial_number="20123456"),
+    ("multi", "meter_main"): DeviceIdentity("Eastron", serial_number="20123456"),
+    ("multi", "heat_pump"): DeviceIdentity("Eastron", serial_number="21000001"),
+    ("multi", "ev_charger"): DeviceIdentity("Eastron", serial_number="21000002"),
     ("huawei", "inverter"): DeviceIdentity("Huawei", "SUN2000-5KTL-L1", "EMSSIM0001"),
     ("goodwe", "inverter"): DeviceIdentity("GoodWe", "GW5K-ET", "95000ETU000SIM01"),
     ("deye", "inverter"): DeviceIdentity("Deye", serial_number="SIM0000001"),

@@ -1,7 +1,8 @@
 """Device identity at the edge: polled over TCP loopback, into Home Assistant and the hub.
 
 A real agent polls the simulated site (tests/edge/conftest.py: a SunSpec inverter
-whose common model says "SIM-0001", an Eastron meter that reports no identity)
+whose common model says "SIM-0001", an Eastron meter reporting its serial number
+only, an EPEver charger whose profile reads no identity)
 and publishes to a private Mosquitto; its hub is a real hub process. The
 discovery configs carry the inverter's serial number, its health frame carries
 its identity, and ``/api/devices`` shows it. Pollers alone: the identity is read
@@ -89,7 +90,8 @@ async def test_the_serial_number_reaches_home_assistant_and_the_hub(
 
             await until(
                 lambda: (
-                    {"agent_identity inverter", "agent_identity meter"} <= set(devices_announced())
+                    {"agent_identity inverter", "agent_identity meter", "agent_identity charger"}
+                    <= set(devices_announced())
                 )
             )
             async with httpx.AsyncClient(timeout=10.0) as http:
@@ -122,12 +124,19 @@ async def test_the_serial_number_reaches_home_assistant_and_the_hub(
         assert device["model"] == "SimInverter"
         assert device["sw_version"] == "1.0"
     meter = devices_announced()["agent_identity meter"]
-    # The meter's map reads no identity registers: the catalogue's vendor, no serial.
+    # The meter reports its serial number only: the catalogue's vendor and models.
     assert meter["manufacturer"] == "Eastron"
-    assert "serial_number" not in meter
+    assert meter["model"].startswith("SDM630")
+    assert meter["serial_number"] == "20123456"
+    assert "sw_version" not in meter
+    charger = devices_announced()["agent_identity charger"]
+    # The charger's profile reads no identity registers: the vendor, no serial number.
+    assert charger["manufacturer"] == "EPEver"
+    assert "serial_number" not in charger
     assert shown is not None
     assert shown["inverter"]["identity"] == SIM_INVERTER.as_dict()
-    assert shown["meter"]["identity"] == {"manufacturer": "Eastron"}
+    assert shown["meter"]["identity"] == {"manufacturer": "Eastron", "serial_number": "20123456"}
+    assert shown["charger"]["identity"] == {"manufacturer": "EPEver"}
 
 
 def _device(name: str, profile: str, unit: int, bus: BusConfig) -> PolledDevice:
