@@ -38,6 +38,7 @@ import statistics
 from typing import Final
 
 from drivers.bus import BusType
+from drivers.identity import IdentityField, identity_map, number_point
 from drivers.profile import PointBuilder, RegisterMap, Sections
 from drivers.profiles.device_profile import Check, DeviceProfile, Signature
 from drivers.registers import DataType, RegisterType
@@ -127,6 +128,19 @@ ADDR_ADDRESS: Final = 0x002E  # Addr communication address 1..247
 PROTOCOL_N81: Final = 3
 BAUD_9600: Final = 3
 
+# The identity (drivers/identity.py): REV (0000H), the meter's software version, a
+# number shown as the meter shows it (204). The table gives no serial number and no
+# model register (the model is the table itself).
+IDENTITY_MAP: Final = identity_map(
+    "chint_dtsu666",
+    f"{SOURCE}: 0000H REV. software version",
+    (
+        number_point(
+            IdentityField.FIRMWARE_VERSION, RegisterType.HOLDING, REV_ADDRESS, DataType.INT16
+        ),
+    ),
+)
+
 # Signature: the phase-A voltage in its raw x0.1 V unit and the frequency in
 # x0.01 Hz, both float32 holding registers only this table places there; the
 # manual's operating range is 0.7-1.2 Un of 3x230/400 V, and 45-65 Hz.
@@ -150,6 +164,7 @@ PROFILES: Final = (
         default_unit=1,
         signature=_SIGNATURE,
         config_name="meter",
+        identity=IDENTITY_MAP,
         notes=(
             "RS485 only, factory settings 9600 bit/s 8N1, address 1 (Addr 002EH).",
             "Values are on the secondary side: behind current transformers multiply "

@@ -19,6 +19,10 @@ voltage" 0x331A and "Battery current" 0x331B (L) / 0x331C (H), a signed 32-bit
 value, > 0 charging. ``TRACER_SERVED`` adds them (``TRACER_UNPOLLED``) for the
 simulator, so a third-party EPEver reader gets answers where a real Tracer gives them.
 
+Identity: none read (drivers/identity.py): no register of the V2.5 tables used
+here (real-time data, status, statistics, rated data) is a model, serial number
+or firmware version; the catalogue's vendor is shown.
+
 Unreadable ranges (``TRACER_HOLES``): the vendor's tables have holes, and a
 Tracer 3210A answers exception 02 to any read touching some of them (raw dumps
 recorded in peterxxl/dbus-epever-tracer, epsolar_modbus_protocol_map.md,

@@ -19,6 +19,12 @@ and 0.01 A on boards of 200 A and below. Nothing in PIA says which board
 answers; this profile follows the 0.01 A of the boards of 200 A and below (the
 document's examples), so a 300 A board reads ten times too small here.
 
+Identity: none read (drivers/identity.py). The older V0.1 of the protocol
+(2023-02-09, the same repository's "XZH BMS Modbus-RTU Protocol.md") has a
+"Version Info" block at 0x1700 (factory name, device name, firmware version, BMS
+and pack serial numbers, ASCII "small end first"); where V0.3 places it, and with
+which function code, was not checked against V0.3, so it is left out.
+
 Signs: the BMS reports charge current positive (its discharge thresholds and
 requests, SPA 0x131B-0x1321 and 0x1367, are negative amperes); the protocol
 wants discharge positive (docs/protocol.md, "A reading"), hence the negative scale on

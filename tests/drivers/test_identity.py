@@ -127,6 +127,7 @@ EXPECTED = {
     ("multi", "meter_main"): DeviceIdentity("Eastron", serial_number="20123456"),
     ("multi", "heat_pump"): DeviceIdentity("Eastron", serial_number="21000001"),
     ("multi", "ev_charger"): DeviceIdentity("Eastron", serial_number="21000002"),
+    ("meters", "grid_meter"): DeviceIdentity("Chint", firmware_version="204"),
     ("huawei", "inverter"): DeviceIdentity("Huawei", "SUN2000-5KTL-L1", "EMSSIM0001"),
     ("goodwe", "inverter"): DeviceIdentity("GoodWe", "GW5K-ET", "95000ETU000SIM01"),
     ("deye", "inverter"): DeviceIdentity("Deye", serial_number="SIM0000001"),
