@@ -474,9 +474,11 @@ def contrast_ratio(a: RGB, b: RGB) -> float:
 # SVG shapes and text, ``background-color`` for a box) and the background it is drawn on: the
 # nearest opaque background colour, the element's own for its text (a pill).
 _COLOURS_JS = r"""(el, property) => {
-  const style = getComputedStyle(el);
-  const own = property === "background" ? style.backgroundColor : style[property];
-  let node = property === "color" ? el : el.parentElement;
+  const before = property === "before";
+  const style = getComputedStyle(el, before ? "::before" : null);
+  const own = property === "background" ? style.backgroundColor
+    : before ? style.color : style[property];
+  let node = property === "color" || before ? el : el.parentElement;
   let background = null;
   while (node) {
     const colour = getComputedStyle(node).backgroundColor;
@@ -487,7 +489,8 @@ _COLOURS_JS = r"""(el, property) => {
   return [own, background ?? "rgb(255, 255, 255)"];
 }"""
 
-Paint = Literal["color", "fill", "stroke", "background"]
+# "before": the text colour of the element's ``::before`` (a mark such as the ⚠).
+Paint = Literal["color", "fill", "stroke", "background", "before"]
 
 
 def colours(page: Page, selector: str, paint: Paint = "color") -> tuple[str, str]:

@@ -25,6 +25,7 @@ from edge.demo import simulated_site_config
 from tests.edge.hubproc import EMS, REPO, HubProcess, running_hub
 from tests.hub.dashboard_support import (
     DESKTOP,
+    ColorScheme,
     ConsoleWatch,
     contrast,
     launch_chromium,
@@ -86,8 +87,10 @@ class Site:
     browser: Browser
     agent_log: Path
 
-    def open(self, path: str) -> tuple[Page, ConsoleWatch]:
-        page = self.browser.new_page(viewport=DESKTOP)
+    def open(
+        self, path: str, *, color_scheme: ColorScheme | None = None
+    ) -> tuple[Page, ConsoleWatch]:
+        page = self.browser.new_page(viewport=DESKTOP, color_scheme=color_scheme)
         watch = watch_console(page)
         page.goto(f"{self.hub.http}{path}")
         return page, watch
@@ -172,6 +175,16 @@ def test_a_stopped_modbus_server_shows_as_failing_within_three_intervals(site: S
     assert "device failing" in page.locator("#connection").inner_text()
     for where, selector in ((fleet, f"{CARD} .pill"), (page, "#status")):
         assert contrast(where, selector) >= 4.5, selector
+    # The ⚠ marks read in both schemes: the card's problem line and the failing device.
+    marks = (("/", f"{CARD} .card-problem"), (page.url, '#health-list li[data-state="failing"]'))
+    schemes: tuple[ColorScheme, ...] = ("light", "dark")
+    for scheme in schemes:
+        for url, selector in marks:
+            themed, _ = site.open(url.removeprefix(site.hub.http), color_scheme=scheme)
+            themed.wait_for_selector(selector, timeout=10_000)
+            ratio = contrast(themed, selector, "before")
+            assert ratio >= 4.5, (scheme, selector, round(ratio, 2))
+            themed.close()
     assert page.locator('#health-list li[data-device="inverter"]').get_attribute("data-state") == (
         "failing"
     )
