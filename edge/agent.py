@@ -168,6 +168,12 @@ class Agent:
         if self.uplink is not None:
             self.uplink.health_changed()
 
+    def _on_identity(self, device: PolledDevice) -> None:
+        # The hub hears of it at once: the frame of the device's first good read went
+        # before its identity was read (edge/poller.py, at the end of that cycle).
+        if self.uplink is not None:
+            self.uplink.health_changed()
+
     def health_frame(self) -> str:
         """The devices' health as the hub is told it (docs/protocol.md, "Device health")."""
         roles = {device.name: device.role.value for device in self.config.devices}
@@ -277,6 +283,7 @@ class Agent:
                 read_timeout_s=bus.timeout_s * 20 + 1.0,
                 bus_backoff=options.bus_reopen_backoff,
                 on_transition=self._on_transition,
+                on_identity=self._on_identity,
                 **self._shared_kwargs(bus.name),
             )
             for bus in config.buses

@@ -101,6 +101,7 @@ class BusPoller:
         read_timeout_s: float,
         bus_backoff: BackoffPolicy = BUS_REOPEN_BACKOFF,
         on_transition: Callable[[Transition], None] = lambda transition: None,
+        on_identity: Callable[[PolledDevice], None] = lambda device: None,
         open_bus: Callable[[], Transport] | None = None,
         clock: Callable[[], float] = time.monotonic,
         arbiter: BusArbiter | None = None,
@@ -112,6 +113,7 @@ class BusPoller:
         self.read_timeout_s = read_timeout_s
         self._bus_backoff = Backoff(bus_backoff)
         self._on_transition = on_transition
+        self._on_identity = on_identity  # a device's identity was read and differs
         self._open_bus = open_bus or (lambda: open_transport(bus))
         self._clock = clock
         self.arbiter = arbiter or BusArbiter(clock)
@@ -197,7 +199,9 @@ class BusPoller:
                 extra={**fields, "error": reason},
             )
             return
-        device.health.identity = identity
+        if identity != device.health.identity:
+            device.health.identity = identity
+            self._on_identity(device)
         logger.info(
             "device %s: %s",
             device.config.name,

@@ -37,7 +37,7 @@ from tests.edge.agent_site import OPTIONS, START, site_config
 from tests.edge.hubproc import HubProcess, running_hub
 from tests.edge.test_poller import polling
 from tests.support.mqtt import Mosquitto, discovery_problems, subscribed
-from tests.support.polling import until
+from tests.support.polling import until, until_awaited
 from tests.tcp_proxy import CutMode, TcpProxy
 
 SIM_INVERTER = DeviceIdentity("EMS Switchboard", "SimInverter", "SIM-0001", "1.0")
@@ -101,12 +101,15 @@ async def test_the_serial_number_reaches_home_assistant_and_the_hub(
                     answer.raise_for_status()
                     return _health_of(answer.json(), "agent_identity")
 
-                shown: dict[str, Any] | None = None
-                for _ in range(100):
-                    shown = await health()
-                    if shown is not None and shown["inverter"]["identity"] is not None:
-                        break
-                    await asyncio.sleep(0.1)
+                async def identities_shown() -> bool:
+                    devices = await health()
+                    return devices is not None and all(
+                        devices[name]["identity"] is not None
+                        for name in ("inverter", "meter", "charger")
+                    )
+
+                await until_awaited(identities_shown)
+                shown = await health()
         finally:
             agent.stop()
             async with asyncio.timeout(15):
@@ -137,6 +140,52 @@ async def test_the_serial_number_reaches_home_assistant_and_the_hub(
     assert shown["inverter"]["identity"] == SIM_INVERTER.as_dict()
     assert shown["meter"]["identity"] == {"manufacturer": "Eastron", "serial_number": "20123456"}
     assert shown["charger"]["identity"] == {"manufacturer": "EPEver"}
+
+
+async def test_the_hub_hears_of_an_identity_read_after_the_agent_connected(
+    hub: HubProcess,
+    site: tuple[DeviceServer, dict[str, dict[str, object]]],
+    tmp_path: Path,
+) -> None:
+    """The devices answer only once the agent is connected to its hub: the health frame
+    of the inverter's first good read goes before its identity is read, and the
+    identity follows in a frame of its own."""
+    served, _ = site
+    token = await asyncio.to_thread(hub.token_add, "agent_late_identity")
+    async with TcpProxy("127.0.0.1", served.tcp_port) as proxy:
+        await proxy.cut(CutMode.REFUSE)
+        text = site_config(tmp_path, hub.url, proxy.port, "agent_late_identity")
+        agent = Agent(parse_config(text, base_dir=tmp_path), token=token, options=OPTIONS)
+        task = asyncio.create_task(agent.run(), name="test.agent")
+        try:
+            async with httpx.AsyncClient(timeout=10.0) as http:
+
+                async def shown() -> dict[str, Any] | None:
+                    answer = await http.get(f"{hub.http}/api/devices")
+                    answer.raise_for_status()
+                    return _health_of(answer.json(), "agent_late_identity")
+
+                async def inverter_is(state: str) -> bool:
+                    devices = await shown()
+                    return devices is not None and devices["inverter"]["state"] == state
+
+                await until_awaited(lambda: inverter_is("failing"))
+                await proxy.restore()
+                await until_awaited(lambda: inverter_is("ok"))
+
+                async def identity_shown() -> bool:
+                    devices = await shown()
+                    return devices is not None and devices["inverter"]["identity"] is not None
+
+                await until_awaited(identity_shown)
+                devices = await shown()
+        finally:
+            agent.stop()
+            async with asyncio.timeout(15):
+                await task
+    assert devices is not None
+    assert devices["inverter"]["state"] == "ok"
+    assert devices["inverter"]["identity"] == SIM_INVERTER.as_dict()
 
 
 def _device(name: str, profile: str, unit: int, bus: BusConfig) -> PolledDevice:

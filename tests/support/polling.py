@@ -8,13 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 
 async def until(condition: Callable[[], bool], within: float = 30.0, step: float = 0.02) -> None:
     """Wait in the event loop until ``condition()`` holds; ``TimeoutError`` after ``within`` s."""
     async with asyncio.timeout(within):
         while not condition():  # noqa: ASYNC110 - the state belongs to another task
+            await asyncio.sleep(step)
+
+
+async def until_awaited(
+    condition: Callable[[], Awaitable[bool]], within: float = 30.0, step: float = 0.1
+) -> None:
+    """As :func:`until`, for a condition that awaits (asks a server over HTTP)."""
+    async with asyncio.timeout(within):
+        while not await condition():  # noqa: ASYNC110 - the state belongs to a server
             await asyncio.sleep(step)
 
 
