@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse, Response
 
 from hub.exposition import CONTENT_TYPE
 from hub.metrics import HubMetrics
+from hub.ports import HubReader
 from hub.query import (
     READINGS_PARAMETERS,
     Order,
@@ -31,7 +32,6 @@ from hub.query import (
     format_bucket,
     parse_readings_query,
 )
-from hub.runtime import Hub
 from hub.storage.base import StorageError
 from hub.viewer_access import require_viewer
 from telemetry import format_ts, is_valid_device_id
@@ -41,9 +41,10 @@ logger = logging.getLogger(__name__)
 READY_CHECK_TIMEOUT_S = 2.0
 
 
-def hub_of(request: Request) -> Hub:
-    hub: Hub = request.app.state.hub
-    return hub
+def reader_of(request: Request) -> HubReader:
+    """The running hub's read-only views (hub/ports.py): all the API may see of it."""
+    reader: HubReader = request.app.state.reader
+    return reader
 
 
 router = APIRouter()
@@ -57,11 +58,11 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
-    hub = hub_of(request)
-    reason = await _not_ready_reason(hub)
+    reader = reader_of(request)
+    reason = await _not_ready_reason(reader)
     if reason is not None:
         return JSONResponse({"status": "not ready", "reason": reason}, status_code=503)
-    degraded = hub.degraded()
+    degraded = reader.degraded()
     if degraded is not None:
         # Still ready: it serves its own devices and dashboards (docs/architecture.md,
         # "Several hubs"); a load balancer should keep sending it traffic.
@@ -69,18 +70,18 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ready"})
 
 
-async def _not_ready_reason(hub: Hub) -> str | None:
-    if hub.manager.closing:
+async def _not_ready_reason(reader: HubReader) -> str | None:
+    if reader.closing:
         return "shutting down"
     try:
         async with asyncio.timeout(READY_CHECK_TIMEOUT_S):
-            await hub.storage.check()
+            await reader.stored.check()
     except TimeoutError:
         return f"storage did not answer within {READY_CHECK_TIMEOUT_S:.0f} s"
     except StorageError as err:
         logger.warning("readiness check: storage unreachable: %s", err)
         return "storage unreachable"
-    health = hub.writer.health()
+    health = reader.writer_health()
     if not health.ready:
         return health.reason or "writer not ready"
     return None
@@ -88,24 +89,24 @@ async def _not_ready_reason(hub: Hub) -> str | None:
 
 @data_router.get("/devices")
 async def devices(request: Request) -> list[dict[str, Any]]:
-    hub = hub_of(request)
+    reader = reader_of(request)
     try:
-        records = await hub.storage.devices()
+        records = await reader.stored.devices()
     except StorageError as err:
         raise storage_unavailable("listing devices", err) from err
     known = {record.device_id: record for record in records}
-    ids = sorted(set(known) | {s.device_id for s in hub.manager.publishers()})
+    ids = sorted(set(known) | set(reader.connected()))
     # With several hubs: connected at any of them (hub/runtime.py).
-    online = await hub.online(ids)
+    online = await reader.online(ids)
     answer: list[dict[str, Any]] = []
     for device_id in ids:
         record = known.get(device_id)
         last_reading: Mapping[str, Any] | None = record.last_reading if record else None
         last_seen = record.last_seen if record else None
-        live = hub.manager.last_reading(device_id)
+        live = reader.last_reading(device_id)
         if live is not None and (last_seen is None or live[0].ts >= last_seen):
             last_seen, last_reading = live[0].ts, live[0].to_wire()
-        health = hub.manager.health(device_id)
+        health = reader.health(device_id)
         answer.append(
             {
                 "device_id": device_id,
@@ -130,7 +131,7 @@ async def readings(
     bucket: Annotated[str | None, Query(description="e.g. 60s, 5m, 1h")] = None,
     order: Annotated[str | None, Query(description="asc (default) or desc")] = None,
 ) -> dict[str, Any]:
-    hub = hub_of(request)
+    stored = reader_of(request).stored
     if not is_valid_device_id(device_id):
         raise HTTPException(status_code=400, detail="device_id: 1 to 64 of A-Z a-z 0-9 _ - .")
     try:
@@ -142,11 +143,11 @@ async def readings(
         raise HTTPException(status_code=422, detail=str(err)) from err
     try:
         if query.bucket is not None:
-            rows = await hub.storage.buckets(device_id, query.start, query.end, query.bucket)
+            rows = await stored.buckets(device_id, query.start, query.end, query.bucket)
             if query.order is Order.DESC:
                 rows.reverse()
             return {"device_id": device_id, "bucket": format_bucket(query.bucket), "buckets": rows}
-        rows = await hub.storage.readings(
+        rows = await stored.readings(
             device_id, query.start, query.end, query.limit, newest_first=query.newest
         )
         if query.newest != (query.order is Order.DESC):

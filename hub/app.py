@@ -3,7 +3,9 @@
 ``create_app(settings)`` wires the doors, the HTTP API and, when the module is
 present, the built-in dashboard (``hub.dashboard.router``, GET /). The
 ``Hub`` runtime (storage, writer, registry, tokens) is created in the lifespan
-and kept on ``app.state.hub``; nothing runs at import time.
+and kept on ``app.state.hub``; the routes get only its narrow interfaces, each on
+``app.state`` (hub/ports.py, ``ViewerPolicy`` in hub/viewer_access.py, the
+metrics in hub/metrics.py). Nothing runs at import time.
 
 Around every route: security headers (hub/web_security.py) and, only for the
 origins given with ``--allow-origin``, CORS answers so their pages may call the
@@ -52,7 +54,12 @@ def create_app(settings: HubSettings, *, storage: Storage | None = None) -> Fast
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with Hub(settings, storage=storage, gate=gate) as hub:
-            app.state.hub = hub
+            app.state.hub = hub  # hub/server.py: its shutdown order and refusal log budget
+            # Each route reads only its own narrow interface (hub/ports.py).
+            app.state.device_port = hub.device_port
+            app.state.dashboard_port = hub.dashboard_port
+            app.state.reader = hub.reader
+            app.state.viewer = hub.viewer_policy
             app.state.metrics = hub.metrics
             yield
 

@@ -29,9 +29,10 @@ from starlette.responses import Response
 from starlette.staticfiles import PathLike, StaticFiles
 from starlette.types import Scope
 
-from hub.runtime import Hub
+from hub.api import reader_of
+from hub.ports import HubReader
 from hub.storage.base import StorageError
-from hub.viewer_access import viewer_refusal
+from hub.viewer_access import viewer_policy
 from telemetry import is_valid_device_id
 
 STATIC_DIR: Final = Path(__file__).resolve().parent / "static"
@@ -65,21 +66,17 @@ async def device_page(request: Request, device_id: str) -> FileResponse | HTMLRe
     # The same rule as the doors (docs/protocol.md, "Doors"): anything else cannot exist.
     if not is_valid_device_id(device_id):
         return _not_found(device_id)
-    hub: Hub = request.app.state.hub
-    may_read = (
-        viewer_refusal(request, hub.viewer, hub.settings.allowed_origins, hub.viewer_guesses)
-        is None
-    )
-    if may_read and not await _known(hub, device_id):
+    may_read = viewer_policy(request).refusal(request) is None
+    if may_read and not await _known(reader_of(request), device_id):
         return _not_found(device_id)
     return _page("device.html")
 
 
-async def _known(hub: Hub, device_id: str) -> bool:
-    if hub.manager.is_online(device_id) or hub.manager.last_reading(device_id) is not None:
+async def _known(reader: HubReader, device_id: str) -> bool:
+    if reader.is_online(device_id) or reader.last_reading(device_id) is not None:
         return True
     try:
-        return any(record.device_id == device_id for record in await hub.storage.devices())
+        return any(record.device_id == device_id for record in await reader.stored.devices())
     except StorageError:
         return True  # cannot tell: the page itself says what it can reach
 

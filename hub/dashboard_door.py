@@ -10,6 +10,9 @@ the upgrade.
 Each connection gets a ``DashboardFeed`` (hub/fanout.py): status, then the last
 reading, then live readings, in order and each once; a dashboard that cannot
 keep up loses its oldest frames and is eventually closed with 1013.
+
+The door reaches the hub only through its ``DashboardPort`` (hub/ports.py) and
+the ``ViewerPolicy`` (hub/viewer_access.py).
 """
 
 from __future__ import annotations
@@ -19,12 +22,10 @@ import logging
 from fastapi import APIRouter, WebSocket
 
 from hub.auth import AuthFailure
-from hub.fanout import DashboardFeed
-from hub.metrics import Door
-from hub.refusals import log_refusal, refuse_handshake, shown
-from hub.runtime import Hub
-from hub.sockets import buffered_bytes_probe, close_quietly
-from hub.viewer_access import viewer_refusal
+from hub.ports import DashboardPort
+from hub.refusals import shown
+from hub.sockets import close_quietly
+from hub.viewer_access import viewer_policy
 from telemetry import CloseCode, is_valid_device_id
 
 logger = logging.getLogger(__name__)
@@ -34,20 +35,11 @@ router = APIRouter()
 
 @router.websocket("/ws/dashboard/{device_id}")
 async def dashboard_door(websocket: WebSocket, device_id: str) -> None:
-    hub: Hub = websocket.app.state.hub
+    port: DashboardPort = websocket.app.state.dashboard_port
     if not is_valid_device_id(device_id):
-        await refuse_handshake(
-            websocket,
-            counters=hub.counters,
-            limiter=hub.refusal_log,
-            door=Door.DASHBOARD,
-            reason=AuthFailure.BAD_DEVICE_ID,
-            detail=f"bad device id {shown(device_id)}",
-        )
+        await port.refuse(websocket, AuthFailure.BAD_DEVICE_ID, f"bad device id {shown(device_id)}")
         return
-    viewer_refused = viewer_refusal(
-        websocket, hub.viewer, hub.settings.allowed_origins, hub.viewer_guesses
-    )
+    viewer_refused = viewer_policy(websocket).refusal(websocket)
     if viewer_refused is not None:
         # A missing viewer token keeps the door's historical label, bad_token.
         reason = (
@@ -55,38 +47,22 @@ async def dashboard_door(websocket: WebSocket, device_id: str) -> None:
             if viewer_refused.reason is AuthFailure.MISSING
             else viewer_refused.reason
         )
-        await refuse_handshake(
-            websocket,
-            counters=hub.counters,
-            limiter=hub.refusal_log,
-            door=Door.DASHBOARD,
-            reason=reason,
-            detail=f"{device_id}: {viewer_refused.detail}",
-        )
+        await port.refuse(websocket, reason, f"{device_id}: {viewer_refused.detail}")
         return
     address = websocket.client.host if websocket.client else ""
-    refusal = hub.dashboards.try_add(address)
-    if refusal is not None:
+    if port.admit(address) is not None:
         # Accepted to say why: 1013 is "try again later" (docs/protocol.md, "Close codes").
-        hub.gate.counters.refused[refusal] += 1
-        log_refusal(hub.refusal_log, "dashboard door", address, f"{refusal} (1013)")
         await websocket.accept()
         await close_quietly(websocket, CloseCode.TRY_AGAIN_LATER, within=1.0, reason="busy")
         return
     try:
-        await _serve(hub, websocket, device_id)
+        await _serve(port, websocket, device_id)
     finally:
-        hub.dashboards.remove(address)
+        port.leave(address)
 
 
-async def _serve(hub: Hub, websocket: WebSocket, device_id: str) -> None:
+async def _serve(port: DashboardPort, websocket: WebSocket, device_id: str) -> None:
     await websocket.accept()
-    feed = DashboardFeed(
-        websocket,
-        device_id,
-        hub.settings.feed_policy,
-        hub.feed_counters,
-        transport_buffered=buffered_bytes_probe(websocket),
-    )
-    async with hub.manager.subscribe(device_id, feed):
+    feed = port.feed(websocket, device_id)
+    async with port.subscribe(device_id, feed):
         await feed.run()

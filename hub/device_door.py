@@ -21,6 +21,8 @@ A ``health`` frame (docs/protocol.md, "Device health") is recognised by its
 first bytes before the parser runs, and kept by the connection manager.
 A ``time_request`` frame is answered at once with the hub's clock
 (docs/protocol.md, "Time"): an agent without NTP stamps its readings with it.
+
+The door reaches the hub only through its ``DevicePort`` (hub/ports.py).
 """
 
 from __future__ import annotations
@@ -35,11 +37,10 @@ from pydantic import ValidationError
 from hub.auth import AuthError, AuthFailure, bearer_token
 from hub.batch_writer import AckSink
 from hub.connections import PublisherSession, Registration
-from hub.device_health import HistoryNotice, site_health
-from hub.device_replies import DeviceReplies
+from hub.device_health import HistoryNotice
 from hub.metrics import Door, DropReason
-from hub.refusals import refuse_handshake, shown
-from hub.runtime import Hub
+from hub.ports import DevicePort
+from hub.refusals import shown
 from hub.sockets import PeerGone, close_quietly, send_text_or_raise
 from hub.storage.base import StoredReading
 from telemetry import (
@@ -62,50 +63,28 @@ router = APIRouter()
 
 @router.websocket("/ws/device/{device_id}")
 async def device_door(websocket: WebSocket, device_id: str) -> None:
-    hub: Hub = websocket.app.state.hub
+    port: DevicePort = websocket.app.state.device_port
     if not is_valid_device_id(device_id):
-        await refuse_handshake(
-            websocket,
-            counters=hub.counters,
-            limiter=hub.refusal_log,
-            door=Door.DEVICE,
-            reason=AuthFailure.BAD_DEVICE_ID,
-            detail=f"bad device id {shown(device_id)}",
-        )
+        await port.refuse(websocket, AuthFailure.BAD_DEVICE_ID, f"bad device id {shown(device_id)}")
         return
     try:
-        token_hash = await hub.verify_device_token(
+        token_hash = await port.verify(
             device_id, bearer_token(websocket.headers.get("authorization"))
         )
     except AuthError as err:
         # One log budget for all refusals: a scan over many device ids cannot flood the log.
-        await refuse_handshake(
-            websocket,
-            counters=hub.counters,
-            limiter=hub.refusal_log,
-            door=Door.DEVICE,
-            reason=err.failure,
-            detail=client_text(f"{device_id}: {err.detail}"),
-        )
+        await port.refuse(websocket, err.failure, client_text(f"{device_id}: {err.detail}"))
         return
     await websocket.accept()
     session = PublisherSession(
         device_id=device_id,
         socket=websocket,
         token_hash=token_hash,
-        replies=DeviceReplies(websocket, device_id, hub.counters),
+        replies=port.replies(websocket, device_id),
     )
-    if hub.cluster is not None:
-        # Several hubs: the next epoch of the device, which closes older sockets
-        # wherever they are (hub/cluster/lease.py).
-        claim = await hub.cluster.claim(device_id)
-        session.epoch, session.lease_until, session.claimed = (
-            claim.epoch,
-            claim.lease_until,
-            claim.claimed,
-        )
-        session.replies.fence = hub.cluster.fence_for(session)
-    registration = await hub.manager.connect_publisher(session)
+    # With several hubs, registering claims the device's next epoch first, which closes
+    # older sockets wherever they are (hub/cluster/lease.py).
+    registration = await port.register(session)
     if registration is not Registration.REGISTERED:
         code = (
             CloseCode.GOING_AWAY
@@ -115,9 +94,9 @@ async def device_door(websocket: WebSocket, device_id: str) -> None:
         await close_quietly(websocket, code, within=1.0)
         return
     logger.info("device %s connected", device_id)
-    if hub.mqtt is not None:
-        hub.mqtt.presence(device_id, True)
-    receiver = asyncio.create_task(_receive_loop(hub, session), name=f"device[{device_id}].receive")
+    receiver = asyncio.create_task(
+        _receive_loop(port, session), name=f"device[{device_id}].receive"
+    )
     sender = asyncio.create_task(session.replies.run(), name=f"device[{device_id}].acks")
     # 1000 only for an orderly end; an unexpected error in the hub is 1011 (docs/protocol.md).
     close_code = CloseCode.NORMAL
@@ -132,7 +111,7 @@ async def device_door(websocket: WebSocket, device_id: str) -> None:
             # Caught here, not left to uvicorn: one count, one log line with its traceback,
             # and the device hears 1011 rather than a normal close.
             close_code = CloseCode.INTERNAL_ERROR
-            hub.counters.internal_errors[Door.DEVICE] += 1
+            port.counters.internal_errors[Door.DEVICE] += 1
             logger.error(
                 "device %s: unexpected error, closing the connection with 1011: %r",
                 device_id,
@@ -143,17 +122,14 @@ async def device_door(websocket: WebSocket, device_id: str) -> None:
         for task in (receiver, sender):
             task.cancel()
         await asyncio.gather(receiver, sender, return_exceptions=True)
-        still_registered = await hub.manager.disconnect_publisher(session)
-        if still_registered:
+        if await port.unregister(session):
             logger.info("device %s disconnected", device_id)
-            if hub.mqtt is not None:
-                hub.mqtt.presence(device_id, False)
         # Ended by the hub (replaced, revoked, stopping): the same code as the kicker's,
         # whichever of us gets there first.
         await close_quietly(websocket, session.close_code or close_code, within=1.0)
 
 
-async def _receive_loop(hub: Hub, session: PublisherSession) -> None:
+async def _receive_loop(port: DevicePort, session: PublisherSession) -> None:
     socket = session.socket
     loop = asyncio.get_running_loop()
     while True:
@@ -163,7 +139,7 @@ async def _receive_loop(hub: Hub, session: PublisherSession) -> None:
             if message.get("code") == CloseCode.MESSAGE_TOO_BIG:
                 # uvicorn's parser (ws_max_size, hub/server.py) failed the frame with 1009
                 # before we could see it; count it with the other bad frames.
-                hub.gatekeeper.reject(
+                port.reject(
                     session.device_id,
                     Rejected(FrameProblem.TOO_LARGE, "frame over 1 MiB: closed with 1009"),
                     asyncio.get_running_loop().time(),
@@ -171,7 +147,7 @@ async def _receive_loop(hub: Hub, session: PublisherSession) -> None:
             return
         if session.ended:
             # Replaced, revoked or stopping: nothing from this socket is used any more.
-            hub.counters.dropped[DropReason.REPLACED] += 1
+            port.counters.dropped[DropReason.REPLACED] += 1
             return
         text = message.get("text")
         if text is not None and '"time_request"' in text:
@@ -187,12 +163,14 @@ async def _receive_loop(hub: Hub, session: PublisherSession) -> None:
         payload: str | bytes = text if text is not None else message.get("bytes") or b""
         now = datetime.now(UTC)
         if text is not None and is_health_frame(text):
-            await handle_health(hub, session, text, now)
+            await handle_health(port, session, text, now)
             continue
-        handle_frame(hub, session, parse_device_frame(payload, now=now), now)
+        handle_frame(port, session, parse_device_frame(payload, now=now), now)
 
 
-async def handle_health(hub: Hub, session: PublisherSession, text: str, now: datetime) -> None:
+async def handle_health(
+    port: DevicePort, session: PublisherSession, text: str, now: datetime
+) -> None:
     """An agent's health frame (docs/protocol.md, "Device health"): keep it, show it.
 
     Its ``timezone`` is stored (hub/site_zones.py): awaited, since it is one small
@@ -204,43 +182,39 @@ async def handle_health(hub: Hub, session: PublisherSession, text: str, now: dat
         rejected = Rejected(
             FrameProblem.NOT_AN_OBJECT, f"health frame: {describe_validation_error(err)}"
         )
-        hub.gatekeeper.reject(session.device_id, rejected, asyncio.get_running_loop().time())
+        port.reject(session.device_id, rejected, asyncio.get_running_loop().time())
         return
-    health = site_health(frame, now)
-    hub.manager.set_health(session.device_id, health)
-    if hub.mqtt is not None:  # queues only (hub/mqtt_bridge.py)
-        hub.mqtt.health(session.device_id, health)
-    if frame.timezone is not None:
-        await hub.site_zones.remember(hub.storage, session.device_id, frame.timezone, now)
+    await port.keep_health(session.device_id, frame, now)
 
 
-def handle_frame(hub: Hub, session: PublisherSession, frame: ParsedFrame, now: datetime) -> None:
+def handle_frame(
+    port: DevicePort, session: PublisherSession, frame: ParsedFrame, now: datetime
+) -> None:
     """Route one parsed frame: rejections, hot path, cold path. Never awaits."""
     device_id = session.device_id
     if frame.rejected:
         clock = asyncio.get_running_loop().time()
         for rejected in frame.rejected:
-            hub.gatekeeper.reject(device_id, rejected, clock)
+            port.reject(device_id, rejected, clock)
             if rejected.seq is not None:
                 # docs/protocol.md: an ack means committed *or rejected as invalid*.
                 session.replies.rejected(rejected.seq, rejected.reason)
     path = "batch" if frame.is_batch else "live"
     batch_sink: AckSink = session.replies
-    if frame.is_batch and frame.readings and hub.manager.watched(device_id):
+    if frame.is_batch and frame.readings and port.watched(device_id):
         # Open dashboards hear when the batch is stored, so their charts fill in.
         batch_sink = HistoryNotice(
             session.replies,
             ((r.seq, r.ts) for r in frame.readings if r.seq is not None),
-            lambda start, end: hub.manager.history_stored(device_id, start, end),
+            lambda start, end: port.history_stored(device_id, start, end),
         )
+    counters = port.counters
     for reading in frame.readings:
-        hub.counters.readings_in[path] += 1
+        counters.readings_in[path] += 1
         if not frame.is_batch:
-            hub.manager.publish(device_id, reading, now)
-            if hub.mqtt is not None:  # queues only (hub/mqtt_bridge.py)
-                hub.mqtt.reading(device_id, reading)
+            port.publish(device_id, reading, now)
         row = StoredReading(device_id=device_id, reading=reading, received_at=now)
         sink = batch_sink if reading.seq is not None else None
-        if not hub.writer.offer(row, sink):
+        if not port.offer(row, sink):
             # Not acked: the edge re-sends it (docs/protocol.md, "Hub -> device").
-            hub.counters.dropped[DropReason.QUEUE_FULL] += 1
+            counters.dropped[DropReason.QUEUE_FULL] += 1

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 
-from hub.api import hub_of, storage_unavailable
+from hub.api import reader_of, storage_unavailable
 from hub.csv_export import (
     ENERGY_CSV_COLUMNS,
     MEDIA_TYPE,
@@ -35,8 +35,8 @@ from hub.energy_query import (
     parse_energy_query,
     parse_range,
 )
+from hub.ports import StoredData
 from hub.query import QueryError, check_parameters
-from hub.runtime import Hub
 from hub.storage.base import StorageError
 from hub.storage.energy import EnergySums
 from hub.viewer_access import require_viewer
@@ -66,7 +66,7 @@ def _check_device(device_id: str) -> None:
 
 
 async def _query(
-    hub: Hub,
+    stored: StoredData,
     request: Request,
     device_id: str,
     allowed: frozenset[str],
@@ -76,7 +76,7 @@ async def _query(
         check_parameters(request.query_params.keys(), allowed)
         stored_zone = None
         if params.get("tz") is None:
-            stored_zone = await hub.storage.device_timezone(device_id)
+            stored_zone = await stored.device_timezone(device_id)
         return parse_energy_query(stored_zone=stored_zone, now=datetime.now(UTC), **params)
     except QueryError as err:
         raise HTTPException(status_code=422, detail=str(err)) from err
@@ -84,9 +84,11 @@ async def _query(
         raise storage_unavailable("reading a device's time zone", err) from err
 
 
-async def _energy(hub: Hub, device_id: str, query: EnergyQuery) -> list[EnergySums | None]:
+async def _energy(
+    stored: StoredData, device_id: str, query: EnergyQuery
+) -> list[EnergySums | None]:
     try:
-        return await hub.storage.energy(device_id, query.edges)
+        return await stored.energy(device_id, query.edges)
     except StorageError as err:
         raise storage_unavailable("adding up energy", err) from err
 
@@ -101,11 +103,11 @@ async def energy(
     tz: TzParam = None,
 ) -> dict[str, Any]:
     _check_device(device_id)
-    hub = hub_of(request)
+    stored = reader_of(request).stored
     query = await _query(
-        hub, request, device_id, ENERGY_PARAMETERS, start=start, end=end, period=period, tz=tz
+        stored, request, device_id, ENERGY_PARAMETERS, start=start, end=end, period=period, tz=tz
     )
-    return energy_answer(device_id, query, await _energy(hub, device_id, query))
+    return energy_answer(device_id, query, await _energy(stored, device_id, query))
 
 
 def _local_text(instant: datetime, zone: ZoneInfo) -> str:
@@ -126,11 +128,11 @@ async def energy_csv(
     tz: TzParam = None,
 ) -> StreamingResponse:
     _check_device(device_id)
-    hub = hub_of(request)
+    stored = reader_of(request).stored
     query = await _query(
-        hub, request, device_id, ENERGY_PARAMETERS, start=start, end=end, period=period, tz=tz
+        stored, request, device_id, ENERGY_PARAMETERS, start=start, end=end, period=period, tz=tz
     )
-    sums = await _energy(hub, device_id, query)
+    sums = await _energy(stored, device_id, query)
     text = csv_text([ENERGY_CSV_COLUMNS, *energy_rows(intervals(query, sums))])
     span = f"{_day_text(query, 0)}-{_day_text(query, -1)}"
     name = f"{device_id}-energy-{query.period.value}-{span}.csv"
@@ -149,10 +151,10 @@ async def readings_csv(
 ) -> StreamingResponse:
     """Stored readings with ``start <= ts < end`` (the same forms as the energy route's)."""
     _check_device(device_id)
-    hub = hub_of(request)
+    stored = reader_of(request).stored
     try:
         check_parameters(request.query_params.keys(), READINGS_CSV_PARAMETERS)
-        stored_zone = await hub.storage.device_timezone(device_id) if tz is None else None
+        stored_zone = await stored.device_timezone(device_id) if tz is None else None
         asked = parse_range(
             start=start, end=end, tz=tz, stored_zone=stored_zone, now=datetime.now(UTC)
         )
@@ -163,19 +165,19 @@ async def readings_csv(
     if asked.end - asked.start > MAX_CSV_SPAN:
         raise HTTPException(status_code=422, detail="end: at most 366 days of readings per file")
     try:
-        first = await hub.storage.readings(device_id, asked.start, asked.end, CSV_PAGE)
+        first = await stored.readings(device_id, asked.start, asked.end, CSV_PAGE)
     except StorageError as err:
         raise storage_unavailable("reading readings", err) from err
     span = f"{_local_text(asked.start, asked.zone)}-{_local_text(asked.end, asked.zone)}"
     return StreamingResponse(
-        _reading_pages(hub, device_id, first, asked.end),
+        _reading_pages(stored, device_id, first, asked.end),
         media_type=MEDIA_TYPE,
         headers={"Content-Disposition": attachment(f"{device_id}-readings-{span}.csv")},
     )
 
 
 async def _reading_pages(
-    hub: Hub, device_id: str, page: list[dict[str, Any]], finish: datetime
+    stored: StoredData, device_id: str, page: list[dict[str, Any]], finish: datetime
 ) -> AsyncIterator[str]:
     """The header, then page after page; a storage failure mid-file ends the response
     unfinished (the client sees a broken transfer, never a short file that looks whole)."""
@@ -186,7 +188,7 @@ async def _reading_pages(
             return
         after = datetime.fromisoformat(page[-1]["ts"]) + timedelta(microseconds=1)
         try:
-            page = await hub.storage.readings(device_id, after, finish, CSV_PAGE)
+            page = await stored.readings(device_id, after, finish, CSV_PAGE)
         except StorageError:
             logger.warning("readings.csv of %s: storage failed mid-file; response cut", device_id)
             raise

@@ -1,8 +1,11 @@
 """The running hub: storage, writer, registry, tokens and counters, as one object.
 
 ``Hub`` is an async context manager entered by the FastAPI lifespan
-(hub/app.py) and kept on ``app.state.hub``. It owns the background loops in one
-TaskGroup (the token refresher) and stops them in order:
+(hub/app.py) and kept on ``app.state.hub``. Its parts are private: the doors and
+routes get narrow interfaces instead (hub/ports.py: ``device_port``,
+``dashboard_port``, ``reader``; hub/viewer_access.py: ``viewer_policy``), and its
+counters are owned by ``metrics`` (hub/metrics.py). It owns the background loops
+in one TaskGroup (the token refresher) and stops them in order:
 
 1. ``begin_shutdown``: refuse new sockets, flush the writer (so what is committed
    gets acked), close every socket with 1001 (docs/protocol.md, "Close codes");
@@ -29,10 +32,12 @@ from hub.gatekeeper import Gatekeeper, LogLimiter
 from hub.guess_budget import GuessBudget
 from hub.limits import AddressCounts, Closure, ConnectionGate, ConnectionLimits
 from hub.metrics import HubMetrics
+from hub.ports import DashboardPort, DevicePort, HubReader
 from hub.site_zones import SiteZones
 from hub.storage import DEFAULT_DATA_DIR, create_storage, data_dir_from
 from hub.storage.base import Storage, StorageError
 from hub.storage.retention import KEEP_ALL, PRUNE_BATCH, Retention
+from hub.viewer_access import ViewerPolicy
 from telemetry import CloseCode
 from telemetry.backoff import Backoff, BackoffPolicy
 
@@ -120,30 +125,28 @@ class Hub:
         storage: Storage | None = None,
         gate: ConnectionGate | None = None,
     ) -> None:
-        self.settings = settings
+        self._settings = settings
         # The app's gate (hub/app.py) when served: its counters are the hub's metrics.
-        self.gate = gate or ConnectionGate(settings.limits)
+        self._gate = gate or ConnectionGate(settings.limits)
         limits = settings.limits
-        self.dashboards = AddressCounts(
+        self._dashboards = AddressCounts(
             limits.max_dashboards, limits.max_dashboards_per_address, limits
         )
-        self.storage: Storage = storage or create_storage(
+        self._storage: Storage = storage or create_storage(
             settings.database_url, settings.data_dir, retention=settings.retention
         )
-        self.manager = ConnectionManager()
-        self.site_zones = SiteZones()
-        self.refusal_log = LogLimiter(burst=20, window_s=60.0)
-        self.viewer = ViewerGate(settings.viewer_token)
-        self.viewer_guesses = GuessBudget(failures=limits.viewer_guesses)
+        self._manager = ConnectionManager()
+        self._site_zones = SiteZones()
+        self._refusal_log = LogLimiter(burst=20, window_s=60.0)
+        self._viewer = ViewerGate(settings.viewer_token)
+        self._viewer_guesses = GuessBudget(failures=limits.viewer_guesses)
         # Every counter of the hub is owned by, or registered with, this one object.
         self.metrics = HubMetrics(
-            gate=self.gate, guesses=self.viewer_guesses, connections=self.manager
+            gate=self._gate, guesses=self._viewer_guesses, connections=self._manager
         )
-        self.counters = self.metrics.doors
-        self.feed_counters = self.metrics.feeds
-        self.gatekeeper = Gatekeeper(counts=self.metrics.invalid)
-        self.tokens = TokenBook.empty()
-        # storage.token_generation() when self.tokens was loaded; None: load at the next tick
+        self._gatekeeper = Gatekeeper(counts=self.metrics.invalid)
+        self._tokens = TokenBook.empty()
+        # storage.token_generation() when self._tokens was loaded; None: load at the next tick
         self._token_generation: int | None = None
         # Loads of the book are serialized; the loop time the last one started: a
         # handshake that arrived before it needs no look-up of its own (hub/auth.py).
@@ -151,45 +154,104 @@ class Hub:
         self._token_loaded_at = float("-inf")
         self._token_misses = RecentMisses()
         self._lookup_budget = LookupBudget()
-        self.writer: BatchWriter
-        self.cluster: ClusterLink | None = None
-        self.mqtt: HubMqtt | None = None
+        self._writer: BatchWriter
+        self._cluster: ClusterLink | None = None
+        self._mqtt: HubMqtt | None = None
         self._stack = AsyncExitStack()
         self._tasks: asyncio.TaskGroup | None = None
         self._stopping = asyncio.Event()
         self._tokens_loaded = asyncio.Event()
+        # What the routes get (hub/ports.py); the device port and the reader need the
+        # writer, so they are built when the hub starts.
+        self._viewer_policy = ViewerPolicy(
+            self._viewer, tuple(settings.allowed_origins), self._viewer_guesses, self._refusal_log
+        )
+        self._dashboard_port = DashboardPort(
+            connections=self._manager,
+            metrics=self.metrics,
+            refusal_log=self._refusal_log,
+            dashboards=self._dashboards,
+            gate=self._gate,
+            policy=settings.feed_policy,
+        )
+        self._device_port: DevicePort
+        self._reader: HubReader
+
+    @property
+    def device_port(self) -> DevicePort:
+        """What the device door may do (hub/device_door.py)."""
+        return self._device_port
+
+    @property
+    def dashboard_port(self) -> DashboardPort:
+        """What the dashboard door may do (hub/dashboard_door.py)."""
+        return self._dashboard_port
+
+    @property
+    def reader(self) -> HubReader:
+        """Read-only views for the API and the pages (hub/api.py, hub/dashboard.py)."""
+        return self._reader
+
+    @property
+    def viewer_policy(self) -> ViewerPolicy:
+        """Who may read (hub/viewer_access.py)."""
+        return self._viewer_policy
+
+    @property
+    def refusal_log(self) -> LogLimiter:
+        """The one log budget of every refusal (hub/refusals.py); hub/server.py shares it."""
+        return self._refusal_log
+
+    def knows_token(self, device_id: str, token_hash: str) -> bool:
+        """Whether the token book loaded now holds this token of the device."""
+        return self._tokens.holds(device_id, token_hash)
 
     async def __aenter__(self) -> Self:
         async with AsyncExitStack() as stack:
-            await self.storage.open()
-            stack.push_async_callback(self.storage.close)
+            await self._storage.open()
+            stack.push_async_callback(self._storage.close)
             # begin_shutdown already gave the writer shutdown_flush_s; its own final
             # flush gets 2 s more, so SIGTERM exits within seconds even with storage down.
-            self.writer = await stack.enter_async_context(
+            self._writer = await stack.enter_async_context(
                 BatchWriter(
-                    self.storage, flush_timeout_s=2.0, fencing=self.settings.cluster is not None
+                    self._storage, flush_timeout_s=2.0, fencing=self._settings.cluster is not None
                 )
             )
-            self.metrics.attach_writer(self.writer)
-            if self.settings.cluster is not None:
+            self.metrics.attach_writer(self._writer)
+            if self._settings.cluster is not None:
                 from hub.cluster.link import ClusterLink  # imports redis: cluster mode only
 
-                self.cluster = await stack.enter_async_context(
-                    ClusterLink(self.settings.cluster, self.manager)
+                self._cluster = await stack.enter_async_context(
+                    ClusterLink(self._settings.cluster, self._manager)
                 )
-                self.manager.relay = self.cluster
-                self.metrics.attach_cluster(self.cluster)
+                self._manager.relay = self._cluster
+                self.metrics.attach_cluster(self._cluster)
             self._tasks = await stack.enter_async_context(asyncio.TaskGroup())
             self._tasks.create_task(self._refresh_tokens(), name="hub.refresh_tokens")
-            if self.settings.mqtt is not None:
+            if self._settings.mqtt is not None:
                 from hub.mqtt_bridge import HubMqtt  # imports aiomqtt: MQTT mode only
 
-                self.mqtt = HubMqtt(self.settings.mqtt)
-                self._tasks.create_task(self.mqtt.run(self._stopping), name="hub.mqtt")
-            if self.settings.retention != KEEP_ALL:
+                self._mqtt = HubMqtt(self._settings.mqtt)
+                self._tasks.create_task(self._mqtt.run(self._stopping), name="hub.mqtt")
+            if self._settings.retention != KEEP_ALL:
                 self._tasks.create_task(self._apply_retention(), name="hub.retention")
-            if idle_s := self.settings.limits.device_idle_timeout_s:
+            if idle_s := self._settings.limits.device_idle_timeout_s:
                 self._tasks.create_task(self._close_idle(idle_s), name="hub.close_idle")
+            self._device_port = DevicePort(
+                verify=self.verify_device_token,
+                connections=self._manager,
+                writer=self._writer,
+                metrics=self.metrics,
+                gatekeeper=self._gatekeeper,
+                refusal_log=self._refusal_log,
+                site_zones=self._site_zones,
+                storage=self._storage,
+                cluster=self._cluster,
+                mqtt=self._mqtt,
+            )
+            self._reader = HubReader(
+                self._storage, self._manager, self._writer, self.online, self.degraded
+            )
             self._stack = stack.pop_all()
         # Devices with tokens must be able to connect as soon as we serve.
         try:
@@ -211,19 +273,19 @@ class Hub:
 
     async def begin_shutdown(self) -> None:
         """Stop accepting, flush what can be flushed, close sockets with 1001."""
-        if self.manager.closing:
+        if self._manager.closing:
             return
         logger.info("hub stopping: flushing the writer, then closing sockets with 1001")
-        self.manager.closing = True
-        if not await self.writer.drain(self.settings.shutdown_flush_s):
+        self._manager.closing = True
+        if not await self._writer.drain(self._settings.shutdown_flush_s):
             logger.warning(
                 "writer still has %d readings uncommitted at shutdown: they stay unacked",
-                self.writer.health().queue_depth,
+                self._writer.health().queue_depth,
             )
-        await self.manager.close_all(CloseCode.GOING_AWAY)
+        await self._manager.close_all(CloseCode.GOING_AWAY)
 
     async def _refresh_tokens(self) -> None:
-        """Keep ``self.tokens`` in step with storage; close sockets whose token went away.
+        """Keep ``self._tokens`` in step with storage; close sockets whose token went away.
 
         Each tick reads the storage's token generation, one small query, and
         reloads the whole list only when it moved: most ticks change nothing, and
@@ -232,7 +294,7 @@ class Hub:
         """
         # Storage down: retry from the refresh interval doubling to 30 s, or to the interval
         # itself when it is longer (telemetry/backoff.py).
-        refresh_s = self.settings.token_refresh_s
+        refresh_s = self._settings.token_refresh_s
         retry = Backoff(BackoffPolicy(refresh_s, max(refresh_s, TOKEN_RETRY_CAP_S)))
         while not self._stopping.is_set():
             try:
@@ -244,7 +306,7 @@ class Hub:
                 logger.warning("cannot load device tokens (%s): retrying in %.1f s", err, delay)
             else:
                 retry.reset()
-                delay = self.settings.token_refresh_s
+                delay = self._settings.token_refresh_s
                 self._tokens_loaded.set()
                 # Every time, not only on a change: a socket that passed the door just
                 # before a revocation registers after it, and is caught here.
@@ -270,10 +332,10 @@ class Hub:
             except TimeoutError:
                 pass
             now = loop.time()
-            idle = [s for s in self.manager.publishers() if now - s.last_heard >= idle_s]
+            idle = [s for s in self._manager.publishers() if now - s.last_heard >= idle_s]
             if idle:
-                count = await self.manager.kick(idle, CloseCode.NORMAL, reason="idle")
-                self.gate.counters.closed[Closure.DEVICE_IDLE] += count
+                count = await self._manager.kick(idle, CloseCode.NORMAL, reason="idle")
+                self._gate.counters.closed[Closure.DEVICE_IDLE] += count
                 logger.info("closed %d device socket(s) silent for %.0f s or more", count, idle_s)
 
     async def _apply_retention(self) -> None:
@@ -284,15 +346,15 @@ class Hub:
         after it, so the writer's commits are never held for longer than a batch. On
         TimescaleDB the storage's retention policies do the work and this finds nothing.
         """
-        retention = self.settings.retention
-        delay = self.settings.retention_first_s
+        retention = self._settings.retention
+        delay = self._settings.retention_first_s
         while not await self._stopped_within(delay):
-            delay = self.settings.retention_every_s
+            delay = self._settings.retention_every_s
             now = datetime.now(UTC)
             total = 0
             try:
                 while not self._stopping.is_set():
-                    deleted = await self.storage.prune(
+                    deleted = await self._storage.prune(
                         retention.readings_before(now), retention.rollups_before(now), PRUNE_BATCH
                     )
                     total += deleted
@@ -318,16 +380,16 @@ class Hub:
 
         A hub alone, or one that cannot reach Redis now, knows only its own.
         """
-        if self.cluster is not None:
-            online = await self.cluster.online(device_ids)
+        if self._cluster is not None:
+            online = await self._cluster.online(device_ids)
             if online is not None:
                 return online
-        return {d for d in device_ids if self.manager.is_online(d)}
+        return {d for d in device_ids if self._manager.is_online(d)}
 
     def degraded(self) -> str | None:
         """Why the hub serves only its own devices and dashboards now; None when it does not."""
-        if self.cluster is not None and not self.cluster.up:
-            return f"cluster: Redis unreachable ({self.cluster.last_error})"
+        if self._cluster is not None and not self._cluster.up:
+            return f"cluster: Redis unreachable ({self._cluster.last_error})"
         return None
 
     async def verify_device_token(self, device_id: str, token: str | None) -> str:
@@ -337,11 +399,11 @@ class Hub:
         have been added a moment ago by ``ems hub token add`` (hub/auth.py).
         """
         try:
-            return self.tokens.verify(device_id, token)
+            return self._tokens.verify(device_id, token)
         except BadToken:
             if token is None or not await self._look_up(device_id, hash_token(token)):
                 raise
-        return self.tokens.verify(device_id, token)
+        return self._tokens.verify(device_id, token)
 
     async def _look_up(self, device_id: str, token_hash: str) -> bool:
         """Whether the token is live after making sure the book is current.
@@ -364,7 +426,7 @@ class Hub:
         except (StorageError, TimeoutError) as err:
             logger.warning("cannot look up a device token (%s)", err or "timed out")
             return False
-        if self.tokens.holds(device_id, token_hash):
+        if self._tokens.holds(device_id, token_hash):
             return True
         self._token_misses.add(device_id, token_hash, self._token_generation)
         return False
@@ -377,19 +439,19 @@ class Hub:
         started = asyncio.get_running_loop().time()
         # The generation first: a change committed between the two reads is in
         # the list already, and makes the next tick load it once more.
-        generation = await self.storage.token_generation()
+        generation = await self._storage.token_generation()
         if generation != self._token_generation:
-            self.tokens = TokenBook.from_records(await self.storage.tokens())
+            self._tokens = TokenBook.from_records(await self._storage.tokens())
             self._token_generation = generation
         self._token_loaded_at = started
 
     async def _close_revoked(self) -> None:
         revoked = [
             session
-            for session in self.manager.publishers()
-            if not self.tokens.holds(session.device_id, session.token_hash)
+            for session in self._manager.publishers()
+            if not self._tokens.holds(session.device_id, session.token_hash)
         ]
         if revoked:
-            count = await self.manager.kick(revoked, CloseCode.POLICY_VIOLATION)
-            self.counters.revoked_closed += count
+            count = await self._manager.kick(revoked, CloseCode.POLICY_VIOLATION)
+            self.metrics.doors.revoked_closed += count
             logger.info("closed %d device socket(s) whose token was revoked", count)

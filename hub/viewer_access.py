@@ -45,6 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import HTTPConnection
 
 from hub.auth import AuthFailure, ViewerGate, bearer_token
+from hub.gatekeeper import LogLimiter
 from hub.guess_budget import GuessBudget
 from hub.refusals import log_refusal, shown
 
@@ -168,9 +169,29 @@ def viewer_refusal(
     return check_guess(viewer, offered, client_address(conn), guesses)
 
 
-def _hub_parts(conn: HTTPConnection) -> tuple[ViewerGate, tuple[str, ...], GuessBudget]:
-    hub = conn.app.state.hub
-    return hub.viewer, tuple(hub.settings.allowed_origins), hub.viewer_guesses
+@dataclass(frozen=True, slots=True)
+class ViewerPolicy:
+    """Who may read, as the dashboard door, the API and the pages all ask it.
+
+    The running hub builds one (hub/runtime.py) and hub/app.py keeps it on
+    ``app.state.viewer``: the viewer token, the origins besides the hub's own,
+    the budget of wrong guesses per address, and the shared refusal log budget.
+    """
+
+    viewer: ViewerGate
+    allowed_origins: tuple[str, ...]
+    guesses: GuessBudget
+    refusal_log: LogLimiter
+
+    def refusal(self, conn: HTTPConnection) -> Refusal | None:
+        """Why this client may not read, or None when it may."""
+        return viewer_refusal(conn, self.viewer, self.allowed_origins, self.guesses)
+
+
+def viewer_policy(conn: HTTPConnection) -> ViewerPolicy:
+    """The running hub's :class:`ViewerPolicy`."""
+    policy: ViewerPolicy = conn.app.state.viewer
+    return policy
 
 
 def _too_many_guesses(refusal: Refusal) -> HTTPException:
@@ -184,16 +205,14 @@ def _too_many_guesses(refusal: Refusal) -> HTTPException:
 def require_viewer(request: Request) -> None:
     """FastAPI dependency of the ``/api/`` data routes: 403 for a foreign origin, 401 without,
     429 for an address that offered too many wrong tokens."""
-    viewer, allowed, guesses = _hub_parts(request)
-    refusal = viewer_refusal(request, viewer, allowed, guesses)
+    policy = viewer_policy(request)
+    refusal = policy.refusal(request)
     if refusal is None:
         return
     if refusal.reason is AuthFailure.BAD_ORIGIN:
         raise HTTPException(status_code=403, detail="cross-origin request refused")
     if refusal.reason is not AuthFailure.MISSING:
-        log_refusal(
-            request.app.state.hub.refusal_log, "viewer API", client_address(request), refusal.detail
-        )
+        log_refusal(policy.refusal_log, "viewer API", client_address(request), refusal.detail)
     if refusal.reason is AuthFailure.THROTTLED:
         raise _too_many_guesses(refusal)
     raise HTTPException(
@@ -224,8 +243,11 @@ async def open_session(
     """Exchange the viewer token (JSON ``{"token": ...}`` or ``Authorization: Bearer``) for
     the session cookie; 401 if it is wrong, 429 with ``Retry-After`` once its address
     offered too many wrong tokens. A hub without a viewer token sets no cookie."""
-    viewer, allowed, guesses = _hub_parts(request)
-    if not origin_allowed(request.headers.get("origin"), request.headers.get("host"), allowed):
+    policy = viewer_policy(request)
+    viewer, guesses = policy.viewer, policy.guesses
+    if not origin_allowed(
+        request.headers.get("origin"), request.headers.get("host"), policy.allowed_origins
+    ):
         raise HTTPException(status_code=403, detail="cross-origin request refused")
     if not viewer.required or viewer.token is None:
         return
@@ -237,7 +259,7 @@ async def open_session(
         else check_guess(viewer, offered, client, guesses)
     )
     if refusal is not None:
-        log_refusal(request.app.state.hub.refusal_log, "viewer login", client, refusal.detail)
+        log_refusal(policy.refusal_log, "viewer login", client, refusal.detail)
         if refusal.reason is AuthFailure.THROTTLED:
             raise _too_many_guesses(refusal)
         raise HTTPException(status_code=401, detail="wrong viewer token")
@@ -257,8 +279,7 @@ async def session_state(request: Request) -> dict[str, bool]:
     """Whether this client may read (200) or must sign in first (401); the dashboard asks
     this when its socket is refused, to tell "sign in" from "hub unreachable"."""
     require_viewer(request)
-    viewer, _, _ = _hub_parts(request)
-    return {"viewer_token_required": viewer.required}
+    return {"viewer_token_required": viewer_policy(request).viewer.required}
 
 
 @router.delete("/session", status_code=204)

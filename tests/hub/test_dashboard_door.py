@@ -131,10 +131,10 @@ async def test_a_stalled_dashboard_does_not_delay_others_and_is_closed_with_1013
             for d, into in zip(fast, received, strict=True)
         ]
         async with asyncio.timeout(120):
-            while hub.hub.feed_counters.closed_too_slow == 0 or sent < 200:
+            while hub.hub.metrics.feeds.closed_too_slow == 0 or sent < 200:
                 await device.send(json.dumps(reading(sent, extra=padding)))
                 sent += 1
-                for feed in hub.hub.manager.feeds():
+                for feed in hub.hub._manager.feeds():
                     peak = max(peak, feed.queue.queued_bytes + buffered_bytes(feed.socket))
                     saw_transport = saw_transport or buffered_bytes(feed.socket) > 0
                 if sent % 20 == 0:
@@ -146,10 +146,10 @@ async def test_a_stalled_dashboard_does_not_delay_others_and_is_closed_with_1013
         assert all(seqs == list(range(sent)) for seqs in received)
         # The stalled one was cut off with 1013, and its backlog never outgrew the bound
         # (plus the one frame in flight that uvicorn's send may hold beyond it).
-        assert hub.hub.feed_counters.closed_too_slow == 1
+        assert hub.hub.metrics.feeds.closed_too_slow == 1
         assert saw_transport, "the fan-out could not see the transports' write buffers"
         assert peak <= policy.max_bytes + 9_000
-        assert hub.hub.feed_counters.dropped > 0
+        assert hub.hub.metrics.feeds.dropped > 0
         # It stopped reading; now it reads again: what is left, then the close frame.
         async with asyncio.timeout(60):
             with contextlib.suppress(ConnectionClosed):

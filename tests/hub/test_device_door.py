@@ -75,7 +75,7 @@ async def test_revoking_closes_the_live_socket_with_1008(sqlite_hub: RunningHub)
         await refused_status(sqlite_hub, f"/ws/device/{me}", {"Authorization": f"Bearer {token}"})
         == 403
     )
-    await until(lambda: not sqlite_hub.hub.manager.is_online(me))
+    await until(lambda: not sqlite_hub.hub.reader.is_online(me))
 
 
 async def test_ghost_storm_leaves_exactly_one(sqlite_hub: RunningHub) -> None:
@@ -91,9 +91,9 @@ async def test_ghost_storm_leaves_exactly_one(sqlite_hub: RunningHub) -> None:
     survivors = [c for c in clients if c.close_code is None]
     assert len(survivors) == 1
     assert all(c.close_code == 1008 for c in clients if c is not survivors[0])
-    registered = sqlite_hub.hub.manager.publisher(me)
+    registered = sqlite_hub.hub._manager.publisher(me)
     assert registered is not None
-    assert sqlite_hub.hub.manager.publishers() == [registered]
+    assert sqlite_hub.hub._manager.publishers() == [registered]
 
     # The survivor is the registered one: its readings flow and are acked.
     await survivors[0].send(json.dumps(reading(7)))
@@ -104,8 +104,8 @@ async def test_ghost_storm_leaves_exactly_one(sqlite_hub: RunningHub) -> None:
 
     # No zombie: once the survivor leaves, nothing stays registered.
     await survivors[0].close()
-    await until(lambda: sqlite_hub.hub.manager.publishers() == [])
-    assert not sqlite_hub.hub.manager.is_online(me)
+    await until(lambda: sqlite_hub.hub._manager.publishers() == [])
+    assert not sqlite_hub.hub.reader.is_online(me)
 
 
 async def test_a_kicked_sockets_late_disconnect_keeps_its_successor(
@@ -124,7 +124,7 @@ async def test_a_kicked_sockets_late_disconnect_keeps_its_successor(
     # the successor must still be the registered, online publisher.
     assert (await recv_json(watcher))["online"] is True
     await asyncio.sleep(0.3)
-    session = sqlite_hub.hub.manager.publisher(me)
+    session = sqlite_hub.hub._manager.publisher(me)
     assert session is not None
     assert session.socket is not None
     await second.send(json.dumps(reading(3)))
@@ -193,7 +193,7 @@ async def test_an_oversized_frame_closes_with_1009(sqlite_hub: RunningHub) -> No
     async with asyncio.timeout(20):
         await device.wait_closed()
     assert device.close_code == 1009
-    await until(lambda: not sqlite_hub.hub.manager.is_online(me))
+    await until(lambda: not sqlite_hub.hub.reader.is_online(me))
     metrics = await sqlite_hub.metrics()
     assert metrics['ems_invalid_total{reason="too_large"}'] == 1
 
@@ -220,7 +220,7 @@ async def test_readings_without_seq_are_stored_and_broadcast_never_acked(
     frame = await recv_json(watcher)
     assert frame["type"] == "reading"
     assert "seq" not in frame
-    await until(lambda: sqlite_hub.hub.writer.health().queue_depth == 0)
+    await until(lambda: sqlite_hub.hub.reader.writer_health().queue_depth == 0)
     await device.send(json.dumps(reading(2)))
     assert json.loads(await asyncio.wait_for(device.recv(), 20)) == {
         "type": "ack",

@@ -144,14 +144,14 @@ async def faulty_hub(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> AsyncI
     """A hub whose writer fails on a reading for device ``faulty`` (a bug, injected)."""
     caplog.set_level(logging.INFO)
     async with running_hub(None, tmp_path / "data") as running:
-        offer = running.hub.writer.offer
+        offer = running.hub._writer.offer
 
         def failing_offer(row: StoredReading, sink: AckSink | None) -> bool:
             if row.reading.seq == 13:
                 raise RuntimeError("injected fault")
             return offer(row, sink)
 
-        running.hub.writer.offer = failing_offer  # type: ignore[method-assign]
+        running.hub._writer.offer = failing_offer  # type: ignore[method-assign]
         yield running
 
 

@@ -90,8 +90,8 @@ async def test_a_health_frame_written_with_spaces_is_understood(sqlite_hub: Runn
     device = await sqlite_hub.device(me, await sqlite_hub.add_token(me))
     frame = json.loads(failing_inverter_frame())
     await device.send(json.dumps(frame, indent=1))  # {\n "type": "health", ...
-    await until(lambda: sqlite_hub.hub.manager.health(me) is not None)
-    health = sqlite_hub.hub.manager.health(me)
+    await until(lambda: sqlite_hub.hub.reader.health(me) is not None)
+    health = sqlite_hub.hub.reader.health(me)
     assert health is not None
     assert health.failing == ("inverter",)
 
@@ -102,7 +102,7 @@ async def test_a_malformed_health_frame_is_counted_and_the_connection_stays(
     me = device_id()
     device = await sqlite_hub.device(me, await sqlite_hub.add_token(me))
     await device.send('{"type":"health","devices":[{"name":"inverter","state":"on fire"}]}')
-    await until(lambda: sqlite_hub.hub.manager.is_online(me))
+    await until(lambda: sqlite_hub.hub.reader.is_online(me))
     await device.send(json.dumps(reading(1)))
     await recv_ack_seqs(device, {1})
     samples = await sqlite_hub.metrics()

@@ -137,10 +137,10 @@ async def test_the_zone_comes_from_the_health_frame_and_survives_a_restart(
         device = await hub.device(me, await hub.add_token(me))
         frame = json.loads(HealthFrame(devices=[], timezone="Asia/Kolkata").wire())
         await device.send(json.dumps(frame))
-        await until(lambda: hub.hub.site_zones._stored.get(me) == "Asia/Kolkata")
+        await until(lambda: hub.hub._site_zones._stored.get(me) == "Asia/Kolkata")
         # A zone this hub does not know is not stored; the frame is still kept.
         await device.send(json.dumps({**frame, "timezone": "Mars/Olympus_Mons"}))
-        await until(lambda: hub.hub.manager.health(me) is not None)
+        await until(lambda: hub.hub.reader.health(me) is not None)
     async with running_hub(None, tmp_path / "data") as hub:
         body = (await get(hub, f"/api/devices/{me}/energy", start="2026-12-03")).json()
         assert body["timezone"] == "Asia/Kolkata"

@@ -299,7 +299,7 @@ async def test_over_the_dashboard_caps_a_dashboard_is_closed_with_1013(
         for client in (first, second, third):
             await client.close()
         # Their places are free again.
-        await until(lambda: hub.hub.dashboards.total == 0)
+        await until(lambda: hub.hub._dashboards.total == 0)
         again = await connect(url)
         assert (await recv_json(again))["type"] == "status"
         await again.close()
@@ -333,7 +333,7 @@ async def test_a_silent_device_is_closed_and_a_talking_one_stays(
         await recv_ack_seqs(talking, set(range(seq)))  # still streaming, still acked
         samples = await hub.metrics()
         assert samples['ems_connections_closed_total{reason="device_idle"}'] == 1
-        assert not hub.hub.manager.is_online(quiet_id)
+        assert not hub.hub.reader.is_online(quiet_id)
 
 
 def test_the_guard_uses_uvicorns_own_hooks() -> None:

@@ -53,8 +53,8 @@ async def test_sites_reach_home_assistant_through_a_broker_restart(
     )
     async with subscribed(broker.port, "homeassistant/#", "ems/#") as subscriber:
         async with running_hub(None, tmp_path / "data", mqtt=settings) as running:
-            assert running.hub.mqtt is not None
-            link = running.hub.mqtt.link
+            assert running.hub._mqtt is not None
+            link = running.hub._mqtt.link
             await until(lambda: link.connected)
             token = await running.add_token("site_a")
             device = await running.device("site_a", token)

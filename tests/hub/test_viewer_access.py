@@ -262,7 +262,7 @@ async def test_wrong_viewer_tokens_are_throttled_per_address(tmp_path: Path) -> 
             assert metrics["ems_viewer_guess_addresses"] == 1
             assert metrics['ems_refused_total{door="dashboard",reason="throttled"}'] == 1
             # The minute passes (shortened here): the address may try again.
-            hub.hub.viewer_guesses.window_s = 0.5
+            hub.hub.viewer_policy.guesses.window_s = 0.5
             await asyncio.sleep(0.6)
             assert (await http.get("/api/devices", headers=right)).status_code == 200
             assert (await http.post("/api/session", json={"token": "guess5"})).status_code == 401

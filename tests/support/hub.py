@@ -67,7 +67,7 @@ class RunningHub:
         """A new token for the device, once the hub's token view holds it."""
         token = new_token()
         await self.storage.add_token(TokenRecord(device_id, hash_token(token), datetime.now(UTC)))
-        await until(lambda: self.hub.tokens.holds(device_id, hash_token(token)))
+        await until(lambda: self.hub.knows_token(device_id, hash_token(token)))
         return token
 
     async def device(self, device_id: str, token: str | None, **kwargs: Any) -> ClientConnection:

@@ -90,7 +90,7 @@ async def test_readings_go_only_to_hubs_that_watch_the_device(hubs: list[Running
     await recv_json(dashboard)
     agents = {d: await a.device(d, tokens[d]) for d in (watched, unwatched)}
     assert (await recv_json(dashboard))["online"] is True
-    link = a.hub.cluster
+    link = a.hub._cluster
     assert link is not None
     before = link.counters.frames_forwarded
     for seq in range(1, 51):
@@ -98,7 +98,7 @@ async def test_readings_go_only_to_hubs_that_watch_the_device(hubs: list[Running
             await agent.send(json.dumps(reading(seq)))
     frames = await _frames_until(dashboard, 50)
     assert [f["seq"] for f in frames] == list(range(1, 51))
-    await until(lambda: a.hub.writer.stats().rows_committed_total >= 100)
+    await until(lambda: a.hub._writer.stats().rows_committed_total >= 100)
     # Only the watched device's 50 frames went out, in far fewer messages (batched).
     assert link.counters.frames_forwarded - before == 50
     assert link.forwarding() == 1
@@ -118,10 +118,10 @@ async def test_api_devices_says_online_wherever_the_device_is(hubs: list[Running
     assert await online_at(c) is False
     agent = await a.device(device, token)
     await agent.send(json.dumps(reading(1)))
-    await until(lambda: c.hub.manager.publisher(device) is None and a.hub.manager.is_online(device))
+    await until(lambda: c.hub._manager.publisher(device) is None and a.hub.reader.is_online(device))
     assert await online_at(c) is True
     await agent.close()
-    await until(lambda: not a.hub.manager.is_online(device))
+    await until(lambda: not a.hub.reader.is_online(device))
     # The offline status is published within a few ms of the disconnect.
     await asyncio.sleep(0.5)
     assert await online_at(c) is False
@@ -135,7 +135,7 @@ async def test_a_revoked_token_closes_the_device_at_whichever_hub_it_is(
     token = await token_everywhere(hubs, device)
     agent = await a.device(device, token)
     await agent.send(json.dumps(reading(1)))
-    await until(lambda: a.hub.manager.is_online(device))
+    await until(lambda: a.hub.reader.is_online(device))
     # Revoked through another hub's storage handle: the shared database is the truth.
     assert await c.storage.revoke_tokens(device) == 1
     with pytest.raises(ConnectionClosed) as closed:

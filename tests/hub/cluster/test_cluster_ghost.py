@@ -31,12 +31,12 @@ async def test_connecting_at_another_hub_closes_the_old_socket_with_1008_within_
     new = await b.device(device, token)
     assert await close_code(old, within=5.0) == 1008
     assert loop.time() - started < 1.0
-    await until(lambda: not a.hub.manager.is_online(device))
-    assert b.hub.manager.is_online(device)
+    await until(lambda: not a.hub.reader.is_online(device))
+    assert b.hub.reader.is_online(device)
     # The new socket works, and the old hub's late disconnect did not unregister it.
     await new.send(json.dumps(reading(2)))
     assert await recv_ack_seqs(new, {2}) >= {2}
-    assert b.hub.manager.is_online(device)
+    assert b.hub.reader.is_online(device)
 
 
 async def test_200_concurrent_connects_over_3_hubs_leave_exactly_one(
@@ -55,7 +55,7 @@ async def test_200_concurrent_connects_over_3_hubs_leave_exactly_one(
     try:
 
         def registered() -> int:
-            return sum(r.hub.manager.is_online(device) for r in hubs)
+            return sum(r.hub.reader.is_online(device) for r in hubs)
 
         # Every socket but one is closed with 1008; the one left stays registered.
         codes = await asyncio.gather(*(close_code(c, within=10.0) for c in clients))
@@ -64,7 +64,7 @@ async def test_200_concurrent_connects_over_3_hubs_leave_exactly_one(
         await until(lambda: registered() == 1)
         survivor = clients[codes.index(None)]
         holder = chosen[codes.index(None)]
-        assert holder.hub.manager.is_online(device)
+        assert holder.hub.reader.is_online(device)
         await asyncio.sleep(1.0)  # late disconnects and kicks have all landed
         assert registered() == 1
         await survivor.send(json.dumps(reading(1)))

@@ -33,7 +33,7 @@ async def test_without_redis_each_hub_serves_its_own_and_the_cluster_converges_a
     assert await _ready(a) == (200, {"status": "ready"})
 
     redis.stop()
-    await until(lambda: all(r.hub.cluster is not None and not r.hub.cluster.up for r in hubs))
+    await until(lambda: all(r.hub._cluster is not None and not r.hub._cluster.up for r in hubs))
     status, body = await _ready(a)
     assert status == 200
     assert body["status"] == "degraded"
@@ -56,17 +56,17 @@ async def test_without_redis_each_hub_serves_its_own_and_the_cluster_converges_a
     # The same device at two hubs while they cannot tell each other.
     first = await a.device(twice, tokens[twice])
     second = await b.device(twice, tokens[twice])
-    await until(lambda: a.hub.manager.is_online(twice) and b.hub.manager.is_online(twice))
+    await until(lambda: a.hub.reader.is_online(twice) and b.hub.reader.is_online(twice))
 
     redis.start()
-    await until(lambda: all(r.hub.cluster is not None and r.hub.cluster.up for r in hubs))
+    await until(lambda: all(r.hub._cluster is not None and r.hub._cluster.up for r in hubs))
     assert await _ready(a) == (200, {"status": "ready"})
     # Converged: one socket per device in the whole cluster, the others closed with 1008.
     codes = await asyncio.gather(close_code(first, 10.0), close_code(second, 10.0))
     assert sorted(codes, key=str) == [1008, None]
 
     def registered(device: str) -> int:
-        return sum(r.hub.manager.is_online(device) for r in hubs)
+        return sum(r.hub.reader.is_online(device) for r in hubs)
 
     await until(lambda: registered(twice) == 1)
     assert registered(here) == 1
