@@ -5,10 +5,13 @@
    silence after each frame): the requests our plan makes per poll, the floor
    the device's limits allow (``RegisterMap.minimal_plan``: every gap bridged
    but those the device refuses), and the bus time of one poll at 9600 baud.
+   And the identity read (drivers/identity.py) each profile makes once per
+   connection: its requests and their bus time, plus its pacing gap.
 2. Measured: eight devices of the simulated sites, each at its own unit id on
    one RTU line paced at 9600 baud (simulation/pty_bridge.py delivers bytes at
    the line's speed), polled back to back as the agent polls a bus; the slowest
-   cycle is the shortest sampling interval that bus sustains.
+   cycle is the shortest sampling interval that bus sustains; then each device's
+   identity read, once, as the poller makes it after a connection.
 
     .venv/bin/python bench/device_buses.py --cycles 20
     .venv/bin/python bench/device_buses.py --devices growatt_v124,chint_dtsu666,...
@@ -63,6 +66,20 @@ def profile_table() -> None:
         )
 
 
+def identity_table() -> None:
+    print(f"\ncomputed, the identity read once per connection at {BAUD} baud")
+    print(f"{'profile':<24}{'regs':>6}{'tx':>4}{'ms':>9}{'gap ms':>8}  fields")
+    for name, profile in PROFILES.items():
+        if profile.identity is None:
+            continue
+        plan = profile.identity.plan
+        fields = ", ".join(p.target.field for p in profile.identity.points if p.target)
+        print(
+            f"{name:<24}{sum(r.count for r in plan):>6}{len(plan):>4}"
+            f"{plan_s(plan) * 1e3:>9.1f}{profile.command_gap_s * 1e3:>8.0f}  {fields}"
+        )
+
+
 def rtu_devices(names: list[str] | None) -> list[SimulatedDevice]:
     """One simulated device per profile, RTU-capable, from the sites (the first ``BUS_DEVICES``)."""
     by_profile: dict[str, SimulatedDevice] = {}
@@ -105,7 +122,16 @@ async def measure_bus(devices: list[SimulatedDevice], cycles: int) -> None:
                     await driver.read()
                     per_device[i].append(time.perf_counter() - t0)
                 cycle_s.append(time.perf_counter() - started)
+            identity_s: list[tuple[float, str]] = []
+            for driver in drivers:
+                t0 = time.perf_counter()
+                identity = await driver.read_identity()
+                identity_s.append((time.perf_counter() - t0, identity.serial_number or "-"))
     report(devices, drivers, per_device, cycle_s)
+    print(f"\nmeasured: each device's identity read, once, on the same line at {BAUD} baud")
+    print(f"{'unit':<6}{'profile':<24}{'ms':>9}  serial number")
+    for unit, (device, (took, serial)) in enumerate(zip(devices, identity_s, strict=True), 1):
+        print(f"{unit:<6}{device.profile:<24}{took * 1e3:>9.1f}  {serial}")
 
 
 def report(
@@ -140,6 +166,7 @@ def main() -> None:
     print(f"machine: {platform.node()} {platform.machine()} {platform.processor() or ''}".strip())
     print(f"python {platform.python_version()}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n")
     profile_table()
+    identity_table()
     names = args.devices.split(",") if args.devices else None
     asyncio.run(measure_bus(rtu_devices(names), args.cycles))
 
