@@ -26,6 +26,7 @@ from typing import Final
 from drivers.planner import Hole
 from drivers.profile import Point, RegisterImage, RegisterMap, Section, Target
 from drivers.registers import DataType, RegisterType, WordOrder, decode_value, register_count
+from telemetry.health import MAX_IDENTITY_CHARS
 
 __all__ = [
     "MAX_IDENTITY_CHARS",
@@ -35,10 +36,13 @@ __all__ = [
     "identity_map",
     "identity_number",
     "identity_text",
+    "number_point",
+    "plain_text",
+    "text_point",
 ]
 
-# The longest text kept (SunSpec's Mn, Md and SN are 16 registers: 32 characters).
-MAX_IDENTITY_CHARS: Final = 64
+# Printable ASCII: what the health frame accepts (telemetry/health.py), at most
+# MAX_IDENTITY_CHARS (SunSpec's Mn, Md and SN are 16 registers: 32 characters).
 _PRINTABLE: Final = range(0x20, 0x7F)
 
 
@@ -69,10 +73,21 @@ class DeviceIdentity:
         return {f.name: v for f in fields(self) if (v := getattr(self, f.name))}
 
     def with_manufacturer(self, vendor: str) -> DeviceIdentity:
-        """This identity, with ``vendor`` as its maker when the device reported none."""
-        if self.manufacturer or not vendor:
+        """This identity, with ``vendor`` as its maker when the device reported none
+        (a vendor name outside printable ASCII, from a user's TOML map, is left out)."""
+        maker = plain_text(vendor)
+        if self.manufacturer or maker is None:
             return self
-        return DeviceIdentity(vendor, self.model, self.serial_number, self.firmware_version)
+        return DeviceIdentity(maker, self.model, self.serial_number, self.firmware_version)
+
+
+def plain_text(text: str) -> str | None:
+    """``text`` trimmed of NULs and spaces at both ends and cut to MAX_IDENTITY_CHARS;
+    None when empty or when it holds anything but printable ASCII (a NUL inside)."""
+    text = text.strip("\x00 ")
+    if not text or any(ord(char) not in _PRINTABLE for char in text):
+        return None
+    return text[:MAX_IDENTITY_CHARS].rstrip(" ")
 
 
 def identity_text(words: Sequence[int]) -> str | None:
@@ -83,10 +98,7 @@ def identity_text(words: Sequence[int]) -> str | None:
     ASCII, is not an identity.
     """
     raw = b"".join((word & 0xFFFF).to_bytes(2, "big") for word in words)
-    text = raw.strip(b"\x00 ")
-    if not text or any(byte not in _PRINTABLE for byte in text):
-        return None
-    return text[:MAX_IDENTITY_CHARS].decode("ascii")
+    return plain_text(raw.decode("latin-1"))
 
 
 def identity_number(data_type: DataType, words: Sequence[int], order: WordOrder) -> str | None:

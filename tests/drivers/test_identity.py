@@ -30,6 +30,7 @@ from simulation.modbus_server import DeviceServer, DeviceSpec
 from simulation.plant import Plant
 from simulation.runner import SimulatedSite
 from simulation.sites import SITES
+from telemetry.health import DeviceIdentityReport
 from tests.support.modbus import served_bus, text_words, words32
 
 H = RegisterType.HOLDING
@@ -58,6 +59,19 @@ def test_a_text_is_trimmed_of_nuls_and_spaces_at_both_ends() -> None:
 )
 def test_garbage_gives_no_text(words: tuple[int, ...]) -> None:
     assert identity_text(words) is None
+
+
+def test_a_catalogue_vendor_outside_printable_ascii_is_left_out() -> None:
+    """A TOML map's ``[device]`` vendor is the user's: the wire takes printable ASCII only."""
+    assert DeviceIdentity(serial_number="7").with_manufacturer("Électrique SA").as_dict() == {
+        "serial_number": "7"
+    }
+    assert DeviceIdentity().with_manufacturer("  Acme \x00").manufacturer == "Acme"
+    assert len(DeviceIdentity().with_manufacturer("A" * 100).manufacturer) == 64
+    # What reaches the wire is what the health frame's model accepts.
+    long_text = identity_text(text_words("x" * 40, 20) + text_words("y" * 40, 20))
+    assert long_text is not None
+    assert DeviceIdentityReport(serial_number=long_text).serial_number == long_text
 
 
 def test_a_number_is_shown_in_decimal_and_unset_gives_none() -> None:
