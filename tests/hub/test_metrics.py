@@ -3,7 +3,12 @@ from __future__ import annotations
 import pytest
 from prometheus_client.metrics_core import Metric
 
+from hub.connections import ConnectionManager
 from hub.exposition import MetricType, hub_registry, labelled, multi_labelled, render, single
+from hub.guess_budget import GuessBudget
+from hub.limits import ConnectionGate, ConnectionLimits, Refusal
+from hub.metrics import Door, DropReason, HubMetrics
+from telemetry import FrameProblem
 from tests.support.hub import parse_metrics
 
 
@@ -71,3 +76,32 @@ def test_a_counter_must_end_in_total() -> None:
     # prometheus_client would add _total to the samples: a renamed metric.
     with pytest.raises(ValueError, match="_total"):
         single("ems_acks_sent", "Acks.", MetricType.COUNTER, 1)
+
+
+def test_hub_metrics_exposes_what_it_owns_and_what_is_registered() -> None:
+    gate = ConnectionGate(ConnectionLimits())
+    guesses = GuessBudget()
+    metrics = HubMetrics(gate=gate, guesses=guesses, connections=ConnectionManager())
+    # Its own counters, as the doors, the gatekeeper and the feeds bump them...
+    metrics.doors.readings_in["live"] += 3
+    metrics.doors.refused[(Door.DEVICE, "bad_token")] += 1
+    metrics.doors.dropped[DropReason.QUEUE_FULL] += 2
+    metrics.feeds.dropped += 5
+    metrics.invalid[FrameProblem.NOT_JSON] += 4
+    # ...and the counts of the parts registered with it.
+    gate.counters.refused[Refusal.PENDING_FULL] += 6
+    guesses.failed("192.0.2.7", 0.0)
+
+    samples = parse_metrics(metrics.render().decode())
+
+    assert samples['ems_readings_in_total{path="live"}'] == 3
+    assert samples['ems_refused_total{door="device",reason="bad_token"}'] == 1
+    assert samples['ems_dropped_total{reason="writer_queue_full"}'] == 2
+    assert samples['ems_dropped_total{reason="dashboard_slow"}'] == 5
+    assert samples['ems_invalid_total{reason="not_json"}'] == 4
+    assert samples['ems_connections_refused_total{reason="pending_full"}'] == 6
+    assert samples["ems_viewer_tokens_wrong_total"] == 1
+    assert samples["ems_viewer_guess_addresses"] == 1
+    assert samples['ems_connections{door="device"}'] == 0
+    # No writer and no cluster link registered yet: none of their families.
+    assert not [name for name in samples if name.startswith(("ems_writer_", "ems_cluster_"))]
