@@ -36,9 +36,11 @@ the plant's own values within register resolution:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Final
 
+from drivers.profile import RegisterMap
 from drivers.profiles import eastron, sunspec
 from drivers.profiles.eastron import SDM120
 from simulation.default_site import SERVED_MAPS, Unit, _sdm630_documented, device_sections
@@ -51,6 +53,19 @@ PV_INVERTER_MAP: Final = sunspec.register_map(
 )
 
 INVERTER_SHARES: Final = {"inverter_east": 0.6, "inverter_west": 0.4}
+# Each inverter's serial number, its common model's SN (json/model_1.json).
+INVERTER_SERIALS: Final = {"inverter_east": "SIM-EAST-01", "inverter_west": "SIM-WEST-01"}
+
+
+def _with_serial(reg_map: RegisterMap, serial: str) -> RegisterMap:
+    """``reg_map`` with its common model's SN set to ``serial``."""
+    points = tuple(
+        dataclasses.replace(p, constant=serial) if p.name.endswith(".1.SN") else p
+        for p in reg_map.points
+    )
+    return dataclasses.replace(reg_map, points=points)
+
+
 STACK_SHARES: Final = {"stack_a": 0.6, "stack_b": 0.4}
 HEAT_PUMP_SHARE: Final = 0.35
 EV_SHARE: Final = 0.25
@@ -156,7 +171,7 @@ LAYOUT: Final = SiteLayout(
                 profile="sunspec",
                 role=Role.INVERTER,
                 name=name,
-                served=PV_INVERTER_MAP,
+                served=_with_serial(PV_INVERTER_MAP, INVERTER_SERIALS[name]),
                 measures=inverter(share),
                 total=True,
                 description=f"PV inverter {name[9:]} (sunspec, models 1 + 103 at 40000)",

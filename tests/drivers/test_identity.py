@@ -139,6 +139,12 @@ EXPECTED = {
     ("default", "inverter"): DeviceIdentity("EMS Switchboard", "SimInverter", "SIM-0001", "1.0"),
     ("default", "meter"): DeviceIdentity("Eastron", serial_number="20123456"),
     ("multi", "meter_main"): DeviceIdentity("Eastron", serial_number="20123456"),
+    ("multi", "inverter_east"): DeviceIdentity(
+        "EMS Switchboard", "SimInverter", "SIM-EAST-01", "1.0"
+    ),
+    ("multi", "inverter_west"): DeviceIdentity(
+        "EMS Switchboard", "SimInverter", "SIM-WEST-01", "1.0"
+    ),
     ("multi", "heat_pump"): DeviceIdentity("Eastron", serial_number="21000001"),
     ("multi", "ev_charger"): DeviceIdentity("Eastron", serial_number="21000002"),
     ("meters", "grid_meter"): DeviceIdentity("Chint", firmware_version="204"),
@@ -183,12 +189,10 @@ async def test_every_simulated_device_reports_its_identity_over_tcp(site_name: s
             want = EXPECTED.get((site_name, served.name))
             if want is None:
                 # No identity registers: the catalogue's vendor only, no request.
-                assert profile.identity is None or profile.register_map is None
-                if profile.register_map is not None:
-                    assert identity == DeviceIdentity(manufacturer=profile.vendor)
-                    assert transport.transactions == before
-                else:  # a generic SunSpec device (the multi site's inverters)
-                    assert identity.serial_number
+                assert profile.identity is None
+                assert profile.register_map is not None
+                assert identity == DeviceIdentity(manufacturer=profile.vendor)
+                assert transport.transactions == before
             else:
                 assert identity == want, (site_name, served.name)
                 assert device.identity_tried
