@@ -196,6 +196,14 @@ def test_a_stopped_modbus_server_shows_as_failing_within_three_intervals(site: S
     fleet.wait_for_selector(f'{CARD}[data-condition="ok"]', timeout=30_000)
     page.wait_for_selector('.values-card[data-section="grid"][data-stale="false"]')
     assert page.locator("#status").inner_text() == "online"
+    # What each device says it is, read again once the bus came back (docs/protocol.md,
+    # "Device health": identity): the simulated SunSpec inverter and SDM630.
+    for name, identity in (
+        ("inverter", "EMS Switchboard SimInverter, SN SIM-0001, firmware 1.0"),
+        ("meter", "Eastron, SN 20123456"),
+    ):
+        item = f'#health-list li[data-device="{name}"]'
+        wait_js(page, f"document.querySelector({item!r})?.textContent.endsWith({identity!r})")
     assert fleet_watch.problems() == []
     assert page_watch.problems() == []
     fleet.close()

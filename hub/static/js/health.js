@@ -46,7 +46,18 @@ export function clockTime(ms) {
   return when.toDateString() === new Date().toDateString() ? when.toLocaleTimeString() : formatClock(ms);
 }
 
-/** One line per device: "inverter · failing since 12:30:01 · last good read 42 s ago". */
+/** What a device says it is (docs/protocol.md, "Device health": identity):
+ * "Fronius Symo GEN24 10.0 Plus, SN 28123456, firmware 1.34.6-1"; "" when unknown. */
+export function identityText(identity) {
+  if (!identity) return "";
+  const maker = [identity.manufacturer, identity.model].filter(Boolean).join(" ");
+  const serial = identity.serial_number ? `SN ${identity.serial_number}` : "";
+  const firmware = identity.firmware_version ? `firmware ${identity.firmware_version}` : "";
+  return [maker, serial, firmware].filter(Boolean).join(", ");
+}
+
+/** One line per device: "inverter · failing since 12:30:01 · last good read 42 s ago",
+ * then what it says it is. */
 export function deviceLine(device, now = Date.now()) {
   const parts = [device.name];
   const since = device.since ? ` since ${clockTime(parseTs(device.since))}` : "";
@@ -55,6 +66,8 @@ export function deviceLine(device, now = Date.now()) {
     parts.push(`last good read ${formatAgo(parseTs(device.last_ok), now)}`);
   }
   if (device.state === "failing" && device.error) parts.push(device.error);
+  const identity = identityText(device.identity);
+  if (identity) parts.push(identity);
   return parts.join(" · ");
 }
 
