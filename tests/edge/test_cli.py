@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from edge.config import load_config
+from edge.outbox import read_status
 from simulation.default_site import REGISTER_MAPS, Unit, encode_site
 from simulation.modbus_server import DeviceServer, DeviceSpec
 from simulation.plant import Plant
@@ -181,8 +182,10 @@ async def stored_seqs(hub: HubProcess, device_id: str, since: datetime) -> list[
 
 
 async def wait_stored(hub: HubProcess, device_id: str, since: datetime, count: int) -> list[int]:
+    """Wait until the hub holds the device's first ``count`` readings (seqs 0 to count - 1)."""
+    want = set(range(count))
     async with asyncio.timeout(60):
-        while len(seqs := await stored_seqs(hub, device_id, since)) < count:  # noqa: ASYNC110
+        while not want <= set(seqs := await stored_seqs(hub, device_id, since)):  # noqa: ASYNC110
             await asyncio.sleep(0.2)
     return seqs
 
@@ -244,9 +247,16 @@ async def test_sigkill_mid_write_then_restart_loses_nothing(
         finally:
             if agent.process.poll() is None:
                 agent.process.kill()
+    # The last reading the killed agents committed to the buffer.
+    killed_last = read_status(load_config(path).buffer.path).last_seq
+    assert killed_last >= 23  # the hub held 24 before the last SIGKILL
     agent = AgentProcess(path, token)
     try:
-        await asyncio.sleep(2.0)
+        # The restarted agent sends what they committed, then goes on after it. Wait
+        # for the hub to hold all of it and one reading more: the agent is running then,
+        # and SIGTERM is its clean stop (sent during its start-up, after a fixed sleep,
+        # it was the default death of a process not yet handling it: exit -15).
+        await wait_stored(hub, "cli_kill", began, killed_last + 2)
         assert await asyncio.to_thread(agent.stop) == 0, agent.text()
     finally:
         if agent.process.poll() is None:
