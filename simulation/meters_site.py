@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from typing import Final
 
 from drivers.profile import RegisterImage, RegisterMap
-from drivers.profiles import get_profile
+from drivers.profiles import eastron, get_profile
 from drivers.profiles.chint import (
     ADDR_ADDRESS,
     BAUD_9600,
@@ -212,7 +212,7 @@ LAYOUT: Final = SiteLayout(
             profile="eastron_sdm72",
             role=Role.GRID,
             name="inverter_meter",
-            served=SDM72,
+            served=eastron.served(SDM72, 72_000_003),
             measures=inverter_meter,
             total=False,
             fill=_sdm72_power_shares,

@@ -28,6 +28,13 @@ registers ``ems edge scan`` recognises it by::
     low = 80.0
     high = 300.0
 
+    [[device.identity]]            # repeatable: what the device says it is
+    field = "serial_number"        # manufacturer | model | serial_number | firmware_version
+    register_type = "holding"
+    address = 0xFC00
+    data_type = "uint32"           # string (with length), uint16 or uint32
+    length = 0                     # registers, for a string
+
 A user's own map (``profile = "generic"``) may carry the table too; it is then
 validated and otherwise unused. The maps shipped in ``drivers/profiles/maps``
 become catalogue entries under their own profile names.
@@ -40,12 +47,13 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from drivers.bus import BusType
-from drivers.profile import RegisterMap
+from drivers.identity import IdentityField, identity_map, number_point, text_point
+from drivers.profile import Point, RegisterMap
 from drivers.profiles.device_profile import Check, DeviceProfile, Signature
 from drivers.registers import DataType, RegisterType, WordOrder
 from telemetry.roles import Role
 
-__all__ = ["CheckSpec", "DeviceSpec", "device_profile"]
+__all__ = ["CheckSpec", "DeviceSpec", "IdentitySpec", "device_profile"]
 
 
 class CheckSpec(BaseModel):
@@ -70,6 +78,39 @@ class CheckSpec(BaseModel):
         return self
 
 
+class IdentitySpec(BaseModel):
+    """One ``[[device.identity]]`` entry: a register the device reports itself in."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    field: IdentityField
+    register_type: RegisterType
+    address: Annotated[int, Field(ge=0, le=0xFFFF, strict=True)]
+    data_type: DataType
+    word_order: WordOrder = WordOrder.ABCD
+    length: Annotated[int, Field(ge=0, le=32, strict=True)] = 0
+
+    @model_validator(mode="after")
+    def _sound(self) -> IdentitySpec:
+        if self.register_type.is_bit:
+            raise ValueError("an identity is read from registers, not coils or input bits")
+        if self.data_type is DataType.STRING:
+            if self.length == 0:
+                raise ValueError("a string needs its length in registers")
+        elif self.data_type not in (DataType.UINT16, DataType.UINT32):
+            raise ValueError("an identity is a string, or a number: uint16 or uint32")
+        elif self.length:
+            raise ValueError("length is for a string only")
+        return self
+
+    def point(self) -> Point:
+        if self.data_type is DataType.STRING:
+            return text_point(self.field, self.register_type, self.address, self.length)
+        return number_point(
+            self.field, self.register_type, self.address, self.data_type, self.word_order
+        )
+
+
 class DeviceSpec(BaseModel):
     """The ``[device]`` table."""
 
@@ -87,6 +128,14 @@ class DeviceSpec(BaseModel):
     notes: list[Annotated[str, Field(min_length=1)]] = []
     recognised_by: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     signature: list[CheckSpec] = []
+    identity: list[IdentitySpec] = []
+
+    @model_validator(mode="after")
+    def _one_register_per_field(self) -> DeviceSpec:
+        fields = [entry.field for entry in self.identity]
+        if len(set(fields)) != len(fields):
+            raise ValueError("identity: each field once")
+        return self
 
 
 def device_profile(name: str, spec: DeviceSpec, reg_map: RegisterMap) -> DeviceProfile:
@@ -98,6 +147,16 @@ def device_profile(name: str, spec: DeviceSpec, reg_map: RegisterMap) -> DeviceP
             for c in spec.signature
         )
         signature = Signature(spec.recognised_by or f"{spec.vendor} {spec.models}", checks)
+    identity = None
+    if spec.identity:
+        identity = identity_map(
+            name,
+            f"{reg_map.source}: [device] identity",
+            (entry.point() for entry in spec.identity),
+            max_count=reg_map.max_count,
+            holes=reg_map.holes,
+            byte_tables=reg_map.byte_tables,
+        )
     return DeviceProfile(
         name=name,
         vendor=spec.vendor,
@@ -113,4 +172,5 @@ def device_profile(name: str, spec: DeviceSpec, reg_map: RegisterMap) -> DeviceP
         signature=signature,
         config_name=spec.config_name,
         notes=tuple(spec.notes),
+        identity=identity,
     )

@@ -5,12 +5,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from drivers.bus import BusConfig, BusType
 from drivers.device import Device
-from drivers.errors import ExceptionResponse
+from drivers.errors import ExceptionResponse, ProfileError
 from drivers.identity import (
     DeviceIdentity,
     IdentityField,
@@ -23,6 +24,7 @@ from drivers.identity import (
 )
 from drivers.profile import encode_map, target
 from drivers.profiles import get_profile, goodwe, sunspec
+from drivers.profiles.generic import load_device_profile
 from drivers.registers import DataType, RegisterType, WordOrder
 from drivers.transports import open_transport
 from simulation import goodwe_site
@@ -31,6 +33,7 @@ from simulation.plant import Plant
 from simulation.runner import SimulatedSite
 from simulation.sites import SITES
 from telemetry.health import DeviceIdentityReport
+from tests.drivers.test_generic import DEVICE, GOOD
 from tests.support.modbus import served_bus, text_words, words32
 
 H = RegisterType.HOLDING
@@ -148,6 +151,7 @@ EXPECTED = {
     ("multi", "heat_pump"): DeviceIdentity("Eastron", serial_number="21000001"),
     ("multi", "ev_charger"): DeviceIdentity("Eastron", serial_number="21000002"),
     ("meters", "grid_meter"): DeviceIdentity("Chint", firmware_version="204"),
+    ("meters", "inverter_meter"): DeviceIdentity("Eastron", serial_number="72000003"),
     ("huawei", "inverter"): DeviceIdentity("Huawei", "SUN2000-5KTL-L1", "EMSSIM0001"),
     ("goodwe", "inverter"): DeviceIdentity("GoodWe", "GW5K-ET", "95000ETU000SIM01"),
     ("deye", "inverter"): DeviceIdentity("Deye", serial_number="SIM0000001"),
@@ -233,3 +237,72 @@ async def test_a_refused_identity_read_raises_and_polling_still_reads(
         assert device.identity_tried
         reading = await device.read()
         assert reading.section("grid")
+
+
+IDENTITY_TOML = """
+[[device.identity]]
+field = "serial_number"
+register_type = "holding"
+address = 0xFC00
+data_type = "uint32"
+
+[[device.identity]]
+field = "model"
+register_type = "holding"
+address = 0x0100
+data_type = "string"
+length = 4
+"""
+
+
+def test_a_toml_device_table_gives_identity_registers(tmp_path: Path) -> None:
+    path = tmp_path / "acme_pm3.toml"
+    text = GOOD.replace('name = "acme-pm3"\n', "") + DEVICE + IDENTITY_TOML
+    path.write_text(text, encoding="utf-8")
+    profile = load_device_profile(path)
+    assert profile.identity is not None
+    assert [(r.register_type, r.address, r.count) for r in profile.identity.plan] == [
+        (H, 0x0100, 4),
+        (H, 0xFC00, 2),
+    ]
+    image = {
+        H: {
+            0xFC00: 0x0133,
+            0xFC01: 0x2D5E,
+            **dict(zip(range(0x100, 0x104), text_words("PM3-X", 4), strict=True)),
+        }
+    }
+    assert decode_identity(profile.identity, image) == DeviceIdentity(
+        model="PM3-X", serial_number=str(0x01332D5E)
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (('data_type = "uint32"', 'data_type = "float32"'), "uint16 or uint32"),
+        (('data_type = "uint32"', 'data_type = "uint32"\nlength = 2'), "string only"),
+        (("length = 4\n", ""), "its length"),
+        (
+            (
+                'register_type = "holding"\naddress = 0xFC00',
+                'register_type = "coil"\naddress = 0xFC00',
+            ),
+            "not coils",
+        ),
+        (('field = "model"', 'field = "serial_number"'), "each field once"),
+        (('field = "model"', 'field = "colour"'), "Input should be"),
+    ],
+)
+def test_toml_identity_mistakes_name_their_key(
+    tmp_path: Path, change: tuple[str, str], reason: str
+) -> None:
+    old, new = change
+    assert old in IDENTITY_TOML
+    path = tmp_path / "acme_pm3.toml"
+    text = GOOD.replace('name = "acme-pm3"\n', "") + DEVICE + IDENTITY_TOML.replace(old, new, 1)
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ProfileError) as caught:
+        load_device_profile(path)
+    assert caught.value.key.startswith("device")
+    assert reason in caught.value.reason
