@@ -19,17 +19,14 @@ import argparse
 import asyncio
 import json
 import platform
-import secrets
 import statistics
 import time
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit
 
-import asyncpg
+from scratch_database import scratch_database, timescale_storage
 
 from hub.storage.base import StoredReading
-from hub.storage.postgres import PostgresOptions, PostgresStorage
-from hub.storage.schema import TimescaleMode, TimescaleOptions
+from hub.storage.postgres import PostgresStorage
 from telemetry import Reading
 
 
@@ -75,24 +72,10 @@ async def main() -> None:
     parser.add_argument("--batch", type=int, default=1000)
     args = parser.parse_args()
 
-    name = f"bench_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(args.database)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = urlsplit(args.database)._replace(path=f"/{name}").geturl()
-    try:
-        storage = PostgresStorage(
-            url, PostgresOptions(timescale=TimescaleOptions(mode=TimescaleMode.REQUIRED))
-        )
-        await storage.open()
-        try:
-            now = datetime.now(UTC).replace(second=0, microsecond=0)
-            inside = await write_backlog(storage, now - timedelta(days=2), args.batches, args.batch)
-            older = await write_backlog(storage, now - timedelta(days=10), args.batches, args.batch)
-        finally:
-            await storage.close()
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    async with scratch_database(args.database) as url, timescale_storage(url) as storage:
+        now = datetime.now(UTC).replace(second=0, microsecond=0)
+        inside = await write_backlog(storage, now - timedelta(days=2), args.batches, args.batch)
+        older = await write_backlog(storage, now - timedelta(days=10), args.batches, args.batch)
     print(
         json.dumps(
             {

@@ -2,16 +2,23 @@
 
 Writes ``--days`` days of full readings of the simulated site as the edge sends them
 (bench/site_readings.py, with energy; ``--values plant``: the plant's own
-full-precision floats), one continuous plant, one reading per second, old enough
-for the compression policy (they end ``compress_after`` plus a day before now),
-through ``PostgresStorage`` on TimescaleDB into a database created for the run,
-then runs the compression policy once (``CALL run_job``) and prints, as JSON, the
-hypertable's size before and after (``hypertable_compression_stats``,
-``hypertable_detailed_size``) and the ratio.
+full-precision floats), one reading per second, old enough for the compression
+policy (they end ``compress_after`` plus a day before now), through
+``PostgresStorage`` on TimescaleDB into a database created for the run
+(bench/scratch_database.py), then runs the compression policy once (``CALL
+run_job``) and prints, as JSON, the hypertable's size before and after
+(``hypertable_compression_stats``, ``hypertable_detailed_size``), the ratio, and
+each column's share of the compressed bytes.
 
     .venv/bin/python bench/timescale_compression.py --database postgresql://postgres@127.0.0.1:PORT/postgres
 
 ``--database``: the admin URL of a server that preloads TimescaleDB.
+
+Making the readings is the slow part (decoding register images costs about
+2.6 ms a reading, a week 26 CPU minutes), so ``--jobs N`` makes them in N
+processes, each a contiguous 1/N of the span from its own plant (started at
+its part's first second: the plant starts over N - 1 times in the span), while
+this process writes; ``--jobs 1`` (the default) is one continuous plant.
 """
 
 from __future__ import annotations
@@ -20,37 +27,75 @@ import argparse
 import asyncio
 import itertools
 import json
+import multiprocessing
+import os
 import platform
-import secrets
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
-from urllib.parse import urlsplit
+from multiprocessing.queues import Queue
+from typing import Any, Final
 
 import asyncpg
+from scratch_database import scratch_database, timescale_storage
 from site_readings import Values, stream
 
-from hub.storage.postgres import PostgresOptions, PostgresStorage
-from hub.storage.schema import TimescaleMode, TimescaleOptions
+from hub.storage.base import StoredReading
+from hub.storage.columns import FIELD_COLUMNS, READING_COLUMNS, ColumnKind
 
 CHUNK = 3600  # readings generated and written at a time (an hour)
 
 
-async def fill(url: str, days: int, batch: int, values: Values) -> float:
+def _produce(
+    values: Values, start: datetime, first_seq: int, hours: int, out: Queue[list[StoredReading]]
+) -> None:
+    """Put ``hours`` hours of readings from ``start`` on ``out``, an hour at a time."""
+    source = stream(start, first_seq=first_seq, values=values)
+    for _ in range(hours):
+        out.put(list(itertools.islice(source, CHUNK)))
+
+
+def _parts(hours: int, jobs: int) -> list[tuple[int, int]]:
+    """``hours`` cut into ``jobs`` contiguous (first hour, hours) parts."""
+    size, rest = divmod(hours, jobs)
+    parts, first = [], 0
+    for job in range(jobs):
+        count = size + (1 if job < rest else 0)
+        if count:
+            parts.append((first, count))
+        first += count
+    return parts
+
+
+async def fill(url: str, days: int, batch: int, values: Values, jobs: int) -> float:
     """Store ``days`` days of 1 Hz readings; returns the seconds it took."""
-    options = PostgresOptions(timescale=TimescaleOptions(mode=TimescaleMode.REQUIRED))
-    storage = PostgresStorage(url, options)
-    await storage.open()
     start = (datetime.now(UTC) - timedelta(days=days + 8)).replace(microsecond=0)
-    source = stream(start, values=values)
+    context = multiprocessing.get_context("spawn")
+    producers = []
+    for first, hours in _parts(days * 24, jobs):
+        queue: Queue[list[StoredReading]] = context.Queue(maxsize=2)
+        process = context.Process(
+            target=_produce,
+            args=(values, start + timedelta(hours=first), first * CHUNK, hours, queue),
+            name=f"readings-from-hour-{first}",
+            daemon=True,
+        )
+        producers.append((process, queue, hours))
     began = time.perf_counter()
     try:
-        for _ in range(days * 24):
-            rows = list(itertools.islice(source, CHUNK))
-            for first in range(0, len(rows), batch):
-                await storage.write_readings(rows[first : first + batch])
+        for process, _, _ in producers:
+            process.start()
+        async with timescale_storage(url) as storage:
+            for hour in range(max(hours for _, _, hours in producers)):
+                for _, queue, hours in producers:
+                    if hour < hours:
+                        rows = await asyncio.to_thread(queue.get)
+                        for first in range(0, len(rows), batch):
+                            await storage.write_readings(rows[first : first + batch])
     finally:
-        await storage.close()
+        for process, _, _ in producers:
+            if process.is_alive():
+                process.kill()
+            process.join()
     return time.perf_counter() - began
 
 
@@ -94,6 +139,10 @@ async def measure(url: str) -> dict[str, Any]:
         after = await conn.fetchrow("SELECT * FROM hypertable_detailed_size('readings')")
         rows = await conn.fetchval("SELECT count(*) FROM readings")
         per_column = await _compressed_columns(conn)
+        versions = await conn.fetchrow(
+            "SELECT current_setting('server_version') AS postgres, extversion AS timescaledb "
+            "FROM pg_extension WHERE extname = 'timescaledb'"
+        )
         settings = await conn.fetch(
             "SELECT attname, segmentby_column_index, orderby_column_index "
             "FROM timescaledb_information.compression_settings WHERE hypertable_name = 'readings' "
@@ -118,7 +167,97 @@ async def measure(url: str) -> dict[str, Any]:
             name: round(size / rows, 1) for name, size in per_column[:12]
         },
         "settings": [dict(r) for r in settings],
+        **dict(versions),
     }
+
+
+# --what-if: the same readings in other forms, each compressed as `readings` is.
+# The default site's grid meter is an Eastron SDM630 (simulation/site.py), whose
+# registers are all float32: its values are the `grid` section and the `extra`
+# names starting with `grid_`. The edge writes a decoded value with 10 significant
+# digits (drivers/profile.py, `_tidy`), so its double carries decimal noise in the
+# low bits that float32 never had; `float32_exact` stores the meter's float32 as it is.
+_GRID_EXTRA: Final = r"grid\_%"
+WHAT_IF: Final = ("float32_exact", "extra_columns", "float32_exact+extra_columns")
+
+
+def _what_if_select(variant: str, names: list[str]) -> tuple[list[str], list[str]]:
+    """The variant's extra column definitions and its ``SELECT`` list from ``readings``."""
+    exact = variant.startswith("float32_exact")
+    select = []
+    for name in READING_COLUMNS:
+        column = next((c for c in FIELD_COLUMNS if c.name == name), None)
+        if exact and column is not None and column.section == "grid":
+            kind = (
+                "float4[]::float8[]" if column.kind is ColumnKind.NUMBER_LIST else "float4::float8"
+            )
+            select.append(f"{name}::{kind}")
+        elif name == "extra" and variant.endswith("extra_columns"):
+            select.append("NULL::jsonb")
+        elif name == "extra" and exact:
+            select.append(
+                f"(SELECT jsonb_object_agg(key, CASE WHEN key LIKE '{_GRID_EXTRA}' "
+                "THEN to_jsonb(value::text::float4::float8) ELSE value END) "
+                "FROM jsonb_each(extra))"
+            )
+        else:
+            select.append(name)
+    if not variant.endswith("extra_columns"):
+        return [], select
+    definitions, values = [], []
+    for index, name in enumerate(names):
+        definitions.append(f"x{index} double precision")
+        value = f"(extra->>'{name}')::float8"
+        if exact and name.startswith("grid_"):
+            value += "::float4::float8"
+        values.append(value)
+    return definitions, select + values
+
+
+async def what_if(url: str) -> dict[str, Any]:
+    """Each :data:`WHAT_IF` variant's bytes per reading before and after compression."""
+    conn = await asyncpg.connect(url)
+    results: dict[str, Any] = {}
+    try:
+        names = [
+            r[0] for r in await conn.fetch("SELECT DISTINCT jsonb_object_keys(extra) FROM readings")
+        ]
+        interval = await conn.fetchval(
+            "SELECT time_interval FROM timescaledb_information.dimensions "
+            "WHERE hypertable_name = 'readings'"
+        )
+        for number, variant in enumerate(WHAT_IF):
+            table = f"what_if_{number}"
+            definitions, select = _what_if_select(variant, names)
+            await conn.execute(f"CREATE TABLE {table} (LIKE readings INCLUDING INDEXES)")
+            for definition in definitions:
+                await conn.execute(f"ALTER TABLE {table} ADD COLUMN {definition}")
+            await conn.execute(
+                f"SELECT create_hypertable('{table}', by_range('ts', $1::interval), "
+                "create_default_indexes => false)",
+                interval,
+            )
+            await conn.execute(
+                f"INSERT INTO {table} SELECT {', '.join(select)} FROM readings ORDER BY ts"
+            )
+            await conn.execute(
+                f"ALTER TABLE {table} SET (timescaledb.compress, "
+                "timescaledb.compress_segmentby = 'device_id', "
+                "timescaledb.compress_orderby = 'ts DESC')"
+            )
+            await conn.execute(f"SELECT compress_chunk(c) FROM show_chunks('{table}') c")
+            stats = await conn.fetchrow(f"SELECT * FROM hypertable_compression_stats('{table}')")
+            rows = await conn.fetchval(f"SELECT count(*) FROM {table}")
+            before = int(stats["before_compression_total_bytes"])
+            after = int(stats["after_compression_total_bytes"])
+            results[variant] = {
+                "ratio": round(before / after, 2),
+                "bytes_per_reading_before": round(before / rows),
+                "bytes_per_reading_after": round(after / rows, 1),
+            }
+    finally:
+        await conn.close()
+    return results
 
 
 async def main() -> None:
@@ -127,25 +266,29 @@ async def main() -> None:
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--values", type=Values, choices=list(Values), default=Values.REGISTERS)
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument(
+        "--what-if", action="store_true", help="also measure the readings in other forms"
+    )
     args = parser.parse_args()
-    name = f"ems_bench_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(args.database)
-    await admin.execute(f"CREATE DATABASE {name}")
-    url = urlsplit(args.database)._replace(path=f"/{name}").geturl()
-    try:
-        filled = await fill(url, args.days, args.batch, args.values)
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
+    load_before = os.getloadavg()
+    async with scratch_database(args.database) as url:
+        filled = await fill(url, args.days, args.batch, args.values, args.jobs)
         result = await measure(url)
-        result.update(
-            days=args.days,
-            values=args.values.value,
-            fill_s=round(filled, 1),
-            python=platform.python_version(),
-            postgres=admin.get_server_version().major,
-        )
-        print(json.dumps(result, indent=2, default=str))
-    finally:
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        await admin.close()
+        if args.what_if:
+            result["what_if"] = await what_if(url)
+    result.update(
+        days=args.days,
+        values=args.values.value,
+        jobs=args.jobs,
+        fill_s=round(filled, 1),
+        python=platform.python_version(),
+        load_average_before=[round(x, 2) for x in load_before],
+        load_average_after=[round(x, 2) for x in os.getloadavg()],
+    )
+    print(json.dumps(result, indent=2, default=str))
 
 
 if __name__ == "__main__":
