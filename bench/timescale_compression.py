@@ -32,7 +32,9 @@ import os
 import platform
 import time
 from datetime import UTC, datetime, timedelta
+from multiprocessing.process import BaseProcess
 from multiprocessing.queues import Queue
+from queue import Empty
 from typing import Any, Final
 
 import asyncpg
@@ -52,6 +54,16 @@ def _produce(
     source = stream(start, first_seq=first_seq, values=values)
     for _ in range(hours):
         out.put(list(itertools.islice(source, CHUNK)))
+
+
+def _next_hour(queue: Queue[list[StoredReading]], producer: BaseProcess) -> list[StoredReading]:
+    """The producer's next hour; an error if it died (a blocked ``get`` would wait forever)."""
+    while True:
+        try:
+            return queue.get(timeout=1.0)
+        except Empty:
+            if not producer.is_alive():
+                raise RuntimeError(f"{producer.name} ended early") from None
 
 
 def _parts(hours: int, jobs: int) -> list[tuple[int, int]]:
@@ -86,9 +98,9 @@ async def fill(url: str, days: int, batch: int, values: Values, jobs: int) -> fl
             process.start()
         async with timescale_storage(url) as storage:
             for hour in range(max(hours for _, _, hours in producers)):
-                for _, queue, hours in producers:
+                for process, queue, hours in producers:
                     if hour < hours:
-                        rows = await asyncio.to_thread(queue.get)
+                        rows = await asyncio.to_thread(_next_hour, queue, process)
                         for first in range(0, len(rows), batch):
                             await storage.write_readings(rows[first : first + batch])
     finally:
