@@ -186,9 +186,10 @@ async def measure(url: str) -> dict[str, Any]:
 # --what-if: the same readings in other forms, each compressed as `readings` is.
 # The default site's grid meter is an Eastron SDM630 (simulation/site.py), whose
 # registers are all float32: its values are the `grid` section and the `extra`
-# names starting with `grid_`. The edge writes a decoded value with 10 significant
-# digits (drivers/profile.py, `_tidy`), so its double carries decimal noise in the
-# low bits that float32 never had; `float32_exact` stores the meter's float32 as it is.
+# names starting with `grid_`. The edge sends a float32 as its shortest decimal
+# (drivers/registers.py, `float32_decimal`: 229.6281), whose double differs from the
+# float32 in the 29 low bits a float32 leaves zero; `float32_exact` stores the
+# meter's float32 itself (229.6280975341797), low bits zero.
 _GRID_EXTRA: Final = r"grid\_%"
 WHAT_IF: Final = ("float32_exact", "extra_columns", "float32_exact+extra_columns")
 
