@@ -48,7 +48,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from tests.hub.raw_ws import STATUS_LINE, read_head, server_close_code, ws_frame
 from tests.hub.served_hub import ServedHub, add_token, served_hub
-from tests.support.hub import reading
+from tests.support.hub import close_client, reading
 
 # About a minute and a half of hostile bytes: outside the quick tier.
 pytestmark = pytest.mark.slow
@@ -350,8 +350,7 @@ async def device_messages(
         except ConnectionClosed:
             pass
         finally:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.close(), 5)
+            await close_client(client, within=5)
             drain.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await drain

@@ -20,7 +20,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from tests.support.hub import reading
+from tests.support.hub import close_client, reading
 
 
 @dataclass
@@ -62,8 +62,7 @@ class Publisher:
                 self.close_codes.append(closed.rcvd.code if closed.rcvd else None)
                 index += 1
             finally:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(client.close(), 2)
+                await close_client(client, within=2)
 
     async def _session(self, client: ClientConnection, stop: asyncio.Event) -> None:
         async def receive() -> None:
