@@ -306,3 +306,13 @@ def test_toml_identity_mistakes_name_their_key(
         load_device_profile(path)
     assert caught.value.key.startswith("device")
     assert reason in caught.value.reason
+
+
+def test_the_em340_reads_its_serial_number_at_5000h() -> None:
+    """EM24 Ethernet / EM340: 7 registers of ASCII at 5000h (no simulated EM340 serves it)."""
+    reg_map = get_profile("carlo_gavazzi_em340").identity
+    assert reg_map is not None
+    assert [(r.register_type, r.address, r.count) for r in reg_map.plan] == [(H, 0x5000, 7)]
+    words = text_words("KZ1234567890W", 7)  # 13 characters, NUL padded
+    image = {H: dict(zip(range(0x5000, 0x5007), words, strict=True))}
+    assert decode_identity(reg_map, image) == DeviceIdentity(serial_number="KZ1234567890W")
