@@ -12,9 +12,10 @@ Every statement is safe to run twice where the dialect allows it (``IF NOT EXIST
 because two hubs may start together; the runner applies each version and records
 it in one transaction, so a hub killed half-way leaves all of a version or none.
 
-SQLite stores times as integer microseconds since the Unix epoch, phase lists,
-``extra`` and ``devices`` as JSON text; ``readings`` is a ``WITHOUT ROWID`` table
-clustered on its primary key. PostgreSQL uses ``timestamptz``, ``double
+SQLite stores times as integer microseconds since the Unix epoch, ``devices`` as
+JSON text, and phase lists and ``extra`` as JSON text up to version 4, packed
+BLOBs from version 5 (:mod:`hub.storage.sqlite_values`, both read); ``readings``
+is a ``WITHOUT ROWID`` table clustered on its primary key. PostgreSQL uses ``timestamptz``, ``double
 precision[]`` and ``jsonb``.
 """
 
@@ -32,6 +33,7 @@ from hub.storage.columns import ENERGY_COLUMNS, FIELD_COLUMNS, ColumnKind, Field
 from hub.storage.energy import rollup_table_sql, timezones_table_sql
 from hub.storage.schema import (
     BUMP_TOKEN_GENERATION,
+    EXTRA_NAMES_SQLITE,
     READINGS,
     TOKEN_GENERATION,
     TOKENS,
@@ -66,7 +68,11 @@ def column_type(dialect: Dialect, column: FieldColumn) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Migration:
-    """One schema version: what it adds, as statements for each dialect."""
+    """One schema version: what it adds, as statements for each dialect.
+
+    A dialect with nothing to change has no statements (``()``); its databases
+    still record the version, so both kinds count their versions alike.
+    """
 
     version: int
     description: str
@@ -224,7 +230,16 @@ CREATE TABLE IF NOT EXISTS {TOKEN_GENERATION} (
             timezones_table_sql(text="TEXT", instant="INTEGER"),
         ),
     ),
-    # A new version goes here: Migration(5, "...", postgres=(...), sqlite=(...)).
+    Migration(
+        5,
+        "SQLite: extra's names once per list, values and phase lists packed",
+        # PostgreSQL keeps jsonb and double precision[]: nothing changes there.
+        postgres=(),
+        # Rows written before keep their JSON text and are read as they are
+        # (hub/storage/sqlite_values.py): no row is rewritten.
+        sqlite=(EXTRA_NAMES_SQLITE,),
+    ),
+    # A new version goes here: Migration(6, "...", postgres=(...), sqlite=(...)).
 )
 LATEST_VERSION: Final = MIGRATIONS[-1].version
 

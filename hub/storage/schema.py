@@ -27,6 +27,10 @@ Tables (docs/architecture.md, "Guarantees": storage is idempotent on (device_id,
     just before the upgrade), none of which needs to know about the counter.
     The hub reads it every ``token_refresh_s`` and reloads the tokens only when it
     moved, so an idle refresh costs the same with ten tokens or ten thousand.
+``extra_names`` (SQLite only, version 5)
+    ``id, names``: each list of ``extra`` names once, as a JSON array; a SQLite
+    row's ``extra`` holds its list's id and the values, and its phase lists their
+    values, packed (:mod:`hub.storage.sqlite_values`). PostgreSQL keeps ``jsonb``.
 
 With TimescaleDB (:func:`timescale_steps`): ``readings`` becomes a hypertable on
 ``ts``, compressed by ``device_id`` after a week, with the continuous aggregate
@@ -49,6 +53,11 @@ TOKENS: Final = "device_tokens"
 TOKEN_GENERATION: Final = "token_generation"
 BUMP_TOKEN_GENERATION: Final = "ems_bump_token_generation"
 VERSION_TABLE: Final = "ems_schema_version"
+# SQLite only (schema version 5): each list of `extra` names once (hub/storage/sqlite_values.py).
+EXTRA_NAMES: Final = "extra_names"
+EXTRA_NAMES_SQLITE: Final = (
+    f"CREATE TABLE IF NOT EXISTS {EXTRA_NAMES} (id INTEGER PRIMARY KEY, names TEXT NOT NULL UNIQUE)"
+)
 ROLLUP: Final = "readings_1m"
 ROLLUP_WIDTH: Final = timedelta(minutes=1)
 

@@ -3,7 +3,9 @@
 Same tables and behaviour as PostgreSQL, from the same history of schema versions
 (:mod:`hub.storage.history`), adapted:
 times are integer microseconds since the Unix epoch (exact, and ordered like
-the instants), phase lists, ``extra`` and ``devices`` are JSON text, and
+the instants), ``extra`` and the phase lists are packed BLOBs, ``extra``'s names
+kept once per list (schema version 5, :mod:`hub.storage.sqlite_values`; rows of
+an older version keep JSON text and read as they are), ``devices`` is JSON text, and
 ``readings`` is a ``WITHOUT ROWID`` table clustered on its primary key ``(device_id, ts)``, so a
 device's time range is one contiguous B-tree range.
 
@@ -32,7 +34,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -49,11 +51,12 @@ from hub.storage.base import (
 )
 from hub.storage.columns import (
     BUCKET_ORIGIN,
+    DEVICES_INDEX,
     ENERGY_COMPLETE_INDEX,
     ENERGY_OFFSET,
+    EXTRA_INDEX,
     FIELD_COLUMNS,
     FIELDS_OFFSET,
-    JSON_INDEXES,
     NUMERIC_COLUMNS,
     READING_COLUMNS,
     ColumnKind,
@@ -80,7 +83,19 @@ from hub.storage.energy import (
     upsert_assignments,
 )
 from hub.storage.history import Dialect, Migration, run_migrations
+from hub.storage.packed import varint
 from hub.storage.schema import READINGS, TOKEN_GENERATION, TOKENS, VERSION_TABLE
+from hub.storage.sqlite_values import (
+    NameLists,
+    NewNames,
+    extra_from_sqlite,
+    extra_to_sqlite,
+    learn_ids,
+    list_from_sqlite,
+    list_to_sqlite,
+    packed_ids,
+    resolve_names,
+)
 from telemetry.backoff import Backoff, BackoffPolicy
 
 logger = logging.getLogger(__name__)
@@ -189,29 +204,45 @@ _LIST_INDEXES: Final = tuple(
 )
 
 
-def _to_sqlite(row: Row) -> Row:
+def _to_sqlite(row: Row, lists: NameLists) -> Row:
+    """A row as SQLite stores it; its ``extra`` may still wait for its list's id (NewNames)."""
     values = list(row)
     values[1] = micros_from_utc(values[1])
     values[3] = micros_from_utc(values[3])
     for index in _LIST_INDEXES:
         if values[index] is not None:
-            values[index] = json_text(values[index])
-    for index in JSON_INDEXES:
-        if values[index] is not None:
-            values[index] = json_text(values[index])
+            values[index] = list_to_sqlite(values[index])
+    if values[EXTRA_INDEX] is not None:
+        values[EXTRA_INDEX] = extra_to_sqlite(values[EXTRA_INDEX], lists)
+    if values[DEVICES_INDEX] is not None:
+        values[DEVICES_INDEX] = json_text(values[DEVICES_INDEX])
     return tuple(values)
 
 
-def _from_sqlite(record: Sequence[Any]) -> Row:
+def _with_ids(rows: Sequence[Row], ids: dict[tuple[str, ...], int]) -> list[Row]:
+    """``rows`` with each waiting ``extra`` given its list's id."""
+    out = []
+    for row in rows:
+        extra = row[EXTRA_INDEX]
+        if isinstance(extra, NewNames):
+            packed = varint(ids[extra.names]) + extra.values
+            row = (*row[:EXTRA_INDEX], packed, *row[EXTRA_INDEX + 1 :])
+        out.append(row)
+    return out
+
+
+def _from_sqlite(record: Sequence[Any], lists: NameLists) -> Row:
+    """A stored row in :data:`READING_COLUMNS` form; ``lists`` must know its ``extra``'s list."""
     values = list(record)
     values[1] = utc_from_micros(values[1])
     values[3] = utc_from_micros(values[3])
     for index in _LIST_INDEXES:
         if values[index] is not None:
-            values[index] = json.loads(values[index])
-    for index in JSON_INDEXES:
-        if values[index] is not None:
-            values[index] = json.loads(values[index])
+            values[index] = list_from_sqlite(values[index])
+    if values[EXTRA_INDEX] is not None:
+        values[EXTRA_INDEX] = extra_from_sqlite(values[EXTRA_INDEX], lists)
+    if values[DEVICES_INDEX] is not None:
+        values[DEVICES_INDEX] = json.loads(values[DEVICES_INDEX])
     return tuple(values)
 
 
@@ -341,6 +372,7 @@ class SqliteStorage:
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
+        self._lists = NameLists()  # ids of extra's lists of names (hub/storage/sqlite_values.py)
 
     @property
     def description(self) -> str:
@@ -449,6 +481,21 @@ class SqliteStorage:
             conn = self._require(self._reader, what)
             return list(await conn.execute_fetchall(sql, params))
 
+    @contextlib.contextmanager
+    def _undecodable(self, what: str) -> Iterator[None]:
+        """A stored value that does not decode is a broken file, not an outage."""
+        try:
+            yield
+        except ValueError as err:
+            raise StorageError(f"{what}: {err}") from err
+
+    async def _learn_lists(self, records: Sequence[Sequence[Any]]) -> None:
+        """Fetch the lists of names of ``records``' packed ``extra`` not known yet."""
+        with self._undecodable("reading extra's names"):
+            ids = packed_ids(record[EXTRA_INDEX] for record in records)
+        async with self._translated("reading extra's names"):
+            await learn_ids(self._require(self._reader, "reading extra's names"), ids, self._lists)
+
     async def check(self) -> None:
         await self._fetch("checking the database", "SELECT 1")
 
@@ -458,31 +505,42 @@ class SqliteStorage:
         await self.write_prepared([self.prepare(stored) for stored in rows])
 
     def prepare(self, stored: StoredReading) -> Row:
-        return _to_sqlite(to_row(stored))
+        return _to_sqlite(to_row(stored), self._lists)
 
     async def write_prepared(self, rows: Sequence[Row]) -> None:
         if not rows:
             return
+        pending = {row[EXTRA_INDEX].names for row in rows if isinstance(row[EXTRA_INDEX], NewNames)}
+        ids: dict[tuple[str, ...], int] = {}
         async with self._transaction(f"writing {len(rows)} readings") as conn:
-            if not any(row[ENERGY_COMPLETE_INDEX] is not None for row in rows):
-                await conn.executemany(_INSERT, rows)
-                return
-            # The write lock is held from BEGIN IMMEDIATE: what is stored now is
-            # what the insert will find, so the rows it really inserts are known.
-            spans = _device_spans(rows)
-            stored = await _stored_keys(conn, spans)
+            if pending:
+                ids = await resolve_names(conn, pending)
+                rows = _with_ids(rows, ids)
+            await self._insert(conn, rows)
+        # Committed: later rows with these lists get their ids when prepared.
+        for names, names_id in ids.items():
+            self._lists.learn(names_id, names)
+
+    async def _insert(self, conn: aiosqlite.Connection, rows: Sequence[Row]) -> None:
+        if not any(row[ENERGY_COMPLETE_INDEX] is not None for row in rows):
             await conn.executemany(_INSERT, rows)
-            if not stored:
-                # Nothing of the batch's time spans was stored before: every row in
-                # them now is the batch's own, summed by SQLite itself.
-                for device_id, (low, high) in spans.items():
-                    await conn.execute(_ROLLUP_FROM_READINGS, (device_id, low, high))
-                return
-            deltas = rollup_deltas(_inserted(rows, stored), bucket_of_micros)
-            await conn.executemany(
-                _UPSERT_ROLLUP,
-                [(*key, *sums.values()) for key, sums in sorted(deltas.items())],
-            )
+            return
+        # The write lock is held from BEGIN IMMEDIATE: what is stored now is
+        # what the insert will find, so the rows it really inserts are known.
+        spans = _device_spans(rows)
+        stored = await _stored_keys(conn, spans)
+        await conn.executemany(_INSERT, rows)
+        if not stored:
+            # Nothing of the batch's time spans was stored before: every row in
+            # them now is the batch's own, summed by SQLite itself.
+            for device_id, (low, high) in spans.items():
+                await conn.execute(_ROLLUP_FROM_READINGS, (device_id, low, high))
+            return
+        deltas = rollup_deltas(_inserted(rows, stored), bucket_of_micros)
+        await conn.executemany(
+            _UPSERT_ROLLUP,
+            [(*key, *sums.values()) for key, sums in sorted(deltas.items())],
+        )
 
     # -- queries ----------------------------------------------------------------
 
@@ -503,7 +561,9 @@ class SqliteStorage:
             _SELECT_NEWEST if newest_first else _SELECT_READINGS,
             (device_id, micros_from_utc(start), micros_from_utc(end), limit),
         )
-        return [wire_from_row(_from_sqlite(record)) for record in records]
+        await self._learn_lists(records)
+        with self._undecodable("reading readings"):
+            return [wire_from_row(_from_sqlite(record, self._lists)) for record in records]
 
     async def buckets(
         self, device_id: str, start: datetime, end: datetime, bucket: timedelta
@@ -552,12 +612,14 @@ class SqliteStorage:
 
     async def devices(self) -> list[DeviceRecord]:
         records = await self._fetch("listing devices", _DEVICES)
+        await self._learn_lists([tuple(record)[1:] for record in records])
         devices: list[DeviceRecord] = []
         for record in records:
             if record[2] is None:  # a token but no stored reading yet
                 devices.append(DeviceRecord(record[0], None, None))
                 continue
-            row = _from_sqlite(tuple(record)[1:])
+            with self._undecodable("listing devices"):
+                row = _from_sqlite(tuple(record)[1:], self._lists)
             devices.append(DeviceRecord(record[0], row[1], wire_from_row(row)))
         return devices
 

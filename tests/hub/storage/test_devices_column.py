@@ -87,7 +87,7 @@ async def test_a_sqlite_file_of_version_2_gains_the_column(tmp_path: Path) -> No
     assert [row.get("devices") for row in rows] == [None, DEVICES]
     with contextlib.closing(sqlite3.connect(path)) as conn:
         versions = conn.execute("SELECT version FROM ems_schema_version ORDER BY version")
-        assert versions.fetchall() == [(1,), (2,), (3,), (4,)]
+        assert versions.fetchall() == [(m.version,) for m in MIGRATIONS]
 
 
 async def test_a_postgres_schema_of_version_2_gains_the_column(schema_url: str) -> None:
@@ -124,5 +124,5 @@ async def test_a_postgres_schema_of_version_2_gains_the_column(schema_url: str) 
         )
     finally:
         await conn.close()
-    assert [v["version"] for v in versions] == [1, 2, 3, 4]
+    assert [v["version"] for v in versions] == [m.version for m in MIGRATIONS]
     assert kind == "jsonb"

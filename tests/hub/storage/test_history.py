@@ -26,13 +26,13 @@ from tests.hub.storage.helpers import opened, postgres_options
 TABLES = ("readings", "device_tokens", "token_generation", "ems_schema_version")
 
 
-def test_the_versions_count_up_from_one_and_each_has_both_dialects() -> None:
+def test_the_versions_count_up_from_one_and_each_changes_a_dialect() -> None:
     assert [m.version for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1))
     assert len(MIGRATIONS) == LATEST_VERSION
     assert len({m.description for m in MIGRATIONS}) == len(MIGRATIONS)
     for migration in MIGRATIONS:
-        for dialect in Dialect:
-            assert migration.statements(dialect), (migration.version, dialect)
+        # A dialect may have nothing to change (version 5: PostgreSQL); never both.
+        assert any(migration.statements(d) for d in Dialect), migration.version
         assert migration.statements(Dialect.POSTGRES) != migration.statements(Dialect.SQLITE)
 
 
