@@ -7,9 +7,10 @@ and energy increments; ``--values plant``: the plant's own full-precision floats
 at 1 Hz for one device into a fresh SQLite file, through ``SqliteStorage`` in
 batches of ``--batch`` readings (the writer's path), then checkpoints the WAL and
 prints, as JSON: the file's size per reading, before and after ``VACUUM``, the bytes
-per table and index (SQLite's ``dbstat``), the readings per second of the
-writes (conversion included, as the writer does it), and how long each batch of
-the retention task takes to delete them all again (``SqliteStorage.prune``).
+per table and index (SQLite's ``dbstat``), the readings per second of the writes
+(conversion included, as the writer does it) and the process's CPU time per
+reading, and how long each batch of the retention task takes to delete them all
+again (``SqliteStorage.prune``).
 
     .venv/bin/python bench/storage_size.py --rows 20000
 
@@ -36,8 +37,12 @@ from hub.storage.retention import PRUNE_BATCH
 from hub.storage.sqlite import SqliteStorage
 
 
-async def store(path: Path, rows: list[StoredReading], batch: int, page_size: int | None) -> float:
-    """Readings per second of writing ``rows`` in batches (into a new file)."""
+async def store(
+    path: Path, rows: list[StoredReading], batch: int, page_size: int | None
+) -> tuple[float, float]:
+    """Readings per second of writing ``rows`` in batches (into a new file), and the
+    CPU microseconds per reading of the process (all its threads: SQLite runs in
+    aiosqlite's), which a machine shared with other work disturbs less."""
     if page_size is not None:
         # An empty database takes the page size before its first table.
         conn = sqlite3.connect(path)
@@ -48,12 +53,14 @@ async def store(path: Path, rows: list[StoredReading], batch: int, page_size: in
     await storage.open()
     try:
         began = time.perf_counter()
+        cpu = time.process_time()
         for first in range(0, len(rows), batch):
             await storage.write_readings(rows[first : first + batch])
         took = time.perf_counter() - began
+        cpu = time.process_time() - cpu
     finally:
         await storage.close()
-    return len(rows) / took
+    return len(rows) / took, cpu / len(rows) * 1e6
 
 
 async def prune_ms(path: Path) -> list[float]:
@@ -122,7 +129,7 @@ async def main() -> None:
         path = args.keep or Path(tmp) / "hub.db"
         if path.exists():
             path.unlink()
-        rate = await store(path, rows, args.batch, args.page_size)
+        rate, cpu_us = await store(path, rows, args.batch, args.page_size)
         before = sizes(path)
         after = vacuum(path)
         pruned = await prune_ms(path)
@@ -135,6 +142,7 @@ async def main() -> None:
                     "page_size": args.page_size or 4096,
                     "wire_json_bytes_per_reading": round(wire),
                     "readings_per_s": round(rate),
+                    "cpu_us_per_reading": round(cpu_us, 1),
                     "bytes_per_reading": round(before["file_bytes"] / args.rows),
                     "bytes_per_reading_after_vacuum": round(after / args.rows),
                     "per_table_bytes_per_reading": {
