@@ -42,6 +42,7 @@ from edge.health import DeviceHealth
 from edge.mqtt_config import MqttConfig
 from edge.settings import DeviceConfig
 from telemetry.homeassistant import (
+    SITE_ENERGY_NAMES,
     ChangeGate,
     HaDevice,
     discovery_config,
@@ -56,15 +57,6 @@ __all__ = ["SITE_ENERGY_NAMES", "EdgeMqtt", "ha_device", "site_ha_device"]
 logger = logging.getLogger(__name__)
 
 MANUFACTURER_GENERIC: Final = "generic register map"
-# The entity names of the site's energy totals (docs/protocol.md, "Energy").
-SITE_ENERGY_NAMES: Final = {
-    "pv_wh": "PV energy",
-    "import_wh": "Grid import energy",
-    "export_wh": "Grid export energy",
-    "charge_wh": "Battery charge energy",
-    "discharge_wh": "Battery discharge energy",
-    "house_wh": "House energy",
-}
 
 
 def ha_device(site: str, device: DeviceConfig, identity: DeviceIdentity | None = None) -> HaDevice:

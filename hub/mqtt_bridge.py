@@ -19,6 +19,14 @@ the manufacturer, model, serial number and firmware it reports (its
 ``identity``), and one sensor: its state (``ok``, ``failing``, ``unknown``),
 retained and sent when the frame comes, so it does not expire between frames.
 
+Each site connected to this hub is also a Home Assistant ``total_increasing``
+sensor per energy quantity (PV, grid import and export, battery charge and
+discharge, house): its all-time sums as stored (``Storage.energy`` over every
+quarter hour, hub/storage/energy.py), read when the site connects and every
+``energy_every_s`` after, published retained when they grow, never smaller than
+the last published in this process (hub/site_energy.py). They are the rollups'
+sums, so they count each stored reading once, backlogs too.
+
 Only live readings are relayed: a catch-up batch after an outage is history, and
 showing it as the current state would be wrong. Nothing here awaits the broker:
 :meth:`HubMqtt.reading` queues (telemetry/mqtt_link.py), so the device door's hot
@@ -39,13 +47,17 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from hub.device_health import SiteHealth
+from hub.site_energy import SiteTotals
+from hub.storage.base import StorageError
+from hub.storage.energy import ALL_TIME
 from telemetry import Reading
 from telemetry.homeassistant import (
     AVAILABLE,
     NOT_AVAILABLE,
+    SITE_ENERGY_NAMES,
     ChangeGate,
     HaDevice,
     Topics,
@@ -57,6 +69,9 @@ from telemetry.homeassistant import (
 )
 from telemetry.mqtt_link import LinkSettings, MqttLink, parse_broker_url
 from telemetry.redaction import register_secret
+
+if TYPE_CHECKING:
+    from hub.storage.base import Storage
 
 __all__ = ["HubMqtt", "HubMqttSettings", "MqttSettingsError", "mqtt_settings"]
 
@@ -83,6 +98,8 @@ class HubMqttSettings:
     ha_discovery: bool = True
     values: ValueFilter = field(default_factory=ValueFilter)
     stale_after_s: int = 30
+    # How often each connected site's energy totals are read from storage (and at connect).
+    energy_every_s: float = 60.0
 
 
 def mqtt_settings(
@@ -135,8 +152,10 @@ def mqtt_settings(
 class HubMqtt:
     """The hub's side of Home Assistant over MQTT (module docstring)."""
 
-    def __init__(self, settings: HubMqttSettings) -> None:
+    def __init__(self, settings: HubMqttSettings, storage: Storage | None = None) -> None:
         self.settings = settings
+        # Where the sites' energy totals are read; None: none are published.
+        self.storage = storage
         topics = settings.topics
         self.availability = topics.hub_status(settings.link.client_id)
         # An unchanged value is repeated only often enough to keep it from expiring.
@@ -150,13 +169,38 @@ class HubMqtt:
         self._announced: set[tuple[str, str]] = set()
         # The device block each (site, device)'s state sensor was announced with.
         self._device_blocks: dict[tuple[str, str], HaDevice] = {}
+        self._present: set[str] = set()  # sites whose agent is connected to this hub
+        self._totals = SiteTotals()
+        self._energy_due = asyncio.Event()  # a site connected: read totals now
+        self._held_warned: set[str] = set()
+        self._storage_failing = False
+
+    def _site_device(self, site: str) -> HaDevice:
+        """The Home Assistant device of a site: its values and its energy totals."""
+        return HaDevice(
+            identifier=object_id(ID_PREFIX, site),
+            name=site,
+            manufacturer="EMS Switchboard",
+            model="edge site",
+        )
+
+    def _availability(self, site: str) -> tuple[str, str]:
+        """The hub's status topic and the site's at this hub: both must say online."""
+        return self.availability, self.settings.topics.site_status(
+            self.settings.link.client_id, site
+        )
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Keep the link up until ``stopping``; then say offline and close."""
         link = asyncio.create_task(self.link.run(), name="hub.mqtt.link")
+        energy = asyncio.create_task(self._energy_forever(), name="hub.mqtt.energy")
         try:
             await stopping.wait()
         finally:
+            energy.cancel()
+            await asyncio.wait({energy})
+            if not energy.cancelled() and (failure := energy.exception()) is not None:
+                logger.error("the energy totals stopped", exc_info=failure)
             # Cancelled again while it runs: the MQTT client can swallow one cancel
             # (telemetry/mqtt_link.py, _raise_if_cancelled); bounded, so SIGTERM exits.
             for _ in range(STOP_TRIES):
@@ -174,7 +218,11 @@ class HubMqtt:
             self.settings.topics.site_status(client_id, site),
             AVAILABLE if online else NOT_AVAILABLE,
         )
-        if online:
+        if not online:
+            self._present.discard(site)
+        else:
+            self._present.add(site)
+            self._energy_due.set()
             # Announce the site's sensors again with this hub's topics: in a cluster the
             # site may have been at another hub since, whose configs replaced ours.
             self._announced = {(s, key) for s, key in self._announced if s != site}
@@ -206,10 +254,7 @@ class HubMqtt:
                         unique_id=unique_id,
                         state_topic=state_topic,
                         device=block,
-                        availability=(
-                            self.availability,
-                            topics.site_status(settings.link.client_id, site),
-                        ),
+                        availability=self._availability(site),
                         expire_after_s=None,  # sent on change only, retained
                     ),
                     again=True,
@@ -241,16 +286,8 @@ class HubMqtt:
                         value=value,
                         unique_id=unique_id,
                         state_topic=state_topic,
-                        device=HaDevice(
-                            identifier=object_id(ID_PREFIX, site),
-                            name=site,
-                            manufacturer="EMS Switchboard",
-                            model="edge site",
-                        ),
-                        availability=(
-                            self.availability,
-                            topics.site_status(settings.link.client_id, site),
-                        ),
+                        device=self._site_device(site),
+                        availability=self._availability(site),
                         expire_after_s=settings.stale_after_s,
                     ),
                     again=True,  # the site has (re)connected: ours may have been replaced
@@ -260,3 +297,74 @@ class HubMqtt:
                 self.link.offer(state_topic, payload)
                 queued += 1
         return queued
+
+    async def _energy_forever(self) -> None:
+        """Publish the connected sites' totals when one connects and every ``energy_every_s``."""
+        if self.storage is None:
+            return
+        while True:
+            self._energy_due.clear()
+            await self.publish_energy()
+            try:
+                async with asyncio.timeout(self.settings.energy_every_s):
+                    await self._energy_due.wait()
+            except TimeoutError:
+                pass
+
+    async def publish_energy(self) -> int:
+        """Read each connected site's all-time energy from storage and queue its totals
+        (retained: sent when they change, and again on each connection); the number of
+        totals read. Storage down: nothing is published until it answers again."""
+        if self.storage is None:
+            return 0
+        settings, topics = self.settings, self.settings.topics
+        published = 0
+        for site in sorted(self._present):
+            try:
+                sums = (await self.storage.energy(site, ALL_TIME))[0]
+            except StorageError as err:
+                if not self._storage_failing:
+                    logger.warning("energy totals not read for MQTT: %s", err)
+                self._storage_failing = True
+                return published
+            if self._storage_failing:
+                logger.info("energy totals read for MQTT again")
+                self._storage_failing = False
+            if site not in self._present:  # it left while we read: its status says offline
+                continue
+            totals = self._totals.update(site, sums)
+            if totals.held and site not in self._held_warned:
+                self._held_warned.add(site)
+                logger.warning(
+                    "site %s: stored energy of %s below the total published: holding it "
+                    "(rollups pruned by --retain-rollups?)",
+                    site,
+                    ", ".join(totals.held),
+                )
+            for quantity, value in totals.wh.items():
+                key = f"energy.{quantity}"
+                if not settings.values.allows(key):
+                    continue
+                # Under the hub's own topics for the site: the agent publishes its own
+                # totals (counted since its outbox was made) on Topics.site_energy.
+                state_topic = topics.site_state(site, key)
+                if settings.ha_discovery and (site, key) not in self._announced:
+                    self._announced.add((site, key))
+                    unique_id = object_id(ID_PREFIX, site, "energy", quantity)
+                    self.link.retain(
+                        topics.discovery(unique_id),
+                        discovery_config(
+                            key=key,
+                            value=value,
+                            unique_id=unique_id,
+                            state_topic=state_topic,
+                            device=self._site_device(site),
+                            availability=self._availability(site),
+                            expire_after_s=None,  # retained, sent when it grows
+                            name=SITE_ENERGY_NAMES[quantity],
+                        ),
+                        again=True,
+                    )
+                self.link.retain(state_topic, state_text(value))
+                published += 1
+        return published

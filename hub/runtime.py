@@ -231,7 +231,7 @@ class Hub:
             if self._settings.mqtt is not None:
                 from hub.mqtt_bridge import HubMqtt  # imports aiomqtt: MQTT mode only
 
-                self._mqtt = HubMqtt(self._settings.mqtt)
+                self._mqtt = HubMqtt(self._settings.mqtt, self._storage)
                 self._tasks.create_task(self._mqtt.run(self._stopping), name="hub.mqtt")
             if self._settings.retention != KEEP_ALL:
                 self._tasks.create_task(self._apply_retention(), name="hub.retention")

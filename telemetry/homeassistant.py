@@ -37,6 +37,7 @@ from typing import Any, Final
 __all__ = [
     "AVAILABLE",
     "NOT_AVAILABLE",
+    "SITE_ENERGY_NAMES",
     "ChangeGate",
     "HaDevice",
     "Kind",
@@ -57,6 +58,16 @@ NOT_AVAILABLE: Final = "offline"
 # "birth message", https://www.home-assistant.io/integrations/mqtt/): discovery is sent again.
 HA_ONLINE: Final = "online"
 ORIGIN: Final = "EMS Switchboard"
+# The entity names of a site's energy totals (docs/protocol.md, "Energy";
+# docs/home-assistant.md, "The site's energy"), the agent's and the hub's alike.
+SITE_ENERGY_NAMES: Final = {
+    "pv_wh": "PV energy",
+    "import_wh": "Grid import energy",
+    "export_wh": "Grid export energy",
+    "charge_wh": "Battery charge energy",
+    "discharge_wh": "Battery discharge energy",
+    "house_wh": "House energy",
+}
 
 _ID_UNSAFE: Final = re.compile(r"[^a-zA-Z0-9_-]")
 # A topic level must not hold the MQTT wildcards or the level separator (MQTT 3.1.1, 4.7).

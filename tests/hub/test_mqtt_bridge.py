@@ -13,16 +13,23 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from hub.mqtt_bridge import HubMqttSettings, MqttSettingsError, mqtt_settings
+from hub.storage.energy import ALL_TIME
 from telemetry.mqtt_link import LinkSettings
 from telemetry.redaction import redact
 from tests.support.hub import reading, recv_ack_seqs, running_hub
-from tests.support.mqtt import Mosquitto, discovery_problems, energy_dashboard_ready, subscribed
+from tests.support.mqtt import (
+    Mosquitto,
+    Subscriber,
+    discovery_problems,
+    energy_dashboard_ready,
+    subscribed,
+)
 from tests.support.polling import until
 
 
@@ -139,6 +146,123 @@ async def test_batches_are_history_and_are_not_relayed(broker: Mosquitto, tmp_pa
         await until(lambda: subscriber.last("ems/site_b/site/grid/power_w") == "105.0")
         values = [m.payload for m in subscriber.messages if m.topic.endswith("grid/power_w")]
         assert values == ["105.0"]
+
+
+QUANTITIES = ("pv_wh", "import_wh", "export_wh", "charge_wh", "discharge_wh", "house_wh")
+ENERGY_NAMES = {
+    "pv_wh": "PV energy",
+    "import_wh": "Grid import energy",
+    "export_wh": "Grid export energy",
+    "charge_wh": "Battery charge energy",
+    "discharge_wh": "Battery discharge energy",
+    "house_wh": "House energy",
+}
+
+
+def with_energy(seq: int, ts: datetime, wh: dict[str, float]) -> dict[str, object]:
+    """A reading carrying its site's energy since the one before (docs/protocol.md, "Energy")."""
+    return reading(seq, ts, energy={"span_s": 1.0, "complete": True, **wh})
+
+
+def increments(seq: int) -> dict[str, float]:
+    # Binary fractions: their sums are exact, so the hand sum is the stored sum.
+    return {
+        "pv_wh": 1.25 + seq,
+        "import_wh": 0.5,
+        "export_wh": 0.125 * seq,
+        "charge_wh": 0.25,
+        "discharge_wh": 0.0,
+        "house_wh": 2.0 + 0.5 * seq,
+    }
+
+
+async def test_each_sites_stored_energy_totals_reach_home_assistant_and_only_grow(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    settings = HubMqttSettings(
+        link=LinkSettings(host="127.0.0.1", port=broker.port, client_id="hub-e"),
+        energy_every_s=0.3,
+    )
+    sent: dict[str, float] = dict.fromkeys(QUANTITIES, 0.0)
+
+    def totals_seen(subscriber: Subscriber) -> dict[str, str | None]:
+        return {q: subscriber.last(f"ems/site_e/site/energy/{q}") for q in QUANTITIES}
+
+    def expected() -> dict[str, str | None]:
+        return {q: json.dumps(value) for q, value in sent.items()}
+
+    async with (
+        subscribed(broker.port, "homeassistant/#", "ems/#") as subscriber,
+        running_hub(None, tmp_path / "data", mqtt=settings) as running,
+    ):
+        token = await running.add_token("site_e")
+        device = await running.device("site_e", token)
+        start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
+        for seq in range(3):
+            wh = increments(seq)
+            await device.send(json.dumps(with_energy(seq, start + timedelta(seconds=seq), wh)))
+            for q, value in wh.items():
+                sent[q] += value
+        await recv_ack_seqs(device, {0, 1, 2})
+        await until(lambda: totals_seen(subscriber) == expected())
+        assert sent["pv_wh"] == 6.75  # 1.25 + 2.25 + 3.25, by hand
+
+        # One sensor per quantity on the site's device, by Home Assistant's rules, ready
+        # for the Energy dashboard, retained without expiry: it changes only when it grows.
+        configs = {
+            topic: payload
+            for topic, payload in subscriber.discovery().items()
+            if "_energy_" in topic and payload["state_topic"].startswith("ems/site_e/site/energy/")
+        }
+        assert sorted(configs) == sorted(
+            f"homeassistant/sensor/ems-hub_site_e_energy_{q}/config" for q in QUANTITIES
+        )
+        for topic, config in configs.items():
+            assert discovery_problems(topic, config) == [], (topic, config)
+            assert energy_dashboard_ready(config), topic
+            quantity = config["state_topic"].rsplit("/", 1)[1]
+            assert config["name"] == ENERGY_NAMES[quantity]
+            assert config["state_class"] == "total_increasing"
+            assert "expire_after" not in config
+            assert config["device"]["identifiers"] == ["ems-hub_site_e"]
+            assert [a["topic"] for a in config["availability"]] == [
+                "ems/hub/hub-e/status",
+                "ems/hub/hub-e/site/site_e/status",
+            ]
+        # What Home Assistant gets is what the hub stored.
+        (stored,) = await running.storage.energy("site_e", ALL_TIME)
+        assert stored is not None
+        assert dict(zip(QUANTITIES, stored.quantities, strict=True)) == sent
+
+        # More live readings, and a backlog of older ones in a batch: the totals grow
+        # by exactly their energy; a batch sent again adds nothing.
+        for seq in range(3, 5):
+            wh = increments(seq)
+            await device.send(json.dumps(with_energy(seq, start + timedelta(seconds=seq), wh)))
+            for q, value in wh.items():
+                sent[q] += value
+        backlog = []
+        for seq in range(10, 14):
+            wh = increments(seq)
+            backlog.append(with_energy(seq, start - timedelta(days=2, seconds=-seq), wh))
+            for q, value in wh.items():
+                sent[q] += value
+        await device.send(json.dumps({"type": "batch", "items": backlog}))
+        await recv_ack_seqs(device, {3, 4, 10, 11, 12, 13})
+        await device.send(json.dumps({"type": "batch", "items": backlog}))
+        await recv_ack_seqs(device, {10, 11, 12, 13})
+        await until(lambda: totals_seen(subscriber) == expected())
+        await asyncio.sleep(1.0)  # a few more rounds: nothing counted twice
+        assert totals_seen(subscriber) == expected()
+        for q in QUANTITIES:
+            values = [float(m.payload) for m in subscriber.by_topic[f"ems/site_e/site/energy/{q}"]]
+            assert values == sorted(values), (q, values)
+        # Retained: a Home Assistant starting now reads the totals at once.
+        async with subscribed(broker.port, "ems/site_e/site/energy/#") as late:
+            await until(lambda: totals_seen(late) == expected())
+            assert all(m.retain for m in late.messages)
+        # The agent's own totals' topics are the agent's: the hub publishes none there.
+        assert not [m for m in subscriber.messages if m.topic.startswith("ems/site_e/energy/")]
 
 
 def test_the_flags_say_what_is_wrong(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ import asyncpg
 
 from hub.energy_query import parse_energy_query
 from hub.storage.base import Storage, StoredReading
-from hub.storage.energy import ENERGY_CAGG, EnergySums
+from hub.storage.energy import ALL_TIME, ENERGY_CAGG, EnergySums
 from hub.storage.postgres import PostgresStorage
 from hub.storage.schema import TimescaleMode
 from telemetry import Reading
@@ -247,6 +247,31 @@ async def test_a_batch_of_stored_and_new_readings_adds_only_the_new(
     (hour,) = await storage.energy("site", (start, start + timedelta(hours=1)))
     assert hour is not None
     assert (wh(hour, 3), wh(hour, 4), hour.readings) == (36.0, 72.0, 360)
+
+
+async def test_all_time_sums_hold_every_stored_reading_at_once(
+    storage: Storage, backend: str, storage_factory: tuple[str, Path]
+) -> None:
+    # What the MQTT bridge reads (hub/mqtt_bridge.py): a device's sums over every
+    # quarter hour. Months apart, and the live quarter hour read before any refresh
+    # (TimescaleDB's aggregate reads what is not materialised raw).
+    now = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+    await write(storage, steady(datetime(2025, 1, 1, tzinfo=UTC), 360, 10.0, pv_wh=360.0))
+    await settle(backend, storage_factory)
+    await write(storage, steady(now - timedelta(days=40), 360, 10.0, 1000, pv_wh=720.0))
+    live = steady(now, 6, 10.0, 2000, pv_wh=3600.0, import_wh=360.0)
+    await write(storage, live)
+    (total,) = await storage.energy("site", ALL_TIME)
+    assert total is not None
+    assert (wh(total), wh(total, 1), total.readings) == (360.0 + 720.0 + 60.0, 6.0, 726)
+    assert total.quantities[2:] == (None, None, None, None)
+    # Sent again: nothing more. One more reading: it is there at once.
+    await write(storage, live)
+    await write(storage, [energy_reading(now + timedelta(seconds=60), 2006, import_wh=0.5)])
+    (total,) = await storage.energy("site", ALL_TIME)
+    assert total is not None
+    assert (wh(total), wh(total, 1), total.readings) == (1140.0, 6.5, 727)
+    assert await storage.energy("another", ALL_TIME) == [None]
 
 
 async def test_an_unknown_span_is_stored_and_counts_no_time(
