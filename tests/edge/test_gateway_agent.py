@@ -50,8 +50,10 @@ WRITABLE = (MODEL_124 + 12, MODEL_124 + 16)
 ALLOWED = (MODEL_124 + 12, MODEL_124 + 13)  # what [gateway] lets clients write
 # Model 103's points (after its ID and L): read by every poll, in the agent's one request.
 POLLED = (MODEL_103 + 2, 50)
-# The common model's manufacturer and model strings: the agent's plan does not read them.
-COMMON_STRINGS = (MODELS[1].address + 2, 32)
+# The common model's DA and pad (json/model_1.json offsets 66 and 67): neither the
+# agent's plan nor its identity read (offsets 2-65, drivers/identity.py) reads them.
+COMMON_TAIL = (MODELS[1].address + 66, 2)
+COMMON_TAIL_WORDS = [1, 0x8000]  # DA 1; the pad's "not implemented"
 
 
 @pytest.fixture
@@ -164,11 +166,11 @@ async def test_other_reads_go_to_the_device_between_polls(
 ) -> None:
     async with agent_with_gateway(tmp_path, served, "") as agent:
         assert agent.gateway is not None
-        address, count = COMMON_STRINGS
+        address, count = COMMON_TAIL
         key = CacheKey("sim", 1, RegisterType.HOLDING)
         assert agent.gateway.cache.lookup(key, address, count, now=0.0, max_age_s=1e9) is None
         expected = await direct(served, address, count)
-        assert bytes.fromhex("".join(f"{w:04x}" for w in expected)).startswith(b"EMS")
+        assert expected == COMMON_TAIL_WORDS
         async with client(agent) as modbus:
             answer = await modbus.read_holding_registers(address, count=count, device_id=1)
             assert list(answer.registers) == expected
@@ -315,7 +317,7 @@ async def test_hostile_clients_do_not_delay_polling(tmp_path: Path, served: Devi
         await asyncio.sleep(4.0)
         quiet = list(arbiter.poll_starts)[mark:]
         mark = len(arbiter.poll_starts)
-        args = [agent.gateway.port, 4.0, 1, *POLLED, *COMMON_STRINGS]
+        args = [agent.gateway.port, 4.0, 1, *POLLED, *COMMON_TAIL]
         attacker = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -388,9 +390,9 @@ async def test_an_rtu_line_through_minimalmodbus_is_shared_too(tmp_path: Path) -
             assert not polled.isError()
             assert shared.guest_transactions == 0
             # Unit 11 for the gateway's clients is unit 1 on the line.
-            address, count = COMMON_STRINGS
-            strings = await modbus.read_holding_registers(address, count=count, device_id=11)
-            assert bytes.fromhex("".join(f"{w:04x}" for w in strings.registers)).startswith(b"EMS")
+            address, count = COMMON_TAIL
+            tail = await modbus.read_holding_registers(address, count=count, device_id=11)
+            assert list(tail.registers) == COMMON_TAIL_WORDS
             nobody = await modbus.read_holding_registers(MODEL_103, count=2, device_id=1)
             assert exception_code(nobody) == 0x0A
             written = await modbus.write_registers(ALLOWED[0], [300, 301], device_id=11)
