@@ -21,8 +21,8 @@ retained and sent when the frame comes, so it does not expire between frames.
 
 Each site connected to this hub is also a Home Assistant ``total_increasing``
 sensor per energy quantity (PV, grid import and export, battery charge and
-discharge, house): its all-time sums as stored (``Storage.energy`` over every
-quarter hour, hub/storage/energy.py), read when the site connects and every
+discharge, house): its all-time sums as stored (``Storage.energy_total``, every
+quarter hour of the rollups, hub/storage/energy.py), read when the site connects and every
 ``energy_every_s`` after, published retained when they grow, never smaller than
 the last published in this process (hub/site_energy.py). They are the rollups'
 sums, so they count each stored reading once, backlogs too.
@@ -52,7 +52,6 @@ from typing import TYPE_CHECKING, Any, Final
 from hub.device_health import SiteHealth
 from hub.site_energy import SiteTotals
 from hub.storage.base import StorageError
-from hub.storage.energy import ALL_TIME
 from telemetry import Reading
 from telemetry.homeassistant import (
     AVAILABLE,
@@ -321,7 +320,7 @@ class HubMqtt:
         published = 0
         for site in sorted(self._present):
             try:
-                sums = (await self.storage.energy(site, ALL_TIME))[0]
+                sums = await self.storage.energy_total(site)
             except StorageError as err:
                 if not self._storage_failing:
                     logger.warning("energy totals not read for MQTT: %s", err)

@@ -1,7 +1,7 @@
 """A site's all-time energy totals as the hub publishes them: never smaller (pure).
 
 The MQTT bridge (hub/mqtt_bridge.py) reads each site's sums over every stored
-quarter hour (``Storage.energy`` over :data:`hub.storage.energy.ALL_TIME`) and
+quarter hour (``Storage.energy_total``) and
 publishes them as Home Assistant ``total_increasing`` sensors
 (docs/home-assistant.md, "The hub: a fleet"). Those sums only grow while the
 hub runs: every rollup counts each stored reading once, however late it lands

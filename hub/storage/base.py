@@ -132,6 +132,13 @@ class Storage(Protocol):
         as a site's local hours, days and months always are; else ``ValueError``.
         """
 
+    async def energy_total(self, device_id: str) -> EnergySums | None:
+        """The device's energy over every stored quarter hour; None if none was stored.
+
+        One sum over the device's rollup rows, in the database: what the MQTT bridge
+        reads per connected site every minute (hub/mqtt_bridge.py).
+        """
+
     async def device_timezone(self, device_id: str) -> str | None:
         """The IANA zone of the device's latest health frame that named one, or None."""
 

@@ -51,9 +51,10 @@ ENERGY_CAGG: Final = "energy_15m"  # TimescaleDB's continuous aggregate
 DEVICE_TIMEZONES: Final = "device_timezones"
 # Buckets start at whole quarter hours of UTC (the Unix epoch is one).
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-# The edges of one interval holding every bucket, for a device's all-time sums with
-# Storage.energy: a reading's ts is after 2020 and at most minutes ahead of the hub's
-# clock (docs/protocol.md, "A reading"), so both edges are far outside any stored one.
+# The edges of one interval holding every bucket (Storage.energy over it gives what
+# Storage.energy_total does, by way of intervals): a reading's ts is after 2020 and
+# at most minutes ahead of the hub's clock (docs/protocol.md, "A reading"), so both
+# edges are far outside any stored one.
 ALL_TIME: Final = (_EPOCH, datetime(3000, 1, 1, tzinfo=UTC))
 
 # Columns of a rollup row after (device_id, bucket), in this order everywhere.

@@ -308,6 +308,15 @@ def _energy_sql(relation: str) -> str:
     )
 
 
+def _energy_total_sql(relation: str) -> str:
+    """Sums over every bucket of a device (one index range of ``relation``)."""
+    sums = ", ".join(f"sum({name})" for name in _ENERGY_QUANTITY_COLUMNS)
+    return (
+        f"SELECT sum(readings), sum(incomplete), sum(span_s), max(max_span_s), {sums} "
+        f"FROM {relation} WHERE device_id = $1"
+    )
+
+
 _SELECT_READINGS: Final = (
     f"SELECT {_COLUMN_LIST} FROM {READINGS} "
     "WHERE device_id = $1 AND ts >= $2 AND ts < $3 ORDER BY ts LIMIT $4"
@@ -765,6 +774,14 @@ class PostgresStorage:
         for record in records:
             out[record[0] - 1] = EnergySums.from_values(tuple(record)[1:])
         return out
+
+    async def energy_total(self, device_id: str) -> EnergySums | None:
+        state = self._state
+        relation = ENERGY_CAGG if state is not None and state.timescale.present else ENERGY_ROLLUP
+        async with self._connection("adding up all energy") as conn:
+            record = await conn.fetchrow(_energy_total_sql(relation), device_id)
+        values = tuple(record) if record is not None else ()
+        return EnergySums.from_values(values) if values and values[0] is not None else None
 
     async def device_timezone(self, device_id: str) -> str | None:
         async with self._connection("reading a device's time zone") as conn:

@@ -154,6 +154,12 @@ _SELECT_ENERGY: Final = (
     + f" FROM e JOIN {ENERGY_ROLLUP} r ON r.device_id = ? AND r.bucket >= e.s AND r.bucket < e.t "
     "WHERE e.t IS NOT NULL GROUP BY e.i"
 )
+# Every bucket of a device: one range of the primary key, summed (no intervals to group).
+_SELECT_ENERGY_TOTAL: Final = (
+    "SELECT sum(readings), sum(incomplete), sum(span_s), max(max_span_s), "
+    + ", ".join(f"sum({name})" for name in SUM_COLUMNS[4:])
+    + f" FROM {ENERGY_ROLLUP} WHERE device_id = ?"
+)
 _SELECT_NEWEST: Final = _SELECT_READINGS.replace("ORDER BY ts", "ORDER BY ts DESC")
 
 
@@ -592,6 +598,11 @@ class SqliteStorage:
         for record in records:
             out[record[0]] = EnergySums.from_values(tuple(record)[1:])
         return out
+
+    async def energy_total(self, device_id: str) -> EnergySums | None:
+        records = await self._fetch("adding up all energy", _SELECT_ENERGY_TOTAL, (device_id,))
+        values = tuple(records[0]) if records else ()
+        return EnergySums.from_values(values) if values and values[0] is not None else None
 
     async def device_timezone(self, device_id: str) -> str | None:
         records = await self._fetch(

@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 
 from hub.mqtt_bridge import HubMqttSettings, MqttSettingsError, mqtt_settings
-from hub.storage.energy import ALL_TIME
 from telemetry.mqtt_link import LinkSettings
 from telemetry.redaction import redact
 from tests.support.hub import reading, recv_ack_seqs, running_hub
@@ -230,7 +229,7 @@ async def test_each_sites_stored_energy_totals_reach_home_assistant_and_only_gro
                 "ems/hub/hub-e/site/site_e/status",
             ]
         # What Home Assistant gets is what the hub stored.
-        (stored,) = await running.storage.energy("site_e", ALL_TIME)
+        stored = await running.storage.energy_total("site_e")
         assert stored is not None
         assert dict(zip(QUANTITIES, stored.quantities, strict=True)) == sent
 
