@@ -27,6 +27,7 @@ from starlette.middleware.cors import CORSMiddleware
 from hub import api, dashboard_door, device_door, energy_api, viewer_access
 from hub.errors import CatchAll
 from hub.limits import ConnectionGate
+from hub.metrics import HubMetrics
 from hub.runtime import Hub, HubSettings
 from hub.sockets import TransportProbe
 from hub.storage.base import Storage
@@ -53,7 +54,7 @@ def create_app(settings: HubSettings, *, storage: Storage | None = None) -> Fast
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with Hub(settings, storage=storage, gate=gate) as hub:
+        async with Hub(settings, storage=storage, gate=gate, metrics=metrics) as hub:
             app.state.hub = hub  # hub/server.py: its shutdown order and refusal log budget
             # Each route reads only its own narrow interface (hub/ports.py).
             app.state.device_port = hub.device_port
@@ -63,8 +64,10 @@ def create_app(settings: HubSettings, *, storage: Storage | None = None) -> Fast
             app.state.metrics = hub.metrics
             yield
 
-    # Every TCP connection passes it (hub/guard.py, via hub/server.py's uvicorn config).
-    gate = ConnectionGate(settings.limits)
+    # Every TCP connection passes it (hub/guard.py, via hub/server.py's uvicorn config);
+    # made before the hub, with the counters the hub's metrics own (hub/metrics.py).
+    metrics = HubMetrics()
+    gate = ConnectionGate(settings.limits, metrics.gate)
 
     app = FastAPI(
         title="EMS Switchboard hub",

@@ -132,6 +132,23 @@ class WriterStats:
     queue_depth: int
 
 
+@dataclass(slots=True)
+class WriterCounters:
+    """The counts in :meth:`BatchWriter.stats`; created by ``HubMetrics`` (hub/metrics.py)."""
+
+    rows_committed: int = 0
+    batches_committed: int = 0
+    commit_seconds: float = 0.0
+    acked_seqs: int = 0
+    rejected_full: int = 0
+    rejected_stopped: int = 0
+    storage_errors: int = 0  # failed commit attempts (each retry counts)
+    batches_failed: int = 0
+    rows_failed: int = 0
+    rows_fenced: int = 0
+    last_batch_size: int = 0
+
+
 class _Item(NamedTuple):
     row: PreparedRow  # Storage.prepare(reading): plain values, no models
     seq: int | None
@@ -158,6 +175,7 @@ class BatchWriter:
         name: str = "hub.batch_writer",
         rng: random.Random | None = None,
         fencing: bool = False,
+        counters: WriterCounters | None = None,
     ) -> None:
         if max_batch < 1 or max_queue < 1 or max_concurrent_batches < 1:
             raise ValueError("max_batch, max_queue and max_concurrent_batches must be >= 1")
@@ -185,19 +203,8 @@ class BatchWriter:
         self._task: asyncio.Task[None] | None = None
         self._storage_up = True
         self._last_error = ""
-        # counters
-        self._rows_committed = 0
-        self._batches_committed = 0
-        self._commit_seconds = 0.0
-        self._acked_seqs = 0
-        self._rejected_full = 0
-        self._rejected_stopped = 0
-        self._storage_errors = 0
-        self._batches_failed = 0
-        self._rows_failed = 0
-        self._rows_fenced = 0
+        self._counts = WriterCounters() if counters is None else counters
         self._fencing = fencing
-        self._last_batch_size = 0
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -260,11 +267,11 @@ class BatchWriter:
         pass None for a reading without seq (it is stored, never acked).
         """
         if not self._accepting:
-            self._rejected_stopped += 1
+            self._counts.rejected_stopped += 1
             return False
         queue = self._queue
         if len(queue) >= self.max_queue:
-            self._rejected_full += 1
+            self._counts.rejected_full += 1
             return False
         queue.append(_Item(self._storage.prepare(row), row.reading.seq, sink, time.monotonic()))
         # Wake the loop for the first row (to start the max_delay clock) and for
@@ -343,7 +350,7 @@ class BatchWriter:
             try:
                 await self._storage.write_prepared(rows)
             except StorageUnavailable as err:
-                self._storage_errors += 1
+                self._counts.storage_errors += 1
                 self._storage_up = False
                 self._last_error = str(err)
                 delay = retry.next_delay()
@@ -367,10 +374,10 @@ class BatchWriter:
             if retry.failures:
                 logger.info("storage is back: committed %d held readings", len(rows))
             self._storage_up = True
-            self._rows_committed += len(rows)
-            self._batches_committed += 1
-            self._commit_seconds += elapsed
-            self._last_batch_size = len(rows)
+            self._counts.rows_committed += len(rows)
+            self._counts.batches_committed += 1
+            self._counts.commit_seconds += elapsed
+            self._counts.last_batch_size = len(rows)
             return True
 
     def _unfenced(self, batch: list[_Item]) -> list[_Item]:
@@ -386,13 +393,13 @@ class BatchWriter:
                 if fenced:
                     continue
             kept.append(item)
-        self._rows_fenced += len(batch) - len(kept)
+        self._counts.rows_fenced += len(batch) - len(kept)
         return kept
 
     def _refused(self, rows: list[PreparedRow], err: Exception) -> None:
-        self._storage_errors += 1
-        self._batches_failed += 1
-        self._rows_failed += len(rows)
+        self._counts.storage_errors += 1
+        self._counts.batches_failed += 1
+        self._counts.rows_failed += len(rows)
         self._last_error = f"{type(err).__name__}: {err}"
         logger.error(
             "storage refused a batch of %d readings (%s); left unacked for re-sending",
@@ -413,7 +420,7 @@ class BatchWriter:
             else:
                 group[1].append(seq)
         for sink, seqs in groups.values():
-            self._acked_seqs += len(seqs)
+            self._counts.acked_seqs += len(seqs)
             try:
                 sink.committed(seqs)
             except Exception:  # one faulty sink must not cost the others their acks
@@ -454,19 +461,19 @@ class BatchWriter:
         return sum(len(batch) for batch in self._in_flight.values())
 
     def stats(self) -> WriterStats:
-        batches = self._batches_committed
+        batches = self._counts.batches_committed
         return WriterStats(
-            rows_committed_total=self._rows_committed,
+            rows_committed_total=self._counts.rows_committed,
             batches_committed_total=batches,
-            commit_seconds_total=self._commit_seconds,
-            acked_seqs_total=self._acked_seqs,
-            rejected_queue_full_total=self._rejected_full,
-            rejected_stopped_total=self._rejected_stopped,
-            storage_errors_total=self._storage_errors,
-            batches_failed_total=self._batches_failed,
-            rows_failed_total=self._rows_failed,
-            rows_fenced_total=self._rows_fenced,
-            last_batch_size=self._last_batch_size,
-            average_batch_size=self._rows_committed / batches if batches else 0.0,
+            commit_seconds_total=self._counts.commit_seconds,
+            acked_seqs_total=self._counts.acked_seqs,
+            rejected_queue_full_total=self._counts.rejected_full,
+            rejected_stopped_total=self._counts.rejected_stopped,
+            storage_errors_total=self._counts.storage_errors,
+            batches_failed_total=self._counts.batches_failed,
+            rows_failed_total=self._counts.rows_failed,
+            rows_fenced_total=self._counts.rows_fenced,
+            last_batch_size=self._counts.last_batch_size,
+            average_batch_size=self._counts.rows_committed / batches if batches else 0.0,
             queue_depth=len(self._queue) + self._in_flight_rows(),
         )

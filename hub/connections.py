@@ -42,6 +42,7 @@ from hub.cluster.mirror import Event, EventKind
 from hub.device_health import SiteHealth, health_frame, history_frame
 from hub.device_replies import DeviceReplies
 from hub.fanout import DashboardFeed
+from hub.metrics import RegistryCounters
 from hub.relay import FrameKind, Relay, Snapshot
 from hub.sockets import SocketLike, close_quietly
 from telemetry import CloseCode, Reading, format_ts
@@ -117,7 +118,7 @@ class PublisherSession:
 class ConnectionManager:
     """The registry of publishers and subscribers, and the live fan-out."""
 
-    def __init__(self) -> None:
+    def __init__(self, counters: RegistryCounters | None = None) -> None:
         self.lock = asyncio.Lock()
         self._publishers: dict[str, PublisherSession] = {}
         self._subscribers: dict[str, set[DashboardFeed]] = {}
@@ -128,7 +129,7 @@ class ConnectionManager:
         # device id -> its agent's latest health frame (hub/device_health.py); kept
         # after a disconnect as the last known, replaced by the next connection's.
         self._health: dict[str, SiteHealth] = {}
-        self.replaced_count = 0
+        self.counters = RegistryCounters() if counters is None else counters
         self.closing = False  # set when the hub stops: no new registrations
         # Several hubs: the other hubs (None for a single hub), and the dashboards
         # waiting for the snapshot of a device registered elsewhere.
@@ -153,11 +154,11 @@ class ConnectionManager:
             fence = self.relay.fence_of(device_id) if self.relay is not None else 0
             if superseded(session.epoch, old.epoch if old is not None else None, fence):
                 self._end(session, CloseCode.POLICY_VIOLATION)
-                self.replaced_count += 1
+                self.counters.replaced += 1
                 return Registration.SUPERSEDED
             if old is not None:
                 self._end(old, CloseCode.POLICY_VIOLATION)
-                self.replaced_count += 1
+                self.counters.replaced += 1
             self._publishers[device_id] = session
             self._offline_since.pop(device_id, None)
             self._broadcast(device_id, self._status_frame(device_id))
@@ -212,7 +213,7 @@ class ConnectionManager:
             if session.ended:
                 return 0
             self._end(session, CloseCode.POLICY_VIOLATION)
-            self.replaced_count += 1
+            self.counters.replaced += 1
         logger.info("device %s: claimed at another hub, closing it here", session.device_id)
         await close_quietly(session.socket, CloseCode.POLICY_VIOLATION, within=KICK_TIMEOUT_S)
         return 1

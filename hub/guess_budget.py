@@ -32,14 +32,21 @@ class _Spent:
 
 
 @dataclass(slots=True)
+class GuessCounts:
+    """For /metrics; created by ``HubMetrics`` (hub/metrics.py) and handed to the budget."""
+
+    wrong: int = 0  # wrong tokens counted
+    throttled: int = 0  # tokens refused without a comparison
+
+
+@dataclass(slots=True)
 class GuessBudget:
     """Wrong viewer tokens per client address and window; ``failures`` 0 turns it off."""
 
     failures: int = DEFAULT_FAILURES
     window_s: float = DEFAULT_WINDOW_S
     capacity: int = DEFAULT_CAPACITY
-    throttled: int = 0  # tokens refused without a comparison, for /metrics
-    wrong: int = 0  # wrong tokens counted, for /metrics
+    counts: GuessCounts = field(default_factory=GuessCounts)
     _book: OrderedDict[str, _Spent] = field(default_factory=OrderedDict)
 
     def retry_after(self, address: str, now: float) -> int | None:
@@ -59,12 +66,12 @@ class GuessBudget:
             return None
         if spent.failures < self.failures:
             return None
-        self.throttled += 1
+        self.counts.throttled += 1
         return max(1, math.ceil(left))
 
     def failed(self, address: str, now: float) -> None:
         """One wrong token from ``address``."""
-        self.wrong += 1
+        self.counts.wrong += 1
         if self.failures <= 0:
             return
         spent = self._book.get(address)

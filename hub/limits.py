@@ -132,6 +132,8 @@ class Droppable(Protocol):
 
 @dataclass(slots=True)
 class GateCounters:
+    """For /metrics; created by ``HubMetrics`` (hub/metrics.py) and handed to the gate."""
+
     refused: Counter[Refusal] = field(default_factory=Counter)
     closed: Counter[Closure] = field(default_factory=Counter)
 
@@ -145,9 +147,9 @@ class ConnectionGate:
     became a WebSocket. Not thread-safe: everything runs on the event loop.
     """
 
-    def __init__(self, limits: ConnectionLimits) -> None:
+    def __init__(self, limits: ConnectionLimits, counters: GateCounters | None = None) -> None:
         self.limits = limits
-        self.counters = GateCounters()
+        self.counters = GateCounters() if counters is None else counters
         self.lingering = 0  # refused connections still open (hub/guard.py)
         self._reported_hits = 0
         self._reported_at = float("-inf")

@@ -1,12 +1,13 @@
 """The hub's counters and the one object that owns and exposes them (GET /metrics).
 
-:class:`HubMetrics` is the one owner: it holds the counters the doors, the
-gatekeeper and the dashboard feeds bump (handed to them when the hub starts);
-the parts that keep counts of their own (the connection gate, the viewer-token
-guess budget, the registry of sockets, the writer, the cluster link) are
-registered with it; and it is the one collector in the hub's registry
-(hub/exposition.py) that turns all of them into metric families at each scrape.
-No route collects counters itself.
+:class:`HubMetrics` is the one owner: it creates every counter of the hub
+(the doors', the gatekeeper's, the dashboard feeds', the connection gate's, the
+viewer-token guess budget's, the registry of sockets', the writer's and the
+cluster link's) and hands each to the part that bumps it, which keeps only a
+reference; the parts whose gauges it reads (pending sockets, open sockets,
+queues, the writer's health, the link's state) are registered with it; and it
+is the one collector in the hub's registry (hub/exposition.py) that turns all
+of them into metric families at each scrape. No route collects counters itself.
 
 Counters are plain objects the hot path bumps without awaiting: a plain
 ``int`` or ``collections.Counter`` bump costs tens of nanoseconds where a
@@ -25,9 +26,10 @@ from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client.metrics_core import Metric
 
+from hub.batch_writer import WriterCounters
 from hub.exposition import MetricType, hub_registry, labelled, multi_labelled, render, single
-from hub.guess_budget import GuessBudget
-from hub.limits import Closure, ConnectionGate, Refusal
+from hub.guess_budget import GuessBudget, GuessCounts
+from hub.limits import Closure, ConnectionGate, GateCounters, Refusal
 from telemetry import FrameProblem
 from telemetry.health import HealthState
 
@@ -75,6 +77,31 @@ class FeedCounters:
     closed_too_slow: int = 0
 
 
+@dataclass(slots=True)
+class ClusterCounters:
+    """The cluster link's counts (hub/cluster/link.py): ``ems_cluster_*``."""
+
+    redis_errors: int = 0  # times the link went down
+    messages_published: int = 0
+    frames_forwarded: int = 0
+    messages_received: int = 0
+    bad_messages: int = 0
+    claims: int = 0
+    claims_local: int = 0  # made while Redis was down: local epochs
+    kicked_by_claim: int = 0  # local sockets closed (1008): their device was claimed elsewhere
+    leases_lost: int = 0
+    acks_fenced: int = 0  # seqs committed but not acked: their connection had lost its device
+    frames_dropped: int = 0  # frames for other hubs: the publish queue was full (routing.py)
+    stale_dropped: int = 0  # messages of an owner that had lost the device (mirror.py)
+
+
+@dataclass(slots=True)
+class RegistryCounters:
+    """The registry of sockets' counts (hub/connections.py)."""
+
+    replaced: int = 0  # device sockets replaced by a newer one (ghost protocol)
+
+
 class _Queued(Protocol):
     @property
     def pending(self) -> int: ...
@@ -86,9 +113,7 @@ class _Connected(Protocol):
 
 
 class RegistryCounts(Protocol):
-    """What the metrics read of the registry of sockets (hub/connections.py)."""
-
-    replaced_count: int
+    """What the metrics read of the registry of sockets (hub/connections.py): gauges."""
 
     def publishers(self) -> Sequence[_Connected]: ...
 
@@ -111,7 +136,7 @@ class _WriterHealth(Protocol):
 
 
 class WriterCounts(Protocol):
-    """What the metrics read of the batch writer: its health and its ``*_total`` stats."""
+    """What the metrics read of the batch writer: its health and its stats (from its counters)."""
 
     def health(self) -> _WriterHealth: ...
 
@@ -121,25 +146,34 @@ class WriterCounts(Protocol):
 class HubMetrics:
     """The one owner of a hub's counters and of their exposition (module docstring).
 
-    ``doors``, ``feeds`` and ``invalid`` are created here and handed to what
-    bumps them; the parts with counts of their own are registered (``gate``,
-    ``guesses``, ``connections`` at construction, :meth:`attach_writer` and
+    Every counter is created here and handed to what bumps it (hub/app.py,
+    hub/runtime.py); the parts whose gauges it reads are registered
+    (:meth:`attach_parts` when the hub is built, :meth:`attach_writer` and
     :meth:`attach_cluster` once they run). :attr:`registry` collects them all
     at each scrape, and nowhere else does.
     """
 
-    def __init__(
-        self, *, gate: ConnectionGate, guesses: GuessBudget, connections: RegistryCounts
-    ) -> None:
+    def __init__(self) -> None:
         self.doors = HubCounters()
         self.feeds = FeedCounters()
         self.invalid: Counter[FrameProblem] = Counter()  # bumped by the gatekeeper
-        self._gate = gate
-        self._guesses = guesses
-        self._connections = connections
+        self.gate = GateCounters()  # hub/limits.py
+        self.guesses = GuessCounts()  # hub/guess_budget.py
+        self.sockets = RegistryCounters()  # hub/connections.py
+        self.writer = WriterCounters()  # hub/batch_writer.py
+        self.cluster = ClusterCounters()  # hub/cluster/link.py; shown only with a link
+        self._gate: ConnectionGate | None = None
+        self._guesses: GuessBudget | None = None
+        self._connections: RegistryCounts | None = None
         self._writer: WriterCounts | None = None
         self._cluster: ClusterLink | None = None
         self.registry = hub_registry(self.collect)
+
+    def attach_parts(
+        self, *, gate: ConnectionGate, guesses: GuessBudget, connections: RegistryCounts
+    ) -> None:
+        """The parts whose gauges a scrape reads; the hub registers them when it is built."""
+        self._gate, self._guesses, self._connections = gate, guesses, connections
 
     def attach_writer(self, writer: WriterCounts) -> None:
         self._writer = writer
@@ -153,7 +187,9 @@ class HubMetrics:
 
     def collect(self) -> list[Metric]:
         """Every metric family of the hub, from a snapshot of its counters."""
-        c, connections = self.doors, self._connections
+        c, connections, guesses, gate = self.doors, self._connections, self._guesses, self._gate
+        if connections is None or guesses is None or gate is None:
+            raise RuntimeError("HubMetrics: no hub attached its parts (attach_parts)")
         gauge, counter = MetricType.GAUGE, MetricType.COUNTER
         feeds = connections.feeds()
         families = [
@@ -206,25 +242,25 @@ class HubMetrics:
                 "ems_viewer_tokens_wrong_total",
                 "Wrong viewer tokens offered (sign-in, API, dashboard door).",
                 counter,
-                self._guesses.wrong,
+                self.guesses.wrong,
             ),
             single(
                 "ems_viewer_tokens_throttled_total",
                 "Viewer tokens refused unread: their address had offered too many wrong ones.",
                 counter,
-                self._guesses.throttled,
+                self.guesses.throttled,
             ),
             single(
                 "ems_viewer_guess_addresses",
                 "Client addresses with wrong viewer tokens in their current minute.",
                 gauge,
-                self._guesses.addresses,
+                guesses.addresses,
             ),
             single(
                 "ems_replaced_total",
                 "Device sockets replaced by a newer one (ghost protocol).",
                 counter,
-                connections.replaced_count,
+                self.sockets.replaced,
             ),
             single(
                 "ems_revoked_closed_total",
@@ -268,12 +304,13 @@ class HubMetrics:
             ),
         ]
         families.extend(self._cluster_families())
-        families.extend(self._limit_families())
+        families.extend(self._limit_families(gate))
         families.extend(self._writer_families())
-        families.extend(self._edge_device_families())
+        families.extend(self._edge_device_families(connections))
         return families
 
-    def _edge_device_families(self) -> list[Metric]:
+    @staticmethod
+    def _edge_device_families(connections: RegistryCounts) -> list[Metric]:
         """The devices behind connected agents, from their health frames.
 
         Counts only: /metrics is open (docs/security.md), so no device id or name
@@ -281,8 +318,8 @@ class HubMetrics:
         """
         by_state = dict.fromkeys(HealthState, 0)
         failing_sites = 0
-        for session in self._connections.publishers():
-            health = self._connections.health(session.device_id)
+        for session in connections.publishers():
+            health = connections.health(session.device_id)
             for device in health.devices if health is not None else ():
                 by_state[device.state] += 1
             failing_sites += bool(health is not None and health.failing)
@@ -307,7 +344,7 @@ class HubMetrics:
         link = self._cluster
         if link is None:
             return []
-        c = link.counters
+        c = self.cluster
         gauge, counter = MetricType.GAUGE, MetricType.COUNTER
         counts = {
             "ems_cluster_redis_errors_total": ("Times the link to Redis was lost.", c.redis_errors),
@@ -321,7 +358,7 @@ class HubMetrics:
             ),
             "ems_cluster_frames_dropped_total": (
                 "Frames for other hubs dropped: the publish queue was full.",
-                link.batcher.dropped,
+                c.frames_dropped,
             ),
             "ems_cluster_messages_received_total": (
                 "Pub/sub messages received from Redis.",
@@ -333,7 +370,7 @@ class HubMetrics:
             ),
             "ems_cluster_stale_messages_total": (
                 "Device messages of a hub that had lost the device, dropped.",
-                link.mirror.stale_dropped,
+                c.stale_dropped,
             ),
             "ems_cluster_claims_total": ("Devices claimed in Redis.", c.claims),
             "ems_cluster_local_claims_total": (
@@ -375,15 +412,15 @@ class HubMetrics:
         ]
         return families
 
-    def _limit_families(self) -> list[Metric]:
+    def _limit_families(self, gate: ConnectionGate) -> list[Metric]:
         """The connection limits (hub/limits.py): pending sockets, refusals, closures."""
-        counters = self._gate.counters
+        counters = self.gate
         return [
             single(
                 "ems_pending_connections",
                 "TCP connections that are not a WebSocket (yet): waiting, or being answered.",
                 MetricType.GAUGE,
-                self._gate.pending,
+                gate.pending,
             ),
             labelled(
                 "ems_connections_refused_total",

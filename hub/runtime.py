@@ -124,10 +124,13 @@ class Hub:
         *,
         storage: Storage | None = None,
         gate: ConnectionGate | None = None,
+        metrics: HubMetrics | None = None,
     ) -> None:
         self._settings = settings
-        # The app's gate (hub/app.py) when served: its counters are the hub's metrics.
-        self._gate = gate or ConnectionGate(settings.limits)
+        # Every counter of the hub is created by this one object and handed to the part
+        # that bumps it; when served, the app made it first, for its gate (hub/app.py).
+        self.metrics = metrics or HubMetrics()
+        self._gate = gate or ConnectionGate(settings.limits, self.metrics.gate)
         limits = settings.limits
         self._dashboards = AddressCounts(
             limits.max_dashboards, limits.max_dashboards_per_address, limits
@@ -135,13 +138,14 @@ class Hub:
         self._storage: Storage = storage or create_storage(
             settings.database_url, settings.data_dir, retention=settings.retention
         )
-        self._manager = ConnectionManager()
+        self._manager = ConnectionManager(self.metrics.sockets)
         self._site_zones = SiteZones()
         self._refusal_log = LogLimiter(burst=20, window_s=60.0)
         self._viewer = ViewerGate(settings.viewer_token)
-        self._viewer_guesses = GuessBudget(failures=limits.viewer_guesses)
-        # Every counter of the hub is owned by, or registered with, this one object.
-        self.metrics = HubMetrics(
+        self._viewer_guesses = GuessBudget(
+            failures=limits.viewer_guesses, counts=self.metrics.guesses
+        )
+        self.metrics.attach_parts(
             gate=self._gate, guesses=self._viewer_guesses, connections=self._manager
         )
         self._gatekeeper = Gatekeeper(counts=self.metrics.invalid)
@@ -214,7 +218,10 @@ class Hub:
             # flush gets 2 s more, so SIGTERM exits within seconds even with storage down.
             self._writer = await stack.enter_async_context(
                 BatchWriter(
-                    self._storage, flush_timeout_s=2.0, fencing=self._settings.cluster is not None
+                    self._storage,
+                    flush_timeout_s=2.0,
+                    fencing=self._settings.cluster is not None,
+                    counters=self.metrics.writer,
                 )
             )
             self.metrics.attach_writer(self._writer)
@@ -222,7 +229,7 @@ class Hub:
                 from hub.cluster.link import ClusterLink  # imports redis: cluster mode only
 
                 self._cluster = await stack.enter_async_context(
-                    ClusterLink(self._settings.cluster, self._manager)
+                    ClusterLink(self._settings.cluster, self._manager, self.metrics.cluster)
                 )
                 self._manager.relay = self._cluster
                 self.metrics.attach_cluster(self._cluster)

@@ -65,6 +65,7 @@ from hub.cluster.wire import (
     watchers_key,
 )
 from hub.connections import ConnectionManager, PublisherSession, status_frame
+from hub.metrics import ClusterCounters
 from hub.relay import FrameKind, Snapshot
 from telemetry.backoff import Backoff, BackoffPolicy
 
@@ -80,22 +81,6 @@ class LinkState(enum.Enum):
     DOWN = "down"
 
 
-@dataclass(slots=True)
-class ClusterCounters:
-    """For ``/metrics`` (registered with ``HubMetrics``, hub/metrics.py): ``ems_cluster_*``."""
-
-    redis_errors: int = 0  # times the link went down
-    messages_published: int = 0
-    frames_forwarded: int = 0
-    messages_received: int = 0
-    bad_messages: int = 0
-    claims: int = 0
-    claims_local: int = 0  # made while Redis was down: local epochs
-    kicked_by_claim: int = 0  # local sockets closed (1008): their device was claimed elsewhere
-    leases_lost: int = 0
-    acks_fenced: int = 0  # seqs committed but not acked: their connection had lost its device
-
-
 @dataclass(frozen=True, slots=True)
 class Claim:
     epoch: int
@@ -106,15 +91,20 @@ class Claim:
 class ClusterLink:
     """See module docstring. ``async with ClusterLink(...)`` runs it."""
 
-    def __init__(self, settings: ClusterSettings, manager: ConnectionManager) -> None:
+    def __init__(
+        self,
+        settings: ClusterSettings,
+        manager: ConnectionManager,
+        counters: ClusterCounters | None = None,
+    ) -> None:
         self.settings = settings
         self.hub_id = settings.hub_id
         self.manager = manager
         self.policy = LeasePolicy(settings.lease_s)
-        self.counters = ClusterCounters()
+        self.counters = ClusterCounters() if counters is None else counters
         self.book = WatchBook(self.hub_id)
-        self.batcher = Batcher(self.hub_id)
-        self.mirror = Mirror(self.hub_id, lambda d: status_frame(d, False, None))
+        self.batcher = Batcher(self.hub_id, counters=self.counters)
+        self.mirror = Mirror(self.hub_id, lambda d: status_frame(d, False, None), self.counters)
         self.state = LinkState.DOWN
         self.last_error = "not connected yet"
         self._fence: dict[str, int] = {}

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hub.cluster.wire import Code, DeviceMessage, status_online, status_version
+from hub.metrics import ClusterCounters
 
 
 class EventKind(enum.Enum):
@@ -70,11 +71,16 @@ class Settlement:
 class Mirror:
     """Views of the devices this hub's dashboards watch (see module docstring)."""
 
-    def __init__(self, hub_id: str, offline_status: Callable[[str], str]) -> None:
+    def __init__(
+        self,
+        hub_id: str,
+        offline_status: Callable[[str], str],
+        counters: ClusterCounters | None = None,  # the link's
+    ) -> None:
         self.hub_id = hub_id
         self._offline_status = offline_status  # device id -> status frame, online false
         self._views: dict[str, View] = {}
-        self.stale_dropped = 0  # messages of an owner that had lost the device
+        self.counters = ClusterCounters() if counters is None else counters
 
     def view(self, device_id: str) -> View | None:
         return self._views.get(device_id)
@@ -88,7 +94,7 @@ class Mirror:
             return []  # our own: this hub's dashboards had those frames first-hand
         view = self._views.setdefault(device_id, View())
         if message.epoch < view.epoch:
-            self.stale_dropped += 1
+            self.counters.stale_dropped += 1
             return []
         events: list[Event] = []
         items = message.items

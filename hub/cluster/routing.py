@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from hub.cluster.wire import Code, DeviceMessage
+from hub.metrics import ClusterCounters
 
 
 @dataclass(slots=True)
@@ -72,11 +73,11 @@ class Batcher:
     hub_id: str
     max_frames: int = 100_000  # beyond this, frames are dropped (Redis too slow or down)
     _queue: list[tuple[str, int, Code, str, bool, int]] = field(default_factory=list)
-    dropped: int = 0
+    counters: ClusterCounters = field(default_factory=ClusterCounters)  # the link's
 
     def add(self, device_id: str, epoch: int, code: Code, frame: str) -> bool:
         if len(self._queue) >= self.max_frames:
-            self.dropped += 1
+            self.counters.frames_dropped += 1
             return False
         self._queue.append((device_id, epoch, code, frame, False, -1))
         return True

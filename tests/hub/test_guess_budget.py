@@ -15,7 +15,7 @@ def test_an_address_waits_once_it_spent_its_budget_and_others_do_not() -> None:
     assert budget.retry_after("10.0.0.1", 159.5) == 1
     assert budget.retry_after("10.0.0.1", 160.0) is None  # the window has passed
     assert budget.addresses == 0
-    assert (budget.wrong, budget.throttled) == (3, 2)
+    assert (budget.counts.wrong, budget.counts.throttled) == (3, 2)
 
 
 def test_zero_turns_it_off_but_still_counts() -> None:
@@ -23,7 +23,7 @@ def test_zero_turns_it_off_but_still_counts() -> None:
     for _ in range(100):
         budget.failed("10.0.0.1", 1.0)
     assert budget.retry_after("10.0.0.1", 1.0) is None
-    assert budget.wrong == 100
+    assert budget.counts.wrong == 100
     assert budget.addresses == 0
 
 

@@ -1,15 +1,27 @@
 from __future__ import annotations
 
+import dataclasses
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import pytest
 from prometheus_client.metrics_core import Metric
 
+from hub.batch_writer import BatchWriter
+from hub.cluster.link import ClusterLink
+from hub.cluster.settings import ClusterSettings
 from hub.connections import ConnectionManager
 from hub.exposition import MetricType, hub_registry, labelled, multi_labelled, render, single
 from hub.guess_budget import GuessBudget
-from hub.limits import ConnectionGate, ConnectionLimits, Refusal
-from hub.metrics import Door, DropReason, HubMetrics
+from hub.limits import Closure, ConnectionGate, ConnectionLimits, GateCounters, Refusal
+from hub.metrics import Door, DropReason, HubCounters, HubMetrics
+from hub.storage.sqlite import SqliteStorage
 from telemetry import FrameProblem
 from tests.support.hub import parse_metrics
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 
 def families() -> list[Metric]:
@@ -79,16 +91,17 @@ def test_a_counter_must_end_in_total() -> None:
 
 
 def test_hub_metrics_exposes_what_it_owns_and_what_is_registered() -> None:
-    gate = ConnectionGate(ConnectionLimits())
-    guesses = GuessBudget()
-    metrics = HubMetrics(gate=gate, guesses=guesses, connections=ConnectionManager())
+    metrics = HubMetrics()
+    gate = ConnectionGate(ConnectionLimits(), metrics.gate)
+    guesses = GuessBudget(counts=metrics.guesses)
+    metrics.attach_parts(gate=gate, guesses=guesses, connections=ConnectionManager())
     # Its own counters, as the doors, the gatekeeper and the feeds bump them...
     metrics.doors.readings_in["live"] += 3
     metrics.doors.refused[(Door.DEVICE, "bad_token")] += 1
     metrics.doors.dropped[DropReason.QUEUE_FULL] += 2
     metrics.feeds.dropped += 5
     metrics.invalid[FrameProblem.NOT_JSON] += 4
-    # ...and the counts of the parts registered with it.
+    # ...and by the parts it handed its counters to.
     gate.counters.refused[Refusal.PENDING_FULL] += 6
     guesses.failed("192.0.2.7", 0.0)
 
@@ -105,3 +118,61 @@ def test_hub_metrics_exposes_what_it_owns_and_what_is_registered() -> None:
     assert samples['ems_connections{door="device"}'] == 0
     # No writer and no cluster link registered yet: none of their families.
     assert not [name for name in samples if name.startswith(("ems_writer_", "ems_cluster_"))]
+
+
+# The labels a scrape shows of each Counter held by HubMetrics' counter objects.
+LABELS: dict[tuple[type, str], list[object]] = {
+    (HubCounters, "readings_in"): ["live", "batch"],
+    (HubCounters, "dropped"): list(DropReason),
+    (HubCounters, "refused"): [(Door.DEVICE, "bad_token")],
+    (HubCounters, "internal_errors"): list(Door),
+    (GateCounters, "refused"): list(Refusal),
+    (GateCounters, "closed"): list(Closure),
+}
+
+
+def bump_all(counters: DataclassInstance) -> None:
+    """Add 7 to every count of one of HubMetrics' counter objects."""
+    for item in dataclasses.fields(counters):
+        value = getattr(counters, item.name)
+        if isinstance(value, Counter):
+            for label in LABELS[(type(counters), item.name)]:
+                value[label] += 7
+        else:
+            setattr(counters, item.name, value + 7)
+
+
+def test_every_counter_shown_is_one_hub_metrics_created(tmp_path: Path) -> None:
+    metrics = HubMetrics()
+    # The parts, each given the counters HubMetrics created, as hub/app.py and
+    # hub/runtime.py hand them; a BatchWriter and a ClusterLink not started.
+    manager = ConnectionManager(metrics.sockets)
+    metrics.attach_parts(
+        gate=ConnectionGate(ConnectionLimits(), metrics.gate),
+        guesses=GuessBudget(counts=metrics.guesses),
+        connections=manager,
+    )
+    metrics.attach_writer(BatchWriter(SqliteStorage(tmp_path / "hub.db"), counters=metrics.writer))
+    link = ClusterLink(ClusterSettings("redis://127.0.0.1:1", "a"), manager, metrics.cluster)
+    metrics.attach_cluster(link)
+    untouched = parse_metrics(metrics.render().decode())
+    shown = [name for name in untouched if name.startswith("ems_") and "_total" in name]
+    assert len(shown) > 40
+    assert all(untouched[name] == 0 for name in shown)
+
+    owned: tuple[DataclassInstance, ...] = (
+        metrics.doors,
+        metrics.feeds,
+        metrics.gate,
+        metrics.guesses,
+        metrics.sockets,
+        metrics.writer,
+        metrics.cluster,
+    )
+    for one in owned:
+        bump_all(one)
+    for problem in FrameProblem:
+        metrics.invalid[problem] += 7
+    samples = parse_metrics(metrics.render().decode())
+
+    assert [name for name in shown if samples[name] == 0] == []

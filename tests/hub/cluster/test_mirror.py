@@ -47,7 +47,7 @@ def test_an_owner_that_lost_the_device_is_not_heard_any_more() -> None:
     m.apply("d", msg("b", 2, *snapshot_items(ONLINE, None, None)))
     assert m.apply("d", msg("a", 1, (Code.READING, "late"))) == []
     assert m.apply("d", msg("a", 1, *snapshot_items(OFFLINE, None, None))) == []
-    assert m.stale_dropped == 2
+    assert m.counters.stale_dropped == 2
     assert m.current("d")[0] == ONLINE
 
 

@@ -53,4 +53,4 @@ def test_the_batcher_is_bounded() -> None:
     assert batcher.add("d", 1, Code.READING, "1")
     assert batcher.add("d", 1, Code.READING, "2")
     assert not batcher.add("d", 1, Code.READING, "3")
-    assert batcher.dropped == 1
+    assert batcher.counters.frames_dropped == 1
