@@ -275,27 +275,49 @@ class HubMqtt:
             if not settings.values.allows(key):
                 continue
             state_topic = topics.site_state(site, key)
-            if settings.ha_discovery and (site, key) not in self._announced:
-                self._announced.add((site, key))
-                unique_id = object_id(ID_PREFIX, site, key)
-                self.link.retain(
-                    topics.discovery(unique_id),
-                    discovery_config(
-                        key=key,
-                        value=value,
-                        unique_id=unique_id,
-                        state_topic=state_topic,
-                        device=self._site_device(site),
-                        availability=self._availability(site),
-                        expire_after_s=settings.stale_after_s,
-                    ),
-                    again=True,  # the site has (re)connected: ours may have been replaced
-                )
+            self._announce(
+                site,
+                key,
+                value,
+                object_id(ID_PREFIX, site, key),
+                expire_after_s=settings.stale_after_s,
+            )
             payload = state_text(value)
             if self.gate.should_send(state_topic, payload, now):
                 self.link.offer(state_topic, payload)
                 queued += 1
         return queued
+
+    def _announce(
+        self,
+        site: str,
+        key: str,
+        value: float | str,
+        unique_id: str,
+        *,
+        expire_after_s: int | None,
+        name: str | None = None,
+    ) -> None:
+        """The discovery config of a site's value ``key``, once per connection of the site
+        (retained, and sent again: the site has (re)connected, ours may have been replaced)."""
+        if not self.settings.ha_discovery or (site, key) in self._announced:
+            return
+        self._announced.add((site, key))
+        topics = self.settings.topics
+        self.link.retain(
+            topics.discovery(unique_id),
+            discovery_config(
+                key=key,
+                value=value,
+                unique_id=unique_id,
+                state_topic=topics.site_state(site, key),
+                device=self._site_device(site),
+                availability=self._availability(site),
+                expire_after_s=expire_after_s,
+                name=name,
+            ),
+            again=True,
+        )
 
     async def _energy_forever(self) -> None:
         """Publish the connected sites' totals when one connects and every ``energy_every_s``."""
@@ -346,24 +368,14 @@ class HubMqtt:
                     continue
                 # Under the hub's own topics for the site: the agent publishes its own
                 # totals (counted since its outbox was made) on Topics.site_energy.
-                state_topic = topics.site_state(site, key)
-                if settings.ha_discovery and (site, key) not in self._announced:
-                    self._announced.add((site, key))
-                    unique_id = object_id(ID_PREFIX, site, "energy", quantity)
-                    self.link.retain(
-                        topics.discovery(unique_id),
-                        discovery_config(
-                            key=key,
-                            value=value,
-                            unique_id=unique_id,
-                            state_topic=state_topic,
-                            device=self._site_device(site),
-                            availability=self._availability(site),
-                            expire_after_s=None,  # retained, sent when it grows
-                            name=SITE_ENERGY_NAMES[quantity],
-                        ),
-                        again=True,
-                    )
-                self.link.retain(state_topic, state_text(value))
+                self._announce(
+                    site,
+                    key,
+                    value,
+                    object_id(ID_PREFIX, site, "energy", quantity),
+                    expire_after_s=None,  # retained, sent when it grows
+                    name=SITE_ENERGY_NAMES[quantity],
+                )
+                self.link.retain(topics.site_state(site, key), state_text(value))
                 published += 1
         return published

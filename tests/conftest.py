@@ -1,5 +1,6 @@
 """Fixtures every part of the suite shares: a real PostgreSQL database per run, a real
-TimescaleDB server per run (tests/support/timescaledb.py), and no skips."""
+TimescaleDB server per run (tests/support/timescaledb.py), a private MQTT broker per test
+(tests/support/mqtt.py), and no skips."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import pytest
 pytest.register_assert_rewrite("tests.support")
 
 from hub.storage.migrate import TIMESCALE_PRELOADED_SQL  # noqa: E402
+from tests.support.mqtt import Mosquitto  # noqa: E402
 from tests.support.timescaledb import TimescaleUnavailable, timescaledb_server  # noqa: E402
 
 POSTGRES_ADMIN_DSN = os.environ.get(
@@ -91,6 +93,17 @@ def timescaledb_url(timescaledb_admin_url: str) -> Iterator[str]:
         yield with_database(timescaledb_admin_url, name)
     finally:
         _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', timescaledb_admin_url)
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A private Mosquitto per test: the test may kill and restart it."""
+    mosquitto = Mosquitto(tmp_path)
+    mosquitto.start()
+    try:
+        yield mosquitto
+    finally:
+        mosquitto.kill()
 
 
 _OWN_BASETEMP = pytest.StashKey[str]()

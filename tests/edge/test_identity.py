@@ -49,16 +49,6 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
         yield process
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    mosquitto = Mosquitto(tmp_path)
-    mosquitto.start()
-    try:
-        yield mosquitto
-    finally:
-        mosquitto.kill()
-
-
 def _health_of(devices: list[dict[str, Any]], device_id: str) -> dict[str, Any] | None:
     for entry in devices:
         if entry["device_id"] == device_id and entry["health"] is not None:

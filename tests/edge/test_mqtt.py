@@ -42,17 +42,6 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
         yield process
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    """A private broker per test: the test may kill and restart it."""
-    mosquitto = Mosquitto(tmp_path)
-    mosquitto.start()
-    try:
-        yield mosquitto
-    finally:
-        mosquitto.kill()
-
-
 def mqtt_config(
     tmp_path: Path, hub: HubProcess, modbus_port: int, device_id: str, mqtt: str
 ) -> EdgeConfig:

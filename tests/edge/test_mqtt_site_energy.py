@@ -9,10 +9,7 @@ agent is stopped and started again on the same outbox: never down, never reset.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from edge.agent import Agent
 from edge.config import EdgeConfig, parse_config
@@ -33,16 +30,6 @@ SITE = "agent_site_energy"
 TOPIC = f"ems/{SITE}/energy/"
 # Nothing listens there: the agent keeps its readings in the outbox and retries.
 NO_HUB = "ws://127.0.0.1:1"
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    mosquitto = Mosquitto(tmp_path)
-    mosquitto.start()
-    try:
-        yield mosquitto
-    finally:
-        mosquitto.kill()
 
 
 def _config(tmp_path: Path, modbus_port: int, mqtt: str) -> EdgeConfig:

@@ -9,11 +9,9 @@ Assistant's documented rules (tests/support/mqtt.py).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from hub.mqtt_bridge import HubMqttSettings
 from telemetry.mqtt_link import LinkSettings
@@ -27,16 +25,6 @@ IDENTITY = {
     "serial_number": "SIM-GEN24-01",
     "firmware_version": "1.34.6-1",
 }
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    mosquitto = Mosquitto(tmp_path)
-    mosquitto.start()
-    try:
-        yield mosquitto
-    finally:
-        mosquitto.kill()
 
 
 def health(inverter_state: str, identity: dict[str, str] | None) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,16 +26,6 @@ from tests.support.mqtt import Mosquitto, Subscriber, subscribed
 from tests.support.polling import until
 
 PV = "ems/site_p/site/energy/pv_wh"
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    mosquitto = Mosquitto(tmp_path)
-    mosquitto.start()
-    try:
-        yield mosquitto
-    finally:
-        mosquitto.kill()
 
 
 def energy(ts: datetime, seq: int, pv_wh: float) -> StoredReading:
