@@ -292,8 +292,12 @@ def _serve_workers(args: argparse.Namespace, workers: int, cluster: ClusterSetti
             "and dashboards through Redis",
             Exit.USAGE,
         )
+    from hub.cluster.settings import ClusterConfigError
+
     try:
-        supervisor = Supervisor(sys.argv[1:], workers, args.host, args.port)
+        supervisor = Supervisor(sys.argv[1:], workers, args.host, args.port, cluster.hub_id)
+    except ClusterConfigError as err:
+        raise Failed(str(err), Exit.USAGE) from err
     except OSError as err:
         raise Failed(f"cannot bind {args.host}:{args.port}: {err}") from err
     return supervisor.run()

@@ -7,13 +7,17 @@ to the same address and the kernel spreads new connections over them by a hash
 of the client's address and port. One worker's death then costs only its own
 connections; its devices reconnect, land on the others, and claim their
 devices there (hub/cluster/lease.py). They share devices and dashboards
-through Redis like any hubs of a cluster, so ``--workers`` needs ``--cluster``.
+through Redis like any hubs of a cluster, so ``--workers`` needs ``--cluster``,
+and each is a hub of its own name: ``{hub id}-w{number}`` (the hub id given in
+``$EMS_CLUSTER_HUB_ID``, else the supervisor's default one), never the same for
+two workers (two hubs of one name would take each other's dashboards for their
+own and forward them nothing).
 
 This process, the supervisor, only starts the workers, restarts one that died
-(with backoff, telemetry/backoff.py), and passes SIGTERM/SIGINT on to all of
-them; it exits 0 once they have stopped. With ``--port 0`` it picks the port
-first and keeps it reserved (bound with ``SO_REUSEPORT``, never listening) so
-every worker binds the same one.
+(with backoff, telemetry/backoff.py; never once it is stopping), and passes
+SIGTERM/SIGINT on to all of them; it exits 0 once they have stopped. With
+``--port 0`` it picks the port first and keeps it reserved (bound with
+``SO_REUSEPORT``, never listening) so every worker binds the same one.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from types import FrameType
 
+from hub.cluster.settings import ClusterConfigError
+from hub.cluster.wire import is_valid_hub_id
 from telemetry.backoff import Backoff, BackoffPolicy
 
 logger = logging.getLogger(__name__)
@@ -66,19 +72,36 @@ def worker_argv(argv: Sequence[str], port: int) -> list[str]:
     return [*out, "--port", str(port), "--reuse-port"]
 
 
+def worker_hub_ids(hub_id: str, count: int) -> list[str]:
+    """Each worker's hub id (see module docstring). Pure.
+
+    :class:`ClusterConfigError` when ``hub_id`` leaves no room for the suffix.
+    """
+    ids = [f"{hub_id}-w{number}" for number in range(count)]
+    if not all(is_valid_hub_id(i) for i in ids):
+        room = 64 - len(ids[-1]) + len(hub_id)
+        raise ClusterConfigError(
+            f"EMS_CLUSTER_HUB_ID: at most {room} characters with --workers {count} "
+            f"(each worker adds -w<number>), got {len(hub_id)}"
+        )
+    return ids
+
+
 @dataclass
 class _Worker:
     number: int
     process: subprocess.Popen[bytes]
     restarts: Backoff
+    restart_at: float | None = None  # monotonic: it died and waits out its backoff
 
 
 class Supervisor:
     """Runs the workers until a signal (see module docstring)."""
 
-    def __init__(self, argv: Sequence[str], count: int, host: str, port: int) -> None:
+    def __init__(self, argv: Sequence[str], count: int, host: str, port: int, hub_id: str) -> None:
         self.count = count
         self.host = host
+        self._hub_ids = worker_hub_ids(hub_id, count)
         self._reserved = reuse_port_socket(host, port)
         self.port = int(self._reserved.getsockname()[1])
         self._argv = worker_argv(argv, self.port)
@@ -88,7 +111,12 @@ class Supervisor:
 
     def _start(self, number: int) -> subprocess.Popen[bytes]:
         command = [sys.executable, "-m", "ems", *self._argv]
-        return subprocess.Popen(command, env={**os.environ, "EMS_WORKER": str(number)})
+        env = {
+            **os.environ,
+            "EMS_WORKER": str(number),
+            "EMS_CLUSTER_HUB_ID": self._hub_ids[number],
+        }
+        return subprocess.Popen(command, env=env)
 
     def _signalled(self, sig: int, frame: FrameType | None) -> None:
         # No logging here: a signal that lands while this thread is inside a log
@@ -111,17 +139,7 @@ class Supervisor:
             self._announce_when_listening()
             while not self._stopping:
                 for worker in self._workers:
-                    code = worker.process.poll()
-                    if code is not None and not self._stopping:
-                        delay = worker.restarts.next_delay()
-                        logger.warning(
-                            "worker %d exited with %d: restarting it in %.1f s",
-                            worker.number,
-                            code,
-                            delay,
-                        )
-                        time.sleep(delay)
-                        worker.process = self._start(worker.number)
+                    self._look_after(worker)
                 time.sleep(0.2)
             if self._stop_signal is not None:
                 logger.info("received %s: stopping %d workers", self._stop_signal.name, self.count)
@@ -130,6 +148,26 @@ class Supervisor:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self._reserved.close()
+
+    def _look_after(self, worker: _Worker) -> None:
+        """Restart a worker that died once its backoff is over; never while stopping."""
+        if self._stopping:
+            return
+        now = time.monotonic()
+        if worker.restart_at is not None:
+            if now >= worker.restart_at:
+                worker.restart_at = None
+                worker.process = self._start(worker.number)
+                if self._stopping:  # the signal came while it started: pass it on
+                    worker.process.terminate()
+            return
+        code = worker.process.poll()
+        if code is not None:
+            delay = worker.restarts.next_delay()
+            logger.warning(
+                "worker %d exited with %d: restarting it in %.1f s", worker.number, code, delay
+            )
+            worker.restart_at = now + delay
 
     def _announce_when_listening(self) -> None:
         deadline = time.monotonic() + 60
