@@ -42,7 +42,8 @@ from scratch_database import scratch_database, timescale_storage
 from site_readings import Values, stream
 
 from hub.storage.base import StoredReading
-from hub.storage.columns import FIELD_COLUMNS, READING_COLUMNS, ColumnKind
+from hub.storage.columns import READING_COLUMNS
+from hub.storage.float32_codec import MASK_COLUMN
 
 CHUNK = 3600  # readings generated and written at a time (an hour)
 
@@ -183,48 +184,18 @@ async def measure(url: str) -> dict[str, Any]:
     }
 
 
-# --what-if: the same readings in other forms, each compressed as `readings` is.
-# The default site's grid meter is an Eastron SDM630 (simulation/site.py), whose
-# registers are all float32: its values are the `grid` section and the `extra`
-# names starting with `grid_`. The edge sends a float32 as its shortest decimal
-# (drivers/registers.py, `float32_decimal`: 229.6281), whose double differs from the
-# float32 in the 29 low bits a float32 leaves zero; `float32_exact` stores the
-# meter's float32 itself (229.6280975341797), low bits zero.
-_GRID_EXTRA: Final = r"grid\_%"
-WHAT_IF: Final = ("float32_exact", "extra_columns", "float32_exact+extra_columns")
+# --what-if: the same readings in another form, compressed as `readings` is:
+# `extra` as one double precision column per name instead of jsonb. (The fields'
+# float32 stand-ins, hub/storage/float32_codec.py, are what `readings` holds.)
+WHAT_IF: Final = ("extra_columns",)
 
 
 def _what_if_select(variant: str, names: list[str]) -> tuple[list[str], list[str]]:
     """The variant's extra column definitions and its ``SELECT`` list from ``readings``."""
-    exact = variant.startswith("float32_exact")
-    select = []
-    for name in READING_COLUMNS:
-        column = next((c for c in FIELD_COLUMNS if c.name == name), None)
-        if exact and column is not None and column.section == "grid":
-            kind = (
-                "float4[]::float8[]" if column.kind is ColumnKind.NUMBER_LIST else "float4::float8"
-            )
-            select.append(f"{name}::{kind}")
-        elif name == "extra" and variant.endswith("extra_columns"):
-            select.append("NULL::jsonb")
-        elif name == "extra" and exact:
-            select.append(
-                f"(SELECT jsonb_object_agg(key, CASE WHEN key LIKE '{_GRID_EXTRA}' "
-                "THEN to_jsonb(value::text::float4::float8) ELSE value END) "
-                "FROM jsonb_each(extra))"
-            )
-        else:
-            select.append(name)
-    if not variant.endswith("extra_columns"):
-        return [], select
-    definitions, values = [], []
-    for index, name in enumerate(names):
-        definitions.append(f"x{index} double precision")
-        value = f"(extra->>'{name}')::float8"
-        if exact and name.startswith("grid_"):
-            value += "::float4::float8"
-        values.append(value)
-    return definitions, select + values
+    select = ["NULL::jsonb" if name == "extra" else name for name in READING_COLUMNS]
+    select.append(MASK_COLUMN)
+    definitions = [f"x{index} double precision" for index in range(len(names))]
+    return definitions, select + [f"(extra->>'{name}')::float8" for name in names]
 
 
 async def what_if(url: str) -> dict[str, Any]:

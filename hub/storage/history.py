@@ -31,6 +31,7 @@ from typing import Final, Protocol
 from hub.storage.base import StorageConfigError
 from hub.storage.columns import ENERGY_COLUMNS, FIELD_COLUMNS, ColumnKind, FieldColumn
 from hub.storage.energy import rollup_table_sql, timezones_table_sql
+from hub.storage.float32_codec import MASK_COLUMN
 from hub.storage.schema import (
     BUMP_TOKEN_GENERATION,
     EXTRA_NAMES_SQLITE,
@@ -239,7 +240,15 @@ CREATE TABLE IF NOT EXISTS {TOKEN_GENERATION} (
         # (hub/storage/sqlite_values.py): no row is rewritten.
         sqlite=(EXTRA_NAMES_SQLITE,),
     ),
-    # A new version goes here: Migration(6, "...", postgres=(...), sqlite=(...)).
+    Migration(
+        6,
+        "PostgreSQL: which fields a row holds as float32 stand-ins",
+        # hub/storage/float32_codec.py. Nullable without a default, as version 3: a
+        # row written before has none and is read as it is. SQLite packs decimals.
+        postgres=(f"ALTER TABLE {READINGS} ADD COLUMN IF NOT EXISTS {MASK_COLUMN} bigint",),
+        sqlite=(),
+    ),
+    # A new version goes here: Migration(7, "...", postgres=(...), sqlite=(...)).
 )
 LATEST_VERSION: Final = MIGRATIONS[-1].version
 

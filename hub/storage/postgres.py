@@ -80,6 +80,12 @@ from hub.storage.energy import (
     check_edges,
     upsert_assignments,
 )
+from hub.storage.float32_codec import (
+    MASK_COLUMN,
+    SESSION_SETTINGS,
+    decoding_list,
+    encoding_select,
+)
 from hub.storage.late_rollup import (
     RefreshRange,
     bucket_start,
@@ -226,27 +232,38 @@ def _unnest_type(kind: ColumnKind) -> str:
     }[kind]
 
 
-def _insert_unnest_sql() -> str:
+def _insert_unnest_sql(*, stand_ins: bool) -> str:
     types = ["text", "timestamptz", "int8", "timestamptz", "int2"]
     types += [_unnest_type(c.kind) for c in FIELD_COLUMNS]
     types += ["text", "text"]  # extra, devices: JSON text
     types += ["float8" if name != "energy_complete" else "bool" for name in ENERGY_COLUMNS]
     params = ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, start=1))
-    select = list(READING_COLUMNS)
+    select = [f"u.{name}" for name in READING_COLUMNS]
     for index, column in enumerate(FIELD_COLUMNS, start=FIELDS_OFFSET):
         if column.kind is ColumnKind.NUMBER_LIST:
             select[index] = f"u.{column.name}::float8[]"
     select[EXTRA_INDEX] = "u.extra::jsonb"
     select[DEVICES_INDEX] = "u.devices::jsonb"
+    source = f"unnest({params}) AS u({', '.join(READING_COLUMNS)})"
+    order = " ORDER BY u.device_id, u.ts ON CONFLICT (device_id, ts) DO NOTHING"
+    if stand_ins:
+        return (
+            f"INSERT INTO {READINGS} ({', '.join(READING_COLUMNS)}, {MASK_COLUMN}) "
+            + encoding_select(READING_COLUMNS, select, source)
+            + order
+        )
     return (
         f"INSERT INTO {READINGS} ({', '.join(READING_COLUMNS)}) "
-        f"SELECT {', '.join(select)} FROM unnest({params}) AS u({', '.join(READING_COLUMNS)}) "
-        "ORDER BY u.device_id, u.ts ON CONFLICT (device_id, ts) DO NOTHING"
+        f"SELECT {', '.join(select)} FROM {source}" + order
     )
 
 
-_INSERT_UNNEST: Final = _insert_unnest_sql()
+_INSERT_UNNEST: Final = _insert_unnest_sql(stand_ins=False)
+# TimescaleDB: fields as float32 stand-ins (hub/storage/float32_codec.py).
+_INSERT_UNNEST_STAND_INS: Final = _insert_unnest_sql(stand_ins=True)
 _COLUMN_LIST: Final = ", ".join(READING_COLUMNS)
+# What a query of whole rows selects: stand-ins turned back into what was sent.
+_DECODED_COLUMNS: Final = decoding_list(READING_COLUMNS)
 _COPY_COLUMNS: Final = list(READING_COLUMNS)
 # Rows go in key order: two batches in flight at once that hold the same
 # re-sent readings then take their key locks in the same order, never in a
@@ -254,6 +271,15 @@ _COPY_COLUMNS: Final = list(READING_COLUMNS)
 _INSERT_FROM_STAGE: Final = (
     f"INSERT INTO {READINGS} ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM {STAGE} "
     "ORDER BY device_id, ts ON CONFLICT (device_id, ts) DO NOTHING"
+)
+_INSERT_STAND_INS_WHOLE: Final = (
+    f"INSERT INTO {READINGS} ({_COLUMN_LIST}, {MASK_COLUMN}) "
+    + encoding_select(READING_COLUMNS, [f"s.{c}" for c in READING_COLUMNS], f"{STAGE} s")
+)
+# TimescaleDB's counterpart of a direct COPY: the stage's rows inserted whole, as
+# stand-ins (a stored key fails it, as it fails a COPY); and of the stage path.
+_INSERT_FROM_STAGE_STAND_INS: Final = (
+    _INSERT_STAND_INS_WHOLE + " ORDER BY s.device_id, s.ts ON CONFLICT (device_id, ts) DO NOTHING"
 )
 _ENERGY_QUANTITY_COLUMNS: Final = SUM_COLUMNS[4:]
 _ROLLUP_COLUMNS: Final = ", ".join(("device_id", "bucket", *SUM_COLUMNS))
@@ -318,7 +344,7 @@ def _energy_total_sql(relation: str) -> str:
 
 
 _SELECT_READINGS: Final = (
-    f"SELECT {_COLUMN_LIST} FROM {READINGS} "
+    f"SELECT {_DECODED_COLUMNS} FROM {READINGS} "
     "WHERE device_id = $1 AND ts >= $2 AND ts < $3 ORDER BY ts LIMIT $4"
 )
 _SELECT_NEWEST: Final = _SELECT_READINGS.replace("ORDER BY ts", "ORDER BY ts DESC")
@@ -383,7 +409,7 @@ WITH RECURSIVE ids AS (
 )
 SELECT known.device_id AS known_id, newest.*
 FROM known LEFT JOIN LATERAL (
-    SELECT {_COLUMN_LIST} FROM {READINGS} r WHERE r.device_id = known.device_id
+    SELECT {_DECODED_COLUMNS} FROM {READINGS} r WHERE r.device_id = known.device_id
     ORDER BY r.ts DESC LIMIT 1
 ) newest ON TRUE
 ORDER BY known.device_id"""
@@ -512,6 +538,7 @@ class PostgresStorage:
             timeout=options.connect_timeout_s,
             command_timeout=options.command_timeout_s,
             init=self._create_stage if stage else None,
+            server_settings=SESSION_SETTINGS,
         )
 
     async def close(self) -> None:
@@ -627,20 +654,30 @@ class PostgresStorage:
     async def _insert(
         self, conn: PoolConnectionProxy[Record], flat: Sequence[Row], *, rollup: bool
     ) -> None:
+        # TimescaleDB stores fields as float32 stand-ins where that is exact
+        # (hub/storage/float32_codec.py): the server converts them, so every row
+        # passes through the stage and an INSERT ... SELECT. The writer's rollup is
+        # plain PostgreSQL's only (TimescaleDB's is an aggregate).
+        stand_ins = self.timescale.present
         if self._options.write_method is WriteMethod.COPY:
             if time.monotonic() >= self._direct_copy_after and await self._copy_direct(
-                conn, flat, rollup=rollup
+                conn, flat, rollup=rollup, stand_ins=stand_ins
             ):
                 return
+            if stand_ins:
+                insert = _INSERT_FROM_STAGE_STAND_INS
+            else:
+                insert = _INSERT_FROM_STAGE_ROLLUP if rollup else _INSERT_FROM_STAGE
             async with conn.transaction():
                 await _copy_slices(conn, STAGE, flat)
-                await conn.execute(_INSERT_FROM_STAGE_ROLLUP if rollup else _INSERT_FROM_STAGE)
+                await conn.execute(insert)
         else:
+            if stand_ins:
+                insert = _INSERT_UNNEST_STAND_INS
+            else:
+                insert = _INSERT_UNNEST_ROLLUP if rollup else _INSERT_UNNEST
             async with conn.transaction():
-                await conn.execute(
-                    _INSERT_UNNEST_ROLLUP if rollup else _INSERT_UNNEST,
-                    *self._unnest_args(flat),
-                )
+                await conn.execute(insert, *self._unnest_args(flat))
 
     async def _refresh_rollup(
         self, view: str, ranges: Sequence[RefreshRange], *, writer: bool
@@ -681,7 +718,12 @@ class PostgresStorage:
                 logger.debug("refreshed %s over [%s, %s)", view, refresh.start, refresh.end)
 
     async def _copy_direct(
-        self, conn: PoolConnectionProxy[Record], flat: Sequence[Row], *, rollup: bool
+        self,
+        conn: PoolConnectionProxy[Record],
+        flat: Sequence[Row],
+        *,
+        rollup: bool,
+        stand_ins: bool,
     ) -> bool:
         """COPY the batch straight into the table; False if it must go through the stage.
 
@@ -693,10 +735,19 @@ class PostgresStorage:
         NOTHING``: idempotence is kept either way. After such a failure the
         stage is used for a while, since re-sends come in runs (an edge catching
         up after a reconnect).
+
+        ``stand_ins`` (TimescaleDB): the server makes the stand-ins, so the batch
+        goes through the stage, then in whole without ``ON CONFLICT``: the
+        speculative insertion that clause costs is most of the stage path's
+        (docs/benchmarks.md, "Storage size").
         """
         try:
             async with conn.transaction():
-                await _copy_slices(conn, READINGS, flat)
+                if stand_ins:
+                    await _copy_slices(conn, STAGE, flat)
+                    await conn.execute(_INSERT_STAND_INS_WHOLE)
+                else:
+                    await _copy_slices(conn, READINGS, flat)
                 if rollup:
                     # The COPY went through, so every row was inserted, once.
                     await conn.execute(_ROLLUP_COPIED, *_copied_span(flat))
