@@ -371,7 +371,11 @@ class Hub:
             except StorageError as err:
                 logger.warning("retention: %s; trying again in %.0f s", err, delay)
             if total:
-                logger.info("retention: deleted %d reading(s) past %s", total, retention.readings)
+                logger.info(
+                    "retention: deleted %d reading(s) (and lists of names) past %s",
+                    total,
+                    retention.readings,
+                )
 
     async def _stopped_within(self, seconds: float) -> bool:
         """Wait up to ``seconds``; whether the hub began stopping meanwhile."""

@@ -169,10 +169,11 @@ class Storage(Protocol):
         """Delete up to ``limit`` readings older than ``readings_before``, and the energy
         rollup's buckets older than ``rollups_before``, in one short transaction.
 
-        Returns how many readings were deleted: fewer than ``limit`` means none older
-        is left. None deletes nothing of its kind. On TimescaleDB its retention
-        policies drop whole chunks instead, and this deletes nothing
-        (hub/storage/retention.py).
+        Returns how many readings were deleted (on SQLite with the lists of ``extra``
+        names no stored reading uses any more, hub/storage/name_lists.py, deleted in
+        what is left of the batch): fewer than ``limit`` means none older is left.
+        None deletes nothing of its kind. On TimescaleDB its retention policies drop
+        whole chunks instead, and this deletes nothing (hub/storage/retention.py).
         """
 
     async def revoke_tokens(self, device_id: str) -> int:

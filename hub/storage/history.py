@@ -35,6 +35,7 @@ from hub.storage.float32_codec import MASK_COLUMN
 from hub.storage.schema import (
     BUMP_TOKEN_GENERATION,
     EXTRA_NAMES_SQLITE,
+    EXTRA_NAMES_V7_SQLITE,
     READINGS,
     TOKEN_GENERATION,
     TOKENS,
@@ -248,7 +249,15 @@ CREATE TABLE IF NOT EXISTS {TOKEN_GENERATION} (
         postgres=(f"ALTER TABLE {READINGS} ADD COLUMN IF NOT EXISTS {MASK_COLUMN} bigint",),
         sqlite=(),
     ),
-    # A new version goes here: Migration(7, "...", postgres=(...), sqlite=(...)).
+    Migration(
+        7,
+        "SQLite: a list of extra's names is deleted once no stored reading uses it",
+        postgres=(),
+        # The table is made again (AUTOINCREMENT cannot be added to one), with last_ts:
+        # hub/storage/name_lists.py.
+        sqlite=EXTRA_NAMES_V7_SQLITE,
+    ),
+    # A new version goes here: Migration(8, "...", postgres=(...), sqlite=(...)).
 )
 LATEST_VERSION: Final = MIGRATIONS[-1].version
 

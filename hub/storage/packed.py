@@ -3,7 +3,7 @@
 Pure logic. A reading's ``extra`` is a map of names to numbers (docs/protocol.md,
 "A reading"); its names repeat, reading after reading, and were two thirds of a
 stored row (docs/benchmarks.md, "Storage size"). SQLite keeps each list of names
-once (hub/storage/extra_names.py) and the row holds :func:`pack_extra`'s blob:
+once (hub/storage/sqlite_values.py) and the row holds :func:`pack_extra`'s blob:
 the list's id, then the values.
 
 The values are written as the shortest decimal that reads back as the same

@@ -27,10 +27,14 @@ Tables (docs/architecture.md, "Guarantees": storage is idempotent on (device_id,
     just before the upgrade), none of which needs to know about the counter.
     The hub reads it every ``token_refresh_s`` and reloads the tokens only when it
     moved, so an idle refresh costs the same with ten tokens or ten thousand.
-``extra_names`` (SQLite only, version 5)
-    ``id, names``: each list of ``extra`` names once, as a JSON array; a SQLite
-    row's ``extra`` holds its list's id and the values, and its phase lists their
-    values, packed (:mod:`hub.storage.sqlite_values`). PostgreSQL keeps ``jsonb``.
+``extra_names`` (SQLite only, version 5; made again in version 7)
+    ``id, digest, names, last_ts``: each list of ``extra`` names once, as a JSON
+    array, unique by its ``digest``; a SQLite row's ``extra`` holds its list's id
+    and the values, and its phase lists their values, packed
+    (:mod:`hub.storage.sqlite_values`). ``last_ts`` is at least the ``ts`` of every
+    reading that uses the list, so retention deletes a list once the oldest stored
+    reading is newer; an id is never given twice (:mod:`hub.storage.name_lists`).
+    PostgreSQL keeps ``jsonb``.
 
 With TimescaleDB (:func:`timescale_steps`): ``readings`` becomes a hypertable on
 ``ts``, compressed by ``device_id`` after a week, with the continuous aggregate
@@ -57,6 +61,33 @@ VERSION_TABLE: Final = "ems_schema_version"
 EXTRA_NAMES: Final = "extra_names"
 EXTRA_NAMES_SQLITE: Final = (
     f"CREATE TABLE IF NOT EXISTS {EXTRA_NAMES} (id INTEGER PRIMARY KEY, names TEXT NOT NULL UNIQUE)"
+)
+# Version 7: the table again, with AUTOINCREMENT (an id is never given twice, so one
+# cached by a hub can only be missing, never wrong), ``last_ts`` (microseconds, at
+# least the ts of every reading that uses the list), indexed for retention's range,
+# and ``digest`` (16 bytes of BLAKE2b of ``names``) unique in place of ``names``: an
+# index of whole lists (1.2 KB for 47 names) took an overflow page per list, four
+# times the list, and made deleting one slow (docs/benchmarks.md, "Deleting lists of
+# extra names"). A list kept from version 5 has no digest (SQL cannot compute one; a
+# hub storing the same names again gives them a new id, which is harmless) and gets
+# the newest stored reading's ts (found by one seek on the primary key per device):
+# no reading of it can be newer.
+_EXTRA_NAMES_V5: Final = f"{EXTRA_NAMES}_v5"
+_NEWEST_TS: Final = (
+    f"(WITH RECURSIVE d(id) AS (SELECT min(device_id) FROM {READINGS} UNION ALL "
+    f"SELECT (SELECT min(device_id) FROM {READINGS} WHERE device_id > d.id) FROM d "
+    "WHERE d.id IS NOT NULL) "
+    f"SELECT coalesce(max((SELECT max(ts) FROM {READINGS} r WHERE r.device_id = d.id)), 0) "
+    "FROM d WHERE d.id IS NOT NULL)"
+)
+EXTRA_NAMES_V7_SQLITE: Final = (
+    f"ALTER TABLE {EXTRA_NAMES} RENAME TO {_EXTRA_NAMES_V5}",
+    f"CREATE TABLE {EXTRA_NAMES} (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+    "digest BLOB UNIQUE, names TEXT NOT NULL, last_ts INTEGER NOT NULL)",
+    f"INSERT INTO {EXTRA_NAMES} (id, names, last_ts) "
+    f"SELECT id, names, {_NEWEST_TS} FROM {_EXTRA_NAMES_V5}",
+    f"DROP TABLE {_EXTRA_NAMES_V5}",
+    f"CREATE INDEX {EXTRA_NAMES}_last_ts ON {EXTRA_NAMES} (last_ts)",
 )
 ROLLUP: Final = "readings_1m"
 ROLLUP_WIDTH: Final = timedelta(minutes=1)

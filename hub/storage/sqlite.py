@@ -83,18 +83,23 @@ from hub.storage.energy import (
     upsert_assignments,
 )
 from hub.storage.history import Dialect, Migration, run_migrations
+from hub.storage.name_lists import (
+    NameLists,
+    Names,
+    assign_ids,
+    delete_unused,
+    names_for,
+    store_lists,
+)
 from hub.storage.packed import varint
 from hub.storage.schema import READINGS, TOKEN_GENERATION, TOKENS, VERSION_TABLE
 from hub.storage.sqlite_values import (
-    NameLists,
-    NewNames,
+    PendingExtra,
     extra_from_sqlite,
     extra_to_sqlite,
-    learn_ids,
     list_from_sqlite,
     list_to_sqlite,
     packed_ids,
-    resolve_names,
 )
 from telemetry.backoff import Backoff, BackoffPolicy
 
@@ -211,7 +216,7 @@ _LIST_INDEXES: Final = tuple(
 
 
 def _to_sqlite(row: Row, lists: NameLists) -> Row:
-    """A row as SQLite stores it; its ``extra`` may still wait for its list's id (NewNames)."""
+    """A row as SQLite stores it, but its ``extra`` still waits for its list's id."""
     values = list(row)
     values[1] = micros_from_utc(values[1])
     values[3] = micros_from_utc(values[3])
@@ -225,19 +230,41 @@ def _to_sqlite(row: Row, lists: NameLists) -> Row:
     return tuple(values)
 
 
-def _with_ids(rows: Sequence[Row], ids: dict[tuple[str, ...], int]) -> list[Row]:
-    """``rows`` with each waiting ``extra`` given its list's id."""
-    out = []
+def _newest_per_list(rows: Sequence[Row]) -> dict[Names, int]:
+    """Each list of names of ``rows``' ``extra``, and the newest ts using it."""
+    # By the tuple's identity first: the rows of a list share one (NameLists.shared).
+    newest_by_tuple: dict[int, tuple[Names, int]] = {}
     for row in rows:
         extra = row[EXTRA_INDEX]
-        if isinstance(extra, NewNames):
-            packed = varint(ids[extra.names]) + extra.values
-            row = (*row[:EXTRA_INDEX], packed, *row[EXTRA_INDEX + 1 :])
-        out.append(row)
+        if isinstance(extra, PendingExtra):
+            seen = newest_by_tuple.get(id(extra.names))
+            if seen is None or row[1] > seen[1]:
+                newest_by_tuple[id(extra.names)] = (extra.names, row[1])
+    newest: dict[Names, int] = {}
+    for names, ts in newest_by_tuple.values():
+        newest[names] = max(ts, newest.get(names, ts))
+    return newest
+
+
+def _with_ids(rows: Sequence[Row], ids: dict[Names, int]) -> list[Sequence[Any]]:
+    """``rows`` with each waiting ``extra`` given its list's id."""
+    prefixes: dict[int, bytes] = {}  # by the names tuple's identity, as above
+    out: list[Sequence[Any]] = []
+    for row in rows:
+        extra = row[EXTRA_INDEX]
+        if isinstance(extra, PendingExtra):
+            prefix = prefixes.get(id(extra.names))
+            if prefix is None:
+                prefix = prefixes[id(extra.names)] = varint(ids[extra.names])
+            values = list(row)
+            values[EXTRA_INDEX] = prefix + extra.values
+            out.append(values)
+        else:
+            out.append(row)
     return out
 
 
-def _from_sqlite(record: Sequence[Any], lists: NameLists) -> Row:
+def _from_sqlite(record: Sequence[Any], lists: dict[int, Names]) -> Row:
     """A stored row in :data:`READING_COLUMNS` form; ``lists`` must know its ``extra``'s list."""
     values = list(record)
     values[1] = utc_from_micros(values[1])
@@ -296,18 +323,16 @@ async def _stored_keys(
     return keys
 
 
-def _inserted(
-    rows: Sequence[Row], stored: set[tuple[str, int]]
-) -> list[tuple[str, int, Sequence[Any]]]:
+def _inserted(rows: Sequence[Row], stored: set[tuple[str, int]]) -> list[Row]:
     """What ``INSERT ... ON CONFLICT DO NOTHING`` of ``rows`` inserts: each new key's first row."""
     seen = set(stored)
-    inserted: list[tuple[str, int, Sequence[Any]]] = []
+    inserted: list[Row] = []
     for row in rows:
         key = (row[0], row[1])
         if key in seen:
             continue
         seen.add(key)
-        inserted.append((row[0], row[1], row[ENERGY_OFFSET:]))
+        inserted.append(row)
     return inserted
 
 
@@ -378,7 +403,9 @@ class SqliteStorage:
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
-        self._lists = NameLists()  # ids of extra's lists of names (hub/storage/sqlite_values.py)
+        # A read that decodes extra: its rows and their lists in one read transaction.
+        self._read_lock = asyncio.Lock()
+        self._lists = NameLists()  # ids of extra's lists of names (hub/storage/name_lists.py)
 
     @property
     def description(self) -> str:
@@ -495,12 +522,23 @@ class SqliteStorage:
         except ValueError as err:
             raise StorageError(f"{what}: {err}") from err
 
-    async def _learn_lists(self, records: Sequence[Sequence[Any]]) -> None:
-        """Fetch the lists of names of ``records``' packed ``extra`` not known yet."""
-        with self._undecodable("reading extra's names"):
-            ids = packed_ids(record[EXTRA_INDEX] for record in records)
-        async with self._translated("reading extra's names"):
-            await learn_ids(self._require(self._reader, "reading extra's names"), ids, self._lists)
+    async def _fetch_with_lists(
+        self, what: str, sql: str, params: Any, extra_at: int
+    ) -> tuple[list[Any], dict[int, Names]]:
+        """Rows, and the lists of names of their ``extra`` (column ``extra_at``), from one
+        snapshot: retention may delete rows and their lists in between otherwise."""
+        async with self._read_lock, self._translated(what):
+            conn = self._require(self._reader, what)
+            await conn.execute("BEGIN")
+            try:
+                records = list(await conn.execute_fetchall(sql, params))
+                with self._undecodable(what):
+                    ids = packed_ids(record[extra_at] for record in records)
+                lists = await names_for(conn, ids, self._lists)
+            finally:
+                with contextlib.suppress(sqlite3.Error, ValueError):
+                    await conn.execute("COMMIT")  # ends the read transaction
+        return records, lists
 
     async def check(self) -> None:
         await self._fetch("checking the database", "SELECT 1")
@@ -516,37 +554,49 @@ class SqliteStorage:
     async def write_prepared(self, rows: Sequence[Row]) -> None:
         if not rows:
             return
-        pending = {row[EXTRA_INDEX].names for row in rows if isinstance(row[EXTRA_INDEX], NewNames)}
-        ids: dict[tuple[str, ...], int] = {}
         async with self._transaction(f"writing {len(rows)} readings") as conn:
-            if pending:
-                ids = await resolve_names(conn, pending)
-                rows = _with_ids(rows, ids)
-            await self._insert(conn, rows)
-        # Committed: later rows with these lists get their ids when prepared.
+            ids, gone = await self._insert(conn, rows)
+        # Committed: later batches with these lists skip looking them up.
+        self._lists.forget(gone)
         for names, names_id in ids.items():
             self._lists.learn(names_id, names)
 
-    async def _insert(self, conn: aiosqlite.Connection, rows: Sequence[Row]) -> None:
-        if not any(row[ENERGY_COMPLETE_INDEX] is not None for row in rows):
-            await conn.executemany(_INSERT, rows)
-            return
-        # The write lock is held from BEGIN IMMEDIATE: what is stored now is
-        # what the insert will find, so the rows it really inserts are known.
+    async def _insert(
+        self, conn: aiosqlite.Connection, rows: Sequence[Row]
+    ) -> tuple[dict[Names, int], set[int]]:
+        """Insert ``rows``; the ids of their lists of names, and the known ids found gone."""
+        energy = any(row[ENERGY_COMPLETE_INDEX] is not None for row in rows)
+        extra = any(isinstance(row[EXTRA_INDEX], PendingExtra) for row in rows)
+        stored: set[tuple[str, int]] = set()
         spans = _device_spans(rows)
-        stored = await _stored_keys(conn, spans)
-        await conn.executemany(_INSERT, rows)
+        if energy or extra:
+            # The write lock is held from BEGIN IMMEDIATE: what is stored now is
+            # what the insert will find, so the rows it really inserts are known,
+            # and only those store a list or raise its last_ts.
+            stored = await _stored_keys(conn, spans)
+            rows = _inserted(rows, stored)
+        newest = _newest_per_list(rows)
+        # The lists this hub knows: last_ts raised, or found gone (hub/storage/name_lists.py).
+        ids, absent, gone = await assign_ids(conn, newest, self._lists)
+        if absent:
+            ids |= await store_lists(conn, {names: newest[names] for names in absent})
+        await conn.executemany(_INSERT, _with_ids(rows, ids))
+        if not energy:
+            return ids, gone
         if not stored:
             # Nothing of the batch's time spans was stored before: every row in
             # them now is the batch's own, summed by SQLite itself.
             for device_id, (low, high) in spans.items():
                 await conn.execute(_ROLLUP_FROM_READINGS, (device_id, low, high))
-            return
-        deltas = rollup_deltas(_inserted(rows, stored), bucket_of_micros)
+            return ids, gone
+        deltas = rollup_deltas(
+            [(row[0], row[1], row[ENERGY_OFFSET:]) for row in rows], bucket_of_micros
+        )
         await conn.executemany(
             _UPSERT_ROLLUP,
             [(*key, *sums.values()) for key, sums in sorted(deltas.items())],
         )
+        return ids, gone
 
     # -- queries ----------------------------------------------------------------
 
@@ -562,14 +612,14 @@ class SqliteStorage:
         check_range(start, end)
         if limit < 0:
             raise ValueError(f"limit must be >= 0, not {limit}")
-        records = await self._fetch(
+        records, lists = await self._fetch_with_lists(
             "reading readings",
             _SELECT_NEWEST if newest_first else _SELECT_READINGS,
             (device_id, micros_from_utc(start), micros_from_utc(end), limit),
+            EXTRA_INDEX,
         )
-        await self._learn_lists(records)
         with self._undecodable("reading readings"):
-            return [wire_from_row(_from_sqlite(record, self._lists)) for record in records]
+            return [wire_from_row(_from_sqlite(record, lists)) for record in records]
 
     async def buckets(
         self, device_id: str, start: datetime, end: datetime, bucket: timedelta
@@ -622,15 +672,16 @@ class SqliteStorage:
             )
 
     async def devices(self) -> list[DeviceRecord]:
-        records = await self._fetch("listing devices", _DEVICES)
-        await self._learn_lists([tuple(record)[1:] for record in records])
+        records, lists = await self._fetch_with_lists(
+            "listing devices", _DEVICES, (), EXTRA_INDEX + 1
+        )
         devices: list[DeviceRecord] = []
         for record in records:
             if record[2] is None:  # a token but no stored reading yet
                 devices.append(DeviceRecord(record[0], None, None))
                 continue
             with self._undecodable("listing devices"):
-                row = _from_sqlite(tuple(record)[1:], self._lists)
+                row = _from_sqlite(tuple(record)[1:], lists)
             devices.append(DeviceRecord(record[0], row[1], wire_from_row(row)))
         return devices
 
@@ -663,6 +714,9 @@ class SqliteStorage:
     ) -> int:
         # Device by device, each a range of the primary key: there is no index on ts
         # alone, and a scan by ts would read every kept row of each device first.
+        # Then, in what is left of the batch, the lists of extra's names no reading
+        # can use any more (hub/storage/name_lists.py): counted, so a backlog of them
+        # takes more batches too.
         deleted = 0
         async with self._transaction("deleting readings past retention") as conn:
             if readings_before is not None:
@@ -678,7 +732,9 @@ class SqliteStorage:
                         f"DELETE FROM {ENERGY_ROLLUP} WHERE device_id = ? AND bucket < ?",
                         (device_id, bucket),
                     )
-        return deleted
+            gone = await delete_unused(conn, limit - deleted)
+        self._lists.forget(gone)
+        return deleted + len(gone)
 
     async def revoke_tokens(self, device_id: str) -> int:
         async with self._transaction("revoking tokens") as conn:

@@ -28,11 +28,11 @@ from hub.storage.columns import (
     to_row,
 )
 from hub.storage.history import MIGRATIONS, Dialect
+from hub.storage.name_lists import NameLists
 from hub.storage.packed import pack_numbers, varint
 from hub.storage.sqlite import SqliteOptions, SqliteStorage, Synchronous
 from hub.storage.sqlite_values import (
-    NameLists,
-    NewNames,
+    PendingExtra,
     extra_from_sqlite,
     extra_to_sqlite,
     list_from_sqlite,
@@ -171,7 +171,7 @@ async def test_a_failed_write_leaves_no_list_id_behind(tmp_path: Path) -> None:
         rows = [storage.prepare(r) for r in first]
         with contextlib.closing(sqlite3.connect(path)) as conn:
             conn.execute(  # another hub writes a list first: it takes id 1
-                "INSERT INTO extra_names (names) VALUES ('[\"theirs\"]')"
+                "INSERT INTO extra_names (names, last_ts) VALUES ('[\"theirs\"]', 0)"
             )
             conn.commit()
             conn.isolation_level = None
@@ -202,22 +202,18 @@ async def test_a_row_whose_list_is_gone_is_a_clear_error(tmp_path: Path) -> None
 
 
 def test_extra_waits_for_its_lists_id_then_is_packed_with_it() -> None:
-    lists = NameLists()
-    waiting = extra_to_sqlite(EXTRA, lists)
-    assert isinstance(waiting, NewNames)
+    waiting = extra_to_sqlite(EXTRA, NameLists())
+    assert isinstance(waiting, PendingExtra)
     assert waiting.names == tuple(EXTRA)
-    lists.learn(7, waiting.names)
-    packed = extra_to_sqlite(EXTRA, lists)
-    assert isinstance(packed, bytes)
-    assert packed == varint(7) + waiting.values
-    back = extra_from_sqlite(packed, lists)
+    packed = waiting.with_id(7)
+    assert packed == varint(7) + pack_numbers(list(EXTRA.values()))
+    back = extra_from_sqlite(packed, {7: waiting.names})
     assert json.dumps(back) == json.dumps(EXTRA)  # order, -0.0 and 312.0 kept
-    assert extra_from_sqlite(json.dumps(EXTRA), NameLists()) == EXTRA  # a version 4 row
+    assert extra_from_sqlite(json.dumps(EXTRA), {}) == EXTRA  # a version 4 row
 
 
 def test_a_packed_extra_that_does_not_fit_its_list_is_refused() -> None:
-    lists = NameLists()
-    lists.learn(1, ("a", "b"))
+    lists = {1: ("a", "b")}
     with pytest.raises(ValueError, match="has 2 names, not 1"):
         extra_from_sqlite(varint(1) + pack_numbers([1.0]), lists)
     with pytest.raises(ValueError, match="list 2 is not in extra_names"):
@@ -229,12 +225,18 @@ def test_the_cache_of_lists_starts_again_past_its_limit() -> None:
     lists.learn(1, ("a",))
     lists.learn(2, ("b",))
     assert len(lists) == 2
+    lists.learn(2, ("b",))  # known already: the cache stays as it is
+    assert len(lists) == 2
     lists.learn(3, ("c",))
     assert len(lists) == 1
     assert lists.id_of(("a",)) is None
     assert lists.names_of(1) is None
     assert lists.id_of(("c",)) == 3
     assert lists.names_of(3) == ("c",)
+    lists.learn(4, ("c",))  # stored again under a new id (the old one deleted)
+    assert (lists.id_of(("c",)), lists.names_of(3), lists.names_of(4)) == (4, None, ("c",))
+    lists.forget([4, 9])
+    assert (len(lists), lists.id_of(("c",)), lists.names_of(4)) == (0, None, None)
 
 
 def test_phase_lists_read_in_either_form() -> None:
