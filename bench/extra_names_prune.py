@@ -175,7 +175,7 @@ def scan_ms(path: Path) -> dict[str, Any]:
 
 
 def upgrade_ms(path: Path) -> float:
-    """Migration 6's statements on the lists put back in version 5's shape (rolled back)."""
+    """Migration 7's statements on the lists put back in version 5's shape (rolled back)."""
     with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
         conn.execute("BEGIN IMMEDIATE")
         conn.execute("ALTER TABLE extra_names RENAME TO bench_v7")
@@ -220,7 +220,7 @@ def main() -> None:
                     "lists": lists,
                     "file_bytes": size,
                     "build_s": round(build_s, 1),
-                    "upgrade_v5_to_v6_ms": upgrade,
+                    "upgrade_to_v7_ms": upgrade,
                     **scan,
                     "prune": pruned,
                     "python": platform.python_version(),
