@@ -14,7 +14,9 @@ two workers (two hubs of one name would take each other's dashboards for their
 own and forward them nothing).
 
 This process, the supervisor, only starts the workers, restarts one that died
-(with backoff, telemetry/backoff.py; never once it is stopping), and passes
+(with backoff, telemetry/backoff.py, from 0.5 s up to 10 s; a worker that had
+stayed up ``STABLE_AFTER_S`` starts from 0.5 s again, so deaths spread over
+weeks do not each wait the cap; never once it is stopping), and passes
 SIGTERM/SIGINT on to all of them; it exits 0 once they have stopped. With
 ``--port 0`` it picks the port first and keeps it reserved (bound with
 ``SO_REUSEPORT``, never listening) so every worker binds the same one.
@@ -40,6 +42,8 @@ from telemetry.backoff import Backoff, BackoffPolicy
 logger = logging.getLogger(__name__)
 
 STOP_TIMEOUT_S = 20.0  # a worker that does not stop within this after SIGTERM is killed
+RESTART_BACKOFF = BackoffPolicy(0.5, 10.0)  # the wait before restarting a worker that died
+STABLE_AFTER_S = 60.0  # a worker up this long died of something new: its backoff starts over
 
 
 def reuse_port_socket(host: str, port: int) -> socket.socket:
@@ -87,11 +91,24 @@ def worker_hub_ids(hub_id: str, count: int) -> list[str]:
     return ids
 
 
+def restart_delay(restarts: Backoff, up_for_s: float) -> float:
+    """The wait before restarting a worker that died after ``up_for_s`` s up. No I/O.
+
+    Deaths in a row (each within ``STABLE_AFTER_S`` of its start) wait longer and
+    longer, up to the policy's cap; a worker that had stayed up that long resets
+    its backoff first, as systemd's restart limit forgets old failures.
+    """
+    if up_for_s >= STABLE_AFTER_S:
+        restarts.reset()
+    return restarts.next_delay()
+
+
 @dataclass
 class _Worker:
     number: int
     process: subprocess.Popen[bytes]
     restarts: Backoff
+    started_at: float  # monotonic
     restart_at: float | None = None  # monotonic: it died and waits out its backoff
 
 
@@ -133,7 +150,7 @@ class Supervisor:
         previous = {s: signal.signal(s, self._signalled) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
             self._workers = [
-                _Worker(n, self._start(n), Backoff(BackoffPolicy(0.5, 10.0)))
+                _Worker(n, self._start(n), Backoff(RESTART_BACKOFF), time.monotonic())
                 for n in range(self.count)
             ]
             self._announce_when_listening()
@@ -158,14 +175,19 @@ class Supervisor:
             if now >= worker.restart_at:
                 worker.restart_at = None
                 worker.process = self._start(worker.number)
+                worker.started_at = now
                 if self._stopping:  # the signal came while it started: pass it on
                     worker.process.terminate()
             return
         code = worker.process.poll()
         if code is not None:
-            delay = worker.restarts.next_delay()
+            delay = restart_delay(worker.restarts, now - worker.started_at)
             logger.warning(
-                "worker %d exited with %d: restarting it in %.1f s", worker.number, code, delay
+                "worker %d exited with %d after %.0f s: restarting it in %.1f s",
+                worker.number,
+                code,
+                now - worker.started_at,
+                delay,
             )
             worker.restart_at = now + delay
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import re
 import subprocess
 import sys
@@ -14,7 +15,14 @@ import psutil
 import pytest
 
 from hub.cluster.settings import ClusterConfigError
-from hub.cluster.workers import worker_argv, worker_hub_ids
+from hub.cluster.workers import (
+    RESTART_BACKOFF,
+    STABLE_AFTER_S,
+    restart_delay,
+    worker_argv,
+    worker_hub_ids,
+)
+from telemetry.backoff import Backoff
 from tests.hub.cluster.processes import add_tokens
 from tests.hub.served_hub import hub_env
 from tests.support.hub import device_id, reading, recv_ack_seqs, recv_json
@@ -44,6 +52,21 @@ def test_each_worker_is_a_hub_of_its_own_name() -> None:
     assert worker_hub_ids("h" * 61, 10)[-1] == "h" * 61 + "-w9"
     with pytest.raises(ClusterConfigError, match="at most 60 characters with --workers 11"):
         worker_hub_ids("h" * 61, 11)
+
+
+def test_a_worker_that_stayed_up_a_while_is_restarted_at_once_again() -> None:
+    restarts = Backoff(RESTART_BACKOFF, rng=random.Random(7))
+    # Deaths in a row: the delay doubles up to the cap (equal jitter: half to all of it).
+    quick = [restart_delay(restarts, up_for_s=1.0) for _ in range(8)]
+    assert 0.25 <= quick[0] <= 0.5
+    assert all(5.0 <= delay <= 10.0 for delay in quick[-3:])
+    # Up just under the limit: still a death in a row.
+    assert restart_delay(restarts, up_for_s=STABLE_AFTER_S - 1) >= 5.0
+    # Up the limit or more (hours, days): the next restart waits the first step again,
+    # and the ones after it grow from there.
+    assert 0.25 <= restart_delay(restarts, up_for_s=STABLE_AFTER_S) <= 0.5
+    assert 0.5 <= restart_delay(restarts, up_for_s=2.0) <= 1.0
+    assert 0.25 <= restart_delay(restarts, up_for_s=86_400.0) <= 0.5
 
 
 def test_a_hub_id_too_long_for_its_workers_is_one_line(tmp_path: Path) -> None:
