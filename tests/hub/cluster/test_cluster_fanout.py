@@ -12,11 +12,14 @@ from typing import Any
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 from websockets.exceptions import ConnectionClosed
 
+from hub.cluster.wire import Code, DeviceMessage, device_channel
 from tests.hub.cluster.conftest import token_everywhere
 from tests.support.hub import RunningHub, device_id, reading, recv_json
 from tests.support.polling import until
+from tests.support.redis import RedisServer
 
 
 async def _frames_until(client: Any, count: int, within: float = 30.0) -> list[dict[str, Any]]:
@@ -102,6 +105,56 @@ async def test_readings_go_only_to_hubs_that_watch_the_device(hubs: list[Running
     # Only the watched device's 50 frames went out, in far fewer messages (batched).
     assert link.counters.frames_forwarded - before == 50
     assert link.forwarding() == 1
+
+
+STREAMED = 1_000  # readings
+CHUNK = 20  # sent back to back, then a 10 ms pause: about 2,000 readings/s
+
+
+async def test_a_streaming_device_crosses_redis_in_batches(
+    hubs: list[RunningHub], redis: RedisServer
+) -> None:
+    a, b, _ = hubs
+    device = device_id()
+    token = await token_everywhere(hubs, device)
+    dashboard = await b.dashboard(device)
+    await recv_json(dashboard)
+    agent = await a.device(device, token)
+    assert (await recv_json(dashboard))["online"] is True
+    # A subscriber of our own on the device's channel: what Redis carried for it.
+    client = Redis.from_url(redis.url)
+    pubsub = client.pubsub()
+    await pubsub.subscribe(device_channel(device))
+    assert (await pubsub.get_message(timeout=5.0) or {}).get("type") == "subscribe"
+    link = a.hub._cluster
+    assert link is not None
+    published, forwarded = link.counters.messages_published, link.counters.frames_forwarded
+
+    for seq in range(1, STREAMED + 1):
+        await agent.send(json.dumps(reading(seq)))
+        if seq % CHUNK == 0:
+            await asyncio.sleep(0.01)
+    frames = await _frames_until(dashboard, STREAMED)
+    assert [f["seq"] for f in frames] == list(range(1, STREAMED + 1))
+
+    messages: list[DeviceMessage] = []
+    carried = 0
+    async with asyncio.timeout(10):
+        while carried < STREAMED:
+            got = await pubsub.get_message(timeout=1.0)
+            if got is not None and got["type"] == "message":
+                messages.append(DeviceMessage.decode(got["data"]))
+                carried += sum(code is Code.READING for code, _ in messages[-1].items)
+    await pubsub.aclose()  # type: ignore[no-untyped-call]
+    await client.aclose()
+    assert carried == STREAMED
+    assert link.counters.frames_forwarded - forwarded == STREAMED
+    assert link.counters.messages_published - published == len(messages)
+    # Batched: readings that arrive within one loop turn, or while a publish is on its
+    # way, go out as one message (one message a reading would be 1,000).
+    sizes = sorted(len(m.items) for m in messages)
+    print(f"{STREAMED} readings in {len(messages)} messages; sizes {sizes[0]}..{sizes[-1]}")
+    assert len(messages) <= STREAMED / 2, sizes
 
 
 async def test_api_devices_says_online_wherever_the_device_is(hubs: list[RunningHub]) -> None:
