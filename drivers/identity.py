@@ -14,6 +14,13 @@ characters per register, high byte first, trimmed of NULs and spaces at both
 ends; anything else (a control character, a byte above 0x7E, a register filled
 with 0xFFFF) is garbage and gives no value, as does an empty text. A number (a
 serial number some meters keep in a U32) is shown in decimal.
+
+Some vendors report the model only as a code (Sungrow's device type code at
+5000, SMA's device type at 30053): the profile keeps its document's table of
+codes as data (a ``Mapping`` beside its map, citing the table) and reads the
+register with :func:`code_point`. A code the table names shows as that name
+(:func:`model_name`); any other shows as the number, in decimal, never a guess. A
+code the table names ``""`` is the document's "not available" and gives no value.
 """
 
 from __future__ import annotations
@@ -32,10 +39,12 @@ __all__ = [
     "MAX_IDENTITY_CHARS",
     "DeviceIdentity",
     "IdentityField",
+    "code_point",
     "decode_identity",
     "identity_map",
     "identity_number",
     "identity_text",
+    "model_name",
     "number_point",
     "plain_text",
     "text_point",
@@ -111,6 +120,11 @@ def identity_number(data_type: DataType, words: Sequence[int], order: WordOrder)
     return str(value)
 
 
+def model_name(names: Mapping[int, str], code: int) -> str:
+    """The name ``names`` gives ``code``, or the code itself in decimal when it gives none."""
+    return names.get(code, str(code))
+
+
 def text_point(
     field: IdentityField, register_type: RegisterType, address: int, length: int
 ) -> Point:
@@ -140,6 +154,24 @@ def number_point(
         data_type=data_type,
         target=Target(Section.EXTRA, field.value),
         word_order=word_order,
+    )
+
+
+def code_point(
+    field: IdentityField,
+    register_type: RegisterType,
+    address: int,
+    data_type: DataType,
+    names: Mapping[int, str],
+) -> Point:
+    """A code at ``address`` feeding ``field``, shown by the name ``names`` gives it."""
+    return Point(
+        name=field.value,
+        address=address,
+        register_type=register_type,
+        data_type=data_type,
+        target=Target(Section.EXTRA, field.value),
+        states=tuple(sorted(names.items())),
     )
 
 
@@ -189,6 +221,8 @@ def decode_identity(reg_map: RegisterMap, image: RegisterImage) -> DeviceIdentit
             value = identity_text(words)
         else:
             value = identity_number(point.data_type, words, point.word_order)
+            if value is not None and point.states:
+                value = plain_text(model_name(dict(point.states), int(value)))
         if value is not None:
             found[IdentityField(point.target.field).value] = value
     return DeviceIdentity(**found)

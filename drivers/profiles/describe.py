@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Final
 
 from drivers.bus import BusType
-from drivers.profile import RegisterMap
+from drivers.profile import Point, RegisterMap
 from drivers.profiles import PROFILES, get_profile, sunspec
 from drivers.profiles.device_profile import DeviceProfile
 
@@ -101,6 +101,16 @@ def _quirks(profile: DeviceProfile) -> list[str]:
     return lines
 
 
+def _code_note(point: Point) -> str:
+    """How an identity code shows (drivers/identity.py, ``code_point``)."""
+    named = sum(1 for _, name in point.states if name)
+    return (
+        f", a code: {named} named by the profile's table, any other shown as the number"
+        if named
+        else ""
+    )
+
+
 def identity_line(profile: DeviceProfile) -> str:
     """What the device reports of itself (drivers/identity.py), and where."""
     if profile.identity is not None:
@@ -108,7 +118,7 @@ def identity_line(profile: DeviceProfile) -> str:
         parts = [
             f"{(point.target.field if point.target else point.name).replace('_', ' ')} at "
             f"{point.register_type.value} {reg_map.wire_address(point.address)}"
-            f" ({point.count} registers)"
+            f" ({point.count} registers{_code_note(point)})"
             for point in reg_map.points
         ]
         return "identity: " + ", ".join(parts) + ", read once per connection"
@@ -200,7 +210,10 @@ def devices_markdown() -> str:
         "Device identity: once per connection the agent reads what a device says it is",
         "(manufacturer, model, serial number, firmware version) from the registers its",
         "document gives, each profile's line below says which; a device that refuses",
-        "that read or answers garbage has none, and is polled as before. The identity",
+        "that read or answers garbage has none, and is polled as before. A model the",
+        "device reports as a number (Sungrow's device type code, SMA's device type) is",
+        "shown by the name its document's table gives the code (the profile cites the",
+        "table); a code the table does not list is shown as the number. The identity",
         "goes into Home Assistant's device registry (docs/home-assistant.md) and the",
         'health frame to the hub (docs/protocol.md, "Device health").',
         "",

@@ -49,7 +49,7 @@ from collections.abc import Mapping
 from typing import Final
 
 from drivers.bus import BusType
-from drivers.identity import IdentityField, identity_map, number_point
+from drivers.identity import IdentityField, code_point, identity_map, number_point
 from drivers.profile import PointBuilder, RegisterImage, RegisterMap, Sections
 from drivers.profiles.device_profile import Check, DeviceProfile, Signature
 from drivers.registers import DataType, RegisterType
@@ -78,6 +78,25 @@ DEVICE_CLASS_BATTERY: Final = 8007
 # "Device type" 30053: 9347 SUNNY TRIPOWER 8.0 (STP8.0-3AV-40), 9474 SI4.4M-13.
 DEVICE_TYPE_STP8: Final = 9347
 DEVICE_TYPE_SI44M: Final = 9474
+# 30053 "Device type" (Nameplate.Model, U32 TAGLIST) -> model: the codes the two
+# lists give, named by the type designation each prints in brackets. Sources: SMA
+# MODBUS-HTML STP8.0-10.0-3AV-40_GG10_V10 (9347-9348) and SI44M-80H-13_32009R_V10
+# (9331-9334, 9474-9476, 9486), modbuslist_en.html, register 30053. TI 3.5.7: a
+# TAGLIST's NaN 0xFFFFFD is "not available" (named "": no model). Any other code
+# shows as the number.
+DEVICE_TYPE_CODES: Final[Mapping[int, str]] = {
+    9331: "SI 3.0M-12",
+    9332: "SI 4.4M-12",
+    9333: "SI 6.0H-12",
+    9334: "SI 8.0H-12",
+    9347: "STP8.0-3AV-40",
+    9348: "STP10.0-3AV-40",
+    9474: "SI4.4M-13",
+    9475: "SI6.0H-13",
+    9476: "SI8.0H-13",
+    9486: "SI5.0H-13",
+    STATUS_NAN: "",
+}
 
 # 30201 "Condition" (Operation.Health), both lists: 35 Fault, 303 Off, 307 Ok, 455 Warning.
 CONDITIONS: Final = ((35, "fault"), (303, "off"), (307, "ok"), (455, "warning"))
@@ -109,26 +128,30 @@ _METER: Final = (
     _reg("Power drawn", 30865, S32, "extra.grid_power_drawn_w"),
     _reg("Power grid feed-in", 30867, S32, "extra.grid_power_fed_w"),
 )
-# "Serial number" 30057 (Nameplate.SerNum, U32, RAW, RO), in both lists; read once
-# per connection as the device's identity (drivers/identity.py). The lists' 30053
-# "Device type" is a TAGLIST code and 30059 "Software package" an SMA FW word: neither
-# is a text, and neither is read as one.
+# "Serial number" 30057 (Nameplate.SerNum, U32, RAW, RO), in both lists, and 30053
+# "Device type" (a TAGLIST code, the model by DEVICE_TYPE_CODES): read once per
+# connection as the device's identity (drivers/identity.py), in one request. 30059
+# "Software package" is an SMA FW word, not a text, and is not read.
+DEVICE_TYPE: Final = 30053
 SERIAL_NUMBER: Final = 30057
 # Nameplate values a scan reads (30051, signature) and the simulator serves.
 _NAMEPLATE_PV: Final = (
     _reg("Device class", 30051, U32, None, constant=DEVICE_CLASS_PV),
-    _reg("Device type", 30053, U32, None, constant=DEVICE_TYPE_STP8),
+    _reg("Device type", DEVICE_TYPE, U32, None, constant=DEVICE_TYPE_STP8),
     _reg("Serial number", SERIAL_NUMBER, U32, None, constant=3_012_345_678),
 )
 _NAMEPLATE_BATTERY: Final = (
     _reg("Device class", 30051, U32, None, constant=DEVICE_CLASS_BATTERY),
-    _reg("Device type", 30053, U32, None, constant=DEVICE_TYPE_SI44M),
+    _reg("Device type", DEVICE_TYPE, U32, None, constant=DEVICE_TYPE_SI44M),
     _reg("Serial number", SERIAL_NUMBER, U32, None, constant=3_012_345_679),
 )
 IDENTITY_MAP: Final = identity_map(
     "sma",
-    f"{SOURCE}: 30057 Serial number (U32, RAW)",
-    (number_point(IdentityField.SERIAL_NUMBER, RegisterType.INPUT, SERIAL_NUMBER, U32),),
+    f"{SOURCE}: 30053 Device type (U32, TAGLIST), 30057 Serial number (U32, RAW)",
+    (
+        code_point(IdentityField.MODEL, RegisterType.INPUT, DEVICE_TYPE, U32, DEVICE_TYPE_CODES),
+        number_point(IdentityField.SERIAL_NUMBER, RegisterType.INPUT, SERIAL_NUMBER, U32),
+    ),
     max_count=SMA_MAX_REGISTERS,
 )
 

@@ -49,10 +49,11 @@ registers only, and the holding ones are listed for the simulator alone.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final
 
 from drivers.bus import BusType
-from drivers.identity import IdentityField, identity_map, text_point
+from drivers.identity import IdentityField, code_point, identity_map, text_point
 from drivers.profile import Point, PointBuilder, RegisterMap, Sections
 from drivers.profiles.device_profile import Check, DeviceProfile, Signature
 from drivers.registers import DataType, RegisterType, WordOrder
@@ -126,6 +127,58 @@ RUNNING_STATES: Final = (
 DEVICE_TYPE_LOW: Final = 0x0D00
 DEVICE_TYPE_HIGH: Final = 0x0E2F
 SH5K_20: Final = 0x0D09  # V1.0.23: SH5K-20, the 5 kW single-phase 48 V model
+
+# Register 5000 "Device type code" -> model, the SH range only (the map reads no
+# other). Sources: "Communication Protocol of Residential Hybrid Inverter" V1.0.20,
+# 3.1 item 6 "Device type code" (the first fifteen: SH5K-20 .. SH5.0RT, 0xD0E
+# printed "0xDOE"); the RS, RT-20, RT-V112, RT-V122, T and MG codes from the
+# transcription of the later protocol in mkaiser/Sungrow-SHx-Inverter-Modbus-Home-
+# Assistant, modbus_sungrow.yaml, template sensor "Sungrow device type" (which
+# agrees with V1.0.20 on all fourteen codes both list). A code neither lists
+# (0x0D29, 0x0D2A ...) shows as the number.
+DEVICE_TYPE_CODES: Final[Mapping[int, str]] = {
+    0x0D03: "SH5K-V13",
+    0x0D06: "SH3K6",
+    0x0D07: "SH4K6",
+    0x0D09: "SH5K-20",
+    0x0D0A: "SH3K6-30",
+    0x0D0B: "SH4K6-30",
+    0x0D0C: "SH5K-30",
+    0x0D0D: "SH3.6RS",
+    0x0D0E: "SH4.6RS",
+    0x0D0F: "SH5.0RS",
+    0x0D10: "SH6.0RS",
+    0x0D17: "SH3.0RS",
+    0x0D18: "SH4.0RS",
+    0x0D1A: "SH8.0RS",
+    0x0D1B: "SH10RS",
+    0x0D27: "MG5RL",
+    0x0D28: "MG6RL",
+    0x0E00: "SH5.0RT",
+    0x0E01: "SH6.0RT",
+    0x0E02: "SH8.0RT",
+    0x0E03: "SH10RT",
+    0x0E08: "SH5.0RT-V122",
+    0x0E09: "SH6.0RT-V122",
+    0x0E0A: "SH8.0RT-V122",
+    0x0E0B: "SH10RT-V122",
+    0x0E0C: "SH5.0RT-V112",
+    0x0E0D: "SH6.0RT-V112",
+    0x0E0E: "SH8.0RT-V112",
+    0x0E0F: "SH10RT-V112",
+    0x0E10: "SH5.0RT-20",
+    0x0E11: "SH6.0RT-20",
+    0x0E12: "SH8.0RT-20",
+    0x0E13: "SH10RT-20",
+    0x0E20: "SH5T",
+    0x0E21: "SH6T",
+    0x0E22: "SH8T",
+    0x0E23: "SH10T",
+    0x0E24: "SH12T",
+    0x0E25: "SH15T",
+    0x0E26: "SH20T",
+    0x0E28: "SH25T",
+}
 
 
 # Read-only registers, by the document's register number; U32/S32: low word first (Table 1).
@@ -255,19 +308,26 @@ SH_UNPOLLED: Final = (
     _holding(13059, "Min. SOC", 100),
 )
 
-# Read once per connection (drivers/identity.py): Table 3's 4990-4999 "Serial
-# number" (UTF-8, 10 registers; the transcriptions read it at PDU address 4989,
-# count 10). The model is 5000's device type code (Appendix 1), a code
-# rather than a text: not read as an identity.
+# Read once per connection (drivers/identity.py), in one request: Table 3's
+# 4990-4999 "Serial number" (UTF-8, 10 registers; the transcriptions read it at
+# PDU address 4989, count 10) and 5000's device type code, the model by
+# DEVICE_TYPE_CODES.
 IDENTITY_MAP: Final = identity_map(
     "sungrow_sh",
-    f"{SOURCE}: Table 3, 4990-4999 serial number",
+    f"{SOURCE}: Table 3, 4990-4999 serial number, 5000 device type code",
     (
         text_point(
             IdentityField.SERIAL_NUMBER,
             RegisterType.INPUT,
             SERIAL_REGISTER - ADDRESS_OFFSET,
             SERIAL_REGISTERS,
+        ),
+        code_point(
+            IdentityField.MODEL,
+            RegisterType.INPUT,
+            5000 - ADDRESS_OFFSET,
+            U16,
+            DEVICE_TYPE_CODES,
         ),
     ),
     max_count=MAX_REGISTERS,

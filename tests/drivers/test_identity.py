@@ -15,15 +15,17 @@ from drivers.errors import ExceptionResponse, ProfileError
 from drivers.identity import (
     DeviceIdentity,
     IdentityField,
+    code_point,
     decode_identity,
     identity_map,
     identity_number,
     identity_text,
+    model_name,
     number_point,
     text_point,
 )
 from drivers.profile import encode_map, target
-from drivers.profiles import get_profile, goodwe, sunspec
+from drivers.profiles import get_profile, goodwe, sma, sungrow, sunspec
 from drivers.profiles.generic import load_device_profile
 from drivers.registers import DataType, RegisterType, WordOrder
 from drivers.transports import open_transport
@@ -81,6 +83,38 @@ def test_a_number_is_shown_in_decimal_and_unset_gives_none() -> None:
     assert identity_number(DataType.UINT32, words32(20_123_456), WordOrder.ABCD) == "20123456"
     assert identity_number(DataType.UINT32, (0xFFFF, 0xFFFF), WordOrder.ABCD) is None
     assert identity_number(DataType.UINT32, (0, 0), WordOrder.ABCD) is None
+
+
+def test_a_model_code_shows_by_its_documented_name_and_an_unknown_one_as_the_number() -> None:
+    assert model_name(sungrow.DEVICE_TYPE_CODES, 0x0E03) == "SH10RT"
+    assert model_name(sungrow.DEVICE_TYPE_CODES, 0x0E13) == "SH10RT-20"
+    assert model_name(sungrow.DEVICE_TYPE_CODES, 0x0D0E) == "SH4.6RS"
+    assert model_name(sungrow.DEVICE_TYPE_CODES, 0x0D2A) == str(0x0D2A)  # listed by neither
+    assert model_name(sma.DEVICE_TYPE_CODES, 9347) == "STP8.0-3AV-40"
+    assert model_name(sma.DEVICE_TYPE_CODES, 9486) == "SI5.0H-13"
+    assert model_name(sma.DEVICE_TYPE_CODES, 9999) == "9999"
+    # Every Sungrow code lies in the SH range the scan signature accepts.
+    assert all(
+        sungrow.DEVICE_TYPE_LOW <= code <= sungrow.DEVICE_TYPE_HIGH
+        for code in sungrow.DEVICE_TYPE_CODES
+    )
+
+
+def test_a_code_point_decodes_to_the_name_the_number_or_nothing() -> None:
+    reg_map = identity_map(
+        "test",
+        "typed here",
+        (code_point(IdentityField.MODEL, H, 10, DataType.UINT32, sma.DEVICE_TYPE_CODES),),
+    )
+
+    def model(value: int) -> str:
+        return decode_identity(reg_map, {H: dict(zip((10, 11), words32(value), strict=True))}).model
+
+    assert model(9474) == "SI4.4M-13"
+    assert model(9100) == "9100"
+    assert model(sma.STATUS_NAN) == ""  # TI 3.5.7: NaN, not available
+    assert model(0xFFFFFFFF) == ""  # unset
+    assert model(0) == ""
 
 
 def test_the_sunspec_common_model_decodes_from_typed_words() -> None:
@@ -157,13 +191,13 @@ EXPECTED = {
     ("deye", "inverter"): DeviceIdentity("Deye", serial_number="SIM0000001"),
     ("deye3", "inverter"): DeviceIdentity("Deye", serial_number="SIM0000001"),
     ("solax", "inverter"): DeviceIdentity("SolaX", serial_number="H4502AEMS00001"),
-    ("sungrow", "inverter"): DeviceIdentity("Sungrow", serial_number="A2312345678"),
+    ("sungrow", "inverter"): DeviceIdentity("Sungrow", "SH5K-20", "A2312345678"),
     ("growatt", "pv_inverter"): DeviceIdentity(
         "Growatt", serial_number="GRT0SIM001", firmware_version="TJ1.0"
     ),
     ("victron", "gx"): DeviceIdentity("Victron Energy", serial_number="c0619ab0e5e5"),
-    ("sma", "inverter"): DeviceIdentity("SMA", serial_number="3012345678"),
-    ("sma", "battery"): DeviceIdentity("SMA", serial_number="3012345679"),
+    ("sma", "inverter"): DeviceIdentity("SMA", "STP8.0-3AV-40", "3012345678"),
+    ("sma", "battery"): DeviceIdentity("SMA", "SI4.4M-13", "3012345679"),
     ("jkbms", "bms"): DeviceIdentity("JK (JiKong)", "JK_PB2A16S20P", firmware_version="19.05"),
     ("solaredge", "inverter"): DeviceIdentity(
         "SolarEdge", "SE10K-RWS", "7E0123456", "0004.0020.0036"

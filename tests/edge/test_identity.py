@@ -7,7 +7,8 @@ and publishes to a private Mosquitto; its hub is a real hub process. The
 discovery configs carry the inverter's serial number, its health frame carries
 its identity, and ``/api/devices`` shows it. Pollers alone: the identity is read
 once per connection and again after a reconnect, and a device that refuses it
-goes on being polled.
+goes on being polled; a model reported as a code (the simulated Sungrow and SMA
+sites) reaches the health frame by its documented name.
 """
 
 from __future__ import annotations
@@ -32,10 +33,13 @@ from edge.poller import BusPoller, PolledDevice
 from simulation import goodwe_site
 from simulation.modbus_server import DeviceServer, DeviceSpec
 from simulation.plant import Plant
+from simulation.runner import SimulatedSite
+from simulation.sites import SITES
 from telemetry.backoff import BackoffPolicy
 from tests.edge.agent_site import OPTIONS, START, site_config
 from tests.edge.hubproc import HubProcess, running_hub
 from tests.edge.test_poller import polling
+from tests.support.modbus import served_bus
 from tests.support.mqtt import Mosquitto, discovery_problems, subscribed
 from tests.support.polling import until, until_awaited
 from tests.tcp_proxy import CutMode, TcpProxy
@@ -227,6 +231,27 @@ async def test_the_identity_is_read_once_per_connection_and_again_after_a_reconn
     report = inverter.health.report(0.0)
     assert report.identity is not None
     assert report.identity.serial_number == "SIM-0001"
+
+
+@pytest.mark.parametrize(
+    ("site_name", "model"),
+    [("sungrow", "SH5K-20"), ("sma", "STP8.0-3AV-40")],  # codes 0x0D09 and 9347
+)
+async def test_a_model_code_reaches_the_health_frame_by_its_name(
+    site_name: str, model: str
+) -> None:
+    layout = SITES[site_name]
+    served = layout.devices[0]
+    async with SimulatedSite(layout=layout, tcp=("127.0.0.1", 0), start=START, seed=5) as sim:
+        bus = served_bus("tcp", sim)
+        inverter = _device("inverter", served.profile, served.unit, bus)
+        poller = BusPoller(bus, [inverter], interval_s=0.05, read_timeout_s=5.0)
+        async with polling(poller):
+            await until(lambda: inverter.health.identity.known)
+    report = inverter.health.report(0.0).identity
+    assert report is not None
+    assert report.model == model
+    assert report.serial_number
 
 
 @pytest.fixture
