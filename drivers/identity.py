@@ -25,6 +25,7 @@ code the table names ``""`` is the document's "not available" and gives no value
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -165,14 +166,8 @@ def code_point(
     names: Mapping[int, str],
 ) -> Point:
     """A code at ``address`` feeding ``field``, shown by the name ``names`` gives it."""
-    return Point(
-        name=field.value,
-        address=address,
-        register_type=register_type,
-        data_type=data_type,
-        target=Target(Section.EXTRA, field.value),
-        states=tuple(sorted(names.items())),
-    )
+    number = number_point(field, register_type, address, data_type)
+    return dataclasses.replace(number, states=tuple(sorted(names.items())))
 
 
 def identity_map(

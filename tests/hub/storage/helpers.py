@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ import asyncpg
 from annotated_types import Ge, Le
 
 from hub.storage.base import Storage, StoredReading
+from hub.storage.history import MIGRATIONS, Dialect
 from hub.storage.postgres import PostgresOptions, PostgresStorage, WriteMethod
 from hub.storage.schema import TimescaleMode, TimescaleOptions
 from hub.storage.sqlite import SqliteStorage
@@ -169,3 +171,19 @@ async def run_policy(conn: asyncpg.Connection, proc_name: str, table: str) -> No
 
 def minutes(n: float) -> timedelta:
     return timedelta(minutes=n)
+
+
+def sqlite_schema_at(conn: sqlite3.Connection, version: int) -> None:
+    """The tables of schema ``version`` in an empty SQLite file, as a hub of then left them."""
+    conn.execute(
+        "CREATE TABLE ems_schema_version (version INTEGER PRIMARY KEY, "
+        "description TEXT NOT NULL, applied_at INTEGER NOT NULL)"
+    )
+    for migration in MIGRATIONS[:version]:
+        assert migration.version <= version
+        for sql in migration.statements(Dialect.SQLITE):
+            conn.execute(sql)
+        conn.execute(
+            "INSERT INTO ems_schema_version VALUES (?, ?, 0)",
+            (migration.version, migration.description),
+        )

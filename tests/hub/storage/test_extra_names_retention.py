@@ -18,11 +18,11 @@ from typing import Any
 
 from hub.storage.base import StoredReading
 from hub.storage.columns import READING_COLUMNS
-from hub.storage.history import MIGRATIONS, Dialect
+from hub.storage.history import MIGRATIONS
 from hub.storage.retention import PRUNE_BATCH
 from hub.storage.sqlite import SqliteOptions, SqliteStorage, Synchronous
 from hub.storage.sqlite_values import PendingExtra
-from tests.hub.storage.helpers import BASE_TS, full_reading_body, stored
+from tests.hub.storage.helpers import BASE_TS, full_reading_body, sqlite_schema_at, stored
 
 FAST = SqliteOptions(synchronous=Synchronous.NORMAL)  # no fsync at every commit
 WIDE = (BASE_TS - timedelta(days=400), BASE_TS + timedelta(days=400))
@@ -267,18 +267,7 @@ async def test_the_writer_and_retention_at_once_lose_no_list(tmp_path: Path) -> 
 def _version_5_file(path: Path, readings: list[StoredReading]) -> None:
     """A file as a hub of schema version 5 left it: lists without last_ts, ids reusable."""
     with contextlib.closing(sqlite3.connect(path)) as conn, conn:
-        conn.execute(
-            "CREATE TABLE ems_schema_version (version INTEGER PRIMARY KEY, "
-            "description TEXT NOT NULL, applied_at INTEGER NOT NULL)"
-        )
-        for migration in MIGRATIONS[:5]:
-            assert migration.version <= 5
-            for sql in migration.statements(Dialect.SQLITE):
-                conn.execute(sql)
-            conn.execute(
-                "INSERT INTO ems_schema_version VALUES (?, ?, 0)",
-                (migration.version, migration.description),
-            )
+        sqlite_schema_at(conn, 5)
         ids: dict[tuple[str, ...], int] = {}
         rows = []
         for reading in readings:

@@ -15,7 +15,6 @@ import pytest
 
 from hub.storage import postgres as pg
 from hub.storage.base import StorageConfigError, StorageError, StorageUnavailable, TokenRecord
-from hub.storage.float32_codec import CODEC_BITS, MASK_COLUMN
 from hub.storage.history import MIGRATIONS, Dialect, version_table_sql
 from hub.storage.migrate import TIMESCALE_PRELOADED_SQL, try_create_extension
 from hub.storage.postgres import PostgresOptions, PostgresStorage, is_unavailable
@@ -292,9 +291,11 @@ async def test_batches_commit_on_the_writer_thread_or_the_callers_loop(
 
 
 async def test_copy_goes_straight_to_the_table_until_a_batch_holds_a_stored_reading(
-    schema_url: str, monkeypatch: pytest.MonkeyPatch
+    any_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    storage = PostgresStorage(schema_url, _options())
+    # On TimescaleDB "straight" is the stage's rows inserted whole as float32
+    # stand-ins (hub/storage/float32_codec.py), without ON CONFLICT, as COPY is.
+    storage = PostgresStorage(any_url, _options())
     async with opened(storage):
         fresh = [simple("dev-1", BASE_TS + timedelta(seconds=i), seq=i) for i in range(3)]
         await storage.write_readings(fresh)
@@ -312,30 +313,6 @@ async def test_copy_goes_straight_to_the_table_until_a_batch_holds_a_stored_read
         assert storage._direct_copy_after == 0.0
         rows = await storage.readings("dev-1", *WIDE, limit=10)
         assert [r["seq"] for r in rows] == [0, 1, 2, 3, 4, 5]
-
-
-@pytest.mark.timescaledb
-async def test_on_timescaledb_batches_go_in_whole_as_stand_ins_until_one_holds_a_stored_reading(
-    timescaledb_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """TimescaleDB stores float32 stand-ins (hub/storage/float32_codec.py), which the
-    server makes in the stage's ``INSERT ... SELECT``: in whole first, as a direct
-    COPY would, then with ``ON CONFLICT`` after a batch that held a stored reading."""
-    storage = PostgresStorage(timescaledb_url, _options())
-    async with opened(storage):
-        fresh = [simple("dev-1", BASE_TS + timedelta(seconds=i), seq=i) for i in range(3)]
-        await storage.write_readings(fresh)
-        assert storage._direct_copy_after == 0.0
-        later = [simple("dev-1", BASE_TS + timedelta(seconds=i), seq=i) for i in range(2, 5)]
-        await storage.write_readings(later)  # a re-sent reading: rolled back, then stored once
-        assert storage._direct_copy_after > 0.0
-        rows = await storage.readings("dev-1", *WIDE, limit=10)
-        assert [r["seq"] for r in rows] == [0, 1, 2, 3, 4]
-        monkeypatch.setattr(storage, "_direct_copy_after", 0.0)
-        await storage.write_readings([simple("dev-1", BASE_TS + timedelta(seconds=5), seq=5)])
-        assert storage._direct_copy_after == 0.0
-    masks = await _fetch(timescaledb_url, f"SELECT {MASK_COLUMN} FROM readings ORDER BY ts")
-    assert [m[MASK_COLUMN] for m in masks] == [CODEC_BITS["grid_power_w"]] * 6
 
 
 async def test_a_cut_connection_is_unavailable_then_recovers(any_url: str) -> None:

@@ -27,7 +27,7 @@ from hub.storage.columns import (
     micros_from_utc,
     to_row,
 )
-from hub.storage.history import MIGRATIONS, Dialect
+from hub.storage.history import MIGRATIONS
 from hub.storage.name_lists import NameLists
 from hub.storage.packed import pack_numbers, varint
 from hub.storage.sqlite import SqliteOptions, SqliteStorage, Synchronous
@@ -38,7 +38,7 @@ from hub.storage.sqlite_values import (
     list_from_sqlite,
     list_to_sqlite,
 )
-from tests.hub.storage.helpers import BASE_TS, full_reading_body, opened, stored
+from tests.hub.storage.helpers import BASE_TS, full_reading_body, opened, sqlite_schema_at, stored
 
 WIDE = (BASE_TS - timedelta(days=1), BASE_TS + timedelta(days=1))
 EXTRA = {"bms_cell_voltage_01_v": 3.316, "bms_cycle_count": 312.0, "zero": -0.0, "big": 1e15}
@@ -72,18 +72,7 @@ def _version_4_row(reading: StoredReading) -> tuple[Any, ...]:
 
 def _write_version_4(path: Path, readings: list[StoredReading]) -> None:
     with contextlib.closing(sqlite3.connect(path)) as conn, conn:
-        conn.execute(
-            "CREATE TABLE ems_schema_version (version INTEGER PRIMARY KEY, "
-            "description TEXT NOT NULL, applied_at INTEGER NOT NULL)"
-        )
-        for migration in MIGRATIONS[:4]:
-            assert migration.version <= 4
-            for sql in migration.statements(Dialect.SQLITE):
-                conn.execute(sql)
-            conn.execute(
-                "INSERT INTO ems_schema_version VALUES (?, ?, 0)",
-                (migration.version, migration.description),
-            )
+        sqlite_schema_at(conn, 4)
         marks = ", ".join("?" * len(READING_COLUMNS))
         conn.executemany(
             f"INSERT INTO readings ({', '.join(READING_COLUMNS)}) VALUES ({marks})",
