@@ -22,7 +22,8 @@ retained and sent when the frame comes, so it does not expire between frames.
 Each site connected to this hub is also a Home Assistant ``total_increasing``
 sensor per energy quantity (PV, grid import and export, battery charge and
 discharge, house): its all-time sums as stored (``Storage.energy_total``, every
-quarter hour of the rollups, hub/storage/energy.py), read when the site connects and every
+quarter hour of the rollups, hub/storage/energy.py, and those retention deleted,
+hub/storage/pruned_energy.py), read when the site connects and every
 ``energy_every_s`` after, published retained when they grow, never smaller than
 the last published in this process (hub/site_energy.py). They are the rollups'
 sums, so they count each stored reading once, backlogs too.
@@ -358,7 +359,7 @@ class HubMqtt:
                 self._held_warned.add(site)
                 logger.warning(
                     "site %s: stored energy of %s below the total published: holding it "
-                    "(rollups pruned by --retain-rollups?)",
+                    "(a database restored from an older backup?)",
                     site,
                     ", ".join(totals.held),
                 )

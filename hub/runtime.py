@@ -351,7 +351,8 @@ class Hub:
         First ``retention_first_s`` after the start, then every ``retention_every_s``
         (:class:`HubSettings`). Each batch is one short transaction, with a pause
         after it, so the writer's commits are never held for longer than a batch. On
-        TimescaleDB the storage's retention policies do the work and this finds nothing.
+        TimescaleDB the storage's retention policies drop the readings, and this drops
+        the energy aggregate's old chunks (their sums kept: hub/storage/pruned_energy.py).
         """
         retention = self._settings.retention
         delay = self._settings.retention_first_s

@@ -5,11 +5,12 @@ quarter hour (``Storage.energy_total``) and
 publishes them as Home Assistant ``total_increasing`` sensors
 (docs/home-assistant.md, "The hub: a fleet"). Those sums only grow while the
 hub runs: every rollup counts each stored reading once, however late it lands
-(hub/storage/energy.py). Two things can still make a read smaller than the one
-before: pruning by ``--retain-rollups`` (hub/storage/retention.py) deletes the
-oldest quarter hours, and the database may add floats in another order. So a
-total smaller than the one last published for the site is not published: the
-last one is held, until the stored sum grows past it.
+(hub/storage/energy.py), and the quarter hours ``--retain-rollups`` deletes
+stay in them (hub/storage/pruned_energy.py). Two things can still make a read
+smaller than the one before: the database may add floats in another order, and
+a database restored from an older backup holds less. So a total smaller than the
+one last published for the site is not published: the last one is held, until
+the stored sum grows past it.
 
 Totals are rounded to the mWh, as the agent's are (edge/mqtt_publish.py): a
 rounded non-decreasing sum is non-decreasing.
@@ -51,7 +52,7 @@ class SiteTotals:
         for quantity, value in zip(ENERGY_QUANTITIES, stored, strict=True):
             if value is None or not math.isfinite(value):
                 if quantity in last:
-                    held.append(quantity)  # its every bucket pruned: the total stays
+                    held.append(quantity)  # no longer stored (an older backup?): the total stays
                 continue
             total = round(value, 3)
             before = last.get(quantity)

@@ -135,8 +135,9 @@ class Storage(Protocol):
     async def energy_total(self, device_id: str) -> EnergySums | None:
         """The device's energy over every stored quarter hour; None if none was stored.
 
-        One sum over the device's rollup rows, in the database: what the MQTT bridge
-        reads per connected site every minute (hub/mqtt_bridge.py).
+        One sum over the device's rollup rows and the sums of those retention deleted
+        (hub/storage/pruned_energy.py), in the database: what the MQTT bridge reads
+        per connected site every minute (hub/mqtt_bridge.py).
         """
 
     async def device_timezone(self, device_id: str) -> str | None:
@@ -172,8 +173,11 @@ class Storage(Protocol):
         Returns how many readings were deleted (on SQLite with the lists of ``extra``
         names no stored reading uses any more, hub/storage/name_lists.py, deleted in
         what is left of the batch): fewer than ``limit`` means none older is left.
-        None deletes nothing of its kind. On TimescaleDB its retention policies drop
-        whole chunks instead, and this deletes nothing (hub/storage/retention.py).
+        None deletes nothing of its kind. The rollup buckets deleted are first added
+        into the device's row of ``energy_pruned``, so :meth:`energy_total` keeps them
+        (hub/storage/pruned_energy.py). On TimescaleDB its retention policies drop the
+        readings' chunks instead, this drops only the energy aggregate's, and returns 0
+        (hub/storage/retention.py).
         """
 
     async def revoke_tokens(self, device_id: str) -> int:

@@ -32,6 +32,7 @@ from hub.storage.base import StorageConfigError
 from hub.storage.columns import ENERGY_COLUMNS, FIELD_COLUMNS, ColumnKind, FieldColumn
 from hub.storage.energy import rollup_table_sql, timezones_table_sql
 from hub.storage.float32_codec import MASK_COLUMN
+from hub.storage.pruned_energy import pruned_table_sql
 from hub.storage.schema import (
     BUMP_TOKEN_GENERATION,
     EXTRA_NAMES_SQLITE,
@@ -257,7 +258,14 @@ CREATE TABLE IF NOT EXISTS {TOKEN_GENERATION} (
         # hub/storage/name_lists.py.
         sqlite=EXTRA_NAMES_V7_SQLITE,
     ),
-    # A new version goes here: Migration(8, "...", postgres=(...), sqlite=(...)).
+    Migration(
+        8,
+        "the energy of rollup buckets retention deleted, per device",
+        # hub/storage/pruned_energy.py: all-time totals outlive --retain-rollups.
+        postgres=(pruned_table_sql(text="text", integer="bigint", real="double precision"),),
+        sqlite=(pruned_table_sql(text="TEXT", integer="INTEGER", real="REAL"),),
+    ),
+    # A new version goes here: Migration(9, "...", postgres=(...), sqlite=(...)).
 )
 LATEST_VERSION: Final = MIGRATIONS[-1].version
 

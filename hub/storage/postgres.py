@@ -95,6 +95,14 @@ from hub.storage.late_rollup import (
 )
 from hub.storage.loop_thread import LoopThread
 from hub.storage.migrate import ExtensionStatus, SchemaState, migrate, parse_version
+from hub.storage.pruned_energy import (
+    CAGG_CHUNKS_END_SQL,
+    DROP_CAGG_CHUNKS_SQL,
+    LOCK_SQL,
+    fold_sql,
+    move_sql,
+    total_sql,
+)
 from hub.storage.schema import (
     READINGS,
     ROLLUP,
@@ -331,15 +339,6 @@ def _energy_sql(relation: str) -> str:
         "SELECT width_bucket(bucket, $2::timestamptz[]) AS i, sum(readings), sum(incomplete), "
         f"sum(span_s), max(max_span_s), {sums} FROM {relation} "
         "WHERE device_id = $1 AND bucket >= $3 AND bucket < $4 GROUP BY 1 ORDER BY 1"
-    )
-
-
-def _energy_total_sql(relation: str) -> str:
-    """Sums over every bucket of a device (one index range of ``relation``)."""
-    sums = ", ".join(f"sum({name})" for name in _ENERGY_QUANTITY_COLUMNS)
-    return (
-        f"SELECT sum(readings), sum(incomplete), sum(span_s), max(max_span_s), {sums} "
-        f"FROM {relation} WHERE device_id = $1"
     )
 
 
@@ -830,7 +829,7 @@ class PostgresStorage:
         state = self._state
         relation = ENERGY_CAGG if state is not None and state.timescale.present else ENERGY_ROLLUP
         async with self._connection("adding up all energy") as conn:
-            record = await conn.fetchrow(_energy_total_sql(relation), device_id)
+            record = await conn.fetchrow(total_sql(relation, "$1"), device_id)
         values = tuple(record) if record is not None else ()
         return EnergySums.from_values(values) if values and values[0] is not None else None
 
@@ -894,7 +893,11 @@ class PostgresStorage:
         self, readings_before: datetime | None, rollups_before: datetime | None, limit: int
     ) -> int:
         if self.timescale.present:
-            return 0  # its retention policies drop whole chunks (hub/storage/schema.py)
+            # Its retention policies drop the readings' chunks (hub/storage/schema.py);
+            # the energy aggregate's chunks go here, their sums kept first.
+            if rollups_before is not None:
+                await self._drop_energy_chunks(rollups_before)
+            return 0
         deleted = 0
         async with (
             self._connection("deleting readings past retention") as conn,
@@ -909,13 +912,26 @@ class PostgresStorage:
                     )
                     deleted += int(status.split()[-1])
             if rollups_before is not None:
-                await conn.execute(
-                    f"DELETE FROM {ENERGY_ROLLUP} WHERE device_id = ANY($1::text[]) "
-                    "AND bucket < $2",
-                    [r[0] for r in await conn.fetch(_device_ids_sql(ENERGY_ROLLUP))],
-                    rollups_before,
-                )
+                # Every device's bucket range: a loose index scan for the ids, then
+                # one range of the primary key each (ANY of the ids).
+                devices = [r[0] for r in await conn.fetch(_device_ids_sql(ENERGY_ROLLUP))]
+                where = "device_id = ANY($1::text[]) AND bucket < $2"
+                await conn.execute(LOCK_SQL)
+                await conn.execute(move_sql(where), devices, rollups_before)
         return deleted
+
+    async def _drop_energy_chunks(self, before: datetime) -> None:
+        """TimescaleDB: fold, then drop, the energy aggregate's chunks ending by ``before``."""
+        async with (
+            self._connection("dropping energy buckets past retention") as conn,
+            conn.transaction(),
+        ):
+            await conn.execute(LOCK_SQL)
+            end = await conn.fetchval(CAGG_CHUNKS_END_SQL, before)
+            if end is None:
+                return
+            await conn.execute(fold_sql(ENERGY_CAGG, "bucket < $1"), end)
+            await conn.execute(DROP_CAGG_CHUNKS_SQL, end)
 
     async def revoke_tokens(self, device_id: str) -> int:
         async with self._connection("revoking tokens") as conn:

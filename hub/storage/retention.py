@@ -12,10 +12,13 @@ Defaults: readings for 400 days (a full year back from any day of this one, with
 month to spare, for year-on-year charts at full resolution), rollups for 10 years.
 ``off`` keeps either for ever.
 
-Where retention runs: TimescaleDB drops whole chunks by its retention policies
-(hub/storage/schema.py); SQLite and plain PostgreSQL delete in batches from the
-hub's retention task (hub/runtime.py), each batch a short transaction of its own,
-so the writer waits at most one batch.
+Where retention runs: TimescaleDB drops the readings' and the minute rollup's
+whole chunks by its retention policies (hub/storage/schema.py); SQLite and plain
+PostgreSQL delete in batches from the hub's retention task (hub/runtime.py), each
+batch a short transaction of its own, so the writer waits at most one batch. The
+energy rollup's quarter hours past retention are deleted by that task on every
+backend (TimescaleDB: the aggregate's whole chunks), their sums kept in each
+device's all-time total (hub/storage/pruned_energy.py).
 """
 
 from __future__ import annotations

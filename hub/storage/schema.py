@@ -129,7 +129,8 @@ class TimescaleOptions:
     chunk_interval: timedelta = timedelta(days=1)
     compress_after: timedelta | None = timedelta(days=7)
     retention: timedelta | None = None  # off by default: keep every reading
-    # The continuous aggregates' own retention (readings_1m, energy_15m): at least the
+    # The continuous aggregates' own retention (readings_1m's policy; energy_15m's
+    # chunks dropped by the hub, hub/storage/pruned_energy.py): at least the
     # readings', since a bucket dropped here is never computed again.
     rollup_retention: timedelta | None = None
     # The refresh window reaches back a week so a backlog an edge re-sends after
@@ -273,13 +274,16 @@ def timescale_steps(
     )
     for view in (ROLLUP, ENERGY_CAGG):
         steps.append((f"SELECT remove_retention_policy('{view}', if_exists => TRUE)", ()))
-        if options.rollup_retention is not None:
-            steps.append(
-                (
-                    f"SELECT add_retention_policy('{view}', drop_after => $1::interval)",
-                    (options.rollup_retention,),
-                )
+    # The energy aggregate has none: the hub's retention task drops its old chunks
+    # after keeping their sums (hub/storage/pruned_energy.py), which a policy's job
+    # cannot do. A database made by an older hub loses its policy above.
+    if options.rollup_retention is not None:
+        steps.append(
+            (
+                f"SELECT add_retention_policy('{ROLLUP}', drop_after => $1::interval)",
+                (options.rollup_retention,),
             )
+        )
     if options.retention is not None:
         steps.append(
             (

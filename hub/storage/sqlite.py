@@ -92,6 +92,7 @@ from hub.storage.name_lists import (
     store_lists,
 )
 from hub.storage.packed import varint
+from hub.storage.pruned_energy import fold_sql, total_sql
 from hub.storage.schema import READINGS, TOKEN_GENERATION, TOKENS, VERSION_TABLE
 from hub.storage.sqlite_values import (
     PendingExtra,
@@ -160,11 +161,11 @@ _SELECT_ENERGY: Final = (
     "WHERE e.t IS NOT NULL GROUP BY e.i"
 )
 # Every bucket of a device: one range of the primary key, summed (no intervals to group).
-_SELECT_ENERGY_TOTAL: Final = (
-    "SELECT sum(readings), sum(incomplete), sum(span_s), max(max_span_s), "
-    + ", ".join(f"sum({name})" for name in SUM_COLUMNS[4:])
-    + f" FROM {ENERGY_ROLLUP} WHERE device_id = ?"
-)
+_SELECT_ENERGY_TOTAL: Final = total_sql(ENERGY_ROLLUP, "?")
+# A device's rollup buckets past retention: folded, then deleted (hub/storage/pruned_energy.py).
+_PAST_RETENTION: Final = "device_id = ? AND bucket < ?"
+_FOLD_PAST_RETENTION: Final = fold_sql(ENERGY_ROLLUP, _PAST_RETENTION)
+_DELETE_PAST_RETENTION: Final = f"DELETE FROM {ENERGY_ROLLUP} WHERE {_PAST_RETENTION}"
 _SELECT_NEWEST: Final = _SELECT_READINGS.replace("ORDER BY ts", "ORDER BY ts DESC")
 
 
@@ -650,7 +651,9 @@ class SqliteStorage:
         return out
 
     async def energy_total(self, device_id: str) -> EnergySums | None:
-        records = await self._fetch("adding up all energy", _SELECT_ENERGY_TOTAL, (device_id,))
+        records = await self._fetch(
+            "adding up all energy", _SELECT_ENERGY_TOTAL, (device_id, device_id)
+        )
         values = tuple(records[0]) if records else ()
         return EnergySums.from_values(values) if values and values[0] is not None else None
 
@@ -726,12 +729,12 @@ class SqliteStorage:
                         break
                     deleted += await _delete_oldest(conn, device_id, cutoff, limit - deleted)
             if rollups_before is not None:
+                # Their sums kept first (hub/storage/pruned_energy.py), one range of
+                # the primary key per device.
                 bucket = micros_from_utc(rollups_before)
                 for device_id in await _device_ids(conn, ENERGY_ROLLUP):
-                    await conn.execute(
-                        f"DELETE FROM {ENERGY_ROLLUP} WHERE device_id = ? AND bucket < ?",
-                        (device_id, bucket),
-                    )
+                    await conn.execute(_FOLD_PAST_RETENTION, (device_id, bucket))
+                    await conn.execute(_DELETE_PAST_RETENTION, (device_id, bucket))
             gone = await delete_unused(conn, limit - deleted)
         self._lists.forget(gone)
         return deleted + len(gone)

@@ -1,15 +1,17 @@
 """The hub's energy totals through storage outages and pruned rollups (hub/mqtt_bridge.py).
 
 The bridge on a real SQLite file and a private Mosquitto: totals held while the
-database is closed, and held when ``--retain-rollups`` prunes the oldest quarter
-hours (docs/home-assistant.md, "The site's energy at the hub"), until the stored
-sums grow past them.
+database is closed; growing on when ``--retain-rollups`` prunes the oldest quarter
+hours, whose sums storage keeps; held when the stored sums shrink (a database
+restored from an older backup) until they grow past them (docs/home-assistant.md,
+"The site's energy at the hub").
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -19,6 +21,8 @@ import pytest
 
 from hub.mqtt_bridge import HubMqtt, HubMqttSettings
 from hub.storage.base import StoredReading
+from hub.storage.energy import ENERGY_BUCKET as QUARTER
+from hub.storage.energy import bucket_of
 from hub.storage.sqlite import SqliteStorage
 from telemetry import Reading
 from telemetry.mqtt_link import LinkSettings
@@ -57,7 +61,7 @@ def values(subscriber: Subscriber) -> list[float]:
     return [float(m.payload) for m in subscriber.by_topic.get(PV, [])]
 
 
-async def test_totals_hold_through_an_outage_and_a_prune(
+async def test_totals_hold_through_an_outage_and_grow_on_through_a_prune(
     broker: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="hub.mqtt_bridge")
@@ -66,6 +70,7 @@ async def test_totals_hold_through_an_outage_and_a_prune(
     old = datetime.now(UTC).replace(microsecond=0) - timedelta(days=3)
     new = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
     await storage.write_readings([energy(old, 1, 100.0), energy(new, 2, 20.0)])
+    old_quarter = bucket_of(old)
     try:
         async with (
             subscribed(broker.port, "ems/#") as subscriber,
@@ -85,15 +90,26 @@ async def test_totals_hold_through_an_outage_and_a_prune(
             await until(lambda: subscriber.last(PV) == "125.0")
             assert "energy totals read for MQTT again" in caplog.text
 
-            # Retention prunes the quarter hours older than a day: 100 Wh leave the sums.
+            # Retention prunes the quarter hours older than a day: their 100 Wh stay in
+            # the all-time sums (hub/storage/pruned_energy.py), the total goes on growing.
             await storage.prune(None, datetime.now(UTC) - timedelta(days=1), 1000)
+            assert await storage.energy("site_p", (old_quarter, old_quarter + QUARTER)) == [None]
             assert await mqtt.publish_energy() == 1
             assert subscriber.last(PV) == "125.0"
-            assert "below the total published: holding it" in caplog.text
             await storage.write_readings([energy(new + timedelta(seconds=2), 4, 110.0)])
-            await until(lambda: subscriber.last(PV) == "135.0")  # 25 + 110: past 125
+            await until(lambda: subscriber.last(PV) == "235.0")
+            assert "holding it" not in caplog.text
+
+            # A database restored from an older backup has less: the total is held.
+            with sqlite3.connect(tmp_path / "hub.db") as db:
+                db.execute("DELETE FROM energy_pruned")
+            assert await mqtt.publish_energy() == 1
+            assert subscriber.last(PV) == "235.0"
+            assert "below the total published: holding it" in caplog.text
+            await storage.write_readings([energy(new + timedelta(seconds=3), 5, 120.0)])
+            await until(lambda: subscriber.last(PV) == "255.0")  # 135 + 120: past 235
             assert values(subscriber) == sorted(values(subscriber))
-            assert set(values(subscriber)) == {120.0, 125.0, 135.0}
+            assert set(values(subscriber)) == {120.0, 125.0, 235.0, 255.0}
 
             # The site leaves: its totals are no longer read (its status says offline).
             mqtt.presence("site_p", False)
