@@ -222,18 +222,27 @@ def upsert_assignments(existing: str = ENERGY_ROLLUP, new: str = "excluded") -> 
     return ", ".join(parts)
 
 
+def sum_columns_sql(*, integer: str, real: str) -> str:
+    """The column definitions of :data:`SUM_COLUMNS` with a dialect's types."""
+    quantities = (f"{name} {real}" for name in ENERGY_QUANTITIES)
+    return ",\n    ".join(
+        (
+            f"readings {integer} NOT NULL",
+            f"incomplete {integer} NOT NULL",
+            f"span_s {real} NOT NULL",
+            f"max_span_s {real} NOT NULL",
+            *quantities,
+        )
+    )
+
+
 def rollup_table_sql(*, text: str, bucket: str, integer: str, real: str) -> str:
     """``CREATE TABLE energy_rollup`` with a dialect's types."""
-    sums = ",\n    ".join(f"{name} {real}" for name in ENERGY_QUANTITIES)
     return f"""
 CREATE TABLE IF NOT EXISTS {ENERGY_ROLLUP} (
     device_id {text} NOT NULL,
     bucket {bucket} NOT NULL,
-    readings {integer} NOT NULL,
-    incomplete {integer} NOT NULL,
-    span_s {real} NOT NULL,
-    max_span_s {real} NOT NULL,
-    {sums},
+    {sum_columns_sql(integer=integer, real=real)},
     PRIMARY KEY (device_id, bucket)
 )"""
 

@@ -29,7 +29,13 @@ from __future__ import annotations
 
 from typing import Final
 
-from hub.storage.energy import ENERGY_CAGG, ENERGY_ROLLUP, SUM_COLUMNS, upsert_assignments
+from hub.storage.energy import (
+    ENERGY_CAGG,
+    ENERGY_ROLLUP,
+    SUM_COLUMNS,
+    sum_columns_sql,
+    upsert_assignments,
+)
 from telemetry.reading import ENERGY_QUANTITIES
 
 ENERGY_PRUNED: Final = "energy_pruned"
@@ -64,15 +70,10 @@ DROP_CAGG_CHUNKS_SQL: Final = f"SELECT drop_chunks('{ENERGY_CAGG}', older_than =
 
 def pruned_table_sql(*, text: str, integer: str, real: str) -> str:
     """``CREATE TABLE energy_pruned`` with a dialect's types: a rollup row without its bucket."""
-    sums = ",\n    ".join(f"{name} {real}" for name in ENERGY_QUANTITIES)
     return f"""
 CREATE TABLE IF NOT EXISTS {ENERGY_PRUNED} (
     device_id {text} PRIMARY KEY,
-    readings {integer} NOT NULL,
-    incomplete {integer} NOT NULL,
-    span_s {real} NOT NULL,
-    max_span_s {real} NOT NULL,
-    {sums}
+    {sum_columns_sql(integer=integer, real=real)}
 )"""
 
 
