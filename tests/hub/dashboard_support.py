@@ -493,11 +493,21 @@ _COLOURS_JS = r"""(el, property) => {
 Paint = Literal["color", "fill", "stroke", "background", "before"]
 
 
+# A live page renders its values again at each reading: the element found may be
+# replaced before the script runs on it, and a detached element has no computed
+# style (empty strings). Then the selector is looked up again.
+_DETACHED_RETRIES = 20
+
+
 def colours(page: Page, selector: str, paint: Paint = "color") -> tuple[str, str]:
     """The computed colour of the first element matching ``selector`` and its background's."""
-    element = page.locator(selector).first
-    own, background = element.evaluate(_COLOURS_JS, paint)
-    return str(own), str(background)
+    for _ in range(_DETACHED_RETRIES):
+        element = page.locator(selector).first
+        own, background = element.evaluate(_COLOURS_JS, paint)
+        if own:
+            return str(own), str(background)
+        page.wait_for_timeout(50)
+    raise AssertionError(f"{selector}: no computed {paint} (the element stays detached)")
 
 
 def contrast(page: Page, selector: str, paint: Paint = "color") -> float:
