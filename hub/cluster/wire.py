@@ -34,7 +34,8 @@ from hub.relay import FrameKind
 CONTROL_CHANNEL: Final = "ems:ctl"
 DEVICE_CHANNEL_PREFIX: Final = "ems:dev:"
 
-_HUB_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+MAX_HUB_ID_CHARS: Final = 64
+_HUB_ID = re.compile(rf"[A-Za-z0-9_.-]{{1,{MAX_HUB_ID_CHARS}}}")
 
 
 def is_valid_hub_id(hub_id: str) -> bool:

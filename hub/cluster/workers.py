@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from types import FrameType
 
 from hub.cluster.settings import ClusterConfigError
-from hub.cluster.wire import is_valid_hub_id
+from hub.cluster.wire import MAX_HUB_ID_CHARS, is_valid_hub_id
 from telemetry.backoff import Backoff, BackoffPolicy
 
 logger = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ def worker_hub_ids(hub_id: str, count: int) -> list[str]:
     """
     ids = [f"{hub_id}-w{number}" for number in range(count)]
     if not all(is_valid_hub_id(i) for i in ids):
-        room = 64 - len(ids[-1]) + len(hub_id)
+        room = MAX_HUB_ID_CHARS - len(ids[-1]) + len(hub_id)
         raise ClusterConfigError(
             f"EMS_CLUSTER_HUB_ID: at most {room} characters with --workers {count} "
             f"(each worker adds -w<number>), got {len(hub_id)}"

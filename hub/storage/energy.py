@@ -201,6 +201,21 @@ def rollup_deltas(
     }
 
 
+def sums_sql(alias: str = "") -> str:
+    """SQL: :data:`SUM_COLUMNS` added up over rollup rows (``alias``: ``"r."`` or none),
+    in that order: counts and seconds summed, the longest span the largest, each
+    quantity summed (null when no row knew it)."""
+    return ", ".join(
+        (
+            f"sum({alias}readings)",
+            f"sum({alias}incomplete)",
+            f"sum({alias}span_s)",
+            f"max({alias}max_span_s)",
+            *(f"sum({alias}{name})" for name in ENERGY_QUANTITIES),
+        )
+    )
+
+
 def upsert_assignments(existing: str = ENERGY_ROLLUP, new: str = "excluded") -> str:
     """``SET`` of an upsert adding a delta row ``new`` to the stored row ``existing``.
 

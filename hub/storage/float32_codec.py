@@ -72,13 +72,14 @@ def survives(column: FieldColumn, value: str) -> str:
     ``false``. The range test comes first in its own ``CASE``, so the cast never
     sees a value it would fail on.
     """
+    exact = f"{_widened(column, value)} = {value}"
     if column.kind is ColumnKind.NUMBER_LIST:
         return (
             f"CASE WHEN {value} IS NULL THEN false "
             f"WHEN coalesce((SELECT bool_and({_fits('e')}) FROM unnest({value}) e), false) "
-            f"THEN {value}::float4[]::text::float8[] = {value} ELSE false END"
+            f"THEN {exact} ELSE false END"
         )
-    return f"CASE WHEN {_fits(value)} THEN {value}::float4::text::float8 = {value} ELSE false END"
+    return f"CASE WHEN {_fits(value)} THEN {exact} ELSE false END"
 
 
 def _narrowed(column: FieldColumn, value: str) -> str:

@@ -46,7 +46,7 @@ from typing import Final
 import aiosqlite
 import orjson
 
-from hub.storage.schema import EXTRA_NAMES, READINGS
+from hub.storage.schema import EXTRA_NAMES, sqlite_reading_ts
 
 __all__ = [
     "MAX_CACHED_LISTS",
@@ -66,15 +66,9 @@ Names = tuple[str, ...]
 # end: past this many the cache starts again (each list is then looked up once more).
 MAX_CACHED_LISTS: Final = 4096
 
-# The oldest stored reading's ts: the smallest of each device's first (one seek on the
-# primary key per device, never a scan); NULL when there is no reading.
-_OLDEST_TS: Final = (
-    f"WITH RECURSIVE d(id) AS (SELECT min(device_id) FROM {READINGS} UNION ALL "
-    f"SELECT (SELECT min(device_id) FROM {READINGS} WHERE device_id > d.id) FROM d "
-    "WHERE d.id IS NOT NULL) "
-    f"SELECT min((SELECT min(ts) FROM {READINGS} r WHERE r.device_id = d.id)) "
-    "FROM d WHERE d.id IS NOT NULL"
-)
+# The oldest stored reading's ts (one seek on the primary key per device, never a
+# scan); NULL when there is no reading.
+_OLDEST_TS: Final = sqlite_reading_ts("min")
 
 
 class NameLists:

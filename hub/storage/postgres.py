@@ -78,6 +78,7 @@ from hub.storage.energy import (
     SUM_COLUMNS,
     EnergySums,
     check_edges,
+    sums_sql,
     upsert_assignments,
 )
 from hub.storage.float32_codec import (
@@ -334,14 +335,14 @@ _ROLLUP_COPIED: Final = _with_rollup(
 
 def _energy_sql(relation: str) -> str:
     """Sums per interval: ``width_bucket`` numbers each bucket by the interval holding it."""
-    sums = ", ".join(f"sum({name})" for name in _ENERGY_QUANTITY_COLUMNS)
     return (
-        "SELECT width_bucket(bucket, $2::timestamptz[]) AS i, sum(readings), sum(incomplete), "
-        f"sum(span_s), max(max_span_s), {sums} FROM {relation} "
+        f"SELECT width_bucket(bucket, $2::timestamptz[]) AS i, {sums_sql()} FROM {relation} "
         "WHERE device_id = $1 AND bucket >= $3 AND bucket < $4 GROUP BY 1 ORDER BY 1"
     )
 
 
+# A device's all-time sums (hub/storage/pruned_energy.py), by whether TimescaleDB is in use.
+_TOTAL: Final = {True: total_sql(ENERGY_CAGG, "$1"), False: total_sql(ENERGY_ROLLUP, "$1")}
 _SELECT_READINGS: Final = (
     f"SELECT {_DECODED_COLUMNS} FROM {READINGS} "
     "WHERE device_id = $1 AND ts >= $2 AND ts < $3 ORDER BY ts LIMIT $4"
@@ -827,9 +828,9 @@ class PostgresStorage:
 
     async def energy_total(self, device_id: str) -> EnergySums | None:
         state = self._state
-        relation = ENERGY_CAGG if state is not None and state.timescale.present else ENERGY_ROLLUP
+        timescale = state is not None and state.timescale.present
         async with self._connection("adding up all energy") as conn:
-            record = await conn.fetchrow(total_sql(relation, "$1"), device_id)
+            record = await conn.fetchrow(_TOTAL[timescale], device_id)
         values = tuple(record) if record is not None else ()
         return EnergySums.from_values(values) if values and values[0] is not None else None
 

@@ -34,21 +34,12 @@ from hub.storage.energy import (
     ENERGY_ROLLUP,
     SUM_COLUMNS,
     sum_columns_sql,
+    sums_sql,
     upsert_assignments,
 )
-from telemetry.reading import ENERGY_QUANTITIES
 
 ENERGY_PRUNED: Final = "energy_pruned"
 _SUMS: Final = ", ".join(SUM_COLUMNS)
-_AGGREGATES: Final = ", ".join(
-    (
-        "sum(readings)",
-        "sum(incomplete)",
-        "sum(span_s)",
-        "max(max_span_s)",
-        *(f"sum({name})" for name in ENERGY_QUANTITIES),
-    )
-)
 
 # PostgreSQL: taken at the start of a fold's transaction. SHARE ROW EXCLUSIVE conflicts
 # with itself (two folds take turns) but not with the readers of energy_total.
@@ -77,25 +68,21 @@ CREATE TABLE IF NOT EXISTS {ENERGY_PRUNED} (
 )"""
 
 
-def _upsert_from(source: str, where: str) -> str:
-    return (
-        f"INSERT INTO {ENERGY_PRUNED} (device_id, {_SUMS}) "
-        f"SELECT device_id, {_AGGREGATES} FROM {source} WHERE {where} GROUP BY device_id "
-        f"ON CONFLICT (device_id) DO UPDATE SET {upsert_assignments(ENERGY_PRUNED)}"
-    )
-
-
-def fold_sql(relation: str, where: str) -> str:
-    """Add the sums of ``relation``'s buckets matching ``where`` into each device's row.
+def fold_sql(source: str, where: str) -> str:
+    """Add the sums of ``source``'s buckets matching ``where`` into each device's row.
 
     Both dialects (``INSERT ... SELECT ... ON CONFLICT``); ``where`` carries the
     dialect's parameters. A device without such buckets gets no row. The ``WHERE``
     is what lets SQLite read ``ON CONFLICT`` as the upsert's (SQLite's UPSERT notes).
-    The buckets are deleted after, in the same transaction: on SQLite it holds the
-    write lock, on TimescaleDB only a refresh writes the aggregate, and none reaches
-    back past retention (hub/storage/late_rollup.py).
+    SQLite and TimescaleDB delete the buckets after, in the same transaction: on
+    SQLite it holds the write lock, on TimescaleDB only a refresh writes the
+    aggregate, and none reaches back past retention (hub/storage/late_rollup.py).
     """
-    return _upsert_from(relation, where)
+    return (
+        f"INSERT INTO {ENERGY_PRUNED} (device_id, {_SUMS}) "
+        f"SELECT device_id, {sums_sql()} FROM {source} WHERE {where} GROUP BY device_id "
+        f"ON CONFLICT (device_id) DO UPDATE SET {upsert_assignments(ENERGY_PRUNED)}"
+    )
 
 
 def move_sql(where: str) -> str:
@@ -104,7 +91,7 @@ def move_sql(where: str) -> str:
     either folded with its addition or kept with it, never deleted unfolded."""
     return (
         f"WITH gone AS (DELETE FROM {ENERGY_ROLLUP} WHERE {where} "
-        f"RETURNING device_id, {_SUMS}) " + _upsert_from("gone", "true")
+        f"RETURNING device_id, {_SUMS}) " + fold_sql("gone", "true")
     )
 
 
@@ -115,7 +102,7 @@ def total_sql(relation: str, device: str) -> str:
     Sums over no row are null: ``readings`` null means nothing was ever stored.
     """
     return (
-        f"SELECT {_AGGREGATES} FROM ("
+        f"SELECT {sums_sql()} FROM ("
         f"SELECT {_SUMS} FROM {ENERGY_PRUNED} WHERE device_id = {device} "
         f"UNION ALL SELECT {_SUMS} FROM {relation} WHERE device_id = {device}) AS kept"
     )

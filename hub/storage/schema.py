@@ -57,6 +57,31 @@ TOKENS: Final = "device_tokens"
 TOKEN_GENERATION: Final = "token_generation"
 BUMP_TOKEN_GENERATION: Final = "ems_bump_token_generation"
 VERSION_TABLE: Final = "ems_schema_version"
+
+
+def sqlite_device_ids(table: str) -> str:
+    """SQLite: ``WITH RECURSIVE ids(device_id)``, the distinct device ids of ``table``
+    by one ``min()`` probe on its primary key each (a B-tree seek, never a scan).
+
+    Its last row is NULL (where the probes end): select ``WHERE device_id IS NOT NULL``.
+    """
+    return (
+        f"WITH RECURSIVE ids(device_id) AS (SELECT min(device_id) FROM {table} UNION ALL "
+        f"SELECT (SELECT min(t.device_id) FROM {table} t WHERE t.device_id > ids.device_id) "
+        "FROM ids WHERE ids.device_id IS NOT NULL)"
+    )
+
+
+def sqlite_reading_ts(extreme: str) -> str:
+    """SQLite: the oldest (``extreme`` ``min``) or newest (``max``) stored reading's ts,
+    from each device's own by one seek on the primary key; NULL when there is none."""
+    return (
+        f"{sqlite_device_ids(READINGS)} SELECT {extreme}((SELECT {extreme}(r.ts) FROM "
+        f"{READINGS} r WHERE r.device_id = ids.device_id)) FROM ids "
+        "WHERE ids.device_id IS NOT NULL"
+    )
+
+
 # SQLite only (schema version 5): each list of `extra` names once (hub/storage/sqlite_values.py).
 EXTRA_NAMES: Final = "extra_names"
 EXTRA_NAMES_SQLITE: Final = (
@@ -73,13 +98,7 @@ EXTRA_NAMES_SQLITE: Final = (
 # the newest stored reading's ts (found by one seek on the primary key per device):
 # no reading of it can be newer.
 _EXTRA_NAMES_V5: Final = f"{EXTRA_NAMES}_v5"
-_NEWEST_TS: Final = (
-    f"(WITH RECURSIVE d(id) AS (SELECT min(device_id) FROM {READINGS} UNION ALL "
-    f"SELECT (SELECT min(device_id) FROM {READINGS} WHERE device_id > d.id) FROM d "
-    "WHERE d.id IS NOT NULL) "
-    f"SELECT coalesce(max((SELECT max(ts) FROM {READINGS} r WHERE r.device_id = d.id)), 0) "
-    "FROM d WHERE d.id IS NOT NULL)"
-)
+_NEWEST_TS: Final = f"coalesce(({sqlite_reading_ts('max')}), 0)"
 EXTRA_NAMES_V7_SQLITE: Final = (
     f"ALTER TABLE {EXTRA_NAMES} RENAME TO {_EXTRA_NAMES_V5}",
     f"CREATE TABLE {EXTRA_NAMES} (id INTEGER PRIMARY KEY AUTOINCREMENT, "

@@ -80,6 +80,7 @@ from hub.storage.energy import (
     bucket_of_micros,
     check_edges,
     rollup_deltas,
+    sums_sql,
     upsert_assignments,
 )
 from hub.storage.history import Dialect, Migration, run_migrations
@@ -93,7 +94,13 @@ from hub.storage.name_lists import (
 )
 from hub.storage.packed import varint
 from hub.storage.pruned_energy import fold_sql, total_sql
-from hub.storage.schema import READINGS, TOKEN_GENERATION, TOKENS, VERSION_TABLE
+from hub.storage.schema import (
+    READINGS,
+    TOKEN_GENERATION,
+    TOKENS,
+    VERSION_TABLE,
+    sqlite_device_ids,
+)
 from hub.storage.sqlite_values import (
     PendingExtra,
     extra_from_sqlite,
@@ -155,9 +162,8 @@ _ROLLUP_FROM_READINGS: Final = (
 _SELECT_ENERGY: Final = (
     "WITH e(i, s, t) AS (SELECT key, value, lead(value) OVER (ORDER BY key) "
     "FROM json_each(?)) "
-    "SELECT e.i, sum(r.readings), sum(r.incomplete), sum(r.span_s), max(r.max_span_s), "
-    + ", ".join(f"sum(r.{name})" for name in SUM_COLUMNS[4:])
-    + f" FROM e JOIN {ENERGY_ROLLUP} r ON r.device_id = ? AND r.bucket >= e.s AND r.bucket < e.t "
+    f"SELECT e.i, {sums_sql('r.')}"
+    f" FROM e JOIN {ENERGY_ROLLUP} r ON r.device_id = ? AND r.bucket >= e.s AND r.bucket < e.t "
     "WHERE e.t IS NOT NULL GROUP BY e.i"
 )
 # Every bucket of a device: one range of the primary key, summed (no intervals to group).
@@ -193,12 +199,7 @@ _BUCKETS: Final = (
 # Distinct ids by min() probes on the primary key (each one a B-tree seek), then
 # each device's newest row by max(ts) on the same key: never a table scan.
 _DEVICES: Final = f"""
-WITH RECURSIVE ids(device_id) AS (
-    SELECT min(device_id) FROM {READINGS}
-    UNION ALL
-    SELECT (SELECT min(r.device_id) FROM {READINGS} r WHERE r.device_id > ids.device_id)
-    FROM ids WHERE ids.device_id IS NOT NULL
-), known(device_id) AS (
+{sqlite_device_ids(READINGS)}, known(device_id) AS (
     SELECT device_id FROM ids WHERE device_id IS NOT NULL
     UNION
     SELECT device_id FROM {TOKENS}
@@ -340,9 +341,7 @@ def _inserted(rows: Sequence[Row], stored: set[tuple[str, int]]) -> list[Row]:
 async def _device_ids(conn: aiosqlite.Connection, table: str) -> list[str]:
     """The distinct device ids of ``table``, by one primary-key seek each (no scan)."""
     rows = await conn.execute_fetchall(
-        f"WITH RECURSIVE ids(id) AS (SELECT min(device_id) FROM {table} UNION ALL "
-        f"SELECT (SELECT min(device_id) FROM {table} WHERE device_id > ids.id) FROM ids "
-        "WHERE ids.id IS NOT NULL) SELECT id FROM ids WHERE id IS NOT NULL"
+        f"{sqlite_device_ids(table)} SELECT device_id FROM ids WHERE device_id IS NOT NULL"
     )
     return [row[0] for row in rows]
 
