@@ -19,6 +19,7 @@ import pytest
 
 from edge.agent import Agent, AgentError
 from edge.config import ConfigError, EdgeConfig, parse_config
+from edge.energy_totals import QUANTITIES
 from simulation.modbus_server import DeviceServer
 from telemetry.redaction import redact
 from tests.edge.agent_site import OPTIONS, site_config, stored
@@ -170,8 +171,10 @@ async def test_a_value_left_out_is_never_published_nor_announced(
     async with subscribed(broker.port, "homeassistant/#", "ems/#") as subscriber:
         task = asyncio.create_task(agent.run(), name="test.agent")
         try:
-            # The meter's grid values and energy counters, the charger's two counters.
-            await until(lambda: len(subscriber.discovery()) >= 9)
+            # The meter's grid values and energy counters, the charger's two counters,
+            # and the site's six energy totals (``energy.<quantity>_wh`` matches
+            # ``*_wh``), which come once the outbox has committed a reading.
+            await until(lambda: len(subscriber.discovery()) >= 15)
 
             def every_announced_value_published() -> bool:
                 states = {p["state_topic"] for p in subscriber.discovery().values()}
@@ -189,6 +192,9 @@ async def test_a_value_left_out_is_never_published_nor_announced(
         section, field = name.split("/")[-2:]
         assert section == "grid" or field.endswith("_wh"), name
         assert not field.startswith("phase_"), name
+    energy = {m.topic for m in subscriber.messages if "/energy/" in m.topic}
+    assert {topic.rsplit("/", 1)[-1] for topic in energy} == set(QUANTITIES)
+    topics |= energy
     configs = check_every_discovery(subscriber)
     # The password went to the broker (anonymous allowed here) and into no log line.
     assert "MQTT connected" in caplog.text
