@@ -343,6 +343,11 @@ def _energy_sql(relation: str) -> str:
 
 # A device's all-time sums (hub/storage/pruned_energy.py), by whether TimescaleDB is in use.
 _TOTAL: Final = {True: total_sql(ENERGY_CAGG, "$1"), False: total_sql(ENERGY_ROLLUP, "$1")}
+# Retention of the energy buckets, their sums kept (hub/storage/pruned_energy.py): plain
+# PostgreSQL moves every listed device's old rollup rows in one statement; TimescaleDB
+# folds the aggregate's buckets before the end of the chunks it then drops.
+_MOVE_PAST_RETENTION: Final = move_sql("device_id = ANY($1::text[]) AND bucket < $2")
+_FOLD_CAGG_CHUNKS: Final = fold_sql(ENERGY_CAGG, "bucket < $1")
 _SELECT_READINGS: Final = (
     f"SELECT {_DECODED_COLUMNS} FROM {READINGS} "
     "WHERE device_id = $1 AND ts >= $2 AND ts < $3 ORDER BY ts LIMIT $4"
@@ -916,9 +921,8 @@ class PostgresStorage:
                 # Every device's bucket range: a loose index scan for the ids, then
                 # one range of the primary key each (ANY of the ids).
                 devices = [r[0] for r in await conn.fetch(_device_ids_sql(ENERGY_ROLLUP))]
-                where = "device_id = ANY($1::text[]) AND bucket < $2"
                 await conn.execute(LOCK_SQL)
-                await conn.execute(move_sql(where), devices, rollups_before)
+                await conn.execute(_MOVE_PAST_RETENTION, devices, rollups_before)
         return deleted
 
     async def _drop_energy_chunks(self, before: datetime) -> None:
@@ -931,7 +935,7 @@ class PostgresStorage:
             end = await conn.fetchval(CAGG_CHUNKS_END_SQL, before)
             if end is None:
                 return
-            await conn.execute(fold_sql(ENERGY_CAGG, "bucket < $1"), end)
+            await conn.execute(_FOLD_CAGG_CHUNKS, end)
             await conn.execute(DROP_CAGG_CHUNKS_SQL, end)
 
     async def revoke_tokens(self, device_id: str) -> int:
