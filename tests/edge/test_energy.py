@@ -273,9 +273,9 @@ async def test_through_the_real_hub_the_sites_energy_adds_up_in_its_time_zone(
         answer = await asyncio.to_thread(
             httpx.get,
             f"{hub.http}/api/devices/energy_e2e/energy",
-            # Both bounds: with start alone the range ends with start's local day, and
-            # began - 1 h lies in the day before when the run starts in the hour after
-            # midnight in Kolkata (CI failed so at 18:30-19:30 UTC: a total of None).
+            # Both bounds: with start alone the range ends with start's local day
+            # (docs/protocol.md, "Energy over HTTP"), and in the hour after Kolkata's
+            # midnight (18:30 UTC) began - 1 h lies in the day before the readings'.
             params={
                 "start": format_ts(began - timedelta(hours=1)),
                 "end": format_ts(datetime.now(UTC) + timedelta(hours=1)),

@@ -47,7 +47,7 @@ pytestmark = pytest.mark.slow
 DEVICE_ID = "energy_site"
 VIEWER_TOKEN = "show-me-energy"
 ZONE = ZoneInfo("Asia/Kolkata")
-MODULE_MARGIN = timedelta(minutes=5)  # this module's tests take about a minute
+MODULE_MARGIN = timedelta(minutes=5)  # this module's tests take about 30 s
 QUANTITIES = ("pv_wh", "import_wh", "export_wh", "charge_wh", "discharge_wh", "house_wh")
 
 
